@@ -1,0 +1,242 @@
+"""The one log-mel frontend, in numpy, shared by training, export calibration and the Pi.
+
+Batch (:func:`logmel`) and streaming (:class:`StreamingLogMel`) use the same framing and the
+same arithmetic, so a stream fed in chunks of any size yields exactly the frames of the batch
+call on the concatenated audio.
+
+Framing is causal and unpadded: frame ``i`` covers samples ``[i*hop, i*hop + n_fft)`` of the
+stream. A stream of ``n`` samples therefore has ``1 + (n - n_fft) // hop`` frames (0 if shorter
+than one window).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
+
+import numpy as np
+from scipy.signal import lfilter
+
+from .errors import ModelError
+
+NORMALIZATIONS = ("none", "ema")
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendConfig:
+    """Every parameter of the log-mel frontend; the model manifest carries a copy.
+
+    Defaults chosen for the yellowhammer:
+
+    - ``sample_rate`` 24 kHz: the song's energy lies at 3-7 kHz with brief excursions and 2nd
+      harmonics at 8-10 kHz; a 12 kHz Nyquist keeps all of it, halves the work of 48 kHz, and
+      48 kHz microphones resample by an exact factor of 2.
+    - ``n_fft`` 512 (21.3 ms, 47 Hz bins): long enough to resolve the 4.4 vs 4.9 kHz B
+      whistles and the 150-250 Hz frequency modulation as sidebands, short enough to keep the
+      20-50 ms X click of XsB within a couple of frames.
+    - ``hop_length`` 240 (10 ms, 100 frames/s): syllables repeat every 0.09-0.13 s and the
+      shortest element is about 20 ms, so 10 ms resolves durations (XlB vs XsB) without
+      time stretching, at a cost of 100 small FFTs per second.
+    - 64 mel bands over 1.5-11 kHz: below 1.5 kHz is wind, traffic and handling noise that only
+      hurts; 11 kHz leaves margin under Nyquist for the resampler's transition band. At these
+      frequencies a band is 90-300 Hz wide, enough to separate Bh from Bl by several bands.
+    - ``log_floor`` 1e-10 of full-scale power (-100 dB) bounds the log of silence.
+    - ``normalization`` ``"none"`` by default (the models learn level robustness from gain
+      augmentation); ``"ema"`` subtracts a causal per-band running mean (time constant
+      ``ema_seconds``), which removes stationary noise colour and stays streaming-exact.
+    """
+
+    sample_rate: int = 24000
+    n_fft: int = 512
+    hop_length: int = 240
+    n_mels: int = 64
+    fmin: float = 1500.0
+    fmax: float = 11000.0
+    log_floor: float = 1e-10
+    normalization: str = "none"
+    ema_seconds: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0 or self.n_fft <= 0 or self.hop_length <= 0 or self.n_mels <= 0:
+            raise ValueError("frontend sizes must be positive")
+        if self.hop_length > self.n_fft:
+            raise ValueError("hop_length must not exceed n_fft")
+        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(f"need 0 <= fmin < fmax <= Nyquist ({self.sample_rate / 2} Hz)")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}")
+        if self.log_floor <= 0 or self.ema_seconds <= 0:
+            raise ValueError("log_floor and ema_seconds must be positive")
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second."""
+        return self.sample_rate / self.hop_length
+
+    def n_frames(self, n_samples: int) -> int:
+        """Number of frames a stream of ``n_samples`` samples produces."""
+        return 0 if n_samples < self.n_fft else 1 + (n_samples - self.n_fft) // self.hop_length
+
+    def frame_start(self, frame_index: int) -> int:
+        """First sample of a frame (relative to its stream)."""
+        return frame_index * self.hop_length
+
+    def to_dict(self) -> dict:
+        """Plain dict for a manifest."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FrontendConfig:
+        """Build from a manifest dict; unknown keys are an error (a newer frontend)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ModelError(f"frontend parameters not understood by this version: {sorted(unknown)}")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"invalid frontend parameters: {exc}") from None
+
+    def mismatch(self, other: FrontendConfig) -> list[str]:
+        """Names and values of the parameters that differ from ``other``."""
+        out = []
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, float) or isinstance(b, float):
+                same = math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+            else:
+                same = a == b
+            if not same:
+                out.append(f"{f.name}: {a!r} != {b!r}")
+        return out
+
+
+def _hz_to_mel(f):
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(m):
+    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+@lru_cache(maxsize=8)
+def _tables(cfg: FrontendConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(window, mel filterbank) for a config, computed once.
+
+    The window is a periodic Hann scaled so that a full-scale sine at a bin centre has power
+    0.25 (-6 dB); the filterbank is ``(n_fft // 2 + 1, n_mels)`` of triangles on the HTK mel
+    scale, area-normalised (Slaney) so bands of different widths are comparable.
+    """
+    n = cfg.n_fft
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+    window = window / window.sum()
+    freqs = np.arange(n // 2 + 1) * cfg.sample_rate / n
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(cfg.fmin), _hz_to_mel(cfg.fmax), cfg.n_mels + 2))
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs[None, :] - lower) / (centre - lower)
+    falling = (upper - freqs[None, :]) / (upper - centre)
+    fb = np.maximum(0.0, np.minimum(rising, falling))
+    fb *= 2.0 / (upper - lower)  # Slaney area normalisation
+    fb /= fb.sum(axis=1, keepdims=True).mean()  # keep a flat spectrum near unit gain
+    # A band narrower than one FFT bin would be empty; give it the nearest bin.
+    for b in np.where(fb.sum(axis=1) == 0)[0]:
+        fb[b, int(np.argmin(np.abs(freqs - centre[b, 0])))] = 1.0
+    return window.astype(np.float32), fb.T.astype(np.float32).copy()
+
+
+def mel_frequencies(cfg: FrontendConfig) -> np.ndarray:
+    """Centre frequency in Hz of every mel band, shape ``(n_mels,)``."""
+    return _mel_to_hz(np.linspace(_hz_to_mel(cfg.fmin), _hz_to_mel(cfg.fmax), cfg.n_mels + 2))[1:-1]
+
+
+def _frames_to_logmel(frames: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
+    """Log-mel (dB) of a ``(k, n_fft)`` float32 frame matrix -> ``(k, n_mels)`` float32."""
+    window, fb = _tables(cfg)
+    spec = np.fft.rfft(frames * window, axis=1)
+    power = spec.real**2 + spec.imag**2
+    mel = power.astype(np.float32) @ fb
+    return (10.0 * np.log10(np.maximum(mel, cfg.log_floor))).astype(np.float32)
+
+
+def _ema_coeff(cfg: FrontendConfig) -> float:
+    return math.exp(-1.0 / (cfg.ema_seconds * cfg.frame_rate))
+
+
+def _ema_normalize(logmel: np.ndarray, cfg: FrontendConfig, state: np.ndarray | None):
+    """Subtract a causal per-band running mean; returns (normalised, new_state)."""
+    if logmel.shape[0] == 0:
+        return logmel, state
+    a = _ema_coeff(cfg)
+    x = logmel.astype(np.float64)
+    if state is None:  # start the mean at the first frame so the stream starts near zero
+        state = a * x[0]
+    mean, zf = lfilter([1.0 - a], [1.0, -a], x, axis=0, zi=state[None, :])
+    return (x - mean).astype(np.float32), zf[0]
+
+
+def logmel(audio: np.ndarray, cfg: FrontendConfig | None = None) -> np.ndarray:
+    """Log-mel spectrogram of a whole clip.
+
+    Parameters
+    ----------
+    audio
+        float mono samples at ``cfg.sample_rate``, shape ``(n,)``.
+    cfg
+        Frontend parameters (defaults if omitted).
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(n_frames, n_mels)`` in dB (normalised if ``cfg.normalization`` says so).
+    """
+    cfg = cfg or FrontendConfig()
+    x = np.asarray(audio, dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"expected mono audio of shape (n,), got {x.shape}")
+    n = cfg.n_frames(x.shape[0])
+    if n == 0:
+        return np.zeros((0, cfg.n_mels), dtype=np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(x, cfg.n_fft)[:: cfg.hop_length][:n]
+    out = _frames_to_logmel(frames, cfg)
+    if cfg.normalization == "ema":
+        out, _ = _ema_normalize(out, cfg, None)
+    return out
+
+
+class StreamingLogMel:
+    """Incremental log-mel: feed chunks of any size, get the frames that became complete.
+
+    ``frames_out`` counts the frames emitted since the last reset, so frame ``i`` of the stream
+    starts at stream sample ``i * hop_length``.
+    """
+
+    def __init__(self, cfg: FrontendConfig | None = None) -> None:
+        self.cfg = cfg or FrontendConfig()
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._ema_state: np.ndarray | None = None
+        self.frames_out = 0
+
+    def reset(self) -> None:
+        """Forget everything: the next sample starts a new stream."""
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._ema_state = None
+        self.frames_out = 0
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        """Append samples; return the newly complete frames, float32 ``(k, n_mels)``."""
+        cfg = self.cfg
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        buf = np.concatenate([self._buf, x]) if self._buf.size else x
+        k = cfg.n_frames(buf.shape[0])
+        if k == 0:
+            self._buf = buf.copy()
+            return np.zeros((0, cfg.n_mels), dtype=np.float32)
+        frames = np.lib.stride_tricks.sliding_window_view(buf, cfg.n_fft)[:: cfg.hop_length][:k]
+        out = _frames_to_logmel(frames, cfg)
+        # keep the tail that later frames still need
+        self._buf = buf[k * cfg.hop_length :].copy()
+        if cfg.normalization == "ema":
+            out, self._ema_state = _ema_normalize(out, cfg, self._ema_state)
+        self.frames_out += k
+        return out

@@ -1,0 +1,438 @@
+"""Audio sources: WAV replay and live microphone (pyaudio), both yielding canonical chunks.
+
+Both implement :class:`edge.ports.AudioSource`: float32 mono at the model rate, each chunk with
+its absolute stream sample index and the UTC time of its first sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .clock import clock_synchronized
+from .errors import AudioDeviceError, AudioFormatError
+from .records import AudioChunk
+from .resample import Resampler
+from .wavfile import WavReader, to_mono
+
+log = logging.getLogger(__name__)
+
+WAV_SUFFIXES = (".wav", ".wave")
+# AudioMoth / Song Meter style names: ..._20190522_064500.wav or 20190522T064500
+_STAMP = re.compile(r"(\d{8})[_T-]?(\d{6})")
+
+
+def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files as given, and every WAV below each directory (sorted); missing paths are kept
+    so the reader reports them."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in WAV_SUFFIXES and q.is_file()))
+        else:
+            out.append(p)
+    return out
+
+
+def file_start_time(path: Path, duration: float) -> float:
+    """UTC start of a recording: from a timestamp in its name, else its mtime minus its length."""
+    m = _STAMP.search(path.stem)
+    if m:
+        try:
+            dt = datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+            return dt.timestamp()
+        except ValueError:
+            pass
+    try:
+        return path.stat().st_mtime - duration
+    except OSError:
+        return time.time()
+
+
+class ReplaySource:
+    """Stream WAV files (or folders of them) as canonical chunks.
+
+    Parameters
+    ----------
+    paths
+        Files and/or directories (searched recursively for ``*.wav``).
+    sample_rate
+        Model rate to resample to.
+    chunk_seconds
+        Length of the chunks read from each file.
+    realtime
+        Pace output to the wall clock (stands in for a microphone); otherwise as fast as possible.
+    timestamps
+        ``"file"``: times from the file name or mtime; ``"now"``: each file starts at the wall
+        clock when it is opened (as a live capture would).
+    loop
+        Start again from the first file after the last one.
+    on_error
+        Called with ``(path, AudioFormatError)`` for a file that cannot be read; the source
+        logs it and goes on with the next file.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike],
+        sample_rate: int,
+        chunk_seconds: float = 0.5,
+        realtime: bool = False,
+        timestamps: str = "file",
+        loop: bool = False,
+        on_error: Callable[[Path, AudioFormatError], None] | None = None,
+    ) -> None:
+        if timestamps not in ("file", "now"):
+            raise ValueError("timestamps must be 'file' or 'now'")
+        self.paths = list(paths)
+        self.sample_rate = int(sample_rate)
+        self.chunk_seconds = float(chunk_seconds)
+        self.realtime = realtime
+        self.timestamps = timestamps
+        self.loop = loop
+        self.on_error = on_error
+        self.name = (
+            "replay:" + ",".join(str(p) for p in self.paths[:3]) + ("..." if len(self.paths) > 3 else "")
+        )
+        self._stats = {"files_done": 0, "files_failed": 0, "seconds": 0.0, "state": "idle", "current": ""}
+
+    def stats(self) -> dict:
+        return dict(self._stats)
+
+    def chunks(self, stop: threading.Event | None = None) -> Iterator[AudioChunk]:
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            files = expand_paths(self.paths)
+            if not files:
+                log.warning("replay: no WAV files under %s", self.paths)
+                return
+            for path in files:
+                if stop.is_set():
+                    return
+                yield from self._stream_file(path, stop)
+            if not self.loop:
+                break
+        self._stats["state"] = "finished"
+
+    def _stream_file(self, path: Path, stop: threading.Event) -> Iterator[AudioChunk]:
+        try:
+            reader = WavReader(path)
+        except AudioFormatError as exc:
+            self._failed(path, exc)
+            return
+        with reader:
+            info = reader.info
+            self._stats.update(state="replaying", current=str(path))
+            synced = clock_synchronized() if self.timestamps == "now" else False
+            t0 = time.time() if self.timestamps == "now" else file_start_time(path, info.duration)
+            wall0 = time.monotonic()
+            res = Resampler(info.sample_rate, self.sample_rate)
+            block = max(1, int(round(self.chunk_seconds * info.sample_rate)))
+            emitted = 0
+            first = True
+            while not stop.is_set():
+                try:
+                    raw = reader.read(block)
+                except AudioFormatError as exc:
+                    self._failed(path, exc)
+                    return
+                last = raw.shape[0] == 0
+                y = res.flush() if last else res.process(to_mono(raw))
+                if y.size:
+                    yield AudioChunk(
+                        samples=y,
+                        sample_rate=self.sample_rate,
+                        start_sample=emitted,
+                        start_time=t0 + emitted / self.sample_rate,
+                        clock_synced=synced,
+                        source=str(path),
+                        stream_start=first,
+                    )
+                    first = False
+                    emitted += y.shape[0]
+                    self._stats["seconds"] += y.shape[0] / self.sample_rate
+                    if self.realtime:
+                        ahead = emitted / self.sample_rate - (time.monotonic() - wall0)
+                        if ahead > 0:
+                            stop.wait(ahead)
+                if last:
+                    break
+            self._stats["files_done"] += 1
+
+    def _failed(self, path: Path, exc: AudioFormatError) -> None:
+        self._stats["files_failed"] += 1
+        log.error("skipping unreadable audio: %s", exc)
+        if self.on_error:
+            self.on_error(path, exc)
+
+
+# pyaudio constants we need, so this module imports without pyaudio installed
+_PA_INT16 = 8
+_PA_CONTINUE = 0
+_PA_INPUT_OVERFLOW = 0x2
+_PREFERRED_RATES = (48000, 44100, 32000, 96000, 24000, 22050, 16000)
+
+
+def _load_pyaudio():
+    try:
+        import pyaudio  # type: ignore[import-not-found]
+    except ImportError:
+        raise AudioDeviceError(
+            "pyaudio is not installed: install the 'mic' extra (pip install 'yellowhammer[mic]'; "
+            "on Debian first: apt install portaudio19-dev)"
+        ) from None
+    return pyaudio
+
+
+class MicSource:
+    """Live capture from a PortAudio input device via pyaudio, in callback mode.
+
+    The PortAudio callback only copies bytes into a bounded queue, counting input overflows
+    and chunks dropped because processing fell behind. When no audio arrives for
+    ``stall_seconds`` or the stream dies (USB microphone unplugged), the source closes
+    PortAudio, waits with backoff, rescans the devices and reopens, starting a new stream.
+
+    Parameters
+    ----------
+    device
+        Device index, or a case-insensitive substring of its name; None for the default input.
+    sample_rate
+        Model rate to deliver.
+    capture_rate
+        Rate to open the device at; 0 picks the first rate the device supports from
+        48k, 44.1k, 32k, 96k, 24k, 22.05k, 16k and its default.
+    backend
+        The pyaudio module, or a stand-in with the same interface (tests replay recordings).
+    """
+
+    def __init__(
+        self,
+        device: int | str | None,
+        sample_rate: int,
+        chunk_seconds: float = 0.5,
+        capture_rate: int = 0,
+        backend=None,
+        stall_seconds: float = 5.0,
+        max_backoff: float = 60.0,
+        queue_seconds: float = 30.0,
+    ) -> None:
+        self.device = device
+        self.sample_rate = int(sample_rate)
+        self.chunk_seconds = float(chunk_seconds)
+        self.capture_rate = int(capture_rate)
+        self._backend = backend
+        self.stall_seconds = stall_seconds
+        self.max_backoff = max_backoff
+        self.queue_seconds = queue_seconds
+        self.name = f"mic:{device if device is not None else 'default'}"
+        self._stats = {
+            "state": "closed",
+            "device": "",
+            "capture_rate": 0,
+            "overflows": 0,
+            "dropped_chunks": 0,
+            "reopens": 0,
+            "errors": 0,
+            "seconds": 0.0,
+            "last_error": "",
+        }
+
+    def stats(self) -> dict:
+        return dict(self._stats)
+
+    # -- device selection -------------------------------------------------------------
+    def _find_device(self, pa) -> tuple[int, dict]:
+        inputs = []
+        for i in range(pa.get_device_count()):
+            info = pa.get_device_info_by_index(i)
+            if int(info.get("maxInputChannels", 0)) > 0:
+                inputs.append((i, info))
+        if not inputs:
+            raise AudioDeviceError("no audio input device found (is the USB microphone plugged in?)")
+        if self.device is None or self.device == "":
+            try:
+                info = pa.get_default_input_device_info()
+                return int(info["index"]), info
+            except (OSError, KeyError):
+                return inputs[0]
+        if isinstance(self.device, int) or str(self.device).isdigit():
+            idx = int(self.device)
+            for i, info in inputs:
+                if i == idx:
+                    return i, info
+            raise AudioDeviceError(f"no input device with index {idx}; inputs: {_names(inputs)}")
+        want = str(self.device).lower()
+        for i, info in inputs:
+            if want in str(info.get("name", "")).lower():
+                return i, info
+        raise AudioDeviceError(f"no input device matching {self.device!r}; inputs: {_names(inputs)}")
+
+    def _pick_rate(self, pa, index: int, info: dict, channels: int) -> int:
+        candidates = [self.capture_rate] if self.capture_rate else []
+        candidates += list(_PREFERRED_RATES) + [int(float(info.get("defaultSampleRate", 48000)))]
+        for rate in candidates:
+            try:
+                if pa.is_format_supported(
+                    rate, input_device=index, input_channels=channels, input_format=_PA_INT16
+                ):
+                    return rate
+            except ValueError:
+                continue
+        raise AudioDeviceError(f"device {info.get('name')!r} supports none of the rates {candidates}")
+
+    # -- capture loop -----------------------------------------------------------------
+    def chunks(self, stop: threading.Event | None = None) -> Iterator[AudioChunk]:
+        stop = stop or threading.Event()
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                produced = False
+                for chunk in self._capture_once(stop):
+                    produced = True
+                    backoff = 1.0
+                    yield chunk
+                if stop.is_set():
+                    break
+                if not produced:
+                    raise AudioDeviceError("the input stream delivered no audio")
+            except AudioDeviceError as exc:
+                self._stats["errors"] += 1
+                self._stats["last_error"] = str(exc)
+                self._stats["state"] = "waiting for device"
+                log.warning("microphone: %s; retrying in %.0f s", exc, backoff)
+            self._stats["reopens"] += 1
+            stop.wait(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+        self._stats["state"] = "closed"
+
+    def _capture_once(self, stop: threading.Event) -> Iterator[AudioChunk]:
+        backend = self._backend or _load_pyaudio()
+        try:
+            pa = backend.PyAudio()
+        except Exception as exc:  # PortAudio init failures surface as various types
+            raise AudioDeviceError(f"cannot initialise PortAudio: {exc}") from None
+        stream = None
+        try:
+            index, info = self._find_device(pa)
+            try:
+                channels = 1
+                rate = self._pick_rate(pa, index, info, channels)
+            except AudioDeviceError:  # some interfaces only open with all their channels
+                channels = int(info.get("maxInputChannels", 1))
+                rate = self._pick_rate(pa, index, info, channels)
+            frames = max(1, int(rate * self.chunk_seconds))
+            q: queue.Queue[bytes] = queue.Queue(maxsize=max(2, int(self.queue_seconds / self.chunk_seconds)))
+
+            def callback(in_data, frame_count, time_info, status):
+                if status & _PA_INPUT_OVERFLOW:
+                    self._stats["overflows"] += 1
+                try:
+                    q.put_nowait(in_data)
+                except queue.Full:
+                    self._stats["dropped_chunks"] += 1
+                return (None, _PA_CONTINUE)
+
+            try:
+                stream = pa.open(
+                    format=_PA_INT16,
+                    channels=channels,
+                    rate=rate,
+                    input=True,
+                    input_device_index=index,
+                    frames_per_buffer=frames,
+                    stream_callback=callback,
+                )
+                stream.start_stream()
+            except (OSError, ValueError) as exc:
+                raise AudioDeviceError(f"cannot open {info.get('name')!r} at {rate} Hz: {exc}") from None
+            name = str(info.get("name", index))
+            self._stats.update(state="capturing", device=name, capture_rate=rate)
+            log.info(
+                "microphone: capturing from %r at %d Hz (delivering %d Hz)", name, rate, self.sample_rate
+            )
+            res = Resampler(rate, self.sample_rate)
+            emitted = 0
+            t0 = None
+            first = True
+            while not stop.is_set():
+                try:
+                    data = q.get(timeout=self.stall_seconds)
+                except queue.Empty:
+                    active = _safe(stream.is_active, False)
+                    raise AudioDeviceError(
+                        f"no audio from {name!r} for {self.stall_seconds:.0f} s"
+                        + ("" if active else " (stream stopped: device unplugged?)")
+                    ) from None
+                x = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+                x = x.reshape(-1, channels)
+                y = res.process(to_mono(x))
+                now = time.time()
+                if y.size == 0:
+                    continue
+                # anchor timestamps on the sample clock, re-anchoring if it drifts from the wall
+                expected_start = now - y.shape[0] / self.sample_rate
+                if t0 is None or abs(t0 + emitted / self.sample_rate - expected_start) > 1.0:
+                    if t0 is not None:
+                        log.info("microphone: re-anchoring timestamps (sample clock drifted)")
+                    t0 = expected_start - emitted / self.sample_rate
+                yield AudioChunk(
+                    samples=y,
+                    sample_rate=self.sample_rate,
+                    start_sample=emitted,
+                    start_time=t0 + emitted / self.sample_rate,
+                    clock_synced=clock_synchronized(),
+                    source=f"mic:{name}",
+                    stream_start=first,
+                )
+                first = False
+                emitted += y.shape[0]
+                self._stats["seconds"] += y.shape[0] / self.sample_rate
+        finally:
+            if stream is not None:
+                _safe(stream.stop_stream)
+                _safe(stream.close)
+            _safe(pa.terminate)
+
+
+def _names(inputs) -> str:
+    return ", ".join(f"{i}: {info.get('name')}" for i, info in inputs)
+
+
+def _safe(fn, default=None):
+    """Call a PortAudio teardown function whose failure must not mask the real error."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - a dead device raises anything on teardown
+        log.debug("ignored during teardown: %s", exc)
+        return default
+
+
+def list_input_devices(backend=None) -> list[dict]:
+    """Input devices as dicts with index, name, channels and default rate (for `doctor`)."""
+    backend = backend or _load_pyaudio()
+    pa = backend.PyAudio()
+    try:
+        out = []
+        for i in range(pa.get_device_count()):
+            info = pa.get_device_info_by_index(i)
+            if int(info.get("maxInputChannels", 0)) > 0:
+                out.append(
+                    {
+                        "index": i,
+                        "name": info.get("name"),
+                        "channels": int(info["maxInputChannels"]),
+                        "default_rate": int(float(info.get("defaultSampleRate", 0))),
+                    }
+                )
+        return out
+    finally:
+        _safe(pa.terminate)
