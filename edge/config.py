@@ -1,0 +1,307 @@
+"""The edge configuration: one typed tree, loaded from TOML, with environment overrides.
+
+- Unknown keys are rejected with their dotted path (a typo never passes silently).
+- ``YH_<SECTION>__<KEY>=value`` overrides a key (e.g. ``YH_MQTT__HOST=broker.lan``); values are
+  parsed as TOML scalars, falling back to a plain string.
+- Secrets are never inline: ``mqtt.password_file`` names a file, resolved against systemd's
+  ``$CREDENTIALS_DIRECTORY`` when relative (``LoadCredential=``). The config objects do no I/O:
+  reading the secret is the publisher's job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import ConfigError
+
+ENV_PREFIX = "YH_"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    """Identity and where state lives.
+
+    ``id``: stable recorder id used as MQTT client id and in every detection; ``""`` derives
+    one from the hostname. ``data_dir``: database, saved clips and state.
+    """
+
+    id: str = ""
+    data_dir: str = "/var/lib/yellowhammer"
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AudioConfig:
+    """Where audio comes from.
+
+    ``source``: ``"mic"`` (pyaudio) or ``"replay"`` (WAV files; see ``replay_path``).
+    ``device``: input device index or name substring (``""`` = default input).
+    ``capture_rate``: Hz to open the device at, 0 = pick one it supports.
+    ``chunk_seconds``: capture block length.
+    """
+
+    source: str = "mic"
+    device: str = ""
+    capture_rate: int = 0
+    chunk_seconds: float = 0.5
+    replay_path: str = ""
+    replay_realtime: bool = False
+    replay_loop: bool = False
+    replay_timestamps: str = "file"
+
+    def __post_init__(self):
+        if self.source not in ("mic", "replay"):
+            raise ValueError("audio.source must be 'mic' or 'replay'")
+        if self.replay_timestamps not in ("file", "now"):
+            raise ValueError("audio.replay_timestamps must be 'file' or 'now'")
+        if not 0.05 <= self.chunk_seconds <= 10:
+            raise ValueError("audio.chunk_seconds must be between 0.05 and 10")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelsConfig:
+    """Model files; ``""`` means the ones bundled with the package.
+
+    ``threshold``: detector probability for "yellowhammer present"; negative = the manifest's.
+    """
+
+    detector: str = ""
+    encoder: str = ""
+    threshold: float = -1.0
+    num_threads: int = 1
+
+    def __post_init__(self):
+        if self.threshold > 1:
+            raise ValueError("models.threshold must be <= 1 (negative = use the manifest's)")
+        if self.num_threads < 1:
+            raise ValueError("models.num_threads must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterConfig:
+    """Joining detector windows into songs.
+
+    ``min_song_s``/``max_song_s``: plausible song lengths; ``merge_gap_s``: gaps shorter than
+    this inside a song are bridged; ``energy_gate_db``: skip the detector on windows whose
+    song-band level is this many dB below the running noise floor... (0 disables the gate).
+    """
+
+    min_song_s: float = 0.8
+    max_song_s: float = 4.5
+    merge_gap_s: float = 0.35
+    energy_gate_db: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """The detection database.
+
+    ``path``: ``""`` = ``<data_dir>/detections.sqlite``. ``retention_days``: synced rows older
+    than this are pruned (unsynced rows never, except in a disk emergency). ``min_free_mb``:
+    below this free space the store prunes and stops saving clips. ``save_clips``: keep each
+    song's audio (off by default for privacy) within ``clip_quota_mb``.
+    """
+
+    path: str = ""
+    retention_days: float = 90.0
+    min_free_mb: float = 200.0
+    save_clips: bool = False
+    clip_quota_mb: float = 500.0
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    """Sync to the server over MQTT (off unless ``enabled``).
+
+    ``password_file``: file holding the password (relative paths resolve against
+    ``$CREDENTIALS_DIRECTORY`` under systemd). TLS is on when ``tls`` is true or ``ca_file``
+    is set.
+    """
+
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = 1883
+    topic_prefix: str = "yh/v1"
+    keepalive: int = 60
+    username: str = ""
+    password_file: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    batch_size: int = 100
+    stats_interval_s: float = 300.0
+    max_backoff_s: float = 300.0
+
+    def __post_init__(self):
+        if not 0 < self.port < 65536:
+            raise ValueError("mqtt.port must be 1-65535")
+        if self.batch_size < 1:
+            raise ValueError("mqtt.batch_size must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """Periodic health logging and the systemd watchdog."""
+
+    log_interval_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole edge configuration."""
+
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+
+    @property
+    def device_id(self) -> str:
+        """The configured id, or one derived from the hostname."""
+        return self.device.id or "yh-" + socket.gethostname().split(".")[0].lower()
+
+    @property
+    def db_path(self) -> Path:
+        """Detection database file."""
+        return Path(self.store.path) if self.store.path else Path(self.device.data_dir) / "detections.sqlite"
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (for ``config show``)."""
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Check/convert a TOML value to a field type."""
+    allow_none = False
+    if getattr(typ, "__args__", None) and type(None) in typ.__args__:
+        allow_none = True
+        typ = next(a for a in typ.__args__ if a is not type(None))
+    if value is None and allow_none:
+        return None
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+    elif typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif typ is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{where}: expected {typ.__name__}, got {type(value).__name__} {value!r}")
+
+
+def _build(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a table, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(f"unknown config key {key!r} (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        sub = f"{where}.{name}" if where else name
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            kwargs[name] = _build(typ, value, sub)
+        else:
+            kwargs[name] = _coerce(value, typ, sub)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _apply_env(data: dict, env: dict[str, str]) -> dict:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for key, raw in sorted(env.items()):
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        section, _, name = key[len(ENV_PREFIX) :].lower().partition("__")
+        if section not in {f.name for f in fields(Config)}:
+            raise ConfigError(f"environment {key}: unknown config section {section!r}")
+        table = out.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"config: {section} must be a table")
+        hints = get_type_hints(type(getattr(Config(), section)))
+        # strings stay strings (a device id of "007" is not a number)
+        table[name] = raw if hints.get(name) is str else _parse_env_value(raw)
+    return out
+
+
+def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Config:
+    """Load a config file (or defaults when ``path`` is None) and apply environment overrides.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, TOML syntax error, unknown key, wrong type or invalid value; the
+        message is one line naming the file and the key.
+    """
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: cannot read config ({exc})") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: TOML syntax error: {exc}") from None
+    data = _apply_env(data, dict(os.environ) if env is None else env)
+    try:
+        return _build(Config, data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
+
+
+def to_toml(cfg: Config) -> str:
+    """Render a config as TOML (for ``config show`` and the installer's default file)."""
+    lines = []
+    for section, values in cfg.to_dict().items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if value is None:
+                lines.append(f"# {key} =")
+            elif isinstance(value, bool):
+                lines.append(f"{key} = {'true' if value else 'false'}")
+            elif isinstance(value, (int, float)):
+                lines.append(f"{key} = {value}")
+            else:
+                lines.append(f'{key} = "{_escape(str(value))}"')
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"')

@@ -1,0 +1,182 @@
+"""TFLite adapters for the Detector and Encoder ports (the only module that imports LiteRT).
+
+The interpreter comes from ``ai_edge_litert`` where it has wheels, else ``tflite_runtime`` (32-bit
+Raspberry Pi OS), else full TensorFlow (a training machine). Tensors are found by the names the
+manifest gives, never by position, and checked against the manifest's shapes and quantisation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+from .frontend import FrontendConfig
+from .manifest import Manifest, TensorSpec, load_manifest
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = Path(__file__).parent / "models"
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf  # type: ignore[import-not-found]
+
+        return tf.lite.Interpreter
+    except ImportError:
+        raise ModelError(
+            "no TFLite interpreter installed (pip install ai-edge-litert, or tflite-runtime)"
+        ) from None
+
+
+def interpreter_name() -> str:
+    """Which TFLite runtime is in use (for `doctor` and benchmarks)."""
+    cls = _interpreter_class()
+    return f"{cls.__module__}.{cls.__name__}"
+
+
+class TFLiteModel:
+    """A manifest-checked TFLite model with quantise/dequantise helpers."""
+
+    def __init__(
+        self, path: str | os.PathLike, kind: str, frontend: FrontendConfig | None = None, num_threads: int = 1
+    ) -> None:
+        self.path = Path(path)
+        self.manifest: Manifest = load_manifest(self.path)
+        if self.manifest.kind != kind:
+            raise ModelError(f"{self.path}: manifest says this is a {self.manifest.kind}, expected a {kind}")
+        if frontend is not None:
+            diff = self.manifest.frontend.mismatch(frontend)
+            if diff:
+                raise ModelError(
+                    f"{self.path}: model was trained on a different frontend ({'; '.join(diff)})"
+                )
+        Interpreter = _interpreter_class()
+        try:
+            self._interp = Interpreter(model_path=str(self.path), num_threads=num_threads)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(
+                f"{self.path}: not a loadable TFLite model ({str(exc).splitlines()[0]})"
+            ) from None
+        self._in = self._match(self._interp.get_input_details(), self.manifest.input, "input")
+        self._outs = {
+            key: self._match(self._interp.get_output_details(), spec, f"output {key!r}")
+            for key, spec in self.manifest.outputs.items()
+        }
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def _match(self, details: list[dict], spec: TensorSpec, what: str) -> dict:
+        by_name = [d for d in details if d["name"] == spec.name]
+        if not by_name:  # names can change in conversion; accept a unique shape match
+            by_name = [d for d in details if tuple(int(v) for v in d["shape"]) == spec.shape]
+            if len(by_name) != 1:
+                raise ModelError(f"{self.path}: {what} {spec.name!r} of the manifest is not in the model")
+        d = by_name[0]
+        shape = tuple(int(v) for v in d["shape"])
+        if shape != spec.shape:
+            raise ModelError(f"{self.path}: {what} shape {shape} does not match the manifest's {spec.shape}")
+        dtype = np.dtype(d["dtype"]).name
+        if dtype != spec.dtype:
+            raise ModelError(f"{self.path}: {what} dtype {dtype} does not match the manifest's {spec.dtype}")
+        scale, zp = d.get("quantization", (0.0, 0))
+        if spec.dtype in ("int8", "uint8") and (not np.isclose(scale, spec.scale) or zp != spec.zero_point):
+            raise ModelError(f"{self.path}: {what} quantisation ({scale}, {zp}) does not match the manifest")
+        return d
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run one input (float, without the batch axis or with it) -> float outputs by key."""
+        d = self._in
+        shape = tuple(int(v) for v in d["shape"])
+        x = np.asarray(x, dtype=np.float32).reshape(shape)
+        dtype = np.dtype(d["dtype"])
+        if dtype in (np.int8, np.uint8):
+            scale, zp = d["quantization"]
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale + zp), info.min, info.max).astype(dtype)
+        self._interp.set_tensor(d["index"], x)
+        self._interp.invoke()
+        out = {}
+        for key, od in self._outs.items():
+            y = self._interp.get_tensor(od["index"])
+            if y.dtype in (np.int8, np.uint8):
+                scale, zp = od["quantization"]
+                y = (y.astype(np.float32) - zp) * scale
+            out[key] = y.astype(np.float32)
+        return out
+
+
+class TFLiteDetector:
+    """Detector port on a TFLite model: log-mel windows -> yellowhammer probability."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        frontend: FrontendConfig | None = None,
+        threshold: float | None = None,
+        num_threads: int = 1,
+    ) -> None:
+        self.model = TFLiteModel(path or MODELS_DIR / "detector.tflite", "detector", frontend, num_threads)
+        m = self.model.manifest
+        if "probability" not in m.outputs:
+            raise ModelError(f"{self.model.path}: detector manifest has no 'probability' output")
+        self.version = m.version
+        self.frontend = m.frontend
+        self.window_frames = m.window_frames
+        self.hop_frames = m.hop_frames
+        self.threshold = m.threshold if threshold is None or threshold < 0 else float(threshold)
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        windows = np.asarray(windows, dtype=np.float32)
+        if windows.ndim == 2:
+            windows = windows[None]
+        out = np.empty(windows.shape[0], dtype=np.float32)
+        for i, w in enumerate(windows):
+            out[i] = float(self.model.run(w)["probability"].reshape(-1)[-1])
+        return out
+
+
+class TFLiteEncoder:
+    """Encoder port on a TFLite model: a song-end-aligned log-mel window -> unit embedding."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        frontend: FrontendConfig | None = None,
+        num_threads: int = 1,
+    ) -> None:
+        self.model = TFLiteModel(path or MODELS_DIR / "encoder.tflite", "encoder", frontend, num_threads)
+        m = self.model.manifest
+        if "embedding" not in m.outputs:
+            raise ModelError(f"{self.model.path}: encoder manifest has no 'embedding' output")
+        self.version = m.version
+        self.frontend = m.frontend
+        self.window_frames = m.window_frames
+        self.embedding_dim = m.embedding_dim
+        self.labels = m.labels
+        if int(np.prod(m.outputs["embedding"].shape)) != self.embedding_dim:
+            raise ModelError(f"{self.model.path}: embedding output size differs from embedding_dim")
+
+    def embed(self, window: np.ndarray) -> np.ndarray:
+        e = self.model.run(window)["embedding"].reshape(-1).astype(np.float32)
+        n = float(np.linalg.norm(e))
+        return e / n if n > 0 else e
