@@ -1,0 +1,1 @@
+"""Model building: song synthesis, training, int8 export with manifests, evaluation."""
