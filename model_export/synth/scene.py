@@ -1,0 +1,398 @@
+"""Scenes: bouts of song from several birds, propagation, background, microphone.
+
+Public API
+----------
+``make_scene(birds, rng, sample_rate=24000, duration_s=60.0, background=None, distractors=None, ...) -> Scene``
+    Mix bouts of song from ``birds`` (each at its own distance), distractors and a
+    background into one recording; returns audio plus every label.
+Building blocks for trainers that assemble their own clips:
+``propagate(audio, sample_rate, distance_m, rng)``,
+``synthetic_background(rng, n, sample_rate) -> (audio, description)``,
+``mic_colour(audio, sample_rate, rng)``, ``band_power(audio, sample_rate)``,
+``bout_onsets(rng, duration_s)``.
+
+Levels
+------
+SNR is measured in the 2-9 kHz band (where the song is) as the song's power over
+its own duration divided by the background's power over the same samples. Each
+bird in a scene gets a distance, drawn log-uniformly; its target SNR falls
+linearly with log-distance across ``snr_db_range`` (plus +-3 dB per song), and the
+song is scaled to that SNR after propagation. The measured value is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.signal import fftconvolve
+
+from .audio_io import AudioLibrary
+from .distractors import DISTRACTOR_KINDS, DistractorEvent, render_distractor
+from .song import _RECORD, Bird, SongEvent, render_song
+
+logger = logging.getLogger(__name__)
+
+BAND_HZ = (2000.0, 9000.0)
+"""Band in which SNR is measured, Hz."""
+
+
+@dataclass(**_RECORD)
+class SceneSong:
+    """A song placed in a scene.
+
+    Attributes
+    ----------
+    event : SongEvent
+        Times relative to the start of the scene, s.
+    distance_m : float
+        Singer's distance from the microphone, m.
+    snr_db : float
+        Measured SNR in ``BAND_HZ`` against the background, dB.
+    """
+
+    event: SongEvent
+    distance_m: float
+    snr_db: float
+
+
+@dataclass(**_RECORD)
+class SceneDistractor:
+    """A distractor placed in a scene (``event`` times relative to the scene start; SNR in dB)."""
+
+    event: DistractorEvent
+    distance_m: float
+    snr_db: float
+
+
+@dataclass(**_RECORD)
+class Scene:
+    """One rendered recording and its labels.
+
+    Attributes
+    ----------
+    audio : numpy.ndarray
+        float32, shape (n,), within [-1, 1].
+    sample_rate : int
+        Hz.
+    songs : tuple of SceneSong
+        Sorted by onset.
+    distractors : tuple of SceneDistractor
+        Sorted by onset.
+    background : str
+        ``synthetic:<components>`` or ``<relpath>@<start_s>``.
+    gain_db : float
+        Overall gain applied at the end, dB.
+    clipped : bool
+        Whether the recording was deliberately driven into clipping.
+    birds : tuple of dict
+        ``bird_id``, ``dialect``, ``distance_m`` of every bird in the scene.
+    """
+
+    audio: np.ndarray = field(repr=False)
+    sample_rate: int
+    songs: tuple[SceneSong, ...]
+    distractors: tuple[SceneDistractor, ...]
+    background: str
+    gain_db: float
+    clipped: bool
+    birds: tuple[dict, ...]
+
+    def description(self) -> dict:
+        """JSON-serialisable description of the scene (no audio)."""
+        return {
+            "duration_s": round(self.audio.size / self.sample_rate, 4),
+            "sample_rate": self.sample_rate,
+            "background": self.background,
+            "gain_db": round(self.gain_db, 2),
+            "clipped": self.clipped,
+            "birds": list(self.birds),
+            "songs": [
+                {"onset_s": round(s.event.onset_s, 4), "offset_s": round(s.event.offset_s, 4),
+                 "terminal_onset_s": None if s.event.terminal_onset_s is None else round(s.event.terminal_onset_s, 4),
+                 "bird_id": s.event.bird_id, "dialect": s.event.dialect, "complete": s.event.complete,
+                 "song_type": s.event.song_type, "distance_m": round(s.distance_m, 1), "snr_db": round(s.snr_db, 2)}
+                for s in self.songs
+            ],
+            "distractors": [
+                {"kind": d.event.kind, "onset_s": round(d.event.onset_s, 4), "offset_s": round(d.event.offset_s, 4),
+                 "source": d.event.source, "distance_m": round(d.distance_m, 1), "snr_db": round(d.snr_db, 2)}
+                for d in self.distractors
+            ],
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# signal helpers
+
+
+def _fft_filter(x: np.ndarray, sr: int, gain_db_of_f) -> np.ndarray:
+    n = x.size
+    spec = np.fft.rfft(x, n)
+    f = np.fft.rfftfreq(n, 1.0 / sr)
+    spec *= 10.0 ** (gain_db_of_f(f) / 20.0)
+    return np.fft.irfft(spec, n).astype(np.float32)
+
+
+def band_power(x: np.ndarray, sr: int, band: tuple[float, float] = BAND_HZ) -> float:
+    """Mean power of ``x`` inside ``band`` (Hz), via an FFT."""
+    if x.size == 0:
+        return 0.0
+    spec = np.fft.rfft(np.asarray(x, dtype=np.float64))
+    f = np.fft.rfftfreq(x.size, 1.0 / sr)
+    sel = (f >= band[0]) & (f <= band[1])
+    return float(2.0 * np.sum(np.abs(spec[sel]) ** 2) / x.size ** 2)
+
+
+def propagate(audio: np.ndarray, sample_rate: int, distance_m: float, rng: np.random.Generator) -> np.ndarray:
+    """Distance effects: excess high-frequency loss and reverberation (level is set by the caller).
+
+    The loss is ``-0.006 dB * distance_m * (f / 1 kHz) ** 1.5`` (about 14 dB at 8 kHz and
+    5 dB at 4 kHz over 100 m, atmosphere plus foliage); the reverberation tail is
+    exponentially decaying, low-passed noise (RT60 0.15-0.7 s) whose share grows with
+    distance. Returns float32 of length ``len(audio) + tail``.
+    """
+    sr = int(sample_rate)
+    d = float(distance_m)
+    x = _fft_filter(np.asarray(audio, dtype=np.float32), sr,
+                    lambda f: -0.006 * d * (f / 1000.0) ** 1.5)
+    rt60 = rng.uniform(0.15, 0.7)
+    n_ir = int(rt60 * sr)
+    t = np.arange(n_ir) / sr
+    ir = rng.standard_normal(n_ir) * np.exp(-6.9 * t / rt60)
+    ir = _fft_filter(ir.astype(np.float32), sr, lambda f: -6.0 * (f / 8000.0) ** 2)
+    ir /= np.sqrt(np.sum(ir.astype(np.float64) ** 2)) + 1e-12
+    wet = float(np.clip(0.08 + d / 250.0, 0.08, 0.6)) * rng.uniform(0.7, 1.3)
+    delay = int(rng.uniform(0.002, 0.015) * sr)
+    out = np.zeros(x.size + n_ir + delay, dtype=np.float32)
+    out[:x.size] += x
+    out[delay:delay + x.size + n_ir - 1] += wet * fftconvolve(x, ir).astype(np.float32)
+    return out
+
+
+def mic_colour(audio: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Random smooth microphone response: high-pass, a few +-4 dB bumps, high-frequency roll-off."""
+    hp = rng.uniform(60.0, 300.0)
+    bumps = [(rng.uniform(np.log(300.0), np.log(10000.0)), rng.uniform(0.2, 0.8), rng.uniform(-4.0, 4.0))
+             for _ in range(int(rng.integers(1, 4)))]
+    roll_f, roll_db = rng.uniform(7000.0, 11000.0), rng.uniform(0.0, 8.0)
+
+    def gain(f: np.ndarray) -> np.ndarray:
+        fs = np.maximum(f, 1.0)
+        g = -10.0 * np.log10(1.0 + (hp / fs) ** 4)  # 2nd-order-like high-pass
+        lf = np.log(fs)
+        for mu, sig, db in bumps:
+            g = g + db * np.exp(-0.5 * ((lf - mu) / sig) ** 2)
+        return g - roll_db * np.clip((fs - roll_f) / 3000.0, 0.0, 1.0)
+
+    return _fft_filter(np.asarray(audio, dtype=np.float32), int(sample_rate), gain)
+
+
+def _coloured_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
+    spec = rng.standard_normal(n // 2 + 1) + 1j * rng.standard_normal(n // 2 + 1)
+    k = np.arange(n // 2 + 1, dtype=np.float64)
+    k[0] = 1.0
+    spec /= k ** (exponent / 2.0)
+    spec[0] = 0.0
+    x = np.fft.irfft(spec, n)
+    return (x / (np.std(x) + 1e-12)).astype(np.float32)
+
+
+def synthetic_background(rng: np.random.Generator, n: int, sample_rate: int) -> tuple[np.ndarray, str]:
+    """Pink/brown noise with optional wind gusts, rain clicks and a distant hum; RMS 1."""
+    sr = int(sample_rate)
+    parts = []
+    x = np.zeros(n, dtype=np.float32)
+    kind = "pink" if rng.random() < 0.6 else "brown"
+    x += _coloured_noise(rng, n, 1.0 if kind == "pink" else 2.0)
+    parts.append(kind)
+    # a little white noise (self-noise of the recorder) so no band is empty
+    x += rng.uniform(0.02, 0.15) * rng.standard_normal(n).astype(np.float32)
+    if rng.random() < 0.4:
+        gust_env = np.abs(_coloured_noise(rng, max(n // 2400, 8), 2.0))
+        gust_env = np.interp(np.linspace(0, gust_env.size - 1, n), np.arange(gust_env.size), gust_env)
+        wind = _fft_filter(_coloured_noise(rng, n, 2.0), sr, lambda f: -12.0 * np.clip(f / 400.0 - 1, 0, 6))
+        x += rng.uniform(1.0, 4.0) * (gust_env ** 2).astype(np.float32) * wind
+        parts.append("wind")
+    if rng.random() < 0.25:
+        rate = rng.uniform(5.0, 60.0)
+        clicks = np.zeros(n, dtype=np.float32)
+        idx = rng.integers(0, n, int(rate * n / sr))
+        clicks[idx] = rng.uniform(2.0, 15.0, idx.size) * rng.choice([-1.0, 1.0], idx.size)
+        kern = np.exp(-np.arange(int(0.004 * sr)) / (0.0008 * sr)).astype(np.float32)
+        x += fftconvolve(clicks, kern)[:n].astype(np.float32)
+        parts.append("rain")
+    if rng.random() < 0.2:
+        f0 = rng.uniform(40.0, 120.0)
+        t = np.arange(n) / sr
+        x += rng.uniform(0.5, 2.0) * np.sin(2 * np.pi * f0 * t).astype(np.float32)
+        parts.append("hum")
+    x /= np.sqrt(np.mean(x.astype(np.float64) ** 2)) + 1e-12
+    return x, "synthetic:" + "+".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# scenes
+
+
+def bout_onsets(rng: np.random.Generator, duration_s: float, song_s: float = 2.5) -> list[float]:
+    """Song onsets of one bird: bouts of songs every ~6-10 s, separated by pauses.
+
+    A bird is singing at the scene's start with probability 0.7; bouts last
+    20-180 s, pauses 10-90 s; songs within a bout come 6-9 per minute.
+    """
+    onsets = []
+    t = 0.0 if rng.random() < 0.7 else rng.uniform(0.0, min(60.0, duration_s))
+    t += rng.uniform(0.0, 4.0)
+    while t < duration_s - song_s:
+        bout_end = t + rng.uniform(20.0, 180.0)
+        interval = 60.0 / rng.uniform(6.0, 9.0)
+        while t < min(bout_end, duration_s - song_s):
+            onsets.append(t)
+            t += interval * rng.uniform(0.8, 1.25)
+        t = bout_end + rng.uniform(10.0, 90.0)
+    return onsets
+
+
+def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def _place(mix: np.ndarray, sig: np.ndarray, i0: int) -> None:
+    n = min(sig.size, mix.size - i0)
+    if n > 0:
+        mix[i0:i0 + n] += sig[:n]
+
+
+def _scale_to_snr(sig: np.ndarray, dry_len: int, bg: np.ndarray, i0: int, sr: int, snr_db: float) -> tuple[np.ndarray, float]:
+    seg = bg[i0:i0 + dry_len]
+    p_bg = band_power(seg, sr) if seg.size else 0.0
+    p_sig = band_power(sig[:dry_len], sr)
+    if p_sig <= 0:
+        return sig, float("nan")
+    p_bg = max(p_bg, 1e-10)
+    g = np.sqrt(p_bg * 10.0 ** (snr_db / 10.0) / p_sig)
+    return sig * np.float32(g), float(10.0 * np.log10(p_sig * g * g / p_bg))
+
+
+def make_scene(birds: list[Bird] | tuple[Bird, ...], rng: np.random.Generator, sample_rate: int = 24000,
+               duration_s: float = 60.0, background: AudioLibrary | None = None,
+               distractors: AudioLibrary | None = None, distractor_rate_per_min: float = 1.5,
+               snr_db_range: tuple[float, float] = (0.0, 30.0), distance_range_m: tuple[float, float] = (5.0, 150.0),
+               background_dbfs_range: tuple[float, float] = (-50.0, -28.0), clip_prob: float = 0.05,
+               incomplete_fraction: float | None = None, onsets: dict[int, list[float]] | None = None,
+               distractor_kinds: tuple[str, ...] = DISTRACTOR_KINDS) -> Scene:
+    """Render one recording with singing birds, distractors and background.
+
+    Parameters
+    ----------
+    birds : sequence of Bird
+        Birds in the scene (may be empty: a distractor/background-only scene).
+    rng : numpy.random.Generator
+        Randomness; the scene is a pure function of its state.
+    sample_rate : int
+        Hz.
+    duration_s : float
+        Length of the recording, s.
+    background : AudioLibrary, optional
+        Real background recordings; synthetic noise when None.
+    distractors : AudioLibrary, optional
+        Real other-species recordings, used for 40 % of the distractors when given.
+    distractor_rate_per_min : float
+        Mean number of distractors per minute (Poisson).
+    snr_db_range : (float, float)
+        SNR of the farthest and the nearest bird, dB (band ``BAND_HZ``).
+    distance_range_m : (float, float)
+        Bird distances are drawn log-uniformly in this range, m.
+    background_dbfs_range : (float, float)
+        RMS level of the background, dBFS.
+    clip_prob : float
+        Probability that the recording is driven into clipping.
+    incomplete_fraction : float, optional
+        Override every bird's probability of an incomplete song.
+    onsets : dict, optional
+        ``bird_id -> list of onset times (s)``; default from ``bout_onsets``.
+    distractor_kinds : tuple of str
+        Synthetic kinds to draw from.
+
+    Returns
+    -------
+    Scene
+    """
+    sr = int(sample_rate)
+    n = int(round(duration_s * sr))
+    if background is not None:
+        bg, bg_desc = background.excerpt(rng, n)
+        bg = bg - np.float32(np.mean(bg))
+        bg /= np.float32(np.sqrt(np.mean(bg.astype(np.float64) ** 2)) + 1e-9)
+    else:
+        bg, bg_desc = synthetic_background(rng, n, sr)
+    bg *= np.float32(10.0 ** (rng.uniform(*background_dbfs_range) / 20.0))
+    mix = bg.copy()
+
+    d_lo, d_hi = distance_range_m
+    s_lo, s_hi = snr_db_range
+    songs: list[SceneSong] = []
+    bird_desc = []
+    for bird in birds:
+        dist = _loguniform(rng, d_lo, d_hi)
+        frac = 0.0 if d_hi <= d_lo else np.log(dist / d_lo) / np.log(d_hi / d_lo)
+        base_snr = s_hi - frac * (s_hi - s_lo)
+        bird_desc.append({"bird_id": bird.bird_id, "dialect": bird.dialect, "distance_m": round(dist, 1)})
+        times = onsets.get(bird.bird_id, []) if onsets is not None else bout_onsets(rng, duration_s)
+        song_type = int(rng.integers(len(bird.song_types)))
+        for t0 in times:
+            if rng.random() < 0.2:  # birds sing a type in runs, then switch
+                song_type = int(rng.integers(len(bird.song_types)))
+            complete = None if incomplete_fraction is None else bool(rng.random() >= incomplete_fraction)
+            audio, ev = render_song(bird, rng, sr, song_type=song_type, complete=complete)
+            wet = propagate(audio, sr, dist, rng)
+            i0 = int(round(t0 * sr))
+            if i0 + audio.size > n:
+                continue
+            wet, snr = _scale_to_snr(wet, audio.size, bg, i0, sr, base_snr + rng.uniform(-3.0, 3.0))
+            _place(mix, wet, i0)
+            songs.append(SceneSong(ev.shifted(i0 / sr), dist, snr))
+
+    dis: list[SceneDistractor] = []
+    n_dis = int(rng.poisson(distractor_rate_per_min * duration_s / 60.0))
+    for _ in range(n_dis):
+        if distractors is not None and rng.random() < 0.4:
+            clip_n = int(rng.uniform(1.5, 5.0) * sr)
+            audio, src = distractors.excerpt(rng, min(clip_n, n))
+            fade = min(audio.size // 4, int(0.05 * sr))
+            ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+            audio[:fade] *= ramp
+            audio[audio.size - fade:] *= ramp[::-1]
+            ev = DistractorEvent("real", 0.0, audio.size / sr, 0.0, 0.0, src)
+        else:
+            kind = distractor_kinds[int(rng.integers(len(distractor_kinds)))]
+            audio, ev = render_distractor(kind, rng, sr)
+        dist = _loguniform(rng, d_lo, d_hi)
+        wet = propagate(audio, sr, dist, rng)
+        if wet.size >= n:
+            continue
+        i0 = int(rng.integers(0, n - wet.size))
+        frac = np.log(dist / d_lo) / np.log(d_hi / d_lo) if d_hi > d_lo else 0.0
+        wet, snr = _scale_to_snr(wet, audio.size, bg, i0, sr, s_hi - frac * (s_hi - s_lo) + rng.uniform(-3, 3))
+        _place(mix, wet, i0)
+        shifted = DistractorEvent(ev.kind, ev.onset_s + i0 / sr, ev.offset_s + i0 / sr, ev.f_lo_hz, ev.f_hi_hz, ev.source)
+        dis.append(SceneDistractor(shifted, dist, snr))
+
+    mix = mic_colour(mix, sr, rng)
+    peak = float(np.max(np.abs(mix))) + 1e-9
+    clipped = bool(rng.random() < clip_prob)
+    if clipped:
+        target = rng.uniform(1.2, 2.5)
+    else:
+        target = min(0.95, peak * 10.0 ** (rng.uniform(-6.0, 12.0) / 20.0))
+        target = max(target, min(0.95, 0.05))
+    gain = target / peak
+    mix = np.clip(mix * np.float32(gain), -1.0, 1.0).astype(np.float32)
+    return Scene(
+        audio=mix, sample_rate=sr,
+        songs=tuple(sorted(songs, key=lambda s: s.event.onset_s)),
+        distractors=tuple(sorted(dis, key=lambda d: d.event.onset_s)),
+        background=bg_desc, gain_db=float(20.0 * np.log10(gain)), clipped=clipped, birds=tuple(bird_desc),
+    )
