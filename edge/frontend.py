@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 
 import numpy as np
+import scipy.fft
 from scipy.signal import lfilter
 
 from .errors import ModelError
@@ -120,9 +121,12 @@ def _mel_to_hz(m):
     return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
 
 
+_DB_PER_NEPER = np.float32(10.0 / math.log(10.0))
+
+
 @lru_cache(maxsize=8)
-def _tables(cfg: FrontendConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(window, mel filterbank) for a config, computed once.
+def _tables(cfg: FrontendConfig) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(window, mel filterbank rows lo:hi, lo, hi) for a config, computed once.
 
     The window is a periodic Hann scaled so that a full-scale sine at a bin centre has power
     0.25 (-6 dB); the filterbank is ``(n_fft // 2 + 1, n_mels)`` of triangles on the HTK mel
@@ -142,7 +146,9 @@ def _tables(cfg: FrontendConfig) -> tuple[np.ndarray, np.ndarray]:
     # A band narrower than one FFT bin would be empty; give it the nearest bin.
     for b in np.where(fb.sum(axis=1) == 0)[0]:
         fb[b, int(np.argmin(np.abs(freqs - centre[b, 0])))] = 1.0
-    return window.astype(np.float32), fb.T.astype(np.float32).copy()
+    used = np.where(fb.any(axis=0))[0]
+    lo, hi = int(used[0]), int(used[-1]) + 1
+    return window.astype(np.float32), fb.T[lo:hi].astype(np.float32).copy(), lo, hi
 
 
 def mel_frequencies(cfg: FrontendConfig) -> np.ndarray:
@@ -152,11 +158,14 @@ def mel_frequencies(cfg: FrontendConfig) -> np.ndarray:
 
 def _frames_to_logmel(frames: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
     """Log-mel (dB) of a ``(k, n_fft)`` float32 frame matrix -> ``(k, n_mels)`` float32."""
-    window, fb = _tables(cfg)
-    spec = np.fft.rfft(frames * window, axis=1)
-    power = spec.real**2 + spec.imag**2
-    mel = power.astype(np.float32) @ fb
-    return (10.0 * np.log10(np.maximum(mel, cfg.log_floor))).astype(np.float32)
+    window, fb, lo, hi = _tables(cfg)
+    spec = scipy.fft.rfft(frames * window, axis=1)  # float32 in, complex64 out
+    power = spec.real[:, lo:hi] ** 2 + spec.imag[:, lo:hi] ** 2  # only bins the filters touch
+    mel = power @ fb
+    np.maximum(mel, cfg.log_floor, out=mel)
+    np.log(mel, out=mel)
+    mel *= _DB_PER_NEPER
+    return mel
 
 
 def _ema_coeff(cfg: FrontendConfig) -> float:
