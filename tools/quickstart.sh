@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Quick start: install the Pi runtime into ./.venv and run the recorder's main job on the bundled
+# demo recording (no microphone, no broker): detections are printed and stored in ./var/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+demo=$(.venv/bin/python -c 'import edge.data, pathlib; print(pathlib.Path(edge.data.__file__).parent / "demo.wav")')
+if .venv/bin/yh-edge analyze --help >/dev/null 2>&1; then
+  YH_DEVICE__DATA_DIR="$PWD/var" .venv/bin/yh-edge analyze "$demo"
+else
+  .venv/bin/yh-edge features "$demo"
+fi

