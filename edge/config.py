@@ -126,8 +126,12 @@ class MqttConfig:
     """Sync to the server over MQTT (off unless ``enabled``).
 
     ``password_file``: file holding the password (relative paths resolve against
-    ``$CREDENTIALS_DIRECTORY`` under systemd). TLS is on when ``tls`` is true or ``ca_file``
-    is set.
+    ``$CREDENTIALS_DIRECTORY`` under systemd; so do relative ``cert_file``/``key_file``). TLS
+    is on when ``tls`` is true or ``ca_file`` is set. ``batch_size``: detections read from the
+    outbox per round; ``max_inflight``: published but not yet acknowledged (PUBACK) at most;
+    ``max_rate_per_s``: publish rate cap for metered links (0 = none); ``max_backoff_s``: the
+    reconnect delay doubles from 1 s up to this; ``embedding_dtype``: ``f16`` or ``f32`` on
+    the wire (see ``docs/mqtt.md``).
     """
 
     enabled: bool = False
@@ -144,12 +148,23 @@ class MqttConfig:
     batch_size: int = 100
     stats_interval_s: float = 300.0
     max_backoff_s: float = 300.0
+    max_inflight: int = 20
+    max_rate_per_s: float = 0.0
+    embedding_dtype: str = "f16"
 
     def __post_init__(self):
         if not 0 < self.port < 65536:
             raise ValueError("mqtt.port must be 1-65535")
         if self.batch_size < 1:
             raise ValueError("mqtt.batch_size must be >= 1")
+        if self.max_inflight < 1:
+            raise ValueError("mqtt.max_inflight must be >= 1")
+        if self.max_rate_per_s < 0:
+            raise ValueError("mqtt.max_rate_per_s must be >= 0 (0 = unlimited)")
+        if self.max_backoff_s < 1:
+            raise ValueError("mqtt.max_backoff_s must be >= 1")
+        if self.embedding_dtype not in ("f16", "f32"):
+            raise ValueError("mqtt.embedding_dtype must be 'f16' or 'f32'")
 
 
 @dataclass(frozen=True, slots=True)

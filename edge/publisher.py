@@ -1,0 +1,502 @@
+"""MQTT store-and-forward: drains the detection outbox to the broker (the Publisher adapter).
+
+Rules (DESIGN §4 "Outbox" and "MQTT"):
+
+- a detection is marked synced only after the broker acknowledged *its* message (QoS 1
+  PUBACK, seen in ``on_publish`` for its message id), never when it was written to the socket;
+- oldest first, ``batch_size`` rows read per round, at most ``max_inflight`` unacknowledged;
+- client id = device id, persistent session (``clean_session=False``); paho re-sends the
+  in-flight messages after a reconnect, and anything lost with the process is still in the
+  outbox and is sent again after a restart (the server deduplicates by detection id);
+- reconnect with exponential backoff (1 s doubling up to ``max_backoff_s``);
+- retained ``status`` ``online``, last will ``offline`` (retained); retained ``stats`` every
+  ``stats_interval_s``;
+- TLS and username/password when configured; the password file is read at every connect, so a
+  rotated credential is picked up without a restart.
+
+The wire format is in :mod:`edge.payload` and ``docs/mqtt.md``.
+
+``python -m edge.publisher`` (and :data:`sync_command`, registered as ``yh-edge sync``) runs a
+one-shot drain or, with ``--follow``, the publisher loop alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from .config import Config
+from .errors import SyncError, YellowhammerError
+from .payload import check_device_id, detections_topic, encode_detection, stats_topic, status_topic
+from .store import SqliteStore
+
+log = logging.getLogger(__name__)
+
+#: the server refuses bigger payloads; a row that encodes bigger is skipped, not retried forever
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+def resolve_credential(path: str) -> Path:
+    """Relative secret paths resolve against systemd's ``$CREDENTIALS_DIRECTORY``."""
+    p = Path(path)
+    base = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not p.is_absolute() and base:
+        p = Path(base) / p
+    return p
+
+
+def read_password(path: str) -> str:
+    """The first line of the password file (trailing newline stripped)."""
+    p = resolve_credential(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SyncError(f"mqtt.password_file {p}: cannot read the password ({exc})") from None
+    return text.splitlines()[0] if text else ""
+
+
+class MqttPublisher:
+    """Publishes the store's outbox to MQTT.
+
+    Parameters
+    ----------
+    config
+        The edge config (``config.mqtt`` and ``config.device_id`` are used).
+    store
+        The detection store; only ``unsynced``, ``note_attempt``, ``mark_synced`` and ``counts``
+        are called.
+    stats
+        Returns the daemon's health figures for the ``stats`` topic (called from the publisher
+        thread; a failure there is logged, never fatal).
+    """
+
+    def __init__(self, config: Config, store: SqliteStore, stats: Callable[[], dict] | None = None) -> None:
+        self.cfg = config.mqtt
+        try:
+            self.device_id = check_device_id(config.device_id)
+        except ValueError as exc:
+            raise SyncError(str(exc)) from None
+        self.store = store
+        self.stats_fn = stats
+        self.prefix = self.cfg.topic_prefix.strip("/")
+        self.topic = detections_topic(self.prefix, self.device_id)
+        self._lock = threading.Lock()
+        self._mid_to_id: dict[int, str] = {}
+        self._early_acks: set[int] = set()  # PUBACK seen before publish() returned its mid
+        self._inflight_ids: set[str] = set()  # published, not yet committed as synced
+        self._acked: list[str] = []
+        self._skipped: set[str] = set()
+        self._connected = threading.Event()
+        self._wake = threading.Event()
+        self._last_error = ""
+        self._refused: str = ""
+        self._tokens = 0.0
+        self._token_time = time.monotonic()
+        self.counters = {
+            "published": 0,
+            "acked": 0,
+            "connects": 0,
+            "disconnects": 0,
+            "skipped": 0,
+            "last_ack": None,
+        }
+
+    # -- paho plumbing ------------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.device_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+        )
+        c.max_inflight_messages_set(self.cfg.max_inflight)
+        c.reconnect_delay_set(1, max(1, int(self.cfg.max_backoff_s)))
+        c.will_set(status_topic(self.prefix, self.device_id), "offline", qos=1, retain=True)
+        if self.cfg.tls or self.cfg.ca_file:
+            try:
+                c.tls_set(
+                    ca_certs=self.cfg.ca_file or None,
+                    certfile=str(resolve_credential(self.cfg.cert_file)) if self.cfg.cert_file else None,
+                    keyfile=str(resolve_credential(self.cfg.key_file)) if self.cfg.key_file else None,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise SyncError(f"mqtt TLS setup failed: {exc}") from None
+        if self.cfg.username:
+            c.username_pw_set(self.cfg.username, None)
+        c.on_pre_connect = self._on_pre_connect
+        c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        return c
+
+    def _on_pre_connect(self, client: mqtt.Client, userdata) -> None:
+        # read the secret at every (re)connect: rotated credentials apply without a restart
+        if self.cfg.username and self.cfg.password_file:
+            try:
+                client.username_pw_set(self.cfg.username, read_password(self.cfg.password_file))
+            except SyncError as exc:
+                self._note_error(str(exc))
+                client.username_pw_set(self.cfg.username, None)
+
+    def _note_error(self, msg: str) -> None:
+        if msg != self._last_error:  # do not repeat the same line every backoff round
+            log.warning("mqtt: %s", msg)
+        self._last_error = msg
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._refused = str(reason_code)
+            self._note_error(f"broker {self.cfg.host}:{self.cfg.port} refused the connection: {reason_code}")
+            return
+        self._refused = ""
+        self._last_error = ""
+        self.counters["connects"] += 1
+        log.info(
+            "mqtt: connected to %s:%s as %s (session present: %s)",
+            self.cfg.host,
+            self.cfg.port,
+            self.device_id,
+            flags.session_present,
+        )
+        client.publish(status_topic(self.prefix, self.device_id), "online", qos=1, retain=True)
+        self._connected.set()
+        self._wake.set()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._note_error(f"cannot reach broker {self.cfg.host}:{self.cfg.port}; retrying with backoff")
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was:
+            self.counters["disconnects"] += 1
+            if reason_code.is_failure:
+                log.warning(
+                    "mqtt: connection lost (%s); %d messages in flight", reason_code, len(self._mid_to_id)
+                )
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        # paho calls this on PUBACK (QoS 1): the broker has the message
+        with self._lock:
+            did = self._mid_to_id.pop(mid, None)
+            if did is None:
+                self._early_acks.add(mid)
+            else:
+                self._acked.append(did)
+        self._wake.set()
+
+    def _register(self, mid: int, detection_id: str) -> None:
+        with self._lock:
+            if mid in self._early_acks:
+                self._early_acks.discard(mid)
+                self._acked.append(detection_id)
+            else:
+                self._mid_to_id[mid] = detection_id
+
+    # -- the drain ------------------------------------------------------------------------------
+    def _flush_acks(self) -> int:
+        """Commit acknowledged ids to the store (one transaction per flush)."""
+        with self._lock:
+            acked, self._acked = self._acked, []
+        if not acked:
+            return 0
+        try:
+            self.store.mark_synced(acked)
+        except YellowhammerError as exc:
+            # not marked: they stay in the outbox and are sent again later (harmless, deduplicated)
+            log.error("mqtt: could not mark %d acknowledged detections synced: %s", len(acked), exc)
+        with self._lock:
+            self._inflight_ids.difference_update(acked)
+        self.counters["acked"] += len(acked)
+        self.counters["last_ack"] = time.time()
+        return len(acked)
+
+    def _rate_room(self) -> int:
+        rate = self.cfg.max_rate_per_s
+        if rate <= 0:
+            return 1 << 30
+        now = time.monotonic()
+        self._tokens = min(max(rate, 1.0), self._tokens + (now - self._token_time) * rate)
+        self._token_time = now
+        return int(self._tokens)
+
+    def _fill(self, client: mqtt.Client) -> int:
+        """Publish the oldest unsent detections into the free in-flight slots."""
+        with self._lock:
+            busy = set(self._inflight_ids)
+        room = min(self.cfg.max_inflight - len(busy), self.cfg.batch_size, self._rate_room())
+        if room <= 0:
+            return 0
+        candidates = self.store.unsynced(self.cfg.batch_size + len(busy) + len(self._skipped))
+        todo = [d for d in candidates if d.id not in busy and d.id not in self._skipped][:room]
+        if not todo:
+            return 0
+        self.store.note_attempt([d.id for d in todo])
+        sent = 0
+        for d in todo:
+            try:
+                payload = encode_detection(d, self.cfg.embedding_dtype)
+                if len(payload) > MAX_PAYLOAD_BYTES:
+                    raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+            except (TypeError, ValueError) as exc:
+                # a row that can never be sent must not block the ones behind it
+                log.error("mqtt: detection %s cannot be encoded, skipping it: %s", d.id, exc)
+                self._skipped.add(d.id)
+                self.counters["skipped"] += 1
+                continue
+            if not self._connected.is_set():
+                break
+            with self._lock:
+                self._inflight_ids.add(d.id)
+            info = client.publish(self.topic, payload, qos=1)
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                with self._lock:
+                    self._inflight_ids.discard(d.id)
+                break
+            # also when rc is NO_CONN: paho keeps the message and sends it after the reconnect
+            self._register(info.mid, d.id)
+            sent += 1
+        if self.cfg.max_rate_per_s > 0:
+            self._tokens -= sent
+        self.counters["published"] += sent
+        return sent
+
+    def _stats_payload(self) -> bytes:
+        health: dict = {}
+        if self.stats_fn is not None:
+            try:
+                health = self.stats_fn() or {}
+            except Exception as exc:  # a broken stats callable must not stop the sync
+                log.warning("mqtt: stats callback failed: %s", exc)
+        try:
+            store = self.store.counts()
+        except YellowhammerError as exc:
+            store = {"error": str(exc)}
+        with self._lock:
+            inflight = len(self._inflight_ids)
+        body = {
+            "schema": 1,
+            "device_id": self.device_id,
+            "time": time.time(),
+            "store": store,
+            "publisher": {**self.counters, "inflight": inflight},
+            "health": health,
+        }
+        return json.dumps(body, separators=(",", ":"), default=str).encode("utf-8")
+
+    def publish_stats(self, client: mqtt.Client) -> None:
+        client.publish(stats_topic(self.prefix, self.device_id), self._stats_payload(), qos=1, retain=True)
+
+    def _idle(self) -> bool:
+        with self._lock:
+            return not self._inflight_ids and not self._acked
+
+    def _session(self, stop: threading.Event, drain_only: bool, timeout: float | None) -> dict:
+        client = self._make_client()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive)
+        except (OSError, ValueError) as exc:
+            raise SyncError(f"mqtt: bad broker address {self.cfg.host}:{self.cfg.port}: {exc}") from None
+        client.loop_start()
+        next_stats = 0.0
+        drained = False
+        try:
+            while not stop.is_set():
+                self._flush_acks()
+                if self._connected.is_set():
+                    self._fill(client)
+                    now = time.monotonic()
+                    if not drain_only and now >= next_stats:
+                        self.publish_stats(client)
+                        next_stats = now + self.cfg.stats_interval_s
+                    if drain_only and self._idle() and not self._pending_rows():
+                        drained = True
+                        break
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                self._wake.wait(0.2)
+                self._wake.clear()
+        finally:
+            self._shutdown(client)
+        if drain_only and not drained and self.counters["connects"] == 0:
+            why = self._last_error or f"no connection to {self.cfg.host}:{self.cfg.port}"
+            raise SyncError(f"mqtt: sync failed: {why}")
+        return self.summary(drained)
+
+    def _pending_rows(self) -> bool:
+        with self._lock:
+            busy = set(self._inflight_ids)
+        return any(
+            d.id not in busy and d.id not in self._skipped
+            for d in self.store.unsynced(len(busy) + len(self._skipped) + 1)
+        )
+
+    def _shutdown(self, client: mqtt.Client) -> None:
+        if self._connected.is_set():
+            # give in-flight messages a moment to be acknowledged, then leave cleanly
+            end = time.monotonic() + 2.0
+            while not self._idle() and self._connected.is_set() and time.monotonic() < end:
+                self._flush_acks()
+                time.sleep(0.02)
+            try:
+                self.publish_stats(client)
+                info = client.publish(
+                    status_topic(self.prefix, self.device_id), "offline", qos=1, retain=True
+                )
+                info.wait_for_publish(1.0)
+            except (RuntimeError, ValueError) as exc:
+                log.debug("mqtt: could not publish offline status: %s", exc)
+            client.disconnect()
+        client.loop_stop()
+        self._connected.clear()
+        self._flush_acks()
+
+    def summary(self, drained: bool = False) -> dict:
+        try:
+            remaining = self.store.counts()["unsynced"]
+        except YellowhammerError:
+            remaining = None
+        return {
+            "device_id": self.device_id,
+            "broker": f"{self.cfg.host}:{self.cfg.port}",
+            "published": self.counters["published"],
+            "acked": self.counters["acked"],
+            "skipped": self.counters["skipped"],
+            "remaining": remaining,
+            "drained": drained,
+        }
+
+    # -- public ---------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """The daemon's publisher loop: blocks until ``stop`` is set, reconnecting as needed."""
+        log.info("mqtt: publishing to %s:%s under %s", self.cfg.host, self.cfg.port, self.topic)
+        self._session(stop, drain_only=False, timeout=None)
+        log.info("mqtt: publisher stopped (%d acknowledged this run)", self.counters["acked"])
+
+    def publish_pending(self, timeout: float = 60.0, stop: threading.Event | None = None) -> dict:
+        """Drain the outbox once: returns when it is empty and acknowledged, or at ``timeout``.
+
+        Raises
+        ------
+        SyncError
+            The broker could not be reached (or refused us) within ``timeout``.
+        """
+        return self._session(stop or threading.Event(), drain_only=True, timeout=timeout)
+
+
+# -- command line ---------------------------------------------------------------------------------
+def _build_config(config_path, db, host, port, device_id, max_rate, batch_size) -> Config:
+    import dataclasses
+
+    from .config import load_config
+
+    cfg = load_config(config_path)
+    mq = {}
+    if host is not None:
+        mq["host"] = host
+    if port is not None:
+        mq["port"] = port
+    if max_rate is not None:
+        mq["max_rate_per_s"] = max_rate
+    if batch_size is not None:
+        mq["batch_size"] = batch_size
+    kw = {"mqtt": dataclasses.replace(cfg.mqtt, **mq)}
+    if db is not None:
+        kw["store"] = dataclasses.replace(cfg.store, path=str(db))
+    if device_id is not None:
+        kw["device"] = dataclasses.replace(cfg.device, id=device_id)
+    return dataclasses.replace(cfg, **kw)
+
+
+def _make_sync_command():
+    import click
+
+    @click.command("sync")
+    @click.option(
+        "--config",
+        "-c",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="YH_CONFIG",
+        default=None,
+        help="Config file (TOML); also $YH_CONFIG.",
+    )
+    @click.option(
+        "--db",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Detection database (default: from the config).",
+    )
+    @click.option("--host", default=None, help="Broker host (overrides mqtt.host).")
+    @click.option("--port", type=int, default=None, help="Broker port (overrides mqtt.port).")
+    @click.option("--device-id", default=None, help="Device id (overrides device.id).")
+    @click.option(
+        "--timeout",
+        type=float,
+        default=120.0,
+        show_default=True,
+        help="One-shot: give up after this many seconds.",
+    )
+    @click.option("--follow", is_flag=True, help="Keep publishing until SIGTERM/SIGINT (the daemon's loop).")
+    @click.option("--max-rate", type=float, default=None, help="Messages per second at most (0 = no cap).")
+    @click.option("--batch-size", type=int, default=None, help="Outbox rows per round.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+    def sync_command(config_path, db, host, port, device_id, timeout, follow, max_rate, batch_size, as_json):
+        """Send the unsynced detections to the MQTT broker (acknowledged ones are marked synced).
+
+        Without --follow: drain the outbox once and exit (status 1 if the broker was unreachable
+        or detections remain). Works whether or not mqtt.enabled is set.
+        """
+        try:
+            cfg = _build_config(config_path, db, host, port, device_id, max_rate, batch_size)
+            store = SqliteStore(cfg.db_path)
+            try:
+                pub = MqttPublisher(cfg, store)
+                if follow:
+                    stop = threading.Event()
+                    for sig in (signal.SIGTERM, signal.SIGINT):
+                        signal.signal(sig, lambda *_: stop.set())
+                    pub.run(stop)
+                    result = pub.summary()
+                else:
+                    result = pub.publish_pending(timeout)
+            finally:
+                store.close()
+        except YellowhammerError as exc:
+            raise click.ClickException(str(exc)) from None
+        if as_json:
+            click.echo(json.dumps(result))
+        else:
+            click.echo(
+                f"{result['device_id']} -> {result['broker']}: {result['acked']} acknowledged, "
+                f"{result['remaining']} still unsynced"
+                + (f", {result['skipped']} unsendable (see log)" if result["skipped"] else "")
+            )
+        if not follow and not result["drained"]:
+            raise SystemExit(1)
+
+    return sync_command
+
+
+sync_command = _make_sync_command()
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised by the subprocess tests
+    import logging as _logging
+    import sys
+
+    _logging.basicConfig(level=_logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    sync_command(prog_name="python -m edge.publisher")

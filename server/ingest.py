@@ -1,0 +1,386 @@
+"""Ingest: MQTT subscriber (shared subscription, persistent session) and edge-database import.
+
+Delivery guarantee: the ingest client has a stable client id, ``clean_session=False`` and QoS 1
+subscriptions, and acknowledges a message (manual PUBACK) only **after** the transaction that
+stored or quarantined it has committed. A crash between commit and PUBACK makes the broker
+deliver it again, which the upsert by detection id absorbs; a crash before the commit loses
+nothing either, because the broker still holds the unacknowledged message in the session.
+
+Several workers may run with the same ``--share-group`` and different ``--client-id``: the
+broker hands each message to one of them (``$share/<group>/...``).
+
+A hostile message never stops ingest: everything that fails validation is quarantined with its
+reason, and even an unexpected error while handling one message only quarantines that message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+import socket
+import sqlite3
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.payload import ID_RE
+
+from .storage import Storage, StorageError, WriteResult
+from .validation import MAX_PAYLOAD_BYTES, Reject, parse_json, validate_detection
+
+log = logging.getLogger(__name__)
+
+STATUS_VALUES = ("online", "offline")
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """Where and how the ingest connects (``yh-server ingest`` options)."""
+
+    host: str = "localhost"
+    port: int = 1883
+    prefix: str = "yh/v1"
+    client_id: str = ""
+    share_group: str = "yh-ingest"
+    username: str = ""
+    password_file: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    keepalive: int = 60
+    max_backoff_s: int = 60
+    batch_max: int = 500
+
+    @property
+    def effective_client_id(self) -> str:
+        return self.client_id or f"yh-ingest-{socket.gethostname().split('.')[0]}"
+
+
+@dataclass
+class Message:
+    """A received message, independent of paho (tests and import feed these directly)."""
+
+    topic: str
+    payload: bytes
+    mid: int = 0
+    qos: int = 0
+
+
+class MessageHandler:
+    """Validates and stores batches of messages; the part of ingest that needs no broker."""
+
+    def __init__(self, storage: Storage, prefix: str = "yh/v1") -> None:
+        self.storage = storage
+        self.prefix = prefix.strip("/")
+        self._dims = storage.encoder_dims()
+        self.totals = WriteResult()
+
+    def _dim_for(self, encoder: str, dim: int, device_id: str) -> int:
+        known = self._dims.get(encoder)
+        if known is None:
+            known = self.storage.register_encoder(encoder, dim, device_id)
+            self._dims[encoder] = known
+            log.info(
+                "ingest: new encoder version %s with %d-d embeddings (first from %s)",
+                encoder,
+                known,
+                device_id,
+            )
+        return known
+
+    def check_detection(self, body_or_payload, topic_device: str | None) -> dict:
+        """Validate one detection (bytes or a parsed dict); returns the storage row or raises Reject."""
+        body = parse_json(body_or_payload) if isinstance(body_or_payload, bytes) else body_or_payload
+        row, emb = validate_detection(body, topic_device, self._dims)
+        known = self._dim_for(row["encoder_version"], int(emb.shape[0]), row["device_id"])
+        if known != emb.shape[0]:
+            raise Reject(
+                f"embedding dim {emb.shape[0]} does not match dim {known} registered for encoder {row['encoder_version']}"
+            )
+        return row
+
+    def _split_topic(self, topic: str) -> tuple[str, str]:
+        parts = topic.split("/")
+        pre = self.prefix.split("/")
+        if len(parts) != len(pre) + 2 or parts[: len(pre)] != pre:
+            raise Reject(f"topic {topic[:200]!r} is not {self.prefix}/<device>/<kind>")
+        device, kind = parts[-2], parts[-1]
+        if not ID_RE.match(device):
+            raise Reject("device level of the topic has characters that are not allowed")
+        return device, kind
+
+    def handle(self, messages: Iterable[Message]) -> WriteResult:
+        """Validate and store a batch in one transaction (status/stats are applied directly)."""
+        rows: list[dict] = []
+        rejects: list[dict] = []
+        seen: set[str] = set()
+        for m in messages:
+            try:
+                device, kind = self._split_topic(m.topic)
+                if kind == "detections":
+                    row = self.check_detection(m.payload, device)
+                    row["origin"] = f"mqtt:{m.topic}"
+                    row["_raw"] = m.payload[:2048]
+                    if row["id"] in seen:  # the same id twice in one batch: count the resend once
+                        continue
+                    seen.add(row["id"])
+                    rows.append(row)
+                elif kind == "status":
+                    status = m.payload.decode("utf-8", "replace").strip()
+                    if status not in STATUS_VALUES:
+                        raise Reject(f"status must be one of {STATUS_VALUES}")
+                    self.storage.set_device_status(device, status)
+                elif kind == "stats":
+                    body = parse_json(m.payload)
+                    self.storage.set_device_stats(device, json.dumps(body, separators=(",", ":")))
+                else:
+                    raise Reject(f"unknown message kind {kind[:40]!r}")
+            except Reject as exc:
+                rejects.append(self._reject(m, str(exc)))
+            except StorageError:
+                raise
+            except Exception as exc:  # a bug must not let one hostile message stop ingest
+                log.exception("ingest: unexpected error on a message from %r", m.topic[:200])
+                rejects.append(self._reject(m, f"internal error: {type(exc).__name__}"))
+        result = self.storage.write_batch(rows, rejects)
+        self.totals.new += result.new
+        self.totals.duplicate += result.duplicate
+        self.totals.quarantined += result.quarantined
+        return result
+
+    @staticmethod
+    def _reject(m: Message, reason: str) -> dict:
+        log.debug("ingest: quarantined a message on %r: %s", m.topic[:200], reason)
+        return {"reason": reason, "topic": m.topic[:500], "origin": "mqtt", "payload": m.payload[:2048],
+                "size": len(m.payload)}  # fmt: skip
+
+
+class Ingestor:
+    """The MQTT ingest worker: ``run(stop)`` blocks until ``stop`` is set."""
+
+    def __init__(self, storage: Storage, settings: IngestSettings) -> None:
+        self.storage = storage
+        self.s = settings
+        self.handler = MessageHandler(storage, settings.prefix)
+        self._q: queue.Queue = queue.Queue()
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self._last_error = ""
+
+    def _client(self) -> mqtt.Client:
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.s.effective_client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        c.reconnect_delay_set(1, max(1, self.s.max_backoff_s))
+        if self.s.tls or self.s.ca_file:
+            try:
+                c.tls_set(ca_certs=self.s.ca_file or None, certfile=self.s.cert_file or None,
+                          keyfile=self.s.key_file or None, cert_reqs=ssl.CERT_REQUIRED)  # fmt: skip
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise StorageError(f"ingest TLS setup failed: {exc}") from None
+        if self.s.username:
+            c.on_pre_connect = self._on_pre_connect
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_subscribe = lambda *a: self.subscribed.set()
+        c.on_message = lambda client, userdata, msg: self._q.put(msg)
+        return c
+
+    def _on_pre_connect(self, client, userdata) -> None:
+        password = None
+        if self.s.password_file:
+            try:
+                password = Path(self.s.password_file).read_text(encoding="utf-8").splitlines()[0]
+            except (OSError, UnicodeDecodeError, IndexError) as exc:
+                self._note(f"cannot read password file {self.s.password_file}: {exc}")
+        client.username_pw_set(self.s.username, password)
+
+    def _note(self, msg: str) -> None:
+        if msg != self._last_error:
+            log.warning("ingest: %s", msg)
+        self._last_error = msg
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._note(f"broker refused the connection: {reason_code}")
+            return
+        self._last_error = ""
+        log.info("ingest: connected to %s:%s as %s (session present: %s)", self.s.host, self.s.port,
+                 self.s.effective_client_id, flags.session_present)  # fmt: skip
+        group = f"$share/{self.s.share_group}/" if self.s.share_group else ""
+        client.subscribe(
+            [(f"{group}{self.s.prefix}/+/{kind}", 1) for kind in ("detections", "status", "stats")]
+        )
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if reason_code.is_failure:
+            log.warning("ingest: connection lost (%s); reconnecting", reason_code)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._note(f"cannot reach broker {self.s.host}:{self.s.port}; retrying with backoff")
+
+    def run(self, stop: threading.Event) -> None:
+        client = self._client()
+        client.connect_async(self.s.host, self.s.port, self.s.keepalive)
+        client.loop_start()
+        last_log, logged = time.monotonic(), (0, 0, 0)
+        pending: list = []
+        try:
+            while not stop.is_set():
+                if not pending:
+                    try:
+                        pending.append(self._q.get(timeout=0.2))
+                    except queue.Empty:
+                        continue
+                    while len(pending) < self.s.batch_max:
+                        try:
+                            pending.append(self._q.get_nowait())
+                        except queue.Empty:
+                            break
+                try:
+                    self.handler.handle(Message(_topic(m), m.payload, m.mid, m.qos) for m in pending)
+                except StorageError as exc:
+                    # not acknowledged: the batch is retried (and the broker keeps it meanwhile)
+                    log.error("ingest: cannot store %d messages, retrying: %s", len(pending), exc)
+                    stop.wait(2.0)
+                    continue
+                for m in pending:  # PUBACK only after the commit
+                    if m.qos > 0:
+                        client.ack(m.mid, m.qos)
+                pending = []
+                t = self.handler.totals
+                now = time.monotonic()
+                if now - last_log > 60 and (t.new, t.duplicate, t.quarantined) != logged:
+                    log.info(
+                        "ingest: %d stored, %d duplicates, %d quarantined so far",
+                        t.new,
+                        t.duplicate,
+                        t.quarantined,
+                    )
+                    last_log, logged = now, (t.new, t.duplicate, t.quarantined)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+            t = self.handler.totals
+            log.info(
+                "ingest: stopped (%d stored, %d duplicates, %d quarantined)",
+                t.new,
+                t.duplicate,
+                t.quarantined,
+            )
+
+
+def _topic(m: mqtt.MQTTMessage) -> str:
+    try:
+        return m.topic
+    except UnicodeDecodeError:
+        return repr(bytes(m._topic))[:200]
+
+
+# -- import of an edge database -------------------------------------------------------------------
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise StorageError(f"{path}: no such file")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc) or "malformed" in str(exc):
+            raise StorageError(f"{path}: not an SQLite database ({exc})") from None
+        # a copied file whose directory is read-only cannot get its -shm: read it as immutable
+        log.warning("import: %s cannot be opened read-only (%s); reading it as immutable", path, exc)
+        try:
+            return sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        except sqlite3.Error as exc2:
+            raise StorageError(f"{path}: cannot open ({exc2})") from None
+
+
+def import_edge_db(storage: Storage, path: str | Path, progress: Callable[[int], None] | None = None,
+                   batch: int = 1000) -> dict:  # fmt: skip
+    """Load the detections of an edge database file (opened read-only) through the same checks.
+
+    Returns counts: ``read``, ``new``, ``duplicate``, ``quarantined``.
+    """
+    path = Path(path)
+    conn = _open_readonly(path)
+    handler = MessageHandler(storage)
+    origin = f"import:{path.name}"
+    out = {"file": str(path), "read": 0, "new": 0, "duplicate": 0, "quarantined": 0}
+    try:
+        try:
+            cur = conn.execute("SELECT * FROM detections ORDER BY start_time, id")
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{path}: not an edge detection database ({exc})") from None
+        names = [c[0] for c in cur.description]
+        while True:
+            try:
+                chunk = cur.fetchmany(batch)
+            except sqlite3.DatabaseError as exc:
+                raise StorageError(f"{path}: read failed ({exc})") from None
+            if not chunk:
+                break
+            rows, rejects = [], []
+            for values in chunk:
+                r = dict(zip(names, values, strict=True))
+                try:
+                    row = handler.check_detection(_edge_row_to_body(r), None)
+                    row["origin"] = origin
+                    rows.append(row)
+                except Reject as exc:
+                    shown = {k: v for k, v in r.items() if k != "embedding"}
+                    rejects.append({"reason": str(exc), "topic": "", "origin": origin,
+                                    "payload": json.dumps(shown, default=str).encode()})  # fmt: skip
+            res = storage.write_batch(rows, rejects)
+            out["read"] += len(chunk)
+            out["new"] += res.new
+            out["duplicate"] += res.duplicate
+            out["quarantined"] += res.quarantined
+            if progress:
+                progress(len(chunk))
+    finally:
+        conn.close()
+    log.info("import: %s: %d read, %d new, %d already known, %d quarantined",
+             path, out["read"], out["new"], out["duplicate"], out["quarantined"])  # fmt: skip
+    return out
+
+
+def _edge_row_to_body(r: dict) -> dict:
+    emb = r.get("embedding")
+    if not isinstance(emb, (bytes, memoryview)):
+        raise Reject("edge row has no embedding blob")
+    emb = bytes(emb)
+    extra = None
+    if r.get("extra"):
+        try:
+            extra = json.loads(r["extra"])
+        except ValueError:
+            raise Reject("edge row has malformed extra JSON") from None
+    body = {k: r.get(k) for k in ("id", "device_id", "start_time", "end_time", "score", "duration_s", "snr_db",
+                                   "encoder_version", "detector_version", "source", "created_at")}  # fmt: skip
+    body.update(
+        schema=1,
+        clock_synced=bool(r.get("clock_synced")),
+        truncated=bool(r.get("truncated")),
+        embedding={"dtype": "f32", "dim": len(emb) // 4, "b64": base64.b64encode(emb).decode("ascii")},
+        extra=extra,
+    )
+    if len(emb) % 4 or len(emb) > MAX_PAYLOAD_BYTES:
+        raise Reject(f"edge row embedding blob of {len(emb)} bytes is not a float32 vector")
+    return {k: v for k, v in body.items() if v is not None}

@@ -1,0 +1,117 @@
+"""Shared by the sync and server tests: detections, edge stores, an ingest worker, polling."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from edge.config import Config, DeviceConfig, MqttConfig, StoreConfig
+from edge.records import Detection
+from edge.store import SqliteStore
+from server.ingest import Ingestor, IngestSettings
+from server.storage import SqliteStorage
+
+T0 = 1_714_550_000.0  # 2024-05-01, a fixed start so runs are reproducible
+ENCODER = "enc-test-1"
+
+
+def make_detection(device: str, i: int, dim: int = 16, encoder: str = ENCODER, rng=None,
+                   embedding: np.ndarray | None = None) -> Detection:  # fmt: skip
+    rng = rng if rng is not None else np.random.default_rng(i)
+    if embedding is None:
+        embedding = rng.standard_normal(dim).astype(np.float32)
+    embedding = (embedding / np.linalg.norm(embedding)).astype(np.float32)
+    start = T0 + 7.3 * i
+    return Detection(
+        id=str(uuid.uuid4()), device_id=device, start_time=start, end_time=start + 2.2, clock_synced=True,
+        score=0.9, duration_s=2.2, snr_db=15.0, embedding=embedding, encoder_version=encoder,
+        detector_version="det-test-1", source="test", truncated=False, created_at=start + 3.0,
+    )  # fmt: skip
+
+
+def fill_store(path: Path, device: str, n: int, start: int = 0, **kw) -> list[str]:
+    store = SqliteStore(path)
+    ids = []
+    try:
+        for i in range(start, start + n):
+            d = make_detection(device, i, **kw)
+            store.add(d)
+            ids.append(d.id)
+    finally:
+        store.close()
+    return ids
+
+
+def edge_config(broker, device: str, db: Path, **mqtt) -> Config:
+    mq = {"enabled": True, "host": broker.host, "port": broker.port, "max_backoff_s": 2.0, **mqtt}
+    return Config(device=DeviceConfig(id=device, data_dir=str(db.parent)), store=StoreConfig(path=str(db)),
+                  mqtt=MqttConfig(**mq))  # fmt: skip
+
+
+def unsynced_count(db: Path) -> int:
+    with sqlite3.connect(db) as c:
+        return c.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+
+def server_rows(db: Path) -> list[tuple]:
+    if not db.exists():
+        return []
+    c = sqlite3.connect(db, timeout=30)
+    try:
+        return c.execute("SELECT id, device_id, receive_count FROM detections").fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        c.close()
+
+
+def quarantine_reasons(db: Path) -> list[str]:
+    c = sqlite3.connect(db, timeout=30)
+    try:
+        return [r[0] for r in c.execute("SELECT reason FROM quarantine ORDER BY id")]
+    finally:
+        c.close()
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05, what: str = "condition"):
+    """Poll until ``predicate()`` is truthy (bounded; no wall-clock assertions)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class IngestThread:
+    """An in-process ingest worker against the test broker."""
+
+    def __init__(self, broker, db: Path, client_id: str = "ingest-test", **settings) -> None:
+        self.storage = SqliteStorage(db)
+        s = IngestSettings(
+            host=broker.host, port=broker.port, client_id=client_id, max_backoff_s=2, **settings
+        )
+        self.ingestor = Ingestor(self.storage, s)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.ingestor.run, args=(self.stop,), daemon=True)
+
+    def __enter__(self) -> IngestThread:
+        self.thread.start()
+        wait_for(self.ingestor.subscribed.is_set, 20, what="ingest subscription")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(15)
+        self.storage.close()
+
+
+def with_mqtt(cfg: Config, **kw) -> Config:
+    return dataclasses.replace(cfg, mqtt=dataclasses.replace(cfg.mqtt, **kw))
