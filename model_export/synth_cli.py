@@ -103,10 +103,12 @@ def _table(rows: list[list[str]]) -> str:
 @click.option("--real", "real_dir", type=click.Path(exists=True, file_okay=False),
               help="Also score the real yellowhammer files below this folder (manifest.csv label) as a reference.")
 @click.option("--sample-rate", default=48000, show_default=True, help="Render rate (24000 = models' rate).")
+@click.option("--variant", type=click.Choice(["full", "no-buzz", "no-harmonics", "plain"]), default="full",
+              show_default=True, help="Remove a realism feature from the songs (ablation).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def birdnet_check_cmd(n_birds, songs_per_bird, snr, background_dir, distractors_per_kind, real_dir, sample_rate,
-                      seed, as_json) -> None:
+                      variant, seed, as_json) -> None:
     """Fraction of generated songs BirdNET V2.4 takes for a yellowhammer (and of distractors)."""
     from model_export.birdnet import BirdNETUnavailable
     from model_export.synth.distractors import DISTRACTOR_KINDS
@@ -116,7 +118,7 @@ def birdnet_check_cmd(n_birds, songs_per_bird, snr, background_dir, distractors_
     try:
         with click.progressbar(length=total, label="BirdNET", file=click.get_text_stream("stderr")) as bar:
             res = birdnet_check(n_birds, songs_per_bird, _range(snr), seed, background_dir, distractors_per_kind,
-                                real_dir, sample_rate, progress=bar.update)
+                                real_dir, sample_rate, variant=variant, progress=bar.update)
     except BirdNETUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from scipy.signal import stft
 from .audio_io import AudioLibrary, list_audio_files, load_audio
 from .distractors import DISTRACTOR_KINDS, render_distractor
 from .scene import band_power, mic_colour, propagate, synthetic_background
-from .song import DIALECTS, make_bird, render_song
+from .song import DIALECTS, Bird, make_bird, render_song
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +65,42 @@ def clip_at_snr(sig: np.ndarray, rng: np.random.Generator, sr: int, snr_db: floa
 # BirdNET
 
 
+def ablate(bird: Bird, variant: str) -> Bird:
+    """A bird with one realism feature removed (for measuring what each feature is worth).
+
+    ``full`` (unchanged), ``no-buzz`` (no rapid FM/AM on syllables or elements),
+    ``no-harmonics`` (fundamental only), ``plain`` (neither buzz nor harmonics).
+    """
+    if variant == "full":
+        return bird
+    if variant not in ("no-buzz", "no-harmonics", "plain"):
+        raise ValueError(f"unknown variant {variant!r}")
+    buzz = variant in ("no-buzz", "plain")
+    harm = variant in ("no-harmonics", "plain")
+    types = []
+    for st in bird.song_types:
+        syl = st.syllable
+        if buzz:
+            syl = replace(syl, fm_depth_hz=0.0, am_depth=0.0)
+        if harm:
+            syl = replace(syl, h2=0.0, h3=0.0)
+        term = tuple(replace(e, fm_depth_hz=0.0 if buzz else e.fm_depth_hz, am_depth=0.0 if buzz else e.am_depth,
+                             pulse_hz=0.0 if buzz else e.pulse_hz, h2=0.0 if harm else e.h2,
+                             h3=0.0 if harm else e.h3) for e in st.terminal)
+        types.append(replace(st, syllable=syl, terminal=term))
+    return replace(bird, song_types=tuple(types))
+
+
 def birdnet_check(n_birds: int = 8, songs_per_bird: int = 4, snr_db: tuple[float, float] = (10.0, 20.0),
                   seed: int = 0, background_dir: str | None = None, distractors_per_kind: int = 20,
-                  real_dir: str | None = None, sample_rate: int = 48000,
+                  real_dir: str | None = None, sample_rate: int = 48000, variant: str = "full",
                   progress: Callable[[int], None] | None = None) -> dict:
     """Run BirdNET on generated songs, incomplete songs and distractors; return rates per group.
 
     Songs are rendered at ``sample_rate`` (48 kHz by default, BirdNET's rate; use 24000
     to see what the models' rate keeps), placed in 3 s clips at an SNR drawn from
-    ``snr_db`` at 10-40 m, and scored as one BirdNET window each.
+    ``snr_db`` at 10-40 m, and scored as one BirdNET window each. ``variant`` removes a
+    realism feature from every bird (see ``ablate``).
     """
     from ..birdnet import PINE_BUNTING, YELLOWHAMMER_INDEX, BirdNET
 
@@ -91,7 +119,7 @@ def birdnet_check(n_birds: int = 8, songs_per_bird: int = 4, snr_db: tuple[float
 
     for d in DIALECTS:
         for b in range(n_birds):
-            bird = make_bird(d, rng, bird_id=b)
+            bird = ablate(make_bird(d, rng, bird_id=b), variant)
             for _ in range(songs_per_bird):
                 audio, _ev = render_song(bird, rng, sample_rate, complete=True)
                 score(d, audio)
@@ -266,12 +294,13 @@ def spectrogram_pngs(out_dir: str, real_dir: str | None = None, seed: int = 0, s
                 x = load_audio(path, sample_rate)
             except RuntimeError:
                 continue
-            for s in find_songs(x, sample_rate):
-                if s["terminal"] is not None:
-                    a = max(0, int((s["onset_s"] - 0.2) * sample_rate))
-                    b = int((s["offset_s"] + 0.3) * sample_rate)
-                    real_songs.append((x[a:b], f"{path.name} @ {s['onset_s']:.1f} s"))
-                    break
+            # the clearest complete song of the file: most syllables among those with a terminal
+            cands = [s for s in find_songs(x, sample_rate) if s["terminal"] is not None]
+            if cands:
+                s = max(cands, key=lambda c: len(c["syllables"]))
+                a = max(0, int((s["onset_s"] - 0.2) * sample_rate))
+                b = int((s["offset_s"] + 0.3) * sample_rate)
+                real_songs.append((x[a:b], f"{path.name} @ {s['onset_s']:.1f} s"))
     written = []
     for i, d in enumerate(DIALECTS):
         bird = make_bird(d, rng, bird_id=i)

@@ -125,6 +125,10 @@ class SyllableSpec:
         Depth (0-1) of amplitude pulses synchronous with the FM.
     h2, h3 : float
         Amplitudes of 2nd and 3rd harmonic relative to the fundamental.
+    phrase_rise_hz : float
+        Pitch rise of the plateau from the first to the last syllable, Hz (real phrases
+        often start a few hundred Hz low). ``make_bird`` leaves it at 0: drawing 0-450 Hz
+        lowered BirdNET's yellowhammer rate (see docs/synth.md).
     """
 
     duration_s: float
@@ -139,6 +143,7 @@ class SyllableSpec:
     am_depth: float
     h2: float
     h3: float
+    phrase_rise_hz: float = 0.0
 
 
 @dataclass(**_RECORD)
@@ -484,10 +489,11 @@ class _Tracks:
         return out
 
 
-def _syllable(tr: _Tracks, i0: int, s: SyllableSpec, sr: int, level: float, rng: np.random.Generator) -> None:
+def _syllable(tr: _Tracks, i0: int, s: SyllableSpec, sr: int, level: float, rng: np.random.Generator,
+              shift_hz: float = 0.0) -> None:
     n = int(s.duration_s * sr)
     t = np.arange(n) / sr
-    carrier = s.f_plateau_hz + (s.f_start_hz - s.f_plateau_hz) * np.exp(-t / s.sweep_tau_s)
+    carrier = s.f_plateau_hz + shift_hz + (s.f_start_hz - s.f_plateau_hz) * np.exp(-t / s.sweep_tau_s)
     carrier = carrier + s.drift_hz * t / s.duration_s
     # the buzz builds up once the opening sweep is done
     depth = s.fm_depth_hz * (1.0 - np.exp(-t / (2.0 * s.sweep_tau_s)))
@@ -598,7 +604,8 @@ def render_song(bird: Bird, rng: np.random.Generator, sample_rate: int = 24000, 
         t += intro_len
     for i in range(n_syl):
         level = min(1.0, 0.55 + 0.18 * i) * _jit(rng, 1.0, 0.05)  # crescendo over the first syllables
-        _syllable(tr, int(round((t + i * syl.period_s) * sr)), syl, sr, level, rng)
+        shift = syl.phrase_rise_hz * (i / max(n_syl - 1, 1) - 1.0)  # ends on the plateau
+        _syllable(tr, int(round((t + i * syl.period_s) * sr)), syl, sr, level, rng, shift)
     t += (n_syl - 1) * syl.period_s + syl.duration_s
     terminal_onset = None
     if complete:
