@@ -134,5 +134,284 @@ def features(paths: tuple[Path, ...], as_json: bool) -> None:
         sys.exit(1)
 
 
+# -- analyze ---------------------------------------------------------------------------
+OUTPUT_FORMATS = ("csv", "json", "raven")
+CSV_COLUMNS = (
+    "file",
+    "onset_s",
+    "offset_s",
+    "duration_s",
+    "start_utc",
+    "end_utc",
+    "score",
+    "snr_db",
+    "truncated",
+    "overlap",
+    "clock_synced",
+    "id",
+    "detector_version",
+    "encoder_version",
+)
+RAVEN_COLUMNS = (
+    "Selection",
+    "View",
+    "Channel",
+    "Begin Time (s)",
+    "End Time (s)",
+    "Low Freq (Hz)",
+    "High Freq (Hz)",
+    "Begin Path",
+    "File Offset (s)",
+    "Score",
+    "SNR (dB)",
+    "Truncated",
+    "Id",
+)
+RAVEN_BAND_HZ = (2500.0, 9000.0)
+
+
+def _utc(t: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def detection_rows(detections) -> list[dict]:
+    """Flat rows (the CSV/JSON columns) of detections made by ``analyze``."""
+    rows = []
+    for d in detections:
+        rows.append(
+            {
+                "file": d.source,
+                "onset_s": d.extra.get("onset_s"),
+                "offset_s": d.extra.get("offset_s"),
+                "duration_s": d.duration_s,
+                "start_utc": _utc(d.start_time),
+                "end_utc": _utc(d.end_time),
+                "score": d.score,
+                "snr_db": d.snr_db,
+                "truncated": d.truncated,
+                "overlap": bool(d.extra.get("overlap", False)),
+                "clock_synced": d.clock_synced,
+                "id": d.id,
+                "detector_version": d.detector_version,
+                "encoder_version": d.encoder_version,
+            }
+        )
+    return rows
+
+
+def write_csv(rows: list[dict], fh) -> None:
+    import csv
+
+    w = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (str(v).lower() if isinstance(v, bool) else v) for k, v in r.items()})
+
+
+def write_raven(rows: list[dict], fh, file_offsets: dict[str, float] | None = None) -> None:
+    """A Raven selection table; Begin Time counts across the files in order (Raven's file
+    sequence), ``File Offset (s)`` within each file."""
+    offsets = file_offsets or {}
+    fh.write("\t".join(RAVEN_COLUMNS) + "\n")
+    for i, r in enumerate(rows, 1):
+        base = offsets.get(r["file"], 0.0)
+        fh.write(
+            "\t".join(
+                str(v)
+                for v in (
+                    i,
+                    "Spectrogram 1",
+                    1,
+                    f"{base + r['onset_s']:.3f}",
+                    f"{base + r['offset_s']:.3f}",
+                    f"{RAVEN_BAND_HZ[0]:.1f}",
+                    f"{RAVEN_BAND_HZ[1]:.1f}",
+                    r["file"],
+                    f"{r['onset_s']:.3f}",
+                    f"{r['score']:.4f}",
+                    f"{r['snr_db']:.1f}",
+                    "yes" if r["truncated"] else "no",
+                    r["id"],
+                )
+            )
+            + "\n"
+        )
+
+
+def _write_output(rows: list[dict], fmt: str, output: Path | None, durations: dict[str, float]) -> list[Path]:
+    """Write rows to stdout, a file, or (Raven, given a folder) one table per input file."""
+    import io
+
+    written = []
+    if fmt == "raven" and output is not None and output.is_dir():
+        for f in durations:
+            part = [r for r in rows if r["file"] == f]
+            target = output / (Path(f).stem + ".yellowhammer.selections.txt")
+            buf = io.StringIO()
+            write_raven(part, buf)
+            _atomic_write(target, buf.getvalue())
+            written.append(target)
+        return written
+    buf = io.StringIO()
+    if fmt == "csv":
+        write_csv(rows, buf)
+    elif fmt == "json":
+        buf.write(json.dumps(rows, indent=1) + "\n")
+    else:
+        offsets, t = {}, 0.0
+        for f, dur in durations.items():
+            offsets[f] = t
+            t += dur
+        write_raven(rows, buf, offsets)
+    if output is None:
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        _atomic_write(output, buf.getvalue())
+        written.append(output)
+    return written
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    import os
+
+    from .errors import YellowhammerError
+
+    tmp = path.with_name(path.name + ".part")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise YellowhammerError(f"{path}: cannot write output ({exc.strerror or exc})") from None
+
+
+@main.command("analyze")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@config_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(OUTPUT_FORMATS),
+    default="csv",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output file (default: stdout); for --format raven a folder gets one table per audio file.",
+)
+@click.option(
+    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), help="Store in this database."
+)
+@click.option(
+    "--no-store", is_flag=True, help="Only print the detections; do not write them to the database."
+)
+@click.option(
+    "--threshold", type=float, default=None, help="Detector threshold (default: config, else manifest)."
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal)."
+)
+@friendly_errors
+def analyze(
+    paths: tuple[Path, ...],
+    config_path: Path | None,
+    fmt: str,
+    output: Path | None,
+    db_path: Path | None,
+    no_store: bool,
+    threshold: float | None,
+    progress: bool | None,
+) -> None:
+    """Find yellowhammer songs in WAV files or folders of them.
+
+    Every song goes into the detection store (like the daemon's, so they are synced too) and is
+    printed as CSV, JSON or a Raven selection table. Unreadable files are reported one per line
+    and skipped; the exit status is then 1.
+    """
+    import dataclasses
+
+    from .pipeline import build_pipeline
+    from .sources import ReplaySource, expand_paths
+    from .wavfile import read_info
+
+    cfg = load_config(config_path)
+    if threshold is not None:
+        cfg = dataclasses.replace(cfg, models=dataclasses.replace(cfg.models, threshold=threshold))
+    if db_path is not None:
+        cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=str(db_path)))
+    if output is not None and fmt != "raven" and output.is_dir():
+        raise click.UsageError(f"{output} is a folder; only --format raven writes one file per input")
+    files = expand_paths(paths)
+    if not files:
+        raise click.UsageError("no WAV files found in the given paths")
+    durations: dict[str, float] = {}
+    failed: list[str] = []
+    for f in files:
+        try:
+            durations[str(f)] = read_info(f).duration
+        except YellowhammerError as exc:
+            failed.append(str(exc))
+    store = _MemorySink() if no_store else None
+    comp = build_pipeline(cfg, store=store)
+    pipeline = comp.pipeline
+    if no_store:
+        pipeline.sink = store
+    good = [Path(f) for f in durations]
+    src = ReplaySource(good, pipeline.frontend_cfg.sample_rate, on_error=lambda p, e: failed.append(str(e)))
+    detections = []
+    show = sys.stderr.isatty() if progress is None else progress
+    total = sum(durations.values())
+    try:
+        with click.progressbar(
+            length=max(1, int(round(total))), label="analysing", file=sys.stderr, hidden=not show
+        ) as bar:
+            done = 0.0
+            for chunk in src.chunks():
+                detections += pipeline.process(chunk)
+                done += chunk.duration
+                if int(done) > bar.pos:
+                    bar.update(int(done) - bar.pos)
+            detections += pipeline.end_stream()
+    finally:
+        if not no_store:
+            comp.writer.retry()
+    rows = detection_rows(detections)
+    for p in _write_output(rows, fmt, output, durations):
+        click.echo(f"wrote {p}", err=True)
+    n_files = len(durations) - len([m for m in failed if any(m.startswith(f) for f in durations)])
+    click.echo(f"{len(rows)} songs in {n_files} files ({total / 60:.1f} min of audio)", err=True)
+    for msg in failed:
+        click.echo(f"error: {msg}", err=True)
+    if not no_store:
+        pending = comp.writer.pending
+        comp.store.close()
+        if pending:
+            raise click.ClickException(
+                f"{pending} of {len(rows)} detections could not be stored ({comp.writer.last_error}); "
+                "they are in the output above"
+            )
+    if failed:
+        sys.exit(1)
+
+
+class _MemorySink:
+    """Stand-in store for ``analyze --no-store``."""
+
+    def add(self, detection, clip_path=None) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -91,17 +91,29 @@ class ModelsConfig:
 
 @dataclass(frozen=True, slots=True)
 class SegmenterConfig:
-    """Joining detector windows into songs.
+    """Joining detector windows into songs (see ``edge/segmenter.py``).
 
-    ``min_song_s``/``max_song_s``: plausible song lengths; ``merge_gap_s``: gaps shorter than
-    this inside a song are bridged; ``energy_gate_db``: skip the detector on windows whose
-    song-band level is this many dB below the running noise floor... (0 disables the gate).
+    ``min_song_s``/``max_song_s``: plausible song lengths; a shorter sound is dropped (unless cut
+    off by the start or end of the audio), a longer one is split as overlapping songs of two
+    birds. Yellowhammer songs last 1.8-2.8 s, incomplete ones (no terminal phrase) from about
+    0.7 s. ``merge_gap_s``: silences shorter than this inside a song are bridged (syllable gaps
+    are 20-50 ms, the gap before the terminal phrase up to ~0.2 s). ``energy_gate_db``: skip the
+    detector on windows whose song-band peak is less than this many dB above the running noise
+    floor (saves CPU on silent nights; 0 disables the gate, 3-6 is a sensible setting).
     """
 
-    min_song_s: float = 0.8
-    max_song_s: float = 4.5
+    min_song_s: float = 0.6
+    max_song_s: float = 3.4
     merge_gap_s: float = 0.35
     energy_gate_db: float = 0.0
+
+    def __post_init__(self):
+        if not 0 < self.min_song_s < self.max_song_s:
+            raise ValueError("segmenter: need 0 < min_song_s < max_song_s")
+        if not 0 <= self.merge_gap_s <= 2:
+            raise ValueError("segmenter.merge_gap_s must be between 0 and 2")
+        if self.energy_gate_db < 0:
+            raise ValueError("segmenter.energy_gate_db must be >= 0 (0 disables the gate)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +181,22 @@ class MqttConfig:
 
 @dataclass(frozen=True, slots=True)
 class HealthConfig:
-    """Periodic health logging and the systemd watchdog."""
+    """Periodic health logging and the systemd watchdog.
+
+    ``log_interval_s``: how often health figures are logged and written to
+    ``<data_dir>/health.json`` (read by ``yh-edge status``). ``stall_seconds``: the processing
+    loop counts as stalled when it has not advanced for this long; the daemon then stops pinging
+    the systemd watchdog, so systemd restarts it. ``maintenance_interval_s``: how often retention
+    and the free-space policy run.
+    """
 
     log_interval_s: float = 300.0
+    stall_seconds: float = 60.0
+    maintenance_interval_s: float = 3600.0
+
+    def __post_init__(self):
+        if self.log_interval_s <= 0 or self.stall_seconds <= 0 or self.maintenance_interval_s <= 0:
+            raise ValueError("health intervals must be positive")
 
 
 @dataclass(frozen=True, slots=True)

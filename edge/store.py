@@ -30,6 +30,7 @@ from .records import Detection
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
+WAL_LIMIT_BYTES = 1 << 20
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -93,9 +94,22 @@ def _row_to_detection(row: dict) -> Detection:
     )
 
 
+class StoreFullError(StoreError):
+    """A write failed because the file system is full."""
+
+
+class StoreReadOnlyError(StoreError):
+    """A write failed because the database or its directory is read-only."""
+
+
 def _is_disk_full(exc: Exception) -> bool:
     msg = str(exc).lower()
     return "disk is full" in msg or "no space" in msg or getattr(exc, "sqlite_errorcode", None) == 13
+
+
+def _is_read_only(exc: Exception) -> bool:
+    msg = str(exc).lower()
+    return "readonly" in msg or "read-only" in msg or getattr(exc, "sqlite_errorcode", None) == 8
 
 
 class SqliteStore:
@@ -126,15 +140,43 @@ class SqliteStore:
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")  # a power cut must not lose a commit
+                # keep the WAL small (SD cards, small partitions): checkpoint every ~1 MB and
+                # truncate the file back afterwards
+                conn.execute("PRAGMA wal_autocheckpoint = 256")
+                conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
             self.db = sqlite_utils.Database(conn)
             if not readonly:
+                self._probe_writable(conn)
                 self._migrate()
             else:
                 self._check_version()
         except StoreError:
             raise
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"{self.path}: cannot open the detection database ({exc})") from None
+            hint = ""
+            try:
+                if shutil.disk_usage(self.path.parent if self.path.parent.exists() else "/").free < 1 << 20:
+                    hint = ": the disk is full"
+            except OSError:
+                pass
+            raise StoreError(f"{self.path}: cannot open the detection database ({exc}){hint}") from None
+
+    def _probe_writable(self, conn: sqlite3.Connection) -> None:
+        """SQLite silently opens an unwritable file read-only; find out now, not at the first song."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                v = conn.execute("PRAGMA user_version").fetchone()[0]
+                conn.execute(f"PRAGMA user_version = {int(v)}")  # dirties page 1; never committed
+            finally:
+                conn.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            if _is_read_only(exc):
+                raise StoreReadOnlyError(
+                    f"{self.path}: cannot open the detection database for writing "
+                    "(read-only file system or no write permission)"
+                ) from None
+            raise
 
     # -- schema --------------------------------------------------------------------------
     @property
@@ -222,11 +264,13 @@ class SqliteStore:
                 return fn()
         except sqlite3.OperationalError as exc:
             if _is_disk_full(exc):
-                raise StoreError(f"{self.path}: disk full, could not {what}") from None
-            if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
-                raise StoreError(f"{self.path}: database is read-only, could not {what}") from None
+                raise StoreFullError(f"{self.path}: disk full, could not {what}") from None
+            if _is_read_only(exc):
+                raise StoreReadOnlyError(f"{self.path}: database is read-only, could not {what}") from None
             raise StoreError(f"{self.path}: could not {what} ({exc})") from None
         except sqlite3.DatabaseError as exc:
+            if _is_disk_full(exc):
+                raise StoreFullError(f"{self.path}: disk full, could not {what}") from None
             raise StoreError(f"{self.path}: could not {what} ({exc})") from None
 
     def mark_synced(self, ids: Iterable[str]) -> None:
@@ -373,6 +417,76 @@ class SqliteStore:
             log.warning("store: disk emergency: deleted %d oldest synced detections", c1)
         return c1 + c2
 
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the database file (keeps the -wal file small)."""
+        with self._lock:
+            try:
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.warning("store: WAL checkpoint failed: %s", exc)
+
+    def vacuum(self) -> tuple[int, int]:
+        """Rebuild the file to return free pages to the disk; (bytes before, bytes after).
+
+        Needs free space of about the database's size; refuses (StoreFullError) otherwise.
+        """
+        before = self.size_bytes()
+        if self.free_bytes() < before * 1.1:
+            raise StoreFullError(f"{self.path}: not enough free space to vacuum ({before} bytes needed)")
+        with self._lock:
+            try:
+                self.db.execute("VACUUM")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: vacuum failed ({exc})") from None
+        self.checkpoint()
+        return before, self.size_bytes()
+
+    def size_bytes(self) -> int:
+        """Database plus its WAL, bytes."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.path.getsize(f"{self.path}{suffix}")
+            except OSError:
+                pass
+        return total
+
+    def rows(
+        self, since: float | None = None, until: float | None = None, limit: int | None = None
+    ) -> list[dict]:
+        """Raw detection rows (embedding as float list, sync state) for export, by start time."""
+        sql, args, where = "SELECT * FROM detections", [], []
+        if since is not None:
+            where.append("start_time >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("start_time < ?")
+            args.append(until)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY start_time, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        with self._lock:
+            rows = self.db.execute_returning_dicts(sql, args)
+        for r in rows:
+            r["embedding"] = np.frombuffer(r["embedding"], dtype="<f4").round(6).tolist()
+            r["extra"] = json.loads(r["extra"]) if r.get("extra") else {}
+        return rows
+
+    def clip_paths_of_pruned(self, paths: Iterable[str]) -> set[str]:
+        """Which of these clip paths no detection row refers to any more."""
+        paths = list(paths)
+        with self._lock:
+            kept = {
+                r[0]
+                for r in self.db.execute(
+                    "SELECT clip_path FROM detections WHERE clip_path IS NOT NULL"
+                ).fetchall()
+            }
+        return {p for p in paths if p not in kept}
+
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check`` result (``"ok"`` when healthy)."""
         with self._lock:
@@ -388,3 +502,277 @@ class SqliteStore:
                 self.db.conn.close()
             except sqlite3.Error as exc:
                 log.warning("store: close failed: %s", exc)
+
+
+class ClipSaver:
+    """Optional saving of each song's audio (off by default: privacy) under a disk quota.
+
+    Clips go to ``<dir>/<YYYY-MM-DD>/<detection id>.wav``; when the total would exceed the quota
+    the oldest clips are deleted first. No clip is written while free space is below
+    ``min_free_bytes``.
+    """
+
+    def __init__(self, directory: str | os.PathLike, quota_bytes: int, min_free_bytes: int = 0) -> None:
+        self.dir = Path(directory)
+        self.quota = int(quota_bytes)
+        self.min_free = int(min_free_bytes)
+        self.saved = 0
+        self.skipped = 0
+        self.deleted = 0
+        self._files: list[tuple[float, int, Path]] = []  # (mtime, size, path), oldest first
+        self._total = 0
+        if self.dir.exists():
+            for p in self.dir.rglob("*.wav"):
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+                self._files.append((st.st_mtime, st.st_size, p))
+                self._total += st.st_size
+            self._files.sort()
+
+    @property
+    def total_bytes(self) -> int:
+        return self._total
+
+    def save(self, detection_id: str, audio: np.ndarray, sample_rate: int, start_time: float) -> str | None:
+        """Write one clip; returns its path, or None when skipped (no space, quota too small)."""
+        from .wavfile import write_wav
+
+        size = 44 + 2 * int(audio.shape[0])
+        if size > self.quota:
+            self.skipped += 1
+            return None
+        try:
+            if (
+                shutil.disk_usage(self.dir if self.dir.exists() else self.dir.parent).free
+                < self.min_free + size
+            ):
+                self.skipped += 1
+                log.debug("clips: skipped %s (low disk space)", detection_id)
+                return None
+        except OSError:
+            pass
+        self.make_room(size)
+        day = time.strftime("%Y-%m-%d", time.gmtime(start_time))
+        path = self.dir / day / f"{detection_id}.wav"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_wav(path, audio, sample_rate)
+        except OSError as exc:
+            self.skipped += 1
+            log.warning("clips: could not save %s: %s", path, exc)
+            try:
+                path.with_name(path.name + ".part").unlink(missing_ok=True)
+            except OSError:
+                pass
+            return None
+        self._files.append((time.time(), size, path))
+        self._total += size
+        self.saved += 1
+        return str(path)
+
+    def make_room(self, need: int) -> None:
+        """Delete the oldest clips until ``need`` more bytes fit under the quota."""
+        while self._files and self._total + need > self.quota:
+            self.delete_oldest()
+
+    def delete_oldest(self) -> int:
+        """Delete the oldest clip; returns the bytes freed (0 when there is none)."""
+        if not self._files:
+            return 0
+        _, size, path = self._files.pop(0)
+        self._total -= size
+        try:
+            path.unlink(missing_ok=True)
+            self.deleted += 1
+        except OSError as exc:
+            log.warning("clips: could not delete %s: %s", path, exc)
+        return size
+
+    def stats(self) -> dict:
+        return {
+            "clips_bytes": self._total,
+            "clips": len(self._files),
+            "clips_saved": self.saved,
+            "clips_skipped": self.skipped,
+            "clips_deleted": self.deleted,
+        }
+
+
+class DetectionWriter:
+    """Persist-first writing that survives a full or read-only disk without losing detections.
+
+    :meth:`add` tries the store; when the disk is full it frees room per policy (oldest clips,
+    then :meth:`SqliteStore.emergency_prune`: oldest synced rows first, unsynced rows only if no
+    synced row is left, which the store logs and counts) and retries once. If that fails too, or
+    the store is read-only, the detection is held in memory (bounded by ``max_pending``) and
+    retried on every later :meth:`add` and :meth:`retry`; each failure is logged and counted.
+
+    Parameters
+    ----------
+    store
+        The SQLite store.
+    clips
+        Clip saver whose clips may be deleted in an emergency.
+    emergency_rows
+        Rows the store may drop per emergency.
+    """
+
+    def __init__(
+        self,
+        store: SqliteStore,
+        clips: ClipSaver | None = None,
+        emergency_rows: int = 200,
+        max_pending: int = 50_000,
+    ) -> None:
+        self.store = store
+        self.clips = clips
+        self.emergency_rows = emergency_rows
+        self.max_pending = max_pending
+        self._pending: list[tuple[Detection, str | None]] = []
+        self._lock = threading.Lock()
+        self.stored = 0
+        self.write_failures = 0
+        self.emergencies = 0
+        self.dropped = 0
+        self.last_error = ""
+        self._retry_after = 0.0
+
+    @property
+    def pending(self) -> int:
+        """Detections held in memory because the store could not take them."""
+        return len(self._pending)
+
+    def add(self, detection: Detection, clip_path: str | None = None) -> bool:
+        """Store a detection (or hold it); True when it is committed to the database."""
+        with self._lock:
+            if self._pending:
+                self._pending.append((detection, clip_path))
+                self._drain(force=False)
+                return not any(d.id == detection.id for d, _ in self._pending)
+            if self._write(detection, clip_path):
+                return True
+            self._hold(detection, clip_path)
+            return False
+
+    def retry(self) -> int:
+        """Try to store what is held in memory; returns how many are still pending."""
+        with self._lock:
+            self._drain(force=True)
+            return len(self._pending)
+
+    def _drain(self, force: bool) -> None:
+        if not self._pending or (not force and time.monotonic() < self._retry_after):
+            return
+        while self._pending:
+            d, clip = self._pending[0]
+            if not self._write(d, clip):
+                self._retry_after = time.monotonic() + 5.0
+                return
+            self._pending.pop(0)
+        log.info("store: writing again; every detection held in memory is now stored")
+
+    def _hold(self, detection: Detection, clip_path: str | None) -> None:
+        if len(self._pending) >= self.max_pending:
+            self._pending.pop(0)
+            self.dropped += 1
+            log.error("store: memory hold is full; dropped the oldest unstored detection")
+        self._pending.append((detection, clip_path))
+        self._retry_after = time.monotonic() + 5.0
+        log.error(
+            "store: holding detection %s in memory (%d pending): %s",
+            detection.id,
+            len(self._pending),
+            self.last_error,
+        )
+
+    def _write(self, detection: Detection, clip_path: str | None) -> bool:
+        try:
+            self.store.add(detection, clip_path=clip_path)
+        except StoreFullError as exc:
+            self.write_failures += 1
+            self.last_error = str(exc)
+            if not self._emergency():
+                return False
+            try:
+                self.store.add(detection, clip_path=clip_path)
+            except StoreError as exc2:
+                self.write_failures += 1
+                self.last_error = str(exc2)
+                return False
+        except StoreError as exc:
+            self.write_failures += 1
+            self.last_error = str(exc)
+            return False
+        self.stored += 1
+        return True
+
+    def _emergency(self) -> bool:
+        """Free space per policy; True if anything was freed."""
+        self.emergencies += 1
+        wal_before = self.store.size_bytes()
+        self.store.checkpoint()  # a grown WAL is often most of what can be given back at once
+        freed = self.store.size_bytes() < wal_before
+        if self.clips is not None:
+            for _ in range(20):
+                if self.clips.delete_oldest():
+                    freed = True
+        try:
+            if self.store.emergency_prune(self.emergency_rows):
+                freed = True
+        except StoreError as exc:
+            log.error("store: disk emergency and pruning failed as well: %s", exc)
+        try:
+            self.store.bump("disk_emergencies")
+        except StoreError:
+            pass
+        log.warning("store: disk full; emergency pruning %s", "freed room" if freed else "freed nothing")
+        return freed
+
+    def stats(self) -> dict:
+        return {
+            "stored": self.stored,
+            "pending_in_memory": len(self._pending),
+            "write_failures": self.write_failures,
+            "disk_emergencies": self.emergencies,
+            "dropped_in_memory": self.dropped,
+            "last_store_error": self.last_error,
+        }
+
+
+def maintain(
+    store: SqliteStore,
+    retention_days: float,
+    min_free_mb: float,
+    clips: ClipSaver | None = None,
+    emergency_rows: int = 500,
+) -> dict:
+    """Periodic housekeeping: retention, free-space policy, WAL checkpoint.
+
+    - synced rows older than ``retention_days`` are deleted (0 keeps them for ever);
+    - below ``min_free_mb`` of free space: clips are deleted oldest first, then synced rows;
+    - below a quarter of ``min_free_mb``: a disk emergency (:meth:`SqliteStore.emergency_prune`),
+      the only case in which unsynced rows may go, logged and counted.
+
+    Returns what was done, for the health log.
+    """
+    done = {"pruned": 0, "clips_deleted": 0, "emergency_pruned": 0}
+    if retention_days > 0:
+        done["pruned"] = store.prune_synced(retention_days * 86400.0)
+    min_free = int(min_free_mb * 1024 * 1024)
+    free = store.free_bytes()
+    if free < min_free and clips is not None:
+        while clips.total_bytes and store.free_bytes() < min_free:
+            if not clips.delete_oldest():
+                break
+            done["clips_deleted"] += 1
+    if store.free_bytes() < min_free:
+        n = store.db.execute("SELECT COUNT(*) FROM detections WHERE synced_at IS NOT NULL").fetchone()[0]
+        if n:
+            done["pruned"] += store.emergency_prune(min(n, emergency_rows))
+    if store.free_bytes() < min_free // 4:
+        done["emergency_pruned"] = store.emergency_prune(emergency_rows)
+        store.bump("disk_emergencies")
+    store.checkpoint()
+    return done

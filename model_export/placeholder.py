@@ -118,7 +118,9 @@ def _representative_logmel(cfg: FrontendConfig, seed: int = SEED) -> np.ndarray:
     except ImportError:  # the generator is optional here: tones stand in for songs
         t = np.arange(3 * sr) / sr
         for f0 in (3500.0, 4500.0, 6000.0, 7500.0):
-            parts.append((0.1 * np.sin(2 * np.pi * f0 * t) + 1e-3 * rng.standard_normal(t.size)).astype(np.float32))
+            parts.append(
+                (0.1 * np.sin(2 * np.pi * f0 * t) + 1e-3 * rng.standard_normal(t.size)).astype(np.float32)
+            )
     return np.concatenate([logmel(p, cfg) for p in parts])
 
 
@@ -187,7 +189,10 @@ def build_placeholders(out_dir: str | Path, cfg: FrontendConfig | None = None) -
     common = {
         "created": created,
         "frontend": cfg.to_dict(),
-        "training": {"data": "none: weights set by hand (placeholder)", "calibration": "synthetic songs + noise"},
+        "training": {
+            "data": "none: weights set by hand (placeholder)",
+            "calibration": "synthetic songs + noise",
+        },
         "metrics": {},
         "reproduce": "python -m model_export.placeholder OUT_DIR",
     }
@@ -218,7 +223,12 @@ def build_placeholders(out_dir: str | Path, cfg: FrontendConfig | None = None) -
             "kind": "encoder",
             "version": ENCODER_VERSION,
             **common,
-            "window": {"frames": ENC_FRAMES, "hop_frames": ENC_FRAMES, "align": "end", "margin_frames": ENC_MARGIN_FRAMES},
+            "window": {
+                "frames": ENC_FRAMES,
+                "hop_frames": ENC_FRAMES,
+                "align": "end",
+                "margin_frames": ENC_MARGIN_FRAMES,
+            },
             "input": inp,
             "outputs": {"embedding": outp},
             "labels": [],
@@ -246,9 +256,13 @@ def install_if_absent(src_dir: str | Path, models_dir: str | Path = EDGE_MODELS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m model_export.placeholder", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m model_export.placeholder", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("out_dir", nargs="?", help="where to write the models (default: a temporary folder)")
-    p.add_argument("--install", action="store_true", help="also copy into edge/models/ if no detector is there")
+    p.add_argument(
+        "--install", action="store_true", help="also copy into edge/models/ if no detector is there"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     if args.out_dir is None and not args.install:

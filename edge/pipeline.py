@@ -1,0 +1,470 @@
+"""The edge pipeline: source -> frontend -> detector (every hop) -> segmenter -> encoder -> store.
+
+Plain orchestration of the ports; everything is composed in :func:`build_pipeline` from the
+config. The detector runs on every complete window (``window.frames`` / ``window.hop_frames``
+from its manifest), the encoder once per song on ``window.frames`` frames ending
+``window.margin_frames`` after the song's offset (from the encoder's manifest). Audio is never
+time-stretched: the encoder sees the song's frames exactly as they were heard.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config
+from .frontend import FrontendConfig, StreamingLogMel
+from .ports import AudioSource, Detector, Encoder
+from .records import AudioChunk, Detection, SongSegment
+from .segmenter import Song, SongSegmenter
+
+log = logging.getLogger(__name__)
+
+ID_NAMESPACE = uuid.UUID("6f1c3d2e-9a57-4c1b-8e0b-59e1a2f7c0d4")
+DEFAULT_ENCODER_MARGIN_FRAMES = 10
+_HISTORY_S = 40.0  # log-mel (and clip audio) history: the longest region plus windows and margins
+_CLIP_PAD_S = 0.5
+
+
+def detection_id(device_id: str, start_time: float, end_time: float) -> str:
+    """Deterministic id of a song: re-analysing the same audio (a replay after a crash) yields
+    the same ids, so the store's insert-or-ignore and the server's upsert never duplicate it."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{device_id}|{start_time:.2f}|{end_time:.2f}"))
+
+
+class FrameRing:
+    """The last ``capacity`` rows of a stream of frames (or samples), by absolute index.
+
+    :meth:`get` pads what lies outside the kept range with the per-column minimum of the rows
+    it returns (the quietest level: a stand-in for silence before a stream started).
+    """
+
+    def __init__(self, capacity: int, width: int | None = None, dtype=np.float32) -> None:
+        self.capacity = int(capacity)
+        shape = (2 * self.capacity,) if width is None else (2 * self.capacity, width)
+        self._buf = np.zeros(shape, dtype=dtype)
+        self._n = 0  # rows in the buffer
+        self.start = 0  # absolute index of self._buf[0]
+
+    @property
+    def end(self) -> int:
+        """Absolute index after the last row."""
+        return self.start + self._n
+
+    def reset(self) -> None:
+        self._n = 0
+        self.start = 0
+
+    def append(self, rows: np.ndarray) -> None:
+        k = rows.shape[0]
+        if k == 0:
+            return
+        if k >= self.capacity:
+            self.start += self._n + k - self.capacity
+            self._buf[: self.capacity] = rows[-self.capacity :]
+            self._n = self.capacity
+            return
+        if self._n + k > self._buf.shape[0]:
+            drop = self._n + k - self.capacity
+            self._buf[: self._n - drop] = self._buf[drop : self._n]
+            self._n -= drop
+            self.start += drop
+        self._buf[self._n : self._n + k] = rows
+        self._n += k
+
+    def get(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)``; rows not held are padded (see the class docstring)."""
+        lo, hi = max(start, self.start), min(stop, self.end)
+        if hi <= lo:
+            return np.zeros((stop - start, *self._buf.shape[1:]), dtype=self._buf.dtype)
+        part = self._buf[lo - self.start : hi - self.start]
+        if lo == start and hi == stop:
+            return part.copy()
+        fill = part.min(axis=0)
+        before = np.broadcast_to(fill, (lo - start, *part.shape[1:]))
+        after = np.broadcast_to(fill, (stop - hi, *part.shape[1:]))
+        return np.concatenate([before, part, after]).astype(self._buf.dtype)
+
+
+@dataclass
+class PipelineStats:
+    """Running figures of a pipeline (health log, stats topic, benchmark)."""
+
+    chunks: int = 0
+    streams: int = 0
+    audio_seconds: float = 0.0
+    windows: int = 0
+    windows_gated: int = 0
+    songs: int = 0
+    detections: int = 0
+    held: int = 0
+    last_detection: float | None = None
+    lag_s: float = 0.0
+    max_lag_s: float = 0.0
+    cpu_s: dict = field(
+        default_factory=lambda: {
+            "frontend": 0.0,
+            "detector": 0.0,
+            "segmenter": 0.0,
+            "encoder": 0.0,
+            "store": 0.0,
+        }
+    )
+
+    def as_dict(self) -> dict:
+        return {
+            "chunks": self.chunks,
+            "streams": self.streams,
+            "audio_seconds": round(self.audio_seconds, 3),
+            "windows": self.windows,
+            "windows_gated": self.windows_gated,
+            "songs": self.songs,
+            "detections": self.detections,
+            "held_in_memory": self.held,
+            "last_detection": self.last_detection,
+            "lag_s": round(self.lag_s, 3),
+            "max_lag_s": round(self.max_lag_s, 3),
+            "cpu_s": {k: round(v, 4) for k, v in self.cpu_s.items()},
+        }
+
+
+class Pipeline:
+    """Composed pipeline; feed it chunks with :meth:`process` or let :meth:`run` pull a source.
+
+    Parameters
+    ----------
+    frontend
+        Frontend parameters (the models' manifests must agree; :func:`build_pipeline` checks).
+    detector, encoder
+        Ports; their window sizes come from their manifests.
+    sink
+        Anything with ``add(detection, clip_path=None)``: the store or a
+        :class:`edge.store.DetectionWriter` around it.
+    device_id
+        Recorder id written into every detection.
+    segmenter
+        The song segmenter (built for the detector's window and threshold).
+    energy_gate_db
+        Skip the detector on windows whose song-band peak is less than this above the noise
+        floor (0 = always run it).
+    clips
+        Optional :class:`edge.store.ClipSaver`.
+    on_detection
+        Called with each detection after it was handed to the sink.
+    """
+
+    def __init__(
+        self,
+        frontend: FrontendConfig,
+        detector: Detector,
+        encoder: Encoder,
+        sink,
+        device_id: str,
+        segmenter: SongSegmenter,
+        energy_gate_db: float = 0.0,
+        clips=None,
+        on_detection: Callable[[Detection, SongSegment], None] | None = None,
+        encoder_margin_frames: int = DEFAULT_ENCODER_MARGIN_FRAMES,
+    ) -> None:
+        self.frontend_cfg = frontend
+        self.detector = detector
+        self.encoder = encoder
+        self.sink = sink
+        self.device_id = device_id
+        self.segmenter = segmenter
+        self.energy_gate_db = float(energy_gate_db)
+        self.clips = clips
+        self.on_detection = on_detection
+        self.encoder_margin = int(encoder_margin_frames)
+        self.stats = PipelineStats()
+        self._fe = StreamingLogMel(frontend)
+        history = int(_HISTORY_S * frontend.frame_rate)
+        self._frames = FrameRing(max(history, 2 * encoder.window_frames), frontend.n_mels)
+        self._audio = FrameRing(int(_HISTORY_S * frontend.sample_rate)) if clips is not None else None
+        self._next_window = 0
+        self._chunk: AudioChunk | None = None  # latest chunk: time anchor and provenance
+        self._stream_open = False
+
+    # -- streams ---------------------------------------------------------------------------
+    def _start_stream(self) -> None:
+        self._fe.reset()
+        self.segmenter.reset()
+        self._frames.reset()
+        if self._audio is not None:
+            self._audio.reset()
+        self._next_window = 0
+        self._stream_open = True
+        self.stats.streams += 1
+
+    def process(self, chunk: AudioChunk) -> list[Detection]:
+        """Push one chunk; returns the detections of the songs that finished in it."""
+        out: list[Detection] = []
+        if chunk.stream_start or not self._stream_open:
+            out += self.end_stream()
+            self._start_stream()
+        self._chunk = chunk
+        cpu = self.stats.cpu_s
+        t = time.thread_time()
+        frames = self._fe.process(chunk.samples)
+        self._frames.append(frames)
+        if self._audio is not None:
+            self._audio.append(chunk.samples)
+        t1 = time.thread_time()
+        cpu["frontend"] += t1 - t
+        self.segmenter.add_frames(frames)
+        windows = self._run_detector(final=False)
+        t2 = time.thread_time()
+        songs = self.segmenter.add_windows(windows)
+        cpu["segmenter"] += time.thread_time() - t2
+        out += self._emit(songs)
+        self.stats.chunks += 1
+        self.stats.audio_seconds += chunk.duration
+        end_time = chunk.time_at(chunk.start_sample + chunk.samples.shape[0])
+        self.stats.lag_s = max(0.0, time.time() - end_time)
+        return out
+
+    def end_stream(self) -> list[Detection]:
+        """The stream ended (file end, device lost, shutdown): finish the songs in flight."""
+        if not self._stream_open:
+            return []
+        self._stream_open = False
+        windows = self._run_detector(final=True)
+        t = time.thread_time()
+        songs = self.segmenter.add_windows(windows) + self.segmenter.flush()
+        self.stats.cpu_s["segmenter"] += time.thread_time() - t
+        return self._emit(songs)
+
+    def run(
+        self,
+        source: AudioSource,
+        stop,
+        heartbeat: Callable[[], None] | None = None,
+    ) -> None:
+        """Pull ``source`` until it ends or ``stop`` is set; finish in-flight songs either way."""
+        try:
+            for chunk in source.chunks(stop):
+                self.process(chunk)
+                if heartbeat is not None:
+                    heartbeat()
+                if stop.is_set():
+                    break
+        finally:
+            self.end_stream()
+
+    # -- stages ----------------------------------------------------------------------------
+    def _run_detector(self, final: bool) -> list[tuple[int, float]]:
+        """Windows that became complete (plus, at a stream's end, one aligned to its end)."""
+        det = self.detector
+        w, hop = det.window_frames, det.hop_frames
+        n = self.segmenter.n_frames
+        starts = []
+        while self._next_window + w <= n:
+            starts.append(self._next_window)
+            self._next_window += hop
+        if final and n >= w and self._next_window - hop + w < n:
+            starts.append(n - w)  # the tail after the last full hop: songs cut by the stream's end
+        if not starts:
+            return []
+        t = time.thread_time()
+        probs = np.zeros(len(starts), dtype=np.float32)
+        run = []
+        for i, s in enumerate(starts):
+            if self.energy_gate_db > 0 and self.segmenter.level_above_floor(s, s + w) < self.energy_gate_db:
+                self.stats.windows_gated += 1
+            else:
+                run.append(i)
+        if run:
+            batch = np.stack([self._frames.get(starts[i], starts[i] + w) for i in run])
+            probs[run] = det.predict(batch)
+        self.stats.windows += len(starts)
+        self.stats.cpu_s["detector"] += time.thread_time() - t
+        return list(zip(starts, probs.tolist(), strict=True))
+
+    def _emit(self, songs: list[Song]) -> list[Detection]:
+        out = []
+        chunk = self._chunk
+        if chunk is None:
+            return out
+        sr = self.frontend_cfg.sample_rate
+        for song in songs:
+            t = time.thread_time()
+            enc_w = self.encoder.window_frames
+            end = song.end_frame + self.encoder_margin
+            window = self._frames.get(end - enc_w, end)
+            embedding = self.encoder.embed(window)
+            t1 = time.thread_time()
+            self.stats.cpu_s["encoder"] += t1 - t
+            seg = SongSegment(
+                start_sample=song.start_sample,
+                end_sample=song.end_sample,
+                start_time=chunk.time_at(song.start_sample),
+                end_time=chunk.time_at(song.end_sample),
+                score=song.score,
+                snr_db=song.snr_db,
+                truncated=song.truncated,
+                source=chunk.source,
+                clock_synced=chunk.clock_synced,
+            )
+            extra = {"onset_s": round(song.start_sample / sr, 3), "offset_s": round(song.end_sample / sr, 3)}
+            if song.overlap:
+                extra["overlap"] = True
+            if not song.refined:
+                extra["refined"] = False
+            d = Detection(
+                id=detection_id(self.device_id, seg.start_time, seg.end_time),
+                device_id=self.device_id,
+                start_time=seg.start_time,
+                end_time=seg.end_time,
+                clock_synced=seg.clock_synced,
+                score=round(seg.score, 4),
+                duration_s=round(seg.duration, 3),
+                snr_db=seg.snr_db,
+                embedding=embedding.astype(np.float32),
+                encoder_version=self.encoder.version,
+                detector_version=self.detector.version,
+                source=seg.source,
+                truncated=seg.truncated,
+                created_at=time.time(),
+                extra=extra,
+            )
+            clip_path = self._save_clip(d, song) if self.clips is not None else None
+            stored = self.sink.add(d, clip_path=clip_path)
+            self.stats.cpu_s["store"] += time.thread_time() - t1
+            self.stats.songs += 1
+            self.stats.detections += 1
+            if stored is False:
+                self.stats.held += 1
+            self.stats.last_detection = d.end_time
+            log.debug(
+                "song %.2f-%.2f s score %.2f snr %.1f dB%s",
+                extra["onset_s"],
+                extra["offset_s"],
+                d.score,
+                d.snr_db,
+                " (truncated)" if d.truncated else "",
+            )
+            if self.on_detection is not None:
+                self.on_detection(d, seg)
+            out.append(d)
+        return out
+
+    def _save_clip(self, d: Detection, song: Song) -> str | None:
+        sr = self.frontend_cfg.sample_rate
+        pad = int(_CLIP_PAD_S * sr)
+        audio = self._audio.get(max(0, song.start_sample - pad), song.end_sample + pad)
+        return self.clips.save(d.id, audio, sr, d.start_time)
+
+
+@dataclass
+class Components:
+    """What :func:`build_pipeline` composed, for the daemon and the CLI."""
+
+    pipeline: Pipeline
+    store: object
+    writer: object
+    clips: object
+    detector: Detector
+    encoder: Encoder
+
+
+def load_models(config: Config, frontend: FrontendConfig | None = None) -> tuple[Detector, Encoder]:
+    """The detector and encoder of the config, checked against each other and the frontend."""
+    from .errors import ModelError
+    from .tflite import TFLiteDetector, TFLiteEncoder
+
+    m = config.models
+    det = TFLiteDetector(
+        m.detector or None, frontend=frontend, threshold=m.threshold, num_threads=m.num_threads
+    )
+    enc = TFLiteEncoder(m.encoder or None, frontend=det.frontend, num_threads=m.num_threads)
+    if frontend is None:
+        diff = det.frontend.mismatch(enc.frontend)
+        if diff:
+            raise ModelError(f"detector and encoder use different frontends ({'; '.join(diff)})")
+    return det, enc
+
+
+def make_source(config: Config, sample_rate: int, on_error=None) -> AudioSource:
+    """The audio source the config asks for (microphone or WAV replay)."""
+    from .errors import ConfigError
+    from .sources import MicSource, ReplaySource
+
+    a = config.audio
+    if a.source == "replay":
+        if not a.replay_path:
+            raise ConfigError("audio.source is 'replay' but audio.replay_path is empty")
+        paths = [p for p in a.replay_path.split(":") if p]
+        missing = [p for p in paths if not Path(p).exists()]
+        if missing:
+            raise ConfigError(f"audio.replay_path: {missing[0]} does not exist")
+        return ReplaySource(
+            paths,
+            sample_rate,
+            chunk_seconds=a.chunk_seconds,
+            realtime=a.replay_realtime,
+            timestamps=a.replay_timestamps,
+            loop=a.replay_loop,
+            on_error=on_error,
+        )
+    device = int(a.device) if a.device.isdigit() else (a.device or None)
+    return MicSource(device, sample_rate, chunk_seconds=a.chunk_seconds, capture_rate=a.capture_rate)
+
+
+def build_pipeline(
+    config: Config,
+    store=None,
+    detector: Detector | None = None,
+    encoder: Encoder | None = None,
+    on_detection: Callable[[Detection, SongSegment], None] | None = None,
+) -> Components:
+    """Compose the pipeline of a config: models, segmenter, store (opened here unless given),
+    persist-first writer and, if enabled, the clip saver."""
+    from .store import ClipSaver, DetectionWriter, SqliteStore
+
+    if detector is None or encoder is None:
+        detector, encoder = load_models(config)
+    frontend: FrontendConfig = getattr(detector, "frontend", None) or FrontendConfig()
+    if store is None:
+        store = SqliteStore(config.db_path)
+    clips = None
+    sc = config.store
+    if sc.save_clips:
+        clips = ClipSaver(
+            Path(config.device.data_dir) / "clips",
+            int(sc.clip_quota_mb * 1024 * 1024),
+            int(sc.min_free_mb * 1024 * 1024),
+        )
+    writer = DetectionWriter(store, clips)
+    s = config.segmenter
+    segmenter = SongSegmenter(
+        frontend,
+        detector.window_frames,
+        detector.hop_frames,
+        detector.threshold,
+        min_song_s=s.min_song_s,
+        max_song_s=s.max_song_s,
+        merge_gap_s=s.merge_gap_s,
+    )
+    margin = DEFAULT_ENCODER_MARGIN_FRAMES
+    manifest = getattr(getattr(encoder, "model", None), "manifest", None)
+    if manifest is not None:
+        margin = int(manifest.raw.get("window", {}).get("margin_frames", margin))
+    pipeline = Pipeline(
+        frontend,
+        detector,
+        encoder,
+        writer,
+        config.device_id,
+        segmenter,
+        energy_gate_db=s.energy_gate_db,
+        clips=clips,
+        on_detection=on_detection,
+        encoder_margin_frames=margin,
+    )
+    return Components(pipeline, store, writer, clips, detector, encoder)

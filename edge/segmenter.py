@@ -1,0 +1,371 @@
+"""The song segmenter: detector windows + song-band energy -> songs with onset and offset.
+
+Pure numpy and stream-based; no I/O. Two time scales work together:
+
+1. **Detector windows** (e.g. 1 s every 0.5 s) say *where* a yellowhammer sings. Active windows
+   (probability >= threshold) that overlap or lie closer than ``merge_gap_s`` form a *region*.
+   A region is closed once a later window starts more than ``merge_gap_s`` after its end, so a
+   song that spans chunk boundaries is simply a region that stays open across calls.
+2. The **song-band energy envelope** (one value per 10 ms frame: the mean power of the mel bands
+   in ``SONG_BAND_HZ``, in dB) says *exactly when*: inside the region (widened by one detector hop
+   on each side) the frames louder than an adaptive threshold above the running noise floor are
+   joined across syllable gaps shorter than ``merge_gap_s``; each joined run that overlaps the
+   active windows and lasts at least ``min_song_s`` is a song. Onset and offset are therefore
+   resolved to a frame (10 ms), well below the detector hop.
+
+Runs longer than ``max_song_s`` are two (or more) birds singing into each other: they are cut
+where the slow envelope drops most (end of the first song) and rises most (start of the next),
+and the songs are flagged ``overlap``. A song already sounding at the first frame of a stream, or
+still sounding at its last, is flagged ``truncated``. Nothing is ever time-stretched: a song is an
+interval of the original stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from .frontend import FrontendConfig, mel_frequencies
+
+log = logging.getLogger(__name__)
+
+SONG_BAND_HZ = (2800.0, 8500.0)
+"""Band of the energy envelope: the song's initial syllables and terminal whistles (3-7.5 kHz)
+with the brief excursions and the X note near 8 kHz, but not the wind below."""
+
+_FLOOR_SECONDS = 20.0  # noise floor: a low percentile of the envelope over this much history
+_FLOOR_PERCENTILE = 20.0
+_MIN_RUN_FRAMES = 2  # above-threshold blips shorter than this are noise, not song
+_SLOW_FRAMES = 15  # slow envelope (150 ms) for finding where overlapping songs meet
+_STEP_BEFORE = 30  # frames averaged before a candidate step between overlapping songs
+_STEP_AFTER = 50  # frames after it whose maximum must stay below (a dip is not an end)
+_TYPICAL_SONG_S = 2.3  # where a hidden boundary is put when the envelope shows none
+_MAX_REGION_S = 30.0  # a region longer than this is closed anyway (a chorus must not grow memory)
+
+
+@dataclass(frozen=True, slots=True)
+class Song:
+    """A song found in one stream, in stream samples.
+
+    Attributes
+    ----------
+    start_sample, end_sample
+        Onset and offset (end exclusive), counted from the start of the stream.
+    end_frame
+        Index of the first frame after the song (for aligning the encoder window).
+    score
+        Highest detector probability among the windows overlapping the song.
+    snr_db
+        Song-band power over the noise floor, dB (``10 log10(P_song / P_noise - 1)``).
+    truncated
+        The song touches the start or the end of the stream.
+    overlap
+        The song was cut out of a run of two or more overlapping songs.
+    refined
+        False when the envelope was too weak to place onset and offset, which then come from
+        the detector windows alone (coarser: about half a window).
+    """
+
+    start_sample: int
+    end_sample: int
+    end_frame: int
+    score: float
+    snr_db: float
+    truncated: bool = False
+    overlap: bool = False
+    refined: bool = True
+
+
+def band_mask(cfg: FrontendConfig, band_hz: tuple[float, float] = SONG_BAND_HZ) -> np.ndarray:
+    """Boolean ``(n_mels,)``: the mel bands whose centre lies in ``band_hz``."""
+    f = mel_frequencies(cfg)
+    mask = (f >= band_hz[0]) & (f <= band_hz[1])
+    if not mask.any():
+        raise ValueError(f"no mel band of this frontend lies in {band_hz} Hz")
+    return mask
+
+
+def band_envelope(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-frame level (dB) of the mean power of the masked bands; ``(k, n_mels)`` -> ``(k,)``."""
+    if frames.shape[0] == 0:
+        return np.zeros(0, dtype=np.float32)
+    p = np.power(10.0, frames[:, mask].astype(np.float64) / 10.0).mean(axis=1)
+    return (10.0 * np.log10(np.maximum(p, 1e-30))).astype(np.float32)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` of every run of True."""
+    if mask.size == 0:
+        return []
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
+
+
+class SongSegmenter:
+    """Stateful segmenter for one stream at a time (call :meth:`reset` between streams).
+
+    Parameters
+    ----------
+    frontend
+        The frontend the frames come from (frame rate, band layout, framing).
+    window_frames, hop_frames
+        The detector's window and hop, from its manifest.
+    threshold
+        Detector probability for "yellowhammer present".
+    min_song_s, max_song_s, merge_gap_s
+        Plausible song lengths and the longest silence bridged inside a song.
+
+    Usage: per chunk, :meth:`add_frames` with the new log-mel frames, then :meth:`add_windows`
+    with the detector results of the windows that became complete (in order); it returns the
+    songs that are finished. :meth:`flush` at the end of a stream returns the rest.
+    """
+
+    def __init__(
+        self,
+        frontend: FrontendConfig,
+        window_frames: int,
+        hop_frames: int,
+        threshold: float,
+        min_song_s: float = 0.6,
+        max_song_s: float = 3.4,
+        merge_gap_s: float = 0.35,
+    ) -> None:
+        if window_frames <= 0 or hop_frames <= 0:
+            raise ValueError("window and hop must be positive")
+        if not 0 < min_song_s < max_song_s:
+            raise ValueError("need 0 < min_song_s < max_song_s")
+        self.cfg = frontend
+        self.window_frames = int(window_frames)
+        self.hop_frames = int(hop_frames)
+        self.threshold = float(threshold)
+        fr = frontend.frame_rate
+        self.min_frames = max(1, int(round(min_song_s * fr)))
+        self.max_frames = max(self.min_frames + 1, int(round(max_song_s * fr)))
+        self.gap_frames = max(0, int(round(merge_gap_s * fr)))
+        self.typical_frames = int(round(min(max(_TYPICAL_SONG_S, min_song_s), max_song_s) * fr))
+        self._mask = band_mask(frontend)
+        self._floor_frames = int(_FLOOR_SECONDS * fr)
+        self._max_region = int(_MAX_REGION_S * fr)
+        # envelope history kept: the floor's span plus the longest region and its margins
+        self._keep = self._floor_frames + self._max_region + 2 * self.window_frames
+        self.reset()
+
+    # -- state ---------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Start a new stream (the previous one must have been flushed)."""
+        self._env: deque[np.ndarray] = deque()
+        self._env_start = 0  # absolute frame index of the first kept envelope value
+        self._env_len = 0
+        self.n_frames = 0
+        self._region: list[tuple[int, float]] | None = None  # active windows (start, p)
+        self._last_window_start = -1
+        self._emitted_until = 0  # frames before this belong to songs already emitted
+
+    def add_frames(self, frames: np.ndarray) -> None:
+        """Append the stream's next log-mel frames ``(k, n_mels)``."""
+        if frames.shape[0] == 0:
+            return
+        env = band_envelope(frames, self._mask)
+        self._env.append(env)
+        self._env_len += env.shape[0]
+        self.n_frames += frames.shape[0]
+        # drop history nothing can need any more (keep whole blocks; cheap)
+        oldest_needed = min(self.n_frames - self._keep, self._last_window_start - self._keep)
+        if self._region is not None:
+            oldest_needed = min(oldest_needed, self._region[0][0] - self.window_frames)
+        while self._env and self._env_start + self._env[0].shape[0] <= oldest_needed:
+            block = self._env.popleft()
+            self._env_start += block.shape[0]
+            self._env_len -= block.shape[0]
+
+    def envelope(self, start: int, stop: int) -> np.ndarray:
+        """Envelope values (dB) of absolute frames ``[start, stop)``, clipped to what is kept."""
+        start = max(start, self._env_start)
+        stop = min(stop, self.n_frames)
+        if stop <= start:
+            return np.zeros(0, dtype=np.float32)
+        if len(self._env) > 1:  # consolidate so slicing is simple
+            self._env = deque([np.concatenate(list(self._env))])
+        return self._env[0][start - self._env_start : stop - self._env_start]
+
+    def noise_floor_db(self, upto: int | None = None) -> float:
+        """Song-band noise floor: a low percentile of the envelope over the ``_FLOOR_SECONDS``
+        before frame ``upto`` (default: the latest), dB. Anchored on a frame, not on how much
+        audio has arrived, so the result does not depend on the chunking."""
+        upto = self.n_frames if upto is None else upto
+        recent = self.envelope(upto - self._floor_frames, upto)
+        if recent.size == 0:
+            return -100.0
+        return float(np.percentile(recent, _FLOOR_PERCENTILE))
+
+    def level_above_floor(self, start: int, stop: int) -> float:
+        """Peak envelope of frames ``[start, stop)`` above the noise floor, dB (energy gate)."""
+        e = self.envelope(start, stop)
+        return float(e.max()) - self.noise_floor_db(stop) if e.size else 0.0
+
+    # -- windows -> regions --------------------------------------------------------------
+    def add_windows(self, windows: list[tuple[int, float]]) -> list[Song]:
+        """Detector results ``(window start frame, probability)`` in order; returns finished songs."""
+        out: list[Song] = []
+        for start, p in windows:
+            if start <= self._last_window_start:
+                raise ValueError(f"windows must come in order (got {start} after {self._last_window_start})")
+            self._last_window_start = start
+            if self._region is not None:
+                region_end = self._region[-1][0] + self.window_frames
+                too_long = start + self.window_frames - self._region[0][0] > self._max_region
+                # one quiet window between two loud ones does not end a region: at low SNR the
+                # windows holding only part of a song often score below the threshold
+                if start > region_end + self.gap_frames + self.hop_frames or too_long:
+                    out += self._finish(self._region, end_of_stream=False)
+                    self._region = None
+            if p >= self.threshold:
+                if self._region is None:
+                    self._region = []
+                self._region.append((int(start), float(p)))
+        return out
+
+    def flush(self) -> list[Song]:
+        """End of stream: finish the open region (songs still sounding are truncated)."""
+        out: list[Song] = []
+        if self._region is not None:
+            out = self._finish(self._region, end_of_stream=True)
+            self._region = None
+        return out
+
+    # -- region -> songs -----------------------------------------------------------------
+    def _finish(self, region: list[tuple[int, float]], end_of_stream: bool) -> list[Song]:
+        a = region[0][0]
+        b = region[-1][0] + self.window_frames
+        lo = max(0, a - self.hop_frames, self._env_start, self._emitted_until)
+        hi = min(self.n_frames, b + self.hop_frames)
+        env = self.envelope(lo, hi)
+        if env.size == 0:
+            return []
+        floor = self.noise_floor_db(hi)
+        peak = float(env.max())
+        contrast = peak - floor
+        at_start = lo == 0
+        at_end = end_of_stream and hi == self.n_frames
+        if contrast < 4.0:
+            # the detector hears a song the envelope cannot place: fall back to the windows
+            s = a + self.window_frames // 4
+            e = max(s + 1, b - self.window_frames // 4)
+            truncated = (at_start and a == 0) or (at_end and b >= self.n_frames)
+            return [self._song(s, e, region, floor, truncated=truncated, refined=False)]
+        thr = floor + min(12.0, max(3.0, 0.35 * contrast))
+        above = env > thr
+        for s, e in _runs(above):  # drop blips
+            if e - s < _MIN_RUN_FRAMES:
+                above[s:e] = False
+        runs = _runs(above)
+        joined: list[list[int]] = []
+        for s, e in runs:
+            if joined and s - joined[-1][1] <= self.gap_frames:
+                joined[-1][1] = e
+            else:
+                joined.append([s, e])
+        songs: list[Song] = []
+        for s, e in joined:
+            s_abs, e_abs = s + lo, e + lo
+            if e_abs <= a or s_abs >= b:  # must overlap what the detector heard
+                continue
+            # within a syllable pause of the edge counts as cut off: the song may go on
+            cut = (at_start and s <= self.gap_frames) or (at_end and e >= env.size - self.gap_frames)
+            if e_abs - s_abs < self.min_frames and not cut:
+                continue
+            for ps, pe, overlap in self._split(env, s, e):
+                truncated = (at_start and ps == s and cut and s <= self.gap_frames) or (
+                    at_end and pe == e and e >= env.size - self.gap_frames
+                )
+                songs.append(
+                    self._song(ps + lo, pe + lo, region, floor, truncated, overlap=overlap, env=env[ps:pe])
+                )
+        if songs:
+            self._emitted_until = max(self._emitted_until, max(x.end_frame for x in songs))
+        return songs
+
+    def _split(self, env: np.ndarray, s: int, e: int) -> list[tuple[int, int, bool]]:
+        """Cut a run longer than a song into overlapping songs.
+
+        The first song ends where the slow envelope drops *for good* (its level before exceeds
+        anything in the next half second; a dip inside a song, such as the pause before the
+        terminal phrase, comes back up and does not count). The next song starts where the
+        level rises for good, or, when the louder first song hides that, a typical song length
+        before the run's end. Both get the ``overlap`` flag.
+        """
+        if e - s <= self.max_frames:
+            return [(s, e, False)]
+        n = e - s
+        power = np.power(10.0, env[s:e].astype(np.float64) / 10.0)
+        slow = 10.0 * np.log10(np.convolve(power, np.ones(_SLOW_FRAMES) / _SLOW_FRAMES, mode="same") + 1e-30)
+        pre, post = _STEP_BEFORE, _STEP_AFTER
+        padded = np.concatenate([np.full(post, slow[0]), slow, np.full(post, slow[-1])])
+        # for every t: mean level of the `pre` frames before, max level of the `post` frames after
+        mean_before = np.convolve(padded, np.ones(pre) / pre, mode="valid")[post - pre : post - pre + n]
+        win = np.lib.stride_tricks.sliding_window_view(padded, post)
+        max_after = win.max(axis=1)[post : post + n]
+        max_before = win.max(axis=1)[:n]
+        mean_after = np.convolve(padded, np.ones(pre) / pre, mode="valid")[post : post + n]
+        drop = mean_before - max_after
+        rise = mean_after - max_before
+        lo, hi = self.min_frames, min(self.max_frames, n - self.min_frames)
+        t_drop = lo + int(np.argmax(drop[lo:hi])) if hi > lo else lo
+        t_rise = lo + int(np.argmax(rise[lo:hi])) if hi > lo else lo
+        d, r = (float(drop[t_drop]), float(rise[t_rise])) if hi > lo else (0.0, 0.0)
+        if r > max(d, 2.0):  # a louder bird starts and hides the end of the first song
+            t1 = t2 = t_rise
+        elif d > 1.0:  # the first song ends; the next one started somewhere under it
+            t1 = t_drop
+            lo2, hi2 = max(self.min_frames, t1 - self.max_frames + self.min_frames), t1 + self.gap_frames
+            if hi2 > lo2 and rise[lo2:hi2].max() > 2.0:
+                t2 = lo2 + int(np.argmax(rise[lo2:hi2]))
+            elif n - t1 <= self.max_frames:  # one song left: assume a typical length
+                t2 = min(t1, max(1, n - self.typical_frames))
+            else:
+                t2 = t1
+        else:
+            t1 = t2 = max(lo, min(self.typical_frames, n - self.min_frames))
+        return [(s, s + t1, True)] + [(ps, pe, True) for ps, pe, _ in self._split(env, s + t2, e)]
+
+    def _song(
+        self,
+        s: int,
+        e: int,
+        region: list[tuple[int, float]],
+        floor: float,
+        truncated: bool,
+        overlap: bool = False,
+        refined: bool = True,
+        env: np.ndarray | None = None,
+    ) -> Song:
+        hop, half = self.cfg.hop_length, self.cfg.n_fft // 2
+        # a frame's energy is centred on its window: onset half a hop before the first loud
+        # frame's centre, offset half a hop after the last one's
+        start_sample = max(0, s * hop + half - hop // 2)
+        end_sample = max(start_sample + 1, (e - 1) * hop + half + hop // 2)
+        if s == 0:
+            start_sample = 0
+        score = max((p for ws, p in region if ws < e and ws + self.window_frames > s), default=region[0][1])
+        if env is None:
+            env = self.envelope(s, e)
+        if env.size:
+            p_song = float(np.mean(np.power(10.0, env.astype(np.float64) / 10.0)))
+            ratio = p_song / (10.0 ** (floor / 10.0)) - 1.0
+            snr = 10.0 * math.log10(ratio) if ratio > 1e-3 else -30.0
+        else:
+            snr = 0.0
+        return Song(
+            start_sample=int(start_sample),
+            end_sample=int(end_sample),
+            end_frame=int(e),
+            score=float(score),
+            snr_db=round(float(snr), 2),
+            truncated=bool(truncated),
+            overlap=overlap,
+            refined=refined,
+        )

@@ -1,0 +1,190 @@
+"""The composed pipeline on WAV streams with known songs, through the real TFLite adapters."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from edge.config import Config, load_config
+from edge.errors import ModelError
+from edge.frontend import FrontendConfig
+from edge.pipeline import FrameRing, build_pipeline, detection_id
+from edge.sources import ReplaySource
+from edge.store import SqliteStore
+from edge.tflite import MODELS_DIR, TFLiteDetector
+from edge.wavfile import write_wav
+from tests.edge.helpers import ALL_SONGS, SR, make_song_stream, song_clip
+
+
+class ListSink:
+    def __init__(self):
+        self.items = []
+
+    def add(self, d, clip_path=None):
+        self.items.append((d, clip_path))
+        return True
+
+
+def run_file(paths, models, chunk_seconds=0.5, config: Config | None = None, sink=None):
+    det, enc = models
+    comp = build_pipeline(config or Config(), store=sink or ListSink(), detector=det, encoder=enc)
+    comp.pipeline.sink = sink or comp.pipeline.sink
+    src = ReplaySource(paths, SR, chunk_seconds=chunk_seconds)
+    out = []
+    for chunk in src.chunks(threading.Event()):
+        out += comp.pipeline.process(chunk)
+    out += comp.pipeline.end_stream()
+    return out, comp
+
+
+def match(truth, found, tol=0.3):
+    """Pairs (truth, detection) whose intervals overlap best; unmatched truth is missed."""
+    pairs = []
+    for t in truth:
+        best = max(
+            found,
+            key=lambda d: min(t.offset_s, d.extra["offset_s"]) - max(t.onset_s, d.extra["onset_s"]),
+            default=None,
+        )
+        if best is not None and abs(best.extra["onset_s"] - t.onset_s) < tol:
+            pairs.append((t, best))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stream") / "songs.wav"
+    return path, make_song_stream(path, ALL_SONGS, gap_s=2.5)
+
+
+def test_every_song_found_with_precise_onset_and_offset(stream, models):
+    path, truth = stream
+    found, comp = run_file([path], models)
+    assert len(found) == len(truth)
+    pairs = match(truth, found)
+    assert len(pairs) == len(truth)
+    for t, d in pairs:
+        assert abs(d.extra["onset_s"] - t.onset_s) < 0.03, (t, d.extra)
+        assert abs(d.extra["offset_s"] - t.offset_s) < 0.03, (t, d.extra)
+        assert not d.truncated
+    det, enc = models
+    for d in found:
+        assert d.detector_version == det.version and d.encoder_version == enc.version
+        assert d.embedding.shape == (enc.embedding_dim,)
+        assert np.linalg.norm(d.embedding) == pytest.approx(1.0, abs=1e-3)
+        assert d.device_id == Config().device_id
+        assert d.id == detection_id(d.device_id, d.start_time, d.end_time)
+    stats = comp.pipeline.stats.as_dict()
+    assert stats["detections"] == len(truth) and stats["windows"] > 0
+
+
+@pytest.mark.parametrize("chunk_seconds", [0.13, 1.9])
+def test_chunk_size_does_not_change_the_detections(stream, models, chunk_seconds):
+    path, _ = stream
+    ref, _ = run_file([path], models, chunk_seconds=0.5)
+    got, _ = run_file([path], models, chunk_seconds=chunk_seconds)
+    assert [d.id for d in got] == [d.id for d in ref]
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-6)
+
+
+def test_energy_gate_skips_silence_but_keeps_the_songs(stream, models):
+    path, _ = stream
+    ref, comp_ref = run_file([path], models)
+    cfg = Config()
+    cfg = dataclasses.replace(cfg, segmenter=dataclasses.replace(cfg.segmenter, energy_gate_db=6.0))
+    got, comp = run_file([path], models, config=cfg)
+    assert [d.id for d in got] == [d.id for d in ref]
+    assert comp.pipeline.stats.windows_gated > comp.pipeline.stats.windows // 3
+
+
+def test_songs_cut_by_the_file_are_truncated(tmp_path, models):
+    audio, on, off = song_clip("song_XlB.wav")
+    cut_start = audio[int((on + 0.8) * SR) :]  # starts in the middle of a song
+    path = tmp_path / "cut.wav"
+    x = np.concatenate([cut_start, np.zeros(2 * SR, np.float32), audio[: int((on + 1.2) * SR)]])
+    x += (1e-4 * np.random.default_rng(1).standard_normal(x.size)).astype(np.float32)
+    write_wav(path, x, SR)
+    found, _ = run_file([path], models)
+    assert len(found) == 2
+    assert found[0].truncated and found[0].extra["onset_s"] < 0.05
+    assert found[1].truncated and found[1].extra["offset_s"] == pytest.approx(x.size / SR, abs=0.05)
+
+
+def test_files_are_separate_streams(tmp_path, models):
+    a = tmp_path / "a.wav"
+    b = tmp_path / "b.wav"
+    ta = make_song_stream(a, ["song_BC.wav"], gap_s=0.5, lead_s=0.5)
+    tb = make_song_stream(b, ["song_BD.wav"], gap_s=0.5, lead_s=0.2)
+    found, comp = run_file([a, b], models)
+    assert [d.source for d in found] == [str(a), str(b)]
+    assert abs(found[0].extra["onset_s"] - ta[0].onset_s) < 0.03
+    assert abs(found[1].extra["onset_s"] - tb[0].onset_s) < 0.03
+    assert comp.pipeline.stats.streams == 2
+
+
+def test_store_and_clips_end_to_end(stream, models, tmp_path):
+    path, truth = stream
+    cfg = load_config(
+        None,
+        env={
+            "YH_DEVICE__DATA_DIR": str(tmp_path),
+            "YH_STORE__SAVE_CLIPS": "true",
+            "YH_STORE__MIN_FREE_MB": "0",
+        },
+    )
+    store = SqliteStore(cfg.db_path)
+    det, enc = models
+    comp = build_pipeline(cfg, store=store, detector=det, encoder=enc)
+    comp.pipeline.run(ReplaySource([path], SR), threading.Event())
+    rows = store.detections()
+    assert len(rows) == len(truth)
+    clip_rows = store.db.execute("SELECT clip_path FROM detections").fetchall()
+    assert all(r[0] and (tmp_path / "clips") in __import__("pathlib").Path(r[0]).parents for r in clip_rows)
+    assert comp.clips.stats()["clips_saved"] == len(truth)
+    # running the same audio again stores nothing twice
+    comp2 = build_pipeline(cfg, store=store, detector=det, encoder=enc)
+    comp2.pipeline.run(ReplaySource([path], SR), threading.Event())
+    assert len(store.detections()) == len(truth)
+
+
+def _copy_models(dst):
+    for name in ("detector.tflite", "detector.json", "encoder.tflite", "encoder.json"):
+        shutil.copy(MODELS_DIR / name, dst / name)
+
+
+def test_manifest_that_does_not_match_the_frontend_is_refused(tmp_path):
+    _copy_models(tmp_path)
+    m = json.loads((tmp_path / "detector.json").read_text())
+    m["frontend"]["n_mels"] = 40
+    (tmp_path / "detector.json").write_text(json.dumps(m))
+    with pytest.raises(ModelError, match="different frontend"):
+        TFLiteDetector(tmp_path / "detector.tflite", frontend=FrontendConfig())
+    cfg = load_config(None, env={"YH_MODELS__DETECTOR": str(tmp_path / "detector.tflite")})
+    with pytest.raises(ModelError):
+        build_pipeline(cfg, store=ListSink())
+
+
+def test_model_file_that_does_not_match_its_manifest_is_refused(tmp_path):
+    _copy_models(tmp_path)
+    with open(tmp_path / "encoder.tflite", "ab") as fh:
+        fh.write(b"\0")
+    cfg = load_config(None, env={"YH_MODELS__ENCODER": str(tmp_path / "encoder.tflite")})
+    with pytest.raises(ModelError, match="does not match its manifest"):
+        build_pipeline(cfg, store=ListSink())
+
+
+def test_frame_ring_keeps_the_tail_and_pads_outside():
+    ring = FrameRing(10, 2)
+    for i in range(0, 25, 3):
+        ring.append(np.arange(i, min(i + 3, 25), dtype=np.float32)[:, None].repeat(2, axis=1))
+    assert ring.end == 25 and 10 <= ring.end - ring.start <= 20
+    np.testing.assert_array_equal(ring.get(20, 23)[:, 0], [20, 21, 22])
+    got = ring.get(ring.start - 2, ring.start + 1)[:, 0]
+    assert got[0] == got[1] == got[2] == ring.start  # padded with the minimum of what is held
+    assert ring.get(30, 32).shape == (2, 2)

@@ -1,0 +1,133 @@
+"""Song segmenter logic on synthetic log-mel frames with a pure-Python stand-in detector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.frontend import FrontendConfig
+from edge.segmenter import SongSegmenter, band_mask
+
+CFG = FrontendConfig()
+W, HOP = 100, 50
+MASK = band_mask(CFG)
+
+
+def frames_with(
+    songs: list[tuple[float, float, float]], total_s: float, seed: int = 0, gaps=()
+) -> np.ndarray:
+    """Frames of -80 dB noise with song-band energy at ``level`` dB for each (on, off, level);
+    ``gaps`` are (start, end) silences cut into the songs (syllable pauses)."""
+    rng = np.random.default_rng(seed)
+    n = int(total_s * CFG.frame_rate)
+    x = (-80.0 + rng.normal(0, 1.0, (n, CFG.n_mels))).astype(np.float32)
+    for on, off, level in songs:
+        a, b = int(on * 100), int(off * 100)
+        p = 10 ** (x[a:b][:, MASK] / 10) + 10 ** (level / 10)
+        x[a:b, MASK] = 10 * np.log10(p)
+    for a, b in gaps:
+        x[int(a * 100) : int(b * 100), MASK] = -80.0
+    return x
+
+
+def fake_probs(frames: np.ndarray, starts: list[int]) -> list[tuple[int, float]]:
+    """A detector stand-in: probability = share of loud song-band frames in the window."""
+    loud = frames[:, MASK].mean(axis=1) > -70
+    return [(s, float(loud[s : s + W].mean() * 1.6)) for s in starts]
+
+
+def run(frames: np.ndarray, chunk: int = 37, **kw) -> list:
+    seg = SongSegmenter(CFG, W, HOP, threshold=0.5, **kw)
+    out, nxt = [], 0
+    for i in range(0, frames.shape[0], chunk):
+        part = frames[i : i + chunk]
+        seg.add_frames(part)
+        starts = []
+        while nxt + W <= seg.n_frames:
+            starts.append(nxt)
+            nxt += HOP
+        out += seg.add_windows(fake_probs(frames, starts))
+    n = seg.n_frames
+    if nxt - HOP + W < n:
+        out += seg.add_windows(fake_probs(frames, [n - W]))
+    return out + seg.flush()
+
+
+def secs(song) -> tuple[float, float]:
+    return song.start_sample / CFG.sample_rate, song.end_sample / CFG.sample_rate
+
+
+def test_one_song_onset_offset_within_a_frame_or_two():
+    songs = run(frames_with([(2.0, 4.3, -50)], 8.0))
+    assert len(songs) == 1
+    on, off = secs(songs[0])
+    assert abs(on - 2.0) <= 0.02 and abs(off - 4.3) <= 0.02
+    assert not songs[0].truncated and not songs[0].overlap
+    assert songs[0].snr_db > 20
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 50, 333, 10_000])
+def test_chunking_does_not_change_the_songs(chunk):
+    frames = frames_with([(1.3, 3.6, -55), (7.05, 9.2, -45), (12.0, 13.9, -60)], 16.0, seed=3)
+    ref = run(frames, chunk=10_000)
+    assert len(ref) == 3
+    assert run(frames, chunk=chunk) == ref
+
+
+def test_syllable_gaps_are_bridged_but_long_pauses_split():
+    gaps = [(2.0 + 0.11 * k + 0.07, 2.0 + 0.11 * k + 0.11) for k in range(12)]  # 40 ms syllable gaps
+    songs = run(frames_with([(2.0, 4.2, -50), (5.0, 7.0, -50)], 10.0, gaps=gaps))
+    assert [tuple(round(t, 1) for t in secs(s)) for s in songs] == [(2.0, 4.2), (5.0, 7.0)]
+
+
+def test_song_cut_by_stream_start_and_end_is_truncated():
+    songs = run(frames_with([(0.0, 1.5, -50), (5.2, 6.0, -50)], 6.0))
+    assert len(songs) == 2
+    assert songs[0].truncated and secs(songs[0])[0] == 0.0
+    assert songs[1].truncated and secs(songs[1])[1] == pytest.approx(6.0, abs=0.03)
+
+
+def test_short_blip_is_not_a_song():
+    assert run(frames_with([(2.0, 2.3, -45)], 6.0)) == []
+
+
+def test_overlapping_birds_give_two_songs():
+    # a loud bird 1.0-3.3 s, a quieter one 2.8-5.2 s: one continuous run of 4.2 s
+    songs = run(frames_with([(1.0, 3.3, -45), (2.8, 5.2, -58)], 8.0))
+    assert len(songs) == 2
+    assert all(s.overlap for s in songs)
+    (a_on, a_off), (b_on, b_off) = secs(songs[0]), secs(songs[1])
+    assert abs(a_on - 1.0) < 0.03 and abs(a_off - 3.3) < 0.1
+    assert abs(b_off - 5.2) < 0.03 and 2.5 < b_on < 3.4
+
+
+def test_louder_second_bird_starting_under_the_first():
+    songs = run(frames_with([(1.0, 3.3, -60), (3.0, 5.4, -45)], 8.0))
+    assert len(songs) == 2
+    assert abs(secs(songs[1])[0] - 3.0) < 0.1 and abs(secs(songs[1])[1] - 5.4) < 0.03
+
+
+def test_noise_floor_tracks_the_background():
+    seg = SongSegmenter(CFG, W, HOP, 0.5)
+    seg.add_frames(frames_with([], 5.0))
+    quiet = seg.noise_floor_db()
+    assert -90 < quiet < -70
+    assert seg.level_above_floor(0, 100) < 6
+
+
+def test_windows_out_of_order_are_refused():
+    seg = SongSegmenter(CFG, W, HOP, 0.5)
+    seg.add_frames(frames_with([], 3.0))
+    seg.add_windows([(50, 0.1)])
+    with pytest.raises(ValueError):
+        seg.add_windows([(0, 0.1)])
+
+
+def test_reset_starts_a_new_stream():
+    seg = SongSegmenter(CFG, W, HOP, 0.5)
+    seg.add_frames(frames_with([], 3.0))
+    seg.add_windows([(0, 0.9)])
+    seg.flush()
+    seg.reset()
+    assert seg.n_frames == 0
+    assert seg.add_windows([]) == [] and seg.flush() == []
