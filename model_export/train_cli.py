@@ -1,0 +1,364 @@
+"""``yh-model data|train|eval|compare|bench``: build datasets, train, export int8, evaluate.
+
+Heavy imports (TensorFlow, scikit-learn) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from edge.frontend import FrontendConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REAL = Path(__file__).resolve().parents[2] / "shared" / "realaudio"
+DET_FRAMES, DET_HOP, DET_TRAIN_HOP = 100, 50, 25
+ENC_FRAMES, EMB_DIM = 160, 32
+EDGE_MODELS = Path(__file__).resolve().parents[1] / "edge" / "models"
+
+
+def _bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="it", leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
+def _real(real: str | None) -> Path | None:
+    if real == "none":
+        return None
+    p = Path(real) if real else DEFAULT_REAL
+    if not (p / "manifest.csv").exists():
+        if real:
+            raise click.ClickException(f"{p}: no manifest.csv (expected a realaudio-style folder)")
+        log.warning("no real recordings at %s: training on synthetic backgrounds only", p)
+        return None
+    return p
+
+
+def _reproduce() -> str:
+    return "yh-model " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+common = [
+    click.option(
+        "--cache",
+        default="runs/cache",
+        show_default=True,
+        type=click.Path(path_type=Path),
+        help="Where generated datasets are cached.",
+    ),
+    click.option(
+        "--real",
+        default=None,
+        help="Folder of real recordings with manifest.csv (default "
+        "../shared/realaudio if present; 'none' for synthetic only). Split by file; real "
+        "yellowhammer files are never trained on.",
+    ),
+    click.option(
+        "--labels",
+        "labels_csv",
+        default=None,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Label CSV of your own recordings (file,onset_s,offset_s,dialect[,complete,bird_id,split]) "
+        "added to the training data.",
+    ),
+    click.option(
+        "--scale", default=1.0, show_default=True, help="Dataset size factor (0.1 for a quick run)."
+    ),
+    click.option("--seed", default=0, show_default=True),
+]
+
+
+def with_common(fn):
+    for opt in reversed(common):
+        fn = opt(fn)
+    return fn
+
+
+def _sets(kind, cache, real, scale, seed, dialects):
+    from model_export.data import load_or_build
+
+    cfg = FrontendConfig()
+    frames = DET_FRAMES if kind == "detector" else ENC_FRAMES
+    out = {}
+    for split in ("train", "val", "test"):
+        out[split] = load_or_build(
+            cache, kind, split, cfg, dialects, real, scale, seed, frames, DET_TRAIN_HOP, progress_factory=_bar
+        )
+    return out
+
+
+def _add_labels(sets, labels_csv, kind):
+    if not labels_csv:
+        return sets
+    from model_export.labelled import concat_detector, concat_encoder, labelled_sets
+
+    extra = labelled_sets(labels_csv, FrontendConfig(), ENC_FRAMES, DET_FRAMES, DET_TRAIN_HOP)
+    for split, (enc, det) in extra.items():
+        ds, summ = sets[split]
+        ds = concat_encoder(ds, enc) if kind == "encoder" else concat_detector(ds, det)
+        sets[split] = (ds, {**summ, "labelled_csv": str(labels_csv)})
+    return sets
+
+
+# --------------------------------------------------------------------------------------------
+@click.command("data")
+@with_common
+def data_cmd(cache, real, labels_csv, scale, seed):
+    """Build (or load) the cached training/validation/test datasets and summarise them."""
+    from model_export.synth import DIALECTS
+
+    real = _real(real)
+    for kind in ("detector", "encoder"):
+        for _split, (_, summ) in _sets(kind, cache, real, scale, seed, DIALECTS).items():
+            click.echo(json.dumps(summ))
+
+
+@click.group("train")
+def train_group():
+    """Train a model, export it as int8 TFLite with its manifest, and evaluate it."""
+
+
+def train_detector_impl(out: Path, cache, real, labels_csv, scale, seed, epochs, width) -> dict:
+    import keras
+
+    from model_export.evaluate_models import detector_metrics
+    from model_export.export import compare_int8, export_model, update_manifest
+    from model_export.models import build_detector
+    from model_export.synth import DIALECTS
+    from model_export.train import predict, train_detector
+
+    keras.utils.set_random_seed(seed)
+    real = _real(real)
+    sets = _add_labels(_sets("detector", cache, real, scale, seed, DIALECTS), labels_csv, "detector")
+    (train, tsum), (val, vsum), (test, esum) = sets["train"], sets["val"], sets["test"]
+    model = build_detector(DET_FRAMES, FrontendConfig().n_mels, width)
+    steps = epochs * max(1, len(train.y) // 128)
+    bar = _bar(steps, "train detector")
+    tl = train_detector(model, train, val, epochs=epochs, seed=seed, progress=bar.update)
+    bar.close()
+    # threshold: best F1 on validation windows
+    pv = predict(model, val.x)
+    grid = np.linspace(0.1, 0.95, 35)
+    f1 = [_f1(val.y > 0.5, pv >= t) for t in grid]
+    threshold = float(round(grid[int(np.argmax(f1))], 3))
+    cfg = FrontendConfig()
+    path = export_model(
+        model,
+        "detector",
+        out,
+        train.x,
+        cfg,
+        DET_FRAMES,
+        DET_HOP,
+        {
+            "threshold": threshold,
+            "labels": ["yellowhammer"],
+            "training": {
+                "train": tsum,
+                "val": vsum,
+                "epochs": epochs,
+                "seconds": round(tl.seconds),
+                "width": width,
+                "history": tl.history,
+                "seed": seed,
+            },
+            "reproduce": _reproduce(),
+        },
+    )
+    hop_s = DET_TRAIN_HOP * cfg.hop_length / cfg.sample_rate
+    from edge.tflite import TFLiteDetector
+
+    det = TFLiteDetector(path)
+    p_int8 = det.predict(test.x.astype(np.float32))
+    metrics = {"test_set": esum, "int8": detector_metrics(p_int8, test, threshold, hop_s)}
+    comparison = compare_int8("detector", path, model, test.x, threshold)
+    update_manifest(path, metrics=metrics, int8_vs_float=comparison)
+    return {
+        "model": str(path),
+        "threshold": threshold,
+        "metrics": metrics,
+        "int8_vs_float": comparison,
+        "train_seconds": round(tl.seconds),
+    }
+
+
+def _f1(y, p):
+    tp = np.sum(y & p)
+    return 2 * tp / max(1, (2 * tp + np.sum(~y & p) + np.sum(y & ~p)))
+
+
+@train_group.command("detector")
+@click.option("--out", default=str(EDGE_MODELS), show_default=True, type=click.Path(path_type=Path))
+@click.option("--epochs", default=12, show_default=True)
+@click.option("--width", default=1, show_default=True, help="Channel multiplier of the CNN.")
+@with_common
+def train_detector_cmd(out, epochs, width, cache, real, labels_csv, scale, seed):
+    """Train the always-on detector on synthetic scenes (+ real backgrounds/distractors)."""
+    res = train_detector_impl(out, cache, real, labels_csv, scale, seed, epochs, width)
+    click.echo(json.dumps(res, indent=2))
+
+
+def train_encoder_impl(
+    out: Path, cache, real, labels_csv, scale, seed, epochs, objective, arch, leave_out, export: bool = True
+) -> dict:
+    import keras
+
+    from model_export.data import INCOMPLETE, EncoderSet
+    from model_export.evaluate_models import cluster, cluster_scores, encoder_report, novelty
+    from model_export.models import build_encoder
+    from model_export.synth import DIALECTS
+    from model_export.train import embed, train_encoder
+
+    keras.utils.set_random_seed(seed)
+    real = _real(real)
+    sets = _add_labels(_sets("encoder", cache, real, scale, seed, DIALECTS), labels_csv, "encoder")
+    (train, tsum), (val, vsum), (test, esum) = sets["train"], sets["val"], sets["test"]
+    if leave_out:
+        if leave_out not in DIALECTS:
+            raise click.ClickException(f"--leave-out must be one of {DIALECTS}")
+        # drop every song of the left-out dialect's birds, incomplete ones included
+        gone = set(train.bird[train.dialect == leave_out].tolist())
+        keep = ~np.isin(train.bird, list(gone))
+        train = EncoderSet(train.x[keep], train.dialect[keep], train.bird[keep], train.snr[keep])
+        gone_v = set(val.bird[val.dialect == leave_out].tolist())
+        keep_v = ~np.isin(val.bird, list(gone_v))
+        val = EncoderSet(val.x[keep_v], val.dialect[keep_v], val.bird[keep_v], val.snr[keep_v])
+    classes = sorted(set(train.dialect.tolist()))
+    model = build_encoder(arch, ENC_FRAMES, FrontendConfig().n_mels, EMB_DIM)
+    steps = epochs * max(1, len(train.dialect) // 96)
+    bar = _bar(steps, f"train encoder {arch}/{objective}")
+    tl = train_encoder(model, train, val, classes, objective, epochs=epochs, seed=seed, progress=bar.update)
+    bar.close()
+    # nearest-centroid accuracy from training embeddings (same measure for every objective)
+    e_train = embed(model, train.x)
+    cents = np.stack([e_train[train.dialect == c].mean(0) for c in classes])
+    cents /= np.linalg.norm(cents, axis=1, keepdims=True)
+    result = {
+        "objective": objective,
+        "arch": arch,
+        "leave_out": leave_out,
+        "classes": classes,
+        "train_seconds": round(tl.seconds),
+        "params": int(model.count_params()),
+    }
+    path = None
+    if export:
+        from model_export.export import compare_int8, export_model, update_manifest
+
+        path = export_model(
+            model,
+            "encoder",
+            out,
+            train.x,
+            FrontendConfig(),
+            ENC_FRAMES,
+            ENC_FRAMES,
+            {
+                "labels": classes,
+                "embedding_dim": EMB_DIM,
+                "training": {
+                    "train": tsum,
+                    "val": vsum,
+                    "objective": objective,
+                    "arch": arch,
+                    "leave_out": leave_out,
+                    "epochs": epochs,
+                    "seconds": round(tl.seconds),
+                    "history": tl.history,
+                    "seed": seed,
+                    "incomplete_class": INCOMPLETE,
+                },
+                "reproduce": _reproduce(),
+            },
+            version_tag=f"{arch}-{objective}" + (f"-no{leave_out}" if leave_out else ""),
+        )
+        from edge.tflite import TFLiteEncoder
+
+        enc = TFLiteEncoder(path)
+        e_test = np.stack([enc.embed(w.astype(np.float32)) for w in test.x])
+        result["int8_vs_float"] = compare_int8("encoder", path, model, test.x[:600])
+        result["embeddings_from"] = "int8 TFLite (edge runtime)"
+    else:
+        e_test = embed(model, test.x)
+        result["embeddings_from"] = "float Keras model"
+    head_pred = None
+    if tl.head is not None:
+        raw = _raw_embed(model, test.x)
+        if objective == "arcface":
+            w = tl.head / np.linalg.norm(tl.head, axis=0, keepdims=True)
+            head_pred = np.array(classes)[
+                np.argmax(raw / np.linalg.norm(raw, axis=1, keepdims=True) @ w, axis=1)
+            ]
+        else:
+            head_pred = np.array(classes)[np.argmax(raw @ tl.head, axis=1)]
+    seen = np.isin(test.dialect, classes)
+    rep = encoder_report(e_test, test.dialect, head_pred)
+    rep["centroid_accuracy_seen_dialects"] = round(
+        float(np.mean(np.array(classes)[np.argmax(e_test[seen] @ cents.T, axis=1)] == test.dialect[seen])), 4
+    )
+    if leave_out:
+        labels = cluster(e_test)
+        rep["novelty"] = novelty(labels, test.dialect, leave_out)
+        rep["novelty_complete_only"] = novelty(
+            cluster(e_test[test.dialect != INCOMPLETE]), test.dialect[test.dialect != INCOMPLETE], leave_out
+        )
+    result["test"] = rep
+    result["test_set"] = esum
+    if path is not None:
+        update_manifest(
+            path, metrics={"test": rep, "test_set": esum}, int8_vs_float=result.get("int8_vs_float")
+        )
+        result["model"] = str(path)
+        _ = cluster_scores  # (kept for API symmetry)
+    return result
+
+
+def _raw_embed(model, x):
+    from model_export.train import predict
+
+    return predict(model, x)
+
+
+@train_group.command("encoder")
+@click.option("--out", default=str(EDGE_MODELS), show_default=True, type=click.Path(path_type=Path))
+@click.option("--epochs", default=20, show_default=True)
+@click.option(
+    "--objective",
+    type=click.Choice(["softmax", "arcface", "supcon", "byol"]),
+    default="arcface",
+    show_default=True,
+)
+@click.option("--arch", type=click.Choice(["cnn", "vit"]), default="cnn", show_default=True)
+@click.option("--leave-out", default=None, help="Hold one dialect out of training entirely (novelty test).")
+@with_common
+def train_encoder_cmd(out, epochs, objective, arch, leave_out, cache, real, labels_csv, scale, seed):
+    """Train the dialect encoder (training-only head), export int8 without the head, evaluate."""
+    res = train_encoder_impl(out, cache, real, labels_csv, scale, seed, epochs, objective, arch, leave_out)
+    click.echo(json.dumps(res, indent=2))
+
+
+@train_group.command("all")
+@click.option("--out", default=str(EDGE_MODELS), show_default=True, type=click.Path(path_type=Path))
+@click.option("--det-epochs", default=12, show_default=True)
+@click.option("--enc-epochs", default=20, show_default=True)
+@with_common
+def train_all_cmd(out, det_epochs, enc_epochs, cache, real, labels_csv, scale, seed):
+    """One command: train and export both shipped models (detector and arcface CNN encoder)."""
+    t0 = time.time()
+    det = train_detector_impl(out, cache, real, labels_csv, scale, seed, det_epochs, 1)
+    enc = train_encoder_impl(out, cache, real, labels_csv, scale, seed, enc_epochs, "arcface", "cnn", None)
+    click.echo(
+        json.dumps({"detector": det, "encoder": enc, "total_seconds": round(time.time() - t0)}, indent=2)
+    )
+
+
+commands = [data_cmd, train_group]
