@@ -100,6 +100,8 @@ def export_model(
             "frames": window_frames,
             "hop_frames": hop_frames,
             "align": "end" if kind == "encoder" else "start",
+            # the encoder window closes this many frames after the song's offset (as in training)
+            **({"margin_frames": 10} if kind == "encoder" else {}),
         },
         "input": ispec,
         "outputs": {key: ospec},

@@ -362,3 +362,54 @@ def train_all_cmd(out, det_epochs, enc_epochs, cache, real, labels_csv, scale, s
 
 
 commands = [data_cmd, train_group]
+
+
+@click.command("eval-real")
+@click.option("--real", default=None, help="Folder of real recordings with manifest.csv.")
+@click.option(
+    "--models",
+    "models_dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder with detector.tflite/encoder.tflite (default: the shipped models).",
+)
+@click.option("--no-birdnet", is_flag=True, help="Skip the BirdNET comparison.")
+@click.option("--json", "as_json", is_flag=True)
+def eval_real_cmd(real, models_dir, no_birdnet, as_json):
+    """Per-file detection on the real test recordings next to BirdNET; real-song clusters."""
+    from model_export.data import real_manifest
+    from model_export.eval_real import evaluate_real
+
+    root = _real(real)
+    if root is None:
+        raise click.ClickException("no real recordings found (give --real DIR)")
+    n = sum(1 for r in real_manifest(root) if r["split"] == "test")
+    bar = _bar(n, "real files")
+    res = evaluate_real(root, models_dir, with_birdnet=not no_birdnet, progress=bar.update)
+    bar.close()
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+        return
+    click.echo(f"models: {res['models']}")
+    click.echo(f"{'file':55s} {'label':12s} {'max_p':>6s} {'songs':>5s} {'det':>4s} {'birdnet':>7s}")
+    for r in res["rows"]:
+        click.echo(
+            f"{r['file'][:55]:55s} {r['label']:12s} {r['max_prob']:6.3f} {r['songs']:5d} "
+            f"{'yes' if r['detected'] else 'no':>4s} {r.get('birdnet_max', float('nan')):7.3f}"
+        )
+    click.echo(json.dumps(res["summary"], indent=2))
+    click.echo("real yellowhammer songs clustered: " + json.dumps(res["real_yellowhammer_clusters"]))
+
+
+@click.command("bench")
+@click.option("--seconds", default=60.0, show_default=True)
+@click.option("--models", "models_dir", default=None, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--no-birdnet", is_flag=True)
+def bench_cmd(seconds, models_dir, no_birdnet):
+    """CPU ms per audio second of the frontend, detector and encoder next to BirdNET (same run)."""
+    from model_export.eval_real import bench_models
+
+    click.echo(json.dumps(bench_models(seconds, models_dir, not no_birdnet), indent=2))
+
+
+commands.extend([eval_real_cmd, bench_cmd])

@@ -1,0 +1,191 @@
+"""Evaluation on real recordings: per-file detection next to BirdNET, and how real songs cluster.
+
+Only files of the *test* split (see :mod:`model_export.data`) count as unseen: all real
+yellowhammer files, and the third of the other-species and soundscape files that training never
+used as background or distractor.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.frontend import FrontendConfig, logmel
+
+log = logging.getLogger(__name__)
+
+
+class _ListSink:
+    def __init__(self) -> None:
+        self.items = []
+
+    def add(self, detection, clip_path=None) -> None:
+        self.items.append(detection)
+
+
+def run_pipeline(audio: np.ndarray, detector, encoder, cfg: FrontendConfig, source: str = ""):
+    """The edge pipeline (frontend -> detector -> segmenter -> encoder) on one clip -> detections."""
+    from edge.pipeline import Pipeline
+    from edge.records import AudioChunk
+    from edge.segmenter import SongSegmenter
+
+    seg = SongSegmenter(cfg, detector.window_frames, detector.hop_frames, detector.threshold)
+    sink = _ListSink()
+    margin = int(encoder.model.manifest.raw.get("window", {}).get("margin_frames", 10))
+    pipe = Pipeline(cfg, detector, encoder, sink, "eval", seg, encoder_margin_frames=margin)
+    step = cfg.sample_rate // 2
+    for i in range(0, len(audio), step):
+        pipe.process(
+            AudioChunk(
+                audio[i : i + step],
+                cfg.sample_rate,
+                i,
+                i / cfg.sample_rate,
+                source=source,
+                stream_start=(i == 0),
+            )
+        )
+    pipe.end_stream()
+    return sink.items
+
+
+def _windows(feats: np.ndarray, frames: int, hop: int) -> np.ndarray:
+    n = (len(feats) - frames) // hop + 1
+    if n <= 0:
+        return np.zeros((0, frames, feats.shape[1]), np.float32)
+    return np.stack([feats[i * hop : i * hop + frames] for i in range(n)])
+
+
+def evaluate_real(
+    real_root: str | Path,
+    models_dir: str | Path | None = None,
+    with_birdnet: bool = True,
+    splits=("test",),
+    progress=None,
+) -> dict:
+    """Per-file table and summary; see the module docstring for what counts as unseen."""
+    from edge.tflite import TFLiteDetector, TFLiteEncoder
+    from model_export.data import real_manifest
+    from model_export.synth import load_audio
+
+    models_dir = Path(models_dir) if models_dir else None
+    det = TFLiteDetector(models_dir / "detector.tflite" if models_dir else None)
+    enc = TFLiteEncoder(models_dir / "encoder.tflite" if models_dir else None)
+    cfg = det.frontend
+    bn = None
+    if with_birdnet:
+        from model_export.birdnet import BirdNET, BirdNETUnavailable
+
+        try:
+            bn = BirdNET()
+        except BirdNETUnavailable as exc:
+            log.warning("BirdNET unavailable: %s", exc)
+    rows, embeddings = [], []
+    files = [r for r in real_manifest(real_root) if r["split"] in splits]
+    for r in files:
+        audio = load_audio(r["path"], cfg.sample_rate)
+        probs = det.predict(_windows(logmel(audio, cfg), det.window_frames, det.hop_frames))
+        dets = run_pipeline(audio, det, enc, cfg, str(r["path"]))
+        row = {
+            "file": r["file"],
+            "label": r["label"],
+            "seconds": round(len(audio) / cfg.sample_rate, 1),
+            "max_prob": round(float(probs.max()) if probs.size else 0.0, 3),
+            "songs": len(dets),
+            "detected": bool(dets),
+        }
+        if r["label"] == "yellowhammer":
+            embeddings += [(r["file"], d.embedding) for d in dets]
+        if bn is not None:
+            a48 = load_audio(r["path"], 48000)
+            row["birdnet_max"] = round(float(bn.yellowhammer_score(a48, 48000).max()), 3)
+        rows.append(row)
+        if progress:
+            progress(1)
+    summary = {}
+    for label in ("yellowhammer", "other", "soundscape"):
+        sel = [x for x in rows if x["label"] == label]
+        if not sel:
+            continue
+        s = {
+            "files": len(sel),
+            "detected_fraction": round(float(np.mean([x["detected"] for x in sel])), 3),
+            "threshold": det.threshold,
+        }
+        if bn is not None:
+            s["birdnet_ge_0.5_fraction"] = round(float(np.mean([x["birdnet_max"] >= 0.5 for x in sel])), 3)
+            s["agree_with_birdnet"] = round(
+                float(np.mean([x["detected"] == (x["birdnet_max"] >= 0.5) for x in sel])), 3
+            )
+        summary[label] = s
+    clusters = {}
+    if len(embeddings) >= 5:
+        from model_export.evaluate_models import cluster
+
+        e = np.stack([v for _, v in embeddings])
+        labels = cluster(e, min_cluster_size=max(3, len(e) // 20), min_samples=3)
+        counts = (
+            sorted(np.bincount(labels[labels >= 0]).tolist(), reverse=True) if (labels >= 0).any() else []
+        )
+        clusters = {
+            "songs": len(e),
+            "files": len({f for f, _ in embeddings}),
+            "clusters": len(counts),
+            "sizes": counts,
+            "noise_fraction": round(float(np.mean(labels == -1)), 3),
+            "largest_cluster_fraction": round(counts[0] / len(e), 3) if counts else 0.0,
+        }
+        if enc.labels:
+            # which training dialect each real song is nearest to (UK birds: expect XlB/XsB-like)
+            clusters["head_free_note"] = (
+                "nearest-dialect counts need the training centroids; see closing note"
+            )
+    return {
+        "rows": rows,
+        "summary": summary,
+        "real_yellowhammer_clusters": clusters,
+        "models": {"detector": det.version, "encoder": enc.version},
+    }
+
+
+def bench_models(
+    seconds: float = 60.0, models_dir: str | Path | None = None, with_birdnet: bool = True
+) -> dict:
+    """CPU ms per audio second of frontend, detector and encoder (edge runtime) and BirdNET,
+    measured in the same run on the same generated audio."""
+    from edge.tflite import TFLiteDetector, TFLiteEncoder, interpreter_name
+    from model_export.evaluate_models import cpu_ms_per_audio_second
+    from model_export.synth import make_bird, make_scene
+
+    models_dir = Path(models_dir) if models_dir else None
+    det = TFLiteDetector(models_dir / "detector.tflite" if models_dir else None)
+    enc = TFLiteEncoder(models_dir / "encoder.tflite" if models_dir else None)
+    cfg = det.frontend
+    rng = np.random.default_rng(0)
+    scene = make_scene([make_bird("XlB", rng, 1), make_bird("BC", rng, 2)], rng, duration_s=seconds)
+    audio = scene.audio
+    windows = _windows(logmel(audio, cfg), det.window_frames, det.hop_frames)
+    enc_windows = _windows(logmel(audio, cfg), enc.window_frames, enc.window_frames)[:10]
+    out = {"audio_seconds": seconds, "runtime": interpreter_name()}
+    out["frontend_ms_per_s"] = cpu_ms_per_audio_second(lambda: logmel(audio, cfg), seconds)
+    out["detector_ms_per_s"] = cpu_ms_per_audio_second(lambda: det.predict(windows), seconds)
+    t0 = time.process_time()
+    for w in enc_windows:
+        enc.embed(w)
+    out["encoder_ms_per_song"] = 1000 * (time.process_time() - t0) / len(enc_windows)
+    # at the fastest singing rate (9 songs a minute, all day)
+    out["encoder_ms_per_s_at_9_songs_per_min"] = out["encoder_ms_per_song"] * 9 / 60
+    out["always_on_ms_per_s"] = out["frontend_ms_per_s"] + out["detector_ms_per_s"]
+    if with_birdnet:
+        from model_export.birdnet import BirdNET
+        from model_export.synth import resample
+
+        bn = BirdNET()
+        a48 = resample(audio, cfg.sample_rate, 48000)
+        bn.scores(a48[: 48000 * 3], 48000)  # warm-up
+        out["birdnet_ms_per_s"] = cpu_ms_per_audio_second(lambda: bn.scores(a48, 48000), seconds, repeat=1)
+        out["birdnet_vs_always_on"] = out["birdnet_ms_per_s"] / out["always_on_ms_per_s"]
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
