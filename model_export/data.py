@@ -367,7 +367,7 @@ def load_or_build(
             "dialects": sorted(set(ds.dialect.tolist())),
             "real_backgrounds": bool(real_root),
         }
-        np.savez(path, x=ds.x, dialect=ds.dialect, bird=ds.bird, snr=ds.snr, summary=np.array(repr(summary)))
+        _save(path, x=ds.x, dialect=ds.dialect, bird=ds.bird, snr=ds.snr, summary=np.array(repr(summary)))
     else:
         birds = split_birds(split, 3, dialects, seed + 1)
         bar = progress_factory(spec, f"detector {split} data") if progress_factory else None
@@ -397,6 +397,13 @@ def load_or_build(
     if bar:
         bar.close()
     return ds, summary
+
+
+def _save(path: Path, **arrays) -> None:
+    """np.savez, atomically (a concurrent or interrupted build never leaves half a file)."""
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
 
 
 def json_summary(z) -> dict:
