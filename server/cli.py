@@ -210,5 +210,223 @@ def status(ctx, as_json: bool, show_q: int) -> None:
         click.echo(f"  #{q['id']} {q['topic'] or q['origin']}: {q['reason']}")
 
 
+def _progress(msg: str) -> None:
+    click.echo(f"... {msg}", err=True)
+
+
+@main.command("cluster")
+@click.option(
+    "--encoder",
+    "encoder_version",
+    default=None,
+    help="Encoder version to cluster (default: the one with most detections). Versions are never mixed.",
+)
+@click.option("--all-encoders", is_flag=True, help="Run once per encoder version.")
+@click.option("--min-cluster-size", type=int, default=15, show_default=True)
+@click.option(
+    "--min-samples", type=int, default=None, help="HDBSCAN min_samples (default min(min-cluster-size, 10))."
+)
+@click.option(
+    "--reduce-dim", type=int, default=12, show_default=True, help="PCA components before HDBSCAN (0 = none)."
+)
+@click.option("--selection", type=click.Choice(["eom", "leaf"]), default="eom", show_default=True)
+@click.option(
+    "--max-fit",
+    type=int,
+    default=20000,
+    show_default=True,
+    help="Fit HDBSCAN on at most this many points (the rest are assigned to the nearest).",
+)
+@click.option(
+    "--map",
+    "map_method",
+    type=click.Choice(["pca", "tsne"]),
+    default="pca",
+    show_default=True,
+    help="2-D/3-D map coordinates (t-SNE up to 20k points).",
+)
+@click.option("--include-truncated", is_flag=True, help="Also cluster songs cut off at a stream boundary.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary (metrics, novelty) as JSON.")
+@click.pass_context
+@friendly_errors
+def cluster(
+    ctx,
+    encoder_version,
+    all_encoders,
+    min_cluster_size,
+    min_samples,
+    reduce_dim,
+    selection,
+    max_fit,
+    map_method,
+    include_truncated,
+    seed,
+    as_json,
+) -> None:
+    """HDBSCAN dialect clusters of one encoder version; stores the run, prints metrics and novelty."""
+    from .clustering import ClusterError, ClusterParams, format_report, run_clustering
+
+    try:
+        params = ClusterParams(
+            min_cluster_size=min_cluster_size,
+            min_samples=min_samples,
+            reduce_dim=reduce_dim,
+            selection=selection,
+            max_fit=max_fit,
+            map_method=map_method,
+            include_truncated=include_truncated,
+            seed=seed,
+        )
+        storage = _storage(ctx)
+        try:
+            versions = (
+                [e["encoder_version"] for e in storage.encoder_summary()]
+                if all_encoders
+                else [encoder_version]
+            )
+            summaries = [run_clustering(storage, v, params, None if as_json else _progress) for v in versions]
+        finally:
+            storage.close()
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        _echo_json(summaries if all_encoders else summaries[0])
+    else:
+        click.echo("\n\n".join(format_report(s) for s in summaries))
+
+
+@main.command("novelty")
+@click.option("--run", "run_id", default=None, help="Cluster run id (default: the latest).")
+@click.option("--encoder", "encoder_version", default=None, help="Latest run of this encoder version.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@friendly_errors
+def novelty(ctx, run_id, encoder_version, as_json) -> None:
+    """Candidate new dialects (clusters without labelled songs) and changes since the previous run."""
+    from .clustering import ClusterError, format_report, novelty_report
+
+    storage = _storage(ctx, readonly=True)
+    try:
+        rep = novelty_report(storage, run_id, encoder_version)
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        storage.close()
+    click.echo(json.dumps(rep, indent=2, default=str) if as_json else format_report(rep))
+
+
+@main.group("label")
+def label_group() -> None:
+    """Researcher labels of detections."""
+
+
+@label_group.command("import")
+@click.argument("csv_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--tolerance",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds between a device_id,start_time row and the detection it labels.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@friendly_errors
+def label_import(ctx, csv_path: Path, tolerance: float, as_json: bool) -> None:
+    """Attach labels from CSV_PATH (detection_id,label or device_id,start_time,label)."""
+    from .labels import import_labels
+
+    storage = _storage(ctx)
+    try:
+        res = import_labels(storage, csv_path, tolerance)
+    finally:
+        storage.close()
+    if as_json:
+        _echo_json(res)
+        return
+    click.echo(
+        f"{csv_path}: {res['imported']} labels imported, {len(res['unresolved'])} unresolved, "
+        f"{len(res['errors'])} bad rows"
+    )
+    for line in (res["errors"] + res["unresolved"])[:20]:
+        click.echo(f"  {line}", err=True)
+
+
+@main.command("export")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "parquet", "both"]), default="both", show_default=True
+)
+@click.option("--no-embeddings", is_flag=True, help="Leave the embedding column out.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@friendly_errors
+def export_cmd(ctx, out_dir: Path, fmt: str, no_embeddings: bool, as_json: bool) -> None:
+    """Write detections with provenance, labels and latest clusters to OUT_DIR (CSV/Parquet + manifest)."""
+    from .export import export
+
+    storage = _storage(ctx, readonly=True)
+    try:
+        res = export(
+            storage,
+            out_dir,
+            ("csv", "parquet") if fmt == "both" else (fmt,),
+            not no_embeddings,
+            db_name=str(ctx.obj["db"]),
+        )
+    finally:
+        storage.close()
+    click.echo(
+        json.dumps(res)
+        if as_json
+        else f"{res['detections']} detections -> {res['dir']}: " + ", ".join(res["files"])
+    )
+
+
+@main.command("report")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+@friendly_errors
+def report_cmd(ctx, out_dir: Path) -> None:
+    """Write an HTML page with PNG plots (dialect maps, detections per device/day, clusters per device)."""
+    from .report import write_report
+
+    storage = _storage(ctx, readonly=True)
+    try:
+        res = write_report(storage, out_dir)
+    finally:
+        storage.close()
+    click.echo(f"{Path(res['dir']) / res['html']} ({len(res['images'])} plots)")
+
+
+@main.command("serve")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Bind address (keep it local; put a proxy in front).",
+)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.pass_context
+@friendly_errors
+def serve(ctx, host: str, port: int) -> None:
+    """Read-only HTTP JSON view: /api/devices, /api/detections, /api/runs, /api/clusters, /api/novelty."""
+    from .serve import make_server
+
+    try:
+        server = make_server(ctx.obj["db"], host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
+    log.info("serve: http://%s:%d/ (read-only)", host, server.server_address[1])
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -115,3 +115,32 @@ class IngestThread:
 
 def with_mqtt(cfg: Config, **kw) -> Config:
     return dataclasses.replace(cfg, mqtt=dataclasses.replace(cfg.mqtt, **kw))
+
+
+def blob_detections(k: int = 6, n_per: int = 50, dim: int = 32, spread: float = 0.12, seed: int = 0,
+                    devices: tuple[str, ...] = ("dev-1", "dev-2", "dev-3"), encoder: str = ENCODER,
+                    start: int = 0) -> list[tuple[Detection, str]]:  # fmt: skip
+    """Synthetic dialects: Gaussian blobs around ``k`` random unit centres, with their labels."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((k, dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    out = []
+    i = start
+    for c in range(k):
+        for _ in range(n_per):
+            e = centres[c] + spread * rng.standard_normal(dim) / np.sqrt(dim) * 3
+            d = make_detection(devices[i % len(devices)], i, dim=dim, encoder=encoder, embedding=e.astype(np.float32))
+            out.append((d, f"D{c}"))
+            i += 1
+    return out
+
+
+def load_into_server(storage, detections) -> None:
+    """Feed detections through the ingest's validation path (no broker needed)."""
+    from edge.payload import encode_detection
+    from server.ingest import Message, MessageHandler
+
+    h = MessageHandler(storage)
+    msgs = [Message(f"yh/v1/{d.device_id}/detections", encode_detection(d)) for d in detections]
+    for i in range(0, len(msgs), 500):
+        h.handle(msgs[i : i + 500])

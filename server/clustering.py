@@ -1,0 +1,386 @@
+"""Dialect discovery: HDBSCAN per encoder version, map coordinates, metrics, novelty report.
+
+Embeddings of different encoder versions live in different spaces and are never clustered
+together: every run takes exactly one ``encoder_version``.
+
+Pipeline of one run:
+
+1. L2-normalise (again; cheap insurance), so Euclidean distance is a monotone function of the
+   cosine distance the encoder was trained with;
+2. PCA to ``reduce_dim`` components (HDBSCAN's density estimates degrade in high dimension, and
+   the few dialect directions carry almost all the variance);
+3. HDBSCAN (scikit-learn) -> cluster id (``-1`` = outlier) and membership strength
+   (``probabilities_``). scikit-learn's HDBSCAN builds its spanning tree in O(n^2) time, so above
+   ``max_fit`` points it is fitted on a seeded random sample and the other points take the
+   cluster of their nearest fitted neighbour when they lie within that neighbour's core distance
+   (the HDBSCAN notion of "dense enough"), else they are outliers;
+4. 2-D and 3-D map coordinates: PCA by default (fast, deterministic, fine at 100k points);
+   t-SNE on request for up to 20k points.
+
+A run is stored with its id, time, parameters, software version and metrics; members keep
+cluster, probability and map coordinates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from edge import __version__
+
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+TSNE_MAX = 20_000
+
+
+class ClusterError(ValueError):
+    """A clustering request that cannot be carried out (no data, unknown encoder version)."""
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    """Parameters of one run (stored with it)."""
+
+    min_cluster_size: int = 15
+    min_samples: int | None = None
+    reduce_dim: int = 12
+    selection: str = "eom"
+    max_fit: int = 20_000
+    map_method: str = "pca"
+    include_truncated: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.min_cluster_size < 2:
+            raise ClusterError("min_cluster_size must be >= 2")
+        if self.selection not in ("eom", "leaf"):
+            raise ClusterError("selection must be 'eom' or 'leaf'")
+        if self.map_method not in ("pca", "tsne"):
+            raise ClusterError("map method must be 'pca' or 'tsne'")
+
+
+@dataclass
+class ClusterResult:
+    labels: np.ndarray  # (n,) int, -1 = outlier
+    probabilities: np.ndarray  # (n,) float in [0, 1]
+    map2: np.ndarray  # (n, 2)
+    map3: np.ndarray  # (n, 3)
+    fitted: int  # points HDBSCAN saw (the rest were assigned)
+
+
+def _pca(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    k = min(k, x.shape[1], x.shape[0])
+    out = PCA(n_components=k, random_state=seed).fit_transform(x)
+    if out.shape[1] < k:
+        out = np.pad(out, ((0, 0), (0, k - out.shape[1])))
+    return out.astype(np.float32)
+
+
+def cluster_embeddings(
+    x: np.ndarray, params: ClusterParams, progress: Callable[[str], None] | None = None
+) -> ClusterResult:
+    """Cluster ``(n, dim)`` embeddings of one encoder version."""
+    from sklearn.cluster import HDBSCAN
+    from sklearn.neighbors import NearestNeighbors
+
+    say = progress or (lambda s: None)
+    n = x.shape[0]
+    if n < max(params.min_cluster_size, 3):
+        raise ClusterError(
+            f"{n} embeddings are too few to cluster (min_cluster_size {params.min_cluster_size})"
+        )
+    x = np.asarray(x, np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    z = _pca(x, params.reduce_dim, params.seed) if params.reduce_dim and params.reduce_dim < x.shape[1] else x
+    min_samples = params.min_samples or min(params.min_cluster_size, 10)
+    rng = np.random.default_rng(params.seed)
+    fit_idx = np.sort(rng.choice(n, params.max_fit, replace=False)) if n > params.max_fit else np.arange(n)
+    say(f"HDBSCAN on {len(fit_idx)} of {n} points in {z.shape[1]} dimensions")
+    hdb = HDBSCAN(
+        min_cluster_size=params.min_cluster_size,
+        min_samples=min_samples,
+        cluster_selection_method=params.selection,
+        copy=True,
+    ).fit(z[fit_idx])
+    labels = np.full(n, -1, np.int64)
+    probs = np.zeros(n, np.float64)
+    labels[fit_idx] = hdb.labels_
+    probs[fit_idx] = hdb.probabilities_
+    if len(fit_idx) < n:
+        say(f"assigning the other {n - len(fit_idx)} points to their nearest fitted neighbour")
+        zf = z[fit_idx]
+        nn = NearestNeighbors(n_neighbors=min_samples).fit(zf)
+        core = nn.kneighbors(zf)[0][:, -1]  # core distance of each fitted point
+        rest = np.setdiff1d(np.arange(n), fit_idx)
+        dist, idx = nn.kneighbors(z[rest], n_neighbors=1)
+        j = idx[:, 0]
+        ok = (dist[:, 0] <= core[j]) & (hdb.labels_[j] >= 0)
+        labels[rest] = np.where(ok, hdb.labels_[j], -1)
+        probs[rest] = np.where(ok, hdb.probabilities_[j], 0.0)
+    say("map coordinates")
+    map2, map3 = _maps(z, params)
+    return ClusterResult(labels, probs, map2, map3, len(fit_idx))
+
+
+def _maps(z: np.ndarray, params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
+    if params.map_method == "tsne" and z.shape[0] <= TSNE_MAX:
+        from sklearn.manifold import TSNE
+        from threadpoolctl import threadpool_limits
+
+        # t-SNE's OpenMP threads thrash on small shared machines; one thread is faster there
+        with threadpool_limits(1):
+            kw = dict(init="pca", random_state=params.seed, perplexity=min(30.0, max(2.0, z.shape[0] / 4)))
+            return (
+                TSNE(2, **kw).fit_transform(z).astype(np.float32),
+                TSNE(3, **kw).fit_transform(z).astype(np.float32),
+            )
+    if params.map_method == "tsne":
+        log.warning(
+            "cluster: %d points are too many for t-SNE (max %d); using PCA maps", z.shape[0], TSNE_MAX
+        )
+    p = _pca(z, 3, params.seed)
+    return p[:, :2].copy(), p
+
+
+# -- metrics against researcher labels -------------------------------------------------------------
+def evaluate(ids: list[str], labels: np.ndarray, truth: dict[str, str]) -> dict:
+    """ARI, NMI (outliers counted as one extra "cluster") and per-cluster purity, on labelled points."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    pairs = [(truth[i], int(c)) for i, c in zip(ids, labels, strict=True) if i in truth]
+    if not pairs:
+        return {}
+    y_true = [p[0] for p in pairs]
+    y_pred = [p[1] for p in pairs]
+    clustered = [(t, c) for t, c in pairs if c >= 0]
+    out = {
+        "labelled_points": len(pairs),
+        "ari": round(float(adjusted_rand_score(y_true, y_pred)), 4),
+        "nmi": round(float(normalized_mutual_info_score(y_true, y_pred)), 4),
+        "outlier_fraction": round(1 - len(clustered) / len(pairs), 4),
+    }
+    if clustered:
+        out["ari_clustered"] = round(float(adjusted_rand_score(*zip(*clustered, strict=True))), 4)
+    by_cluster: dict[int, Counter] = defaultdict(Counter)
+    for t, c in pairs:
+        by_cluster[c][t] += 1
+    purity = {}
+    for c, cnt in sorted(by_cluster.items()):
+        label, k = cnt.most_common(1)[0]
+        purity[str(c)] = {
+            "majority": label,
+            "purity": round(k / sum(cnt.values()), 4),
+            "labelled": sum(cnt.values()),
+        }
+    out["purity"] = purity
+    total = sum(v["labelled"] for c, v in purity.items() if c != "-1")
+    if total:
+        out["mean_purity"] = round(
+            sum(v["purity"] * v["labelled"] for c, v in purity.items() if c != "-1") / total, 4
+        )
+    return out
+
+
+# -- a stored run ---------------------------------------------------------------------------------
+def run_clustering(storage: Storage, encoder_version: str | None, params: ClusterParams,
+                   progress: Callable[[str], None] | None = None) -> dict:  # fmt: skip
+    """Cluster one encoder version (the only one, or the one with most detections, when None),
+    store the run and return its summary with metrics and the novelty report."""
+    versions = {e["encoder_version"]: e["detections"] for e in storage.encoder_summary()}
+    if not versions:
+        raise ClusterError("no detections in the database yet")
+    if encoder_version is None:
+        encoder_version = max(versions, key=versions.get)
+        if len(versions) > 1:
+            log.info("cluster: several encoder versions present; clustering %s (pass --encoder for another)",
+                     encoder_version)  # fmt: skip
+    elif encoder_version not in versions:
+        raise ClusterError(f"unknown encoder version {encoder_version!r} (known: {', '.join(versions)})")
+    ids, x = storage.load_embeddings(encoder_version, include_truncated=params.include_truncated)
+    t0 = time.perf_counter()
+    res = cluster_embeddings(x, params, progress)
+    elapsed = time.perf_counter() - t0
+    truth = storage.labels()
+    metrics = evaluate(ids, res.labels, truth)
+    metrics["seconds"] = round(elapsed, 3)
+    metrics["fitted_points"] = res.fitted
+    created = time.time()
+    run_id = time.strftime("run-%Y%m%dT%H%M%SZ", time.gmtime(created)) + "-" + uuid.uuid4().hex[:6]
+    n_clusters = int(len(set(res.labels.tolist()) - {-1}))
+    run = {
+        "run_id": run_id,
+        "encoder_version": encoder_version,
+        "created_at": created,
+        "params": json.dumps(asdict(params)),
+        "n_points": len(ids),
+        "n_clusters": n_clusters,
+        "n_outliers": int((res.labels < 0).sum()),
+        "metrics": json.dumps(metrics),
+        "software": f"yellowhammer {__version__}",
+    }
+    members = [
+        {"run_id": run_id, "detection_id": i, "cluster": int(c), "probability": round(float(p), 5),
+         "x2": float(a[0]), "y2": float(a[1]), "x3": float(b[0]), "y3": float(b[1]), "z3": float(b[2])}
+        for i, c, p, a, b in zip(ids, res.labels, res.probabilities, res.map2, res.map3, strict=True)
+    ]  # fmt: skip
+    storage.save_cluster_run(run, members)
+    log.info("cluster: run %s on %s: %d points, %d clusters, %d outliers in %.1f s", run_id, encoder_version,
+             len(ids), n_clusters, run["n_outliers"], elapsed)  # fmt: skip
+    summary = {**run, "params": asdict(params), "metrics": metrics}
+    summary["novelty"] = novelty_report(storage, run_id)
+    return summary
+
+
+def _members_by_cluster(rows: list[dict]) -> dict[int, set[str]]:
+    out: dict[int, set[str]] = defaultdict(set)
+    for r in rows:
+        out[r["cluster"]].add(r["detection_id"])
+    return out
+
+
+def compare_runs(prev_rows: list[dict], cur_rows: list[dict]) -> dict:
+    """How clusters changed: each current cluster matched to the previous cluster it shares most
+    members with (over detections present in both runs)."""
+    prev = _members_by_cluster(prev_rows)
+    cur = _members_by_cluster(cur_rows)
+    universe = {r["detection_id"] for r in prev_rows}
+    owner_prev = {r["detection_id"]: r["cluster"] for r in prev_rows}
+    matches = []
+    best_of: dict[int, list[int]] = defaultdict(list)
+    for c, members in sorted(cur.items()):
+        if c < 0:
+            continue
+        shared = members & universe
+        entry = {"cluster": c, "size": len(members), "new_members": len(members - universe)}
+        if not shared:
+            entry.update(status="new", matched=None, jaccard=0.0, note="only detections that arrived since")
+        else:
+            votes = Counter(owner_prev[i] for i in shared)
+            p, k = votes.most_common(1)[0]
+            if p < 0:
+                entry.update(status="new", matched=None, jaccard=0.0,
+                             note=f"{k} of its earlier members were outliers in the previous run")  # fmt: skip
+            else:
+                prev_members = prev[p]
+                cur_shared = members & universe
+                jac = len(cur_shared & prev_members) / len(cur_shared | prev_members)
+                entry.update(status="stable" if jac >= 0.5 else "changed", matched=p, jaccard=round(jac, 4))
+                best_of[p].append(c)
+        matches.append(entry)
+    for p, cs in best_of.items():
+        if len(cs) > 1:
+            for e in matches:
+                if e["cluster"] in cs:
+                    e["status"] = "split"
+                    e["note"] = f"previous cluster {p} split into {sorted(cs)}"
+    cur_owner = {r["detection_id"]: r["cluster"] for r in cur_rows}
+    vanished = []
+    for p, members in sorted(prev.items()):
+        if p < 0 or p in best_of:
+            continue
+        votes = Counter(cur_owner.get(i, -2) for i in members)
+        c, k = votes.most_common(1)[0]
+        if c >= 0:
+            vanished.append(
+                {"previous_cluster": p, "status": "merged", "into": c, "share": round(k / len(members), 4)}
+            )
+        else:
+            vanished.append({"previous_cluster": p, "status": "dissolved", "size": len(members)})
+    return {"clusters": matches, "previous_clusters_gone": vanished}
+
+
+def novelty_report(storage: Storage, run_id: str | None = None, encoder_version: str | None = None) -> dict:
+    """Clusters with none of the labelled songs (candidate new dialects) and changes since the
+    previous run of the same encoder version."""
+    runs = storage.cluster_runs(encoder_version)
+    if not runs:
+        raise ClusterError("no cluster runs yet (run `yh-server cluster`)")
+    if run_id is None:
+        run = runs[-1]
+    else:
+        match = [r for r in runs if r["run_id"] == run_id]
+        if not match:
+            raise ClusterError(f"no cluster run {run_id!r}")
+        run = match[0]
+    same_version = [
+        r for r in storage.cluster_runs(run["encoder_version"]) if r["created_at"] < run["created_at"]
+    ]
+    rows = storage.run_members(run["run_id"])
+    truth = storage.labels()
+    clusters = _members_by_cluster(rows)
+    labelled_any = any(i in truth for i in (r["detection_id"] for r in rows))
+    candidates, known = [], []
+    for c, members in sorted(clusters.items()):
+        if c < 0:
+            continue
+        labs = Counter(truth[i] for i in members if i in truth)
+        entry = {"cluster": c, "size": len(members), "labels": dict(labs)}
+        (known if labs else candidates).append(entry)
+    report = {
+        "run_id": run["run_id"],
+        "encoder_version": run["encoder_version"],
+        "created_at": run["created_at"],
+        "n_clusters": run["n_clusters"],
+        "n_outliers": run["n_outliers"],
+        "labels_present": labelled_any,
+        "candidate_new_dialects": sorted(candidates, key=lambda e: -e["size"]),
+        "known_clusters": known,
+        "previous_run": same_version[-1]["run_id"] if same_version else None,
+    }
+    if not labelled_any:
+        report["note"] = "no labelled songs among this run's detections: every cluster is a candidate"
+    if same_version:
+        report["changes"] = compare_runs(storage.run_members(same_version[-1]["run_id"]), rows)
+    return report
+
+
+def format_report(summary: dict) -> str:
+    """Human-readable text of a cluster summary / novelty report."""
+    lines = []
+    if "n_points" in summary:
+        m = summary.get("metrics", {})
+        lines.append(f"run {summary['run_id']} ({summary['encoder_version']}): {summary['n_points']} points, "
+                     f"{summary['n_clusters']} clusters, {summary['n_outliers']} outliers, {m.get('seconds', 0):.1f} s")  # fmt: skip
+        if "ari" in m:
+            lines.append(f"  against {m['labelled_points']} labelled songs: ARI {m['ari']:.3f}, NMI {m['nmi']:.3f}, "
+                         f"ARI without outliers {m.get('ari_clustered', float('nan')):.3f}, "
+                         f"outliers {100 * m['outlier_fraction']:.1f} %, mean purity {m.get('mean_purity', 0):.3f}")  # fmt: skip
+            for c, p in m["purity"].items():
+                lines.append(
+                    f"    cluster {c:>4}: {p['majority']:<10} purity {p['purity']:.3f} ({p['labelled']} labelled)"
+                )
+    nov = summary.get("novelty", summary)
+    cands = nov.get("candidate_new_dialects", [])
+    lines.append(f"candidate new dialects (clusters without labelled songs): {len(cands)}")
+    for e in cands:
+        lines.append(f"  cluster {e['cluster']}: {e['size']} songs")
+    if nov.get("note"):
+        lines.append(f"  ({nov['note']})")
+    ch = nov.get("changes")
+    if ch:
+        lines.append(f"changes since {nov['previous_run']}:")
+        for e in ch["clusters"]:
+            extra = (
+                f" ~ previous {e['matched']} (Jaccard {e['jaccard']:.2f})"
+                if e.get("matched") is not None
+                else ""
+            )
+            lines.append(f"  cluster {e['cluster']}: {e['status']}{extra}, {e['size']} songs, {e['new_members']} new"
+                         + (f"; {e['note']}" if e.get("note") else ""))  # fmt: skip
+        for g in ch["previous_clusters_gone"]:
+            lines.append(f"  previous cluster {g['previous_cluster']}: {g['status']}"
+                         + (f" into {g['into']}" if g.get("into") is not None else ""))  # fmt: skip
+    elif nov.get("previous_run") is None:
+        lines.append("no previous run of this encoder version to compare with")
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""Researcher labels: ``label import CSV``.
+
+Two CSV layouts (header row required, extra columns ignored):
+
+- ``detection_id,label``
+- ``device_id,start_time,label`` where ``start_time`` is UTC epoch seconds or ISO 8601 (naive
+  times are taken as UTC); the detection of that device starting within ``tolerance`` seconds
+  is labelled (the nearest one).
+
+Empty labels are skipped. A label for an id the server does not hold (yet) is kept for a
+``detection_id`` row (it applies once the detection arrives) and reported as unresolved for a
+``device_id,start_time`` row.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .storage import Storage, StorageError
+
+
+class LabelError(StorageError):
+    """A labels file that cannot be used (missing columns, unreadable)."""
+
+
+def _parse_time(s: str) -> float:
+    s = s.strip()
+    try:
+        t = float(s)
+    except ValueError:
+        try:
+            dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"start_time {s[:40]!r} is neither epoch seconds nor ISO 8601") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        t = dt.timestamp()
+    if not math.isfinite(t):
+        raise ValueError("start_time is not finite")
+    return t
+
+
+def import_labels(storage: Storage, path: str | Path, tolerance: float = 1.0) -> dict:
+    path = Path(path)
+    try:
+        fh = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise LabelError(f"{path}: cannot read labels ({exc})") from None
+    rows, unresolved, errors = [], [], []
+    now = time.time()
+    with fh:
+        reader = csv.DictReader(fh)
+        cols = {c.strip() for c in (reader.fieldnames or [])}
+        if "label" not in cols or not ({"detection_id"} <= cols or {"device_id", "start_time"} <= cols):
+            raise LabelError(f"{path}: need columns detection_id,label or device_id,start_time,label "
+                             f"(found: {', '.join(sorted(cols)) or 'none'})")  # fmt: skip
+        try:
+            for n, rec in enumerate(reader, start=2):
+                rec = {(k or "").strip(): (v or "").strip() for k, v in rec.items()}
+                label = rec.get("label", "")
+                if not label:
+                    continue
+                det = rec.get("detection_id", "")
+                if not det:
+                    try:
+                        t = _parse_time(rec.get("start_time", ""))
+                    except ValueError as exc:
+                        errors.append(f"line {n}: {exc}")
+                        continue
+                    det = storage.find_detection(rec.get("device_id", ""), t, tolerance)
+                    if det is None:
+                        unresolved.append(f"line {n}: no detection of {rec.get('device_id')!r} near {t:.2f}")
+                        continue
+                rows.append(
+                    {"detection_id": det, "label": label[:100], "origin": path.name, "imported_at": now}
+                )
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise LabelError(f"{path}: malformed CSV ({exc})") from None
+    storage.put_labels(rows)
+    return {"file": str(path), "imported": len(rows), "unresolved": unresolved, "errors": errors}
