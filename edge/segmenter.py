@@ -164,6 +164,7 @@ class SongSegmenter:
         self._region: list[tuple[int, float]] | None = None  # active windows (start, p)
         self._last_window_start = -1
         self._emitted_until = 0  # frames before this belong to songs already emitted
+        self._carry_from: int | None = None
 
     def add_frames(self, frames: np.ndarray) -> None:
         """Append the stream's next log-mel frames ``(k, n_mels)``."""
@@ -220,9 +221,16 @@ class SongSegmenter:
                 too_long = start + self.window_frames - self._region[0][0] > self._max_region
                 # one quiet window between two loud ones does not end a region: at low SNR the
                 # windows holding only part of a song often score below the threshold
-                if start > region_end + self.gap_frames + self.hop_frames or too_long:
+                if start > region_end + self.gap_frames + self.hop_frames:
                     out += self._finish(self._region, end_of_stream=False)
                     self._region = None
+                elif too_long:
+                    # a long chorus: emit what is complete, keep the song still sounding open
+                    region = self._region
+                    out += self._finish(region, end_of_stream=False, forced=True)
+                    carry = self._carry_from
+                    self._region = [w for w in region if w[0] + self.window_frames > carry] if carry else None
+                    self._region = self._region or None
             if p >= self.threshold:
                 if self._region is None:
                     self._region = []
@@ -238,7 +246,12 @@ class SongSegmenter:
         return out
 
     # -- region -> songs -----------------------------------------------------------------
-    def _finish(self, region: list[tuple[int, float]], end_of_stream: bool) -> list[Song]:
+    def _finish(
+        self, region: list[tuple[int, float]], end_of_stream: bool, forced: bool = False
+    ) -> list[Song]:
+        """Songs of a closed region. ``forced``: closed only because it grew too long; a song
+        still sounding at its end is then left out and ``_carry_from`` says where it starts."""
+        self._carry_from = None
         a = region[0][0]
         b = region[-1][0] + self.window_frames
         lo = max(0, a - self.hop_frames, self._env_start, self._emitted_until)
@@ -269,6 +282,11 @@ class SongSegmenter:
                 joined[-1][1] = e
             else:
                 joined.append([s, e])
+        if forced and joined and joined[-1][1] >= env.size - self.gap_frames:
+            start_abs = joined[-1][0] + lo
+            if hi - start_abs < self._max_region // 2:  # never carry a never-ending sound
+                self._carry_from = start_abs
+                joined.pop()
         songs: list[Song] = []
         for s, e in joined:
             s_abs, e_abs = s + lo, e + lo

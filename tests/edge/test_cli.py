@@ -78,7 +78,8 @@ def test_analyze_json_and_raven(tmp_path, two_songs):
 
 def test_every_broken_fixture_gives_a_one_line_error_and_the_rest_is_analysed(tmp_path, two_songs):
     wav, truth = two_songs
-    expected = list(csv.DictReader(open(BROKEN / "expected_errors.csv")))
+    with open(BROKEN / "expected_errors.csv", newline="") as fh:
+        expected = list(csv.DictReader(fh))
     db = tmp_path / "d.sqlite"
     r = invoke("analyze", str(BROKEN), str(wav), "--db", str(db))
     assert r.exit_code == 1

@@ -131,3 +131,13 @@ def test_reset_starts_a_new_stream():
     seg.reset()
     assert seg.n_frames == 0
     assert seg.add_windows([]) == [] and seg.flush() == []
+
+
+def test_a_long_bout_is_cut_between_songs_never_inside_one():
+    # songs of 2.4 s every 3.1 s for a minute: the detector never goes quiet, the region is
+    # closed by its length cap, and no song may be cut there
+    songs_in = [(1.0 + 3.1 * k, 3.4 + 3.1 * k, -50) for k in range(19)]
+    songs = run(frames_with(songs_in, 62.0, seed=4))
+    assert [tuple(round(t, 1) for t in secs(s)) for s in songs] == [
+        (round(a, 1), round(b, 1)) for a, b, _ in songs_in
+    ]
