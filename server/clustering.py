@@ -11,9 +11,10 @@ Pipeline of one run:
    the few dialect directions carry almost all the variance);
 3. HDBSCAN (scikit-learn) -> cluster id (``-1`` = outlier) and membership strength
    (``probabilities_``). scikit-learn's HDBSCAN builds its spanning tree in O(n^2) time, so above
-   ``max_fit`` points it is fitted on a seeded random sample and the other points take the
-   cluster of their nearest fitted neighbour when they lie within that neighbour's core distance
-   (the HDBSCAN notion of "dense enough"), else they are outliers;
+   ``max_fit`` points it is fitted on a seeded random sample and every other point takes the
+   cluster that holds the majority of its ``min_samples`` nearest fitted neighbours (its
+   membership strength = their mean strength times the vote share), or is an outlier when no
+   cluster has a majority (its neighbourhood is mostly outliers or split);
 4. 2-D and 3-D map coordinates: PCA by default (fast, deterministic, fine at 100k points);
    t-SNE on request for up to 20k points.
 
@@ -118,16 +119,20 @@ def cluster_embeddings(
     labels[fit_idx] = hdb.labels_
     probs[fit_idx] = hdb.probabilities_
     if len(fit_idx) < n:
-        say(f"assigning the other {n - len(fit_idx)} points to their nearest fitted neighbour")
+        say(f"assigning the other {n - len(fit_idx)} points by their nearest fitted neighbours")
         zf = z[fit_idx]
         nn = NearestNeighbors(n_neighbors=min_samples).fit(zf)
-        core = nn.kneighbors(zf)[0][:, -1]  # core distance of each fitted point
         rest = np.setdiff1d(np.arange(n), fit_idx)
-        dist, idx = nn.kneighbors(z[rest], n_neighbors=1)
-        j = idx[:, 0]
-        ok = (dist[:, 0] <= core[j]) & (hdb.labels_[j] >= 0)
-        labels[rest] = np.where(ok, hdb.labels_[j], -1)
-        probs[rest] = np.where(ok, hdb.probabilities_[j], 0.0)
+        idx = nn.kneighbors(z[rest], return_distance=False)  # (m, min_samples)
+        lab = hdb.labels_[idx] + 1  # 0 = outlier
+        votes = np.zeros((len(rest), int(lab.max()) + 1), np.int64)
+        np.add.at(votes, (np.repeat(np.arange(len(rest)), idx.shape[1]), lab.ravel()), 1)
+        best = votes[:, 1:].argmax(axis=1) + 1 if votes.shape[1] > 1 else np.zeros(len(rest), np.int64)
+        share = votes[np.arange(len(rest)), best] / idx.shape[1]
+        ok = (best > 0) & (share > 0.5)
+        labels[rest] = np.where(ok, best - 1, -1)
+        pk = np.where(lab == best[:, None], hdb.probabilities_[idx], 0.0).sum(axis=1) / idx.shape[1]
+        probs[rest] = np.where(ok, pk, 0.0)
     say("map coordinates")
     map2, map3 = _maps(z, params)
     return ClusterResult(labels, probs, map2, map3, len(fit_idx))

@@ -165,6 +165,7 @@ class Storage(Protocol):
     def cluster_runs(self, encoder_version: str | None = None) -> list[dict]: ...
     def run_members(self, run_id: str) -> list[dict]: ...
     def put_labels(self, rows: list[dict]) -> int: ...
+    def delete_labels(self, detection_ids: Iterable[str]) -> int: ...
     def labels(self) -> dict[str, str]: ...
     def find_detection(self, device_id: str, start_time: float, tolerance: float) -> str | None: ...
     def iter_detections(
@@ -415,6 +416,17 @@ class SqliteStorage:
         with self._tx():
             self.db["labels"].upsert_all(rows, pk="detection_id")
         return len(rows)
+
+    def delete_labels(self, detection_ids: Iterable[str]) -> int:
+        ids = list(detection_ids)
+        with self._tx():
+            n = 0
+            for i in range(0, len(ids), 500):
+                part = ids[i : i + 500]
+                n += self.db.execute(
+                    f"DELETE FROM labels WHERE detection_id IN ({','.join('?' * len(part))})", part
+                ).rowcount
+        return n
 
     def labels(self) -> dict[str, str]:
         with self._lock:

@@ -25,7 +25,9 @@ def clustered_db(tmp_path):
     s = SqliteStorage(db)
     data = blob_detections(k=3, n_per=30, dim=16)
     load_into_server(s, [d for d, _ in data])
-    s.put_labels([{"detection_id": d.id, "label": lab, "origin": "t", "imported_at": 0} for d, lab in data[:20]])
+    s.put_labels(
+        [{"detection_id": d.id, "label": lab, "origin": "t", "imported_at": 0} for d, lab in data[:20]]
+    )
     s.set_device_status("dev-1", "online")
     run_clustering(s, None, ClusterParams(min_cluster_size=8))
     s.close()

@@ -40,7 +40,11 @@ def test_blobs_are_recovered_and_left_out_dialect_is_novel(storage, tmp_path):
     cands = summary["novelty"]["candidate_new_dialects"]
     assert len(cands) == 1
     truth = {d.id: lab for d, lab in data}
-    members = [r["detection_id"] for r in storage.run_members(summary["run_id"]) if r["cluster"] == cands[0]["cluster"]]
+    members = [
+        r["detection_id"]
+        for r in storage.run_members(summary["run_id"])
+        if r["cluster"] == cands[0]["cluster"]
+    ]
     assert {truth[i] for i in members} == {"D5"}
 
 

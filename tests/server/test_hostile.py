@@ -66,9 +66,18 @@ HOSTILE = [
     ("JSON array", b"[1, 2, 3]", "not an object"),
     ("deep nesting", b"[" * 20000 + b"]" * 20000, "nested too deeply"),
     ("bad base64", _edit(1017, embedding={"dtype": "f16", "dim": 16, "b64": "!!!!"}), "not valid base64"),
-    ("not normalised", _edit(1018, embedding={"dtype": "f32", "dim": 16,
-                                               "b64": base64.b64encode(np.ones(16, "<f4").tobytes()).decode()}),
-     "not L2-normalised"),  # fmt: skip
+    (
+        "not normalised",
+        _edit(
+            1018,
+            embedding={
+                "dtype": "f32",
+                "dim": 16,
+                "b64": base64.b64encode(np.ones(16, "<f4").tobytes()).decode(),
+            },
+        ),
+        "not L2-normalised",
+    ),  # fmt: skip
     ("empty", b"", "empty payload"),
 ]
 
@@ -103,7 +112,9 @@ def test_hostile_messages_are_quarantined_and_valid_ones_stored(mqtt_broker, tmp
         # and still working after all that
         late = make_detection("dev-h", 5000)
         pub.publish("yh/v1/dev-h/detections", encode_detection(late), qos=1).wait_for_publish(10)
-        wait_for(lambda: late.id in {r[0] for r in server_rows(sdb)}, 30, what="a valid message after the attack")
+        wait_for(
+            lambda: late.id in {r[0] for r in server_rows(sdb)}, 30, what="a valid message after the attack"
+        )
     pub.disconnect()
     pub.loop_stop()
     assert {r[0] for r in server_rows(sdb)} == {*valid_ids, late.id}

@@ -129,7 +129,9 @@ def blob_detections(k: int = 6, n_per: int = 50, dim: int = 32, spread: float = 
     for c in range(k):
         for _ in range(n_per):
             e = centres[c] + spread * rng.standard_normal(dim) / np.sqrt(dim) * 3
-            d = make_detection(devices[i % len(devices)], i, dim=dim, encoder=encoder, embedding=e.astype(np.float32))
+            d = make_detection(
+                devices[i % len(devices)], i, dim=dim, encoder=encoder, embedding=e.astype(np.float32)
+            )
             out.append((d, f"D{c}"))
             i += 1
     return out

@@ -98,7 +98,11 @@ def test_edge_stores_to_export(mqtt_broker, tmp_path):
     _run(*srv, "export", str(tmp_path / "out"))
     rows = _check_export(tmp_path / "out", all_ids)
     r0 = rows[0]
-    assert r0["origin"].startswith("mqtt:yh/v1/") and r0["encoder_version"] and r0["cluster_run"] == summary["run_id"]
+    assert (
+        r0["origin"].startswith("mqtt:yh/v1/")
+        and r0["encoder_version"]
+        and r0["cluster_run"] == summary["run_id"]
+    )
     assert len(r0["embedding"].split()) == 32 and r0["label"].startswith("D")
 
 
@@ -117,7 +121,9 @@ def test_wav_to_export(mqtt_broker, tmp_path):
     finally:
         _stop(ingest)
     srv = ["-m", "server.cli", "--db", str(sdb)]
-    summary = json.loads(_run(*srv, "cluster", "--min-cluster-size", "2", "--include-truncated", "--json").stdout)
+    summary = json.loads(
+        _run(*srv, "cluster", "--min-cluster-size", "2", "--include-truncated", "--json").stdout
+    )
     assert summary["n_points"] == len(ids)
     _run(*srv, "export", str(tmp_path / "out"))
     rows = _check_export(tmp_path / "out", ids)

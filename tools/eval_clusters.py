@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Evaluate the server's dialect clusters against true labels, with optional held-out dialects.
+
+Takes a server database or an edge database (from ``yh-edge analyze``/the daemon) and a labels
+CSV (``detection_id,label`` or ``device_id,start_time,label``), works on a temporary copy (the
+input is never modified), and prints:
+
+- ARI, NMI (outliers as one extra class), ARI over clustered points, outlier share, per-cluster
+  purity, all against the *full* labels;
+- the novelty report as the server computes it when the ``--hide`` dialects are *not* labelled
+  (as for a dialect the encoder never saw), and for each hidden dialect whether a candidate-new
+  cluster is made of it (share of the dialect's songs in it and the cluster's purity).
+
+    python tools/eval_clusters.py DB LABELS.csv [--hide XsB] [--encoder V] [--min-cluster-size 15] [--json]
+
+Exit status 0 always when it ran (it reports; the thresholds are the reader's, e.g. ARI >= 0.8).
+"""
+
+from __future__ import annotations
+
+# isort: off
+import edge  # noqa: F401  (first: single-threaded BLAS, as in production)
+# isort: on
+
+import json
+import sqlite3
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from server.clustering import ClusterError, ClusterParams, evaluate, format_report, run_clustering  # noqa: E402
+from server.ingest import import_edge_db  # noqa: E402
+from server.labels import import_labels  # noqa: E402
+from server.storage import SqliteStorage, StorageError  # noqa: E402
+
+
+def _is_edge_db(path: Path) -> bool:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as c:
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    return "outbox" in tables
+
+
+@click.command()
+@click.argument("db", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("labels_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--hide", multiple=True, help="Dialect label(s) withheld from the server (novelty check).")
+@click.option("--encoder", "encoder_version", default=None)
+@click.option("--min-cluster-size", type=int, default=15, show_default=True)
+@click.option("--min-samples", type=int, default=None)
+@click.option("--reduce-dim", type=int, default=12, show_default=True)
+@click.option("--include-truncated", is_flag=True)
+@click.option(
+    "--tolerance", type=float, default=1.0, show_default=True, help="For device_id,start_time labels."
+)
+@click.option("--json", "as_json", is_flag=True)
+def main(db, labels_csv, hide, encoder_version, min_cluster_size, min_samples, reduce_dim, include_truncated,
+         tolerance, as_json) -> None:  # fmt: skip
+    """Cluster DB (server or edge database) and score it against LABELS_CSV."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp) / "server.sqlite"
+            if _is_edge_db(db):
+                storage = SqliteStorage(work)
+                import_edge_db(storage, db)
+            else:
+                src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+                dst = sqlite3.connect(work)
+                src.backup(dst)
+                src.close()
+                dst.close()
+                storage = SqliteStorage(work)
+            try:
+                res = import_labels(storage, labels_csv, tolerance)
+                truth = storage.labels()
+                hidden_ids = [i for i, lab in truth.items() if lab in set(hide)]
+                storage.delete_labels(hidden_ids)
+                params = ClusterParams(min_cluster_size=min_cluster_size, min_samples=min_samples,
+                                       reduce_dim=reduce_dim, include_truncated=include_truncated)  # fmt: skip
+                summary = run_clustering(storage, encoder_version, params)
+                members = storage.run_members(summary["run_id"])
+            finally:
+                storage.close()
+    except (ClusterError, StorageError) as exc:
+        raise click.ClickException(str(exc)) from None
+    ids = [m["detection_id"] for m in members]
+    import numpy as np
+
+    full = evaluate(ids, np.array([m["cluster"] for m in members]), truth)
+    by_cluster: dict[int, Counter] = {}
+    for m in members:
+        if m["detection_id"] in truth:
+            by_cluster.setdefault(m["cluster"], Counter())[truth[m["detection_id"]]] += 1
+    hidden_report = []
+    cands = {e["cluster"] for e in summary["novelty"]["candidate_new_dialects"]}
+    for lab in hide:
+        n_lab = sum(c[lab] for c in by_cluster.values())
+        best = max(
+            ((c, cnt[lab]) for c, cnt in by_cluster.items() if c in cands), key=lambda t: t[1], default=None
+        )
+        entry = {"dialect": lab, "songs": n_lab, "found_as_novel": False}
+        if best and best[1] > 0:
+            c, k = best
+            entry.update(found_as_novel=True, cluster=c, share_of_dialect=round(k / n_lab, 4),
+                         cluster_purity=round(k / sum(by_cluster[c].values()), 4))  # fmt: skip
+        hidden_report.append(entry)
+    out = {
+        "database": str(db),
+        "labels": {
+            "file": str(labels_csv),
+            "matched": len(truth),
+            "unresolved": len(res["unresolved"]),
+            "hidden": list(hide),
+        },  # fmt: skip
+        "run": {k: summary[k] for k in ("run_id", "encoder_version", "n_points", "n_clusters", "n_outliers")},
+        "metrics_full_labels": full,
+        "hidden_dialects": hidden_report,
+        "novelty": summary["novelty"],
+    }
+    if as_json:
+        click.echo(json.dumps(out, indent=2, default=str))
+        return
+    m = full
+    click.echo(f"{db}: {summary['n_points']} songs of {summary['encoder_version']}, {summary['n_clusters']} clusters, "
+               f"{summary['n_outliers']} outliers; {len(truth)} labelled ({len(res['unresolved'])} labels unresolved)")  # fmt: skip
+    if m:
+        click.echo(f"ARI {m['ari']:.3f}  NMI {m['nmi']:.3f}  ARI(clustered) {m.get('ari_clustered', float('nan')):.3f}  "
+                   f"outliers {100 * m['outlier_fraction']:.1f} %  mean purity {m.get('mean_purity', 0):.3f}")  # fmt: skip
+        for c, p in m["purity"].items():
+            click.echo(
+                f"  cluster {c:>4}: {p['majority']:<8} purity {p['purity']:.3f}  ({p['labelled']} songs)"
+            )
+    for h in hidden_report:
+        if h["found_as_novel"]:
+            click.echo(f"hidden dialect {h['dialect']}: NOVEL cluster {h['cluster']} holds {100 * h['share_of_dialect']:.0f} % "
+                       f"of its {h['songs']} songs (cluster purity {h['cluster_purity']:.3f})")  # fmt: skip
+        else:
+            click.echo(f"hidden dialect {h['dialect']}: not found as a novel cluster ({h['songs']} songs)")
+    click.echo(format_report({"novelty": summary["novelty"]}))
+
+
+if __name__ == "__main__":
+    main()
