@@ -103,7 +103,7 @@ class SegmenterConfig:
     """
 
     min_song_s: float = 0.6
-    max_song_s: float = 3.4
+    max_song_s: float = 3.0
     merge_gap_s: float = 0.35
     energy_gate_db: float = 0.0
 

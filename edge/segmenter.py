@@ -131,7 +131,7 @@ class SongSegmenter:
         hop_frames: int,
         threshold: float,
         min_song_s: float = 0.6,
-        max_song_s: float = 3.4,
+        max_song_s: float = 3.0,
         merge_gap_s: float = 0.35,
     ) -> None:
         if window_frames <= 0 or hop_frames <= 0:
