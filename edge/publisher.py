@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: the server refuses bigger payloads; a row that encodes bigger is skipped, not retried forever
 MAX_PAYLOAD_BYTES = 64 * 1024
+#: on stop: how long to keep draining and waiting for acknowledgements before disconnecting
+SHUTDOWN_GRACE_S = 2.0
 
 
 def resolve_credential(path: str) -> Path:
@@ -346,11 +348,16 @@ class MqttPublisher:
 
     def _shutdown(self, client: mqtt.Client) -> None:
         if self._connected.is_set():
-            # give in-flight messages a moment to be acknowledged, then leave cleanly
-            end = time.monotonic() + 2.0
-            while not self._idle() and self._connected.is_set() and time.monotonic() < end:
+            # a short last drain (the songs of the final seconds) and time for the in-flight
+            # acknowledgements, bounded so that a stop stays prompt; the rest waits in the outbox
+            end = time.monotonic() + SHUTDOWN_GRACE_S
+            while self._connected.is_set() and time.monotonic() < end:
                 self._flush_acks()
-                time.sleep(0.02)
+                self._fill(client)
+                if self._idle() and not self._pending_rows():
+                    break
+                self._wake.wait(0.02)
+                self._wake.clear()
             try:
                 self.publish_stats(client)
                 info = client.publish(

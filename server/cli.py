@@ -70,11 +70,16 @@ def _storage(ctx: click.Context, readonly: bool = False) -> SqliteStorage:
 @click.option("--host", default="localhost", show_default=True, envvar="YH_MQTT_HOST")
 @click.option("--port", type=int, default=1883, show_default=True, envvar="YH_MQTT_PORT")
 @click.option(
-    "--prefix", default="yh/v1", show_default=True, help="Topic prefix (as the devices' mqtt.topic_prefix)."
+    "--prefix",
+    default="yh/v1",
+    show_default=True,
+    envvar="YH_MQTT_PREFIX",
+    help="Topic prefix (as the devices' mqtt.topic_prefix).",
 )
 @click.option(
     "--client-id",
     default="",
+    envvar="YH_MQTT_CLIENT_ID",
     help="Stable MQTT client id of this worker (default yh-ingest-<host>); each worker needs its own.",
 )
 @click.option(
@@ -87,8 +92,8 @@ def _storage(ctx: click.Context, readonly: bool = False) -> SqliteStorage:
 @click.option(
     "--password-file", default="", envvar="YH_MQTT_PASSWORD_FILE", help="File holding the password."
 )
-@click.option("--tls", is_flag=True, help="Use TLS (implied by --ca-file).")
-@click.option("--ca-file", default="")
+@click.option("--tls", is_flag=True, envvar="YH_MQTT_TLS", help="Use TLS (implied by --ca-file).")
+@click.option("--ca-file", default="", envvar="YH_MQTT_CA_FILE")
 @click.option("--cert-file", default="")
 @click.option("--key-file", default="")
 @click.pass_context

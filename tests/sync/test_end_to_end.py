@@ -107,15 +107,19 @@ def test_edge_stores_to_export(mqtt_broker, tmp_path):
 
 
 def test_wav_to_export(mqtt_broker, tmp_path):
-    """WAV fixtures -> ``yh-edge analyze`` (the edge pipeline with the shipped models) -> MQTT -> server."""
-    edb, sdb = tmp_path / "edge.sqlite", tmp_path / "server.sqlite"
-    _run("-m", "edge.cli", "analyze", str(FIXTURES), "--db", str(edb), "--format", "json",
-         "-o", str(tmp_path / "songs.json"), env=_env(YH_DEVICE__ID="wav-dev"), timeout=300)  # fmt: skip
-    ids = set(_edge_ids(edb))
-    assert len(ids) >= 5
+    """WAV fixtures -> the recorder daemon (``yh-edge run --once --replay``, shipped models, its own
+    MQTT publisher) -> mosquitto -> ``yh-server ingest`` -> ``cluster`` -> ``export``."""
+    data, sdb = tmp_path / "data", tmp_path / "server.sqlite"
+    edb = data / "detections.sqlite"
     ingest = _start_ingest(mqtt_broker, sdb)
     try:
         wait_for(lambda: sdb.exists(), 30, what="server database")
+        env = _env(YH_DEVICE__ID="wav-dev", YH_DEVICE__DATA_DIR=str(data), YH_MQTT__ENABLED="true",
+                   YH_MQTT__HOST=mqtt_broker.host, YH_MQTT__PORT=str(mqtt_broker.port))  # fmt: skip
+        _run("-m", "edge.cli", "run", "--once", "--replay", str(FIXTURES), env=env, timeout=300)
+        ids = set(_edge_ids(edb))
+        assert len(ids) >= 5
+        # whatever the daemon's stop grace did not send goes now (what `yh-edge sync` does)
         assert _publish(mqtt_broker, edb, "wav-dev")["drained"]
         wait_for(lambda: len(server_rows(sdb)) >= len(ids), 60, what="all songs ingested")
     finally:
@@ -128,3 +132,4 @@ def test_wav_to_export(mqtt_broker, tmp_path):
     _run(*srv, "export", str(tmp_path / "out"))
     rows = _check_export(tmp_path / "out", ids)
     assert {r["device_id"] for r in rows} == {"wav-dev"}
+    assert {r["origin"] for r in rows} == {"mqtt:yh/v1/wav-dev/detections"}
