@@ -180,3 +180,40 @@ def test_config_show_and_default(tmp_path):
     cfg = write_config(tmp_path / "edge.toml", tmp_path / "data")
     r = invoke("config", "show", "-c", str(cfg), "--json")
     assert json.loads(r.stdout)["device"]["id"] == "test-device"
+
+
+def test_status_doctor_and_db_commands(tmp_path, two_songs):
+    wav, truth = two_songs
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "edge.toml", data, replay=str(wav))
+    assert invoke("analyze", str(wav), "-c", str(cfg)).exit_code == 0
+    st = json.loads(invoke("status", "-c", str(cfg), "--json").stdout)
+    assert st["detections"] == len(truth) and st["unsynced"] == len(truth) and st["running"] is False
+    assert st["models"]["detector"] and "free_bytes" in st["disk"]
+    text = invoke("status", "-c", str(cfg)).stdout
+    assert "not running" in text and f"{len(truth)} stored" in text
+    r = CliRunner().invoke(main, ["doctor", "-c", str(cfg), "--json"])
+    checks = {c["check"]: c for c in json.loads(r.stdout)}
+    assert checks["models"]["status"] == checks["database"]["status"] == checks["audio"]["status"] == "ok"
+    assert r.exit_code == 0  # warnings (clock, daemon not running) do not fail
+    r = CliRunner().invoke(main, ["db", "check", "-c", str(cfg)])
+    assert r.exit_code == 0 and "integrity: ok" in r.stdout
+    out = tmp_path / "export.csv"
+    assert invoke("db", "export", "-c", str(cfg), "-o", str(out), "--no-embeddings").exit_code == 0
+    assert len(list(csv.DictReader(open(out)))) == len(truth)  # noqa: SIM115
+    assert "pruned 0" in invoke("db", "prune", "-c", str(cfg), "--older-than", "0").stdout  # none synced
+    assert invoke("db", "vacuum", "-c", str(cfg)).exit_code == 0
+
+
+def test_doctor_fails_with_a_likely_cause(tmp_path):
+    cfg = write_config(
+        tmp_path / "edge.toml",
+        tmp_path / "data",
+        replay=str(tmp_path / "missing"),
+        extra='\n[models]\ndetector = "/nonexistent/detector.tflite"\n[mqtt]\nenabled = true\nport = 1\n',
+    )
+    r = CliRunner().invoke(main, ["doctor", "-c", str(cfg)])
+    assert r.exit_code == 1
+    for name in ("models", "audio", "broker"):
+        assert f"FAIL  {name}:" in r.stdout
+    assert r.stdout.count("likely cause:") >= 3
