@@ -142,3 +142,10 @@ def build_encoder(arch: str, frames: int, n_mels: int, embedding_dim: int) -> ke
     if arch == "vit":
         return build_vit_encoder(frames, n_mels, embedding_dim)
     raise ValueError(f"unknown encoder architecture {arch!r}")
+
+
+def with_unit_norm(encoder: keras.Model) -> keras.Model:
+    """The encoder with L2 normalisation as its last op (what ships: unit embeddings, so the
+    int8 output scale covers [-1, 1] for every song)."""
+    out = layers.UnitNormalization(axis=-1, name="embedding_unit")(encoder.output)
+    return keras.Model(encoder.input, out, name=encoder.name + "_unit")

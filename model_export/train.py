@@ -157,6 +157,17 @@ def _supcon_loss(tf, emb, labels, temperature=0.1):
     return -tf.reduce_mean(tf.reduce_sum(same * log_prob, axis=1) / pos)
 
 
+NORM_TARGET = 4.0  # raw embedding norm the regulariser pulls towards
+NORM_WEIGHT = 0.1
+
+
+def _norm_penalty(tf, emb):
+    """Keep raw embedding norms near one value: the direction carries the dialect, and a steady
+    norm keeps int8 quantisation of the embedding layer equally fine for every song."""
+    n = tf.norm(emb, axis=-1)
+    return NORM_WEIGHT * tf.reduce_mean(tf.square(n / NORM_TARGET - 1.0))
+
+
 def train_encoder(
     model,
     train,
@@ -221,6 +232,7 @@ def train_encoder(
                 loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
             else:
                 loss = _supcon_loss(tf, emb, labels)
+            loss += _norm_penalty(tf, emb)
         vars_ = model.trainable_variables + extra
         grads = tape.gradient(loss, vars_)
         opt.apply_gradients(zip(grads, vars_))
@@ -231,12 +243,14 @@ def train_encoder(
         t1 = tf.stop_gradient(_l2n(tf, teacher(x1, training=False)))
         t2 = tf.stop_gradient(_l2n(tf, teacher(x2, training=False)))
         with tf.GradientTape() as tape:
-            p1 = _l2n(tf, proj(model(x1, training=True)))
-            p2 = _l2n(tf, proj(model(x2, training=True)))
+            s1, s2 = model(x1, training=True), model(x2, training=True)
+            p1, p2 = _l2n(tf, proj(s1)), _l2n(tf, proj(s2))
             loss = (
                 4.0
                 - 2.0 * tf.reduce_mean(tf.reduce_sum(p1 * t2, -1))
                 - 2.0 * tf.reduce_mean(tf.reduce_sum(p2 * t1, -1))
+                + _norm_penalty(tf, s1)
+                + _norm_penalty(tf, s2)
             )
         vars_ = model.trainable_variables + extra
         grads = tape.gradient(loss, vars_)

@@ -43,6 +43,19 @@ def _real(real: str | None) -> Path | None:
     return p
 
 
+def _dumps(obj) -> str:
+    """JSON with numpy scalars and arrays converted."""
+
+    def conv(o):
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+    return json.dumps(obj, indent=2, default=conv)
+
+
 def _reproduce() -> str:
     return "yh-model " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -204,7 +217,7 @@ def _f1(y, p):
 def train_detector_cmd(out, epochs, width, cache, real, labels_csv, scale, seed):
     """Train the always-on detector on synthetic scenes (+ real backgrounds/distractors)."""
     res = train_detector_impl(out, cache, real, labels_csv, scale, seed, epochs, width)
-    click.echo(json.dumps(res, indent=2))
+    click.echo(_dumps(res))
 
 
 def train_encoder_impl(
@@ -253,9 +266,12 @@ def train_encoder_impl(
     path = None
     if export:
         from model_export.export import compare_int8, export_model, update_manifest
+        from model_export.models import with_unit_norm
 
+        Path(out).mkdir(parents=True, exist_ok=True)
+        model.save(Path(out) / "encoder_float.keras")  # for analysis; not shipped
         path = export_model(
-            model,
+            with_unit_norm(model),
             "encoder",
             out,
             train.x,
@@ -343,7 +359,7 @@ def _raw_embed(model, x):
 def train_encoder_cmd(out, epochs, objective, arch, leave_out, cache, real, labels_csv, scale, seed):
     """Train the dialect encoder (training-only head), export int8 without the head, evaluate."""
     res = train_encoder_impl(out, cache, real, labels_csv, scale, seed, epochs, objective, arch, leave_out)
-    click.echo(json.dumps(res, indent=2))
+    click.echo(_dumps(res))
 
 
 @train_group.command("all")
@@ -356,9 +372,7 @@ def train_all_cmd(out, det_epochs, enc_epochs, cache, real, labels_csv, scale, s
     t0 = time.time()
     det = train_detector_impl(out, cache, real, labels_csv, scale, seed, det_epochs, 1)
     enc = train_encoder_impl(out, cache, real, labels_csv, scale, seed, enc_epochs, "arcface", "cnn", None)
-    click.echo(
-        json.dumps({"detector": det, "encoder": enc, "total_seconds": round(time.time() - t0)}, indent=2)
-    )
+    click.echo(_dumps({"detector": det, "encoder": enc, "total_seconds": round(time.time() - t0)}))
 
 
 commands = [data_cmd, train_group]
@@ -388,7 +402,7 @@ def eval_real_cmd(real, models_dir, no_birdnet, as_json):
     res = evaluate_real(root, models_dir, with_birdnet=not no_birdnet, progress=bar.update)
     bar.close()
     if as_json:
-        click.echo(json.dumps(res, indent=2))
+        click.echo(_dumps(res))
         return
     click.echo(f"models: {res['models']}")
     click.echo(f"{'file':55s} {'label':12s} {'max_p':>6s} {'songs':>5s} {'det':>4s} {'birdnet':>7s}")
@@ -413,3 +427,138 @@ def bench_cmd(seconds, models_dir, no_birdnet):
 
 
 commands.extend([eval_real_cmd, bench_cmd])
+
+
+def autoencoder_report(
+    encoder_path: Path, cache, real, scale, seed, latent: int = 3, epochs: int = 60
+) -> dict:
+    """A small dense autoencoder on the embeddings (32 -> 16 -> latent -> 16 -> 32) for 2-4-D
+    maps; reports reconstruction on held-out birds and clustering in the latent space."""
+    import keras
+
+    from edge.tflite import TFLiteEncoder
+    from model_export.evaluate_models import cluster, cluster_scores
+    from model_export.synth import DIALECTS
+
+    keras.utils.set_random_seed(seed)
+    sets = _sets("encoder", cache, _real(real), scale, seed, DIALECTS)
+    enc = TFLiteEncoder(encoder_path)
+    e_train = np.stack([enc.embed(w.astype(np.float32)) for w in sets["train"][0].x])
+    test = sets["test"][0]
+    e_test = np.stack([enc.embed(w.astype(np.float32)) for w in test.x])
+    d = e_train.shape[1]
+    inp = keras.Input((d,))
+    z = keras.layers.Dense(16, activation="relu")(inp)
+    z = keras.layers.Dense(latent, name="latent")(z)
+    h = keras.layers.Dense(16, activation="relu")(z)
+    out = keras.layers.Dense(d)(h)
+    ae = keras.Model(inp, out)
+    ae.compile(optimizer=keras.optimizers.Adam(3e-3), loss="mse")
+    ae.fit(e_train, e_train, epochs=epochs, batch_size=128, verbose=0)
+    rec = ae.predict(e_test, verbose=0)
+    cos = np.sum(rec * e_test, 1) / np.linalg.norm(rec, axis=1)
+    lat = keras.Model(inp, ae.get_layer("latent").output).predict(e_test, verbose=0)
+    return {
+        "latent_dims": latent,
+        "reconstruction_cosine_mean": round(float(cos.mean()), 4),
+        "hdbscan_on_latent": cluster_scores(cluster(lat), test.dialect),
+        "hdbscan_on_embedding": cluster_scores(cluster(e_test), test.dialect),
+    }
+
+
+@click.command("compare")
+@click.option("--out", default="runs/compare", show_default=True, type=click.Path(path_type=Path))
+@click.option("--epochs", default=8, show_default=True, help="Epochs per alternative (same for all).")
+@click.option(
+    "--variants",
+    default="cnn:arcface,cnn:softmax,cnn:supcon,cnn:byol,vit:arcface",
+    show_default=True,
+    help="Comma list of arch:objective.",
+)
+@click.option(
+    "--leave-out",
+    "leave_outs",
+    default="BC,BhBl",
+    show_default=True,
+    help="Dialects for the novelty test (one retraining each, first variant's arch/objective).",
+)
+@click.option("--autoencoder/--no-autoencoder", default=True, show_default=True)
+@with_common
+def compare_cmd(out, epochs, variants, leave_outs, autoencoder, cache, real, labels_csv, scale, seed):
+    """Train the encoder alternatives on the same split and print the comparison table."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    variants = [tuple(v.split(":")) for v in variants.split(",") if v]
+    for arch, objective in variants:
+        res = train_encoder_impl(
+            out / f"{arch}-{objective}", cache, real, labels_csv, scale, seed, epochs, objective, arch, None
+        )
+        rows.append(res)
+        (out / f"{arch}-{objective}.json").write_text(_dumps(res))
+    novelty_rows = []
+    for lo in [x for x in leave_outs.split(",") if x]:
+        arch, objective = variants[0]
+        res = train_encoder_impl(
+            out / f"{arch}-{objective}-no{lo}",
+            cache,
+            real,
+            labels_csv,
+            scale,
+            seed,
+            epochs,
+            objective,
+            arch,
+            lo,
+        )
+        novelty_rows.append(res)
+        (out / f"{arch}-{objective}-no{lo}.json").write_text(_dumps(res))
+    ae = (
+        autoencoder_report(
+            out / f"{variants[0][0]}-{variants[0][1]}" / "encoder.tflite", cache, real, scale, seed
+        )
+        if autoencoder and variants
+        else None
+    )
+    summary = {"epochs": epochs, "variants": rows, "novelty": novelty_rows, "autoencoder": ae}
+    (out / "summary.json").write_text(_dumps(summary))
+    click.echo(_compare_table(rows, novelty_rows, ae))
+
+
+def _compare_table(rows, novelty_rows, ae) -> str:
+    lines = [
+        "| encoder | objective | params | train s | ARI all | NMI all | ARI complete | clusters | 1-NN acc | "
+        "centroid acc | head acc | int8 cos |",
+        "|" + "---|" * 12,
+    ]
+    for r in rows:
+        t = r["test"]
+        lines.append(
+            f"| {r['arch']} | {r['objective']} | {r['params']} | {r['train_seconds']} | {t['all_songs']['ari']} | "
+            f"{t['all_songs']['nmi']} | {t['complete_songs']['ari']} | {t['all_songs']['clusters']} | "
+            f"{t['knn1_accuracy']} | {t['centroid_accuracy_seen_dialects']} | {t.get('head_accuracy', '-')} | "
+            f"{(r.get('int8_vs_float') or {}).get('cosine_mean', '-')} |"
+        )
+    if novelty_rows:
+        lines += [
+            "",
+            "| left out | songs | in own clusters (>=90 % pure) | own clusters | noise | mixed with | "
+            "same, complete songs only |",
+            "|" + "---|" * 7,
+        ]
+        for r in novelty_rows:
+            n, nc = r["test"]["novelty"], r["test"]["novelty_complete_only"]
+            lines.append(
+                f"| {n['left_out']} | {n['songs']} | {n['fraction_in_own_clusters']} | {n['own_clusters']} | "
+                f"{n['fraction_noise']} | {n['mixed_with']} | {nc['fraction_in_own_clusters']} |"
+            )
+    if ae:
+        lines += [
+            "",
+            f"autoencoder {ae['latent_dims']}-D latent: reconstruction cosine "
+            f"{ae['reconstruction_cosine_mean']}; HDBSCAN ARI on latent "
+            f"{ae['hdbscan_on_latent']['ari']} vs on embedding {ae['hdbscan_on_embedding']['ari']}",
+        ]
+    return "\n".join(lines)
+
+
+commands.append(compare_cmd)
