@@ -77,8 +77,14 @@ class Store(Protocol):
 
 @runtime_checkable
 class Publisher(Protocol):
-    """Sends detections to the server; "sent" means acknowledged by the broker."""
+    """Drains the store's outbox to the server; "sent" means acknowledged by the broker
+    (the publisher marks those, and only those, synced in the store)."""
 
-    def publish(self, detections: list[Detection], timeout: float) -> list[str]:
-        """Publish and return the ids the broker acknowledged within ``timeout`` seconds."""
+    def run(self, stop: threading.Event) -> None:
+        """Keep draining (reconnecting as needed) until ``stop`` is set."""
+        ...
+
+    def publish_pending(self, timeout: float) -> dict:
+        """Drain the outbox once (bounded by ``timeout`` seconds); returns a summary with the
+        counts acknowledged and still pending."""
         ...
