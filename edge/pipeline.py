@@ -227,6 +227,7 @@ class Pipeline:
         self.stats.audio_seconds += chunk.duration
         end_time = chunk.time_at(chunk.start_sample + chunk.samples.shape[0])
         self.stats.lag_s = max(0.0, time.time() - end_time)
+        self.stats.max_lag_s = max(self.stats.max_lag_s, self.stats.lag_s)
         return out
 
     def end_stream(self) -> list[Detection]:

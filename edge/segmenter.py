@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,9 +156,8 @@ class SongSegmenter:
     # -- state ---------------------------------------------------------------------------
     def reset(self) -> None:
         """Start a new stream (the previous one must have been flushed)."""
-        self._env: deque[np.ndarray] = deque()
-        self._env_start = 0  # absolute frame index of the first kept envelope value
-        self._env_len = 0
+        self._env = np.zeros(0, dtype=np.float32)  # song-band envelope, dB, one value per frame
+        self._env_start = 0  # absolute frame index of self._env[0]
         self.n_frames = 0
         self._region: list[tuple[int, float]] | None = None  # active windows (start, p)
         self._last_window_start = -1
@@ -170,18 +168,16 @@ class SongSegmenter:
         """Append the stream's next log-mel frames ``(k, n_mels)``."""
         if frames.shape[0] == 0:
             return
-        env = band_envelope(frames, self._mask)
-        self._env.append(env)
-        self._env_len += env.shape[0]
+        self._env = np.concatenate([self._env, band_envelope(frames, self._mask)])
         self.n_frames += frames.shape[0]
-        # drop history nothing can need any more (keep whole blocks; cheap)
+        # drop the history nothing can need any more; in steps, so the copy above stays small
         oldest_needed = min(self.n_frames - self._keep, self._last_window_start - self._keep)
         if self._region is not None:
             oldest_needed = min(oldest_needed, self._region[0][0] - self.window_frames)
-        while self._env and self._env_start + self._env[0].shape[0] <= oldest_needed:
-            block = self._env.popleft()
-            self._env_start += block.shape[0]
-            self._env_len -= block.shape[0]
+        excess = oldest_needed - self._env_start
+        if excess > self._keep // 4:
+            self._env = self._env[excess:].copy()
+            self._env_start += excess
 
     def envelope(self, start: int, stop: int) -> np.ndarray:
         """Envelope values (dB) of absolute frames ``[start, stop)``, clipped to what is kept."""
@@ -189,9 +185,12 @@ class SongSegmenter:
         stop = min(stop, self.n_frames)
         if stop <= start:
             return np.zeros(0, dtype=np.float32)
-        if len(self._env) > 1:  # consolidate so slicing is simple
-            self._env = deque([np.concatenate(list(self._env))])
-        return self._env[0][start - self._env_start : stop - self._env_start]
+        return self._env[start - self._env_start : stop - self._env_start]
+
+    @property
+    def history_frames(self) -> int:
+        """Envelope values held (bounded: the floor's span plus the longest region)."""
+        return int(self._env.shape[0])
 
     def noise_floor_db(self, upto: int | None = None) -> float:
         """Song-band noise floor: a low percentile of the envelope over the ``_FLOOR_SECONDS``
@@ -201,7 +200,8 @@ class SongSegmenter:
         recent = self.envelope(upto - self._floor_frames, upto)
         if recent.size == 0:
             return -100.0
-        return float(np.percentile(recent, _FLOOR_PERCENTILE))
+        k = int(recent.size * _FLOOR_PERCENTILE / 100.0)
+        return float(np.partition(recent, k)[k])  # np.percentile costs 5x more, twice a second
 
     def level_above_floor(self, start: int, stop: int) -> float:
         """Peak envelope of frames ``[start, stop)`` above the noise floor, dB (energy gate)."""

@@ -141,3 +141,17 @@ def test_a_long_bout_is_cut_between_songs_never_inside_one():
     assert [tuple(round(t, 1) for t in secs(s)) for s in songs] == [
         (round(a, 1), round(b, 1)) for a, b, _ in songs_in
     ]
+
+
+def test_memory_stays_bounded_on_an_endless_stream():
+    seg = SongSegmenter(CFG, W, HOP, 0.5)
+    block = frames_with([(0.5, 2.8, -50)], 5.0)
+    nxt = 0
+    for _ in range(400):  # 2000 s of audio: a song every 5 s
+        seg.add_frames(block)
+        starts = []
+        while nxt + W <= seg.n_frames:
+            starts.append(nxt)
+            nxt += HOP
+        seg.add_windows([(s, 0.9 if (s % 500) < 250 else 0.0) for s in starts])
+    assert seg.history_frames <= 1.3 * seg._keep
