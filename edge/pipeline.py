@@ -32,10 +32,12 @@ _HISTORY_S = 40.0  # log-mel (and clip audio) history: the longest region plus w
 _CLIP_PAD_S = 0.5
 
 
-def detection_id(device_id: str, start_time: float, end_time: float) -> str:
+def detection_id(device_id: str, start_time: float, end_time: float, encoder_version: str = "") -> str:
     """Deterministic id of a song: re-analysing the same audio (a replay after a crash) yields
-    the same ids, so the store's insert-or-ignore and the server's upsert never duplicate it."""
-    return str(uuid.uuid5(ID_NAMESPACE, f"{device_id}|{start_time:.2f}|{end_time:.2f}"))
+    the same ids, so the store's insert-or-ignore and the server's upsert never duplicate it.
+    The encoder version is part of it: the same song embedded by a new encoder is a new row
+    (embeddings of different encoders are never mixed), not silently ignored."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{device_id}|{start_time:.2f}|{end_time:.2f}|{encoder_version}"))
 
 
 class FrameRing:
@@ -318,7 +320,7 @@ class Pipeline:
             if not song.refined:
                 extra["refined"] = False
             d = Detection(
-                id=detection_id(self.device_id, seg.start_time, seg.end_time),
+                id=detection_id(self.device_id, seg.start_time, seg.end_time, self.encoder.version),
                 device_id=self.device_id,
                 start_time=seg.start_time,
                 end_time=seg.end_time,

@@ -78,7 +78,8 @@ def test_every_song_found_with_precise_onset_and_offset(stream, models):
         assert d.embedding.shape == (enc.embedding_dim,)
         assert np.linalg.norm(d.embedding) == pytest.approx(1.0, abs=1e-3)
         assert d.device_id == Config().device_id
-        assert d.id == detection_id(d.device_id, d.start_time, d.end_time)
+        assert d.id == detection_id(d.device_id, d.start_time, d.end_time, enc.version)
+        assert d.id != detection_id(d.device_id, d.start_time, d.end_time, "another-encoder")
     stats = comp.pipeline.stats.as_dict()
     assert stats["detections"] == len(truth) and stats["windows"] > 0
 
