@@ -277,7 +277,9 @@ class MicSource:
         raise AudioDeviceError(f"no input device matching {self.device!r}; inputs: {_names(inputs)}")
 
     def _pick_rate(self, pa, index: int, info: dict, channels: int) -> int:
-        candidates = [self.capture_rate] if self.capture_rate else []
+        # The model rate first: a device that captures it natively saves the resampler, the
+        # largest single CPU cost of the always-on path (~0.7 ms per audio second at 48 kHz).
+        candidates = [self.capture_rate] if self.capture_rate else [self.sample_rate]
         candidates += list(_PREFERRED_RATES) + [int(float(info.get("defaultSampleRate", 48000)))]
         for rate in candidates:
             try:

@@ -173,3 +173,15 @@ def test_daemon_records_from_the_microphone_across_a_device_loss(tmp_path, mic_w
     s = SqliteStore(cfg.db_path, readonly=True)
     assert s.counts()["detections"] == len(truth)  # the last song was flushed at the stop
     s.close()
+
+
+def test_device_that_supports_the_model_rate_is_opened_at_it(tmp_path):
+    # a microphone that captures 24 kHz natively needs no resampling at all
+    x = (0.3 * np.sin(2 * np.pi * 5000 * np.arange(SR * 2) / SR)).astype(np.float32)
+    write_wav(tmp_path / "mic24k.wav", x, SR)
+    fake = FakePyAudioModule(tmp_path / "mic24k.wav", supported_rates=(48000, 44100, SR))
+    src = mic(fake)
+    chunks = collect(src, fake, want_samples=SR)
+    assert src.stats()["capture_rate"] == SR
+    got = np.concatenate([c.samples for c in chunks])
+    np.testing.assert_allclose(got[: SR // 2], x[: SR // 2], atol=1e-4)  # bit-exact up to 16-bit PCM
