@@ -164,6 +164,8 @@ def train_detector_impl(out: Path, cache, real, labels_csv, scale, seed, epochs,
     f1 = [_f1(val.y > 0.5, pv >= t) for t in grid]
     threshold = float(round(grid[int(np.argmax(f1))], 3))
     cfg = FrontendConfig()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    model.save(Path(out) / "detector_float.keras")  # weights for re-export and analysis; not shipped
     path = export_model(
         model,
         "detector",
@@ -220,37 +222,68 @@ def train_detector_cmd(out, epochs, width, cache, real, labels_csv, scale, seed)
     click.echo(_dumps(res))
 
 
+def _encoder_sets(cache, real, labels_csv, scale, seed, leave_out):
+    from model_export.data import EncoderSet
+    from model_export.synth import DIALECTS
+
+    sets = _add_labels(_sets("encoder", cache, _real(real), scale, seed, DIALECTS), labels_csv, "encoder")
+    (train, tsum), (val, vsum), (test, esum) = sets["train"], sets["val"], sets["test"]
+    if leave_out:
+        if leave_out not in DIALECTS:
+            raise click.ClickException(f"--leave-out must be one of {DIALECTS}")
+
+        def drop(ds):  # every song of the left-out dialect's birds, incomplete ones included
+            keep = ~np.isin(ds.bird, list(set(ds.bird[ds.dialect == leave_out].tolist())))
+            return EncoderSet(ds.x[keep], ds.dialect[keep], ds.bird[keep], ds.snr[keep])
+
+        train, val = drop(train), drop(val)
+    return train, val, test, {"train": tsum, "val": vsum, "test": esum}
+
+
 def train_encoder_impl(
     out: Path, cache, real, labels_csv, scale, seed, epochs, objective, arch, leave_out, export: bool = True
 ) -> dict:
     import keras
 
-    from model_export.data import INCOMPLETE, EncoderSet
-    from model_export.evaluate_models import cluster, cluster_scores, encoder_report, novelty
     from model_export.models import build_encoder
-    from model_export.synth import DIALECTS
-    from model_export.train import embed, train_encoder
+    from model_export.train import train_encoder
 
     keras.utils.set_random_seed(seed)
-    real = _real(real)
-    sets = _add_labels(_sets("encoder", cache, real, scale, seed, DIALECTS), labels_csv, "encoder")
-    (train, tsum), (val, vsum), (test, esum) = sets["train"], sets["val"], sets["test"]
-    if leave_out:
-        if leave_out not in DIALECTS:
-            raise click.ClickException(f"--leave-out must be one of {DIALECTS}")
-        # drop every song of the left-out dialect's birds, incomplete ones included
-        gone = set(train.bird[train.dialect == leave_out].tolist())
-        keep = ~np.isin(train.bird, list(gone))
-        train = EncoderSet(train.x[keep], train.dialect[keep], train.bird[keep], train.snr[keep])
-        gone_v = set(val.bird[val.dialect == leave_out].tolist())
-        keep_v = ~np.isin(val.bird, list(gone_v))
-        val = EncoderSet(val.x[keep_v], val.dialect[keep_v], val.bird[keep_v], val.snr[keep_v])
+    train, val, test, summaries = _encoder_sets(cache, real, labels_csv, scale, seed, leave_out)
     classes = sorted(set(train.dialect.tolist()))
     model = build_encoder(arch, ENC_FRAMES, FrontendConfig().n_mels, EMB_DIM)
     steps = epochs * max(1, len(train.dialect) // 96)
     bar = _bar(steps, f"train encoder {arch}/{objective}")
     tl = train_encoder(model, train, val, classes, objective, epochs=epochs, seed=seed, progress=bar.update)
     bar.close()
+    training = {
+        "objective": objective,
+        "arch": arch,
+        "leave_out": leave_out,
+        "epochs": epochs,
+        "seconds": round(tl.seconds),
+        "history": tl.history,
+        "seed": seed,
+    }
+    if export:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        model.save(Path(out) / "encoder_float.keras")  # weights for re-export and analysis; not shipped
+        if tl.head is not None:
+            np.save(Path(out) / "head.npy", tl.head)
+    return export_evaluate_encoder(
+        model, tl.head, classes, training, out, train, test, summaries, export, _reproduce()
+    )
+
+
+def export_evaluate_encoder(
+    model, head, classes, training, out, train, test, summaries, export=True, reproduce=""
+) -> dict:
+    """Export (int8, unit-norm output, manifest) and evaluate on held-out birds with the int8 model."""
+    from model_export.data import INCOMPLETE
+    from model_export.evaluate_models import cluster, encoder_report, novelty
+    from model_export.train import embed
+
+    objective, arch, leave_out = training["objective"], training["arch"], training["leave_out"]
     # nearest-centroid accuracy from training embeddings (same measure for every objective)
     e_train = embed(model, train.x)
     cents = np.stack([e_train[train.dialect == c].mean(0) for c in classes])
@@ -260,16 +293,15 @@ def train_encoder_impl(
         "arch": arch,
         "leave_out": leave_out,
         "classes": classes,
-        "train_seconds": round(tl.seconds),
+        "train_seconds": training["seconds"],
         "params": int(model.count_params()),
     }
     path = None
     if export:
+        from edge.tflite import TFLiteEncoder
         from model_export.export import compare_int8, export_model, update_manifest
         from model_export.models import with_unit_norm
 
-        Path(out).mkdir(parents=True, exist_ok=True)
-        model.save(Path(out) / "encoder_float.keras")  # for analysis; not shipped
         path = export_model(
             with_unit_norm(model),
             "encoder",
@@ -282,60 +314,93 @@ def train_encoder_impl(
                 "labels": classes,
                 "embedding_dim": EMB_DIM,
                 "training": {
-                    "train": tsum,
-                    "val": vsum,
-                    "objective": objective,
-                    "arch": arch,
-                    "leave_out": leave_out,
-                    "epochs": epochs,
-                    "seconds": round(tl.seconds),
-                    "history": tl.history,
-                    "seed": seed,
+                    "train": summaries["train"],
+                    "val": summaries["val"],
+                    **training,
                     "incomplete_class": INCOMPLETE,
                 },
-                "reproduce": _reproduce(),
+                "reproduce": reproduce,
             },
             version_tag=f"{arch}-{objective}" + (f"-no{leave_out}" if leave_out else ""),
         )
-        from edge.tflite import TFLiteEncoder
-
         enc = TFLiteEncoder(path)
         e_test = np.stack([enc.embed(w.astype(np.float32)) for w in test.x])
-        result["int8_vs_float"] = compare_int8("encoder", path, model, test.x[:600])
+        result["int8_vs_float"] = compare_int8("encoder", path, model, test.x)
         result["embeddings_from"] = "int8 TFLite (edge runtime)"
     else:
         e_test = embed(model, test.x)
         result["embeddings_from"] = "float Keras model"
     head_pred = None
-    if tl.head is not None:
+    if head is not None:
         raw = _raw_embed(model, test.x)
         if objective == "arcface":
-            w = tl.head / np.linalg.norm(tl.head, axis=0, keepdims=True)
+            w = head / np.linalg.norm(head, axis=0, keepdims=True)
             head_pred = np.array(classes)[
                 np.argmax(raw / np.linalg.norm(raw, axis=1, keepdims=True) @ w, axis=1)
             ]
         else:
-            head_pred = np.array(classes)[np.argmax(raw @ tl.head, axis=1)]
+            head_pred = np.array(classes)[np.argmax(raw @ head, axis=1)]
     seen = np.isin(test.dialect, classes)
     rep = encoder_report(e_test, test.dialect, head_pred)
     rep["centroid_accuracy_seen_dialects"] = round(
         float(np.mean(np.array(classes)[np.argmax(e_test[seen] @ cents.T, axis=1)] == test.dialect[seen])), 4
     )
     if leave_out:
-        labels = cluster(e_test)
-        rep["novelty"] = novelty(labels, test.dialect, leave_out)
-        rep["novelty_complete_only"] = novelty(
-            cluster(e_test[test.dialect != INCOMPLETE]), test.dialect[test.dialect != INCOMPLETE], leave_out
-        )
+        rep["novelty"] = novelty(cluster(e_test), test.dialect, leave_out)
+        complete = test.dialect != INCOMPLETE
+        rep["novelty_complete_only"] = novelty(cluster(e_test[complete]), test.dialect[complete], leave_out)
     result["test"] = rep
-    result["test_set"] = esum
+    result["test_set"] = summaries["test"]
     if path is not None:
         update_manifest(
-            path, metrics={"test": rep, "test_set": esum}, int8_vs_float=result.get("int8_vs_float")
+            path,
+            metrics={"test": rep, "test_set": summaries["test"]},
+            int8_vs_float=result.get("int8_vs_float"),
         )
         result["model"] = str(path)
-        _ = cluster_scores  # (kept for API symmetry)
     return result
+
+
+@click.command("reexport-encoder")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@with_common
+def reexport_encoder_cmd(run_dir, out, cache, real, labels_csv, scale, seed):
+    """Export an already trained encoder again (RUN_DIR holds encoder_float.keras, encoder.json and
+    head.npy from `train encoder`), e.g. after a fix in the export path; evaluates it afresh."""
+    import keras
+
+    from model_export.models import build_encoder
+
+    old = json.loads((run_dir / "encoder.json").read_text())
+    training = {
+        k: old["training"][k]
+        for k in ("objective", "arch", "leave_out", "epochs", "seconds", "history", "seed")
+    }
+    training["reexported_from"] = {"version": old["version"], "reproduce": old.get("reproduce")}
+    old_test = old.get("metrics", {}).get("test", {})
+    if "head_accuracy" in old_test:  # the float head is unchanged by a re-export
+        training["float_head_metrics_from_training"] = {k: old_test[k] for k in ("head_accuracy", "head_per_dialect")}
+    keras.utils.set_random_seed(seed)
+    train, _val, test, summaries = _encoder_sets(
+        cache, real, labels_csv, scale, training["seed"], training["leave_out"]
+    )
+    model = build_encoder(training["arch"], ENC_FRAMES, FrontendConfig().n_mels, EMB_DIM)
+    model.load_weights(run_dir / "encoder_float.keras")
+    head = np.load(run_dir / "head.npy") if (run_dir / "head.npy").exists() else None
+    res = export_evaluate_encoder(
+        model,
+        head,
+        list(old["labels"]),
+        training,
+        out,
+        train,
+        test,
+        summaries,
+        True,
+        f"{old.get('reproduce')} && {_reproduce()}",
+    )
+    click.echo(_dumps(res))
 
 
 def _raw_embed(model, x):
@@ -376,6 +441,7 @@ def train_all_cmd(out, det_epochs, enc_epochs, cache, real, labels_csv, scale, s
 
 
 commands = [data_cmd, train_group]
+train_group.add_command(reexport_encoder_cmd)
 
 
 @click.command("eval-real")
