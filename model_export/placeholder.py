@@ -125,52 +125,19 @@ def _representative_logmel(cfg: FrontendConfig, seed: int = SEED) -> np.ndarray:
 
 
 def _convert(model, frames: int, rep: np.ndarray, n_samples: int = 200) -> bytes:
-    import tensorflow as tf
+    """Full-int8 conversion on random ``frames``-long crops of the representative log-mel."""
+    from model_export.export import convert_int8
 
     rng = np.random.default_rng(SEED)
     starts = rng.integers(0, rep.shape[0] - frames, size=n_samples)
-
-    def representative():
-        for s in starts:
-            yield [rep[s : s + frames][None, :, :, None].astype(np.float32)]
-
-    with tempfile.TemporaryDirectory() as tmp:
-        # SavedModel export freezes the Keras 3 variables for the converter
-        model.export(tmp, format="tf_saved_model", verbose=False)
-        conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        return _quantize(conv, representative)
-
-
-def _quantize(conv, representative) -> bytes:
-    import tensorflow as tf
-
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
-
-
-def _tensor_dict(d: dict) -> dict:
-    scale, zp = d["quantization"]
-    return {
-        "name": d["name"],
-        "shape": [int(v) for v in d["shape"]],
-        "dtype": np.dtype(d["dtype"]).name,
-        "scale": float(scale),
-        "zero_point": int(zp),
-    }
+    crops = np.stack([rep[s : s + frames] for s in starts])
+    return convert_int8(model, crops, n_samples=n_samples, seed=SEED)
 
 
 def _io_specs(path: Path) -> tuple[dict, dict]:
-    from edge.tflite import _interpreter_class
+    from model_export.export import tensor_specs
 
-    interp = _interpreter_class()(model_path=str(path))
-    interp.allocate_tensors()
-    (inp,) = interp.get_input_details()
-    (out,) = interp.get_output_details()
-    return _tensor_dict(inp), _tensor_dict(out)
+    return tensor_specs(path)
 
 
 def build_placeholders(out_dir: str | Path, cfg: FrontendConfig | None = None) -> tuple[Path, Path]:
