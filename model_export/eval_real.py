@@ -138,11 +138,12 @@ def evaluate_real(
             "noise_fraction": round(float(np.mean(labels == -1)), 3),
             "largest_cluster_fraction": round(counts[0] / len(e), 3) if counts else 0.0,
         }
-        if enc.labels:
-            # which training dialect each real song is nearest to (UK birds: expect XlB/XsB-like)
-            clusters["head_free_note"] = (
-                "nearest-dialect counts need the training centroids; see closing note"
-            )
+        by_cluster: dict[int, set] = {}
+        for (f, _), c in zip(embeddings, labels):
+            by_cluster.setdefault(int(c), set()).add(f)
+        clusters["files_per_cluster"] = {str(c): len(fs) for c, fs in sorted(by_cluster.items())}
+        clusters["embeddings"] = e.tolist()
+        clusters["song_files"] = [f for f, _ in embeddings]
     return {
         "rows": rows,
         "summary": summary,

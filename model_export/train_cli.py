@@ -380,7 +380,9 @@ def reexport_encoder_cmd(run_dir, out, cache, real, labels_csv, scale, seed):
     training["reexported_from"] = {"version": old["version"], "reproduce": old.get("reproduce")}
     old_test = old.get("metrics", {}).get("test", {})
     if "head_accuracy" in old_test:  # the float head is unchanged by a re-export
-        training["float_head_metrics_from_training"] = {k: old_test[k] for k in ("head_accuracy", "head_per_dialect")}
+        training["float_head_metrics_from_training"] = {
+            k: old_test[k] for k in ("head_accuracy", "head_per_dialect")
+        }
     keras.utils.set_random_seed(seed)
     train, _val, test, summaries = _encoder_sets(
         cache, real, labels_csv, scale, training["seed"], training["leave_out"]
@@ -478,7 +480,10 @@ def eval_real_cmd(real, models_dir, no_birdnet, as_json):
             f"{'yes' if r['detected'] else 'no':>4s} {r.get('birdnet_max', float('nan')):7.3f}"
         )
     click.echo(json.dumps(res["summary"], indent=2))
-    click.echo("real yellowhammer songs clustered: " + json.dumps(res["real_yellowhammer_clusters"]))
+    shown = {
+        k: v for k, v in res["real_yellowhammer_clusters"].items() if k not in ("embeddings", "song_files")
+    }
+    click.echo("real yellowhammer songs clustered: " + json.dumps(shown))
 
 
 @click.command("bench")
