@@ -105,7 +105,7 @@ class SegmenterConfig:
     min_song_s: float = 0.6
     max_song_s: float = 3.0
     merge_gap_s: float = 0.35
-    energy_gate_db: float = 0.0
+    energy_gate_db: float = 6.0
 
     def __post_init__(self):
         if not 0 < self.min_song_s < self.max_song_s:

@@ -20,7 +20,9 @@ from edge.frontend import FrontendConfig
 log = logging.getLogger(__name__)
 
 DEFAULT_REAL = Path(__file__).resolve().parents[2] / "shared" / "realaudio"
-DET_FRAMES, DET_HOP, DET_TRAIN_HOP = 100, 50, 25
+# Runtime hop 1 s: measured on generated scenes, hopping 0.5 s instead gave the same recall
+# (0.844 vs 0.841) at twice the detector cost. Training windows still overlap (0.25 s).
+DET_FRAMES, DET_HOP, DET_TRAIN_HOP = 100, 100, 25
 ENC_FRAMES, EMB_DIM = 160, 32
 EDGE_MODELS = Path(__file__).resolve().parents[1] / "edge" / "models"
 
