@@ -115,7 +115,7 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def worker_pipeline(wav: Path, gate_db: float) -> dict:
+def worker_pipeline(wav: Path, gate_db: float | None) -> dict:
     import dataclasses
 
     from edge.config import load_config
@@ -126,7 +126,10 @@ def worker_pipeline(wav: Path, gate_db: float) -> dict:
     t_start, cpu_start = time.perf_counter(), _cpu()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(None, env={"YH_DEVICE__DATA_DIR": tmp, "YH_DEVICE__ID": "bench"})
-        cfg = dataclasses.replace(cfg, segmenter=dataclasses.replace(cfg.segmenter, energy_gate_db=gate_db))
+        if gate_db is not None:  # else the config default, as the daemon runs
+            cfg = dataclasses.replace(
+                cfg, segmenter=dataclasses.replace(cfg.segmenter, energy_gate_db=gate_db)
+            )
         store = SqliteStore(cfg.db_path)
         comp = build_pipeline(cfg, store=store)
         p = comp.pipeline
@@ -242,14 +245,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--birdnet-minutes", type=float, default=10.0, help="audio BirdNET analyses (default 10 min)"
     )
-    p.add_argument("--energy-gate-db", type=float, default=0.0, help="segmenter.energy_gate_db for the run")
+    p.add_argument(
+        "--energy-gate-db",
+        type=float,
+        default=None,
+        help="segmenter.energy_gate_db for the run (default: the config default)",
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         kind, wav, *rest = args.worker
         res = (
-            worker_pipeline(Path(wav), float(rest[0]))
+            worker_pipeline(Path(wav), None if rest[0] == "default" else float(rest[0]))
             if kind == "pipeline"
             else worker_birdnet(Path(wav), float(rest[0]))
         )
@@ -267,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     print("running the pipeline ...", file=sys.stderr)
-    pipe = _run_worker(["pipeline", str(wav), str(args.energy_gate_db)])
+    pipe = _run_worker(
+        ["pipeline", str(wav), "default" if args.energy_gate_db is None else str(args.energy_gate_db)]
+    )
     print("running BirdNET ...", file=sys.stderr)
     bird = _run_worker(["birdnet", str(wav), str(args.birdnet_minutes)])
 
