@@ -32,6 +32,22 @@ class LogMelNorm(layers.Layer):
         return ops.concatenate([x - global_mean, x - band_mean], axis=-1) / DB_SCALE
 
 
+@keras.saving.register_keras_serializable(package="yh")
+class TimeMean(layers.Layer):
+    """Mean over the time axis: (B, T, F, C) -> (B, F, C)."""
+
+    def call(self, x):
+        return ops.mean(x, axis=1)
+
+
+@keras.saving.register_keras_serializable(package="yh")
+class TimeMax(layers.Layer):
+    """Max over the time axis: (B, T, F, C) -> (B, F, C)."""
+
+    def call(self, x):
+        return ops.max(x, axis=1)
+
+
 def _sep(x, filters, stride, name):
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(x)
     x = layers.BatchNormalization(name=f"{name}_dwbn")(x)
@@ -75,8 +91,8 @@ def _res_block(x, filters, stride, name):
 
 def _time_pool_head(x, embedding_dim, name="emb"):
     """Pool over time (mean and max), keep frequency x channels, reduce with dense layers."""
-    mean = layers.Lambda(lambda t: ops.mean(t, axis=1), name="time_mean")(x)
-    mx = layers.Lambda(lambda t: ops.max(t, axis=1), name="time_max")(x)
+    mean = TimeMean(name="time_mean")(x)
+    mx = TimeMax(name="time_max")(x)
     x = layers.Concatenate(name="time_pool")([mean, mx])
     x = layers.Flatten(name="flat")(x)
     x = layers.Dropout(0.3, name="drop")(x)

@@ -61,10 +61,16 @@ def augment(
     return x
 
 
-def balanced_batches(labels: np.ndarray, batch: int, steps: int, rng: np.random.Generator):
-    """Index batches drawn with probability inversely proportional to class frequency."""
-    _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    p = 1.0 / counts[inv]
+def balanced_batches(
+    labels: np.ndarray, batch: int, steps: int, rng: np.random.Generator, shares: dict | None = None
+):
+    """Index batches drawn with probability inversely proportional to class frequency, so each
+    class gets an equal share of every batch, or the share given in ``shares`` (by label)."""
+    names, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    weight = np.ones(len(names))
+    if shares:
+        weight = np.array([shares.get(str(n), 1.0 / len(names)) for n in names])
+    p = weight[inv] / counts[inv]
     p /= p.sum()
     for _ in range(steps):
         yield rng.choice(len(labels), size=batch, replace=True, p=p)
@@ -91,8 +97,22 @@ def train_detector(
     sched = tf.keras.optimizers.schedules.CosineDecay(lr, epochs * steps)
     opt = tf.keras.optimizers.Adam(sched)
     bce = tf.keras.losses.BinaryCrossentropy()
-    # balance positives, background negatives and distractor negatives
-    strata = np.where(train.y > 0.5, "pos", train.kind)
+    # balance positives, background negatives and distractor negatives; real recordings (weakly
+    # labelled by BirdNET) get fixed shares so a few files cannot dominate
+    kind = train.kind.astype(str)
+    strata = np.where(train.y > 0.5, np.where(kind == "real_song", "real_pos", "pos"), kind)
+    present = set(strata.tolist())
+    shares = None
+    if present & {"real_pos", "real_other"}:
+        shares = {
+            "pos": 0.3,
+            "real_pos": 0.1,
+            "background": 0.25,
+            "distractor": 0.2,
+            "real_other": 0.15,
+            "song": 0.0,
+        }
+        shares = {k: v for k, v in shares.items() if k in present}
 
     @tf.function
     def step(x, y):
@@ -106,7 +126,7 @@ def train_detector(
     best, best_w, hist, t0 = -1.0, None, [], time.time()
     for ep in range(epochs):
         losses = []
-        for idx in balanced_batches(strata, batch, steps, rng):
+        for idx in balanced_batches(strata, batch, steps, rng, shares):
             xb = augment(train.x[idx], rng, max_t=15, max_f=6)[..., None]
             losses.append(float(step(tf.constant(xb), tf.constant(train.y[idx][:, None]))))
             if progress:

