@@ -240,21 +240,21 @@ class SqliteStore:
             "clip_path": clip_path,
             "extra": json.dumps(d.extra) if d.extra else None,
         }
-        self._write(
-            lambda: (
-                self.db["detections"].insert(row, ignore=True),
-                self.db["outbox"].insert(
-                    {
-                        "detection_id": d.id,
-                        "enqueued_at": row["created_at"],
-                        "attempts": 0,
-                        "last_attempt": None,
-                    },
-                    ignore=True,
-                ),
-            ),
-            what=f"store detection {d.id}",
-        )
+        cols = ", ".join(row)
+        marks = ", ".join("?" * len(row))
+
+        def insert() -> None:
+            # plain SQL on the hot path: sqlite-utils' insert() re-reads the table schema on
+            # every call, which cost more CPU than the rest of storing a detection
+            conn = self.db.conn
+            conn.execute(f"INSERT OR IGNORE INTO detections ({cols}) VALUES ({marks})", tuple(row.values()))
+            conn.execute(
+                "INSERT OR IGNORE INTO outbox (detection_id, enqueued_at, attempts, last_attempt) "
+                "VALUES (?, ?, 0, NULL)",
+                (d.id, row["created_at"]),
+            )
+
+        self._write(insert, what=f"store detection {d.id}")
 
     def _write(self, fn: Callable[[], object], what: str):
         if self.readonly:
