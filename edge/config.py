@@ -49,13 +49,14 @@ class AudioConfig:
     ``source``: ``"mic"`` (pyaudio) or ``"replay"`` (WAV files; see ``replay_path``).
     ``device``: input device index or name substring (``""`` = default input).
     ``capture_rate``: Hz to open the device at, 0 = pick one it supports.
-    ``chunk_seconds``: capture block length.
+    ``chunk_seconds``: capture block length (1 s: per-block overhead halves from 0.5 s, see
+    tools/bench.py; songs are stored when they end, so the extra latency does not matter).
     """
 
     source: str = "mic"
     device: str = ""
     capture_rate: int = 0
-    chunk_seconds: float = 0.5
+    chunk_seconds: float = 1.0
     replay_path: str = ""
     replay_realtime: bool = False
     replay_loop: bool = False

@@ -125,7 +125,9 @@ def worker_pipeline(wav: Path, gate_db: float | None) -> dict:
 
     t_start, cpu_start = time.perf_counter(), _cpu()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(None, env={"YH_DEVICE__DATA_DIR": tmp, "YH_DEVICE__ID": "bench"})
+        # YH_* settings of the caller apply (e.g. YH_AUDIO__CHUNK_SECONDS), as for yh-edge run
+        env = {k: v for k, v in os.environ.items() if k.startswith("YH_")}
+        cfg = load_config(None, env={**env, "YH_DEVICE__DATA_DIR": tmp, "YH_DEVICE__ID": "bench"})
         if gate_db is not None:  # else the config default, as the daemon runs
             cfg = dataclasses.replace(
                 cfg, segmenter=dataclasses.replace(cfg.segmenter, energy_gate_db=gate_db)
