@@ -84,9 +84,11 @@ def _storage(ctx: click.Context, readonly: bool = False) -> SqliteStorage:
 )
 @click.option(
     "--share-group",
-    default="yh-ingest",
-    show_default=True,
-    help="Shared-subscription group; workers in one group split the messages ('' = plain subscription).",
+    default="",
+    envvar="YH_MQTT_SHARE_GROUP",
+    help="Shared-subscription group, so that several workers split the messages (default: a plain "
+    "subscription, one worker). Mosquitto does not keep shared subscriptions over a broker restart; "
+    "see docs/mqtt.md.",
 )
 @click.option("--username", default="", envvar="YH_MQTT_USERNAME")
 @click.option(

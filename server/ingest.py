@@ -1,4 +1,4 @@
-"""Ingest: MQTT subscriber (shared subscription, persistent session) and edge-database import.
+"""Ingest: MQTT subscriber (persistent session) and edge-database import.
 
 Delivery guarantee: the ingest client has a stable client id, ``clean_session=False`` and QoS 1
 subscriptions, and acknowledges a message (manual PUBACK) only **after** the transaction that
@@ -6,8 +6,12 @@ stored or quarantined it has committed. A crash between commit and PUBACK makes 
 deliver it again, which the upsert by detection id absorbs; a crash before the commit loses
 nothing either, because the broker still holds the unacknowledged message in the session.
 
-Several workers may run with the same ``--share-group`` and different ``--client-id``: the
-broker hands each message to one of them (``$share/<group>/...``).
+By default the subscription is a plain (non-shared) one: mosquitto (2.0.x) writes plain
+subscriptions of persistent sessions into its persistence file, so after a broker restart it
+queues detections for this worker even before the worker has reconnected. It does **not**
+persist shared subscriptions (``$share/...``): after a restart, messages published before the
+workers re-subscribe are acknowledged to the device and delivered to nobody. Several workers
+may still split the stream with ``--share-group`` (opt-in, see ``docs/mqtt.md``).
 
 A hostile message never stops ingest: everything that fails validation is quarantined with its
 reason, and even an unexpected error while handling one message only quarantines that message.
@@ -49,7 +53,7 @@ class IngestSettings:
     port: int = 1883
     prefix: str = "yh/v1"
     client_id: str = ""
-    share_group: str = "yh-ingest"
+    share_group: str = ""  # "" = plain subscription (survives broker restarts); see the module doc
     username: str = ""
     password_file: str = ""
     tls: bool = False

@@ -6,7 +6,10 @@ the same port for fault tests.
 
 from __future__ import annotations
 
+import getpass
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -25,9 +28,17 @@ def mosquitto_binary() -> str | None:
 
 
 class MosquittoBroker:
-    """A mosquitto process on 127.0.0.1:<free port>, with persistence in ``workdir``."""
+    """A mosquitto process on 127.0.0.1:<free port>, with persistence in ``workdir``.
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
+    ``user`` is set to whoever runs the tests: started as root (CI containers), mosquitto would
+    otherwise drop privileges to the ``mosquitto`` user, fail to write ``mosquitto.db`` into a
+    root-owned ``workdir`` ("Error: Permission denied" in the log) and lose every persistent
+    session and queued message on a restart. ``autosave_interval`` can be raised for tests that
+    need a known, forced save point (:meth:`save`).
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "",
+                 autosave_interval: int = 1) -> None:  # fmt: skip
         self.binary = mosquitto_binary()
         if self.binary is None:
             raise RuntimeError("mosquitto is not installed (apt install mosquitto)")
@@ -41,7 +52,8 @@ class MosquittoBroker:
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"
-            "autosave_interval 1\n"
+            f"autosave_interval {autosave_interval}\n"
+            f"user {getpass.getuser()}\n"
             "max_queued_messages 100000\n"
             "log_dest stderr\n"
             "log_type error\nlog_type warning\n" + extra_conf
@@ -61,6 +73,35 @@ class MosquittoBroker:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening")
+
+    @property
+    def db_file(self) -> Path:
+        return self.workdir / "mosquitto.db"
+
+    def saved_at(self) -> float:
+        """mtime of the persistence file (0 if none yet)."""
+        try:
+            return os.stat(self.db_file).st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    def save(self) -> None:
+        """Ask mosquitto to write its persistence file now (SIGUSR1)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGUSR1)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown save, the broker restarts from its last autosave."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def log_text(self) -> str:
+        try:
+            return (self.workdir / "mosquitto.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -13,8 +13,8 @@ def test_two_workers_share_the_stream(mqtt_broker, tmp_path):
     edb, sdb = tmp_path / "edge.sqlite", tmp_path / "server.sqlite"
     ids = fill_store(edb, "dev-s", 400)
     with (
-        IngestThread(mqtt_broker, sdb, client_id="w1") as w1,
-        IngestThread(mqtt_broker, sdb, client_id="w2") as w2,
+        IngestThread(mqtt_broker, sdb, client_id="w1", share_group="yh-ingest") as w1,
+        IngestThread(mqtt_broker, sdb, client_id="w2", share_group="yh-ingest") as w2,
     ):
         store = SqliteStore(edb)
         assert MqttPublisher(edge_config(mqtt_broker, "dev-s", edb), store).publish_pending(timeout=60)[

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.publisher import MqttPublisher
@@ -35,40 +36,57 @@ def _assert_exactly_once(sdb: Path, ids: list[str]) -> None:
     assert len(rows) == len(ids) and set(counts) == set(ids)  # every detection, one row each
 
 
-def test_broker_outage_while_detections_accumulate(mqtt_broker, tmp_path):
+def _wait_for_autosave(broker, after: float) -> None:
+    """Wait until mosquitto has written its persistence file after ``after`` (time.time())."""
+    wait_for(lambda: broker.saved_at() > after, 30, what="the broker's autosave")
+
+
+@pytest.mark.parametrize("ingest_back", ["before_device", "after_device"])
+@pytest.mark.parametrize("how", ["stop", "sigkill"])
+def test_broker_outage_while_detections_accumulate(mqtt_broker, tmp_path, how, ingest_back):
+    """Broker down (SIGTERM or SIGKILL) while the device keeps detecting, then back: every
+    detection arrives exactly once, whoever reconnects first.
+
+    ``after_device``: the ingest is down as well and comes back only after the device has
+    drained its whole backlog into the restarted broker (each message PUBACKed, so marked
+    synced), i.e. before the ingest re-subscribed. The broker must have queued them for the
+    ingest's persistent session, which it restored from its persistence file.
+    """
     edb, sdb = tmp_path / "edge.sqlite", tmp_path / "server.sqlite"
     ids = fill_store(edb, "dev-b", 20)
-    with IngestThread(mqtt_broker, sdb) as ingest:
-        store = SqliteStore(edb)
-        pub = MqttPublisher(edge_config(mqtt_broker, "dev-b", edb), store)
-        stop = threading.Event()
-        t = threading.Thread(target=pub.run, args=(stop,))
-        t.start()
-        try:
-            wait_for(lambda: unsynced_count(edb) == 0, 30, what="first drain")
+    ingest = IngestThread(mqtt_broker, sdb).__enter__()
+    store = SqliteStore(edb)
+    pub = MqttPublisher(edge_config(mqtt_broker, "dev-b", edb), store)
+    stop = threading.Event()
+    t = threading.Thread(target=pub.run, args=(stop,))
+    t.start()
+    try:
+        wait_for(lambda: unsynced_count(edb) == 0, 30, what="first drain")
+        wait_for(lambda: len(server_rows(sdb)) >= 20, 30, what="first rows on the server")
+        if how == "sigkill":
+            # no shutdown save: the restart sees only what the periodic autosave wrote, which
+            # must include the ingest's session and subscription
+            _wait_for_autosave(mqtt_broker, time.time())
+            mqtt_broker.kill()
+        else:
             mqtt_broker.stop()
-            wait_for(lambda: not pub._connected.is_set(), 30, what="publisher to notice the outage")
-            ids += fill_store(edb, "dev-b", 150, start=20)  # the daemon keeps detecting meanwhile
-            assert unsynced_count(edb) == 150
-            # Known gap (see docs/mqtt.md): after a broker restart, mosquitto routes to the ingest's
-            # *shared* subscription only once the ingest has re-subscribed; messages devices publish
-            # before that are acknowledged and dropped. Here the device comes back after the ingest
-            # (the publisher is stopped during the outage and restarted once the ingest is back).
-            stop.set()
-            t.join(15)
-            ingest.ingestor.subscribed.clear()
-            mqtt_broker.start()
-            wait_for(ingest.ingestor.subscribed.is_set, 60, what="ingest to re-subscribe")
-            stop = threading.Event()
-            pub = MqttPublisher(edge_config(mqtt_broker, "dev-b", edb), store)
-            t = threading.Thread(target=pub.run, args=(stop,))
-            t.start()
-            wait_for(lambda: unsynced_count(edb) == 0, 60, what="drain after the broker came back")
-            wait_for(lambda: len(server_rows(sdb)) >= len(ids), 60, what="all rows on the server")
-        finally:
-            stop.set()
-            t.join(15)
-            store.close()
+        wait_for(lambda: not pub._connected.is_set(), 30, what="publisher to notice the outage")
+        if ingest_back == "after_device":
+            ingest.__exit__(None, None, None)
+        ids += fill_store(edb, "dev-b", 150, start=20)  # the daemon keeps detecting meanwhile
+        assert unsynced_count(edb) == 150
+        mqtt_broker.start()  # the publisher reconnects on its own (backoff), the ingest too
+        if ingest_back == "after_device":
+            wait_for(lambda: unsynced_count(edb) == 0, 60, what="drain into the restarted broker")
+            assert len(server_rows(sdb)) == 20  # nobody has consumed the backlog yet
+            ingest = IngestThread(mqtt_broker, sdb).__enter__()  # same client id, same session
+        wait_for(lambda: unsynced_count(edb) == 0, 60, what="drain after the broker came back")
+        wait_for(lambda: len(server_rows(sdb)) >= len(ids), 60, what="all rows on the server")
+    finally:
+        stop.set()
+        t.join(15)
+        store.close()
+        ingest.__exit__(None, None, None)
     _assert_exactly_once(sdb, ids)
 
 
