@@ -18,7 +18,8 @@ Payload schema version 1 (JSON object, UTF-8)::
 
     {"schema": 1, "id": "<uuid>", "device_id": "...", "start_time": 1714550000.25,
      "end_time": 1714550002.6, "clock_synced": true, "score": 0.97, "duration_s": 2.35,
-     "snr_db": 18.2, "truncated": false, "encoder_version": "enc-1.0.0",
+     "snr_db": 18.2, "truncated": false, "overlap": false, "refined": true,
+     "encoder_version": "enc-1.0.0",
      "detector_version": "det-1.0.0", "source": "mic:USB", "created_at": 1714550003.1,
      "embedding": {"dtype": "f16", "dim": 64, "b64": "<base64 of little-endian float16>"},
      "extra": {}}
@@ -27,6 +28,12 @@ Embeddings travel as little-endian float16 (``dtype "f16"``; ``"f32"`` is also a
 L2-normalised 64-d embedding is 128 bytes (172 base64 characters) instead of ~1.3 KB of JSON
 floats, and the float16 rounding (relative error < 5e-4) is far below what separates dialects.
 Readers ignore unknown keys; a change that breaks readers bumps ``schema``.
+
+Segment-quality fields (optional, added within schema 1; older payloads without them are valid):
+``truncated`` (the song touched the start or end of its stream), ``overlap`` (cut out of a run
+of overlapping songs, so its bounds and its embedding window are estimates) and ``refined``
+(false when onset and offset came from the detector windows alone). ``score``, ``snr_db`` and
+``duration_s`` are the other quality figures the server can filter on.
 """
 
 from __future__ import annotations
@@ -95,6 +102,8 @@ def encode_detection(d: Detection, dtype: str = "f16") -> bytes:
         "duration_s": _finite(d.duration_s),
         "snr_db": _finite(d.snr_db),
         "truncated": bool(d.truncated),
+        "overlap": bool(d.overlap),
+        "refined": bool(d.refined),
         "encoder_version": d.encoder_version,
         "detector_version": d.detector_version,
         "source": d.source,

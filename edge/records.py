@@ -121,6 +121,11 @@ class Detection:
         The song was cut off at a stream boundary (its embedding may be unreliable).
     created_at
         UTC epoch seconds when the detection was made.
+    extra
+        Free-form extras (JSON-able). The pipeline records the segmenter's quality flags here
+        (``overlap``: true when the song was cut out of overlapping songs; ``refined``: false when
+        onset and offset came from the detector windows alone); :attr:`overlap` and
+        :attr:`refined` read them.
     """
 
     id: str
@@ -138,3 +143,13 @@ class Detection:
     truncated: bool = False
     created_at: float = 0.0
     extra: dict = field(default_factory=dict)
+
+    @property
+    def overlap(self) -> bool:
+        """The song was cut out of a run of overlapping songs (its bounds are estimates)."""
+        return self.extra.get("overlap") is True
+
+    @property
+    def refined(self) -> bool:
+        """Onset and offset were placed on the song-band envelope (False: detector windows only)."""
+        return self.extra.get("refined") is not False

@@ -3,7 +3,8 @@
 One row per detection with every field the device sent (times, clock state, scores, model
 versions, source), how it reached the server (``origin``, ``received_at``, ``receive_count``,
 payload ``schema``), the researcher label, and the assignment from the latest cluster run of its
-encoder version (run id, cluster, membership strength, 2-D/3-D map). Embeddings: Parquet keeps
+encoder version (run id, cluster, membership strength, whether it was fitted or assigned and why
+the quality filter kept it out, 2-D/3-D map). Embeddings: Parquet keeps
 them as ``list<float32>``; CSV as space-separated numbers (``--no-embeddings`` drops them).
 A ``manifest.json`` beside the files records the export time, software, database and runs.
 """
@@ -21,7 +22,8 @@ from edge import __version__
 
 from .storage import DETECTION_COLUMNS, Storage
 
-CLUSTER_COLUMNS = ["cluster_run", "cluster", "cluster_probability", "x2", "y2", "x3", "y3", "z3"]
+CLUSTER_COLUMNS = ["cluster_run", "cluster", "cluster_probability", "cluster_fitted", "cluster_excluded",
+                   "x2", "y2", "x3", "y3", "z3"]  # fmt: skip
 COLUMNS = [*DETECTION_COLUMNS, "label", *CLUSTER_COLUMNS]
 
 
@@ -35,6 +37,7 @@ def _latest_assignments(storage: Storage) -> tuple[dict[str, dict], list[dict]]:
         for m in storage.run_members(r["run_id"]):
             assign[m["detection_id"]] = {
                 "cluster_run": r["run_id"], "cluster": m["cluster"], "cluster_probability": m["probability"],
+                "cluster_fitted": m.get("fitted"), "cluster_excluded": m.get("excluded"),
                 "x2": m["x2"], "y2": m["y2"], "x3": m["x3"], "y3": m["y3"], "z3": m["z3"],
             }  # fmt: skip
     return assign, list(latest.values())
@@ -121,7 +124,9 @@ def export(storage: Storage, out_dir: str | Path, formats: tuple[str, ...] = ("c
             for r in runs
         ],  # fmt: skip
         "notes": "times are UTC epoch seconds; embeddings are L2-normalised float32 (decoded from the wire dtype); "
-        "cluster -1 = outlier; cluster columns come from the latest run of each encoder version",
+        "cluster -1 = outlier; cluster columns come from the latest run of each encoder version; "
+        "overlap/refined/truncated are the device's segment-quality flags; cluster_fitted 0 = assigned to the "
+        "cluster of its nearest fitted songs, cluster_excluded = why the quality filter kept it out of the fit",
     }
     _atomic(out / "manifest.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, default=str)))
     return {"dir": str(out), "files": [*files, "manifest.json"], "detections": n}

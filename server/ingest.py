@@ -385,6 +385,9 @@ def _edge_row_to_body(r: dict) -> dict:
         embedding={"dtype": "f32", "dim": len(emb) // 4, "b64": base64.b64encode(emb).decode("ascii")},
         extra=extra,
     )
+    for flag in ("overlap", "refined"):  # columns of a newer edge store; otherwise validation reads extra
+        if r.get(flag) is not None:
+            body[flag] = bool(r[flag])
     if len(emb) % 4 or len(emb) > MAX_PAYLOAD_BYTES:
         raise Reject(f"edge row embedding blob of {len(emb)} bytes is not a float32 vector")
     return {k: v for k, v in body.items() if v is not None}

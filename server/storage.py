@@ -31,9 +31,13 @@ BUSY_TIMEOUT_MS = 30_000
 
 DETECTION_COLUMNS = [
     "id", "device_id", "start_time", "end_time", "clock_synced", "score", "duration_s", "snr_db",
-    "truncated", "encoder_version", "detector_version", "embedding_dim", "source", "created_at",
-    "extra", "schema", "origin", "received_at", "last_received_at", "receive_count",
+    "truncated", "overlap", "refined", "encoder_version", "detector_version", "embedding_dim", "source",
+    "created_at", "extra", "schema", "origin", "received_at", "last_received_at", "receive_count",
 ]  # fmt: skip
+
+
+#: per-detection figures the cluster quality filter may use (see ``server/clustering.py``)
+QUALITY_COLUMNS = ["truncated", "overlap", "refined", "duration_s", "score", "snr_db"]
 
 
 class StorageError(Exception):
@@ -134,7 +138,30 @@ def _m1(db: sqlite_utils.Database) -> None:
     db["cluster_members"].create_index(["detection_id"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1]
+def _m2(db: sqlite_utils.Database) -> None:
+    """Segment-quality flags as columns, and how each member of a cluster run got its cluster.
+
+    ``overlap``/``refined`` of rows stored before are recovered from their ``extra`` JSON, where
+    devices recorded them before the payload carried them as fields.
+    """
+    db.execute("ALTER TABLE detections ADD COLUMN overlap INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE detections ADD COLUMN refined INTEGER NOT NULL DEFAULT 1")
+    db.execute(
+        "UPDATE detections SET overlap = 1 WHERE extra IS NOT NULL AND json_valid(extra) "
+        "AND json_type(extra, '$.overlap') = 'true'"
+    )
+    db.execute(
+        "UPDATE detections SET refined = 0 WHERE extra IS NOT NULL AND json_valid(extra) "
+        "AND json_type(extra, '$.refined') = 'false'"
+    )
+    # fitted: 1 = in the HDBSCAN fit; 0 = assigned afterwards by its nearest fitted neighbours
+    # (sampled out above max_fit, or kept out of the fit by the quality filter).
+    # excluded: why the quality filter kept the song out of the fit (NULL: it passed).
+    db.execute("ALTER TABLE cluster_members ADD COLUMN fitted INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE cluster_members ADD COLUMN excluded TEXT")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2]
 
 RAW_KEEP = 2048
 
@@ -158,9 +185,7 @@ class Storage(Protocol):
     def set_device_stats(self, device_id: str, stats: str) -> None: ...
     def counts(self) -> dict: ...
     def encoder_summary(self) -> list[dict]: ...
-    def load_embeddings(
-        self, encoder_version: str, include_truncated: bool = True
-    ) -> tuple[list[str], np.ndarray]: ...
+    def load_points(self, encoder_version: str) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]: ...
     def save_cluster_run(self, run: dict, members: list[dict]) -> None: ...
     def cluster_runs(self, encoder_version: str | None = None) -> list[dict]: ...
     def run_members(self, run_id: str) -> list[dict]: ...
@@ -377,21 +402,29 @@ class SqliteStorage:
             "GROUP BY e.encoder_version ORDER BY e.first_seen"
         )
 
-    def load_embeddings(
-        self, encoder_version: str, include_truncated: bool = True
-    ) -> tuple[list[str], np.ndarray]:
-        """Ids and the ``(n, dim)`` float32 embeddings of one encoder version, by start time."""
-        sql = "SELECT id, embedding FROM detections WHERE encoder_version = ?"
-        if not include_truncated:
-            sql += " AND truncated = 0"
-        sql += " ORDER BY start_time, id"
+    def load_points(self, encoder_version: str) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+        """Every detection of one encoder version, by start time: ids, ``(n, dim)`` float32
+        embeddings and the quality columns (``truncated``, ``overlap``, ``refined`` as bool
+        arrays; ``duration_s``, ``score``, ``snr_db`` as float arrays) the cluster filter uses."""
+        cols = QUALITY_COLUMNS
+        sql = (
+            f"SELECT id, embedding, {', '.join(cols)} FROM detections WHERE encoder_version = ? "
+            "ORDER BY start_time, id"
+        )
         with self._lock:
             rows = self.db.execute(sql, [encoder_version]).fetchall()
         if not rows:
-            return [], np.zeros((0, 0), np.float32)
+            return [], np.zeros((0, 0), np.float32), {c: np.zeros(0) for c in cols}
         ids = [r[0] for r in rows]
         x = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows]).astype(np.float32)
-        return ids, x
+        quality = {}
+        for j, c in enumerate(cols):
+            vals = [r[2 + j] for r in rows]
+            if c in ("truncated", "overlap", "refined"):
+                quality[c] = np.array([bool(v) for v in vals])
+            else:
+                quality[c] = np.array([np.nan if v is None else float(v) for v in vals], np.float64)
+        return ids, x, quality
 
     def save_cluster_run(self, run: dict, members: list[dict]) -> None:
         with self._tx():

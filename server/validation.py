@@ -79,6 +79,20 @@ def _bool(body: dict, key: str) -> int:
     return int(v)
 
 
+def _flag(body: dict, key: str, extra, default: bool) -> int:
+    """An optional segment-quality flag: the top-level field (must be a bool) or, from devices
+    that only recorded it in ``extra`` (schema 1 before the field existed), ``extra[key]`` when
+    that is a bool; otherwise ``default``."""
+    if key in body:
+        v = body[key]
+        if not isinstance(v, bool):
+            raise Reject(f"field {key!r} must be true or false")
+        return int(v)
+    if isinstance(extra, dict) and isinstance(extra.get(key), bool):
+        return int(extra[key])
+    return int(default)
+
+
 def _text(body: dict, key: str, pattern=None, required: bool = False) -> str:
     v = body.get(key)
     if v is None:
@@ -190,6 +204,8 @@ def validate_detection(
         "duration_s": duration,
         "snr_db": snr,
         "truncated": _bool(body, "truncated"),
+        "overlap": _flag(body, "overlap", extra, default=False),
+        "refined": _flag(body, "refined", extra, default=True),
         "encoder_version": encoder,
         "detector_version": detector,
         "embedding_dim": int(emb.shape[0]),
