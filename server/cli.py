@@ -252,7 +252,26 @@ def _progress(msg: str) -> None:
     show_default=True,
     help="2-D/3-D map coordinates (t-SNE up to 20k points).",
 )
-@click.option("--include-truncated", is_flag=True, help="Also cluster songs cut off at a stream boundary.")
+@click.option("--include-truncated", is_flag=True, help="Quality filter: fit songs cut off at a stream boundary too.")
+@click.option(
+    "--include-overlap", is_flag=True, help="Quality filter: fit songs cut out of overlapping songs too."
+)
+@click.option(
+    "--include-unrefined", is_flag=True, help="Quality filter: fit songs placed by the detector windows alone too."
+)
+@click.option("--min-duration", type=float, default=1.2, show_default=True,
+              help="Quality filter: fit only songs at least this long (s).")  # fmt: skip
+@click.option("--max-duration", type=float, default=60.0, show_default=True,
+              help="Quality filter: fit only songs at most this long (s).")  # fmt: skip
+@click.option("--no-quality-filter", is_flag=True, help="Fit every song (overrides the options above).")
+@click.option(
+    "--excluded",
+    type=click.Choice(["assign", "outlier"]),
+    default="assign",
+    show_default=True,
+    help="Songs the quality filter kept out: join the cluster of their nearest fitted songs (flagged "
+    "fitted=0), or stay unclustered (-1). Their reason is stored either way.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary (metrics, novelty) as JSON.")
 @click.pass_context
@@ -268,12 +287,26 @@ def cluster(
     max_fit,
     map_method,
     include_truncated,
+    include_overlap,
+    include_unrefined,
+    min_duration,
+    max_duration,
+    no_quality_filter,
+    excluded,
     seed,
     as_json,
 ) -> None:
-    """HDBSCAN dialect clusters of one encoder version; stores the run, prints metrics and novelty."""
+    """HDBSCAN dialect clusters of one encoder version; stores the run, prints metrics and novelty.
+
+    A quality filter decides which songs HDBSCAN is fitted on: by default songs cut off at a
+    stream boundary (truncated), cut out of overlapping songs (overlap) or placed by the detector
+    windows alone (unrefined) are kept out and then assigned to the nearest cluster (--excluded).
+    """
     from .clustering import ClusterError, ClusterParams, format_report, run_clustering
 
+    if no_quality_filter:
+        include_truncated = include_overlap = include_unrefined = True
+        min_duration, max_duration = 0.0, 60.0
     try:
         params = ClusterParams(
             min_cluster_size=min_cluster_size,
@@ -283,6 +316,11 @@ def cluster(
             max_fit=max_fit,
             map_method=map_method,
             include_truncated=include_truncated,
+            include_overlap=include_overlap,
+            include_unrefined=include_unrefined,
+            min_duration_s=min_duration,
+            max_duration_s=max_duration,
+            excluded=excluded,
             seed=seed,
         )
         storage = _storage(ctx)

@@ -57,12 +57,22 @@ class ClusterParams:
     selection: str = "eom"
     max_fit: int = 20_000
     map_method: str = "pca"
+    # the quality filter: which songs HDBSCAN is fitted on (see quality_exclusions)
     include_truncated: bool = False
+    include_overlap: bool = False
+    include_unrefined: bool = False
+    min_duration_s: float = 1.2
+    max_duration_s: float = 60.0
+    excluded: str = "assign"
     seed: int = 0
 
     def __post_init__(self):
         if self.min_cluster_size < 2:
             raise ClusterError("min_cluster_size must be >= 2")
+        if self.excluded not in ("assign", "outlier"):
+            raise ClusterError("excluded must be 'assign' or 'outlier'")
+        if not 0 <= self.min_duration_s < self.max_duration_s:
+            raise ClusterError("need 0 <= min duration < max duration")
         if self.selection not in ("eom", "leaf"):
             raise ClusterError("selection must be 'eom' or 'leaf'")
         if self.map_method not in ("pca", "tsne"):
@@ -71,42 +81,111 @@ class ClusterParams:
 
 @dataclass
 class ClusterResult:
-    labels: np.ndarray  # (n,) int, -1 = outlier
+    labels: np.ndarray  # (n,) int, -1 = outlier (or excluded and not assigned)
     probabilities: np.ndarray  # (n,) float in [0, 1]
     map2: np.ndarray  # (n, 2)
     map3: np.ndarray  # (n, 3)
     fitted: int  # points HDBSCAN saw (the rest were assigned)
+    fitted_mask: np.ndarray | None = None  # (n,) bool, True for the points HDBSCAN saw
 
 
-def _pca(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+def _pca(x: np.ndarray, k: int, seed: int, fit_rows: np.ndarray | None = None) -> np.ndarray:
+    """``x`` projected on its first ``k`` principal components (fitted on ``fit_rows`` only
+    when given, so songs kept out of the fit do not shape the space)."""
     from sklearn.decomposition import PCA
 
-    k = min(k, x.shape[1], x.shape[0])
-    out = PCA(n_components=k, random_state=seed).fit_transform(x)
+    src = x if fit_rows is None else x[fit_rows]
+    k = min(k, x.shape[1], src.shape[0])
+    out = PCA(n_components=k, random_state=seed).fit(src).transform(x)
     if out.shape[1] < k:
         out = np.pad(out, ((0, 0), (0, k - out.shape[1])))
     return out.astype(np.float32)
 
 
-def cluster_embeddings(
-    x: np.ndarray, params: ClusterParams, progress: Callable[[str], None] | None = None
-) -> ClusterResult:
-    """Cluster ``(n, dim)`` embeddings of one encoder version."""
-    from sklearn.cluster import HDBSCAN
+def quality_exclusions(quality: dict[str, np.ndarray], params: ClusterParams) -> list[str | None]:
+    """Why each song is kept out of the HDBSCAN fit (``None``: it passes the quality filter).
+
+    Reasons, comma-joined when several apply: ``truncated`` (cut off at a stream boundary),
+    ``overlap`` (cut out of overlapping songs: its bounds, and so its end-aligned encoder
+    window, are estimates), ``unrefined`` (bounds from the detector windows alone), ``short`` /
+    ``long`` (duration outside ``min_duration_s``..``max_duration_s``). All of them are what the
+    device observed; an unknown duration passes.
+    """
+    n = len(next(iter(quality.values()))) if quality else 0
+
+    def col(name, default):
+        v = quality.get(name)
+        return np.full(n, default) if v is None else np.asarray(v)
+
+    truncated = col("truncated", False).astype(bool)
+    overlap = col("overlap", False).astype(bool)
+    refined = col("refined", True).astype(bool)
+    dur = col("duration_s", np.nan).astype(np.float64)
+    checks = [
+        ("truncated", truncated & (not params.include_truncated)),
+        ("overlap", overlap & (not params.include_overlap)),
+        ("unrefined", ~refined & (not params.include_unrefined)),
+        ("short", np.nan_to_num(dur, nan=np.inf) < params.min_duration_s),
+        ("long", np.nan_to_num(dur, nan=-np.inf) > params.max_duration_s),
+    ]
+    out: list[str | None] = []
+    for i in range(n):
+        why = [name for name, m in checks if m[i]]
+        out.append(",".join(why) if why else None)
+    return out
+
+
+def _assign(zf: np.ndarray, fit_labels: np.ndarray, fit_probs: np.ndarray, zq: np.ndarray,
+            k: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Cluster of each query point: the cluster holding the majority of its ``k`` nearest
+    fitted points (strength = their mean strength times the vote share), else ``-1``."""
     from sklearn.neighbors import NearestNeighbors
+
+    m = zq.shape[0]
+    if m == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    k = max(1, min(k, zf.shape[0]))
+    idx = NearestNeighbors(n_neighbors=k).fit(zf).kneighbors(zq, return_distance=False)  # (m, k)
+    lab = fit_labels[idx] + 1  # 0 = outlier
+    votes = np.zeros((m, int(lab.max()) + 1), np.int64)
+    np.add.at(votes, (np.repeat(np.arange(m), idx.shape[1]), lab.ravel()), 1)
+    best = votes[:, 1:].argmax(axis=1) + 1 if votes.shape[1] > 1 else np.zeros(m, np.int64)
+    share = votes[np.arange(m), best] / idx.shape[1]
+    ok = (best > 0) & (share > 0.5)
+    pk = np.where(lab == best[:, None], fit_probs[idx], 0.0).sum(axis=1) / idx.shape[1]
+    return np.where(ok, best - 1, -1), np.where(ok, pk, 0.0)
+
+
+def cluster_embeddings(
+    x: np.ndarray,
+    params: ClusterParams,
+    progress: Callable[[str], None] | None = None,
+    fit_mask: np.ndarray | None = None,
+) -> ClusterResult:
+    """Cluster ``(n, dim)`` embeddings of one encoder version.
+
+    ``fit_mask`` (bool, ``(n,)``): the songs that passed the quality filter; only they shape
+    the PCA and the HDBSCAN fit. The others are assigned to the cluster of their nearest fitted
+    songs (``params.excluded == "assign"``) or left at ``-1`` (``"outlier"``).
+    """
+    from sklearn.cluster import HDBSCAN
 
     say = progress or (lambda s: None)
     n = x.shape[0]
-    if n < max(params.min_cluster_size, 3):
+    mask = np.ones(n, bool) if fit_mask is None else np.asarray(fit_mask, bool)
+    pool = np.flatnonzero(mask)
+    if len(pool) < max(params.min_cluster_size, 3):
         raise ClusterError(
-            f"{n} embeddings are too few to cluster (min_cluster_size {params.min_cluster_size})"
+            f"{len(pool)} embeddings are too few to cluster (min_cluster_size {params.min_cluster_size})"
+            + (f"; {n - len(pool)} more were kept out by the quality filter" if len(pool) < n else "")
         )
     x = np.asarray(x, np.float32)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    z = _pca(x, params.reduce_dim, params.seed) if params.reduce_dim and params.reduce_dim < x.shape[1] else x
+    reduce = params.reduce_dim and params.reduce_dim < x.shape[1]
+    z = _pca(x, params.reduce_dim, params.seed, fit_rows=pool) if reduce else x
     min_samples = params.min_samples or min(params.min_cluster_size, 10)
     rng = np.random.default_rng(params.seed)
-    fit_idx = np.sort(rng.choice(n, params.max_fit, replace=False)) if n > params.max_fit else np.arange(n)
+    fit_idx = np.sort(rng.choice(pool, params.max_fit, replace=False)) if len(pool) > params.max_fit else pool
     say(f"HDBSCAN on {len(fit_idx)} of {n} points in {z.shape[1]} dimensions")
     hdb = HDBSCAN(
         min_cluster_size=params.min_cluster_size,
@@ -118,24 +197,17 @@ def cluster_embeddings(
     probs = np.zeros(n, np.float64)
     labels[fit_idx] = hdb.labels_
     probs[fit_idx] = hdb.probabilities_
-    if len(fit_idx) < n:
-        say(f"assigning the other {n - len(fit_idx)} points by their nearest fitted neighbours")
-        zf = z[fit_idx]
-        nn = NearestNeighbors(n_neighbors=min_samples).fit(zf)
-        rest = np.setdiff1d(np.arange(n), fit_idx)
-        idx = nn.kneighbors(z[rest], return_distance=False)  # (m, min_samples)
-        lab = hdb.labels_[idx] + 1  # 0 = outlier
-        votes = np.zeros((len(rest), int(lab.max()) + 1), np.int64)
-        np.add.at(votes, (np.repeat(np.arange(len(rest)), idx.shape[1]), lab.ravel()), 1)
-        best = votes[:, 1:].argmax(axis=1) + 1 if votes.shape[1] > 1 else np.zeros(len(rest), np.int64)
-        share = votes[np.arange(len(rest)), best] / idx.shape[1]
-        ok = (best > 0) & (share > 0.5)
-        labels[rest] = np.where(ok, best - 1, -1)
-        pk = np.where(lab == best[:, None], hdb.probabilities_[idx], 0.0).sum(axis=1) / idx.shape[1]
-        probs[rest] = np.where(ok, pk, 0.0)
+    rest = np.setdiff1d(pool, fit_idx)
+    if params.excluded == "assign":
+        rest = np.union1d(rest, np.flatnonzero(~mask))
+    if len(rest):
+        say(f"assigning the other {len(rest)} points by their nearest fitted neighbours")
+        labels[rest], probs[rest] = _assign(z[fit_idx], hdb.labels_, hdb.probabilities_, z[rest], min_samples)
     say("map coordinates")
     map2, map3 = _maps(z, params)
-    return ClusterResult(labels, probs, map2, map3, len(fit_idx))
+    fitted = np.zeros(n, bool)
+    fitted[fit_idx] = True
+    return ClusterResult(labels, probs, map2, map3, len(fit_idx), fitted)
 
 
 def _maps(z: np.ndarray, params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
@@ -197,6 +269,31 @@ def evaluate(ids: list[str], labels: np.ndarray, truth: dict[str, str]) -> dict:
     return out
 
 
+def coverage(excluded: list[str | None], labels: np.ndarray) -> dict:
+    """How many songs the run covers: passed the quality filter, clustered (a cluster id >= 0,
+    fitted or assigned), and the excluded ones by reason and whether they were assigned."""
+    n = len(excluded)
+    passed = np.array([e is None for e in excluded], bool)
+    clustered = labels >= 0
+    reasons: Counter = Counter()
+    for e in excluded:
+        for r in (e or "").split(","):
+            if r:
+                reasons[r] += 1
+    frac = (lambda k: round(k / n, 4)) if n else (lambda k: 0.0)
+    return {
+        "songs": n,
+        "passed_filter": int(passed.sum()),
+        "passed_fraction": frac(int(passed.sum())),
+        "clustered": int(clustered.sum()),
+        "clustered_fraction": frac(int(clustered.sum())),
+        "clustered_passed": int((clustered & passed).sum()),
+        "excluded": int((~passed).sum()),
+        "excluded_assigned": int((clustered & ~passed).sum()),
+        "excluded_reasons": dict(reasons.most_common()),
+    }
+
+
 # -- a stored run ---------------------------------------------------------------------------------
 def run_clustering(storage: Storage, encoder_version: str | None, params: ClusterParams,
                    progress: Callable[[str], None] | None = None) -> dict:  # fmt: skip
@@ -212,14 +309,20 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
                      encoder_version)  # fmt: skip
     elif encoder_version not in versions:
         raise ClusterError(f"unknown encoder version {encoder_version!r} (known: {', '.join(versions)})")
-    ids, x = storage.load_embeddings(encoder_version, include_truncated=params.include_truncated)
+    ids, x, quality = storage.load_points(encoder_version)
+    excluded = quality_exclusions(quality, params)
+    passed = np.array([e is None for e in excluded], bool)
     t0 = time.perf_counter()
-    res = cluster_embeddings(x, params, progress)
+    res = cluster_embeddings(x, params, progress, fit_mask=passed)
     elapsed = time.perf_counter() - t0
     truth = storage.labels()
-    metrics = evaluate(ids, res.labels, truth)
+    # headline metrics: over the songs that passed the quality filter (what HDBSCAN clustered)
+    metrics = evaluate([i for i, ok in zip(ids, passed, strict=True) if ok], res.labels[passed], truth)
     metrics["seconds"] = round(elapsed, 3)
     metrics["fitted_points"] = res.fitted
+    metrics["coverage"] = coverage(excluded, res.labels)
+    if not passed.all():  # and over every song of the encoder version, the excluded ones included
+        metrics["all_songs"] = {k: v for k, v in evaluate(ids, res.labels, truth).items() if k != "purity"}
     created = time.time()
     run_id = time.strftime("run-%Y%m%dT%H%M%SZ", time.gmtime(created)) + "-" + uuid.uuid4().hex[:6]
     n_clusters = int(len(set(res.labels.tolist()) - {-1}))
@@ -236,8 +339,10 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
     }
     members = [
         {"run_id": run_id, "detection_id": i, "cluster": int(c), "probability": round(float(p), 5),
-         "x2": float(a[0]), "y2": float(a[1]), "x3": float(b[0]), "y3": float(b[1]), "z3": float(b[2])}
-        for i, c, p, a, b in zip(ids, res.labels, res.probabilities, res.map2, res.map3, strict=True)
+         "x2": float(a[0]), "y2": float(a[1]), "x3": float(b[0]), "y3": float(b[1]), "z3": float(b[2]),
+         "fitted": int(f), "excluded": e}
+        for i, c, p, a, b, f, e in zip(ids, res.labels, res.probabilities, res.map2, res.map3, res.fitted_mask,
+                                       excluded, strict=True)
     ]  # fmt: skip
     storage.save_cluster_run(run, members)
     log.info("cluster: run %s on %s: %d points, %d clusters, %d outliers in %.1f s", run_id, encoder_version,
@@ -305,6 +410,47 @@ def compare_runs(prev_rows: list[dict], cur_rows: list[dict]) -> dict:
     return {"clusters": matches, "previous_clusters_gone": vanished}
 
 
+#: a cluster holding far fewer labelled songs than the run's labelled share would give it by
+#: chance (one-sided binomial probability below this) is a candidate new dialect too
+NOVELTY_P = 1e-3
+
+
+def _novel_clusters(rows: list[dict], truth: dict[str, str]) -> tuple[list[dict], list[dict]]:
+    """Split a run's clusters into candidate new dialects and known ones.
+
+    Counted over the songs that passed the quality filter (songs assigned afterwards may sit in
+    a cluster by accident). A cluster is a candidate when it holds no labelled song, or when it
+    is *under-labelled*: its labelled share is at most half the run's and a binomial test says
+    so few labelled songs would turn up by chance with probability below ``NOVELTY_P`` (a known
+    dialect's cluster gets labelled songs at about the run's rate; a new dialect gets only the
+    few labelled songs of other dialects that stray into it).
+    """
+    from scipy.stats import binom
+
+    passed = [r for r in rows if not r.get("excluded") and r["cluster"] >= 0]
+    rate = sum(r["detection_id"] in truth for r in passed) / len(passed) if passed else 0.0
+    sizes = Counter(r["cluster"] for r in rows if r["cluster"] >= 0)
+    candidates, known = [], []
+    for c, members in sorted(_members_by_cluster(passed).items()):
+        labs = Counter(truth[i] for i in members if i in truth)
+        k, n = sum(labs.values()), len(members)
+        entry = {"cluster": c, "size": sizes[c], "songs_fitted": n, "labels": dict(labs),
+                 "labelled_share": round(k / n, 4)}  # fmt: skip
+        if k == 0:
+            entry["why"] = "no labelled songs"
+            candidates.append(entry)
+            continue
+        p = float(binom.cdf(k, n, rate)) if rate > 0 else 1.0
+        if k / n <= rate / 2 and p < NOVELTY_P:
+            entry["why"] = (f"under-labelled: {k} of {n} songs labelled against {100 * rate:.0f} % in the run "
+                            f"(binomial p = {p:.1e})")  # fmt: skip
+            entry["p_value"] = p
+            candidates.append(entry)
+        else:
+            known.append(entry)
+    return candidates, known
+
+
 def novelty_report(storage: Storage, run_id: str | None = None, encoder_version: str | None = None) -> dict:
     """Clusters with none of the labelled songs (candidate new dialects) and changes since the
     previous run of the same encoder version."""
@@ -323,15 +469,8 @@ def novelty_report(storage: Storage, run_id: str | None = None, encoder_version:
     ]
     rows = storage.run_members(run["run_id"])
     truth = storage.labels()
-    clusters = _members_by_cluster(rows)
     labelled_any = any(i in truth for i in (r["detection_id"] for r in rows))
-    candidates, known = [], []
-    for c, members in sorted(clusters.items()):
-        if c < 0:
-            continue
-        labs = Counter(truth[i] for i in members if i in truth)
-        entry = {"cluster": c, "size": len(members), "labels": dict(labs)}
-        (known if labs else candidates).append(entry)
+    candidates, known = _novel_clusters(rows, truth)
     report = {
         "run_id": run["run_id"],
         "encoder_version": run["encoder_version"],
@@ -357,19 +496,36 @@ def format_report(summary: dict) -> str:
         m = summary.get("metrics", {})
         lines.append(f"run {summary['run_id']} ({summary['encoder_version']}): {summary['n_points']} points, "
                      f"{summary['n_clusters']} clusters, {summary['n_outliers']} outliers, {m.get('seconds', 0):.1f} s")  # fmt: skip
+        cov = m.get("coverage")
+        if cov:
+            reasons = ", ".join(f"{k} {v}" for k, v in cov["excluded_reasons"].items()) or "none"
+            how = "assigned to the nearest cluster" if summary.get("params", {}).get("excluded", "assign") == "assign" \
+                else "left unclustered"  # fmt: skip
+            lines.append(f"  quality filter: {cov['passed_filter']} of {cov['songs']} songs fitted "
+                         f"({100 * cov['passed_fraction']:.1f} %); kept out: {reasons} ({how}: "
+                         f"{cov['excluded_assigned']} of {cov['excluded']} got a cluster)")  # fmt: skip
+            lines.append(f"  coverage: {cov['clustered']} of {cov['songs']} songs in a cluster "
+                         f"({100 * cov['clustered_fraction']:.1f} %)")  # fmt: skip
         if "ari" in m:
-            lines.append(f"  against {m['labelled_points']} labelled songs: ARI {m['ari']:.3f}, NMI {m['nmi']:.3f}, "
-                         f"ARI without outliers {m.get('ari_clustered', float('nan')):.3f}, "
+            lines.append(f"  songs that passed the filter, against {m['labelled_points']} labelled: ARI {m['ari']:.3f}, "
+                         f"NMI {m['nmi']:.3f}, ARI without outliers {m.get('ari_clustered', float('nan')):.3f}, "
                          f"outliers {100 * m['outlier_fraction']:.1f} %, mean purity {m.get('mean_purity', 0):.3f}")  # fmt: skip
+            a = m.get("all_songs")
+            if a and "ari" in a:
+                lines.append(f"  all songs, against {a['labelled_points']} labelled: ARI {a['ari']:.3f}, NMI {a['nmi']:.3f}, "
+                             f"ARI without outliers {a.get('ari_clustered', float('nan')):.3f}, "
+                             f"unclustered {100 * a['outlier_fraction']:.1f} %")  # fmt: skip
             for c, p in m["purity"].items():
                 lines.append(
                     f"    cluster {c:>4}: {p['majority']:<10} purity {p['purity']:.3f} ({p['labelled']} labelled)"
                 )
     nov = summary.get("novelty", summary)
     cands = nov.get("candidate_new_dialects", [])
-    lines.append(f"candidate new dialects (clusters without labelled songs): {len(cands)}")
+    lines.append(f"candidate new dialects (clusters without or with too few labelled songs): {len(cands)}")
     for e in cands:
-        lines.append(f"  cluster {e['cluster']}: {e['size']} songs")
+        labs = ", ".join(f"{k} {v}" for k, v in sorted(e.get("labels", {}).items(), key=lambda kv: -kv[1]))
+        lines.append(f"  cluster {e['cluster']}: {e['size']} songs; {e.get('why', 'no labelled songs')}"
+                     + (f" ({labs})" if labs else ""))  # fmt: skip
     if nov.get("note"):
         lines.append(f"  ({nov['note']})")
     ch = nov.get("changes")
