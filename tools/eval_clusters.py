@@ -54,13 +54,23 @@ def _is_edge_db(path: Path) -> bool:
 @click.option("--min-samples", type=int, default=None)
 @click.option("--reduce-dim", type=int, default=12, show_default=True)
 @click.option("--include-truncated", is_flag=True)
+@click.option("--include-overlap", is_flag=True)
+@click.option("--min-duration", type=float, default=1.2, show_default=True)
+@click.option("--max-duration", type=float, default=60.0, show_default=True)
+@click.option("--no-quality-filter", is_flag=True, help="Fit every song (as yh-server cluster --no-quality-filter).")
+@click.option("--excluded", type=click.Choice(["assign", "outlier"]), default="assign", show_default=True)
 @click.option(
     "--tolerance", type=float, default=1.0, show_default=True, help="For device_id,start_time labels."
 )
 @click.option("--json", "as_json", is_flag=True)
 def main(db, labels_csv, hide, encoder_version, min_cluster_size, min_samples, reduce_dim, include_truncated,
-         tolerance, as_json) -> None:  # fmt: skip
+         include_overlap, min_duration, max_duration, no_quality_filter, excluded, tolerance,
+         as_json) -> None:  # fmt: skip
     """Cluster DB (server or edge database) and score it against LABELS_CSV."""
+    include_unrefined = False
+    if no_quality_filter:
+        include_truncated = include_overlap = include_unrefined = True
+        min_duration, max_duration = 0.0, 60.0
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp) / "server.sqlite"
@@ -80,7 +90,10 @@ def main(db, labels_csv, hide, encoder_version, min_cluster_size, min_samples, r
                 hidden_ids = [i for i, lab in truth.items() if lab in set(hide)]
                 storage.delete_labels(hidden_ids)
                 params = ClusterParams(min_cluster_size=min_cluster_size, min_samples=min_samples,
-                                       reduce_dim=reduce_dim, include_truncated=include_truncated)  # fmt: skip
+                                       reduce_dim=reduce_dim, include_truncated=include_truncated,
+                                       include_overlap=include_overlap, include_unrefined=include_unrefined,
+                                       min_duration_s=min_duration, max_duration_s=max_duration,
+                                       excluded=excluded)  # fmt: skip
                 summary = run_clustering(storage, encoder_version, params)
                 members = storage.run_members(summary["run_id"])
             finally:
@@ -90,7 +103,12 @@ def main(db, labels_csv, hide, encoder_version, min_cluster_size, min_samples, r
     ids = [m["detection_id"] for m in members]
     import numpy as np
 
-    full = evaluate(ids, np.array([m["cluster"] for m in members]), truth)
+    # against the full labels (hidden ones included): over the songs that passed the quality filter
+    # (what HDBSCAN was fitted on) and over every song of the run (the excluded ones assigned or -1)
+    passed = [m for m in members if not m.get("excluded")]
+    full = evaluate([m["detection_id"] for m in passed], np.array([m["cluster"] for m in passed]), truth)
+    full_all = evaluate(ids, np.array([m["cluster"] for m in members]), truth)
+    cov = summary["metrics"].get("coverage", {})
     by_cluster: dict[int, Counter] = {}
     for m in members:
         if m["detection_id"] in truth:
@@ -118,6 +136,9 @@ def main(db, labels_csv, hide, encoder_version, min_cluster_size, min_samples, r
         },  # fmt: skip
         "run": {k: summary[k] for k in ("run_id", "encoder_version", "n_points", "n_clusters", "n_outliers")},
         "metrics_full_labels": full,
+        "metrics_full_labels_all_songs": {k: v for k, v in full_all.items() if k != "purity"},
+        "coverage": cov,
+        "params": summary["params"],
         "hidden_dialects": hidden_report,
         "novelty": summary["novelty"],
     }
@@ -127,9 +148,20 @@ def main(db, labels_csv, hide, encoder_version, min_cluster_size, min_samples, r
     m = full
     click.echo(f"{db}: {summary['n_points']} songs of {summary['encoder_version']}, {summary['n_clusters']} clusters, "
                f"{summary['n_outliers']} outliers; {len(truth)} labelled ({len(res['unresolved'])} labels unresolved)")  # fmt: skip
+    if cov:
+        click.echo(f"quality filter: {cov['passed_filter']} of {cov['songs']} songs fitted ({100 * cov['passed_fraction']:.1f} %), "
+                   f"kept out {cov['excluded_reasons'] or 'none'}, {excluded}: {cov['excluded_assigned']} of "
+                   f"{cov['excluded']} got a cluster; coverage {cov['clustered']} of {cov['songs']} songs in a cluster "
+                   f"({100 * cov['clustered_fraction']:.1f} %)")  # fmt: skip
+    if full_all and len(passed) < len(members):
+        a = full_all
+        click.echo(f"all songs:      ARI {a['ari']:.3f}  NMI {a['nmi']:.3f}  ARI(clustered) "
+                   f"{a.get('ari_clustered', float('nan')):.3f}  unclustered {100 * a['outlier_fraction']:.1f} %  "
+                   f"({a['labelled_points']} labelled)")  # fmt: skip
     if m:
-        click.echo(f"ARI {m['ari']:.3f}  NMI {m['nmi']:.3f}  ARI(clustered) {m.get('ari_clustered', float('nan')):.3f}  "
-                   f"outliers {100 * m['outlier_fraction']:.1f} %  mean purity {m.get('mean_purity', 0):.3f}")  # fmt: skip
+        click.echo(f"filtered songs: ARI {m['ari']:.3f}  NMI {m['nmi']:.3f}  ARI(clustered) {m.get('ari_clustered', float('nan')):.3f}  "
+                   f"outliers {100 * m['outlier_fraction']:.1f} %  mean purity {m.get('mean_purity', 0):.3f}  "
+                   f"({m['labelled_points']} labelled)")  # fmt: skip
         for c, p in m["purity"].items():
             click.echo(
                 f"  cluster {c:>4}: {p['majority']:<8} purity {p['purity']:.3f}  ({p['labelled']} songs)"

@@ -45,11 +45,14 @@ def _run(args: list[str], env=None) -> str:
 @click.option("--models", "models_dir", default=None, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--background", default=None, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--min-cluster-size", default=15, show_default=True)
-def main(out_dir, n_birds, hours, seed, hide, models_dir, background, min_cluster_size):
+@click.option("--cluster-option", "cluster_options", multiple=True,
+              help="Passed on to tools/eval_clusters.py, e.g. --cluster-option=--no-quality-filter.")  # fmt: skip
+def main(out_dir, n_birds, hours, seed, hide, models_dir, background, min_cluster_size, cluster_options):
     py = sys.executable
     data = out_dir / "data"
     if not (data / "songs.csv").exists():
-        args = [py, "-m", "model_export.cli", "synth", "generate", "--out", str(data), "--n-birds", str(n_birds),
+        # model_export.cli has no __main__ guard: call its click group explicitly
+        args = [py, "-c", "from model_export.cli import main; main()", "synth", "generate", "--out", str(data), "--n-birds", str(n_birds),
                 "--hours", str(hours), "--seed", str(seed), "--overwrite"]
         if background:
             args += ["--background", str(background)]
@@ -94,6 +97,7 @@ def main(out_dir, n_birds, hours, seed, hide, models_dir, background, min_cluste
             "--min-cluster-size", str(min_cluster_size)]
     for h in [x for x in hide.split(",") if x]:
         args += ["--hide", h]
+    args += list(cluster_options)
     click.echo(_run(args))
 
 
