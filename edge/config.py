@@ -144,7 +144,10 @@ class MqttConfig:
     outbox per round; ``max_inflight``: published but not yet acknowledged (PUBACK) at most;
     ``max_rate_per_s``: publish rate cap for metered links (0 = none); ``max_backoff_s``: the
     reconnect delay doubles from 1 s up to this; ``embedding_dtype``: ``f16`` or ``f32`` on
-    the wire (see ``docs/mqtt.md``).
+    the wire (see ``docs/mqtt.md``). ``digest_interval_s``: how often (when the outbox is
+    drained) the device tells the server how many detections it has synced per hour, so the
+    server can ask for what a broker failure lost (0 = never); ``digest_window_s``: the digest
+    covers the hours holding detections synced this recently.
     """
 
     enabled: bool = False
@@ -164,6 +167,8 @@ class MqttConfig:
     max_inflight: int = 20
     max_rate_per_s: float = 0.0
     embedding_dtype: str = "f16"
+    digest_interval_s: float = 900.0
+    digest_window_s: float = 3 * 86400.0
 
     def __post_init__(self):
         if not 0 < self.port < 65536:
@@ -178,6 +183,8 @@ class MqttConfig:
             raise ValueError("mqtt.max_backoff_s must be >= 1")
         if self.embedding_dtype not in ("f16", "f32"):
             raise ValueError("mqtt.embedding_dtype must be 'f16' or 'f32'")
+        if self.digest_interval_s < 0 or self.digest_window_s <= 0:
+            raise ValueError("mqtt.digest_interval_s must be >= 0 (0 = off) and mqtt.digest_window_s > 0")
 
 
 @dataclass(frozen=True, slots=True)

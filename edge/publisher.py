@@ -12,7 +12,13 @@ Rules (DESIGN §4 "Outbox" and "MQTT"):
 - retained ``status`` ``online``, last will ``offline`` (retained); retained ``stats`` every
   ``stats_interval_s``;
 - TLS and username/password when configured; the password file is read at every connect, so a
-  rotated credential is picked up without a restart.
+  rotated credential is picked up without a restart;
+- reconciliation (the daemon loop): every ``digest_interval_s``, once the outbox is drained, a
+  ``digest`` message counts the synced detections per hour of ``start_time``; the server
+  answers on ``resend`` with the hours where it holds fewer, and those detections go back into
+  the outbox. This recovers what a broker acknowledged and then lost (crash before its
+  autosave, a subscription it forgot over a restart, a full queue) while PUBACK stays the sync
+  criterion.
 
 The wire format is in :mod:`edge.payload` and ``docs/mqtt.md``.
 
@@ -42,6 +48,9 @@ from .store import SqliteStore
 
 log = logging.getLogger(__name__)
 
+DIGEST_BUCKET_S = 3600  # the digest counts synced detections per hour of start_time
+MAX_RESEND_BUCKETS = 5000  # a resend request naming more buckets is refused as malformed
+
 #: the server refuses bigger payloads; a row that encodes bigger is skipped, not retried forever
 MAX_PAYLOAD_BYTES = 64 * 1024
 #: on stop: how long to keep draining and waiting for acknowledgements before disconnecting
@@ -55,6 +64,24 @@ def resolve_credential(path: str) -> Path:
     if not p.is_absolute() and base:
         p = Path(base) / p
     return p
+
+
+def parse_resend(payload: bytes) -> tuple[int, list[int]]:
+    """A server's resend request: ``{"schema": 1, "bucket_s": 3600, "buckets": [int, ...]}``."""
+    try:
+        body = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(body, dict) or body.get("schema") != 1:
+        raise ValueError("not a schema-1 object")
+    bucket_s, buckets = body.get("bucket_s"), body.get("buckets")
+    if type(bucket_s) is not int or not 60 <= bucket_s <= 86400:
+        raise ValueError("bucket_s must be an integer from 60 to 86400")
+    if not isinstance(buckets, list) or len(buckets) > MAX_RESEND_BUCKETS:
+        raise ValueError(f"buckets must be a list of at most {MAX_RESEND_BUCKETS} integers")
+    if not all(type(b) is int and b >= 0 for b in buckets):
+        raise ValueError("buckets must be non-negative integers")
+    return bucket_s, buckets
 
 
 def read_password(path: str) -> str:
@@ -98,6 +125,8 @@ class MqttPublisher:
         self._inflight_ids: set[str] = set()  # published, not yet committed as synced
         self._acked: list[str] = []
         self._skipped: set[str] = set()
+        self._resend_requests: list[tuple[int, list[int]]] = []  # (bucket_s, buckets) from the server
+        self._next_digest = 0.0
         self._connected = threading.Event()
         self._wake = threading.Event()
         self._last_error = ""
@@ -111,6 +140,8 @@ class MqttPublisher:
             "disconnects": 0,
             "skipped": 0,
             "last_ack": None,
+            "digests": 0,
+            "requeued": 0,
         }
 
     # -- paho plumbing ------------------------------------------------------------------------
@@ -141,6 +172,7 @@ class MqttPublisher:
         c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
+        c.on_message = self._on_message
         return c
 
     def _on_pre_connect(self, client: mqtt.Client, userdata) -> None:
@@ -173,6 +205,8 @@ class MqttPublisher:
             flags.session_present,
         )
         client.publish(status_topic(self.prefix, self.device_id), "online", qos=1, retain=True)
+        # the server's resend requests; the persistent session keeps them while we are away
+        client.subscribe(self._resend_topic, qos=1)
         self._connected.set()
         self._wake.set()
 
@@ -198,6 +232,59 @@ class MqttPublisher:
             else:
                 self._acked.append(did)
         self._wake.set()
+
+    @property
+    def _resend_topic(self) -> str:
+        return f"{self.prefix}/{self.device_id}/resend"
+
+    @property
+    def _digest_topic(self) -> str:
+        return f"{self.prefix}/{self.device_id}/digest"
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            req = parse_resend(msg.payload)
+        except ValueError as exc:
+            log.warning("mqtt: ignoring a malformed resend request on %s: %s", msg.topic, exc)
+            return
+        with self._lock:
+            self._resend_requests.append(req)
+        self._wake.set()
+
+    def _apply_resends(self) -> None:
+        with self._lock:
+            todo, self._resend_requests = self._resend_requests, []
+        for bucket_s, buckets in todo:
+            try:
+                n = self.store.requeue_buckets(bucket_s, buckets)
+            except YellowhammerError as exc:
+                log.error("mqtt: could not queue detections again for the server: %s", exc)
+                continue
+            self.counters["requeued"] += n
+            log.warning("mqtt: the server is missing detections in %d hour(s); %d queued again",
+                        len(buckets), n)  # fmt: skip
+
+    def _digest_payload(self) -> bytes:
+        since = time.time() - self.cfg.digest_window_s
+        counts = self.store.sync_digest(DIGEST_BUCKET_S, since)
+        body = {"schema": 1, "device_id": self.device_id, "time": time.time(), "bucket_s": DIGEST_BUCKET_S,
+                "counts": [[b, n] for b, n in counts]}  # fmt: skip
+        return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+    def _maybe_digest(self, client: mqtt.Client) -> None:
+        """Publish the digest when it is due and everything is acknowledged (counts are final)."""
+        if self.cfg.digest_interval_s <= 0 or time.monotonic() < self._next_digest:
+            return
+        if not self._idle() or self._pending_rows():
+            return
+        try:
+            payload = self._digest_payload()
+        except YellowhammerError as exc:
+            log.warning("mqtt: could not build the sync digest: %s", exc)
+            return
+        client.publish(self._digest_topic, payload, qos=1)
+        self.counters["digests"] += 1
+        self._next_digest = time.monotonic() + self.cfg.digest_interval_s
 
     def _register(self, mid: int, detection_id: str) -> None:
         with self._lock:
@@ -318,8 +405,11 @@ class MqttPublisher:
         try:
             while not stop.is_set():
                 self._flush_acks()
+                self._apply_resends()
                 if self._connected.is_set():
                     self._fill(client)
+                    if not drain_only:
+                        self._maybe_digest(client)
                     now = time.monotonic()
                     if not drain_only and now >= next_stats:
                         self.publish_stats(client)

@@ -13,6 +13,13 @@ persist shared subscriptions (``$share/...``): after a restart, messages publish
 workers re-subscribe are acknowledged to the device and delivered to nobody. Several workers
 may still split the stream with ``--share-group`` (opt-in, see ``docs/mqtt.md``).
 
+Reconciliation: devices publish a ``digest`` (synced detections per hour of ``start_time``);
+where the server holds fewer of that device's detections in an hour, it publishes a ``resend``
+request naming those hours, and the device queues them again. This recovers what a broker
+acknowledged and then lost (a crash before its autosave, a shared subscription it forgot, a
+full queue). A request for the same hour is repeated at most ``MAX_RESEND_TRIES`` times in a
+row, so a detection that keeps being quarantined does not make a device resend forever.
+
 A hostile message never stops ingest: everything that fails validation is quarantined with its
 reason, and even an unexpected error while handling one message only quarantines that message.
 """
@@ -43,6 +50,9 @@ from .validation import MAX_PAYLOAD_BYTES, Reject, parse_json, validate_detectio
 log = logging.getLogger(__name__)
 
 STATUS_VALUES = ("online", "offline")
+KINDS = ("detections", "status", "stats", "digest")
+MAX_DIGEST_BUCKETS = 5000
+MAX_RESEND_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,8 @@ class MessageHandler:
         self.prefix = prefix.strip("/")
         self._dims = storage.encoder_dims()
         self.totals = WriteResult()
+        self.resend_requests: list[tuple[str, bytes]] = []  # (topic, payload) for the MQTT side
+        self._resend_tries: dict[tuple[str, int], int] = {}
 
     def _dim_for(self, encoder: str, dim: int, device_id: str) -> int:
         known = self._dims.get(encoder)
@@ -126,6 +138,7 @@ class MessageHandler:
         """Validate and store a batch in one transaction (status/stats are applied directly)."""
         rows: list[dict] = []
         rejects: list[dict] = []
+        digests: list[tuple[str, int, list[tuple[int, int]]]] = []
         seen: set[str] = set()
         for m in messages:
             try:
@@ -146,6 +159,8 @@ class MessageHandler:
                 elif kind == "stats":
                     body = parse_json(m.payload)
                     self.storage.set_device_stats(device, json.dumps(body, separators=(",", ":")))
+                elif kind == "digest":
+                    digests.append((device, *parse_digest(m.payload, device)))
                 else:
                     raise Reject(f"unknown message kind {kind[:40]!r}")
             except Reject as exc:
@@ -159,7 +174,36 @@ class MessageHandler:
         self.totals.new += result.new
         self.totals.duplicate += result.duplicate
         self.totals.quarantined += result.quarantined
+        for device, bucket_s, counts in digests:  # after the write: this batch's detections count
+            self._reconcile(device, bucket_s, counts)
         return result
+
+    def _reconcile(self, device: str, bucket_s: int, counts: list[tuple[int, int]]) -> None:
+        """Compare a device's digest with what is stored; queue a resend request for short hours."""
+        have = self.storage.bucket_counts(device, bucket_s, [b for b, _ in counts])
+        missing = []
+        for b, n in counts:
+            key = (device, b)
+            if have.get(b, 0) >= n:
+                self._resend_tries.pop(key, None)
+                continue
+            tries = self._resend_tries.get(key, 0)
+            if tries < MAX_RESEND_TRIES:
+                missing.append(b)
+            elif tries == MAX_RESEND_TRIES:
+                log.warning("ingest: %s still reports %d detections in bucket %d (x %d s), %d stored, after "
+                            "%d resends; giving up on it (see the quarantine)", device, n, b, bucket_s,
+                            have.get(b, 0), tries)  # fmt: skip
+            self._resend_tries[key] = tries + 1
+        if len(self._resend_tries) > 100_000:  # bounded memory; forgetting only allows more retries
+            self._resend_tries.clear()
+        if missing:
+            log.warning("ingest: %s is missing detections in %d bucket(s); asking it to resend them",
+                        device, len(missing))  # fmt: skip
+            body = {"schema": 1, "bucket_s": bucket_s, "buckets": missing}
+            self.resend_requests.append(
+                (f"{self.prefix}/{device}/resend", json.dumps(body, separators=(",", ":")).encode())
+            )
 
     @staticmethod
     def _reject(m: Message, reason: str) -> dict:
@@ -226,9 +270,7 @@ class Ingestor:
         log.info("ingest: connected to %s:%s as %s (session present: %s)", self.s.host, self.s.port,
                  self.s.effective_client_id, flags.session_present)  # fmt: skip
         group = f"$share/{self.s.share_group}/" if self.s.share_group else ""
-        client.subscribe(
-            [(f"{group}{self.s.prefix}/+/{kind}", 1) for kind in ("detections", "status", "stats")]
-        )
+        client.subscribe([(f"{group}{self.s.prefix}/+/{kind}", 1) for kind in KINDS])
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -268,6 +310,9 @@ class Ingestor:
                     if m.qos > 0:
                         client.ack(m.mid, m.qos)
                 pending = []
+                requests, self.handler.resend_requests = self.handler.resend_requests, []
+                for topic, payload in requests:  # paho queues them if the connection is down
+                    client.publish(topic, payload, qos=1)
                 t = self.handler.totals
                 now = time.monotonic()
                 if now - last_log > 60 and (t.new, t.duplicate, t.quarantined) != logged:
@@ -288,6 +333,26 @@ class Ingestor:
                 t.duplicate,
                 t.quarantined,
             )
+
+
+def parse_digest(payload: bytes, topic_device: str) -> tuple[int, list[tuple[int, int]]]:
+    """A device's sync digest: ``{"schema": 1, "device_id", "bucket_s", "counts": [[bucket, n], ...]}``."""
+    body = parse_json(payload)
+    if body.get("schema") != 1:
+        raise Reject("digest: unknown schema version")
+    if body.get("device_id") != topic_device:
+        raise Reject("digest: device_id does not match the topic")
+    bucket_s, counts = body.get("bucket_s"), body.get("counts")
+    if type(bucket_s) is not int or not 60 <= bucket_s <= 86400:
+        raise Reject("digest: bucket_s must be an integer from 60 to 86400")
+    if not isinstance(counts, list) or len(counts) > MAX_DIGEST_BUCKETS:
+        raise Reject(f"digest: counts must be a list of at most {MAX_DIGEST_BUCKETS} pairs")
+    out = []
+    for pair in counts:
+        if (not isinstance(pair, list) or len(pair) != 2 or not all(type(v) is int and 0 <= v < 2**53 for v in pair)):  # fmt: skip
+            raise Reject("digest: each count must be [bucket, n] with non-negative integers")
+        out.append((pair[0], pair[1]))
+    return bucket_s, out
 
 
 def _topic(m: mqtt.MQTTMessage) -> str:

@@ -183,6 +183,7 @@ class Storage(Protocol):
     def write_batch(self, detections: list[dict], rejects: list[dict]) -> WriteResult: ...
     def set_device_status(self, device_id: str, status: str) -> None: ...
     def set_device_stats(self, device_id: str, stats: str) -> None: ...
+    def bucket_counts(self, device_id: str, bucket_s: int, buckets: Iterable[int]) -> dict[int, int]: ...
     def counts(self) -> dict: ...
     def encoder_summary(self) -> list[dict]: ...
     def load_points(self, encoder_version: str) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]: ...
@@ -464,6 +465,21 @@ class SqliteStorage:
     def labels(self) -> dict[str, str]:
         with self._lock:
             return dict(self.db.execute("SELECT detection_id, label FROM labels").fetchall())
+
+    def bucket_counts(self, device_id: str, bucket_s: int, buckets: Iterable[int]) -> dict[int, int]:
+        """Stored detections of a device per ``start_time`` bucket ``CAST(start_time / bucket_s)``
+        (the device's sync digest uses the same expression); buckets without any are left out."""
+        wanted = {int(b) for b in buckets}
+        if not wanted:
+            return {}
+        lo, hi = (min(wanted) - 1) * bucket_s, (max(wanted) + 2) * bucket_s  # a margin for rounding
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT CAST(start_time / ? AS INTEGER) AS bucket, COUNT(*) FROM detections "
+                "WHERE device_id = ? AND start_time >= ? AND start_time < ? GROUP BY bucket",
+                [int(bucket_s), device_id, float(lo), float(hi)],
+            ).fetchall()
+        return {int(b): int(n) for b, n in rows if int(b) in wanted}
 
     def find_detection(self, device_id: str, start_time: float, tolerance: float) -> str | None:
         rows = self._rows(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -112,6 +113,17 @@ def test_tls_password_and_acl(secure_broker, tmp_path):
         honest = make_detection("dev-a", 501)
         c.publish("yh/v1/dev-a/detections", encode_detection(honest), qos=1).wait_for_publish(10)
         wait_for(lambda: honest.id in {r[0] for r in server_rows(sdb)}, 30, what="the honest message")
+        # reconciliation through the ACL: a device's digest claiming more than the server holds
+        # reaches the ingest, whose resend request reaches that device (and only under its topic)
+        resends = []
+        c.on_message = lambda client, userdata, msg: resends.append(msg)
+        c.subscribe("yh/v1/dev-a/resend", qos=1)
+        bucket = int(honest.start_time // 3600)
+        digest = {"schema": 1, "device_id": "dev-a", "time": honest.start_time, "bucket_s": 3600,
+                  "counts": [[bucket, 1000]]}  # fmt: skip
+        c.publish("yh/v1/dev-a/digest", json.dumps(digest), qos=1).wait_for_publish(10)
+        wait_for(lambda: resends, 30, what="the ingest's resend request")
+        assert json.loads(resends[0].payload)["buckets"] == [bucket]
         c.disconnect()
         c.loop_stop()
     got = {r[0] for r in server_rows(sdb)}

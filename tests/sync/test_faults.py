@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.publisher import MqttPublisher
 from edge.store import SqliteStore
+from tests.broker import MosquittoBroker, mosquitto_binary
 
 from .helpers import IngestThread, edge_config, fill_store, server_rows, unsynced_count, wait_for
 
@@ -87,6 +88,45 @@ def test_broker_outage_while_detections_accumulate(mqtt_broker, tmp_path, how, i
         t.join(15)
         store.close()
         ingest.__exit__(None, None, None)
+    _assert_exactly_once(sdb, ids)
+
+
+def test_broker_crash_before_autosave_is_reconciled(tmp_path):
+    """The broker PUBACKs a backlog queued for the offline ingest, then dies by SIGKILL before
+    its next autosave: the queued messages are gone, yet the device has marked them synced.
+    The device's sync digest shows the server what it lacks; the server's resend request puts
+    those detections back into the outbox, and every one arrives exactly once."""
+    if mosquitto_binary() is None:
+        pytest.skip("mosquitto not installed")
+    broker = MosquittoBroker(tmp_path / "mosquitto", autosave_interval=3600).start()
+    edb, sdb = tmp_path / "edge.sqlite", tmp_path / "server.sqlite"
+    ingest = IngestThread(broker, sdb).__enter__()
+    store = SqliteStore(edb)
+    stop = threading.Event()
+    t = None
+    try:
+        before = broker.saved_at()
+        broker.save()  # the ingest's session and subscriptions are on disk, nothing after this
+        wait_for(lambda: broker.saved_at() != before, 30, what="the forced save")
+        ingest.__exit__(None, None, None)
+        ids = fill_store(edb, "dev-r", 120)
+        pub = MqttPublisher(edge_config(broker, "dev-r", edb, digest_interval_s=1.0), store)
+        t = threading.Thread(target=pub.run, args=(stop,))
+        t.start()
+        wait_for(lambda: unsynced_count(edb) == 0, 60, what="the device to drain into the broker")
+        broker.kill()  # everything acknowledged since the forced save is lost
+        broker.start()
+        ingest = IngestThread(broker, sdb).__enter__()  # same client id: its restored session
+        wait_for(lambda: len(server_rows(sdb)) >= len(ids), 90, what="every row after reconciliation")
+        assert pub.counters["requeued"] > 0  # the loss happened and the digest/resend path repaired it
+        wait_for(lambda: unsynced_count(edb) == 0, 60, what="the resent rows to be acknowledged")
+    finally:
+        stop.set()
+        if t is not None:
+            t.join(15)
+        store.close()
+        ingest.__exit__(None, None, None)
+        broker.stop()
     _assert_exactly_once(sdb, ids)
 
 
