@@ -6,7 +6,7 @@ each, client id = device id, QoS 1, at most 20 in flight, as the edge publisher)
 ``--messages`` schema-1 detections each. Measured in the same run:
 
 - reference: a plain QoS 1 subscriber that only counts (broker + paho cost, no validation, no DB);
-- ingest: ``server.ingest.Ingestor`` (shared subscription, validation, SQLite upsert, PUBACK after
+- ingest: ``server.ingest.Ingestor`` (persistent subscription as deployed, validation, SQLite upsert, PUBACK after
   commit) until every detection is stored.
 
 Clustering: ``server.clustering.cluster_embeddings`` (PCA -> HDBSCAN, PCA maps) on synthetic
