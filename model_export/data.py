@@ -408,6 +408,9 @@ def dataset_specs(scale: float = 1.0) -> dict:
     }
 
 
+DEFAULT_END_JITTER_S = 0.08  # encoder windows: end moved by up to this much (uniform)
+
+
 def load_or_build(
     cache_dir: str | Path,
     kind: str,
@@ -420,15 +423,22 @@ def load_or_build(
     frames: int = 160,
     hop_frames: int = 25,
     progress_factory=None,
+    end_jitter_s: float = DEFAULT_END_JITTER_S,
 ):
-    """Build (or load from ``cache_dir``) one standard dataset; returns the set and its summary."""
+    """Build (or load from ``cache_dir``) one standard dataset; returns the set and its summary.
+
+    ``end_jitter_s`` (encoder, train split only): how far, at most, each training window's end is
+    moved from the song's end, so the encoder learns to tolerate a segmenter that places the end
+    a little off. Validation and test windows always use the default.
+    """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tag = hashlib.sha1(
-        repr(
-            (kind, split, cfg.to_dict(), tuple(dialects), str(real_root), scale, seed, frames, hop_frames)
-        ).encode()
-    ).hexdigest()[:10]
+    key = (kind, split, cfg.to_dict(), tuple(dialects), str(real_root), scale, seed, frames, hop_frames)
+    jitter = DEFAULT_END_JITTER_S
+    if kind == "encoder" and split == "train" and end_jitter_s != DEFAULT_END_JITTER_S:
+        jitter = float(end_jitter_s)
+        key = (*key, jitter)  # default sets keep the tags they always had
+    tag = hashlib.sha1(repr(key).encode()).hexdigest()[:10]
     path = cache_dir / f"{kind}-{split}-{tag}.npz"
     spec = dataset_specs(scale)[kind][split]
     real_split = "train" if split in ("train", "val") else "test"
@@ -448,7 +458,7 @@ def load_or_build(
             SPLIT_SEEDS[split] + seed,
             frames,
             0.1,
-            0.08,
+            jitter,
             cfg,
             real_root,
             real_split,

@@ -98,15 +98,17 @@ def with_common(fn):
     return fn
 
 
-def _sets(kind, cache, real, scale, seed, dialects):
-    from model_export.data import load_or_build
+def _sets(kind, cache, real, scale, seed, dialects, end_jitter_s=None):
+    from model_export.data import DEFAULT_END_JITTER_S, load_or_build
 
     cfg = FrontendConfig()
     frames = DET_FRAMES if kind == "detector" else ENC_FRAMES
+    jitter = DEFAULT_END_JITTER_S if end_jitter_s is None else end_jitter_s
     out = {}
     for split in ("train", "val", "test"):
         out[split] = load_or_build(
-            cache, kind, split, cfg, dialects, real, scale, seed, frames, DET_TRAIN_HOP, progress_factory=_bar
+            cache, kind, split, cfg, dialects, real, scale, seed, frames, DET_TRAIN_HOP,
+            progress_factory=_bar, end_jitter_s=jitter,
         )
     return out
 
@@ -262,11 +264,13 @@ def train_detector_cmd(out, epochs, width, real_teacher, cache, real, labels_csv
     click.echo(_dumps(res))
 
 
-def _encoder_sets(cache, real, labels_csv, scale, seed, leave_out):
+def _encoder_sets(cache, real, labels_csv, scale, seed, leave_out, end_jitter_s=None):
     from model_export.data import EncoderSet
     from model_export.synth import DIALECTS
 
-    sets = _add_labels(_sets("encoder", cache, _real(real), scale, seed, DIALECTS), labels_csv, "encoder")
+    sets = _add_labels(
+        _sets("encoder", cache, _real(real), scale, seed, DIALECTS, end_jitter_s), labels_csv, "encoder"
+    )
     (train, tsum), (val, vsum), (test, esum) = sets["train"], sets["val"], sets["test"]
     if leave_out:
         if leave_out not in DIALECTS:
@@ -281,7 +285,8 @@ def _encoder_sets(cache, real, labels_csv, scale, seed, leave_out):
 
 
 def train_encoder_impl(
-    out: Path, cache, real, labels_csv, scale, seed, epochs, objective, arch, leave_out, export: bool = True
+    out: Path, cache, real, labels_csv, scale, seed, epochs, objective, arch, leave_out, export: bool = True,
+    end_jitter_s: float | None = None,
 ) -> dict:
     import keras
 
@@ -289,7 +294,7 @@ def train_encoder_impl(
     from model_export.train import train_encoder
 
     keras.utils.set_random_seed(seed)
-    train, val, test, summaries = _encoder_sets(cache, real, labels_csv, scale, seed, leave_out)
+    train, val, test, summaries = _encoder_sets(cache, real, labels_csv, scale, seed, leave_out, end_jitter_s)
     classes = sorted(set(train.dialect.tolist()))
     model = build_encoder(arch, ENC_FRAMES, FrontendConfig().n_mels, EMB_DIM)
     steps = epochs * max(1, len(train.dialect) // 96)
@@ -305,6 +310,8 @@ def train_encoder_impl(
         "history": tl.history,
         "seed": seed,
     }
+    if end_jitter_s is not None:
+        training["end_jitter_s"] = float(end_jitter_s)
     if export:
         Path(out).mkdir(parents=True, exist_ok=True)
         model.save(Path(out) / "encoder_float.keras")  # weights for re-export and analysis; not shipped
@@ -425,7 +432,7 @@ def reexport_encoder_cmd(run_dir, out, cache, real, labels_csv, scale, seed):
         }
     keras.utils.set_random_seed(seed)
     train, _val, test, summaries = _encoder_sets(
-        cache, real, labels_csv, scale, training["seed"], training["leave_out"]
+        cache, real, labels_csv, scale, training["seed"], training["leave_out"], training.get("end_jitter_s")
     )
     model = build_encoder(training["arch"], ENC_FRAMES, FrontendConfig().n_mels, EMB_DIM)
     model.load_weights(run_dir / "encoder_float.keras")
@@ -462,10 +469,19 @@ def _raw_embed(model, x):
 )
 @click.option("--arch", type=click.Choice(["cnn", "vit"]), default="cnn", show_default=True)
 @click.option("--leave-out", default=None, help="Hold one dialect out of training entirely (novelty test).")
+@click.option(
+    "--end-jitter",
+    default=None,
+    type=float,
+    help="Move each training window's end by up to this many seconds (default 0.08), so the encoder "
+    "tolerates song ends the segmenter places a little off.",
+)
 @with_common
-def train_encoder_cmd(out, epochs, objective, arch, leave_out, cache, real, labels_csv, scale, seed):
+def train_encoder_cmd(out, epochs, objective, arch, leave_out, end_jitter, cache, real, labels_csv, scale, seed):
     """Train the dialect encoder (training-only head), export int8 without the head, evaluate."""
-    res = train_encoder_impl(out, cache, real, labels_csv, scale, seed, epochs, objective, arch, leave_out)
+    res = train_encoder_impl(
+        out, cache, real, labels_csv, scale, seed, epochs, objective, arch, leave_out, end_jitter_s=end_jitter
+    )
     click.echo(_dumps(res))
 
 
