@@ -366,7 +366,12 @@ def analyze(
     if no_store:
         pipeline.sink = store
     good = [Path(f) for f in durations]
-    src = ReplaySource(good, pipeline.frontend_cfg.sample_rate, on_error=lambda p, e: failed.append(str(e)))
+    src = ReplaySource(
+        good,
+        pipeline.frontend_cfg.sample_rate,
+        on_error=lambda p, e: failed.append(str(e)),
+        rate_multiples=True,
+    )
     detections = []
     show = sys.stderr.isatty() if progress is None else progress
     total = sum(durations.values())

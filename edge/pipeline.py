@@ -188,17 +188,27 @@ class Pipeline:
         self._fe = StreamingLogMel(frontend)
         history = int(_HISTORY_S * frontend.frame_rate)
         self._frames = FrameRing(max(history, 2 * encoder.window_frames), frontend.n_mels)
-        self._audio = FrameRing(int(_HISTORY_S * frontend.sample_rate)) if clips is not None else None
+        self._audio: FrameRing | None = None  # clip audio at the stream's rate (see _start_stream)
+        self._rate_k = 1  # the stream's rate over the model rate (1, or 2 for 48 kHz, ...)
         self._next_window = 0
         self._chunk: AudioChunk | None = None  # latest chunk: time anchor and provenance
         self._stream_open = False
 
     # -- streams ---------------------------------------------------------------------------
-    def _start_stream(self) -> None:
+    def _start_stream(self, rate: int) -> None:
+        if rate != self._fe.input_rate:
+            try:
+                self._fe = StreamingLogMel(self.frontend_cfg, input_rate=rate)
+            except ValueError as exc:
+                raise ValueError(f"audio stream: {exc}") from None
         self._fe.reset()
+        self._rate_k = rate // self.frontend_cfg.sample_rate
         self.segmenter.reset()
         self._frames.reset()
-        if self._audio is not None:
+        if self.clips is not None:
+            cap = int(_HISTORY_S * rate)
+            if self._audio is None or self._audio.capacity != cap:
+                self._audio = FrameRing(cap)
             self._audio.reset()
         self._next_window = 0
         self._stream_open = True
@@ -207,9 +217,9 @@ class Pipeline:
     def process(self, chunk: AudioChunk) -> list[Detection]:
         """Push one chunk; returns the detections of the songs that finished in it."""
         out: list[Detection] = []
-        if chunk.stream_start or not self._stream_open:
+        if chunk.stream_start or not self._stream_open or chunk.sample_rate != self._fe.input_rate:
             out += self.end_stream()
-            self._start_stream()
+            self._start_stream(chunk.sample_rate)
         self._chunk = chunk
         cpu = self.stats.cpu_s
         t = time.thread_time()
@@ -306,8 +316,8 @@ class Pipeline:
             seg = SongSegment(
                 start_sample=song.start_sample,
                 end_sample=song.end_sample,
-                start_time=chunk.time_at(song.start_sample),
-                end_time=chunk.time_at(song.end_sample),
+                start_time=chunk.time_at(song.start_sample * self._rate_k),
+                end_time=chunk.time_at(song.end_sample * self._rate_k),
                 score=song.score,
                 snr_db=song.snr_db,
                 truncated=song.truncated,
@@ -358,9 +368,10 @@ class Pipeline:
         return out
 
     def _save_clip(self, d: Detection, song: Song) -> str | None:
-        sr = self.frontend_cfg.sample_rate
+        k = self._rate_k
+        sr = self.frontend_cfg.sample_rate * k
         pad = int(_CLIP_PAD_S * sr)
-        audio = self._audio.get(max(0, song.start_sample - pad), song.end_sample + pad)
+        audio = self._audio.get(max(0, song.start_sample * k - pad), song.end_sample * k + pad)
         return self.clips.save(d.id, audio, sr, d.start_time)
 
 
@@ -394,7 +405,8 @@ def load_models(config: Config, frontend: FrontendConfig | None = None) -> tuple
 
 
 def make_source(config: Config, sample_rate: int, on_error=None) -> AudioSource:
-    """The audio source the config asks for (microphone or WAV replay)."""
+    """The audio source the config asks for (microphone or WAV replay), delivering the model
+    rate or an integer multiple of it (48 kHz goes to the frontend unresampled)."""
     from .errors import ConfigError
     from .sources import MicSource, ReplaySource
 
@@ -414,9 +426,12 @@ def make_source(config: Config, sample_rate: int, on_error=None) -> AudioSource:
             timestamps=a.replay_timestamps,
             loop=a.replay_loop,
             on_error=on_error,
+            rate_multiples=True,
         )
     device = int(a.device) if a.device.isdigit() else (a.device or None)
-    return MicSource(device, sample_rate, chunk_seconds=a.chunk_seconds, capture_rate=a.capture_rate)
+    return MicSource(
+        device, sample_rate, chunk_seconds=a.chunk_seconds, capture_rate=a.capture_rate, rate_multiples=True
+    )
 
 
 def build_pipeline(

@@ -13,14 +13,16 @@ import numpy as np
 
 @dataclass(frozen=True, slots=True)
 class AudioChunk:
-    """A block of canonical audio: float32 mono at the model rate.
+    """A block of canonical audio: float32 mono at the model rate (or, from a source built
+    with ``rate_multiples``, at an integer multiple of it, e.g. 48 kHz, which the pipeline's
+    frontend analyses directly).
 
     Attributes
     ----------
     samples
         float32 array of shape ``(n,)``, full scale is 1.0.
     sample_rate
-        Hz; always the model rate once it leaves a source.
+        Hz: the model rate, or an integer multiple of it (see above).
     start_sample
         Index of ``samples[0]`` counted from the start of the stream (monotonic, never reset
         within one stream, so downstream stages can join songs across chunks).

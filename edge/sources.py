@@ -20,6 +20,7 @@ import numpy as np
 
 from .clock import clock_synchronized
 from .errors import AudioDeviceError, AudioFormatError
+from .frontend import MAX_RATE_MULTIPLE
 from .records import AudioChunk
 from .resample import Resampler
 from .wavfile import WavReader, to_mono
@@ -29,6 +30,17 @@ log = logging.getLogger(__name__)
 WAV_SUFFIXES = (".wav", ".wave")
 # AudioMoth / Song Meter style names: ..._20190522_064500.wav or 20190522T064500
 _STAMP = re.compile(r"(\d{8})[_T-]?(\d{6})")
+
+
+def delivery_rate(in_rate: int, model_rate: int, rate_multiples: bool) -> int:
+    """The rate a source delivers: ``in_rate`` itself when ``rate_multiples`` allows it and it
+    is 1 to ``MAX_RATE_MULTIPLE`` times the model rate (the pipeline's frontend then analyses
+    it without resampling, see :meth:`edge.frontend.FrontendConfig.for_input_rate`), else the
+    model rate."""
+    k, rem = divmod(int(in_rate), int(model_rate))
+    if rate_multiples and not rem and 1 <= k <= MAX_RATE_MULTIPLE:
+        return int(in_rate)
+    return int(model_rate)
 
 
 def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -67,6 +79,9 @@ class ReplaySource:
         Files and/or directories (searched recursively for ``*.wav``).
     sample_rate
         Model rate to resample to.
+    rate_multiples
+        Deliver files whose rate is an integer multiple of the model rate (48 kHz) as they
+        are, for a pipeline whose frontend takes them directly (see :func:`delivery_rate`).
     chunk_seconds
         Length of the chunks read from each file.
     realtime
@@ -90,11 +105,13 @@ class ReplaySource:
         timestamps: str = "file",
         loop: bool = False,
         on_error: Callable[[Path, AudioFormatError], None] | None = None,
+        rate_multiples: bool = False,
     ) -> None:
         if timestamps not in ("file", "now"):
             raise ValueError("timestamps must be 'file' or 'now'")
         self.paths = list(paths)
         self.sample_rate = int(sample_rate)
+        self.rate_multiples = rate_multiples
         self.chunk_seconds = float(chunk_seconds)
         self.realtime = realtime
         self.timestamps = timestamps
@@ -135,7 +152,8 @@ class ReplaySource:
             synced = clock_synchronized() if self.timestamps == "now" else False
             t0 = time.time() if self.timestamps == "now" else file_start_time(path, info.duration)
             wall0 = time.monotonic()
-            res = Resampler(info.sample_rate, self.sample_rate)
+            rate = delivery_rate(info.sample_rate, self.sample_rate, self.rate_multiples)
+            res = Resampler(info.sample_rate, rate)
             block = max(1, int(round(self.chunk_seconds * info.sample_rate)))
             emitted = 0
             first = True
@@ -150,18 +168,18 @@ class ReplaySource:
                 if y.size:
                     yield AudioChunk(
                         samples=y,
-                        sample_rate=self.sample_rate,
+                        sample_rate=rate,
                         start_sample=emitted,
-                        start_time=t0 + emitted / self.sample_rate,
+                        start_time=t0 + emitted / rate,
                         clock_synced=synced,
                         source=str(path),
                         stream_start=first,
                     )
                     first = False
                     emitted += y.shape[0]
-                    self._stats["seconds"] += y.shape[0] / self.sample_rate
+                    self._stats["seconds"] += y.shape[0] / rate
                     if self.realtime:
-                        ahead = emitted / self.sample_rate - (time.monotonic() - wall0)
+                        ahead = emitted / rate - (time.monotonic() - wall0)
                         if ahead > 0:
                             stop.wait(ahead)
                 if last:
@@ -207,6 +225,9 @@ class MicSource:
         Device index, or a case-insensitive substring of its name; None for the default input.
     sample_rate
         Model rate to deliver.
+    rate_multiples
+        Deliver a capture rate that is an integer multiple of the model rate as it is (see
+        :func:`delivery_rate`).
     capture_rate
         Rate to open the device at; 0 picks the first rate the device supports from
         48k, 44.1k, 32k, 96k, 24k, 22.05k, 16k and its default.
@@ -224,9 +245,11 @@ class MicSource:
         stall_seconds: float = 5.0,
         max_backoff: float = 60.0,
         queue_seconds: float = 30.0,
+        rate_multiples: bool = False,
     ) -> None:
         self.device = device
         self.sample_rate = int(sample_rate)
+        self.rate_multiples = rate_multiples
         self.chunk_seconds = float(chunk_seconds)
         self.capture_rate = int(capture_rate)
         self._backend = backend
@@ -277,8 +300,9 @@ class MicSource:
         raise AudioDeviceError(f"no input device matching {self.device!r}; inputs: {_names(inputs)}")
 
     def _pick_rate(self, pa, index: int, info: dict, channels: int) -> int:
-        # The model rate first: a device that captures it natively saves the resampler, the
-        # largest single CPU cost of the always-on path (~0.7 ms per audio second at 48 kHz).
+        # The model rate first, then 48 kHz (what most USB microphones offer): either goes into
+        # the frontend without a resampler when the pipeline takes rate multiples. Other rates
+        # (44.1 kHz) are resampled, the largest single CPU cost of the always-on path.
         candidates = [self.capture_rate] if self.capture_rate else [self.sample_rate]
         candidates += list(_PREFERRED_RATES) + [int(float(info.get("defaultSampleRate", 48000)))]
         for rate in candidates:
@@ -358,10 +382,9 @@ class MicSource:
                 raise AudioDeviceError(f"cannot open {info.get('name')!r} at {rate} Hz: {exc}") from None
             name = str(info.get("name", index))
             self._stats.update(state="capturing", device=name, capture_rate=rate)
-            log.info(
-                "microphone: capturing from %r at %d Hz (delivering %d Hz)", name, rate, self.sample_rate
-            )
-            res = Resampler(rate, self.sample_rate)
+            out_rate = delivery_rate(rate, self.sample_rate, self.rate_multiples)
+            log.info("microphone: capturing from %r at %d Hz (delivering %d Hz)", name, rate, out_rate)
+            res = Resampler(rate, out_rate)
             emitted = 0
             t0 = None
             first = True
@@ -381,23 +404,23 @@ class MicSource:
                 if y.size == 0:
                     continue
                 # anchor timestamps on the sample clock, re-anchoring if it drifts from the wall
-                expected_start = now - y.shape[0] / self.sample_rate
-                if t0 is None or abs(t0 + emitted / self.sample_rate - expected_start) > 1.0:
+                expected_start = now - y.shape[0] / out_rate
+                if t0 is None or abs(t0 + emitted / out_rate - expected_start) > 1.0:
                     if t0 is not None:
                         log.info("microphone: re-anchoring timestamps (sample clock drifted)")
-                    t0 = expected_start - emitted / self.sample_rate
+                    t0 = expected_start - emitted / out_rate
                 yield AudioChunk(
                     samples=y,
-                    sample_rate=self.sample_rate,
+                    sample_rate=out_rate,
                     start_sample=emitted,
-                    start_time=t0 + emitted / self.sample_rate,
+                    start_time=t0 + emitted / out_rate,
                     clock_synced=clock_synchronized(),
                     source=f"mic:{name}",
                     stream_start=first,
                 )
                 first = False
                 emitted += y.shape[0]
-                self._stats["seconds"] += y.shape[0] / self.sample_rate
+                self._stats["seconds"] += y.shape[0] / out_rate
         finally:
             if stream is not None:
                 _safe(stream.stop_stream)

@@ -135,7 +135,10 @@ def worker_pipeline(wav: Path, gate_db: float | None) -> dict:
         store = SqliteStore(cfg.db_path)
         comp = build_pipeline(cfg, store=store)
         p = comp.pipeline
-        src = ReplaySource([wav], p.frontend_cfg.sample_rate, chunk_seconds=cfg.audio.chunk_seconds)
+        # as make_source builds it for yh-edge run (48 kHz goes to the frontend unresampled)
+        src = ReplaySource(
+            [wav], p.frontend_cfg.sample_rate, chunk_seconds=cfg.audio.chunk_seconds, rate_multiples=True
+        )
         startup_cpu = _cpu() - cpu_start
         t0, c0 = time.perf_counter(), _cpu()
         read_cpu = 0.0

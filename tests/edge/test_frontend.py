@@ -69,3 +69,34 @@ def test_config_validation_and_mismatch():
     assert a.mismatch(a) == []
     assert a.mismatch(b) == ["n_mels: 64 != 40"]
     assert FrontendConfig.from_dict(a.to_dict()) == a
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_input_at_a_rate_multiple_gives_the_frames_of_resampled_audio(k):
+    """48 kHz (or 96 kHz) straight into the frontend: the frames of resample-then-analyse,
+    up to the resampler's ripple near 11 kHz; the same in any chunking."""
+    from edge.resample import resample
+
+    cfg = FrontendConfig()
+    rate = k * cfg.sample_rate
+    hi = _audio(seconds=3.0, seed=3, sr=rate)
+    ref = logmel(resample(hi, rate, cfg.sample_rate), cfg)
+    fe = StreamingLogMel(cfg, input_rate=rate)
+    got = np.concatenate([fe.process(hi[i : i + 7919]) for i in range(0, hi.size, 7919)])
+    assert got.shape == ref.shape and fe.frames_out == ref.shape[0]
+    # the general resampler (96 kHz) rolls off above 10 kHz (up to 3 dB in the top band): compare below
+    d = np.abs(got - ref)[:, mel_frequencies(cfg) < (11000 if k == 2 else 9500)]
+    assert np.median(d) < 0.01 and d.max() < 0.5, (np.median(d), d.max())
+    fe.reset()
+    again = fe.process(hi)
+    assert np.max(np.abs(again - got)) < 1e-4
+
+
+def test_input_rate_that_is_not_a_multiple_is_refused():
+    cfg = FrontendConfig()
+    assert cfg.for_input_rate(cfg.sample_rate) is cfg
+    w = cfg.for_input_rate(48000)
+    assert (w.sample_rate, w.n_fft, w.hop_length, w.frame_rate) == (48000, 1024, 480, cfg.frame_rate)
+    for bad in (44100, 36000, 240000):
+        with pytest.raises(ValueError, match="times the frontend"):
+            StreamingLogMel(cfg, input_rate=bad)

@@ -189,3 +189,42 @@ def test_frame_ring_keeps_the_tail_and_pads_outside():
     got = ring.get(ring.start - 2, ring.start + 1)[:, 0]
     assert got[0] == got[1] == got[2] == ring.start  # padded with the minimum of what is held
     assert ring.get(30, 32).shape == (2, 2)
+
+
+def test_a_48k_stream_goes_unresampled_into_the_frontend_with_the_same_detections(stream, models, tmp_path):
+    """48 kHz audio, as a USB microphone delivers it: the frontend analyses it directly (no
+    resampler); the songs, their times and embeddings match the resampled path, and saved
+    clips keep the 48 kHz rate."""
+    from edge.resample import resample
+    from edge.wavfile import read_info, read_wav
+
+    path, truth = stream
+    x, sr = read_wav(path)
+    hi = tmp_path / "songs48k.wav"
+    write_wav(hi, resample(x.reshape(-1), sr, 2 * sr), 2 * sr)
+    det, enc = models
+    ref, _ = run_file([hi], models)  # resampled to the model rate by the source
+    chunks = list(ReplaySource([hi], SR, rate_multiples=True).chunks(threading.Event()))
+    assert {c.sample_rate for c in chunks} == {2 * SR}
+    cfg = load_config(
+        None,
+        env={
+            "YH_DEVICE__DATA_DIR": str(tmp_path),
+            "YH_STORE__SAVE_CLIPS": "true",
+            "YH_STORE__MIN_FREE_MB": "0",
+        },
+    )
+    store = SqliteStore(cfg.db_path)
+    comp = build_pipeline(cfg, store=store, detector=det, encoder=enc)
+    got = []
+    for c in chunks:
+        got += comp.pipeline.process(c)
+    got += comp.pipeline.end_stream()
+    assert len(got) == len(ref) == len(truth)
+    for a, b in zip(got, ref, strict=True):
+        assert abs(a.start_time - b.start_time) < 0.015 and abs(a.end_time - b.end_time) < 0.015
+        assert a.extra["onset_s"] == pytest.approx(b.extra["onset_s"], abs=0.015)
+        assert float(a.embedding @ b.embedding) > 0.98, float(a.embedding @ b.embedding)
+    clip = read_info(store.db.execute("SELECT clip_path FROM detections").fetchone()[0])
+    assert clip.sample_rate == 2 * SR
+    store.close()

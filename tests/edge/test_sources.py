@@ -113,11 +113,13 @@ def test_device_selection_and_listing(mic_wav):
         MicSource("USB", SR, backend=fake)._find_device(fake.PyAudio())
 
 
-def test_pipeline_on_the_microphone_survives_an_unplug(mic_wav, models):
+@pytest.mark.parametrize("rate_multiples", [False, True], ids=["resampled", "48k-into-frontend"])
+def test_pipeline_on_the_microphone_survives_an_unplug(mic_wav, models, rate_multiples):
     wav, truth, n48 = mic_wav
     unplug = (truth[1].offset_s + truth[2].onset_s) / 2  # in the silence between songs 2 and 3
     fake = FakePyAudioModule(wav, unplug_at_s=unplug, missing_opens=1)
-    src = mic(fake)
+    src = mic(fake, rate_multiples=rate_multiples)
+    rate = 48000 if rate_multiples else SR
     det, enc = models
 
     class Sink:
@@ -129,7 +131,8 @@ def test_pipeline_on_the_microphone_survives_an_unplug(mic_wav, models):
 
     comp = build_pipeline(load_config(None, env={}), store=Sink(), detector=det, encoder=enc)
     found = []
-    for chunk in collect(src, fake, want_samples=n48 // 2 - 2000):
+    for chunk in collect(src, fake, want_samples=(n48 - 4000) * rate // 48000):
+        assert chunk.sample_rate == rate
         found += comp.pipeline.process(chunk)
     found += comp.pipeline.end_stream()
     assert comp.pipeline.stats.streams == 2
