@@ -11,16 +11,17 @@ Measures, on the same synthetic audio in the same run:
     python tools/bench_frontend.py [--seconds 120] [--repeat 5] [--json]
 """
 
+# ruff: noqa: I001  (edge must load before numpy; see below)
 from __future__ import annotations
 
 import json
 import time
 
+import edge  # noqa: F401  (first: sets single-threaded BLAS before numpy loads, as the daemon does)
 import click
 import numpy as np
 from scipy.signal import spectrogram
 
-import edge  # noqa: F401  (first: sets single-threaded BLAS before numpy loads, as the daemon does)
 from edge.frontend import FrontendConfig, StreamingLogMel, logmel
 from edge.resample import Resampler
 
