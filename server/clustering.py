@@ -415,6 +415,16 @@ def compare_runs(prev_rows: list[dict], cur_rows: list[dict]) -> dict:
 NOVELTY_P = 1e-3
 
 
+def _under_labelled(k: int, n: int, rate: float) -> float | None:
+    """Binomial probability of ``k`` or fewer labelled songs among ``n`` at the run's labelled
+    share ``rate``, when that share is at most half the run's and the probability is below
+    ``NOVELTY_P`` (else None: labelled as expected)."""
+    from scipy.stats import binom
+
+    p = float(binom.cdf(k, n, rate)) if rate > 0 else 1.0
+    return p if k / n <= rate / 2 and p < NOVELTY_P else None
+
+
 def _novel_clusters(rows: list[dict], truth: dict[str, str]) -> tuple[list[dict], list[dict]]:
     """Split a run's clusters into candidate new dialects and known ones.
 
@@ -425,8 +435,6 @@ def _novel_clusters(rows: list[dict], truth: dict[str, str]) -> tuple[list[dict]
     dialect's cluster gets labelled songs at about the run's rate; a new dialect gets only the
     few labelled songs of other dialects that stray into it).
     """
-    from scipy.stats import binom
-
     passed = [r for r in rows if not r.get("excluded") and r["cluster"] >= 0]
     rate = sum(r["detection_id"] in truth for r in passed) / len(passed) if passed else 0.0
     sizes = Counter(r["cluster"] for r in rows if r["cluster"] >= 0)
@@ -440,8 +448,8 @@ def _novel_clusters(rows: list[dict], truth: dict[str, str]) -> tuple[list[dict]
             entry["why"] = "no labelled songs"
             candidates.append(entry)
             continue
-        p = float(binom.cdf(k, n, rate)) if rate > 0 else 1.0
-        if k / n <= rate / 2 and p < NOVELTY_P:
+        p = _under_labelled(k, n, rate)
+        if p is not None:
             entry["why"] = (f"under-labelled: {k} of {n} songs labelled against {100 * rate:.0f} % in the run "
                             f"(binomial p = {p:.1e})")  # fmt: skip
             entry["p_value"] = p
@@ -449,6 +457,57 @@ def _novel_clusters(rows: list[dict], truth: dict[str, str]) -> tuple[list[dict]
         else:
             known.append(entry)
     return candidates, known
+
+
+def _hidden_subgroups(rows: list[dict], truth: dict[str, str], known: list[dict], ids: list[str],
+                      x: np.ndarray, min_size: int) -> list[dict]:  # fmt: skip
+    """Under-labelled halves of known clusters: a new dialect absorbed by a known one.
+
+    An encoder that never heard a dialect tends to map it next to the nearest known one, so
+    HDBSCAN may give both one cluster, with enough labelled songs of the known dialect that the
+    cluster as a whole looks known. Each known cluster of at least ``2 * min_size`` fitted songs
+    is therefore split in two (k-means on the embeddings); a part of at least ``min_size`` songs
+    that is under-labelled by the rule of :func:`_novel_clusters`, against the run's labelled
+    share, is a candidate too. Splitting a cluster of one dialect gives two parts that are both
+    labelled at about the run's share, and is not reported.
+    """
+    from sklearn.cluster import KMeans
+
+    passed = [r for r in rows if not r.get("excluded") and r["cluster"] >= 0]
+    if not passed:
+        return []
+    rate = sum(r["detection_id"] in truth for r in passed) / len(passed)
+    index = {i: j for j, i in enumerate(ids)}
+    fitted = _members_by_cluster(passed)
+    everyone = _members_by_cluster([r for r in rows if r["cluster"] >= 0])
+    out = []
+    for entry in known:
+        c = entry["cluster"]
+        members = sorted(i for i in fitted[c] if i in index)
+        if len(members) < 2 * min_size:
+            continue
+        km = KMeans(n_clusters=2, n_init=10, random_state=0).fit(x[[index[i] for i in members]])
+        # the songs assigned to the cluster after the fit go to the nearer part too
+        assigned = sorted(i for i in everyone[c] - fitted[c] if i in index)
+        part_of = dict(zip(members, km.labels_.tolist(), strict=True))
+        if assigned:
+            part_of.update(zip(assigned, km.predict(x[[index[i] for i in assigned]]).tolist(), strict=True))
+        for q in (0, 1):
+            sub = [i for i in members if part_of[i] == q]
+            n = len(sub)
+            labs = Counter(truth[i] for i in sub if i in truth)
+            k = sum(labs.values())
+            p = _under_labelled(k, n, rate) if n >= min_size else None
+            if p is None:
+                continue
+            out.append({
+                "cluster": c, "subgroup": int(q), "size": sum(v == q for v in part_of.values()),
+                "songs_fitted": n, "labels": dict(labs), "labelled_share": round(k / n, 4), "p_value": p,
+                "why": (f"under-labelled part of cluster {c}: {k} of {n} songs labelled against "
+                        f"{100 * rate:.0f} % in the run (binomial p = {p:.1e})"),
+                "detection_ids": sorted(i for i, v in part_of.items() if v == q),
+            })  # fmt: skip
+    return out
 
 
 def novelty_report(storage: Storage, run_id: str | None = None, encoder_version: str | None = None) -> dict:
@@ -471,6 +530,11 @@ def novelty_report(storage: Storage, run_id: str | None = None, encoder_version:
     truth = storage.labels()
     labelled_any = any(i in truth for i in (r["detection_id"] for r in rows))
     candidates, known = _novel_clusters(rows, truth)
+    if labelled_any and known:
+        ids, x, _ = storage.load_points(run["encoder_version"])
+        params = run["params"] if isinstance(run["params"], dict) else json.loads(run["params"] or "{}")
+        min_size = int(params.get("min_cluster_size", ClusterParams.min_cluster_size))
+        candidates += _hidden_subgroups(rows, truth, known, ids, x, min_size)
     report = {
         "run_id": run["run_id"],
         "encoder_version": run["encoder_version"],
@@ -521,10 +585,12 @@ def format_report(summary: dict) -> str:
                 )
     nov = summary.get("novelty", summary)
     cands = nov.get("candidate_new_dialects", [])
-    lines.append(f"candidate new dialects (clusters without or with too few labelled songs): {len(cands)}")
+    lines.append("candidate new dialects (clusters, or parts of clusters, without or with too few labelled "
+                 f"songs): {len(cands)}")  # fmt: skip
     for e in cands:
         labs = ", ".join(f"{k} {v}" for k, v in sorted(e.get("labels", {}).items(), key=lambda kv: -kv[1]))
-        lines.append(f"  cluster {e['cluster']}: {e['size']} songs; {e.get('why', 'no labelled songs')}"
+        what = f"cluster {e['cluster']}" + (f" part {e['subgroup']}" if "subgroup" in e else "")
+        lines.append(f"  {what}: {e['size']} songs; {e.get('why', 'no labelled songs')}"
                      + (f" ({labs})" if labs else ""))  # fmt: skip
     if nov.get("note"):
         lines.append(f"  ({nov['note']})")

@@ -9,9 +9,12 @@ input is never modified), and prints:
   purity, all against the *full* labels;
 - the novelty report as the server computes it when the ``--hide`` dialects are *not* labelled
   (as for a dialect the encoder never saw), and for each hidden dialect whether a candidate-new
-  cluster is made of it (share of the dialect's songs in it and the cluster's purity).
+  cluster (or an under-labelled part of a known cluster) is made of it (share of the dialect's
+  songs in it and its purity); ``--label-fraction`` gives the server only a random share of the
+  other labels, as when researchers label a sample.
 
-    python tools/eval_clusters.py DB LABELS.csv [--hide XsB] [--encoder V] [--min-cluster-size 15] [--json]
+    python tools/eval_clusters.py DB LABELS.csv [--hide XsB] [--label-fraction 0.3] [--encoder V]
+        [--min-cluster-size 15] [--json]
 
 Exit status 0 always when it ran (it reports; the thresholds are the reader's, e.g. ARI >= 0.8).
 """
@@ -30,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 import click
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -49,6 +53,10 @@ def _is_edge_db(path: Path) -> bool:
 @click.argument("db", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("labels_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--hide", multiple=True, help="Dialect label(s) withheld from the server (novelty check).")
+@click.option("--label-fraction", type=click.FloatRange(0.0, 1.0, min_open=True), default=1.0, show_default=True,
+              help="Give the server only this random share of the (other) labels, as when researchers "
+                   "label a sample of the songs; the scores still use every label.")
+@click.option("--label-seed", default=0, show_default=True, help="Seed of the --label-fraction sample.")
 @click.option("--encoder", "encoder_version", default=None)
 @click.option("--min-cluster-size", type=int, default=15, show_default=True)
 @click.option("--min-samples", type=int, default=None)
@@ -63,7 +71,7 @@ def _is_edge_db(path: Path) -> bool:
     "--tolerance", type=float, default=1.0, show_default=True, help="For device_id,start_time labels."
 )
 @click.option("--json", "as_json", is_flag=True)
-def main(db, labels_csv, hide, encoder_version, min_cluster_size, min_samples, reduce_dim, include_truncated,
+def main(db, labels_csv, hide, label_fraction, label_seed, encoder_version, min_cluster_size, min_samples, reduce_dim, include_truncated,
          include_overlap, min_duration, max_duration, no_quality_filter, excluded, tolerance,
          as_json) -> None:  # fmt: skip
     """Cluster DB (server or edge database) and score it against LABELS_CSV."""
@@ -88,6 +96,9 @@ def main(db, labels_csv, hide, encoder_version, min_cluster_size, min_samples, r
                 res = import_labels(storage, labels_csv, tolerance)
                 truth = storage.labels()
                 hidden_ids = [i for i, lab in truth.items() if lab in set(hide)]
+                if label_fraction < 1.0:
+                    rng = np.random.default_rng(label_seed)
+                    hidden_ids += [i for i in sorted(truth) if truth[i] not in set(hide) and rng.random() >= label_fraction]
                 storage.delete_labels(hidden_ids)
                 params = ClusterParams(min_cluster_size=min_cluster_size, min_samples=min_samples,
                                        reduce_dim=reduce_dim, include_truncated=include_truncated,
@@ -101,7 +112,6 @@ def main(db, labels_csv, hide, encoder_version, min_cluster_size, min_samples, r
     except (ClusterError, StorageError) as exc:
         raise click.ClickException(str(exc)) from None
     ids = [m["detection_id"] for m in members]
-    import numpy as np
 
     # against the full labels (hidden ones included): over the songs that passed the quality filter
     # (what HDBSCAN was fitted on) and over every song of the run (the excluded ones assigned or -1)
@@ -114,17 +124,26 @@ def main(db, labels_csv, hide, encoder_version, min_cluster_size, min_samples, r
         if m["detection_id"] in truth:
             by_cluster.setdefault(m["cluster"], Counter())[truth[m["detection_id"]]] += 1
     hidden_report = []
-    cands = {e["cluster"] for e in summary["novelty"]["candidate_new_dialects"]}
+    # each candidate's labelled songs by true dialect: a whole cluster, or the part of one that
+    # the sub-group rule found (its fitted songs)
+    cand_counts = []
+    for e in summary["novelty"]["candidate_new_dialects"]:
+        if "detection_ids" in e:
+            cnt = Counter(truth[i] for i in e["detection_ids"] if i in truth)
+        else:
+            cnt = by_cluster.get(e["cluster"], Counter())
+        cand_counts.append((e, cnt))
     for lab in hide:
         n_lab = sum(c[lab] for c in by_cluster.values())
-        best = max(
-            ((c, cnt[lab]) for c, cnt in by_cluster.items() if c in cands), key=lambda t: t[1], default=None
-        )
+        best = max(cand_counts, key=lambda t: t[1][lab], default=None)
         entry = {"dialect": lab, "songs": n_lab, "found_as_novel": False}
-        if best and best[1] > 0:
-            c, k = best
-            entry.update(found_as_novel=True, cluster=c, share_of_dialect=round(k / n_lab, 4),
-                         cluster_purity=round(k / sum(by_cluster[c].values()), 4))  # fmt: skip
+        if best and best[1][lab] > 0:
+            e, cnt = best
+            k = cnt[lab]
+            entry.update(found_as_novel=True, cluster=e["cluster"], share_of_dialect=round(k / n_lab, 4),
+                         cluster_purity=round(k / sum(cnt.values()), 4))  # fmt: skip
+            if "subgroup" in e:
+                entry["part_of_cluster"] = True
         hidden_report.append(entry)
     out = {
         "database": str(db),
@@ -133,6 +152,7 @@ def main(db, labels_csv, hide, encoder_version, min_cluster_size, min_samples, r
             "matched": len(truth),
             "unresolved": len(res["unresolved"]),
             "hidden": list(hide),
+            "label_fraction": label_fraction,
         },  # fmt: skip
         "run": {k: summary[k] for k in ("run_id", "encoder_version", "n_points", "n_clusters", "n_outliers")},
         "metrics_full_labels": full,
@@ -168,7 +188,8 @@ def main(db, labels_csv, hide, encoder_version, min_cluster_size, min_samples, r
             )
     for h in hidden_report:
         if h["found_as_novel"]:
-            click.echo(f"hidden dialect {h['dialect']}: NOVEL cluster {h['cluster']} holds {100 * h['share_of_dialect']:.0f} % "
+            where = f"part of cluster {h['cluster']}" if h.get("part_of_cluster") else f"cluster {h['cluster']}"
+            click.echo(f"hidden dialect {h['dialect']}: NOVEL {where} holds {100 * h['share_of_dialect']:.0f} % "
                        f"of its {h['songs']} songs (cluster purity {h['cluster_purity']:.3f})")  # fmt: skip
         else:
             click.echo(f"hidden dialect {h['dialect']}: not found as a novel cluster ({h['songs']} songs)")

@@ -223,3 +223,44 @@ def test_too_few_songs_pass_the_filter_is_a_clear_error(storage, tmp_path):
     import_edge_db(storage, edb)
     with pytest.raises(ClusterError, match="too few"):
         run_clustering(storage, None, ClusterParams(min_cluster_size=10))
+
+
+def _absorbed_dialect(seed: int = 9):
+    """Four well-separated dialects plus a fifth (D4) lying just beside D0, close enough that
+    HDBSCAN gives D0 and D4 one cluster (as an encoder that never heard D4 tends to place it)."""
+    rng = np.random.default_rng(seed)
+    data = blob_detections(k=4, n_per=40, seed=seed)
+    d0 = np.mean([d.embedding for d, lab in data if lab == "D0"], axis=0)
+    d0 /= np.linalg.norm(d0)
+    step = rng.standard_normal(d0.size)
+    step -= (step @ d0) * d0
+    centre = d0 + 0.25 * step / np.linalg.norm(step)
+    for j in range(40):
+        e = centre + 0.12 * rng.standard_normal(d0.size) / np.sqrt(d0.size) * 3
+        data.append((make_detection("dev-1", 1000 + j, embedding=e.astype(np.float32)), "D4"))
+    return data
+
+
+def test_new_dialect_absorbed_by_a_known_cluster_is_found_as_an_under_labelled_part(storage, tmp_path):
+    data = _absorbed_dialect()
+    load_into_server(storage, [d for d, _ in data])
+    _write_labels(tmp_path / "l.csv", [(d, lab) for d, lab in data if lab != "D4"])
+    import_labels(storage, tmp_path / "l.csv")
+    s = run_clustering(storage, None, ClusterParams(min_cluster_size=10))
+    members = {m["detection_id"]: m["cluster"] for m in storage.run_members(s["run_id"])}
+    d4 = [d.id for d, lab in data if lab == "D4"]
+    d0 = [d.id for d, lab in data if lab == "D0"]
+    shared = {members[i] for i in d4} & {members[i] for i in d0}
+    assert len(shared) == 1, "precondition: D0 and D4 share one HDBSCAN cluster"
+    cands = s["novelty"]["candidate_new_dialects"]
+    assert len(cands) == 1
+    c = cands[0]
+    assert c["cluster"] == shared.pop() and "subgroup" in c and c["why"].startswith("under-labelled part")
+    got = set(c["detection_ids"])
+    assert len(got & set(d4)) >= 32 and len(got & set(d0)) <= 4, (len(got & set(d4)), len(got & set(d0)))
+    # every song labelled, or a random half of every dialect's: nothing to report
+    _write_labels(tmp_path / "all.csv", data)
+    import_labels(storage, tmp_path / "all.csv")
+    assert run_clustering(storage, None, ClusterParams(min_cluster_size=10))["novelty"]["candidate_new_dialects"] == []
+    storage.delete_labels([d.id for d, _ in data[::2]])
+    assert run_clustering(storage, None, ClusterParams(min_cluster_size=10))["novelty"]["candidate_new_dialects"] == []
