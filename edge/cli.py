@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_options import config_option
 from .config import load_config, to_toml
 from .errors import YellowhammerError
 
@@ -38,17 +39,6 @@ def friendly_errors(fn):
             raise click.ClickException(str(exc)) from None
 
     return wrapper
-
-
-config_option = click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="YH_CONFIG",
-    default=None,
-    help="Config file (TOML); also $YH_CONFIG. Defaults apply when omitted.",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -54,6 +54,19 @@ EMBEDDING_DTYPES = {"f16": "<f2", "f32": "<f4"}
 #: device ids and detection ids are topic levels / keys: no MQTT wildcards, no separators
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+:-]{0,127}$")
+#: the sync digest and resend messages count detections in time buckets of this many seconds
+BUCKET_S_RANGE = (60, 86400)
+
+
+def check_buckets(bucket_s, items, max_items: int, what: str) -> None:
+    """Shape check shared by the digest (server side) and the resend request (device side):
+    ``bucket_s`` an integer in ``BUCKET_S_RANGE`` and ``items`` a list of at most ``max_items``.
+    Raises ValueError with a one-line reason; the items themselves are the caller's to check."""
+    lo, hi = BUCKET_S_RANGE
+    if type(bucket_s) is not int or not lo <= bucket_s <= hi:
+        raise ValueError(f"bucket_s must be an integer from {lo} to {hi}")
+    if not isinstance(items, list) or len(items) > max_items:
+        raise ValueError(f"{what} must be a list of at most {max_items} {'pairs' if what == 'counts' else 'integers'}")
 
 
 def detections_topic(prefix: str, device_id: str) -> str:

@@ -43,7 +43,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from .config import Config
 from .errors import SyncError, YellowhammerError
-from .payload import check_device_id, detections_topic, encode_detection, stats_topic, status_topic
+from .payload import (
+    check_buckets,
+    check_device_id,
+    detections_topic,
+    encode_detection,
+    stats_topic,
+    status_topic,
+)
 from .store import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -75,10 +82,7 @@ def parse_resend(payload: bytes) -> tuple[int, list[int]]:
     if not isinstance(body, dict) or body.get("schema") != 1:
         raise ValueError("not a schema-1 object")
     bucket_s, buckets = body.get("bucket_s"), body.get("buckets")
-    if type(bucket_s) is not int or not 60 <= bucket_s <= 86400:
-        raise ValueError("bucket_s must be an integer from 60 to 86400")
-    if not isinstance(buckets, list) or len(buckets) > MAX_RESEND_BUCKETS:
-        raise ValueError(f"buckets must be a list of at most {MAX_RESEND_BUCKETS} integers")
+    check_buckets(bucket_s, buckets, MAX_RESEND_BUCKETS, "buckets")
     if not all(type(b) is int and b >= 0 for b in buckets):
         raise ValueError("buckets must be non-negative integers")
     return bucket_s, buckets
@@ -521,16 +525,10 @@ def _build_config(config_path, db, host, port, device_id, max_rate, batch_size) 
 def _make_sync_command():
     import click
 
+    from .cli_options import config_option
+
     @click.command("sync")
-    @click.option(
-        "--config",
-        "-c",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        envvar="YH_CONFIG",
-        default=None,
-        help="Config file (TOML); also $YH_CONFIG.",
-    )
+    @config_option
     @click.option(
         "--db",
         type=click.Path(dir_okay=False, path_type=Path),

@@ -42,7 +42,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.payload import ID_RE
+from edge.payload import ID_RE, check_buckets
 
 from .storage import Storage, StorageError, WriteResult
 from .validation import MAX_PAYLOAD_BYTES, Reject, parse_json, validate_detection
@@ -343,10 +343,10 @@ def parse_digest(payload: bytes, topic_device: str) -> tuple[int, list[tuple[int
     if body.get("device_id") != topic_device:
         raise Reject("digest: device_id does not match the topic")
     bucket_s, counts = body.get("bucket_s"), body.get("counts")
-    if type(bucket_s) is not int or not 60 <= bucket_s <= 86400:
-        raise Reject("digest: bucket_s must be an integer from 60 to 86400")
-    if not isinstance(counts, list) or len(counts) > MAX_DIGEST_BUCKETS:
-        raise Reject(f"digest: counts must be a list of at most {MAX_DIGEST_BUCKETS} pairs")
+    try:
+        check_buckets(bucket_s, counts, MAX_DIGEST_BUCKETS, "counts")
+    except ValueError as exc:
+        raise Reject(f"digest: {exc}") from None
     out = []
     for pair in counts:
         if (not isinstance(pair, list) or len(pair) != 2 or not all(type(v) is int and 0 <= v < 2**53 for v in pair)):  # fmt: skip

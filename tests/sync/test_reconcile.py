@@ -83,3 +83,25 @@ def test_server_asks_for_short_buckets_only_a_bounded_number_of_times(tmp_path):
         assert len(quarantine_reasons(tmp_path / "server.sqlite")) == 3
     finally:
         storage.close()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"schema": 1, "device_id": "dev-d", "bucket_s": 59, "counts": []}', "bucket_s must be an integer"),
+        (b'{"schema": 1, "device_id": "dev-d", "bucket_s": 3600.0, "counts": []}', "bucket_s must be an integer"),
+        (b'{"schema": 1, "device_id": "dev-d", "bucket_s": 3600, "counts": {}}', "counts must be a list"),
+        (b'{"schema": 1, "device_id": "dev-d", "bucket_s": 3600, "counts": [[1]]}', "each count must be"),
+        (b'{"schema": 1, "device_id": "dev-e", "bucket_s": 3600, "counts": []}', "does not match the topic"),
+    ],
+)
+def test_server_rejects_malformed_digests_with_a_reason(payload, reason):
+    from server.ingest import parse_digest
+    from server.validation import Reject
+
+    with pytest.raises(Reject, match=reason):
+        parse_digest(payload, "dev-d")
+    assert parse_digest(b'{"schema": 1, "device_id": "dev-d", "bucket_s": 3600, "counts": [[5, 2]]}', "dev-d") == (
+        3600,
+        [(5, 2)],
+    )
