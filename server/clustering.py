@@ -413,6 +413,8 @@ def compare_runs(prev_rows: list[dict], cur_rows: list[dict]) -> dict:
 #: a cluster holding far fewer labelled songs than the run's labelled share would give it by
 #: chance (one-sided binomial probability below this) is a candidate new dialect too
 NOVELTY_P = 1e-3
+#: known clusters are bisected at most this many times over when looking for an absorbed dialect
+_MAX_SPLIT_DEPTH = 3
 
 
 def _under_labelled(k: int, n: int, rate: float) -> float | None:
@@ -466,10 +468,11 @@ def _hidden_subgroups(rows: list[dict], truth: dict[str, str], known: list[dict]
     An encoder that never heard a dialect tends to map it next to the nearest known one, so
     HDBSCAN may give both one cluster, with enough labelled songs of the known dialect that the
     cluster as a whole looks known. Each known cluster of at least ``2 * min_size`` fitted songs
-    is therefore split in two (k-means on the embeddings); a part of at least ``min_size`` songs
-    that is under-labelled by the rule of :func:`_novel_clusters`, against the run's labelled
-    share, is a candidate too. Splitting a cluster of one dialect gives two parts that are both
-    labelled at about the run's share, and is not reported.
+    is therefore split in two (k-means on the embeddings), and each part again, up to
+    ``_MAX_SPLIT_DEPTH`` levels; a part of at least ``min_size`` songs that is under-labelled by
+    the rule of :func:`_novel_clusters`, against the run's labelled share, is a candidate (and
+    is not split further). Splitting a cluster of one dialect gives parts that are all labelled
+    at about the run's share, and is not reported.
     """
     from sklearn.cluster import KMeans
 
@@ -486,27 +489,33 @@ def _hidden_subgroups(rows: list[dict], truth: dict[str, str], known: list[dict]
         members = sorted(i for i in fitted[c] if i in index)
         if len(members) < 2 * min_size:
             continue
-        km = KMeans(n_clusters=2, n_init=10, random_state=0).fit(x[[index[i] for i in members]])
-        # the songs assigned to the cluster after the fit go to the nearer part too
         assigned = sorted(i for i in everyone[c] - fitted[c] if i in index)
-        part_of = dict(zip(members, km.labels_.tolist(), strict=True))
-        if assigned:
-            part_of.update(zip(assigned, km.predict(x[[index[i] for i in assigned]]).tolist(), strict=True))
-        for q in (0, 1):
-            sub = [i for i in members if part_of[i] == q]
-            n = len(sub)
-            labs = Counter(truth[i] for i in sub if i in truth)
-            k = sum(labs.values())
-            p = _under_labelled(k, n, rate) if n >= min_size else None
-            if p is None:
+        # bisect: a part that is not under-labelled but big enough is split again
+        todo = [("", members, assigned)]
+        while todo:
+            path, fit_ids, other_ids = todo.pop(0)
+            if len(fit_ids) < 2 * min_size or len(path) >= _MAX_SPLIT_DEPTH:
                 continue
-            out.append({
-                "cluster": c, "subgroup": int(q), "size": sum(v == q for v in part_of.values()),
-                "songs_fitted": n, "labels": dict(labs), "labelled_share": round(k / n, 4), "p_value": p,
-                "why": (f"under-labelled part of cluster {c}: {k} of {n} songs labelled against "
-                        f"{100 * rate:.0f} % in the run (binomial p = {p:.1e})"),
-                "detection_ids": sorted(i for i, v in part_of.items() if v == q),
-            })  # fmt: skip
+            km = KMeans(n_clusters=2, n_init=10, random_state=0).fit(x[[index[i] for i in fit_ids]])
+            # the songs assigned to the cluster after the fit go to the nearer part too
+            other_part = km.predict(x[[index[i] for i in other_ids]]).tolist() if other_ids else []
+            for q in (0, 1):
+                sub = [i for i, v in zip(fit_ids, km.labels_.tolist(), strict=True) if v == q]
+                sub_other = [i for i, v in zip(other_ids, other_part, strict=True) if v == q]
+                n = len(sub)
+                labs = Counter(truth[i] for i in sub if i in truth)
+                k = sum(labs.values())
+                p = _under_labelled(k, n, rate) if n >= min_size else None
+                if p is None:
+                    todo.append((path + str(q), sub, sub_other))
+                    continue
+                out.append({
+                    "cluster": c, "subgroup": path + str(q), "size": n + len(sub_other),
+                    "songs_fitted": n, "labels": dict(labs), "labelled_share": round(k / n, 4), "p_value": p,
+                    "why": (f"under-labelled part of cluster {c}: {k} of {n} songs labelled against "
+                            f"{100 * rate:.0f} % in the run (binomial p = {p:.1e})"),
+                    "detection_ids": sorted(sub + sub_other),
+                })  # fmt: skip
     return out
 
 
