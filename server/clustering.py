@@ -427,6 +427,12 @@ def _under_labelled(k: int, n: int, rate: float) -> float | None:
     return p if k / n <= rate / 2 and p < NOVELTY_P else None
 
 
+def _fitted_and_rate(rows: list[dict], truth: dict[str, str]) -> tuple[list[dict], float]:
+    """A run's songs that were fitted into a cluster, and the share of them that is labelled."""
+    passed = [r for r in rows if not r.get("excluded") and r["cluster"] >= 0]
+    return passed, (sum(r["detection_id"] in truth for r in passed) / len(passed) if passed else 0.0)
+
+
 def _novel_clusters(rows: list[dict], truth: dict[str, str]) -> tuple[list[dict], list[dict]]:
     """Split a run's clusters into candidate new dialects and known ones.
 
@@ -437,8 +443,7 @@ def _novel_clusters(rows: list[dict], truth: dict[str, str]) -> tuple[list[dict]
     dialect's cluster gets labelled songs at about the run's rate; a new dialect gets only the
     few labelled songs of other dialects that stray into it).
     """
-    passed = [r for r in rows if not r.get("excluded") and r["cluster"] >= 0]
-    rate = sum(r["detection_id"] in truth for r in passed) / len(passed) if passed else 0.0
+    passed, rate = _fitted_and_rate(rows, truth)
     sizes = Counter(r["cluster"] for r in rows if r["cluster"] >= 0)
     candidates, known = [], []
     for c, members in sorted(_members_by_cluster(passed).items()):
@@ -476,10 +481,9 @@ def _hidden_subgroups(rows: list[dict], truth: dict[str, str], known: list[dict]
     """
     from sklearn.cluster import KMeans
 
-    passed = [r for r in rows if not r.get("excluded") and r["cluster"] >= 0]
+    passed, rate = _fitted_and_rate(rows, truth)
     if not passed:
         return []
-    rate = sum(r["detection_id"] in truth for r in passed) / len(passed)
     index = {i: j for j, i in enumerate(ids)}
     fitted = _members_by_cluster(passed)
     everyone = _members_by_cluster([r for r in rows if r["cluster"] >= 0])

@@ -129,16 +129,15 @@ def test_files_are_separate_streams(tmp_path, models):
     assert comp.pipeline.stats.streams == 2
 
 
+def _clips_config(data_dir) -> Config:
+    """Defaults with the data directory in ``data_dir`` and clip saving on."""
+    env = {"YH_DEVICE__DATA_DIR": str(data_dir), "YH_STORE__SAVE_CLIPS": "true", "YH_STORE__MIN_FREE_MB": "0"}
+    return load_config(None, env=env)
+
+
 def test_store_and_clips_end_to_end(stream, models, tmp_path):
     path, truth = stream
-    cfg = load_config(
-        None,
-        env={
-            "YH_DEVICE__DATA_DIR": str(tmp_path),
-            "YH_STORE__SAVE_CLIPS": "true",
-            "YH_STORE__MIN_FREE_MB": "0",
-        },
-    )
+    cfg = _clips_config(tmp_path)
     store = SqliteStore(cfg.db_path)
     det, enc = models
     comp = build_pipeline(cfg, store=store, detector=det, encoder=enc)
@@ -206,14 +205,7 @@ def test_a_48k_stream_goes_unresampled_into_the_frontend_with_the_same_detection
     ref, _ = run_file([hi], models)  # resampled to the model rate by the source
     chunks = list(ReplaySource([hi], SR, rate_multiples=True).chunks(threading.Event()))
     assert {c.sample_rate for c in chunks} == {2 * SR}
-    cfg = load_config(
-        None,
-        env={
-            "YH_DEVICE__DATA_DIR": str(tmp_path),
-            "YH_STORE__SAVE_CLIPS": "true",
-            "YH_STORE__MIN_FREE_MB": "0",
-        },
-    )
+    cfg = _clips_config(tmp_path)
     store = SqliteStore(cfg.db_path)
     comp = build_pipeline(cfg, store=store, detector=det, encoder=enc)
     got = []
