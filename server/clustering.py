@@ -466,6 +466,23 @@ def _novel_clusters(rows: list[dict], truth: dict[str, str]) -> tuple[list[dict]
     return candidates, known
 
 
+_BISECT_MAX = 3000  # Ward linkage on at most this many songs (memory grows with the square)
+
+
+def _bisect(z: np.ndarray) -> list[int]:
+    """Split embeddings in two by Ward linkage (on an evenly spaced sample of at most
+    ``_BISECT_MAX`` rows, the rest joining the nearer part's mean)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    step = max(1, -(-len(z) // _BISECT_MAX))
+    sample = z[::step]
+    lab = fcluster(linkage(sample.astype(np.float64), "ward"), 2, "maxclust") - 1
+    if step == 1:
+        return lab.tolist()
+    centres = np.stack([sample[lab == q].mean(axis=0) for q in (0, 1)])
+    return np.argmax(z @ centres.T, axis=1).tolist()
+
+
 def _hidden_subgroups(rows: list[dict], truth: dict[str, str], known: list[dict], ids: list[str],
                       x: np.ndarray, min_size: int) -> list[dict]:  # fmt: skip
     """Under-labelled halves of known clusters: a new dialect absorbed by a known one.
@@ -473,14 +490,12 @@ def _hidden_subgroups(rows: list[dict], truth: dict[str, str], known: list[dict]
     An encoder that never heard a dialect tends to map it next to the nearest known one, so
     HDBSCAN may give both one cluster, with enough labelled songs of the known dialect that the
     cluster as a whole looks known. Each known cluster of at least ``2 * min_size`` fitted songs
-    is therefore split in two (k-means on the embeddings), and each part again, up to
+    is therefore split in two (Ward linkage on the embeddings, :func:`_bisect`), and each part again, up to
     ``_MAX_SPLIT_DEPTH`` levels; a part of at least ``min_size`` songs that is under-labelled by
     the rule of :func:`_novel_clusters`, against the run's labelled share, is a candidate (and
     is not split further). Splitting a cluster of one dialect gives parts that are all labelled
     at about the run's share, and is not reported.
     """
-    from sklearn.cluster import KMeans
-
     passed, rate = _fitted_and_rate(rows, truth)
     if not passed:
         return []
@@ -490,21 +505,26 @@ def _hidden_subgroups(rows: list[dict], truth: dict[str, str], known: list[dict]
     out = []
     for entry in known:
         c = entry["cluster"]
-        members = sorted(i for i in fitted[c] if i in index)
+        # in load_points' order (start time): the same songs give the same split, whatever their ids
+        members = sorted((i for i in fitted[c] if i in index), key=index.__getitem__)
         if len(members) < 2 * min_size:
             continue
-        assigned = sorted(i for i in everyone[c] - fitted[c] if i in index)
+        assigned = sorted((i for i in everyone[c] - fitted[c] if i in index), key=index.__getitem__)
         # bisect: a part that is not under-labelled but big enough is split again
         todo = [("", members, assigned)]
         while todo:
             path, fit_ids, other_ids = todo.pop(0)
             if len(fit_ids) < 2 * min_size or len(path) >= _MAX_SPLIT_DEPTH:
                 continue
-            km = KMeans(n_clusters=2, n_init=10, random_state=0).fit(x[[index[i] for i in fit_ids]])
+            fit_part = _bisect(x[[index[i] for i in fit_ids]])
+            centres = np.stack([x[[index[i] for i, v in zip(fit_ids, fit_part, strict=True) if v == q]].mean(axis=0)
+                                for q in (0, 1)])  # fmt: skip
             # the songs assigned to the cluster after the fit go to the nearer part too
-            other_part = km.predict(x[[index[i] for i in other_ids]]).tolist() if other_ids else []
+            other_part = (
+                np.argmax(x[[index[i] for i in other_ids]] @ centres.T, axis=1).tolist() if other_ids else []
+            )
             for q in (0, 1):
-                sub = [i for i, v in zip(fit_ids, km.labels_.tolist(), strict=True) if v == q]
+                sub = [i for i, v in zip(fit_ids, fit_part, strict=True) if v == q]
                 sub_other = [i for i, v in zip(other_ids, other_part, strict=True) if v == q]
                 n = len(sub)
                 labs = Counter(truth[i] for i in sub if i in truth)
