@@ -469,18 +469,23 @@ def _novel_clusters(rows: list[dict], truth: dict[str, str]) -> tuple[list[dict]
 _BISECT_MAX = 3000  # Ward linkage on at most this many songs (memory grows with the square)
 
 
-def _bisect(z: np.ndarray) -> list[int]:
-    """Split embeddings in two by Ward linkage (on an evenly spaced sample of at most
-    ``_BISECT_MAX`` rows, the rest joining the nearer part's mean)."""
+def _bisect(z: np.ndarray, extra: np.ndarray) -> tuple[list[int], list[int]]:
+    """Split embeddings ``z`` in two by Ward linkage, on an evenly spaced sample of at most
+    ``_BISECT_MAX`` rows; the other rows of ``z`` and the rows of ``extra`` join the part whose
+    mean is nearer. Returns the parts (0 or 1) of ``z`` and of ``extra``."""
     from scipy.cluster.hierarchy import fcluster, linkage
 
     step = max(1, -(-len(z) // _BISECT_MAX))
     sample = z[::step]
     lab = fcluster(linkage(sample.astype(np.float64), "ward"), 2, "maxclust") - 1
-    if step == 1:
-        return lab.tolist()
     centres = np.stack([sample[lab == q].mean(axis=0) for q in (0, 1)])
-    return np.argmax(z @ centres.T, axis=1).tolist()
+
+    def nearer(rows: np.ndarray) -> list[int]:
+        if not len(rows):
+            return []
+        return np.argmin(((rows[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1).tolist()
+
+    return (lab.tolist() if step == 1 else nearer(z)), nearer(extra)
 
 
 def _hidden_subgroups(rows: list[dict], truth: dict[str, str], known: list[dict], ids: list[str],
@@ -490,8 +495,8 @@ def _hidden_subgroups(rows: list[dict], truth: dict[str, str], known: list[dict]
     An encoder that never heard a dialect tends to map it next to the nearest known one, so
     HDBSCAN may give both one cluster, with enough labelled songs of the known dialect that the
     cluster as a whole looks known. Each known cluster of at least ``2 * min_size`` fitted songs
-    is therefore split in two (Ward linkage on the embeddings, :func:`_bisect`), and each part again, up to
-    ``_MAX_SPLIT_DEPTH`` levels; a part of at least ``min_size`` songs that is under-labelled by
+    is therefore split in two (Ward linkage on the embeddings, :func:`_bisect`), and each
+    part again, up to ``_MAX_SPLIT_DEPTH`` levels; a part of at least ``min_size`` songs that is under-labelled by
     the rule of :func:`_novel_clusters`, against the run's labelled share, is a candidate (and
     is not split further). Splitting a cluster of one dialect gives parts that are all labelled
     at about the run's share, and is not reported.
@@ -516,13 +521,8 @@ def _hidden_subgroups(rows: list[dict], truth: dict[str, str], known: list[dict]
             path, fit_ids, other_ids = todo.pop(0)
             if len(fit_ids) < 2 * min_size or len(path) >= _MAX_SPLIT_DEPTH:
                 continue
-            fit_part = _bisect(x[[index[i] for i in fit_ids]])
-            centres = np.stack([x[[index[i] for i, v in zip(fit_ids, fit_part, strict=True) if v == q]].mean(axis=0)
-                                for q in (0, 1)])  # fmt: skip
-            # the songs assigned to the cluster after the fit go to the nearer part too
-            other_part = (
-                np.argmax(x[[index[i] for i in other_ids]] @ centres.T, axis=1).tolist() if other_ids else []
-            )
+            # the songs assigned to the cluster after the fit go to the nearer part
+            fit_part, other_part = _bisect(x[[index[i] for i in fit_ids]], x[[index[i] for i in other_ids]])
             for q in (0, 1):
                 sub = [i for i, v in zip(fit_ids, fit_part, strict=True) if v == q]
                 sub_other = [i for i, v in zip(other_ids, other_part, strict=True) if v == q]

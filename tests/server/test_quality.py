@@ -267,3 +267,19 @@ def test_new_dialect_absorbed_by_a_known_cluster_is_found_as_an_under_labelled_p
     assert run_clustering(storage, None, ClusterParams(min_cluster_size=10))["novelty"]["candidate_new_dialects"] == []
     storage.delete_labels([d.id for d, _ in data[::2]])
     assert run_clustering(storage, None, ClusterParams(min_cluster_size=10))["novelty"]["candidate_new_dialects"] == []
+
+
+def test_bisect_on_a_sample_places_every_song(monkeypatch):
+    """Big clusters are split on an even sample; the other songs (and the assigned ones) join the
+    nearer part: two separated groups come out whole either way."""
+    from server import clustering
+
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal(32), rng.standard_normal(32)
+    z = np.concatenate([a + 0.1 * rng.standard_normal((150, 32)), b + 0.1 * rng.standard_normal((90, 32))])
+    extra = np.stack([a, b, b])
+    for cap in (1000, 40):  # all rows, then a sample of every 7th
+        monkeypatch.setattr(clustering, "_BISECT_MAX", cap)
+        parts, extra_parts = clustering._bisect(z.astype(np.float32), extra.astype(np.float32))
+        assert len(set(parts[:150])) == 1 and len(set(parts[150:])) == 1 and parts[0] != parts[-1]
+        assert extra_parts == [parts[0], parts[-1], parts[-1]]
