@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 
 from server.clustering import ClusterError, ClusterParams, novelty_report, run_clustering
 from server.labels import import_labels
-from server.storage import SqliteStorage
-from tests.sync.helpers import blob_detections, load_into_server
-
-
-@pytest.fixture()
-def storage(tmp_path):
-    s = SqliteStorage(tmp_path / "server.sqlite")
-    yield s
-    s.close()
-
-
-def _write_labels(path, pairs, skip: set[str] = frozenset()) -> None:
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["detection_id", "label"])
-        for d, lab in pairs:
-            if lab not in skip:
-                w.writerow([d.id, lab])
+from tests.sync.helpers import blob_detections, load_into_server, write_labels
 
 
 def test_blobs_are_recovered_and_left_out_dialect_is_novel(storage, tmp_path):
     data = blob_detections(k=6, n_per=50)
     load_into_server(storage, [d for d, _ in data])
-    _write_labels(tmp_path / "labels.csv", data, skip={"D5"})  # D5: never labelled, "new dialect"
+    write_labels(tmp_path / "labels.csv", data, skip={"D5"})  # D5: never labelled, "new dialect"
     assert import_labels(storage, tmp_path / "labels.csv")["imported"] == 250
     summary = run_clustering(storage, None, ClusterParams(min_cluster_size=10))
     m = summary["metrics"]
@@ -77,7 +58,7 @@ def test_encoder_versions_are_never_mixed(storage):
 def test_subsampled_fit_assigns_the_rest(storage, tmp_path):
     data = blob_detections(k=5, n_per=120, seed=4)
     load_into_server(storage, [d for d, _ in data])
-    _write_labels(tmp_path / "l.csv", data)
+    write_labels(tmp_path / "l.csv", data)
     import_labels(storage, tmp_path / "l.csv")
     s = run_clustering(storage, None, ClusterParams(min_cluster_size=10, max_fit=200))
     assert s["metrics"]["fitted_points"] == 200 and s["n_points"] == 600

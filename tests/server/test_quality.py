@@ -21,14 +21,7 @@ from server.ingest import Message, MessageHandler, import_edge_db
 from server.labels import import_labels
 from server.storage import SqliteStorage
 from server.validation import Reject, validate_detection
-from tests.sync.helpers import blob_detections, fill_store, load_into_server, make_detection
-
-
-@pytest.fixture()
-def storage(tmp_path):
-    s = SqliteStorage(tmp_path / "server.sqlite")
-    yield s
-    s.close()
+from tests.sync.helpers import blob_detections, fill_store, load_into_server, make_detection, write_labels
 
 
 def _with_extra(d, **extra):
@@ -138,15 +131,6 @@ def test_quality_exclusions_reasons():
         ClusterParams(excluded="drop")
 
 
-def _write_labels(path, pairs, skip=frozenset()):
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["detection_id", "label"])
-        for d, lab in pairs:
-            if lab not in skip:
-                w.writerow([d.id, lab])
-
-
 def _noisy_blobs(seed=5):
     """Blob dialects plus 'overlap' songs whose embeddings are random (a bad segment)."""
     data = blob_detections(k=4, n_per=40, seed=seed)
@@ -163,7 +147,7 @@ def _noisy_blobs(seed=5):
 def test_filter_keeps_overlap_out_of_the_fit_and_reports_coverage(storage, tmp_path, mode):
     data, noisy = _noisy_blobs()
     load_into_server(storage, [d for d, _ in data + noisy])
-    _write_labels(tmp_path / "l.csv", data + noisy)
+    write_labels(tmp_path / "l.csv", data + noisy)
     import_labels(storage, tmp_path / "l.csv")
     s = run_clustering(storage, None, ClusterParams(min_cluster_size=10, excluded=mode))
     m, cov = s["metrics"], s["metrics"]["coverage"]
@@ -205,13 +189,13 @@ def test_under_labelled_cluster_is_a_candidate_new_dialect(storage, tmp_path):
     # D4 is the new dialect, but two of its songs carry (wrong) labels of known dialects
     pairs = [(d, lab) for d, lab in data if lab != "D4"]
     strays = [(d, "D0") for d, lab in data if lab == "D4"][:2]
-    _write_labels(tmp_path / "l.csv", pairs + strays)
+    write_labels(tmp_path / "l.csv", pairs + strays)
     import_labels(storage, tmp_path / "l.csv")
     s = run_clustering(storage, None, ClusterParams(min_cluster_size=10))
     cands = s["novelty"]["candidate_new_dialects"]
     assert len(cands) == 1 and cands[0]["why"].startswith("under-labelled") and cands[0]["labels"] == {"D0": 2}
     # fully labelled: no false alarm
-    _write_labels(tmp_path / "all.csv", data)
+    write_labels(tmp_path / "all.csv", data)
     import_labels(storage, tmp_path / "all.csv")
     s = run_clustering(storage, None, ClusterParams(min_cluster_size=10))
     assert s["novelty"]["candidate_new_dialects"] == []
@@ -244,7 +228,7 @@ def _absorbed_dialect(seed: int = 9):
 def test_new_dialect_absorbed_by_a_known_cluster_is_found_as_an_under_labelled_part(storage, tmp_path):
     data = _absorbed_dialect()
     load_into_server(storage, [d for d, _ in data])
-    _write_labels(tmp_path / "l.csv", [(d, lab) for d, lab in data if lab != "D4"])
+    write_labels(tmp_path / "l.csv", [(d, lab) for d, lab in data if lab != "D4"])
     import_labels(storage, tmp_path / "l.csv")
     s = run_clustering(storage, None, ClusterParams(min_cluster_size=10))
     members = {m["detection_id"]: m["cluster"] for m in storage.run_members(s["run_id"])}
@@ -262,7 +246,7 @@ def test_new_dialect_absorbed_by_a_known_cluster_is_found_as_an_under_labelled_p
     # most of the new dialect, and mostly it (a split is not exact where the blobs touch)
     assert n4 >= 28 and n4 >= 3 * n0, (n4, n0)
     # every song labelled, or a random half of every dialect's: nothing to report
-    _write_labels(tmp_path / "all.csv", data)
+    write_labels(tmp_path / "all.csv", data)
     import_labels(storage, tmp_path / "all.csv")
     assert run_clustering(storage, None, ClusterParams(min_cluster_size=10))["novelty"]["candidate_new_dialects"] == []
     storage.delete_labels([d.id for d, _ in data[::2]])

@@ -137,6 +137,18 @@ def blob_detections(k: int = 6, n_per: int = 50, dim: int = 32, spread: float = 
     return out
 
 
+def write_labels(path, pairs, skip: frozenset[str] | set[str] = frozenset()) -> None:
+    """A ``detection_id,label`` CSV of ``(detection, label)`` pairs, leaving out labels in ``skip``."""
+    import csv
+
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["detection_id", "label"])
+        for d, lab in pairs:
+            if lab not in skip:
+                w.writerow([d.id, lab])
+
+
 def load_into_server(storage, detections) -> None:
     """Feed detections through the ingest's validation path (no broker needed)."""
     from edge.payload import encode_detection
