@@ -2,16 +2,19 @@
 
 Pure numpy and stream-based; no I/O. Two time scales work together:
 
-1. **Detector windows** (e.g. 1 s every 0.5 s) say *where* a yellowhammer sings. Active windows
+1. **Detector windows** (e.g. 1 s every 1 s) say *where* a yellowhammer sings. Active windows
    (probability >= threshold) that overlap or lie closer than ``merge_gap_s`` form a *region*.
    A region is closed once a later window starts more than ``merge_gap_s`` after its end, so a
    song that spans chunk boundaries is simply a region that stays open across calls.
-2. The **song-band energy envelope** (one value per 10 ms frame: the mean power of the mel bands
-   in ``SONG_BAND_HZ``, in dB) says *exactly when*: inside the region (widened by one detector hop
-   on each side) the frames louder than an adaptive threshold above the running noise floor are
-   joined across syllable gaps shorter than ``merge_gap_s``; each joined run that overlaps the
-   active windows and lasts at least ``min_song_s`` is a song. Onset and offset are therefore
-   resolved to a frame (10 ms), well below the detector hop.
+2. The **band-contrast envelope** (one value per 10 ms frame, see :meth:`SongSegmenter.
+   contrast_envelope`: how far the loudest few mel bands in ``SONG_BAND_HZ`` stand above their
+   own noise floors, less the median band's) says *exactly when*: inside the region (widened by
+   one detector hop on each side) the frames above an adaptive threshold (a share of the loudest
+   frame within half a second, above the envelope's noise floor) are joined across syllable gaps
+   shorter than ``merge_gap_s``; each joined run that overlaps the active windows and lasts at
+   least ``min_song_s`` is a song. Onset and offset are therefore resolved to a frame (10 ms),
+   well below the detector hop. The song-band power (mean of the same bands) gives the SNR
+   figure and the energy gate.
 
 Runs longer than ``max_song_s`` are two (or more) birds singing into each other: they are cut
 where the slow envelope drops most (end of the first song) and rises most (start of the next),
@@ -27,6 +30,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import maximum_filter1d
 
 from .frontend import FrontendConfig, mel_frequencies
 
@@ -38,11 +42,14 @@ with the brief excursions and the X note near 8 kHz, but not the wind below."""
 
 _FLOOR_SECONDS = 20.0  # noise floor: a low percentile of the envelope over this much history
 _FLOOR_PERCENTILE = 20.0
+_FLOOR_STEP = 5  # the band-contrast floors use every 5th frame of that history
 _MIN_RUN_FRAMES = 2  # above-threshold blips shorter than this are noise, not song
 _SLOW_FRAMES = 15  # slow envelope (150 ms) for finding where overlapping songs meet
 _STEP_BEFORE = 30  # frames averaged before a candidate step between overlapping songs
 _STEP_AFTER = 50  # frames after it whose maximum must stay below (a dip is not an end)
 _TYPICAL_SONG_S = 2.3  # where a hidden boundary is put when the envelope shows none
+_TOP_BANDS = 3  # placement envelope: mean contrast of the loudest few song bands ...
+_LOCAL_PEAK_FRAMES = 50  # ... thresholded relative to the loudest frame within 0.5 s
 _MAX_REGION_S = 30.0  # a region longer than this is closed anyway (a chorus must not grow memory)
 
 
@@ -157,6 +164,7 @@ class SongSegmenter:
     def reset(self) -> None:
         """Start a new stream (the previous one must have been flushed)."""
         self._env = np.zeros(0, dtype=np.float32)  # song-band envelope, dB, one value per frame
+        self._bands = np.zeros((0, int(self._mask.sum())), dtype=np.float32)  # song-band mel levels, dB
         self._env_start = 0  # absolute frame index of self._env[0]
         self.n_frames = 0
         self._region: list[tuple[int, float]] | None = None  # active windows (start, p)
@@ -169,6 +177,7 @@ class SongSegmenter:
         if frames.shape[0] == 0:
             return
         self._env = np.concatenate([self._env, band_envelope(frames, self._mask)])
+        self._bands = np.concatenate([self._bands, frames[:, self._mask]])
         self.n_frames += frames.shape[0]
         # drop the history nothing can need any more; in steps, so the copy above stays small
         oldest_needed = min(self.n_frames - self._keep, self._last_window_start - self._keep)
@@ -177,6 +186,7 @@ class SongSegmenter:
         excess = oldest_needed - self._env_start
         if excess > self._keep // 4:
             self._env = self._env[excess:].copy()
+            self._bands = self._bands[excess:].copy()
             self._env_start += excess
 
     def envelope(self, start: int, stop: int) -> np.ndarray:
@@ -186,6 +196,40 @@ class SongSegmenter:
         if stop <= start:
             return np.zeros(0, dtype=np.float32)
         return self._env[start - self._env_start : stop - self._env_start]
+
+    def contrast_envelope(self, start: int, stop: int, upto: int) -> tuple[np.ndarray, float]:
+        """Placement envelope of frames ``[start, stop)`` and its noise floor, dB.
+
+        Every song-band mel band is taken relative to its own noise floor (a low percentile over
+        the ``_FLOOR_SECONDS`` before ``upto``). A frame's value is the mean contrast of its
+        ``_TOP_BANDS`` highest bands minus the median band's contrast:
+
+        - a narrow terminal whistle counts as much as a broadband syllable (in the mean power of
+          all song bands it is about 10 dB weaker, and low-SNR songs ended before it);
+        - a click or a rain drop, which lifts every band at once, counts for little (in the mean
+          power it joined songs across their ends).
+        """
+        # every _FLOOR_STEP-th frame of the history (on absolute frame numbers, so the result
+        # does not depend on the chunking) estimates the floors as well at a fifth of the cost
+        h0 = -(-max(upto - self._floor_frames, self._env_start) // _FLOOR_STEP) * _FLOOR_STEP
+        hist = self._bands[h0 - self._env_start : upto - self._env_start : _FLOOR_STEP]
+        if hist.shape[0] == 0:
+            return np.zeros(0, dtype=np.float32), 0.0
+        k = int(hist.shape[0] * _FLOOR_PERCENTILE / 100.0)
+        bfloor = np.partition(hist, k, axis=0)[k]
+        nb, top = hist.shape[1], min(_TOP_BANDS, hist.shape[1])
+        mid = nb // 2
+
+        def env_of(x: np.ndarray) -> np.ndarray:
+            c = np.partition(x - bfloor, sorted({mid, nb - top}), axis=1)
+            return (c[:, nb - top :].mean(axis=1) - c[:, mid]).astype(np.float32)
+
+        hist_env = env_of(hist)
+        floor = float(np.partition(hist_env, k)[k])
+        start, stop = max(start, self._env_start), min(stop, self.n_frames)
+        if stop <= start:
+            return np.zeros(0, dtype=np.float32), floor
+        return env_of(self._bands[start - self._env_start : stop - self._env_start]), floor
 
     @property
     def history_frames(self) -> int:
@@ -259,7 +303,9 @@ class SongSegmenter:
         env = self.envelope(lo, hi)
         if env.size == 0:
             return []
-        floor = self.noise_floor_db(hi)
+        # the SNR figure comes from the song-band power; placement from the band contrasts
+        snr_env, snr_floor = env, self.noise_floor_db(hi)
+        env, floor = self.contrast_envelope(lo, hi, hi)
         peak = float(env.max())
         contrast = peak - floor
         at_start = lo == 0
@@ -269,8 +315,11 @@ class SongSegmenter:
             s = a + self.window_frames // 4
             e = max(s + 1, b - self.window_frames // 4)
             truncated = (at_start and a == 0) or (at_end and b >= self.n_frames)
-            return [self._song(s, e, region, floor, truncated=truncated, refined=False)]
-        thr = floor + min(12.0, max(3.0, 0.35 * contrast))
+            return [self._song(s, e, region, snr_floor, truncated=truncated, refined=False)]
+        # the threshold rises with the loudest frame nearby (a loud song's reverberation tail
+        # stays out), but a quiet song beside a loud sound gets its own, lower threshold
+        local = maximum_filter1d(env, size=2 * _LOCAL_PEAK_FRAMES + 1, mode="nearest") - floor
+        thr = floor + np.clip(0.35 * local, 3.0, 12.0)
         above = env > thr
         for s, e in _runs(above):  # drop blips
             if e - s < _MIN_RUN_FRAMES:
@@ -301,7 +350,9 @@ class SongSegmenter:
                     at_end and pe == e and e >= env.size - self.gap_frames
                 )
                 songs.append(
-                    self._song(ps + lo, pe + lo, region, floor, truncated, overlap=overlap, env=env[ps:pe])
+                    self._song(
+                        ps + lo, pe + lo, region, snr_floor, truncated, overlap=overlap, env=snr_env[ps:pe]
+                    )
                 )
         if songs:
             self._emitted_until = max(self._emitted_until, max(x.end_frame for x in songs))
