@@ -144,6 +144,11 @@ def main(db, labels_csv, hide, label_fraction, label_seed, encoder_version, min_
                          cluster_purity=round(k / sum(cnt.values()), 4))  # fmt: skip
             if "subgroup" in e:
                 entry["part_of_cluster"] = True
+            # all candidates in which the dialect is the largest group (it may come out in parts)
+            mine = [c for _, c in cand_counts if c[lab] and c[lab] == max(c.values())]
+            entry["candidates_of_dialect"] = len(mine)
+            entry["share_in_those"] = round(sum(c[lab] for c in mine) / n_lab, 4)
+            entry["purity_of_those"] = round(sum(c[lab] for c in mine) / max(1, sum(sum(c.values()) for c in mine)), 4)
         hidden_report.append(entry)
     out = {
         "database": str(db),
@@ -191,6 +196,9 @@ def main(db, labels_csv, hide, label_fraction, label_seed, encoder_version, min_
             where = f"part of cluster {h['cluster']}" if h.get("part_of_cluster") else f"cluster {h['cluster']}"
             click.echo(f"hidden dialect {h['dialect']}: NOVEL {where} holds {100 * h['share_of_dialect']:.0f} % "
                        f"of its {h['songs']} songs (cluster purity {h['cluster_purity']:.3f})")  # fmt: skip
+            if h["candidates_of_dialect"] > 1:
+                click.echo(f"  {h['candidates_of_dialect']} candidates made mostly of {h['dialect']} hold "
+                           f"{100 * h['share_in_those']:.0f} % of its songs (purity {h['purity_of_those']:.3f})")  # fmt: skip
         else:
             click.echo(f"hidden dialect {h['dialect']}: not found as a novel cluster ({h['songs']} songs)")
     click.echo(format_report({"novelty": summary["novelty"]}))
