@@ -229,11 +229,13 @@ class Pipeline:
             self._audio.append(chunk.samples)
         t1 = time.thread_time()
         cpu["frontend"] += t1 - t
-        self.segmenter.add_frames(frames)
-        windows = self._run_detector(final=False)
+        self.segmenter.add_frames(frames)  # the song-band envelope: segmenter work
         t2 = time.thread_time()
+        cpu["segmenter"] += t2 - t1
+        windows = self._run_detector(final=False)
+        t3 = time.thread_time()
         songs = self.segmenter.add_windows(windows)
-        cpu["segmenter"] += time.thread_time() - t2
+        cpu["segmenter"] += time.thread_time() - t3
         out += self._emit(songs)
         self.stats.chunks += 1
         self.stats.audio_seconds += chunk.duration
