@@ -17,7 +17,6 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
-from scipy.signal import lfilter
 
 from .errors import ModelError
 
@@ -198,6 +197,8 @@ def _ema_normalize(logmel: np.ndarray, cfg: FrontendConfig, state: np.ndarray | 
     """Subtract a causal per-band running mean; returns (normalised, new_state)."""
     if logmel.shape[0] == 0:
         return logmel, state
+    from scipy.signal import lfilter  # here: scipy.signal costs ~50 MB RSS, only "ema" needs it
+
     a = _ema_coeff(cfg)
     x = logmel.astype(np.float64)
     if state is None:  # start the mean at the first frame so the stream starts near zero
