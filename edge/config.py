@@ -50,7 +50,8 @@ class AudioConfig:
     ``device``: input device index or name substring (``""`` = default input).
     ``capture_rate``: Hz to open the device at, 0 = pick one it supports.
     ``chunk_seconds``: capture block length (1 s: per-block overhead halves from 0.5 s, see
-    tools/bench.py; songs are stored when they end, so the extra latency does not matter).
+    tools/bench.py; songs are committed while the block in which they are closed is processed,
+    those of one block in one transaction, so the extra latency does not matter).
     """
 
     source: str = "mic"

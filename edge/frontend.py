@@ -17,7 +17,6 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
-from scipy.signal import lfilter
 
 from .errors import ModelError
 
@@ -144,6 +143,11 @@ def _mel_to_hz(m):
 
 
 _DB_PER_NEPER = np.float32(10.0 / math.log(10.0))
+#: The streaming frontend transforms at most this many frame samples (frames x n_fft) per call:
+#: 128 frames at 48 kHz, 256 at 24 kHz. Larger batches make temporaries of over 1 MB, which
+#: glibc maps and unmaps on every call; each chunk then pays ~200 page faults per MB (measured:
+#: 2-s chunks at 48 kHz cost 0.68 CPU ms per audio s in tools/bench.py instead of 0.32).
+_MAX_BLOCK_SAMPLES = 1 << 17
 
 
 @lru_cache(maxsize=8)
@@ -198,6 +202,8 @@ def _ema_normalize(logmel: np.ndarray, cfg: FrontendConfig, state: np.ndarray | 
     """Subtract a causal per-band running mean; returns (normalised, new_state)."""
     if logmel.shape[0] == 0:
         return logmel, state
+    from scipy.signal import lfilter  # here: scipy.signal costs ~50 MB RSS, only "ema" needs it
+
     a = _ema_coeff(cfg)
     x = logmel.astype(np.float64)
     if state is None:  # start the mean at the first frame so the stream starts near zero
@@ -270,7 +276,14 @@ class StreamingLogMel:
             self._buf = buf.copy()
             return np.zeros((0, cfg.n_mels), dtype=np.float32)
         frames = np.lib.stride_tricks.sliding_window_view(buf, cfg.n_fft)[:: cfg.hop_length][:k]
-        out = _frames_to_logmel(frames, cfg)
+        n_blocks = -(-k * cfg.n_fft // _MAX_BLOCK_SAMPLES)
+        if n_blocks > 1:  # a long chunk: in even blocks of frames (see _MAX_BLOCK_SAMPLES)
+            step = -(-k // n_blocks)
+            out = np.empty((k, cfg.n_mels), dtype=np.float32)
+            for i in range(0, k, step):
+                out[i : i + step] = _frames_to_logmel(frames[i : i + step], cfg)
+        else:
+            out = _frames_to_logmel(frames, cfg)
         # keep the tail that later frames still need
         self._buf = buf[k * cfg.hop_length :].copy()
         if cfg.normalization == "ema":

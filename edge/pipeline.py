@@ -147,7 +147,9 @@ class Pipeline:
         Ports; their window sizes come from their manifests.
     sink
         Anything with ``add(detection, clip_path=None)``: the store or a
-        :class:`edge.store.DetectionWriter` around it.
+        :class:`edge.store.DetectionWriter` around it. If it also has
+        ``add_many([(detection, clip_path), ...])``, the songs that finish in the same chunk
+        are handed over in one call (the store commits them in one transaction).
     device_id
         Recorder id written into every detection.
     segmenter
@@ -229,11 +231,13 @@ class Pipeline:
             self._audio.append(chunk.samples)
         t1 = time.thread_time()
         cpu["frontend"] += t1 - t
-        self.segmenter.add_frames(frames)
-        windows = self._run_detector(final=False)
+        self.segmenter.add_frames(frames)  # the song-band envelope: segmenter work
         t2 = time.thread_time()
+        cpu["segmenter"] += t2 - t1
+        windows = self._run_detector(final=False)
+        t3 = time.thread_time()
         songs = self.segmenter.add_windows(windows)
-        cpu["segmenter"] += time.thread_time() - t2
+        cpu["segmenter"] += time.thread_time() - t3
         out += self._emit(songs)
         self.stats.chunks += 1
         self.stats.audio_seconds += chunk.duration
@@ -300,11 +304,15 @@ class Pipeline:
         return list(zip(starts, probs.tolist(), strict=True))
 
     def _emit(self, songs: list[Song]) -> list[Detection]:
-        out = []
+        """Embed and store the songs that finished in one chunk; they are committed together
+        (one transaction when the sink has ``add_many``) before this returns."""
+        out: list[Detection] = []
         chunk = self._chunk
-        if chunk is None:
+        if chunk is None or not songs:
             return out
+        cpu = self.stats.cpu_s
         sr = self.frontend_cfg.sample_rate
+        made: list[tuple[Detection, SongSegment, str | None]] = []
         for song in songs:
             t = time.thread_time()
             enc_w = self.encoder.window_frames
@@ -312,7 +320,7 @@ class Pipeline:
             window = self._frames.get(end - enc_w, end)
             embedding = self.encoder.embed(window)
             t1 = time.thread_time()
-            self.stats.cpu_s["encoder"] += t1 - t
+            cpu["encoder"] += t1 - t
             seg = SongSegment(
                 start_sample=song.start_sample,
                 end_sample=song.end_sample,
@@ -347,17 +355,21 @@ class Pipeline:
                 extra=extra,
             )
             clip_path = self._save_clip(d, song) if self.clips is not None else None
-            stored = self.sink.add(d, clip_path=clip_path)
-            self.stats.cpu_s["store"] += time.thread_time() - t1
+            made.append((d, seg, clip_path))
+            cpu["store"] += time.thread_time() - t1
+        t = time.thread_time()
+        stored = self._store([(d, clip_path) for d, _, clip_path in made])
+        cpu["store"] += time.thread_time() - t
+        for (d, seg, _), ok in zip(made, stored, strict=True):
             self.stats.songs += 1
             self.stats.detections += 1
-            if stored is False:
+            if ok is False:
                 self.stats.held += 1
             self.stats.last_detection = d.end_time
             log.debug(
                 "song %.2f-%.2f s score %.2f snr %.1f dB%s",
-                extra["onset_s"],
-                extra["offset_s"],
+                d.extra["onset_s"],
+                d.extra["offset_s"],
                 d.score,
                 d.snr_db,
                 " (truncated)" if d.truncated else "",
@@ -366,6 +378,13 @@ class Pipeline:
                 self.on_detection(d, seg)
             out.append(d)
         return out
+
+    def _store(self, items: list[tuple[Detection, str | None]]) -> list:
+        """Hand detections to the sink: several in one call (one commit) when it can take them."""
+        add_many = getattr(self.sink, "add_many", None) if len(items) > 1 else None
+        if add_many is not None:
+            return list(add_many(items))
+        return [self.sink.add(d, clip_path=clip_path) for d, clip_path in items]
 
     def _save_clip(self, d: Detection, song: Song) -> str | None:
         k = self._rate_k

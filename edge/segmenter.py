@@ -95,12 +95,34 @@ def band_mask(cfg: FrontendConfig, band_hz: tuple[float, float] = SONG_BAND_HZ) 
     return mask
 
 
-def band_envelope(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Per-frame level (dB) of the mean power of the masked bands; ``(k, n_mels)`` -> ``(k,)``."""
+_NEPER_PER_DB = math.log(10.0) / 10.0
+
+
+def band_envelope(frames: np.ndarray, mask: np.ndarray | slice) -> np.ndarray:
+    """Per-frame level (dB) of the mean power of the masked bands; ``(k, n_mels)`` -> ``(k,)``.
+
+    ``mask``: boolean per band, or the equivalent slice (cheaper). Power is ``exp(dB * ln10/10)``
+    in float64: several times cheaper than ``10 ** (dB/10)`` (this runs on every frame, always
+    on), and the same float32 envelope (no value differed over an hour of benchmark audio).
+    """
     if frames.shape[0] == 0:
         return np.zeros(0, dtype=np.float32)
-    p = np.power(10.0, frames[:, mask].astype(np.float64) / 10.0).mean(axis=1)
-    return (10.0 * np.log10(np.maximum(p, 1e-30))).astype(np.float32)
+    x = frames[:, mask].astype(np.float64)
+    x *= _NEPER_PER_DB
+    np.exp(x, out=x)
+    p = x.mean(axis=1)
+    np.maximum(p, 1e-30, out=p)
+    np.log10(p, out=p)
+    p *= 10.0
+    return p.astype(np.float32)
+
+
+def _as_slice(mask: np.ndarray) -> np.ndarray | slice:
+    """A contiguous boolean mask as a slice (a view instead of a gather), else the mask."""
+    idx = np.flatnonzero(mask)
+    if idx.size and idx[-1] - idx[0] + 1 == idx.size:
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return mask
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -153,7 +175,7 @@ class SongSegmenter:
         self.max_frames = max(self.min_frames + 1, int(round(max_song_s * fr)))
         self.gap_frames = max(0, int(round(merge_gap_s * fr)))
         self.typical_frames = int(round(min(max(_TYPICAL_SONG_S, min_song_s), max_song_s) * fr))
-        self._mask = band_mask(frontend)
+        self._mask = _as_slice(band_mask(frontend))
         self._floor_frames = int(_FLOOR_SECONDS * fr)
         self._max_region = int(_MAX_REGION_S * fr)
         # envelope history kept: the floor's span plus the longest region and its margins

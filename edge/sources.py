@@ -70,6 +70,14 @@ def file_start_time(path: Path, duration: float) -> float:
         return time.time()
 
 
+def _convert(res: Resampler, x: np.ndarray) -> np.ndarray:
+    """Freshly decoded ``(frames, channels)`` float32 -> mono at the delivery rate. The decoded
+    block is ours, so one channel is passed on as a view and the delivery rate as it is: no
+    copies on the always-on path (to_mono and a pass-through resampler would copy)."""
+    mono = x[:, 0] if x.shape[1] == 1 else to_mono(x)
+    return mono if res.passthrough else res.process(mono)
+
+
 class ReplaySource:
     """Stream WAV files (or folders of them) as canonical chunks.
 
@@ -164,7 +172,7 @@ class ReplaySource:
                     self._failed(path, exc)
                     return
                 last = raw.shape[0] == 0
-                y = res.flush() if last else res.process(to_mono(raw))
+                y = res.flush() if last else _convert(res, raw)
                 if y.size:
                     yield AudioChunk(
                         samples=y,
@@ -397,9 +405,9 @@ class MicSource:
                         f"no audio from {name!r} for {self.stall_seconds:.0f} s"
                         + ("" if active else " (stream stopped: device unplugged?)")
                     ) from None
-                x = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-                x = x.reshape(-1, channels)
-                y = res.process(to_mono(x))
+                x = np.frombuffer(data, dtype="<i2").astype(np.float32)
+                x *= 1.0 / 32768.0  # in place; exact (a power of two)
+                y = _convert(res, x.reshape(-1, channels))
                 now = time.time()
                 if y.size == 0:
                     continue

@@ -1,8 +1,10 @@
 """The detection store: SQLite through sqlite-utils, with an outbox for the publisher.
 
 Persist first, send later: :meth:`SqliteStore.add` commits the detection and its outbox row in
-one transaction before it returns; the publisher reads :meth:`unsynced` (oldest first) and calls
-:meth:`mark_synced` only for ids the broker acknowledged.
+one transaction before it returns (:meth:`SqliteStore.add_many`: several detections, the songs
+the pipeline closed in one audio block, in one transaction: all committed on return, or none);
+the publisher reads :meth:`unsynced` (oldest first) and calls :meth:`mark_synced` only for ids
+the broker acknowledged.
 
 One connection, serialised by a lock, is the single writer; WAL lets other processes (``yh-edge
 status``) read meanwhile. Schema changes are numbered migrations tracked in ``PRAGMA
@@ -92,6 +94,31 @@ def _row_to_detection(row: dict) -> Detection:
         created_at=row["created_at"],
         extra=json.loads(row["extra"]) if row.get("extra") else {},
     )
+
+
+def _detection_row(d: Detection, clip_path: str | None) -> dict:
+    """The ``detections`` row of a detection."""
+    emb = np.asarray(d.embedding, dtype="<f4")
+    return {
+        "id": d.id,
+        "device_id": d.device_id,
+        "start_time": d.start_time,
+        "end_time": d.end_time,
+        "clock_synced": int(d.clock_synced),
+        "score": float(d.score),
+        "duration_s": float(d.duration_s),
+        "snr_db": float(d.snr_db),
+        "embedding": emb.tobytes(),
+        "embedding_dim": int(emb.shape[0]),
+        "encoder_version": d.encoder_version,
+        "detector_version": d.detector_version,
+        "source": d.source,
+        "truncated": int(d.truncated),
+        "created_at": d.created_at or time.time(),
+        "synced_at": None,
+        "clip_path": clip_path,
+        "extra": json.dumps(d.extra) if d.extra else None,
+    }
 
 
 class StoreFullError(StoreError):
@@ -218,43 +245,34 @@ class SqliteStore:
     # -- writes ----------------------------------------------------------------------------
     def add(self, detection: Detection, clip_path: str | None = None) -> None:
         """Store one detection and queue it for sync, durably (committed on return)."""
-        d = detection
-        emb = np.asarray(d.embedding, dtype="<f4")
-        row = {
-            "id": d.id,
-            "device_id": d.device_id,
-            "start_time": d.start_time,
-            "end_time": d.end_time,
-            "clock_synced": int(d.clock_synced),
-            "score": float(d.score),
-            "duration_s": float(d.duration_s),
-            "snr_db": float(d.snr_db),
-            "embedding": emb.tobytes(),
-            "embedding_dim": int(emb.shape[0]),
-            "encoder_version": d.encoder_version,
-            "detector_version": d.detector_version,
-            "source": d.source,
-            "truncated": int(d.truncated),
-            "created_at": d.created_at or time.time(),
-            "synced_at": None,
-            "clip_path": clip_path,
-            "extra": json.dumps(d.extra) if d.extra else None,
-        }
-        cols = ", ".join(row)
-        marks = ", ".join("?" * len(row))
+        self.add_many([(detection, clip_path)])
+
+    def add_many(self, items: Iterable[tuple[Detection, str | None]]) -> None:
+        """Store detections (with their clip paths) and queue them for sync in one transaction,
+        durably: all are committed on return, or none (an error rolls the whole batch back).
+        One commit (one WAL sync) for the songs that end in the same chunk instead of one each."""
+        rows = [_detection_row(d, clip_path) for d, clip_path in items]
+        if not rows:
+            return
+        cols = ", ".join(rows[0])
+        marks = ", ".join("?" * len(rows[0]))
 
         def insert() -> None:
             # plain SQL on the hot path: sqlite-utils' insert() re-reads the table schema on
             # every call, which cost more CPU than the rest of storing a detection
             conn = self.db.conn
-            conn.execute(f"INSERT OR IGNORE INTO detections ({cols}) VALUES ({marks})", tuple(row.values()))
-            conn.execute(
+            conn.executemany(
+                f"INSERT OR IGNORE INTO detections ({cols}) VALUES ({marks})",
+                [tuple(r.values()) for r in rows],
+            )
+            conn.executemany(
                 "INSERT OR IGNORE INTO outbox (detection_id, enqueued_at, attempts, last_attempt) "
                 "VALUES (?, ?, 0, NULL)",
-                (d.id, row["created_at"]),
+                [(r["id"], r["created_at"]) for r in rows],
             )
 
-        self._write(insert, what=f"store detection {d.id}")
+        what = f"store detection {rows[0]['id']}" if len(rows) == 1 else f"store {len(rows)} detections"
+        self._write(insert, what=what)
 
     def _write(self, fn: Callable[[], object], what: str):
         if self.readonly:
@@ -702,6 +720,28 @@ class DetectionWriter:
                 return True
             self._hold(detection, clip_path)
             return False
+
+    def add_many(self, items: list[tuple[Detection, str | None]]) -> list[bool]:
+        """Store several detections in one transaction; per detection, True when committed.
+
+        When nothing is held in memory (and the store has ``add_many``), the batch goes to the
+        store in one commit. If that fails (full or read-only disk, ...) nothing of it was
+        committed, and each detection takes the path of :meth:`add` (emergency pruning, retry,
+        or holding in memory).
+        """
+        items = list(items)
+        batch = getattr(self.store, "add_many", None)  # optional for a store
+        with self._lock:
+            if batch is not None and not self._pending and len(items) > 1:
+                try:
+                    batch(items)
+                except StoreError as exc:
+                    self.write_failures += 1
+                    self.last_error = str(exc)
+                else:
+                    self.stored += len(items)
+                    return [True] * len(items)
+        return [self.add(d, clip_path) for d, clip_path in items]
 
     def retry(self) -> int:
         """Try to store what is held in memory; returns how many are still pending."""

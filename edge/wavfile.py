@@ -166,7 +166,8 @@ def _decode(path: Path, info: WavInfo, raw: bytes) -> np.ndarray:
     elif bits == 8:
         x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
     elif bits == 16:
-        x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+        x = np.frombuffer(raw, dtype="<i2").astype(np.float32)
+        x *= 1.0 / 32768.0  # in place; exact (a power of two), as the division was
     elif bits == 24:
         b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
         v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)

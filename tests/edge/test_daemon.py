@@ -166,7 +166,9 @@ def test_sigterm_in_the_middle_flushes_the_song_in_flight(tmp_path, song_wav):
 
 def test_repeated_sigkill_loses_and_duplicates_nothing(tmp_path):
     wav = tmp_path / "long.wav"
-    truth = make_song_stream(wav, ALL_SONGS * 8, gap_s=1.0, seed=11)  # ~4 min: long enough to interrupt
+    # ~12 min: long enough to interrupt at least three times (the pipeline gets through it in about
+    # half a second of CPU, so a shorter stream may be done before the kill lands)
+    truth = make_song_stream(wav, ALL_SONGS * 24, gap_s=1.0, seed=11)
     data = tmp_path / "data"
     cfg = write_config(tmp_path / "edge.toml", data, replay=str(wav))
     db = data / "detections.sqlite"

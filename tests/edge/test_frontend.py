@@ -18,7 +18,7 @@ def _stream(x, cfg, chunk, fe=None):
 
 
 @pytest.mark.parametrize("normalization", ["none", "ema"])
-@pytest.mark.parametrize("chunk", [1, 160, 1000, 4096, 48000])
+@pytest.mark.parametrize("chunk", [1, 160, 1000, 4096, 48000, 72000])  # 72000: in two blocks
 def test_streaming_equals_batch(chunk, normalization):
     cfg = FrontendConfig(normalization=normalization)
     x = _audio(seconds=1.0 if chunk == 1 else 3.0)

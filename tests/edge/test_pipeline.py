@@ -94,6 +94,29 @@ def test_chunk_size_does_not_change_the_detections(stream, models, chunk_seconds
         np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-6)
 
 
+class BatchSink(ListSink):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def add_many(self, items):
+        self.calls.append(len(items))
+        self.items += items
+        return [True] * len(items)
+
+
+def test_songs_ending_in_one_chunk_are_stored_in_one_call(stream, models):
+    """With ``add_many`` the sink gets the songs of a chunk together (the store commits them in
+    one transaction); the detections are those of one call per song."""
+    path, _ = stream
+    ref, _ = run_file([path], models, chunk_seconds=10.0)
+    sink = BatchSink()
+    got, comp = run_file([path], models, chunk_seconds=10.0, sink=sink)
+    assert [d.id for d in got] == [d.id for d in ref] == [d.id for d, _ in sink.items]
+    assert sink.calls and min(sink.calls) > 1  # the others came one by one through add()
+    assert comp.pipeline.stats.detections == len(got) and comp.pipeline.stats.held == 0
+
+
 def test_energy_gate_skips_silence_but_keeps_the_songs(stream, models):
     path, _ = stream
     ref, comp_ref = run_file([path], models)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 
@@ -122,6 +123,41 @@ def test_writer_holds_in_memory_while_read_only_and_catches_up(tmp_path):
     flaky.failing = False
     assert w.retry() == 0
     assert {d.id for d in s.detections()} == {"id-000000", "id-000001", "id-000002"}
+
+
+def test_add_many_commits_together_ignores_duplicates_and_is_all_or_nothing(tmp_path):
+    s = SqliteStore(tmp_path / "d.sqlite")
+    s.add_many([(det(0), None), (det(1), "clips/1.wav"), (det(2), None)])
+    s.add_many([(det(2), None), (det(3), None)])  # the same id again: ignored
+    assert [d.id for d in s.detections()] == [f"id-{i:06d}" for i in range(4)]
+    assert s.counts()["unsynced"] == 4
+    assert s.rows()[1]["clip_path"] == "clips/1.wav"
+    bad = dataclasses.replace(det(5), device_id=None)  # NOT NULL: the insert fails
+    with pytest.raises(StoreError):
+        s.add_many([(det(4), None), (bad, None)])
+    assert len(s.detections()) == 4 and s.counts()["unsynced"] == 4  # det 4 rolled back with it
+
+
+def test_writer_batch_that_fails_falls_back_to_holding_each(tmp_path):
+    s = SqliteStore(tmp_path / "d.sqlite")
+
+    class ReadOnly(FlakyStore):
+        def add_many(self, items):
+            if self.failing:
+                raise self.error
+            self.store.add_many(items)
+
+    flaky = ReadOnly(s, StoreReadOnlyError("read-only"))
+    w = DetectionWriter(flaky)
+    assert w.add_many([(det(0), None), (det(1), None)]) == [True, True]
+    flaky.failing = True
+    assert w.add_many([(det(2), None), (det(3), None)]) == [False, False]
+    assert w.pending == 2 and w.write_failures >= 1
+    flaky.failing = False
+    assert w.retry() == 0
+    assert w.add_many([(det(4), None), (det(5), None)]) == [True, True]
+    assert w.pending == 0 and w.stored == 6
+    assert [d.id for d in s.detections()] == [f"id-{i:06d}" for i in range(6)]
 
 
 def test_writer_full_disk_simulated_prunes_synced_then_retries(tmp_path):
