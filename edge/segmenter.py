@@ -175,7 +175,9 @@ class SongSegmenter:
         self.max_frames = max(self.min_frames + 1, int(round(max_song_s * fr)))
         self.gap_frames = max(0, int(round(merge_gap_s * fr)))
         self.typical_frames = int(round(min(max(_TYPICAL_SONG_S, min_song_s), max_song_s) * fr))
-        self._mask = _as_slice(band_mask(frontend))
+        mask = band_mask(frontend)
+        self._n_bands = int(mask.sum())
+        self._mask = _as_slice(mask)
         self._floor_frames = int(_FLOOR_SECONDS * fr)
         self._max_region = int(_MAX_REGION_S * fr)
         # envelope history kept: the floor's span plus the longest region and its margins
@@ -186,7 +188,7 @@ class SongSegmenter:
     def reset(self) -> None:
         """Start a new stream (the previous one must have been flushed)."""
         self._env = np.zeros(0, dtype=np.float32)  # song-band envelope, dB, one value per frame
-        self._bands = np.zeros((0, int(self._mask.sum())), dtype=np.float32)  # song-band mel levels, dB
+        self._bands = np.zeros((0, self._n_bands), dtype=np.float32)  # song-band mel levels, dB
         self._env_start = 0  # absolute frame index of self._env[0]
         self.n_frames = 0
         self._region: list[tuple[int, float]] | None = None  # active windows (start, p)
