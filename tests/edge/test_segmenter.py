@@ -193,3 +193,4 @@ def test_memory_stays_bounded_on_an_endless_stream():
             nxt += HOP
         seg.add_windows([(s, 0.9 if (s % 500) < 250 else 0.0) for s in starts])
     assert seg.history_frames <= 1.3 * seg._keep
+    assert seg._hist.shape[0] <= 3 * seg._keep  # the band-level buffer is bounded too
