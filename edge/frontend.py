@@ -38,9 +38,11 @@ class FrontendConfig:
     - ``n_fft`` 512 (21.3 ms, 47 Hz bins): long enough to resolve the 4.4 vs 4.9 kHz B
       whistles and the 150-250 Hz frequency modulation as sidebands, short enough to keep the
       20-50 ms X click of XsB within a couple of frames.
-    - ``hop_length`` 240 (10 ms, 100 frames/s): syllables repeat every 0.09-0.13 s and the
-      shortest element is about 20 ms, so 10 ms resolves durations (XlB vs XsB) without
-      time stretching, at a cost of 100 small FFTs per second.
+    - ``hop_length`` 480 (20 ms, 50 frames/s): consecutive 21.3-ms windows still overlap, so
+      no sound falls between frames; syllables (60-90 ms, every 0.09-0.13 s) span 3-5 frames
+      and the terminal elements 10-35, and the X note of XsB (20-50 ms) against XlB's
+      (100-250 ms) is 1-3 frames against 5-13. Half the FFTs of a 10-ms hop: the frontend is
+      most of the always-on cost (see docs/models.md, "Speed").
     - 64 mel bands over 1.5-11 kHz: below 1.5 kHz is wind, traffic and handling noise that only
       hurts; 11 kHz leaves margin under Nyquist for the resampler's transition band. At these
       frequencies a band is 90-300 Hz wide, enough to separate Bh from Bl by several bands.
@@ -52,7 +54,7 @@ class FrontendConfig:
 
     sample_rate: int = 24000
     n_fft: int = 512
-    hop_length: int = 240
+    hop_length: int = 480
     n_mels: int = 64
     fmin: float = 1500.0
     fmax: float = 11000.0

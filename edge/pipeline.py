@@ -27,7 +27,7 @@ from .segmenter import Song, SongSegmenter
 log = logging.getLogger(__name__)
 
 ID_NAMESPACE = uuid.UUID("6f1c3d2e-9a57-4c1b-8e0b-59e1a2f7c0d4")
-DEFAULT_ENCODER_MARGIN_FRAMES = 10
+DEFAULT_ENCODER_MARGIN_S = 0.1  # when an encoder manifest gives no margin_frames
 _HISTORY_S = 40.0  # log-mel (and clip audio) history: the longest region plus windows and margins
 _CLIP_PAD_S = 0.5
 
@@ -174,7 +174,7 @@ class Pipeline:
         energy_gate_db: float = 0.0,
         clips=None,
         on_detection: Callable[[Detection, SongSegment], None] | None = None,
-        encoder_margin_frames: int = DEFAULT_ENCODER_MARGIN_FRAMES,
+        encoder_margin_frames: int | None = None,
     ) -> None:
         self.frontend_cfg = frontend
         self.detector = detector
@@ -185,6 +185,8 @@ class Pipeline:
         self.energy_gate_db = float(energy_gate_db)
         self.clips = clips
         self.on_detection = on_detection
+        if encoder_margin_frames is None:
+            encoder_margin_frames = round(DEFAULT_ENCODER_MARGIN_S * frontend.frame_rate)
         self.encoder_margin = int(encoder_margin_frames)
         self.stats = PipelineStats()
         self._fe = StreamingLogMel(frontend)
@@ -488,10 +490,10 @@ def build_pipeline(
         max_song_s=s.max_song_s,
         merge_gap_s=s.merge_gap_s,
     )
-    margin = DEFAULT_ENCODER_MARGIN_FRAMES
+    margin = None
     manifest = getattr(getattr(encoder, "model", None), "manifest", None)
-    if manifest is not None:
-        margin = int(manifest.raw.get("window", {}).get("margin_frames", margin))
+    if manifest is not None and "margin_frames" in manifest.raw.get("window", {}):
+        margin = int(manifest.raw["window"]["margin_frames"])
     pipeline = Pipeline(
         frontend,
         detector,

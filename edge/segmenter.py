@@ -40,17 +40,22 @@ SONG_BAND_HZ = (2800.0, 8500.0)
 """Band of the energy envelope: the song's initial syllables and terminal whistles (3-7.5 kHz)
 with the brief excursions and the X note near 8 kHz, but not the wind below."""
 
+# Time constants in seconds; in frames they follow the frontend's frame rate (see _frames).
 _FLOOR_SECONDS = 20.0  # noise floor: a low percentile of the envelope over this much history
 _FLOOR_PERCENTILE = 20.0
-_FLOOR_STEP = 5  # the band-contrast floors use every 5th frame of that history
-_MIN_RUN_FRAMES = 2  # above-threshold blips shorter than this are noise, not song
-_SLOW_FRAMES = 15  # slow envelope (150 ms) for finding where overlapping songs meet
-_STEP_BEFORE = 30  # frames averaged before a candidate step between overlapping songs
-_STEP_AFTER = 50  # frames after it whose maximum must stay below (a dip is not an end)
+_FLOOR_STEP_S = 0.05  # the band-contrast floors use one frame in this many seconds of that history
+_MIN_RUN_S = 0.02  # above-threshold blips shorter than this (at least one frame) are not song
+_SLOW_S = 0.15  # slow envelope for finding where overlapping songs meet
+_STEP_BEFORE_S = 0.3  # averaged before a candidate step between overlapping songs
+_STEP_AFTER_S = 0.5  # after it, whose maximum must stay below (a dip is not an end)
 _TYPICAL_SONG_S = 2.3  # where a hidden boundary is put when the envelope shows none
 _TOP_BANDS = 3  # placement envelope: mean contrast of the loudest few song bands ...
-_LOCAL_PEAK_FRAMES = 50  # ... thresholded relative to the loudest frame within 0.5 s
+_LOCAL_PEAK_S = 0.5  # ... thresholded relative to the loudest frame within this much time
 _MAX_REGION_S = 30.0  # a region longer than this is closed anyway (a chorus must not grow memory)
+
+
+def _frames(seconds: float, frame_rate: float, least: int = 1) -> int:
+    return max(least, int(round(seconds * frame_rate)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +184,12 @@ class SongSegmenter:
         self._n_bands = int(mask.sum())
         self._mask = _as_slice(mask)
         self._floor_frames = int(_FLOOR_SECONDS * fr)
+        self._floor_step = _frames(_FLOOR_STEP_S, fr)
+        self._min_run = _frames(_MIN_RUN_S, fr)
+        self._slow = _frames(_SLOW_S, fr)
+        self._step_before = _frames(_STEP_BEFORE_S, fr)
+        self._step_after = _frames(_STEP_AFTER_S, fr)
+        self._local_peak = _frames(_LOCAL_PEAK_S, fr)
         self._max_region = int(_MAX_REGION_S * fr)
         # envelope history kept: the floor's span plus the longest region and its margins
         self._keep = self._floor_frames + self._max_region + 2 * self.window_frames
@@ -243,10 +254,11 @@ class SongSegmenter:
         - a click or a rain drop, which lifts every band at once, counts for little (in the mean
           power it joined songs across their ends).
         """
-        # every _FLOOR_STEP-th frame of the history (on absolute frame numbers, so the result
+        # one frame in _floor_step of the history (on absolute frame numbers, so the result
         # does not depend on the chunking) estimates the floors as well at a fifth of the cost
-        h0 = -(-max(upto - self._floor_frames, self._env_start) // _FLOOR_STEP) * _FLOOR_STEP
-        hist = self._hist[h0 - self._env_start : upto - self._env_start : _FLOOR_STEP]
+        step = self._floor_step
+        h0 = -(-max(upto - self._floor_frames, self._env_start) // step) * step
+        hist = self._hist[h0 - self._env_start : upto - self._env_start : step]
         if hist.shape[0] == 0:
             return np.zeros(0, dtype=np.float32), 0.0
         k = int(hist.shape[0] * _FLOOR_PERCENTILE / 100.0)
@@ -352,11 +364,11 @@ class SongSegmenter:
             return [self._song(s, e, region, snr_floor, truncated=truncated, refined=False)]
         # the threshold rises with the loudest frame nearby (a loud song's reverberation tail
         # stays out), but a quiet song beside a loud sound gets its own, lower threshold
-        local = maximum_filter1d(env, size=2 * _LOCAL_PEAK_FRAMES + 1, mode="nearest") - floor
+        local = maximum_filter1d(env, size=2 * self._local_peak + 1, mode="nearest") - floor
         thr = floor + np.clip(0.35 * local, 3.0, 12.0)
         above = env > thr
         for s, e in _runs(above):  # drop blips
-            if e - s < _MIN_RUN_FRAMES:
+            if e - s < self._min_run:
                 above[s:e] = False
         runs = _runs(above)
         joined: list[list[int]] = []
@@ -405,8 +417,8 @@ class SongSegmenter:
             return [(s, e, False)]
         n = e - s
         power = np.power(10.0, env[s:e].astype(np.float64) / 10.0)
-        slow = 10.0 * np.log10(np.convolve(power, np.ones(_SLOW_FRAMES) / _SLOW_FRAMES, mode="same") + 1e-30)
-        pre, post = _STEP_BEFORE, _STEP_AFTER
+        slow = 10.0 * np.log10(np.convolve(power, np.ones(self._slow) / self._slow, mode="same") + 1e-30)
+        pre, post = self._step_before, self._step_after
         padded = np.concatenate([np.full(post, slow[0]), slow, np.full(post, slow[-1])])
         # for every t: mean level of the `pre` frames before, max level of the `post` frames after
         mean_before = np.convolve(padded, np.ones(pre) / pre, mode="valid")[post - pre : post - pre + n]

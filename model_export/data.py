@@ -408,6 +408,8 @@ def dataset_specs(scale: float = 1.0) -> dict:
     }
 
 
+ENCODER_MARGIN_S = 0.1
+"""The encoder window closes this long after a song's offset (manifest ``margin_frames``)."""
 DEFAULT_END_JITTER_S = 0.08  # encoder windows: end moved by up to this much (uniform)
 
 
@@ -457,7 +459,7 @@ def load_or_build(
             songs,
             SPLIT_SEEDS[split] + seed,
             frames,
-            0.1,
+            ENCODER_MARGIN_S,
             jitter,
             cfg,
             real_root,

