@@ -261,7 +261,7 @@ class MicSource:
         self.chunk_seconds = float(chunk_seconds)
         self.capture_rate = int(capture_rate)
         self._backend = backend
-        self.stall_seconds = stall_seconds
+        self.stall_seconds = max(float(stall_seconds), 2.0 * self.chunk_seconds)  # a block must arrive
         self.max_backoff = max_backoff
         self.queue_seconds = queue_seconds
         self.name = f"mic:{device if device is not None else 'default'}"

@@ -5,11 +5,12 @@ both ship with a real manifest written by :func:`edge.manifest.write_manifest`, 
 path (manifest check, tensors by name, int8 quantise/dequantise) is exactly the one the trained
 models take. Only the weights are set by hand:
 
-- **detector** (``placeholder-detector-1``): window of 100 frames (1 s), hop 50 frames. Per frame,
+- **detector** (``placeholder-detector-1``): window of 1 s, hop 0.5 s (in frames of the default
+  frontend). Per frame,
   the mean log-mel level of the bands at 3-7.5 kHz minus the mean of the other bands; averaged over
   the window; ``sigmoid(DET_SCALE * (contrast - DET_OFFSET_DB))``. It finds loud songs in quiet
   surroundings and will also fire on other birds singing in that band.
-- **encoder** (``placeholder-encoder-1``): window of 160 frames ending ``ENC_MARGIN_FRAMES`` after
+- **encoder** (``placeholder-encoder-1``): window of 1.6 s ending ``ENC_MARGIN_FRAMES`` (0.1 s) after
   the song's offset; per-band time mean (with the overall level removed) and per-band mean
   absolute deviation over time, through a fixed seeded random projection to 32 dimensions. It is
   a spectral-shape fingerprint, not a learnt dialect embedding.

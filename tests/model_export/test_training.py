@@ -24,17 +24,18 @@ class _Song:
 
 
 def test_window_labels_positive_negative_and_ambiguous():
-    # windows of 100 frames (~1.01 s) every 25 frames (0.25 s)
-    y, kind = window_labels(12, 25, 100, CFG, [_Song(0.9, 3.0)], [])
+    # windows of 100 frames (~1.01 s) every 25 frames (0.25 s) of a 10-ms-hop frontend
+    cfg = FrontendConfig(hop_length=240)
+    y, kind = window_labels(12, 25, 100, cfg, [_Song(0.9, 3.0)], [])
     starts = np.arange(12) * 0.25
     assert y[0] == -1  # [0, 1.01] overlaps the song by 0.11 s (< 0.3 s): ambiguous, skipped
     assert np.all(y[(starts >= 0.9) & (starts + 1.01 <= 3.0)] == 1)
     assert kind[1] == "song"
-    y1, _ = window_labels(1, 25, 100, CFG, [_Song(1.0, 3.0)], [])
+    y1, _ = window_labels(1, 25, 100, cfg, [_Song(1.0, 3.0)], [])
     assert y1[0] == 0  # touches the song by 11 ms only: a negative
-    y2, _ = window_labels(4, 25, 100, CFG, [_Song(5.0, 7.0)], [])
+    y2, _ = window_labels(4, 25, 100, cfg, [_Song(5.0, 7.0)], [])
     assert np.all(y2 == 0)
-    y3, _ = window_labels(12, 25, 100, CFG, [_Song(1.0, 3.0, snr=-10.0)], [])
+    y3, _ = window_labels(12, 25, 100, cfg, [_Song(1.0, 3.0, snr=-10.0)], [])
     assert not np.any(y3 == 1)  # inaudible songs are not taught as positives
 
 
