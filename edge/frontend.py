@@ -79,6 +79,10 @@ class FrontendConfig:
         """Frames per second."""
         return self.sample_rate / self.hop_length
 
+    def frames_for(self, seconds: float) -> int:
+        """A duration as a whole number of frames (at least one)."""
+        return max(1, int(round(seconds * self.frame_rate)))
+
     def n_frames(self, n_samples: int) -> int:
         """Number of frames a stream of ``n_samples`` samples produces."""
         return 0 if n_samples < self.n_fft else 1 + (n_samples - self.n_fft) // self.hop_length

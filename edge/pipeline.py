@@ -27,7 +27,8 @@ from .segmenter import Song, SongSegmenter
 log = logging.getLogger(__name__)
 
 ID_NAMESPACE = uuid.UUID("6f1c3d2e-9a57-4c1b-8e0b-59e1a2f7c0d4")
-DEFAULT_ENCODER_MARGIN_S = 0.1  # when an encoder manifest gives no margin_frames
+ENCODER_MARGIN_S = 0.1  # the encoder window closes this long after a song (training's margin;
+# used when an encoder manifest gives no margin_frames)
 _HISTORY_S = 40.0  # log-mel (and clip audio) history: the longest region plus windows and margins
 _CLIP_PAD_S = 0.5
 
@@ -186,7 +187,7 @@ class Pipeline:
         self.clips = clips
         self.on_detection = on_detection
         if encoder_margin_frames is None:
-            encoder_margin_frames = round(DEFAULT_ENCODER_MARGIN_S * frontend.frame_rate)
+            encoder_margin_frames = frontend.frames_for(ENCODER_MARGIN_S)
         self.encoder_margin = int(encoder_margin_frames)
         self.stats = PipelineStats()
         self._fe = StreamingLogMel(frontend)

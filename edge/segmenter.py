@@ -40,7 +40,7 @@ SONG_BAND_HZ = (2800.0, 8500.0)
 """Band of the energy envelope: the song's initial syllables and terminal whistles (3-7.5 kHz)
 with the brief excursions and the X note near 8 kHz, but not the wind below."""
 
-# Time constants in seconds; in frames they follow the frontend's frame rate (see _frames).
+# Time constants in seconds; in frames they follow the frontend (FrontendConfig.frames_for).
 _FLOOR_SECONDS = 20.0  # noise floor: a low percentile of the envelope over this much history
 _FLOOR_PERCENTILE = 20.0
 _FLOOR_STEP_S = 0.05  # the band-contrast floors use one frame in this many seconds of that history
@@ -52,10 +52,6 @@ _TYPICAL_SONG_S = 2.3  # where a hidden boundary is put when the envelope shows 
 _TOP_BANDS = 3  # placement envelope: mean contrast of the loudest few song bands ...
 _LOCAL_PEAK_S = 0.5  # ... thresholded relative to the loudest frame within this much time
 _MAX_REGION_S = 30.0  # a region longer than this is closed anyway (a chorus must not grow memory)
-
-
-def _frames(seconds: float, frame_rate: float, least: int = 1) -> int:
-    return max(least, int(round(seconds * frame_rate)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +181,12 @@ class SongSegmenter:
         self._n_bands = int(mask.sum())
         self._mask = _as_slice(mask)
         self._floor_frames = int(_FLOOR_SECONDS * fr)
-        self._floor_step = _frames(_FLOOR_STEP_S, fr)
-        self._min_run = _frames(_MIN_RUN_S, fr)
-        self._slow = _frames(_SLOW_S, fr)
-        self._step_before = _frames(_STEP_BEFORE_S, fr)
-        self._step_after = _frames(_STEP_AFTER_S, fr)
-        self._local_peak = _frames(_LOCAL_PEAK_S, fr)
+        self._floor_step = frontend.frames_for(_FLOOR_STEP_S)
+        self._min_run = frontend.frames_for(_MIN_RUN_S)
+        self._slow = frontend.frames_for(_SLOW_S)
+        self._step_before = frontend.frames_for(_STEP_BEFORE_S)
+        self._step_after = frontend.frames_for(_STEP_AFTER_S)
+        self._local_peak = frontend.frames_for(_LOCAL_PEAK_S)
         self._max_region = int(_MAX_REGION_S * fr)
         # envelope history kept: the floor's span plus the longest region and its margins
         self._keep = self._floor_frames + self._max_region + 2 * self.window_frames

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.frontend import FrontendConfig, logmel
+from edge.pipeline import ENCODER_MARGIN_S
 
 log = logging.getLogger(__name__)
 
@@ -408,8 +409,6 @@ def dataset_specs(scale: float = 1.0) -> dict:
     }
 
 
-ENCODER_MARGIN_S = 0.1
-"""The encoder window closes this long after a song's offset (manifest ``margin_frames``)."""
 DEFAULT_END_JITTER_S = 0.08  # encoder windows: end moved by up to this much (uniform)
 
 

@@ -66,9 +66,9 @@ def tensor_specs(tflite_path: Path) -> tuple[dict, dict]:
 
 def encoder_margin_frames(cfg: FrontendConfig) -> int:
     """Frames between a song's offset and the end of its encoder window (0.1 s, as in training)."""
-    from model_export.data import ENCODER_MARGIN_S
+    from edge.pipeline import ENCODER_MARGIN_S
 
-    return max(1, int(round(ENCODER_MARGIN_S * cfg.frame_rate)))
+    return cfg.frames_for(ENCODER_MARGIN_S)
 
 
 def export_model(

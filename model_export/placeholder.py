@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 
 DETECTOR_VERSION = "placeholder-detector-1"
 ENCODER_VERSION = "placeholder-encoder-1"
-_FPS = FrontendConfig().frame_rate  # windows in seconds: detector 1 s every 0.5 s, encoder 1.6 s
-DET_FRAMES, DET_HOP = int(round(1.0 * _FPS)), int(round(0.5 * _FPS))
-ENC_FRAMES, ENC_MARGIN_FRAMES = int(round(1.6 * _FPS)), encoder_margin_frames(FrontendConfig())
+_CFG = FrontendConfig()  # windows in seconds: detector 1 s every 0.5 s, encoder 1.6 s
+DET_FRAMES, DET_HOP = _CFG.frames_for(1.0), _CFG.frames_for(0.5)
+ENC_FRAMES, ENC_MARGIN_FRAMES = _CFG.frames_for(1.6), encoder_margin_frames(_CFG)
 EMBEDDING_DIM = 32
 SONG_BAND_HZ = (3000.0, 7500.0)
 DET_OFFSET_DB = 3.0  # window contrast (dB) at which p = 0.5; calibrated on the synthetic fixtures

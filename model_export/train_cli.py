@@ -24,12 +24,12 @@ DEFAULT_REAL = Path(__file__).resolve().parents[2] / "shared" / "realaudio"
 # (0.844 vs 0.841) at twice the detector cost. Training windows still overlap (0.25 s).
 # Windows are set in seconds and counted in frames of the default frontend (50 frames/s):
 # detector 1 s every 1 s (training windows every 0.24 s), encoder 1.6 s ending at the song's end.
-_FPS = FrontendConfig().frame_rate
-DET_FRAMES = DET_HOP = int(round(1.0 * _FPS))
-DET_TRAIN_HOP = max(1, int(round(0.25 * _FPS)))
-ENC_FRAMES, EMB_DIM = int(round(1.6 * _FPS)), 32
+_CFG = FrontendConfig()
+DET_FRAMES = DET_HOP = _CFG.frames_for(1.0)
+DET_TRAIN_HOP = _CFG.frames_for(0.25)
+ENC_FRAMES, EMB_DIM = _CFG.frames_for(1.6), 32
 # the encoder's stem halves time only above 50 frames/s, so its layers see 50 frames/s either way
-ENC_STEM_TIME_STRIDE = 2 if _FPS > 50 else 1
+ENC_STEM_TIME_STRIDE = 2 if _CFG.frame_rate > 50 else 1
 EDGE_MODELS = Path(__file__).resolve().parents[1] / "edge" / "models"
 
 
