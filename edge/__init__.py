@@ -1,11 +1,16 @@
-"""Yellowhammer dialect monitor: the edge (Raspberry Pi) runtime."""
+"""Yellowhammer dialect monitor: the edge (Raspberry Pi) runtime.
 
-import os
+Layout (docs/architecture.md): ``contract/`` the wire contract shared with the server,
+``core/`` records, ports and the pure pipeline (no I/O), ``adapters/`` audio, models, store,
+MQTT and system code, ``app/`` configuration, composition, daemon and command line.
 
-__version__ = "0.1.0"
+Importing this package has no side effects: the server imports ``edge.contract`` and must not
+inherit the recorder's single-threaded BLAS setting (set in :mod:`edge.app.runtime`).
+"""
 
-# The runtime multiplies small matrices (50 frames x 200 bins x 64 mels) a few times a second;
-# a multi-threaded BLAS spends more time waking its threads than computing (measured 2-4x
-# slower on 2 cores). Single-threaded unless the user says otherwise; set before numpy loads.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("yellowhammer")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"

@@ -1,6 +1,6 @@
 """Training data for the detector and the encoder, built from the synthesiser and real audio.
 
-Everything goes through the project's one frontend (:func:`edge.frontend.logmel`), so the
+Everything goes through the project's one frontend (:func:`edge.core.frontend.logmel`), so the
 features are those the Pi computes.
 
 Splits are by bird and by recording, never by clip:
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.frontend import FrontendConfig, logmel
-from edge.pipeline import ENCODER_MARGIN_S
+from edge.core.frontend import FrontendConfig, logmel
+from edge.core.pipeline import ENCODER_MARGIN_S
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def real_detector_windows(
     - left out otherwise.
     Returns a :class:`DetectorSet` (kind ``real_song``/``real_other``) and a summary.
     """
-    from edge.frontend import mel_frequencies
+    from edge.core.frontend import mel_frequencies
     from model_export.birdnet import YELLOWHAMMER_INDEX, BirdNET
     from model_export.synth import load_audio
 

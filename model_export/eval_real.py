@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.frontend import FrontendConfig, logmel
+from edge.core.frontend import FrontendConfig, logmel
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,9 @@ class _ListSink:
 
 def run_pipeline(audio: np.ndarray, detector, encoder, cfg: FrontendConfig, source: str = ""):
     """The edge pipeline (frontend -> detector -> segmenter -> encoder) on one clip -> detections."""
-    from edge.pipeline import Pipeline
-    from edge.records import AudioChunk
-    from edge.segmenter import SongSegmenter
+    from edge.core.pipeline import Pipeline
+    from edge.core.records import AudioChunk
+    from edge.core.segmenter import SongSegmenter
 
     seg = SongSegmenter(cfg, detector.window_frames, detector.hop_frames, detector.threshold)
     sink = _ListSink()
@@ -67,7 +67,7 @@ def evaluate_real(
     progress=None,
 ) -> dict:
     """Per-file table and summary; see the module docstring for what counts as unseen."""
-    from edge.tflite import TFLiteDetector, TFLiteEncoder
+    from edge.adapters.models.tflite import TFLiteDetector, TFLiteEncoder
     from model_export.data import real_manifest
     from model_export.synth import load_audio
 
@@ -157,7 +157,7 @@ def bench_models(
 ) -> dict:
     """CPU ms per audio second of frontend, detector and encoder (edge runtime) and BirdNET,
     measured in the same run on the same generated audio."""
-    from edge.tflite import TFLiteDetector, TFLiteEncoder, interpreter_name
+    from edge.adapters.models.tflite import TFLiteDetector, TFLiteEncoder, interpreter_name
     from model_export.evaluate_models import cpu_ms_per_audio_second
     from model_export.synth import make_bird, make_scene
 

@@ -2,7 +2,7 @@
 
 The representative windows come from the project's frontend (the same features the Pi
 computes). After conversion the model is loaded back through the *edge* runtime adapter
-(:mod:`edge.tflite`) and compared with the float Keras model on held-out windows.
+(:mod:`edge.adapters.models.tflite`) and compared with the float Keras model on held-out windows.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.frontend import FrontendConfig
-from edge.manifest import write_manifest
+from edge.adapters.models.manifest import write_manifest
+from edge.core.frontend import FrontendConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def convert_int8(model, representative: np.ndarray, n_samples: int = 300, seed: 
 
 def tensor_specs(tflite_path: Path) -> tuple[dict, dict]:
     """(input spec, output spec) dicts of a single-input, single-output TFLite model."""
-    from edge.tflite import _interpreter_class
+    from edge.adapters.models.tflite import _interpreter_class
 
     interp = _interpreter_class()(model_path=str(tflite_path))
     interp.allocate_tensors()
@@ -66,7 +66,7 @@ def tensor_specs(tflite_path: Path) -> tuple[dict, dict]:
 
 def encoder_margin_frames(cfg: FrontendConfig) -> int:
     """Frames between a song's offset and the end of its encoder window (0.1 s, as in training)."""
-    from edge.pipeline import ENCODER_MARGIN_S
+    from edge.core.pipeline import ENCODER_MARGIN_S
 
     return cfg.frames_for(ENCODER_MARGIN_S)
 
@@ -121,7 +121,7 @@ def export_model(
 
 def compare_int8(kind: str, model_path: Path, float_model, x: np.ndarray, threshold: float = 0.5) -> dict:
     """Run the exported model with the edge runtime and the float model on the same windows."""
-    from edge.tflite import TFLiteDetector, TFLiteEncoder
+    from edge.adapters.models.tflite import TFLiteDetector, TFLiteEncoder
     from model_export.train import embed, predict
 
     if kind == "detector":
@@ -150,7 +150,7 @@ def compare_int8(kind: str, model_path: Path, float_model, x: np.ndarray, thresh
 
 def update_manifest(model_path: Path, **fields) -> None:
     """Add fields (metrics, comparison) to an exported model's manifest, keeping its hash valid."""
-    from edge.manifest import manifest_path
+    from edge.adapters.models.manifest import manifest_path
 
     data = json.loads(manifest_path(model_path).read_text())
     data.update(fields)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.frontend import FrontendConfig, logmel
-from edge.resample import resample
-from edge.wavfile import read_wav, to_mono
+from edge.adapters.audio.wavfile import read_wav, to_mono
+from edge.core.frontend import FrontendConfig, logmel
+from edge.core.resample import resample
 
 from .data import INCOMPLETE, DetectorSet, EncoderSet, end_frame, song_window, window_labels
 

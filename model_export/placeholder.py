@@ -1,7 +1,7 @@
 """Placeholder int8 TFLite models with the real interface, until the trained ones exist.
 
 Both are genuine Keras models converted to full-int8 TFLite with a representative dataset, and
-both ship with a real manifest written by :func:`edge.manifest.write_manifest`, so the runtime
+both ship with a real manifest written by :func:`edge.adapters.models.manifest.write_manifest`, so the runtime
 path (manifest check, tensors by name, int8 quantise/dequantise) is exactly the one the trained
 models take. Only the weights are set by hand:
 
@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.frontend import FrontendConfig, logmel, mel_frequencies
-from edge.manifest import write_manifest
+from edge.adapters.models.manifest import write_manifest
+from edge.core.frontend import FrontendConfig, logmel, mel_frequencies
 from model_export.export import encoder_margin_frames
 
 log = logging.getLogger(__name__)

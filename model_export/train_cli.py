@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from edge.frontend import FrontendConfig
+from edge.core.frontend import FrontendConfig
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ def train_detector_impl(
         },
     )
     hop_s = DET_TRAIN_HOP * cfg.hop_length / cfg.sample_rate
-    from edge.tflite import TFLiteDetector
+    from edge.adapters.models.tflite import TFLiteDetector
 
     det = TFLiteDetector(path)
     p_int8 = det.predict(test.x.astype(np.float32))
@@ -363,7 +363,7 @@ def export_evaluate_encoder(
     }
     path = None
     if export:
-        from edge.tflite import TFLiteEncoder
+        from edge.adapters.models.tflite import TFLiteEncoder
         from model_export.export import compare_int8, export_model, update_manifest
         from model_export.models import with_unit_norm
 
@@ -583,7 +583,7 @@ def autoencoder_report(
     maps; reports reconstruction on held-out birds and clustering in the latent space."""
     import keras
 
-    from edge.tflite import TFLiteEncoder
+    from edge.adapters.models.tflite import TFLiteEncoder
     from model_export.evaluate_models import cluster, cluster_scores
     from model_export.synth import DIALECTS
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from edge import __version__
-from edge.errors import YellowhammerError
+from edge.core.errors import YellowhammerError
 
 from .storage import SqliteStorage, StorageError
 

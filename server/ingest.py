@@ -42,7 +42,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.payload import ID_RE, check_buckets
+from edge.contract.payload import ID_RE, check_buckets
 
 from .storage import Storage, StorageError, WriteResult
 from .validation import MAX_PAYLOAD_BYTES, Reject, parse_json, validate_detection

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from edge.payload import EMBEDDING_DTYPES, ID_RE, SUPPORTED_SCHEMAS, VERSION_RE
+from edge.contract.payload import EMBEDDING_DTYPES, ID_RE, SUPPORTED_SCHEMAS, VERSION_RE
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_EMBEDDING_DIM = 4096

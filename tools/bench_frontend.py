@@ -24,8 +24,8 @@ import click
 import numpy as np
 from scipy.signal import spectrogram
 
-from edge.frontend import FrontendConfig, StreamingLogMel, logmel
-from edge.resample import Resampler
+from edge.core.frontend import FrontendConfig, StreamingLogMel, logmel
+from edge.core.resample import Resampler
 
 
 def _cpu_ms(fn, repeat: int) -> float:

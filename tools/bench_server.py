@@ -35,7 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.payload import encode_detection  # noqa: E402
+from edge.contract.payload import encode_detection  # noqa: E402
 from server.clustering import ClusterParams, cluster_embeddings  # noqa: E402
 from server.ingest import Ingestor, IngestSettings  # noqa: E402
 from server.storage import SqliteStorage  # noqa: E402

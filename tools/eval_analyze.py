@@ -11,7 +11,7 @@ table with columns ``file, onset_s, offset_s`` (times from the file's start). Op
 ``--`` go to ``yh-edge analyze`` (e.g. ``-- --threshold 0.6 -c edge.toml``); the models are the
 ones ``analyze`` uses (``edge/models/`` unless configured otherwise).
 
-It runs the real command (``python -m edge.cli analyze DIR --no-store --format csv``), matches
+It runs the real command (``python -m edge.app.cli analyze DIR --no-store --format csv``), matches
 detections to labelled songs one-to-one (greedy by overlap, intersection-over-union >= 0.3) and
 prints:
 
@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.wavfile import read_info  # noqa: E402
+from edge.adapters.audio.wavfile import read_info  # noqa: E402
 
 MIN_IOU = 0.3
 SNR_BANDS = ((-99.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 99.0))
@@ -69,7 +69,7 @@ def audio_files(root: Path, labels: list[dict]) -> list[Path]:
 
 
 def run_analyze(files: list[Path], extra: list[str]) -> tuple[list[dict], float]:
-    cmd = [sys.executable, "-m", "edge.cli", "-q", "analyze", *map(str, files), "--no-store", "--no-progress"]
+    cmd = [sys.executable, "-m", "edge.app.cli", "-q", "analyze", *map(str, files), "--no-store", "--no-progress"]
     t0 = time.perf_counter()
     r = subprocess.run(cmd + ["--format", "csv", *extra], capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0

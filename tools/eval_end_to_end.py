@@ -65,7 +65,7 @@ def main(out_dir, n_birds, hours, seed, hide, models_dir, background, min_cluste
         env["YH_MODELS__DETECTOR"] = str(Path(models_dir) / "detector.tflite")
         env["YH_MODELS__ENCODER"] = str(Path(models_dir) / "encoder.tflite")
     env["YH_DEVICE__ID"] = "eval-device"
-    csv_out = _run([py, "-m", "edge.cli", "analyze", str(data / "audio"), "--db", str(db), "--format", "csv",
+    csv_out = _run([py, "-m", "edge.app.cli", "analyze", str(data / "audio"), "--db", str(db), "--format", "csv",
                     "--no-progress"], env=env)
     dets = list(csv.DictReader(io.StringIO(csv_out)))
     songs: dict[str, list[dict]] = {}

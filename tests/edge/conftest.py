@@ -10,8 +10,8 @@ from tests.edge.helpers import _mount_tmpfs, _umount
 @pytest.fixture(scope="session")
 def models():
     """The shipped models (placeholders until the trained ones land) through the real adapters."""
-    from edge.frontend import FrontendConfig
-    from edge.tflite import TFLiteDetector, TFLiteEncoder
+    from edge.adapters.models.tflite import TFLiteDetector, TFLiteEncoder
+    from edge.core.frontend import FrontendConfig
 
     cfg = FrontendConfig()
     return TFLiteDetector(frontend=cfg), TFLiteEncoder(frontend=cfg)

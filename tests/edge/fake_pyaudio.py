@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.wavfile import read_wav
+from edge.adapters.audio.wavfile import read_wav
 
 paInt16 = 8
 paContinue = 0

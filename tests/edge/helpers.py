@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.wavfile import read_wav, to_mono, write_wav
+from edge.adapters.audio.wavfile import read_wav, to_mono, write_wav
 
 HERE = Path(__file__).parent
 SYNTH = HERE.parent / "fixtures" / "synth"
@@ -83,7 +83,7 @@ log_interval_s = 0.5
 
 
 def yh_edge_cmd() -> list[str]:
-    return [sys.executable, "-m", "edge.cli"]
+    return [sys.executable, "-m", "edge"]
 
 
 def _mount_tmpfs(path: Path, size: str) -> bool:

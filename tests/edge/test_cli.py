@@ -10,9 +10,9 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from edge.cli import main
-from edge.store import SqliteStore
-from edge.tflite import MODELS_DIR
+from edge.adapters.models.tflite import MODELS_DIR
+from edge.adapters.store.sqlite import SqliteStore
+from edge.app.cli import main
 from tests.edge.helpers import BROKEN, SYNTH, make_song_stream, remount, write_config
 
 

@@ -3,8 +3,8 @@ import sys
 
 import pytest
 
-from edge.config import Config, load_config, to_toml
-from edge.errors import ConfigError
+from edge.app.config import Config, load_config, to_toml
+from edge.core.errors import ConfigError
 
 
 def _write(tmp_path, text):
@@ -49,7 +49,7 @@ def test_bad_env_override(tmp_path):
 
 def test_cli_validate_and_show(tmp_path):
     good = _write(tmp_path, "[device]\nid = 'pi-7'\n")
-    run = lambda *a: subprocess.run([sys.executable, "-m", "edge.cli", *a], capture_output=True, text=True, timeout=60)  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "edge", *a], capture_output=True, text=True, timeout=60)  # noqa: E731
     ok = run("config", "validate", str(good))
     assert ok.returncode == 0 and "OK" in ok.stdout
     shown = run("config", "show", "--config", str(good), "--json")

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.config import load_config
-from edge.daemon import Daemon, SystemdNotifier
-from edge.errors import AudioDeviceError
-from edge.health import read_health
-from edge.pipeline import build_pipeline
-from edge.sources import ReplaySource
+from edge.adapters.audio.sources import ReplaySource
+from edge.app.compose import build_pipeline
+from edge.app.config import load_config
+from edge.app.daemon import Daemon, SystemdNotifier
+from edge.app.health import read_health
+from edge.core.errors import AudioDeviceError
 from tests.edge.helpers import ALL_SONGS, SR, make_song_stream, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +67,7 @@ def start_daemon(cfg: Path, tmp_path: Path, notify: Path | None = None, *args: s
         env["NOTIFY_SOCKET"] = str(notify)
         env["WATCHDOG_USEC"] = "3000000"
     return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "-c", str(cfg), *args],
+        [sys.executable, "-m", "edge", "run", "-c", str(cfg), *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "daemon.log", "ab"),  # noqa: SIM115 - closed with the process
@@ -303,7 +303,7 @@ def test_stalled_pipeline_stops_the_watchdog(tmp_path, models):
         name = "hanging"
 
         def chunks(self, stop):
-            from edge.records import AudioChunk
+            from edge.core.records import AudioChunk
 
             yield AudioChunk(np.zeros(SR // 2, np.float32), SR, 0, time.time(), source="x", stream_start=True)
             release.wait(TIMEOUT)  # a stage that never returns

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edge.cli import main
-from edge.config import load_config
+from edge.app.cli import main
+from edge.app.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ["yellowhammer-edge.service", "yellowhammer-server.service"]

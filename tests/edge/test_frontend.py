@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge.frontend import FrontendConfig, StreamingLogMel, logmel, mel_frequencies
+from edge.core.frontend import FrontendConfig, StreamingLogMel, logmel, mel_frequencies
 
 
 def _audio(seconds=3.0, seed=0, sr=24000):
@@ -75,7 +75,7 @@ def test_config_validation_and_mismatch():
 def test_input_at_a_rate_multiple_gives_the_frames_of_resampled_audio(k):
     """48 kHz (or 96 kHz) straight into the frontend: the frames of resample-then-analyse,
     up to the resampler's ripple near 11 kHz; the same in any chunking."""
-    from edge.resample import resample
+    from edge.core.resample import resample
 
     cfg = FrontendConfig()
     rate = k * cfg.sample_rate

@@ -10,14 +10,15 @@ import threading
 import numpy as np
 import pytest
 
-from edge.config import Config, load_config
-from edge.errors import ModelError
-from edge.frontend import FrontendConfig
-from edge.pipeline import FrameRing, build_pipeline, detection_id
-from edge.sources import ReplaySource
-from edge.store import SqliteStore
-from edge.tflite import MODELS_DIR, TFLiteDetector
-from edge.wavfile import write_wav
+from edge.adapters.audio.sources import ReplaySource
+from edge.adapters.audio.wavfile import write_wav
+from edge.adapters.models.tflite import MODELS_DIR, TFLiteDetector
+from edge.adapters.store.sqlite import SqliteStore
+from edge.app.compose import build_pipeline
+from edge.app.config import Config, load_config
+from edge.core.errors import ModelError
+from edge.core.frontend import FrontendConfig
+from edge.core.pipeline import FrameRing, detection_id
 from tests.edge.helpers import ALL_SONGS, SR, make_song_stream, song_clip
 
 
@@ -217,8 +218,8 @@ def test_a_48k_stream_goes_unresampled_into_the_frontend_with_the_same_detection
     """48 kHz audio, as a USB microphone delivers it: the frontend analyses it directly (no
     resampler); the songs, their times and embeddings match the resampled path, and saved
     clips keep the 48 kHz rate."""
-    from edge.resample import resample
-    from edge.wavfile import read_info, read_wav
+    from edge.adapters.audio.wavfile import read_info, read_wav
+    from edge.core.resample import resample
 
     path, truth = stream
     x, sr = read_wav(path)

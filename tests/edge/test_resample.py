@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from edge.resample import Resampler, resample
+from edge.core.resample import Resampler, resample
 
 TARGET = 24000
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.frontend import FrontendConfig
-from edge.segmenter import SongSegmenter, band_mask
+from edge.core.frontend import FrontendConfig
+from edge.core.segmenter import SongSegmenter, band_mask
 
 CFG = FrontendConfig()
 FPS = int(CFG.frame_rate)  # the shipped frontend's frame rate

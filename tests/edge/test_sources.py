@@ -9,13 +9,13 @@ import time
 import numpy as np
 import pytest
 
-from edge.config import load_config
-from edge.daemon import Daemon, SystemdNotifier
-from edge.errors import AudioDeviceError
-from edge.pipeline import build_pipeline
-from edge.resample import resample
-from edge.sources import MicSource, list_input_devices
-from edge.wavfile import read_wav, write_wav
+from edge.adapters.audio.sources import MicSource, list_input_devices
+from edge.adapters.audio.wavfile import read_wav, write_wav
+from edge.app.compose import build_pipeline
+from edge.app.config import load_config
+from edge.app.daemon import Daemon, SystemdNotifier
+from edge.core.errors import AudioDeviceError
+from edge.core.resample import resample
 from tests.edge.fake_pyaudio import FakePyAudioModule
 from tests.edge.helpers import SR, make_song_stream, write_config
 
@@ -171,7 +171,7 @@ def test_daemon_records_from_the_microphone_across_a_device_loss(tmp_path, mic_w
         d.stop.set()
         t.join(TIMEOUT)
     assert not t.is_alive()
-    from edge.store import SqliteStore
+    from edge.adapters.store.sqlite import SqliteStore
 
     s = SqliteStore(cfg.db_path, readonly=True)
     assert s.counts()["detections"] == len(truth)  # the last song was flushed at the stop

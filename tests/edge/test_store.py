@@ -9,9 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from edge.errors import StoreError
-from edge.records import Detection
-from edge.store import (
+from edge.adapters.store.sqlite import (
     MIGRATIONS,
     ClipSaver,
     DetectionWriter,
@@ -20,6 +18,8 @@ from edge.store import (
     StoreReadOnlyError,
     maintain,
 )
+from edge.core.errors import StoreError
+from edge.core.records import Detection
 from tests.edge.helpers import fill_disk, remount
 
 

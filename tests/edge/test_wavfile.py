@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from edge.errors import AudioFormatError
-from edge.sources import ReplaySource
-from edge.wavfile import read_info, read_wav, to_mono, write_wav
+from edge.adapters.audio.sources import ReplaySource
+from edge.adapters.audio.wavfile import read_info, read_wav, to_mono, write_wav
+from edge.core.errors import AudioFormatError
 
 
 def _broken(fixtures_dir):
@@ -77,7 +77,7 @@ def test_replay_skips_broken_files_and_reports_them(fixtures_dir):
 
 def test_cli_reports_broken_files_in_one_line_without_traceback(fixtures_dir):
     broken = fixtures_dir / "audio" / "broken"
-    proc = subprocess.run([sys.executable, "-m", "edge.cli", "features", str(broken)],
+    proc = subprocess.run([sys.executable, "-m", "edge", "features", str(broken)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
@@ -88,6 +88,6 @@ def test_cli_reports_broken_files_in_one_line_without_traceback(fixtures_dir):
 
 
 def test_cli_single_missing_file_is_a_clean_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "edge.cli", "features", str(tmp_path / "x.wav")],
+    proc = subprocess.run([sys.executable, "-m", "edge", "features", str(tmp_path / "x.wav")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "no such file" in proc.stderr

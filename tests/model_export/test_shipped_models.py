@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from edge.frontend import FrontendConfig, logmel
-from edge.manifest import load_manifest
-from edge.tflite import MODELS_DIR, TFLiteDetector, TFLiteEncoder
-from edge.wavfile import read_wav, to_mono
+from edge.adapters.audio.wavfile import read_wav, to_mono
+from edge.adapters.models.manifest import load_manifest
+from edge.adapters.models.tflite import MODELS_DIR, TFLiteDetector, TFLiteEncoder
+from edge.core.frontend import FrontendConfig, logmel
 
 SHIPPED = MODELS_DIR / "encoder.json"
 pytestmark = pytest.mark.skipif(

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.frontend import FrontendConfig
+from edge.core.frontend import FrontendConfig
 from model_export.data import end_frame, song_window, window_labels
 from model_export.evaluate_models import cluster_scores, merge_events, novelty
 from model_export.train import augment, balanced_batches, knn_accuracy
@@ -94,8 +94,8 @@ def test_labelled_csv_gives_encoder_and_detector_examples(fixtures_dir):
 @pytest.mark.slow
 def test_int8_export_roundtrip_through_the_edge_runtime(tmp_path):
     pytest.importorskip("tensorflow")
-    from edge.manifest import load_manifest
-    from edge.tflite import TFLiteDetector, TFLiteEncoder
+    from edge.adapters.models.manifest import load_manifest
+    from edge.adapters.models.tflite import TFLiteDetector, TFLiteEncoder
     from model_export.export import compare_int8, export_model
     from model_export.models import build_cnn_encoder, build_detector
 

@@ -11,7 +11,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.payload import encode_detection
+from edge.contract.payload import encode_detection
 from tests.sync.helpers import IngestThread, make_detection, quarantine_reasons, server_rows, wait_for
 
 

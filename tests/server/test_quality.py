@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from edge.payload import encode_detection
+from edge.contract.payload import encode_detection
 from server import storage as storage_mod
 from server.clustering import ClusterError, ClusterParams, quality_exclusions, run_clustering
 from server.export import export
@@ -98,7 +98,7 @@ def test_migration_adds_columns_and_recovers_flags_from_extra(tmp_path):
 
 
 def test_import_reads_flags_from_the_edge_database(tmp_path, storage):
-    from edge.store import SqliteStore
+    from edge.adapters.store.sqlite import SqliteStore
 
     edb = tmp_path / "edge.sqlite"
     store = SqliteStore(edb)

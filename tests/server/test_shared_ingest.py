@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import collections
 
-from edge.publisher import MqttPublisher
-from edge.store import SqliteStore
+from edge.adapters.mqtt.publisher import MqttPublisher
+from edge.adapters.store.sqlite import SqliteStore
 from tests.sync.helpers import IngestThread, edge_config, fill_store, server_rows, wait_for
 
 

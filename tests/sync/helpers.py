@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.config import Config, DeviceConfig, MqttConfig, StoreConfig
-from edge.records import Detection
-from edge.store import SqliteStore
+from edge.adapters.store.sqlite import SqliteStore
+from edge.app.config import Config, DeviceConfig, MqttConfig, StoreConfig
+from edge.core.records import Detection
 from server.ingest import Ingestor, IngestSettings
 from server.storage import SqliteStorage
 
@@ -151,7 +151,7 @@ def write_labels(path, pairs, skip: frozenset[str] | set[str] = frozenset()) -> 
 
 def load_into_server(storage, detections) -> None:
     """Feed detections through the ingest's validation path (no broker needed)."""
-    from edge.payload import encode_detection
+    from edge.contract.payload import encode_detection
     from server.ingest import Message, MessageHandler
 
     h = MessageHandler(storage)

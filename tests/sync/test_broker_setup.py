@@ -13,10 +13,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.errors import SyncError
-from edge.payload import encode_detection
-from edge.publisher import MqttPublisher
-from edge.store import SqliteStore
+from edge.adapters.mqtt.publisher import MqttPublisher
+from edge.adapters.store.sqlite import SqliteStore
+from edge.contract.payload import encode_detection
+from edge.core.errors import SyncError
 from tests.broker import MosquittoBroker, free_port, mosquitto_binary
 
 from .helpers import IngestThread, edge_config, fill_store, make_detection, server_rows, wait_for

@@ -46,7 +46,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _publish(broker, edb: Path, device: str) -> dict:
-    p = _run("-m", "edge.publisher", "--db", str(edb), "--host", broker.host, "--port", str(broker.port),
+    p = _run("-m", "edge.adapters.mqtt.publisher", "--db", str(edb), "--host", broker.host, "--port", str(broker.port),
              "--device-id", device, "--json", "--timeout", "60")  # fmt: skip
     return json.loads(p.stdout)
 
@@ -68,7 +68,7 @@ def _check_export(out: Path, ids: set[str]) -> list[dict]:
 
 
 def test_edge_stores_to_export(mqtt_broker, tmp_path):
-    from edge.store import SqliteStore
+    from edge.adapters.store.sqlite import SqliteStore
 
     sdb = tmp_path / "server.sqlite"
     data = blob_detections(k=4, n_per=30, devices=("dev-1", "dev-2", "dev-3"))
@@ -116,7 +116,7 @@ def test_wav_to_export(mqtt_broker, tmp_path):
         wait_for(lambda: sdb.exists(), 30, what="server database")
         env = _env(YH_DEVICE__ID="wav-dev", YH_DEVICE__DATA_DIR=str(data), YH_MQTT__ENABLED="true",
                    YH_MQTT__HOST=mqtt_broker.host, YH_MQTT__PORT=str(mqtt_broker.port))  # fmt: skip
-        _run("-m", "edge.cli", "run", "--once", "--replay", str(FIXTURES), env=env, timeout=300)
+        _run("-m", "edge", "run", "--once", "--replay", str(FIXTURES), env=env, timeout=300)
         ids = set(_edge_ids(edb))
         assert len(ids) >= 5
         # whatever the daemon's stop grace did not send goes now (what `yh-edge sync` does)

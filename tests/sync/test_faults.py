@@ -16,8 +16,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.publisher import MqttPublisher
-from edge.store import SqliteStore
+from edge.adapters.mqtt.publisher import MqttPublisher
+from edge.adapters.store.sqlite import SqliteStore
 from tests.broker import MosquittoBroker, mosquitto_binary
 
 from .helpers import IngestThread, edge_config, fill_store, server_rows, unsynced_count, wait_for
@@ -133,7 +133,7 @@ def test_broker_crash_before_autosave_is_reconciled(tmp_path):
 def test_publisher_sigkill_mid_drain_then_restart(mqtt_broker, tmp_path):
     edb, sdb = tmp_path / "edge.sqlite", tmp_path / "server.sqlite"
     ids = fill_store(edb, "dev-k", 600)
-    cmd = [sys.executable, "-m", "edge.publisher", "--db", str(edb), "--host", mqtt_broker.host,
+    cmd = [sys.executable, "-m", "edge.adapters.mqtt.publisher", "--db", str(edb), "--host", mqtt_broker.host,
            "--port", str(mqtt_broker.port), "--device-id", "dev-k"]  # fmt: skip
     with IngestThread(mqtt_broker, sdb):
         # throttled so that the kill lands mid-drain

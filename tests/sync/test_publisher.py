@@ -10,9 +10,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.errors import SyncError
-from edge.publisher import MqttPublisher
-from edge.store import SqliteStore
+from edge.adapters.mqtt.publisher import MqttPublisher
+from edge.adapters.store.sqlite import SqliteStore
+from edge.core.errors import SyncError
 from tests.broker import free_port
 
 from .helpers import IngestThread, edge_config, fill_store, server_rows, unsynced_count, wait_for

@@ -11,9 +11,9 @@ import sqlite3
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.payload import encode_detection
-from edge.publisher import MqttPublisher
-from edge.store import SqliteStore
+from edge.adapters.mqtt.publisher import MqttPublisher
+from edge.adapters.store.sqlite import SqliteStore
+from edge.contract.payload import encode_detection
 from tests.sync.helpers import (
     IngestThread,
     edge_config,

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from edge.publisher import parse_resend
-from edge.store import SqliteStore
+from edge.adapters.mqtt.publisher import parse_resend
+from edge.adapters.store.sqlite import SqliteStore
 from server.ingest import MAX_RESEND_TRIES, Message, MessageHandler
 from server.storage import SqliteStorage
 

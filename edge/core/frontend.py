@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 
-from .errors import ModelError
+from edge.core.errors import ModelError
 
 NORMALIZATIONS = ("none", "ema")
 #: input at up to this many times the model rate goes straight into the frontend (see

@@ -1,4 +1,4 @@
-"""Click options shared by ``yh-edge`` and the stand-alone ``python -m edge.publisher`` (which
+"""Click options shared by ``yh-edge`` and the stand-alone ``python -m edge.adapters.mqtt.publisher`` (which
 must not import the whole CLI)."""
 
 from __future__ import annotations

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
-from .frontend import FrontendConfig
-from .manifest import Manifest, TensorSpec, load_manifest
+from edge.adapters.models.manifest import Manifest, TensorSpec, load_manifest
+from edge.core.errors import ModelError
+from edge.core.frontend import FrontendConfig
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = Path(__file__).parent / "models"
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"  # edge/models: the shipped models
 
 
 def _interpreter_class():

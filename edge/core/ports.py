@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .records import AudioChunk, Detection
+from edge.core.records import AudioChunk, Detection
 
 
 @runtime_checkable

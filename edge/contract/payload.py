@@ -45,7 +45,7 @@ import re
 
 import numpy as np
 
-from .records import Detection
+from edge.core.records import Detection
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMAS = (1,)

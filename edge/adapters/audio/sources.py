@@ -1,6 +1,6 @@
 """Audio sources: WAV replay and live microphone (pyaudio), both yielding canonical chunks.
 
-Both implement :class:`edge.ports.AudioSource`: float32 mono at the model rate, each chunk with
+Both implement :class:`edge.core.ports.AudioSource`: float32 mono at the model rate, each chunk with
 its absolute stream sample index and the UTC time of its first sample.
 """
 
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .clock import clock_synchronized
-from .errors import AudioDeviceError, AudioFormatError
-from .frontend import MAX_RATE_MULTIPLE
-from .records import AudioChunk
-from .resample import Resampler
-from .wavfile import WavReader, to_mono
+from edge.adapters.audio.wavfile import WavReader, to_mono
+from edge.adapters.system.clock import clock_synchronized
+from edge.core.errors import AudioDeviceError, AudioFormatError
+from edge.core.frontend import MAX_RATE_MULTIPLE
+from edge.core.records import AudioChunk
+from edge.core.resample import Resampler
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ _STAMP = re.compile(r"(\d{8})[_T-]?(\d{6})")
 def delivery_rate(in_rate: int, model_rate: int, rate_multiples: bool) -> int:
     """The rate a source delivers: ``in_rate`` itself when ``rate_multiples`` allows it and it
     is 1 to ``MAX_RATE_MULTIPLE`` times the model rate (the pipeline's frontend then analyses
-    it without resampling, see :meth:`edge.frontend.FrontendConfig.for_input_rate`), else the
+    it without resampling, see :meth:`edge.core.frontend.FrontendConfig.for_input_rate`), else the
     model rate."""
     k, rem = divmod(int(in_rate), int(model_rate))
     if rate_multiples and not rem and 1 <= k <= MAX_RATE_MULTIPLE:

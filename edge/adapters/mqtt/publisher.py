@@ -20,9 +20,9 @@ Rules (DESIGN §4 "Outbox" and "MQTT"):
   autosave, a subscription it forgot over a restart, a full queue) while PUBACK stays the sync
   criterion.
 
-The wire format is in :mod:`edge.payload` and ``docs/mqtt.md``.
+The wire format is in :mod:`edge.contract.payload` and ``docs/mqtt.md``.
 
-``python -m edge.publisher`` (and :data:`sync_command`, registered as ``yh-edge sync``) runs a
+``python -m edge.adapters.mqtt.publisher`` (and :data:`sync_command`, registered as ``yh-edge sync``) runs a
 one-shot drain or, with ``--follow``, the publisher loop alone.
 """
 
@@ -41,9 +41,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .config import Config
-from .errors import SyncError, YellowhammerError
-from .payload import (
+from edge.adapters.store.sqlite import SqliteStore
+from edge.app.config import Config
+from edge.contract.payload import (
     check_buckets,
     check_device_id,
     detections_topic,
@@ -51,7 +51,7 @@ from .payload import (
     stats_topic,
     status_topic,
 )
-from .store import SqliteStore
+from edge.core.errors import SyncError, YellowhammerError
 
 log = logging.getLogger(__name__)
 
@@ -502,7 +502,7 @@ class MqttPublisher:
 def _build_config(config_path, db, host, port, device_id, max_rate, batch_size) -> Config:
     import dataclasses
 
-    from .config import load_config
+    from edge.app.config import load_config
 
     cfg = load_config(config_path)
     mq = {}
@@ -525,7 +525,7 @@ def _build_config(config_path, db, host, port, device_id, max_rate, batch_size) 
 def _make_sync_command():
     import click
 
-    from .cli_options import config_option
+    from edge.app.cli_options import config_option
 
     @click.command("sync")
     @config_option
@@ -594,4 +594,4 @@ if __name__ == "__main__":  # pragma: no cover - exercised by the subprocess tes
     import sys
 
     _logging.basicConfig(level=_logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    sync_command(prog_name="python -m edge.publisher")
+    sync_command(prog_name="python -m edge.adapters.mqtt.publisher")

@@ -4,7 +4,7 @@
   finishes the songs in flight (they are stored, flagged truncated if cut), the publisher
   disconnects cleanly, every thread is joined with a timeout, and the process exits 0.
 - **Threads**: ``pipeline`` (pull the source, detect, segment, embed, store) and, when
-  ``mqtt.enabled``, ``publisher`` (:class:`edge.publisher.MqttPublisher`). The main thread
+  ``mqtt.enabled``, ``publisher`` (:class:`edge.adapters.mqtt.publisher.MqttPublisher`). The main thread
   supervises: systemd notifications, health log and file, store maintenance, retrying
   detections held in memory.
 - **systemd** ``Type=notify``: ``READY=1`` once models and store are open, ``STATUS=`` lines,
@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import Config
-from .errors import YellowhammerError
-from .health import system_figures, write_health
+from edge.app.config import Config
+from edge.app.health import system_figures, write_health
+from edge.core.errors import YellowhammerError
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Daemon:
     notifier
         systemd notifier (default: from the environment).
     components
-        Pre-built :class:`edge.pipeline.Components` (tests); built from ``config`` otherwise.
+        Pre-built :class:`edge.core.pipeline.Components` (tests); built from ``config`` otherwise.
     source_factory
         Makes the audio source (default: from ``config.audio``); called again on a restart.
     """
@@ -120,7 +120,7 @@ class Daemon:
 
     # -- wiring ---------------------------------------------------------------------------
     def _build(self) -> None:
-        from .pipeline import build_pipeline, make_source
+        from edge.app.compose import build_pipeline, make_source
 
         if self._components is None:
             self._components = build_pipeline(self.config)
@@ -261,7 +261,7 @@ class Daemon:
         if not self.config.mqtt.enabled:
             return
         try:
-            from .publisher import MqttPublisher
+            from edge.adapters.mqtt.publisher import MqttPublisher
         except ImportError as exc:
             log.error(
                 "mqtt.enabled is set but the publisher is not available (%s); detections stay queued", exc
@@ -298,7 +298,7 @@ class Daemon:
 
     def run(self) -> int:
         """Run until stopped; returns the process exit code."""
-        from .store import maintain
+        from edge.adapters.store.sqlite import maintain
 
         self._install_signals()
         self._build()

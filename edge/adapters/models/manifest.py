@@ -33,8 +33,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelError
-from .frontend import FrontendConfig
+from edge.core.errors import ModelError
+from edge.core.frontend import FrontendConfig
 
 FORMAT = "yellowhammer-model/1"
 KINDS = ("detector", "encoder")

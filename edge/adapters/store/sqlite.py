@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-from .errors import StoreError
-from .records import Detection
+from edge.core.errors import StoreError
+from edge.core.records import Detection
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def _is_read_only(exc: Exception) -> bool:
 
 
 class SqliteStore:
-    """The :class:`edge.ports.Store` on a SQLite file.
+    """The :class:`edge.core.ports.Store` on a SQLite file.
 
     Parameters
     ----------
@@ -602,7 +602,7 @@ class ClipSaver:
 
     def save(self, detection_id: str, audio: np.ndarray, sample_rate: int, start_time: float) -> str | None:
         """Write one clip; returns its path, or None when skipped (no space, quota too small)."""
-        from .wavfile import write_wav
+        from edge.adapters.audio.wavfile import write_wav
 
         size = 44 + 2 * int(audio.shape[0])
         if size > self.quota:

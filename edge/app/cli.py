@@ -1,7 +1,7 @@
 """``yh-edge``: the command line of the recorder.
 
 Logging is configured here and only here (stderr, so journald keeps it). Expected errors
-(:class:`~edge.errors.YellowhammerError`) become one-line ``click.ClickException`` messages.
+(:class:`~edge.core.errors.YellowhammerError`) become one-line ``click.ClickException`` messages.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .cli_options import config_option
-from .config import load_config, to_toml
-from .errors import YellowhammerError
+from edge import __version__
+from edge.app import runtime  # noqa: F401  (first: single-threaded BLAS before numpy loads)
+from edge.app.cli_options import config_option
+from edge.app.config import load_config, to_toml
+from edge.core.errors import YellowhammerError
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,8 @@ def features(paths: tuple[Path, ...], as_json: bool) -> None:
     """Run the log-mel frontend on WAV files and summarise it (a check of audio input)."""
     import numpy as np
 
-    from .frontend import FrontendConfig, StreamingLogMel, mel_frequencies
-    from .sources import ReplaySource
+    from edge.adapters.audio.sources import ReplaySource
+    from edge.core.frontend import FrontendConfig, StreamingLogMel, mel_frequencies
 
     cfg = FrontendConfig()
     failed = []
@@ -266,7 +267,7 @@ def _write_output(rows: list[dict], fmt: str, output: Path | None, durations: di
 def _atomic_write(path: Path, text: str) -> None:
     import os
 
-    from .errors import YellowhammerError
+    from edge.core.errors import YellowhammerError
 
     tmp = path.with_name(path.name + ".part")
     try:
@@ -329,9 +330,9 @@ def analyze(
     """
     import dataclasses
 
-    from .pipeline import build_pipeline
-    from .sources import ReplaySource, expand_paths
-    from .wavfile import read_info
+    from edge.adapters.audio.sources import ReplaySource, expand_paths
+    from edge.adapters.audio.wavfile import read_info
+    from edge.app.compose import build_pipeline
 
     cfg = load_config(config_path)
     if threshold is not None:
@@ -427,7 +428,7 @@ def run(config_path: Path | None, once: bool, replay: tuple[Path, ...]) -> None:
     """
     import dataclasses
 
-    from .daemon import Daemon
+    from edge.app.daemon import Daemon
 
     cfg = load_config(config_path)
     if replay:
@@ -438,8 +439,8 @@ def run(config_path: Path | None, once: bool, replay: tuple[Path, ...]) -> None:
 
 # -- status ------------------------------------------------------------------------------
 def _model_versions(cfg) -> dict:
-    from .manifest import load_manifest
-    from .tflite import MODELS_DIR
+    from edge.adapters.models.manifest import load_manifest
+    from edge.adapters.models.tflite import MODELS_DIR
 
     out = {}
     for kind, path in (("detector", cfg.models.detector), ("encoder", cfg.models.encoder)):
@@ -454,8 +455,8 @@ def collect_status(cfg) -> dict:
     """What ``status`` reports: store counts, backlog, disk, daemon health and uptime."""
     import time
 
-    from .health import disk_usage, read_health
-    from .store import SqliteStore
+    from edge.adapters.store.sqlite import SqliteStore
+    from edge.app.health import disk_usage, read_health
 
     status: dict = {"device_id": cfg.device_id, "database": str(cfg.db_path), "models": _model_versions(cfg)}
     try:
@@ -487,7 +488,7 @@ def collect_status(cfg) -> dict:
 @friendly_errors
 def status(config_path: Path | None, as_json: bool) -> None:
     """Counts, last detection, unsynced backlog, disk and uptime of this recorder."""
-    from .health import format_bytes, format_duration
+    from edge.app.health import format_bytes, format_duration
 
     cfg = load_config(config_path)
     st = collect_status(cfg)
@@ -545,7 +546,7 @@ def run_checks(cfg, config_path: Path | None) -> list[dict]:
     add("config", "ok", str(config_path) if config_path else "defaults (no config file)")
     # models
     try:
-        from .pipeline import load_models
+        from edge.app.compose import load_models
 
         det, enc = load_models(cfg)
         add(
@@ -563,7 +564,7 @@ def run_checks(cfg, config_path: Path | None) -> list[dict]:
             "copy a matching .tflite/.json pair",
         )
     # database
-    from .store import SqliteStore
+    from edge.adapters.store.sqlite import SqliteStore
 
     try:
         store = SqliteStore(cfg.db_path)
@@ -593,7 +594,7 @@ def run_checks(cfg, config_path: Path | None) -> list[dict]:
             "data directory not writable by this user, read-only or full file system, or a damaged card",
         )
     # disk
-    from .health import disk_usage, format_bytes
+    from edge.app.health import disk_usage, format_bytes
 
     d = disk_usage(cfg.device.data_dir)
     min_free = cfg.store.min_free_mb * 1024 * 1024
@@ -611,7 +612,7 @@ def run_checks(cfg, config_path: Path | None) -> list[dict]:
     else:
         add("disk", "ok", f"{format_bytes(d['free_bytes'])} free of {format_bytes(d['total_bytes'])}")
     # clock
-    from .clock import clock_synchronized
+    from edge.adapters.system.clock import clock_synchronized
 
     if clock_synchronized():
         add("clock", "ok", "synchronised")
@@ -624,7 +625,7 @@ def run_checks(cfg, config_path: Path | None) -> list[dict]:
         )
     # audio
     if cfg.audio.source == "mic":
-        from .sources import list_input_devices
+        from edge.adapters.audio.sources import list_input_devices
 
         try:
             devices = list_input_devices()
@@ -683,7 +684,7 @@ def run_checks(cfg, config_path: Path | None) -> list[dict]:
             )
         if cfg.mqtt.password_file:
             try:
-                from .publisher import read_password
+                from edge.adapters.mqtt.publisher import read_password
 
                 read_password(cfg.mqtt.password_file)
                 add("credentials", "ok", "MQTT password file readable")
@@ -696,7 +697,7 @@ def run_checks(cfg, config_path: Path | None) -> list[dict]:
                 )
     else:
         add("broker", "ok", "sync disabled (mqtt.enabled = false)")
-    from .health import read_health
+    from edge.app.health import read_health
 
     h = read_health(cfg.device.data_dir)
     if h and h.get("running"):
@@ -741,7 +742,7 @@ def db_group() -> None:
 
 
 def _open_store(config_path: Path | None, db: Path | None, readonly: bool = False):
-    from .store import SqliteStore
+    from edge.adapters.store.sqlite import SqliteStore
 
     cfg = load_config(config_path)
     return cfg, SqliteStore(db or cfg.db_path, readonly=readonly)
@@ -777,7 +778,7 @@ def db_check(config_path: Path | None, db: Path | None) -> None:
 @friendly_errors
 def db_vacuum(config_path: Path | None, db: Path | None) -> None:
     """Give the space of deleted rows back to the file system (stop the daemon first)."""
-    from .health import format_bytes
+    from edge.app.health import format_bytes
 
     _, store = _open_store(config_path, db)
     try:
@@ -852,13 +853,13 @@ def db_export(
 @config_group.command("default")
 def config_default() -> None:
     """Print the bundled, commented default config (a starting point for /etc/yellowhammer)."""
-    click.echo((Path(__file__).parent / "data" / "edge.toml").read_text(encoding="utf-8"), nl=False)
+    click.echo((Path(__file__).resolve().parents[1] / "data" / "edge.toml").read_text(encoding="utf-8"), nl=False)
 
 
 def _register_sync() -> None:
     """``yh-edge sync`` comes with the MQTT publisher."""
     try:
-        from .publisher import sync_command
+        from edge.adapters.mqtt.publisher import sync_command
     except ImportError as exc:  # pragma: no cover - the module is part of the package
         log.debug("no sync command: %s", exc)
         return

@@ -23,7 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .errors import ConfigError
+from edge.core.errors import ConfigError
 
 ENV_PREFIX = "YH_"
 

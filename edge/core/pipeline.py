@@ -14,15 +14,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from .config import Config
-from .frontend import FrontendConfig, StreamingLogMel
-from .ports import AudioSource, Detector, Encoder
-from .records import AudioChunk, Detection, SongSegment
-from .segmenter import Song, SongSegmenter
+from edge.core.frontend import FrontendConfig, StreamingLogMel
+from edge.core.ports import AudioSource, Detector, Encoder
+from edge.core.records import AudioChunk, Detection, SongSegment
+from edge.core.segmenter import Song, SongSegmenter
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +146,7 @@ class Pipeline:
         Ports; their window sizes come from their manifests.
     sink
         Anything with ``add(detection, clip_path=None)``: the store or a
-        :class:`edge.store.DetectionWriter` around it. If it also has
+        :class:`edge.adapters.store.sqlite.DetectionWriter` around it. If it also has
         ``add_many([(detection, clip_path), ...])``, the songs that finish in the same chunk
         are handed over in one call (the store commits them in one transaction).
     device_id
@@ -159,7 +157,7 @@ class Pipeline:
         Skip the detector on windows whose song-band peak is less than this above the noise
         floor (0 = always run it).
     clips
-        Optional :class:`edge.store.ClipSaver`.
+        Optional :class:`edge.adapters.store.sqlite.ClipSaver`.
     on_detection
         Called with each detection after it was handed to the sink.
     """
@@ -395,116 +393,3 @@ class Pipeline:
         pad = int(_CLIP_PAD_S * sr)
         audio = self._audio.get(max(0, song.start_sample * k - pad), song.end_sample * k + pad)
         return self.clips.save(d.id, audio, sr, d.start_time)
-
-
-@dataclass
-class Components:
-    """What :func:`build_pipeline` composed, for the daemon and the CLI."""
-
-    pipeline: Pipeline
-    store: object
-    writer: object
-    clips: object
-    detector: Detector
-    encoder: Encoder
-
-
-def load_models(config: Config, frontend: FrontendConfig | None = None) -> tuple[Detector, Encoder]:
-    """The detector and encoder of the config, checked against each other and the frontend."""
-    from .errors import ModelError
-    from .tflite import TFLiteDetector, TFLiteEncoder
-
-    m = config.models
-    det = TFLiteDetector(
-        m.detector or None, frontend=frontend, threshold=m.threshold, num_threads=m.num_threads
-    )
-    enc = TFLiteEncoder(m.encoder or None, frontend=det.frontend, num_threads=m.num_threads)
-    if frontend is None:
-        diff = det.frontend.mismatch(enc.frontend)
-        if diff:
-            raise ModelError(f"detector and encoder use different frontends ({'; '.join(diff)})")
-    return det, enc
-
-
-def make_source(config: Config, sample_rate: int, on_error=None) -> AudioSource:
-    """The audio source the config asks for (microphone or WAV replay), delivering the model
-    rate or an integer multiple of it (48 kHz goes to the frontend unresampled)."""
-    from .errors import ConfigError
-    from .sources import MicSource, ReplaySource
-
-    a = config.audio
-    if a.source == "replay":
-        if not a.replay_path:
-            raise ConfigError("audio.source is 'replay' but audio.replay_path is empty")
-        paths = [p for p in a.replay_path.split(":") if p]
-        missing = [p for p in paths if not Path(p).exists()]
-        if missing:
-            raise ConfigError(f"audio.replay_path: {missing[0]} does not exist")
-        return ReplaySource(
-            paths,
-            sample_rate,
-            chunk_seconds=a.chunk_seconds,
-            realtime=a.replay_realtime,
-            timestamps=a.replay_timestamps,
-            loop=a.replay_loop,
-            on_error=on_error,
-            rate_multiples=True,
-        )
-    device = int(a.device) if a.device.isdigit() else (a.device or None)
-    return MicSource(
-        device, sample_rate, chunk_seconds=a.chunk_seconds, capture_rate=a.capture_rate, rate_multiples=True
-    )
-
-
-def build_pipeline(
-    config: Config,
-    store=None,
-    detector: Detector | None = None,
-    encoder: Encoder | None = None,
-    on_detection: Callable[[Detection, SongSegment], None] | None = None,
-) -> Components:
-    """Compose the pipeline of a config: models, segmenter, store (opened here unless given),
-    persist-first writer and, if enabled, the clip saver."""
-    from .store import ClipSaver, DetectionWriter, SqliteStore
-
-    if detector is None or encoder is None:
-        detector, encoder = load_models(config)
-    frontend: FrontendConfig = getattr(detector, "frontend", None) or FrontendConfig()
-    if store is None:
-        store = SqliteStore(config.db_path)
-    clips = None
-    sc = config.store
-    if sc.save_clips:
-        clips = ClipSaver(
-            Path(config.device.data_dir) / "clips",
-            int(sc.clip_quota_mb * 1024 * 1024),
-            int(sc.min_free_mb * 1024 * 1024),
-        )
-    writer = DetectionWriter(store, clips)
-    s = config.segmenter
-    segmenter = SongSegmenter(
-        frontend,
-        detector.window_frames,
-        detector.hop_frames,
-        detector.threshold,
-        min_song_s=s.min_song_s,
-        max_song_s=s.max_song_s,
-        merge_gap_s=s.merge_gap_s,
-    )
-    margin = None
-    manifest = getattr(getattr(encoder, "model", None), "manifest", None)
-    if manifest is not None and "margin_frames" in manifest.raw.get("window", {}):
-        margin = int(manifest.raw["window"]["margin_frames"])
-    pipeline = Pipeline(
-        frontend,
-        detector,
-        encoder,
-        writer,
-        config.device_id,
-        segmenter,
-        energy_gate_db=s.energy_gate_db,
-        clips=clips,
-        on_detection=on_detection,
-        encoder_margin_frames=margin,
-    )
-    return Components(pipeline, store, writer, clips, detector, encoder)

@@ -2,7 +2,7 @@
 
 Accepts RIFF/WAVE with PCM (8-bit unsigned, 16/24/32-bit signed) or IEEE float (32/64-bit)
 samples, also inside WAVE_FORMAT_EXTENSIBLE, any channel count and any sample rate. Everything
-else is refused with an :class:`~edge.errors.AudioFormatError` whose message names the file and
+else is refused with an :class:`~edge.core.errors.AudioFormatError` whose message names the file and
 the problem in one line. Reading is incremental so hour-long recordings never sit in memory.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AudioFormatError
+from edge.core.errors import AudioFormatError
 
 _PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
 _KNOWN_CODECS = {0x0002: "MS ADPCM", 0x0006: "A-law", 0x0007: "mu-law", 0x0011: "IMA ADPCM", 0x0055: "MP3"}

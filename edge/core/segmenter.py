@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
-from .frontend import FrontendConfig, mel_frequencies
+from edge.core.frontend import FrontendConfig, mel_frequencies
 
 log = logging.getLogger(__name__)
 

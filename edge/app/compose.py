@@ -1,0 +1,131 @@
+"""Composition root: the recorder's parts built from one config.
+
+Everything that runs the pipeline (the daemon, ``yh-edge analyze``, the real-audio evaluation,
+the benchmark and the tests) composes it here, so they all measure the same recorder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.app.config import Config
+from edge.core.frontend import FrontendConfig
+from edge.core.pipeline import Pipeline
+from edge.core.ports import AudioSource, Detector, Encoder
+from edge.core.records import Detection, SongSegment
+from edge.core.segmenter import SongSegmenter
+
+
+@dataclass
+class Components:
+    """What :func:`build_pipeline` composed, for the daemon and the CLI."""
+
+    pipeline: Pipeline
+    store: object
+    writer: object
+    clips: object
+    detector: Detector
+    encoder: Encoder
+
+
+def load_models(config: Config, frontend: FrontendConfig | None = None) -> tuple[Detector, Encoder]:
+    """The detector and encoder of the config, checked against each other and the frontend."""
+    from edge.adapters.models.tflite import TFLiteDetector, TFLiteEncoder
+    from edge.core.errors import ModelError
+
+    m = config.models
+    det = TFLiteDetector(
+        m.detector or None, frontend=frontend, threshold=m.threshold, num_threads=m.num_threads
+    )
+    enc = TFLiteEncoder(m.encoder or None, frontend=det.frontend, num_threads=m.num_threads)
+    if frontend is None:
+        diff = det.frontend.mismatch(enc.frontend)
+        if diff:
+            raise ModelError(f"detector and encoder use different frontends ({'; '.join(diff)})")
+    return det, enc
+
+
+def make_source(config: Config, sample_rate: int, on_error=None) -> AudioSource:
+    """The audio source the config asks for (microphone or WAV replay), delivering the model
+    rate or an integer multiple of it (48 kHz goes to the frontend unresampled)."""
+    from edge.adapters.audio.sources import MicSource, ReplaySource
+    from edge.core.errors import ConfigError
+
+    a = config.audio
+    if a.source == "replay":
+        if not a.replay_path:
+            raise ConfigError("audio.source is 'replay' but audio.replay_path is empty")
+        paths = [p for p in a.replay_path.split(":") if p]
+        missing = [p for p in paths if not Path(p).exists()]
+        if missing:
+            raise ConfigError(f"audio.replay_path: {missing[0]} does not exist")
+        return ReplaySource(
+            paths,
+            sample_rate,
+            chunk_seconds=a.chunk_seconds,
+            realtime=a.replay_realtime,
+            timestamps=a.replay_timestamps,
+            loop=a.replay_loop,
+            on_error=on_error,
+            rate_multiples=True,
+        )
+    device = int(a.device) if a.device.isdigit() else (a.device or None)
+    return MicSource(
+        device, sample_rate, chunk_seconds=a.chunk_seconds, capture_rate=a.capture_rate, rate_multiples=True
+    )
+
+
+def build_pipeline(
+    config: Config,
+    store=None,
+    detector: Detector | None = None,
+    encoder: Encoder | None = None,
+    on_detection: Callable[[Detection, SongSegment], None] | None = None,
+) -> Components:
+    """Compose the pipeline of a config: models, segmenter, store (opened here unless given),
+    persist-first writer and, if enabled, the clip saver."""
+    from edge.adapters.store.sqlite import ClipSaver, DetectionWriter, SqliteStore
+
+    if detector is None or encoder is None:
+        detector, encoder = load_models(config)
+    frontend: FrontendConfig = getattr(detector, "frontend", None) or FrontendConfig()
+    if store is None:
+        store = SqliteStore(config.db_path)
+    clips = None
+    sc = config.store
+    if sc.save_clips:
+        clips = ClipSaver(
+            Path(config.device.data_dir) / "clips",
+            int(sc.clip_quota_mb * 1024 * 1024),
+            int(sc.min_free_mb * 1024 * 1024),
+        )
+    writer = DetectionWriter(store, clips)
+    s = config.segmenter
+    segmenter = SongSegmenter(
+        frontend,
+        detector.window_frames,
+        detector.hop_frames,
+        detector.threshold,
+        min_song_s=s.min_song_s,
+        max_song_s=s.max_song_s,
+        merge_gap_s=s.merge_gap_s,
+    )
+    margin = None
+    manifest = getattr(getattr(encoder, "model", None), "manifest", None)
+    if manifest is not None and "margin_frames" in manifest.raw.get("window", {}):
+        margin = int(manifest.raw["window"]["margin_frames"])
+    pipeline = Pipeline(
+        frontend,
+        detector,
+        encoder,
+        writer,
+        config.device_id,
+        segmenter,
+        energy_gate_db=s.energy_gate_db,
+        clips=clips,
+        on_detection=on_detection,
+        encoder_margin_frames=margin,
+    )
+    return Components(pipeline, store, writer, clips, detector, encoder)
