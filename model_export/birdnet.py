@@ -60,14 +60,13 @@ def model_dir() -> Path:
 
 
 def _interpreter_class():
+    from edge.adapters.models.tflite import interpreter_class
+    from edge.core.errors import ModelError
+
     try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError as exc:
-            raise BirdNETUnavailable("no TFLite interpreter: install ai-edge-litert (or tflite-runtime)") from exc
-    return Interpreter
+        return interpreter_class()
+    except ModelError as exc:
+        raise BirdNETUnavailable(str(exc)) from None
 
 
 class BirdNET:

@@ -45,10 +45,9 @@ def convert_int8(model, representative: np.ndarray, n_samples: int = 300, seed: 
 
 def tensor_specs(tflite_path: Path) -> tuple[dict, dict]:
     """(input spec, output spec) dicts of a single-input, single-output TFLite model."""
-    from edge.adapters.models.tflite import _interpreter_class
+    from edge.adapters.models.tflite import load_interpreter
 
-    interp = _interpreter_class()(model_path=str(tflite_path))
-    interp.allocate_tensors()
+    interp = load_interpreter(tflite_path)
 
     def spec(d):
         scale, zp = d["quantization"]

@@ -26,13 +26,10 @@ reason, and even an unexpected error while handling one message only quarantines
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import queue
 import socket
-import sqlite3
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -40,18 +37,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.contract.payload import ID_RE, check_buckets
+from edge.contract import ContractError, Detection, Digest, Resend, Stats, Status, Topics
+from edge.contract.edgedb import EdgeDatabaseError, read_messages
+from edge.kit.mqtt import Connection, MqttSetupError, Warner, make_client
 
 from .storage import Storage, StorageError, WriteResult
-from .validation import MAX_PAYLOAD_BYTES, Reject, parse_json, validate_detection
+
+#: the server's name for a message that breaks the contract (it is quarantined with the reason)
+Reject = ContractError
 
 log = logging.getLogger(__name__)
 
-STATUS_VALUES = ("online", "offline")
-KINDS = ("detections", "status", "stats", "digest")
-MAX_DIGEST_BUCKETS = 5000
 MAX_RESEND_TRIES = 3
 
 
@@ -94,7 +91,8 @@ class MessageHandler:
 
     def __init__(self, storage: Storage, prefix: str = "yh/v1") -> None:
         self.storage = storage
-        self.prefix = prefix.strip("/")
+        self.topics = Topics(prefix)
+        self.prefix = self.topics.prefix
         self._dims = storage.encoder_dims()
         self.totals = WriteResult()
         self.resend_requests: list[tuple[str, bytes]] = []  # (topic, payload) for the MQTT side
@@ -113,26 +111,17 @@ class MessageHandler:
             )
         return known
 
-    def check_detection(self, body_or_payload, topic_device: str | None) -> dict:
-        """Validate one detection (bytes or a parsed dict); returns the storage row or raises Reject."""
-        body = parse_json(body_or_payload) if isinstance(body_or_payload, bytes) else body_or_payload
-        row, emb = validate_detection(body, topic_device, self._dims)
-        known = self._dim_for(row["encoder_version"], int(emb.shape[0]), row["device_id"])
-        if known != emb.shape[0]:
+    def check_detection(self, payload, topic_device: str | None) -> dict:
+        """Decode and check one detection (bytes or a parsed dict); returns the storage row or raises Reject."""
+        d = Detection.from_payload(payload, topic_device)
+        known = self._dim_for(d.encoder_version, d.embedding_dim, d.device_id)
+        if known != d.embedding_dim:
             raise Reject(
-                f"embedding dim {emb.shape[0]} does not match dim {known} registered for encoder {row['encoder_version']}"
+                f"embedding dim {d.embedding_dim} does not match dim {known} registered for encoder {d.encoder_version}"
             )
+        row = d.to_row()
+        row["schema"] = 1
         return row
-
-    def _split_topic(self, topic: str) -> tuple[str, str]:
-        parts = topic.split("/")
-        pre = self.prefix.split("/")
-        if len(parts) != len(pre) + 2 or parts[: len(pre)] != pre:
-            raise Reject(f"topic {topic[:200]!r} is not {self.prefix}/<device>/<kind>")
-        device, kind = parts[-2], parts[-1]
-        if not ID_RE.match(device):
-            raise Reject("device level of the topic has characters that are not allowed")
-        return device, kind
 
     def handle(self, messages: Iterable[Message]) -> WriteResult:
         """Validate and store a batch in one transaction (status/stats are applied directly)."""
@@ -142,7 +131,7 @@ class MessageHandler:
         seen: set[str] = set()
         for m in messages:
             try:
-                device, kind = self._split_topic(m.topic)
+                device, kind = self.topics.parse(m.topic)
                 if kind == "detections":
                     row = self.check_detection(m.payload, device)
                     row["origin"] = f"mqtt:{m.topic}"
@@ -152,15 +141,13 @@ class MessageHandler:
                     seen.add(row["id"])
                     rows.append(row)
                 elif kind == "status":
-                    status = m.payload.decode("utf-8", "replace").strip()
-                    if status not in STATUS_VALUES:
-                        raise Reject(f"status must be one of {STATUS_VALUES}")
-                    self.storage.set_device_status(device, status)
+                    self.storage.set_device_status(device, Status.from_payload(m.payload).state)
                 elif kind == "stats":
-                    body = parse_json(m.payload)
+                    body = Stats.from_payload(m.payload, device).body
                     self.storage.set_device_stats(device, json.dumps(body, separators=(",", ":")))
                 elif kind == "digest":
-                    digests.append((device, *parse_digest(m.payload, device)))
+                    dg = Digest.from_payload(m.payload, device)
+                    digests.append((device, dg.bucket_s, list(dg.counts)))
                 else:
                     raise Reject(f"unknown message kind {kind[:40]!r}")
             except Reject as exc:
@@ -200,10 +187,7 @@ class MessageHandler:
         if missing:
             log.warning("ingest: %s is missing detections in %d bucket(s); asking it to resend them",
                         device, len(missing))  # fmt: skip
-            body = {"schema": 1, "bucket_s": bucket_s, "buckets": missing}
-            self.resend_requests.append(
-                (f"{self.prefix}/{device}/resend", json.dumps(body, separators=(",", ":")).encode())
-            )
+            self.resend_requests.append((self.topics.resend(device), Resend(bucket_s, tuple(missing)).to_payload()))
 
     @staticmethod
     def _reject(m: Message, reason: str) -> dict:
@@ -222,25 +206,17 @@ class Ingestor:
         self._q: queue.Queue = queue.Queue()
         self.connected = threading.Event()
         self.subscribed = threading.Event()
-        self._last_error = ""
+        self._warn = Warner(log, "ingest")
 
     def _client(self) -> mqtt.Client:
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.s.effective_client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-            manual_ack=True,
-        )
-        c.reconnect_delay_set(1, max(1, self.s.max_backoff_s))
-        if self.s.tls or self.s.ca_file:
-            try:
-                c.tls_set(ca_certs=self.s.ca_file or None, certfile=self.s.cert_file or None,
-                          keyfile=self.s.key_file or None, cert_reqs=ssl.CERT_REQUIRED)  # fmt: skip
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                raise StorageError(f"ingest TLS setup failed: {exc}") from None
-        if self.s.username:
-            c.on_pre_connect = self._on_pre_connect
+        conn = Connection(host=self.s.host, port=self.s.port, client_id=self.s.effective_client_id,
+                          username=self.s.username, password_file=self.s.password_file, tls=self.s.tls,
+                          ca_file=self.s.ca_file, cert_file=self.s.cert_file, key_file=self.s.key_file,
+                          keepalive=self.s.keepalive, max_backoff_s=self.s.max_backoff_s)  # fmt: skip
+        try:
+            c = make_client(conn, warn=self._note, manual_ack=True)
+        except MqttSetupError as exc:
+            raise StorageError(f"ingest {exc}") from None
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_connect_fail = self._on_connect_fail
@@ -248,29 +224,18 @@ class Ingestor:
         c.on_message = lambda client, userdata, msg: self._q.put(msg)
         return c
 
-    def _on_pre_connect(self, client, userdata) -> None:
-        password = None
-        if self.s.password_file:
-            try:
-                password = Path(self.s.password_file).read_text(encoding="utf-8").splitlines()[0]
-            except (OSError, UnicodeDecodeError, IndexError) as exc:
-                self._note(f"cannot read password file {self.s.password_file}: {exc}")
-        client.username_pw_set(self.s.username, password)
-
     def _note(self, msg: str) -> None:
-        if msg != self._last_error:
-            log.warning("ingest: %s", msg)
-        self._last_error = msg
+        self._warn(msg)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self._note(f"broker refused the connection: {reason_code}")
             return
-        self._last_error = ""
+        self._warn.clear()
         log.info("ingest: connected to %s:%s as %s (session present: %s)", self.s.host, self.s.port,
                  self.s.effective_client_id, flags.session_present)  # fmt: skip
-        group = f"$share/{self.s.share_group}/" if self.s.share_group else ""
-        client.subscribe([(f"{group}{self.s.prefix}/+/{kind}", 1) for kind in KINDS])
+        topics = Topics(self.s.prefix).subscriptions(share_group=self.s.share_group)
+        client.subscribe([(t, 1) for t in topics])
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -335,26 +300,6 @@ class Ingestor:
             )
 
 
-def parse_digest(payload: bytes, topic_device: str) -> tuple[int, list[tuple[int, int]]]:
-    """A device's sync digest: ``{"schema": 1, "device_id", "bucket_s", "counts": [[bucket, n], ...]}``."""
-    body = parse_json(payload)
-    if body.get("schema") != 1:
-        raise Reject("digest: unknown schema version")
-    if body.get("device_id") != topic_device:
-        raise Reject("digest: device_id does not match the topic")
-    bucket_s, counts = body.get("bucket_s"), body.get("counts")
-    try:
-        check_buckets(bucket_s, counts, MAX_DIGEST_BUCKETS, "counts")
-    except ValueError as exc:
-        raise Reject(f"digest: {exc}") from None
-    out = []
-    for pair in counts:
-        if (not isinstance(pair, list) or len(pair) != 2 or not all(type(v) is int and 0 <= v < 2**53 for v in pair)):  # fmt: skip
-            raise Reject("digest: each count must be [bucket, n] with non-negative integers")
-        out.append((pair[0], pair[1]))
-    return bucket_s, out
-
-
 def _topic(m: mqtt.MQTTMessage) -> str:
     try:
         return m.topic
@@ -363,57 +308,28 @@ def _topic(m: mqtt.MQTTMessage) -> str:
 
 
 # -- import of an edge database -------------------------------------------------------------------
-def _open_readonly(path: Path) -> sqlite3.Connection:
-    if not path.is_file():
-        raise StorageError(f"{path}: no such file")
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-        return conn
-    except sqlite3.DatabaseError as exc:
-        if "not a database" in str(exc) or "malformed" in str(exc):
-            raise StorageError(f"{path}: not an SQLite database ({exc})") from None
-        # a copied file whose directory is read-only cannot get its -shm: read it as immutable
-        log.warning("import: %s cannot be opened read-only (%s); reading it as immutable", path, exc)
-        try:
-            return sqlite3.connect(f"file:{path}?immutable=1", uri=True)
-        except sqlite3.Error as exc2:
-            raise StorageError(f"{path}: cannot open ({exc2})") from None
-
-
 def import_edge_db(storage: Storage, path: str | Path, progress: Callable[[int], None] | None = None,
                    batch: int = 1000) -> dict:  # fmt: skip
-    """Load the detections of an edge database file (opened read-only) through the same checks.
+    """Load the detections of an edge database file (opened read-only): each row becomes the
+    payload the device would have published and goes through the same decode path as MQTT.
 
     Returns counts: ``read``, ``new``, ``duplicate``, ``quarantined``.
     """
     path = Path(path)
-    conn = _open_readonly(path)
     handler = MessageHandler(storage)
     origin = f"import:{path.name}"
     out = {"file": str(path), "read": 0, "new": 0, "duplicate": 0, "quarantined": 0}
     try:
-        try:
-            cur = conn.execute("SELECT * FROM detections ORDER BY start_time, id")
-        except sqlite3.DatabaseError as exc:
-            raise StorageError(f"{path}: not an edge detection database ({exc})") from None
-        names = [c[0] for c in cur.description]
-        while True:
-            try:
-                chunk = cur.fetchmany(batch)
-            except sqlite3.DatabaseError as exc:
-                raise StorageError(f"{path}: read failed ({exc})") from None
-            if not chunk:
-                break
+        for chunk in read_messages(path, batch):
             rows, rejects = [], []
-            for values in chunk:
-                r = dict(zip(names, values, strict=True))
+            for shown, payload in chunk:
                 try:
-                    row = handler.check_detection(_edge_row_to_body(r), None)
+                    if isinstance(payload, ContractError):
+                        raise payload
+                    row = handler.check_detection(payload, None)
                     row["origin"] = origin
                     rows.append(row)
                 except Reject as exc:
-                    shown = {k: v for k, v in r.items() if k != "embedding"}
                     rejects.append({"reason": str(exc), "topic": "", "origin": origin,
                                     "payload": json.dumps(shown, default=str).encode()})  # fmt: skip
             res = storage.write_batch(rows, rejects)
@@ -423,36 +339,8 @@ def import_edge_db(storage: Storage, path: str | Path, progress: Callable[[int],
             out["quarantined"] += res.quarantined
             if progress:
                 progress(len(chunk))
-    finally:
-        conn.close()
+    except EdgeDatabaseError as exc:
+        raise StorageError(str(exc)) from None
     log.info("import: %s: %d read, %d new, %d already known, %d quarantined",
              path, out["read"], out["new"], out["duplicate"], out["quarantined"])  # fmt: skip
     return out
-
-
-def _edge_row_to_body(r: dict) -> dict:
-    emb = r.get("embedding")
-    if not isinstance(emb, (bytes, memoryview)):
-        raise Reject("edge row has no embedding blob")
-    emb = bytes(emb)
-    extra = None
-    if r.get("extra"):
-        try:
-            extra = json.loads(r["extra"])
-        except ValueError:
-            raise Reject("edge row has malformed extra JSON") from None
-    body = {k: r.get(k) for k in ("id", "device_id", "start_time", "end_time", "score", "duration_s", "snr_db",
-                                   "encoder_version", "detector_version", "source", "created_at")}  # fmt: skip
-    body.update(
-        schema=1,
-        clock_synced=bool(r.get("clock_synced")),
-        truncated=bool(r.get("truncated")),
-        embedding={"dtype": "f32", "dim": len(emb) // 4, "b64": base64.b64encode(emb).decode("ascii")},
-        extra=extra,
-    )
-    for flag in ("overlap", "refined"):  # columns of a newer edge store; otherwise validation reads extra
-        if r.get(flag) is not None:
-            body[flag] = bool(r[flag])
-    if len(emb) % 4 or len(emb) > MAX_PAYLOAD_BYTES:
-        raise Reject(f"edge row embedding blob of {len(emb)} bytes is not a float32 vector")
-    return {k: v for k, v in body.items() if v is not None}

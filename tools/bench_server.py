@@ -35,7 +35,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.contract.payload import encode_detection  # noqa: E402
 from server.clustering import ClusterParams, cluster_embeddings  # noqa: E402
 from server.ingest import Ingestor, IngestSettings  # noqa: E402
 from server.storage import SqliteStorage  # noqa: E402
@@ -49,7 +48,7 @@ def _payloads(devices: int, messages: int, dim: int) -> dict[str, list[bytes]]:
     for d in range(devices):
         dev = f"bench-{d:03d}"
         out[dev] = [
-            encode_detection(make_detection(dev, d * messages + i, dim=dim, rng=rng)) for i in range(messages)
+            make_detection(dev, d * messages + i, dim=dim, rng=rng).to_payload() for i in range(messages)
         ]
     return out
 

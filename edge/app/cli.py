@@ -6,7 +6,6 @@ Logging is configured here and only here (stderr, so journald keeps it). Expecte
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
@@ -18,31 +17,14 @@ from edge import __version__
 from edge.app import runtime  # noqa: F401  (first: single-threaded BLAS before numpy loads)
 from edge.app.cli_options import config_option
 from edge.app.config import load_config, to_toml
+from edge.app.sync import sync_command
 from edge.core.errors import YellowhammerError
+from edge.kit.cli import Group, setup_logging
 
 log = logging.getLogger(__name__)
 
 
-def setup_logging(verbose: int, quiet: bool = False) -> None:
-    """Configure the root logger once, for the CLI process."""
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-
-
-def friendly_errors(fn):
-    """Turn expected domain errors into one-line CLI errors (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except YellowhammerError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, expected=(YellowhammerError,), context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="yh-edge")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
@@ -58,7 +40,6 @@ def config_group() -> None:
 
 @config_group.command("validate")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@friendly_errors
 def config_validate(file: Path) -> None:
     """Check FILE (with environment overrides) and report the first problem."""
     load_config(file)
@@ -68,7 +49,6 @@ def config_validate(file: Path) -> None:
 @config_group.command("show")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of TOML.")
-@friendly_errors
 def config_show(config_path: Path | None, as_json: bool) -> None:
     """Print the effective configuration (file + environment + defaults)."""
     cfg = load_config(config_path)
@@ -78,7 +58,6 @@ def config_show(config_path: Path | None, as_json: bool) -> None:
 @main.command("features")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
-@friendly_errors
 def features(paths: tuple[Path, ...], as_json: bool) -> None:
     """Run the log-mel frontend on WAV files and summarise it (a check of audio input)."""
     import numpy as np
@@ -174,15 +153,15 @@ def detection_rows(detections) -> list[dict]:
         rows.append(
             {
                 "file": d.source,
-                "onset_s": d.extra.get("onset_s"),
-                "offset_s": d.extra.get("offset_s"),
+                "onset_s": d.onset_s,
+                "offset_s": d.offset_s,
                 "duration_s": d.duration_s,
                 "start_utc": _utc(d.start_time),
                 "end_utc": _utc(d.end_time),
                 "score": d.score,
                 "snr_db": d.snr_db,
                 "truncated": d.truncated,
-                "overlap": bool(d.extra.get("overlap", False)),
+                "overlap": d.overlap,
                 "clock_synced": d.clock_synced,
                 "id": d.id,
                 "detector_version": d.detector_version,
@@ -311,7 +290,6 @@ def _atomic_write(path: Path, text: str) -> None:
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal)."
 )
-@friendly_errors
 def analyze(
     paths: tuple[Path, ...],
     config_path: Path | None,
@@ -351,11 +329,8 @@ def analyze(
             durations[str(f)] = read_info(f).duration
         except YellowhammerError as exc:
             failed.append(str(exc))
-    store = _MemorySink() if no_store else None
-    comp = build_pipeline(cfg, store=store)
+    comp = build_pipeline(cfg, memory=no_store)
     pipeline = comp.pipeline
-    if no_store:
-        pipeline.sink = store
     good = [Path(f) for f in durations]
     src = ReplaySource(
         good,
@@ -399,16 +374,6 @@ def analyze(
         sys.exit(1)
 
 
-class _MemorySink:
-    """Stand-in store for ``analyze --no-store``."""
-
-    def add(self, detection, clip_path=None) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
-
-
 # -- run -------------------------------------------------------------------------------
 @main.command("run")
 @config_option
@@ -419,7 +384,6 @@ class _MemorySink:
     type=click.Path(exists=True, path_type=Path),
     help="Replay these WAV files/folders instead of the configured source (repeatable).",
 )
-@friendly_errors
 def run(config_path: Path | None, once: bool, replay: tuple[Path, ...]) -> None:
     """The recorder daemon: listen, detect, embed and store until SIGTERM/SIGINT.
 
@@ -485,7 +449,6 @@ def collect_status(cfg) -> dict:
 @main.command("status")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
-@friendly_errors
 def status(config_path: Path | None, as_json: bool) -> None:
     """Counts, last detection, unsynced backlog, disk and uptime of this recorder."""
     from edge.app.health import format_bytes, format_duration
@@ -684,11 +647,11 @@ def run_checks(cfg, config_path: Path | None) -> list[dict]:
             )
         if cfg.mqtt.password_file:
             try:
-                from edge.adapters.mqtt.publisher import read_password
+                from edge.kit.mqtt import MqttSetupError, read_password
 
                 read_password(cfg.mqtt.password_file)
                 add("credentials", "ok", "MQTT password file readable")
-            except (YellowhammerError, OSError) as exc:
+            except (MqttSetupError, OSError) as exc:
                 add(
                     "credentials",
                     "fail",
@@ -719,7 +682,6 @@ def run_checks(cfg, config_path: Path | None) -> list[dict]:
 @main.command("doctor")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
-@friendly_errors
 def doctor(config_path: Path | None, as_json: bool) -> None:
     """Check microphone, models, database, disk, clock and broker; exit 1 on any failure."""
     cfg = load_config(config_path)
@@ -754,7 +716,6 @@ db_option = click.option("--db", type=click.Path(dir_okay=False, path_type=Path)
 @db_group.command("check")
 @config_option
 @db_option
-@friendly_errors
 def db_check(config_path: Path | None, db: Path | None) -> None:
     """Run SQLite's integrity check and print the counts; exit 1 unless ok."""
     _, store = _open_store(config_path, db, readonly=True)
@@ -775,7 +736,6 @@ def db_check(config_path: Path | None, db: Path | None) -> None:
 @db_group.command("vacuum")
 @config_option
 @db_option
-@friendly_errors
 def db_vacuum(config_path: Path | None, db: Path | None) -> None:
     """Give the space of deleted rows back to the file system (stop the daemon first)."""
     from edge.app.health import format_bytes
@@ -792,7 +752,6 @@ def db_vacuum(config_path: Path | None, db: Path | None) -> None:
 @config_option
 @db_option
 @click.option("--older-than", "days", type=float, default=None, help="Days (default: store.retention_days).")
-@friendly_errors
 def db_prune(config_path: Path | None, db: Path | None, days: float | None) -> None:
     """Delete synced detections older than the retention age (unsynced ones are never touched)."""
     cfg, store = _open_store(config_path, db)
@@ -813,7 +772,6 @@ def db_prune(config_path: Path | None, db: Path | None, days: float | None) -> N
 )
 @click.option("--embeddings/--no-embeddings", default=True, show_default=True, help="Include the embeddings.")
 @click.option("--unsynced", is_flag=True, help="Only detections not yet acknowledged by the broker.")
-@friendly_errors
 def db_export(
     config_path: Path | None, db: Path | None, fmt: str, output: Path | None, embeddings: bool, unsynced: bool
 ) -> None:
@@ -856,17 +814,7 @@ def config_default() -> None:
     click.echo((Path(__file__).resolve().parents[1] / "data" / "edge.toml").read_text(encoding="utf-8"), nl=False)
 
 
-def _register_sync() -> None:
-    """``yh-edge sync`` comes with the MQTT publisher."""
-    try:
-        from edge.adapters.mqtt.publisher import sync_command
-    except ImportError as exc:  # pragma: no cover - the module is part of the package
-        log.debug("no sync command: %s", exc)
-        return
-    main.add_command(sync_command)
-
-
-_register_sync()
+main.add_command(sync_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,21 +13,53 @@ from pathlib import Path
 from edge.app.config import Config
 from edge.core.frontend import FrontendConfig
 from edge.core.pipeline import Pipeline
-from edge.core.ports import AudioSource, Detector, Encoder
-from edge.core.records import Detection, SongSegment
+from edge.core.ports import AudioSource, ClipSink, DetectionSink, Detector, Encoder, Outbox
+from edge.core.records import Detection
 from edge.core.segmenter import SongSegmenter
 
 
 @dataclass
 class Components:
-    """What :func:`build_pipeline` composed, for the daemon and the CLI."""
+    """What :func:`build_pipeline` composed, for the daemon, the CLI, evaluations and benchmarks.
+
+    Attributes
+    ----------
+    pipeline
+        Feed it chunks (``process``/``end_stream``) or a source (``run``).
+    store
+        The detection store (SQLite, or the in-memory store of ``memory=True``): the publisher's outbox.
+    writer
+        The sink the pipeline writes to: the persist-first writer around the store (the store
+        itself with ``memory=True``).
+    clips
+        The clip saver, when ``store.save_clips`` is on.
+    """
 
     pipeline: Pipeline
-    store: object
-    writer: object
-    clips: object
+    store: Outbox
+    writer: DetectionSink
+    clips: ClipSink | None
     detector: Detector
     encoder: Encoder
+
+    def analyze(self, source: AudioSource, stop=None) -> list[Detection]:
+        """Batch analysis is a loop over the streaming API: every detection ``source`` yields."""
+        import threading
+
+        found: list[Detection] = []
+        previous = self.pipeline.on_detection
+
+        def collect(d: Detection) -> None:
+            found.append(d)
+            if previous is not None:
+                previous(d)
+
+        self.pipeline.on_detection = collect
+        try:
+            self.pipeline.run(source, stop or threading.Event())
+        finally:
+            self.pipeline.on_detection = previous
+        return found
 
 
 def load_models(config: Config, frontend: FrontendConfig | None = None) -> tuple[Detector, Encoder]:
@@ -82,26 +114,32 @@ def build_pipeline(
     store=None,
     detector: Detector | None = None,
     encoder: Encoder | None = None,
-    on_detection: Callable[[Detection, SongSegment], None] | None = None,
+    on_detection: Callable[[Detection], None] | None = None,
+    memory: bool = False,
 ) -> Components:
-    """Compose the pipeline of a config: models, segmenter, store (opened here unless given),
-    persist-first writer and, if enabled, the clip saver."""
-    from edge.adapters.store.sqlite import ClipSaver, DetectionWriter, SqliteStore
+    """The recorder of a config, composed in one place: models, segmenter, store (opened here
+    unless given; ``memory=True``: the in-memory store, nothing written), persist-first writer
+    and, if enabled, the clip saver. Overrides: a store, models (e.g. candidates under
+    evaluation), a callback per detection."""
+    from edge.adapters.store.clips import ClipSaver
+    from edge.adapters.store.memory import MemoryStore
+    from edge.adapters.store.sqlite import SqliteStore
+    from edge.adapters.store.writer import DetectionWriter
 
     if detector is None or encoder is None:
         detector, encoder = load_models(config)
     frontend: FrontendConfig = getattr(detector, "frontend", None) or FrontendConfig()
     if store is None:
-        store = SqliteStore(config.db_path)
+        store = MemoryStore() if memory else SqliteStore(config.db_path)
     clips = None
     sc = config.store
-    if sc.save_clips:
+    if sc.save_clips and not memory:
         clips = ClipSaver(
             Path(config.device.data_dir) / "clips",
             int(sc.clip_quota_mb * 1024 * 1024),
             int(sc.min_free_mb * 1024 * 1024),
         )
-    writer = DetectionWriter(store, clips)
+    writer = store if memory else DetectionWriter(store, clips)
     s = config.segmenter
     segmenter = SongSegmenter(
         frontend,

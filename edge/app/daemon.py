@@ -298,7 +298,7 @@ class Daemon:
 
     def run(self) -> int:
         """Run until stopped; returns the process exit code."""
-        from edge.adapters.store.sqlite import maintain
+        from edge.adapters.store.housekeeping import maintain
 
         self._install_signals()
         self._build()

@@ -11,32 +11,24 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge.contract.detection import detection_id
+from edge.contract.wire import clean_text
 from edge.core.frontend import FrontendConfig, StreamingLogMel
-from edge.core.ports import AudioSource, Detector, Encoder
-from edge.core.records import AudioChunk, Detection, SongSegment
-from edge.core.segmenter import Song, SongSegmenter
+from edge.core.ports import AudioSource, ClipSink, DetectionSink, Detector, Encoder
+from edge.core.records import AudioChunk, Detection, Song
+from edge.core.segmenter import SongSegmenter
 
 log = logging.getLogger(__name__)
 
-ID_NAMESPACE = uuid.UUID("6f1c3d2e-9a57-4c1b-8e0b-59e1a2f7c0d4")
 ENCODER_MARGIN_S = 0.1  # the encoder window closes this long after a song (training's margin;
 # used when an encoder manifest gives no margin_frames)
 _HISTORY_S = 40.0  # log-mel (and clip audio) history: the longest region plus windows and margins
 _CLIP_PAD_S = 0.5
-
-
-def detection_id(device_id: str, start_time: float, end_time: float, encoder_version: str = "") -> str:
-    """Deterministic id of a song: re-analysing the same audio (a replay after a crash) yields
-    the same ids, so the store's insert-or-ignore and the server's upsert never duplicate it.
-    The encoder version is part of it: the same song embedded by a new encoder is a new row
-    (embeddings of different encoders are never mixed), not silently ignored."""
-    return str(uuid.uuid5(ID_NAMESPACE, f"{device_id}|{start_time:.2f}|{end_time:.2f}|{encoder_version}"))
 
 
 class FrameRing:
@@ -145,10 +137,9 @@ class Pipeline:
     detector, encoder
         Ports; their window sizes come from their manifests.
     sink
-        Anything with ``add(detection, clip_path=None)``: the store or a
-        :class:`edge.adapters.store.sqlite.DetectionWriter` around it. If it also has
-        ``add_many([(detection, clip_path), ...])``, the songs that finish in the same chunk
-        are handed over in one call (the store commits them in one transaction).
+        Where detections go (:class:`~edge.core.ports.DetectionSink`): the songs that finish in
+        the same chunk are handed over in one ``add_many`` call (the persist-first writer around
+        the SQLite store commits them in one transaction; evaluations use the in-memory store).
     device_id
         Recorder id written into every detection.
     segmenter
@@ -157,7 +148,7 @@ class Pipeline:
         Skip the detector on windows whose song-band peak is less than this above the noise
         floor (0 = always run it).
     clips
-        Optional :class:`edge.adapters.store.sqlite.ClipSaver`.
+        Optional :class:`~edge.core.ports.ClipSink` (saves each song's audio).
     on_detection
         Called with each detection after it was handed to the sink.
     """
@@ -167,12 +158,12 @@ class Pipeline:
         frontend: FrontendConfig,
         detector: Detector,
         encoder: Encoder,
-        sink,
+        sink: DetectionSink,
         device_id: str,
         segmenter: SongSegmenter,
         energy_gate_db: float = 0.0,
-        clips=None,
-        on_detection: Callable[[Detection, SongSegment], None] | None = None,
+        clips: ClipSink | None = None,
+        on_detection: Callable[[Detection], None] | None = None,
         encoder_margin_frames: int | None = None,
     ) -> None:
         self.frontend_cfg = frontend
@@ -306,86 +297,60 @@ class Pipeline:
 
     def _emit(self, songs: list[Song]) -> list[Detection]:
         """Embed and store the songs that finished in one chunk; they are committed together
-        (one transaction when the sink has ``add_many``) before this returns."""
-        out: list[Detection] = []
+        (one transaction in the sink) before this returns."""
         chunk = self._chunk
         if chunk is None or not songs:
-            return out
+            return []
         cpu = self.stats.cpu_s
         sr = self.frontend_cfg.sample_rate
-        made: list[tuple[Detection, SongSegment, str | None]] = []
+        source = clean_text(chunk.source)
+        made: list[tuple[Detection, str | None]] = []
         for song in songs:
             t = time.thread_time()
-            enc_w = self.encoder.window_frames
             end = song.end_frame + self.encoder_margin
-            window = self._frames.get(end - enc_w, end)
-            embedding = self.encoder.embed(window)
+            embedding = self.encoder.embed(self._frames.get(end - self.encoder.window_frames, end))
             t1 = time.thread_time()
             cpu["encoder"] += t1 - t
-            seg = SongSegment(
-                start_sample=song.start_sample,
-                end_sample=song.end_sample,
-                start_time=chunk.time_at(song.start_sample * self._rate_k),
-                end_time=chunk.time_at(song.end_sample * self._rate_k),
-                score=song.score,
-                snr_db=song.snr_db,
-                truncated=song.truncated,
-                source=chunk.source,
-                clock_synced=chunk.clock_synced,
-            )
-            extra = {"onset_s": round(song.start_sample / sr, 3), "offset_s": round(song.end_sample / sr, 3)}
-            if song.overlap:
-                extra["overlap"] = True
-            if not song.refined:
-                extra["refined"] = False
+            start_time = chunk.time_at(song.start_sample * self._rate_k)
+            end_time = chunk.time_at(song.end_sample * self._rate_k)
+            onset_s, offset_s = round(song.start_sample / sr, 3), round(song.end_sample / sr, 3)
             d = Detection(
-                id=detection_id(self.device_id, seg.start_time, seg.end_time, self.encoder.version),
+                id=detection_id(self.device_id, source, onset_s, offset_s, start_time, self.encoder.version),
                 device_id=self.device_id,
-                start_time=seg.start_time,
-                end_time=seg.end_time,
-                clock_synced=seg.clock_synced,
-                score=round(seg.score, 4),
-                duration_s=round(seg.duration, 3),
-                snr_db=seg.snr_db,
+                start_time=start_time,
+                end_time=end_time,
                 embedding=embedding.astype(np.float32),
                 encoder_version=self.encoder.version,
+                clock_synced=chunk.clock_synced,
+                score=round(song.score, 4),
+                duration_s=round(end_time - start_time, 3),
+                snr_db=song.snr_db,
+                truncated=song.truncated,
+                overlap=song.overlap,
+                refined=song.refined,
+                onset_s=onset_s,
+                offset_s=offset_s,
                 detector_version=self.detector.version,
-                source=seg.source,
-                truncated=seg.truncated,
+                source=source,
                 created_at=time.time(),
-                extra=extra,
             )
             clip_path = self._save_clip(d, song) if self.clips is not None else None
-            made.append((d, seg, clip_path))
+            made.append((d, clip_path))
             cpu["store"] += time.thread_time() - t1
         t = time.thread_time()
-        stored = self._store([(d, clip_path) for d, _, clip_path in made])
+        stored = self.sink.add_many(made)
         cpu["store"] += time.thread_time() - t
-        for (d, seg, _), ok in zip(made, stored, strict=True):
+        for (d, _), ok in zip(made, stored, strict=True):
             self.stats.songs += 1
             self.stats.detections += 1
             if ok is False:
                 self.stats.held += 1
             self.stats.last_detection = d.end_time
-            log.debug(
-                "song %.2f-%.2f s score %.2f snr %.1f dB%s",
-                d.extra["onset_s"],
-                d.extra["offset_s"],
-                d.score,
-                d.snr_db,
-                " (truncated)" if d.truncated else "",
-            )
+            log.debug("song %.2f-%.2f s score %.2f snr %.1f dB%s", d.onset_s, d.offset_s, d.score, d.snr_db,
+                      " (truncated)" if d.truncated else "")  # fmt: skip
             if self.on_detection is not None:
-                self.on_detection(d, seg)
-            out.append(d)
-        return out
-
-    def _store(self, items: list[tuple[Detection, str | None]]) -> list:
-        """Hand detections to the sink: several in one call (one commit) when it can take them."""
-        add_many = getattr(self.sink, "add_many", None) if len(items) > 1 else None
-        if add_many is not None:
-            return list(add_many(items))
-        return [self.sink.add(d, clip_path=clip_path) for d, clip_path in items]
+                self.on_detection(d)
+        return [d for d, _ in made]
 
     def _save_clip(self, d: Detection, song: Song) -> str | None:
         k = self._rate_k

@@ -1,8 +1,16 @@
-"""The small interfaces the pipeline is composed from (ports); adapters implement them.
+"""The small interfaces the recorder is composed from (ports); adapters implement them.
 
-Hardware and library code (pyaudio, TFLite, sqlite, paho) lives only in the adapters; the
-pipeline depends on these Protocols alone, so tests can swap in a replayed source or an
-in-memory store.
+Hardware and library code (pyaudio, TFLite, sqlite, paho) lives only in ``edge/adapters/``; the
+pipeline and the publisher are typed against these Protocols, so tests and evaluations swap in a
+replayed source or the in-memory store (:class:`edge.adapters.store.memory.MemoryStore`).
+
+::
+
+    AudioSource --chunks--> Pipeline(Detector, Encoder) --add_many--> DetectionSink
+                                        |                                  |
+                                     ClipSink                    (SqliteStore = DetectionSink + Outbox)
+                                                                           |
+                                                        Publisher --unsynced/mark_synced--> Outbox
 """
 
 from __future__ import annotations
@@ -59,26 +67,57 @@ class Encoder(Protocol):
 
 
 @runtime_checkable
-class Store(Protocol):
-    """Durable detection store with an outbox."""
+class DetectionSink(Protocol):
+    """Where the pipeline puts the detections it made (persist first)."""
 
-    def add(self, detection: Detection) -> None:
-        """Persist one detection (durably, before anything is sent)."""
+    def add_many(self, items: list[tuple[Detection, str | None]]) -> list[bool]:
+        """Take detections (each with the path of its saved clip, or None); per detection, True when
+        it is durably stored (False: held for a later retry, e.g. on a full disk)."""
         ...
+
+
+@runtime_checkable
+class ClipSink(Protocol):
+    """Saves a song's audio (opt-in) under a quota."""
+
+    def save(self, detection_id: str, audio: np.ndarray, sample_rate: int, start_time: float) -> str | None:
+        """Write one clip; its path, or None when it was skipped (no space, quota)."""
+        ...
+
+
+@runtime_checkable
+class Outbox(Protocol):
+    """The stored detections that still have to reach the server, and the sync bookkeeping."""
 
     def unsynced(self, limit: int) -> list[Detection]:
         """Oldest unsynced detections first, at most ``limit``."""
         ...
 
+    def note_attempt(self, ids: Iterable[str]) -> None:
+        """Count a send attempt (for the backlog report)."""
+        ...
+
     def mark_synced(self, ids: Iterable[str]) -> None:
-        """Record that the broker acknowledged these detections."""
+        """The broker acknowledged these detections."""
+        ...
+
+    def requeue_buckets(self, bucket_s: int, buckets: Iterable[int]) -> int:
+        """Queue the synced detections of these ``start_time`` buckets again; how many."""
+        ...
+
+    def sync_digest(self, bucket_s: int, since: float) -> list[tuple[int, int]]:
+        """``(bucket, synced detections)`` for the buckets with a recent acknowledgement."""
+        ...
+
+    def counts(self) -> dict:
+        """Totals for status and stats (detections, unsynced, last detection, counters)."""
         ...
 
 
 @runtime_checkable
 class Publisher(Protocol):
-    """Drains the store's outbox to the server; "sent" means acknowledged by the broker
-    (the publisher marks those, and only those, synced in the store)."""
+    """Drains an :class:`Outbox` to the server; "sent" means acknowledged by the broker (the
+    publisher marks those, and only those, synced)."""
 
     def run(self, stop: threading.Event) -> None:
         """Keep draining (reconnecting as needed) until ``stop`` is set."""

@@ -1,4 +1,5 @@
-"""Records passed between the pipeline's parts.
+"""Records passed between the pipeline's parts: audio chunks, songs, and (from the wire contract)
+the :class:`~edge.contract.Detection` the pipeline makes of each song.
 
 Frozen, slotted dataclasses; units and shapes are in the docstrings. Arrays inside records are
 treated as read-only by convention.
@@ -6,9 +7,11 @@ treated as read-only by convention.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
+from edge.contract.detection import Detection
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,102 +59,36 @@ class AudioChunk:
 
 
 @dataclass(frozen=True, slots=True)
-class SongSegment:
-    """One song found by the segmenter.
+class Song:
+    """A song found by the segmenter in one stream, in stream samples at the model rate.
 
     Attributes
     ----------
     start_sample, end_sample
-        Absolute stream sample indices of onset and offset (end exclusive).
-    start_time, end_time
-        UTC epoch seconds of onset and offset.
+        Onset and offset (end exclusive), counted from the start of the stream.
+    end_frame
+        Index of the first frame after the song (for aligning the encoder window).
     score
-        Highest detector probability inside the song, 0..1.
+        Highest detector probability among the windows overlapping the song.
     snr_db
-        Estimated signal-to-noise ratio in the song band, dB.
+        Song-band power over the noise floor, dB (``10 log10(P_song / P_noise - 1)``).
     truncated
-        True when the song touches the start or the end of its stream (cut off).
-    source
-        Origin of the audio (file path or mic name).
-    clock_synced
-        Clock state of the audio the song came from.
+        The song touches the start or the end of the stream.
+    overlap
+        The song was cut out of a run of two or more overlapping songs.
+    refined
+        False when the envelope was too weak to place onset and offset, which then come from
+        the detector windows alone (coarser: about half a window).
     """
 
     start_sample: int
     end_sample: int
-    start_time: float
-    end_time: float
+    end_frame: int
     score: float
     snr_db: float
     truncated: bool = False
-    source: str = ""
-    clock_synced: bool = False
-
-    @property
-    def duration(self) -> float:
-        """Song duration in seconds."""
-        return self.end_time - self.start_time
+    overlap: bool = False
+    refined: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class Detection:
-    """A stored detection: one song with its dialect embedding and provenance.
-
-    Attributes
-    ----------
-    id
-        Globally unique id (UUID string); the server deduplicates on it.
-    device_id
-        Stable id of the recorder.
-    start_time, end_time
-        UTC epoch seconds of song onset and offset.
-    clock_synced
-        Whether the device clock was synchronised when the song was recorded.
-    score
-        Detector probability, 0..1.
-    duration_s
-        Song duration in seconds.
-    snr_db
-        Estimated SNR in dB.
-    embedding
-        float32 array of shape ``(embedding_dim,)``, L2-normalised.
-    encoder_version, detector_version
-        Versions from the models' manifests.
-    source
-        File path or mic name the audio came from.
-    truncated
-        The song was cut off at a stream boundary (its embedding may be unreliable).
-    created_at
-        UTC epoch seconds when the detection was made.
-    extra
-        Free-form extras (JSON-able). The pipeline records the segmenter's quality flags here
-        (``overlap``: true when the song was cut out of overlapping songs; ``refined``: false when
-        onset and offset came from the detector windows alone); :attr:`overlap` and
-        :attr:`refined` read them.
-    """
-
-    id: str
-    device_id: str
-    start_time: float
-    end_time: float
-    clock_synced: bool
-    score: float
-    duration_s: float
-    snr_db: float
-    embedding: np.ndarray
-    encoder_version: str
-    detector_version: str
-    source: str = ""
-    truncated: bool = False
-    created_at: float = 0.0
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def overlap(self) -> bool:
-        """The song was cut out of a run of overlapping songs (its bounds are estimates)."""
-        return self.extra.get("overlap") is True
-
-    @property
-    def refined(self) -> bool:
-        """Onset and offset were placed on the song-band envelope (False: detector windows only)."""
-        return self.extra.get("refined") is not False
+__all__ = ["AudioChunk", "Detection", "Song"]

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 from edge.core.frontend import FrontendConfig, mel_frequencies
+from edge.core.records import Song
 
 log = logging.getLogger(__name__)
 
@@ -52,39 +52,6 @@ _TYPICAL_SONG_S = 2.3  # where a hidden boundary is put when the envelope shows 
 _TOP_BANDS = 3  # placement envelope: mean contrast of the loudest few song bands ...
 _LOCAL_PEAK_S = 0.5  # ... thresholded relative to the loudest frame within this much time
 _MAX_REGION_S = 30.0  # a region longer than this is closed anyway (a chorus must not grow memory)
-
-
-@dataclass(frozen=True, slots=True)
-class Song:
-    """A song found in one stream, in stream samples.
-
-    Attributes
-    ----------
-    start_sample, end_sample
-        Onset and offset (end exclusive), counted from the start of the stream.
-    end_frame
-        Index of the first frame after the song (for aligning the encoder window).
-    score
-        Highest detector probability among the windows overlapping the song.
-    snr_db
-        Song-band power over the noise floor, dB (``10 log10(P_song / P_noise - 1)``).
-    truncated
-        The song touches the start or the end of the stream.
-    overlap
-        The song was cut out of a run of two or more overlapping songs.
-    refined
-        False when the envelope was too weak to place onset and offset, which then come from
-        the detector windows alone (coarser: about half a window).
-    """
-
-    start_sample: int
-    end_sample: int
-    end_frame: int
-    score: float
-    snr_db: float
-    truncated: bool = False
-    overlap: bool = False
-    refined: bool = True
 
 
 def band_mask(cfg: FrontendConfig, band_hz: tuple[float, float] = SONG_BAND_HZ) -> np.ndarray:

@@ -90,8 +90,8 @@ def stored(db: Path) -> list[tuple]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         return con.execute(
-            "SELECT id, start_time, end_time, truncated, json_extract(extra, '$.onset_s'), "
-            "json_extract(extra, '$.offset_s') FROM detections ORDER BY start_time"
+            "SELECT id, start_time, end_time, truncated, onset_s, offset_s "
+            "FROM detections ORDER BY start_time"
         ).fetchall()
     finally:
         con.close()

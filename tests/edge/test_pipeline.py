@@ -16,25 +16,18 @@ from edge.adapters.models.tflite import MODELS_DIR, TFLiteDetector
 from edge.adapters.store.sqlite import SqliteStore
 from edge.app.compose import build_pipeline
 from edge.app.config import Config, load_config
+from edge.contract import detection_id
 from edge.core.errors import ModelError
 from edge.core.frontend import FrontendConfig
-from edge.core.pipeline import FrameRing, detection_id
+from edge.core.pipeline import FrameRing
 from tests.edge.helpers import ALL_SONGS, SR, make_song_stream, song_clip
-
-
-class ListSink:
-    def __init__(self):
-        self.items = []
-
-    def add(self, d, clip_path=None):
-        self.items.append((d, clip_path))
-        return True
 
 
 def run_file(paths, models, chunk_seconds=0.5, config: Config | None = None, sink=None):
     det, enc = models
-    comp = build_pipeline(config or Config(), store=sink or ListSink(), detector=det, encoder=enc)
-    comp.pipeline.sink = sink or comp.pipeline.sink
+    comp = build_pipeline(config or Config(), memory=True, detector=det, encoder=enc)
+    if sink is not None:
+        comp.pipeline.sink = sink
     src = ReplaySource(paths, SR, chunk_seconds=chunk_seconds)
     out = []
     for chunk in src.chunks(threading.Event()):
@@ -49,10 +42,10 @@ def match(truth, found, tol=0.3):
     for t in truth:
         best = max(
             found,
-            key=lambda d: min(t.offset_s, d.extra["offset_s"]) - max(t.onset_s, d.extra["onset_s"]),
+            key=lambda d: min(t.offset_s, d.offset_s) - max(t.onset_s, d.onset_s),
             default=None,
         )
-        if best is not None and abs(best.extra["onset_s"] - t.onset_s) < tol:
+        if best is not None and abs(best.onset_s - t.onset_s) < tol:
             pairs.append((t, best))
     return pairs
 
@@ -70,8 +63,8 @@ def test_every_song_found_with_precise_onset_and_offset(stream, models):
     pairs = match(truth, found)
     assert len(pairs) == len(truth)
     for t, d in pairs:
-        assert abs(d.extra["onset_s"] - t.onset_s) < 0.03, (t, d.extra)
-        assert abs(d.extra["offset_s"] - t.offset_s) < 0.03, (t, d.extra)
+        assert abs(d.onset_s - t.onset_s) < 0.03, (t, d.extra)
+        assert abs(d.offset_s - t.offset_s) < 0.03, (t, d.extra)
         assert not d.truncated
     det, enc = models
     for d in found:
@@ -79,8 +72,8 @@ def test_every_song_found_with_precise_onset_and_offset(stream, models):
         assert d.embedding.shape == (enc.embedding_dim,)
         assert np.linalg.norm(d.embedding) == pytest.approx(1.0, abs=1e-3)
         assert d.device_id == Config().device_id
-        assert d.id == detection_id(d.device_id, d.start_time, d.end_time, enc.version)
-        assert d.id != detection_id(d.device_id, d.start_time, d.end_time, "another-encoder")
+        assert d.id == detection_id(d.device_id, d.source, d.onset_s, d.offset_s, d.start_time, enc.version)
+        assert d.id != detection_id(d.device_id, d.source, d.onset_s, d.offset_s, d.start_time, "other-encoder")
     stats = comp.pipeline.stats.as_dict()
     assert stats["detections"] == len(truth) and stats["windows"] > 0
 
@@ -95,9 +88,9 @@ def test_chunk_size_does_not_change_the_detections(stream, models, chunk_seconds
         np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-6)
 
 
-class BatchSink(ListSink):
+class BatchSink:
     def __init__(self):
-        super().__init__()
+        self.items = []
         self.calls = []
 
     def add_many(self, items):
@@ -107,14 +100,14 @@ class BatchSink(ListSink):
 
 
 def test_songs_ending_in_one_chunk_are_stored_in_one_call(stream, models):
-    """With ``add_many`` the sink gets the songs of a chunk together (the store commits them in
-    one transaction); the detections are those of one call per song."""
+    """The sink gets the songs of a chunk together (the store commits them in one transaction);
+    the detections are those of small chunks, which close one song at a time."""
     path, _ = stream
     ref, _ = run_file([path], models, chunk_seconds=10.0)
     sink = BatchSink()
     got, comp = run_file([path], models, chunk_seconds=10.0, sink=sink)
     assert [d.id for d in got] == [d.id for d in ref] == [d.id for d, _ in sink.items]
-    assert sink.calls and min(sink.calls) > 1  # the others came one by one through add()
+    assert sum(sink.calls) == len(got) and max(sink.calls) > 1
     assert comp.pipeline.stats.detections == len(got) and comp.pipeline.stats.held == 0
 
 
@@ -137,8 +130,8 @@ def test_songs_cut_by_the_file_are_truncated(tmp_path, models):
     write_wav(path, x, SR)
     found, _ = run_file([path], models)
     assert len(found) == 2
-    assert found[0].truncated and found[0].extra["onset_s"] < 0.05
-    assert found[1].truncated and found[1].extra["offset_s"] == pytest.approx(x.size / SR, abs=0.05)
+    assert found[0].truncated and found[0].onset_s < 0.05
+    assert found[1].truncated and found[1].offset_s == pytest.approx(x.size / SR, abs=0.05)
 
 
 def test_files_are_separate_streams(tmp_path, models):
@@ -148,8 +141,8 @@ def test_files_are_separate_streams(tmp_path, models):
     tb = make_song_stream(b, ["song_BD.wav"], gap_s=0.5, lead_s=0.2)
     found, comp = run_file([a, b], models)
     assert [d.source for d in found] == [str(a), str(b)]
-    assert abs(found[0].extra["onset_s"] - ta[0].onset_s) < 0.03
-    assert abs(found[1].extra["onset_s"] - tb[0].onset_s) < 0.03
+    assert abs(found[0].onset_s - ta[0].onset_s) < 0.03
+    assert abs(found[1].onset_s - tb[0].onset_s) < 0.03
     assert comp.pipeline.stats.streams == 2
 
 
@@ -191,7 +184,7 @@ def test_manifest_that_does_not_match_the_frontend_is_refused(tmp_path):
         TFLiteDetector(tmp_path / "detector.tflite", frontend=FrontendConfig())
     cfg = load_config(None, env={"YH_MODELS__DETECTOR": str(tmp_path / "detector.tflite")})
     with pytest.raises(ModelError):
-        build_pipeline(cfg, store=ListSink())
+        build_pipeline(cfg, memory=True)
 
 
 def test_model_file_that_does_not_match_its_manifest_is_refused(tmp_path):
@@ -200,7 +193,7 @@ def test_model_file_that_does_not_match_its_manifest_is_refused(tmp_path):
         fh.write(b"\0")
     cfg = load_config(None, env={"YH_MODELS__ENCODER": str(tmp_path / "encoder.tflite")})
     with pytest.raises(ModelError, match="does not match its manifest"):
-        build_pipeline(cfg, store=ListSink())
+        build_pipeline(cfg, memory=True)
 
 
 def test_frame_ring_keeps_the_tail_and_pads_outside():
@@ -239,7 +232,7 @@ def test_a_48k_stream_goes_unresampled_into_the_frontend_with_the_same_detection
     assert len(got) == len(ref) == len(truth)
     for a, b in zip(got, ref, strict=True):
         assert abs(a.start_time - b.start_time) < 0.015 and abs(a.end_time - b.end_time) < 0.015
-        assert a.extra["onset_s"] == pytest.approx(b.extra["onset_s"], abs=0.015)
+        assert a.onset_s == pytest.approx(b.onset_s, abs=0.015)
         assert float(a.embedding @ b.embedding) > 0.98, float(a.embedding @ b.embedding)
     clip = read_info(store.db.execute("SELECT clip_path FROM detections").fetchone()[0])
     assert clip.sample_rate == 2 * SR

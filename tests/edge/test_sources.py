@@ -140,7 +140,7 @@ def test_pipeline_on_the_microphone_survives_an_unplug(mic_wav, models, rate_mul
     # times are relative to each stream: the second began at the unplug point
     expected = [t.onset_s if t.onset_s < unplug else t.onset_s - unplug for t in truth]
     for d, on in zip(found, expected, strict=True):
-        assert abs(d.extra["onset_s"] - on) < 0.06, (d.extra, on)
+        assert abs(d.onset_s - on) < 0.06, (d.extra, on)
         assert not d.truncated
 
 

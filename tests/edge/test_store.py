@@ -9,15 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from edge.adapters.store.sqlite import (
-    MIGRATIONS,
-    ClipSaver,
-    DetectionWriter,
-    SqliteStore,
-    StoreFullError,
-    StoreReadOnlyError,
-    maintain,
-)
+from edge.adapters.store.clips import ClipSaver
+from edge.adapters.store.housekeeping import maintain
+from edge.adapters.store.sqlite import MIGRATIONS, SqliteStore, StoreFullError, StoreReadOnlyError
+from edge.adapters.store.writer import DetectionWriter
 from edge.core.errors import StoreError
 from edge.core.records import Detection
 from tests.edge.helpers import fill_disk, remount
@@ -40,7 +35,7 @@ def det(i: int, created: float | None = None) -> Detection:
         detector_version="det-1",
         source="test",
         created_at=created or 0.0,
-        extra={"onset_s": 1.0},
+        extra={"note": "x"},
     )
 
 
@@ -54,7 +49,7 @@ def test_roundtrip_outbox_and_sync(tmp_path):
     back = s.unsynced(10)
     assert [d.id for d in back] == [f"id-{i:06d}" for i in range(5)]
     np.testing.assert_array_equal(back[0].embedding, det(0).embedding)
-    assert back[0].extra == {"onset_s": 1.0}
+    assert back[0].extra == {"note": "x"}
     s.mark_synced(["id-000000", "id-000001"])
     assert s.counts()["unsynced"] == 3
     assert s.integrity_check() == "ok"
@@ -245,4 +240,4 @@ def test_vacuum_and_export_rows(tmp_path):
     before, after = s.vacuum()
     assert after <= before
     rows = s.rows(limit=2)
-    assert len(rows) == 2 and len(rows[0]["embedding"]) == 32 and rows[0]["extra"] == {"onset_s": 1.0}
+    assert len(rows) == 2 and len(rows[0]["embedding"]) == 32 and rows[0]["extra"] == {"note": "x"}

@@ -11,12 +11,11 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.contract.payload import encode_detection
 from tests.sync.helpers import IngestThread, make_detection, quarantine_reasons, server_rows, wait_for
 
 
 def _valid(i: int, device: str = "dev-h") -> bytes:
-    return encode_detection(make_detection(device, i))
+    return make_detection(device, i).to_payload()
 
 
 def _edit(i: int, **changes) -> bytes:
@@ -93,13 +92,13 @@ def test_hostile_messages_are_quarantined_and_valid_ones_stored(mqtt_broker, tmp
         for i, (_name, payload, _reason) in enumerate(HOSTILE):
             good = make_detection("dev-h", i)
             valid_ids.append(good.id)
-            msgs.append(encode_detection(good))
+            msgs.append(good.to_payload())
             msgs.append(payload)
         # SQL-looking text in a free-text field is data, stored verbatim through bound parameters
         sql_source = make_detection("dev-h", 999)
         object.__setattr__(sql_source, "source", "'; DROP TABLE detections; --")
         valid_ids.append(sql_source.id)
-        msgs.append(encode_detection(sql_source))
+        msgs.append(sql_source.to_payload())
         infos = [pub.publish("yh/v1/dev-h/detections", m, qos=1) for m in msgs]
         # and junk on topics the ingest listens to
         infos.append(pub.publish("yh/v1/dev-h/status", b"pwned", qos=1))
@@ -111,7 +110,7 @@ def test_hostile_messages_are_quarantined_and_valid_ones_stored(mqtt_broker, tmp
         assert ing.thread.is_alive()  # still running
         # and still working after all that
         late = make_detection("dev-h", 5000)
-        pub.publish("yh/v1/dev-h/detections", encode_detection(late), qos=1).wait_for_publish(10)
+        pub.publish("yh/v1/dev-h/detections", late.to_payload(), qos=1).wait_for_publish(10)
         wait_for(
             lambda: late.id in {r[0] for r in server_rows(sdb)}, 30, what="a valid message after the attack"
         )
@@ -139,11 +138,11 @@ def test_same_id_from_another_device_is_quarantined_not_overwritten(tmp_path):
     storage = SqliteStorage(tmp_path / "s.sqlite")
     h = MessageHandler(storage)
     d = make_detection("dev-a", 1)
-    r1 = h.handle([Message("yh/v1/dev-a/detections", encode_detection(d))])
-    forged = json.loads(encode_detection(d))
+    r1 = h.handle([Message("yh/v1/dev-a/detections", d.to_payload())])
+    forged = json.loads(d.to_payload())
     forged["device_id"] = "dev-b"
     r2 = h.handle([Message("yh/v1/dev-b/detections", json.dumps(forged).encode())])
-    r3 = h.handle([Message("yh/v1/dev-a/detections", encode_detection(d))])  # an honest resend
+    r3 = h.handle([Message("yh/v1/dev-a/detections", d.to_payload())])  # an honest resend
     assert (r1.new, r2.quarantined, r3.duplicate) == (1, 1, 1)
     rows = list(storage.iter_detections())
     assert len(rows) == 1 and rows[0]["device_id"] == "dev-a" and rows[0]["receive_count"] == 2

@@ -5,7 +5,6 @@ export, clustering coverage and the under-labelled novelty rule."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import sqlite3
 
@@ -13,53 +12,54 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from edge.contract.payload import encode_detection
+from edge.contract import ContractError as Reject
+from edge.contract import Detection
 from server import storage as storage_mod
 from server.clustering import ClusterError, ClusterParams, quality_exclusions, run_clustering
 from server.export import export
 from server.ingest import Message, MessageHandler, import_edge_db
 from server.labels import import_labels
 from server.storage import SqliteStorage
-from server.validation import Reject, validate_detection
 from tests.sync.helpers import blob_detections, fill_store, load_into_server, make_detection, write_labels
 
 
-def _with_extra(d, **extra):
-    return dataclasses.replace(d, extra={**d.extra, **extra})
+def _with_extra(d, **fields):
+    return d.with_(**fields)
 
 
 def test_payload_carries_quality_fields():
     d = make_detection("dev-q", 1)
-    body = json.loads(encode_detection(d))
+    body = json.loads(d.to_payload())
     assert (body["truncated"], body["overlap"], body["refined"]) == (False, False, True)
-    body = json.loads(encode_detection(_with_extra(d, overlap=True, refined=False)))
+    body = json.loads(_with_extra(d, overlap=True, refined=False).to_payload())
     assert (body["overlap"], body["refined"]) == (True, False)
 
 
 def test_validation_of_quality_fields():
     d = make_detection("dev-q", 2)
-    body = json.loads(encode_detection(_with_extra(d, overlap=True)))
-    row, _ = validate_detection(body, "dev-q", {})
-    assert (row["overlap"], row["refined"], row["truncated"]) == (1, 1, 0)
+    body = json.loads(_with_extra(d, overlap=True).to_payload())
+    row = Detection.from_payload(body, "dev-q")
+    assert (row.overlap, row.refined, row.truncated) == (True, True, False)
     # an older payload without the fields is valid: the flag falls back to extra, else its default
     old = {k: v for k, v in body.items() if k not in ("overlap", "refined")}
-    assert validate_detection(old, "dev-q", {})[0]["overlap"] == 1
+    old["extra"] = {"overlap": True}
+    assert Detection.from_payload(old, "dev-q").overlap is True
     old.pop("extra")
-    row, _ = validate_detection(old, "dev-q", {})
-    assert (row["overlap"], row["refined"]) == (0, 1)
+    row = Detection.from_payload(old, "dev-q")
+    assert (row.overlap, row.refined) == (False, True)
     for key in ("overlap", "refined", "truncated"):
         for bad in ("yes", 1, None, [True], {"v": True}):
             hostile = {**body, key: bad}
             with pytest.raises(Reject, match=f"field '{key}' must be true or false"):
-                validate_detection(hostile, "dev-q", {})
+                Detection.from_payload(hostile, "dev-q")
 
 
 def test_hostile_quality_values_are_quarantined_and_valid_ones_stored(storage):
     h = MessageHandler(storage)
     good = _with_extra(make_detection("dev-q", 3), overlap=True)
-    msgs = [Message("yh/v1/dev-q/detections", encode_detection(good))]
+    msgs = [Message("yh/v1/dev-q/detections", good.to_payload())]
     for i, bad in enumerate(["true", 1, None, "'; DROP TABLE detections;--", 1e308]):
-        body = json.loads(encode_detection(make_detection("dev-q", 10 + i)))
+        body = json.loads(make_detection("dev-q", 10 + i).to_payload())
         body["overlap" if i % 2 else "refined"] = bad
         msgs.append(Message("yh/v1/dev-q/detections", json.dumps(body).encode()))
     res = h.handle(msgs)

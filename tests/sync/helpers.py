@@ -151,10 +151,9 @@ def write_labels(path, pairs, skip: frozenset[str] | set[str] = frozenset()) -> 
 
 def load_into_server(storage, detections) -> None:
     """Feed detections through the ingest's validation path (no broker needed)."""
-    from edge.contract.payload import encode_detection
     from server.ingest import Message, MessageHandler
 
     h = MessageHandler(storage)
-    msgs = [Message(f"yh/v1/{d.device_id}/detections", encode_detection(d)) for d in detections]
+    msgs = [Message(f"yh/v1/{d.device_id}/detections", d.to_payload()) for d in detections]
     for i in range(0, len(msgs), 500):
         h.handle(msgs[i : i + 500])

@@ -15,7 +15,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.adapters.mqtt.publisher import MqttPublisher
 from edge.adapters.store.sqlite import SqliteStore
-from edge.contract.payload import encode_detection
 from edge.core.errors import SyncError
 from tests.broker import MosquittoBroker, free_port, mosquitto_binary
 
@@ -109,9 +108,9 @@ def test_tls_password_and_acl(secure_broker, tmp_path):
         c.username_pw_set("dev-a", (creds / "dev-a").read_text().strip())
         c.connect(broker.host, broker.port)
         c.loop_start()
-        c.publish("yh/v1/dev-b/detections", encode_detection(forged), qos=1).wait_for_publish(10)
+        c.publish("yh/v1/dev-b/detections", forged.to_payload(), qos=1).wait_for_publish(10)
         honest = make_detection("dev-a", 501)
-        c.publish("yh/v1/dev-a/detections", encode_detection(honest), qos=1).wait_for_publish(10)
+        c.publish("yh/v1/dev-a/detections", honest.to_payload(), qos=1).wait_for_publish(10)
         wait_for(lambda: honest.id in {r[0] for r in server_rows(sdb)}, 30, what="the honest message")
         # reconciliation through the ACL: a device's digest claiming more than the server holds
         # reaches the ingest, whose resend request reaches that device (and only under its topic)

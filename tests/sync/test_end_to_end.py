@@ -46,7 +46,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _publish(broker, edb: Path, device: str) -> dict:
-    p = _run("-m", "edge.adapters.mqtt.publisher", "--db", str(edb), "--host", broker.host, "--port", str(broker.port),
+    p = _run("-m", "edge.app.sync", "--db", str(edb), "--host", broker.host, "--port", str(broker.port),
              "--device-id", device, "--json", "--timeout", "60")  # fmt: skip
     return json.loads(p.stdout)
 

@@ -133,7 +133,7 @@ def test_broker_crash_before_autosave_is_reconciled(tmp_path):
 def test_publisher_sigkill_mid_drain_then_restart(mqtt_broker, tmp_path):
     edb, sdb = tmp_path / "edge.sqlite", tmp_path / "server.sqlite"
     ids = fill_store(edb, "dev-k", 600)
-    cmd = [sys.executable, "-m", "edge.adapters.mqtt.publisher", "--db", str(edb), "--host", mqtt_broker.host,
+    cmd = [sys.executable, "-m", "edge.app.sync", "--db", str(edb), "--host", mqtt_broker.host,
            "--port", str(mqtt_broker.port), "--device-id", "dev-k"]  # fmt: skip
     with IngestThread(mqtt_broker, sdb):
         # throttled so that the kill lands mid-drain

@@ -4,7 +4,6 @@ quarantined with a reason while the valid messages around them are stored."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 
@@ -13,7 +12,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.adapters.mqtt.publisher import MqttPublisher
 from edge.adapters.store.sqlite import SqliteStore
-from edge.contract.payload import encode_detection
 from tests.sync.helpers import (
     IngestThread,
     edge_config,
@@ -34,8 +32,8 @@ def test_quality_flags_travel_from_the_edge_store_to_the_server(mqtt_broker, tmp
     edb, sdb = tmp_path / "edge.sqlite", tmp_path / "server.sqlite"
     store = SqliteStore(edb)
     plain = make_detection("dev-q", 1)
-    overlap = dataclasses.replace(make_detection("dev-q", 2), extra={"overlap": True, "onset_s": 1.0})
-    coarse = dataclasses.replace(make_detection("dev-q", 3), extra={"refined": False}, truncated=True)
+    overlap = make_detection("dev-q", 2).with_(overlap=True, onset_s=1.0)
+    coarse = make_detection("dev-q", 3).with_(refined=False, truncated=True)
     for d in (plain, overlap, coarse):
         store.add(d)
     store.close()
@@ -58,20 +56,20 @@ def test_old_payloads_and_hostile_quality_values(mqtt_broker, tmp_path):
     valid, hostile = [], []
     with IngestThread(mqtt_broker, sdb) as ing:
         msgs = []
-        old = json.loads(encode_detection(make_detection("dev-q", 20)))
+        old = json.loads(make_detection("dev-q", 20).to_payload())
         for k in ("overlap", "refined"):
             old.pop(k)  # a device from before the fields existed
         valid.append(old["id"])
         msgs.append(json.dumps(old).encode())
         for i, (key, bad) in enumerate([("overlap", "true"), ("refined", 0), ("overlap", None),
                                         ("refined", {"$gt": ""}), ("overlap", "1; DROP TABLE x")]):  # fmt: skip
-            body = json.loads(encode_detection(make_detection("dev-q", 30 + i)))
+            body = json.loads(make_detection("dev-q", 30 + i).to_payload())
             body[key] = bad
             hostile.append(body["id"])
             msgs.append(json.dumps(body).encode())
             good = make_detection("dev-q", 40 + i)
             valid.append(good.id)
-            msgs.append(encode_detection(good))
+            msgs.append(good.to_payload())
         for m in msgs:
             pub.publish("yh/v1/dev-q/detections", m, qos=1).wait_for_publish(30)
         wait_for(lambda: len(server_rows(sdb)) >= len(valid) and len(quarantine_reasons(sdb)) >= len(hostile),

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from edge.adapters.mqtt.publisher import parse_resend
 from edge.adapters.store.sqlite import SqliteStore
+from edge.contract import ContractError, Digest, Resend
 from server.ingest import MAX_RESEND_TRIES, Message, MessageHandler
 from server.storage import SqliteStorage
 
@@ -46,8 +46,8 @@ def test_digest_counts_synced_per_hour_and_requeue_puts_them_back(tmp_path):
                                      b'{"schema": 1, "bucket_s": 3600, "buckets": ["1"]}',
                                      b'{"schema": 1, "bucket_s": 3600, "buckets": [-1]}'])  # fmt: skip
 def test_device_refuses_malformed_resend_requests(payload):
-    with pytest.raises(ValueError):
-        parse_resend(payload)
+    with pytest.raises(ContractError):
+        Resend.from_payload(payload)
 
 
 def test_server_asks_for_short_buckets_only_a_bounded_number_of_times(tmp_path):
@@ -73,7 +73,7 @@ def test_server_asks_for_short_buckets_only_a_bounded_number_of_times(tmp_path):
         topic, payload = h.resend_requests[0]
         assert topic == "yh/v1/dev-d/resend" and json.loads(payload) == {"schema": 1, "bucket_s": 3600,
                                                                            "buckets": [b]}  # fmt: skip
-        assert parse_resend(payload) == (3600, [b])
+        assert Resend.from_payload(payload) == Resend(3600, (b,))
         # malformed or forged digests are quarantined, never answered
         h.resend_requests.clear()
         h.handle([Message("yh/v1/dev-d/digest", b"{nope"),
@@ -96,12 +96,7 @@ def test_server_asks_for_short_buckets_only_a_bounded_number_of_times(tmp_path):
     ],
 )
 def test_server_rejects_malformed_digests_with_a_reason(payload, reason):
-    from server.ingest import parse_digest
-    from server.validation import Reject
-
-    with pytest.raises(Reject, match=reason):
-        parse_digest(payload, "dev-d")
-    assert parse_digest(b'{"schema": 1, "device_id": "dev-d", "bucket_s": 3600, "counts": [[5, 2]]}', "dev-d") == (
-        3600,
-        [(5, 2)],
-    )
+    with pytest.raises(ContractError, match=reason):
+        Digest.from_payload(payload, "dev-d")
+    good = Digest.from_payload(b'{"schema": 1, "device_id": "dev-d", "bucket_s": 3600, "counts": [[5, 2]]}', "dev-d")
+    assert (good.bucket_s, good.counts) == (3600, ((5, 2),))

@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"  # edge/models: the shipped models
 
 
-def _interpreter_class():
+def interpreter_class():
+    """The TFLite ``Interpreter`` class of the best runtime installed (LiteRT, tflite-runtime or
+    TensorFlow); raises ModelError when there is none."""
     try:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -45,9 +47,21 @@ def _interpreter_class():
         ) from None
 
 
+def load_interpreter(path: str | os.PathLike, num_threads: int = 1):
+    """A TFLite interpreter for ``path`` with its tensors allocated; ModelError when the file is
+    not a loadable model. The public loader of every TFLite model in the project (the Pi's
+    models, export checks, BirdNET as a reference)."""
+    try:
+        interp = interpreter_class()(model_path=str(path), num_threads=num_threads)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{path}: not a loadable TFLite model ({str(exc).splitlines()[0]})") from None
+    return interp
+
+
 def interpreter_name() -> str:
     """Which TFLite runtime is in use (for `doctor` and benchmarks)."""
-    cls = _interpreter_class()
+    cls = interpreter_class()
     return f"{cls.__module__}.{cls.__name__}"
 
 
@@ -67,14 +81,7 @@ class TFLiteModel:
                 raise ModelError(
                     f"{self.path}: model was trained on a different frontend ({'; '.join(diff)})"
                 )
-        Interpreter = _interpreter_class()
-        try:
-            self._interp = Interpreter(model_path=str(self.path), num_threads=num_threads)
-            self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(
-                f"{self.path}: not a loadable TFLite model ({str(exc).splitlines()[0]})"
-            ) from None
+        self._interp = load_interpreter(self.path, num_threads)
         self._in = self._match(self._interp.get_input_details(), self.manifest.input, "input")
         self._outs = {
             key: self._match(self._interp.get_output_details(), spec, f"output {key!r}")

@@ -20,82 +20,42 @@ Rules (DESIGN §4 "Outbox" and "MQTT"):
   autosave, a subscription it forgot over a restart, a full queue) while PUBACK stays the sync
   criterion.
 
-The wire format is in :mod:`edge.contract.payload` and ``docs/mqtt.md``.
+The wire format is in :mod:`edge.contract` and ``docs/mqtt.md``; the client comes from :mod:`edge.kit.mqtt`.
 
-``python -m edge.adapters.mqtt.publisher`` (and :data:`sync_command`, registered as ``yh-edge sync``) runs a
-one-shot drain or, with ``--follow``, the publisher loop alone.
+``yh-edge sync`` (:mod:`edge.app.sync`) runs a one-shot drain or, with ``--follow``, this loop alone.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import ssl
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.adapters.store.sqlite import SqliteStore
 from edge.app.config import Config
-from edge.contract.payload import (
-    check_buckets,
+from edge.contract import (
+    DIGEST_BUCKET_S,
+    MAX_PAYLOAD_BYTES,
+    ContractError,
+    Digest,
+    Resend,
+    Stats,
+    Status,
+    Topics,
     check_device_id,
-    detections_topic,
-    encode_detection,
-    stats_topic,
-    status_topic,
 )
 from edge.core.errors import SyncError, YellowhammerError
+from edge.core.ports import Outbox
+from edge.kit.mqtt import Connection, MqttSetupError, Warner, make_client
 
 log = logging.getLogger(__name__)
 
-DIGEST_BUCKET_S = 3600  # the digest counts synced detections per hour of start_time
-MAX_RESEND_BUCKETS = 5000  # a resend request naming more buckets is refused as malformed
 
-#: the server refuses bigger payloads; a row that encodes bigger is skipped, not retried forever
-MAX_PAYLOAD_BYTES = 64 * 1024
 #: on stop: how long to keep draining and waiting for acknowledgements before disconnecting
 SHUTDOWN_GRACE_S = 2.0
-
-
-def resolve_credential(path: str) -> Path:
-    """Relative secret paths resolve against systemd's ``$CREDENTIALS_DIRECTORY``."""
-    p = Path(path)
-    base = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not p.is_absolute() and base:
-        p = Path(base) / p
-    return p
-
-
-def parse_resend(payload: bytes) -> tuple[int, list[int]]:
-    """A server's resend request: ``{"schema": 1, "bucket_s": 3600, "buckets": [int, ...]}``."""
-    try:
-        body = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"not JSON ({exc})") from None
-    if not isinstance(body, dict) or body.get("schema") != 1:
-        raise ValueError("not a schema-1 object")
-    bucket_s, buckets = body.get("bucket_s"), body.get("buckets")
-    check_buckets(bucket_s, buckets, MAX_RESEND_BUCKETS, "buckets")
-    if not all(type(b) is int and b >= 0 for b in buckets):
-        raise ValueError("buckets must be non-negative integers")
-    return bucket_s, buckets
-
-
-def read_password(path: str) -> str:
-    """The first line of the password file (trailing newline stripped)."""
-    p = resolve_credential(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SyncError(f"mqtt.password_file {p}: cannot read the password ({exc})") from None
-    return text.splitlines()[0] if text else ""
 
 
 class MqttPublisher:
@@ -113,16 +73,17 @@ class MqttPublisher:
         thread; a failure there is logged, never fatal).
     """
 
-    def __init__(self, config: Config, store: SqliteStore, stats: Callable[[], dict] | None = None) -> None:
+    def __init__(self, config: Config, store: Outbox, stats: Callable[[], dict] | None = None) -> None:
         self.cfg = config.mqtt
         try:
             self.device_id = check_device_id(config.device_id)
-        except ValueError as exc:
+        except ContractError as exc:
             raise SyncError(str(exc)) from None
         self.store = store
         self.stats_fn = stats
-        self.prefix = self.cfg.topic_prefix.strip("/")
-        self.topic = detections_topic(self.prefix, self.device_id)
+        self.topics = Topics(self.cfg.topic_prefix)
+        self.prefix = self.topics.prefix
+        self.topic = self.topics.detections(self.device_id)
         self._lock = threading.Lock()
         self._mid_to_id: dict[int, str] = {}
         self._early_acks: set[int] = set()  # PUBACK seen before publish() returned its mid
@@ -134,6 +95,7 @@ class MqttPublisher:
         self._connected = threading.Event()
         self._wake = threading.Event()
         self._last_error = ""
+        self._warn = Warner(log, "mqtt")
         self._refused: str = ""
         self._tokens = 0.0
         self._token_time = time.monotonic()
@@ -150,28 +112,16 @@ class MqttPublisher:
 
     # -- paho plumbing ------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.device_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-        )
+        conn = Connection(host=self.cfg.host, port=self.cfg.port, client_id=self.device_id,
+                          username=self.cfg.username, password_file=self.cfg.password_file, tls=self.cfg.tls,
+                          ca_file=self.cfg.ca_file, cert_file=self.cfg.cert_file, key_file=self.cfg.key_file,
+                          max_backoff_s=int(self.cfg.max_backoff_s))  # fmt: skip
+        try:
+            c = make_client(conn, warn=self._note_error)
+        except MqttSetupError as exc:
+            raise SyncError(f"mqtt {exc}") from None
         c.max_inflight_messages_set(self.cfg.max_inflight)
-        c.reconnect_delay_set(1, max(1, int(self.cfg.max_backoff_s)))
-        c.will_set(status_topic(self.prefix, self.device_id), "offline", qos=1, retain=True)
-        if self.cfg.tls or self.cfg.ca_file:
-            try:
-                c.tls_set(
-                    ca_certs=self.cfg.ca_file or None,
-                    certfile=str(resolve_credential(self.cfg.cert_file)) if self.cfg.cert_file else None,
-                    keyfile=str(resolve_credential(self.cfg.key_file)) if self.cfg.key_file else None,
-                    cert_reqs=ssl.CERT_REQUIRED,
-                )
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                raise SyncError(f"mqtt TLS setup failed: {exc}") from None
-        if self.cfg.username:
-            c.username_pw_set(self.cfg.username, None)
-        c.on_pre_connect = self._on_pre_connect
+        c.will_set(self.topics.status(self.device_id), Status("offline").to_payload(), qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
@@ -179,18 +129,8 @@ class MqttPublisher:
         c.on_message = self._on_message
         return c
 
-    def _on_pre_connect(self, client: mqtt.Client, userdata) -> None:
-        # read the secret at every (re)connect: rotated credentials apply without a restart
-        if self.cfg.username and self.cfg.password_file:
-            try:
-                client.username_pw_set(self.cfg.username, read_password(self.cfg.password_file))
-            except SyncError as exc:
-                self._note_error(str(exc))
-                client.username_pw_set(self.cfg.username, None)
-
     def _note_error(self, msg: str) -> None:
-        if msg != self._last_error:  # do not repeat the same line every backoff round
-            log.warning("mqtt: %s", msg)
+        self._warn(msg)
         self._last_error = msg
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -200,6 +140,7 @@ class MqttPublisher:
             return
         self._refused = ""
         self._last_error = ""
+        self._warn.clear()
         self.counters["connects"] += 1
         log.info(
             "mqtt: connected to %s:%s as %s (session present: %s)",
@@ -208,7 +149,7 @@ class MqttPublisher:
             self.device_id,
             flags.session_present,
         )
-        client.publish(status_topic(self.prefix, self.device_id), "online", qos=1, retain=True)
+        client.publish(self.topics.status(self.device_id), Status("online").to_payload(), qos=1, retain=True)
         # the server's resend requests; the persistent session keeps them while we are away
         client.subscribe(self._resend_topic, qos=1)
         self._connected.set()
@@ -239,16 +180,17 @@ class MqttPublisher:
 
     @property
     def _resend_topic(self) -> str:
-        return f"{self.prefix}/{self.device_id}/resend"
+        return self.topics.resend(self.device_id)
 
     @property
     def _digest_topic(self) -> str:
-        return f"{self.prefix}/{self.device_id}/digest"
+        return self.topics.digest(self.device_id)
 
     def _on_message(self, client, userdata, msg) -> None:
         try:
-            req = parse_resend(msg.payload)
-        except ValueError as exc:
+            r = Resend.from_payload(msg.payload)
+            req = (r.bucket_s, list(r.buckets))
+        except ContractError as exc:
             log.warning("mqtt: ignoring a malformed resend request on %s: %s", msg.topic, exc)
             return
         with self._lock:
@@ -271,9 +213,7 @@ class MqttPublisher:
     def _digest_payload(self) -> bytes:
         since = time.time() - self.cfg.digest_window_s
         counts = self.store.sync_digest(DIGEST_BUCKET_S, since)
-        body = {"schema": 1, "device_id": self.device_id, "time": time.time(), "bucket_s": DIGEST_BUCKET_S,
-                "counts": [[b, n] for b, n in counts]}  # fmt: skip
-        return json.dumps(body, separators=(",", ":")).encode("utf-8")
+        return Digest(self.device_id, DIGEST_BUCKET_S, tuple(counts), time.time()).to_payload()
 
     def _maybe_digest(self, client: mqtt.Client) -> None:
         """Publish the digest when it is due and everything is acknowledged (counts are final)."""
@@ -340,9 +280,9 @@ class MqttPublisher:
         sent = 0
         for d in todo:
             try:
-                payload = encode_detection(d, self.cfg.embedding_dtype)
+                payload = d.to_payload(self.cfg.embedding_dtype)
                 if len(payload) > MAX_PAYLOAD_BYTES:
-                    raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+                    raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
             except (TypeError, ValueError) as exc:
                 # a row that can never be sent must not block the ones behind it
                 log.error("mqtt: detection %s cannot be encoded, skipping it: %s", d.id, exc)
@@ -379,18 +319,12 @@ class MqttPublisher:
             store = {"error": str(exc)}
         with self._lock:
             inflight = len(self._inflight_ids)
-        body = {
-            "schema": 1,
-            "device_id": self.device_id,
-            "time": time.time(),
-            "store": store,
-            "publisher": {**self.counters, "inflight": inflight},
-            "health": health,
-        }
-        return json.dumps(body, separators=(",", ":"), default=str).encode("utf-8")
+        body = json.loads(json.dumps({"store": store, "publisher": {**self.counters, "inflight": inflight},
+                                      "health": health}, default=str))  # fmt: skip
+        return Stats(self.device_id, time.time(), body).to_payload()
 
     def publish_stats(self, client: mqtt.Client) -> None:
-        client.publish(stats_topic(self.prefix, self.device_id), self._stats_payload(), qos=1, retain=True)
+        client.publish(self.topics.stats(self.device_id), self._stats_payload(), qos=1, retain=True)
 
     def _idle(self) -> bool:
         with self._lock:
@@ -455,7 +389,7 @@ class MqttPublisher:
             try:
                 self.publish_stats(client)
                 info = client.publish(
-                    status_topic(self.prefix, self.device_id), "offline", qos=1, retain=True
+                    self.topics.status(self.device_id), Status("offline").to_payload(), qos=1, retain=True
                 )
                 info.wait_for_publish(1.0)
             except (RuntimeError, ValueError) as exc:
@@ -499,99 +433,3 @@ class MqttPublisher:
 
 
 # -- command line ---------------------------------------------------------------------------------
-def _build_config(config_path, db, host, port, device_id, max_rate, batch_size) -> Config:
-    import dataclasses
-
-    from edge.app.config import load_config
-
-    cfg = load_config(config_path)
-    mq = {}
-    if host is not None:
-        mq["host"] = host
-    if port is not None:
-        mq["port"] = port
-    if max_rate is not None:
-        mq["max_rate_per_s"] = max_rate
-    if batch_size is not None:
-        mq["batch_size"] = batch_size
-    kw = {"mqtt": dataclasses.replace(cfg.mqtt, **mq)}
-    if db is not None:
-        kw["store"] = dataclasses.replace(cfg.store, path=str(db))
-    if device_id is not None:
-        kw["device"] = dataclasses.replace(cfg.device, id=device_id)
-    return dataclasses.replace(cfg, **kw)
-
-
-def _make_sync_command():
-    import click
-
-    from edge.app.cli_options import config_option
-
-    @click.command("sync")
-    @config_option
-    @click.option(
-        "--db",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="Detection database (default: from the config).",
-    )
-    @click.option("--host", default=None, help="Broker host (overrides mqtt.host).")
-    @click.option("--port", type=int, default=None, help="Broker port (overrides mqtt.port).")
-    @click.option("--device-id", default=None, help="Device id (overrides device.id).")
-    @click.option(
-        "--timeout",
-        type=float,
-        default=120.0,
-        show_default=True,
-        help="One-shot: give up after this many seconds.",
-    )
-    @click.option("--follow", is_flag=True, help="Keep publishing until SIGTERM/SIGINT (the daemon's loop).")
-    @click.option("--max-rate", type=float, default=None, help="Messages per second at most (0 = no cap).")
-    @click.option("--batch-size", type=int, default=None, help="Outbox rows per round.")
-    @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-    def sync_command(config_path, db, host, port, device_id, timeout, follow, max_rate, batch_size, as_json):
-        """Send the unsynced detections to the MQTT broker (acknowledged ones are marked synced).
-
-        Without --follow: drain the outbox once and exit (status 1 if the broker was unreachable
-        or detections remain). Works whether or not mqtt.enabled is set.
-        """
-        try:
-            cfg = _build_config(config_path, db, host, port, device_id, max_rate, batch_size)
-            store = SqliteStore(cfg.db_path)
-            try:
-                pub = MqttPublisher(cfg, store)
-                if follow:
-                    stop = threading.Event()
-                    for sig in (signal.SIGTERM, signal.SIGINT):
-                        signal.signal(sig, lambda *_: stop.set())
-                    pub.run(stop)
-                    result = pub.summary()
-                else:
-                    result = pub.publish_pending(timeout)
-            finally:
-                store.close()
-        except YellowhammerError as exc:
-            raise click.ClickException(str(exc)) from None
-        if as_json:
-            click.echo(json.dumps(result))
-        else:
-            click.echo(
-                f"{result['device_id']} -> {result['broker']}: {result['acked']} acknowledged, "
-                f"{result['remaining']} still unsynced"
-                + (f", {result['skipped']} unsendable (see log)" if result["skipped"] else "")
-            )
-        if not follow and not result["drained"]:
-            raise SystemExit(1)
-
-    return sync_command
-
-
-sync_command = _make_sync_command()
-
-
-if __name__ == "__main__":  # pragma: no cover - exercised by the subprocess tests
-    import logging as _logging
-    import sys
-
-    _logging.basicConfig(level=_logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    sync_command(prog_name="python -m edge.adapters.mqtt.publisher")

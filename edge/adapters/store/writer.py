@@ -1,0 +1,178 @@
+"""Persist-first writing that survives a full or read-only disk: the recorder's
+:class:`~edge.core.ports.DetectionSink` around the SQLite store."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from edge.adapters.store.clips import ClipSaver
+from edge.adapters.store.sqlite import SqliteStore, StoreFullError
+from edge.contract import Detection
+from edge.core.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+
+class DetectionWriter:
+    """Persist-first writing that survives a full or read-only disk without losing detections.
+
+    :meth:`add` tries the store; when the disk is full it frees room per policy (oldest clips,
+    then :meth:`SqliteStore.emergency_prune`: oldest synced rows first, unsynced rows only if no
+    synced row is left, which the store logs and counts) and retries once. If that fails too, or
+    the store is read-only, the detection is held in memory (bounded by ``max_pending``) and
+    retried on every later :meth:`add` and :meth:`retry`; each failure is logged and counted.
+
+    Parameters
+    ----------
+    store
+        The SQLite store.
+    clips
+        Clip saver whose clips may be deleted in an emergency.
+    emergency_rows
+        Rows the store may drop per emergency.
+    """
+
+    def __init__(
+        self,
+        store: SqliteStore,
+        clips: ClipSaver | None = None,
+        emergency_rows: int = 200,
+        max_pending: int = 50_000,
+    ) -> None:
+        self.store = store
+        self.clips = clips
+        self.emergency_rows = emergency_rows
+        self.max_pending = max_pending
+        self._pending: list[tuple[Detection, str | None]] = []
+        self._lock = threading.Lock()
+        self.stored = 0
+        self.write_failures = 0
+        self.emergencies = 0
+        self.dropped = 0
+        self.last_error = ""
+        self._retry_after = 0.0
+
+    @property
+    def pending(self) -> int:
+        """Detections held in memory because the store could not take them."""
+        return len(self._pending)
+
+    def add(self, detection: Detection, clip_path: str | None = None) -> bool:
+        """Store a detection (or hold it); True when it is committed to the database."""
+        with self._lock:
+            if self._pending:
+                self._pending.append((detection, clip_path))
+                self._drain(force=False)
+                return not any(d.id == detection.id for d, _ in self._pending)
+            if self._write(detection, clip_path):
+                return True
+            self._hold(detection, clip_path)
+            return False
+
+    def add_many(self, items: list[tuple[Detection, str | None]]) -> list[bool]:
+        """Store several detections in one transaction; per detection, True when committed.
+
+        When nothing is held in memory (and the store has ``add_many``), the batch goes to the
+        store in one commit. If that fails (full or read-only disk, ...) nothing of it was
+        committed, and each detection takes the path of :meth:`add` (emergency pruning, retry,
+        or holding in memory).
+        """
+        items = list(items)
+        batch = getattr(self.store, "add_many", None)  # optional for a store
+        with self._lock:
+            if batch is not None and not self._pending and len(items) > 1:
+                try:
+                    batch(items)
+                except StoreError as exc:
+                    self.write_failures += 1
+                    self.last_error = str(exc)
+                else:
+                    self.stored += len(items)
+                    return [True] * len(items)
+        return [self.add(d, clip_path) for d, clip_path in items]
+
+    def retry(self) -> int:
+        """Try to store what is held in memory; returns how many are still pending."""
+        with self._lock:
+            self._drain(force=True)
+            return len(self._pending)
+
+    def _drain(self, force: bool) -> None:
+        if not self._pending or (not force and time.monotonic() < self._retry_after):
+            return
+        while self._pending:
+            d, clip = self._pending[0]
+            if not self._write(d, clip):
+                self._retry_after = time.monotonic() + 5.0
+                return
+            self._pending.pop(0)
+        log.info("store: writing again; every detection held in memory is now stored")
+
+    def _hold(self, detection: Detection, clip_path: str | None) -> None:
+        if len(self._pending) >= self.max_pending:
+            self._pending.pop(0)
+            self.dropped += 1
+            log.error("store: memory hold is full; dropped the oldest unstored detection")
+        self._pending.append((detection, clip_path))
+        self._retry_after = time.monotonic() + 5.0
+        log.error(
+            "store: holding detection %s in memory (%d pending): %s",
+            detection.id,
+            len(self._pending),
+            self.last_error,
+        )
+
+    def _write(self, detection: Detection, clip_path: str | None) -> bool:
+        try:
+            self.store.add(detection, clip_path=clip_path)
+        except StoreFullError as exc:
+            self.write_failures += 1
+            self.last_error = str(exc)
+            if not self._emergency():
+                return False
+            try:
+                self.store.add(detection, clip_path=clip_path)
+            except StoreError as exc2:
+                self.write_failures += 1
+                self.last_error = str(exc2)
+                return False
+        except StoreError as exc:
+            self.write_failures += 1
+            self.last_error = str(exc)
+            return False
+        self.stored += 1
+        return True
+
+    def _emergency(self) -> bool:
+        """Free space per policy; True if anything was freed."""
+        self.emergencies += 1
+        wal_before = self.store.size_bytes()
+        self.store.checkpoint()  # a grown WAL is often most of what can be given back at once
+        freed = self.store.size_bytes() < wal_before
+        if self.clips is not None:
+            for _ in range(20):
+                if self.clips.delete_oldest():
+                    freed = True
+        try:
+            if self.store.emergency_prune(self.emergency_rows):
+                freed = True
+        except StoreError as exc:
+            log.error("store: disk emergency and pruning failed as well: %s", exc)
+        try:
+            self.store.bump("disk_emergencies")
+        except StoreError:
+            pass
+        log.warning("store: disk full; emergency pruning %s", "freed room" if freed else "freed nothing")
+        return freed
+
+    def stats(self) -> dict:
+        return {
+            "stored": self.stored,
+            "pending_in_memory": len(self._pending),
+            "write_failures": self.write_failures,
+            "disk_emergencies": self.emergencies,
+            "dropped_in_memory": self.dropped,
+            "last_store_error": self.last_error,
+        }

@@ -1,0 +1,144 @@
+"""The wire contract of a detection: the golden payload, the field list driving rows and payload,
+and decoding of older and hostile payloads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.contract import (
+    FIELD_NAMES,
+    FIELDS,
+    ContractError,
+    Detection,
+    detection_id,
+    sql_columns,
+    table_fields,
+)
+
+GOLDEN = Path(__file__).parents[2] / "fixtures" / "contract" / "detection_v1.json"
+NOW = 1_800_000_000.0
+
+
+def golden_detection() -> Detection:
+    emb = np.linspace(-1.0, 1.0, 8, dtype=np.float32)
+    emb /= np.linalg.norm(emb)
+    return Detection(
+        id="6a0d3e34-3a8f-5f0e-9a0a-0c1d2e3f4a5b",
+        device_id="yh-brno-3",
+        start_time=1714550000.25,
+        end_time=1714550002.6,
+        embedding=emb,
+        encoder_version="encoder-20261124-93587ad2-cnn-arcface",
+        clock_synced=True,
+        score=0.97,
+        duration_s=2.35,
+        snr_db=18.2,
+        truncated=False,
+        overlap=True,
+        refined=True,
+        onset_s=12.34,
+        offset_s=14.69,
+        detector_version="detector-20261124-0dd199cf",
+        source="mic:USB Audio Device",
+        created_at=1714550003.1,
+        extra={"note": "golden"},
+    )
+
+
+def test_golden_payload_is_byte_identical():
+    """A change to the wire format shows up here first: the bytes of schema 1 are fixed."""
+    payload = golden_detection().to_payload()
+    assert payload == GOLDEN.read_bytes().rstrip(b"\n")
+
+
+def test_golden_payload_decodes_to_the_same_detection():
+    d = Detection.from_payload(GOLDEN.read_bytes(), "yh-brno-3", now=NOW)
+    g = golden_detection()
+    for name in FIELD_NAMES:
+        if name == "embedding":
+            np.testing.assert_allclose(d.embedding, g.embedding, atol=1e-3)  # float16 on the wire
+        else:
+            assert getattr(d, name) == getattr(g, name), name
+
+
+def test_row_codec_round_trip_and_columns_follow_the_field_list():
+    g = golden_detection()
+    row = g.to_row()
+    assert set(row) == set(sql_columns())
+    back = Detection.from_row(row)
+    assert back.to_row() == row
+    assert table_fields() == [f.name for f in FIELDS if f.name not in ("embedding", "extra")]
+
+
+def test_a_payload_of_an_older_device_is_valid():
+    """Schema 1 before the quality fields and onset/offset were fields: they sat in ``extra``."""
+    body = json.loads(golden_detection().to_payload())
+    for k in ("overlap", "refined", "onset_s", "offset_s", "clock_synced", "score", "duration_s", "snr_db",
+              "truncated", "detector_version", "source", "created_at"):  # fmt: skip
+        body.pop(k)
+    body["extra"] = {"overlap": True, "refined": False, "onset_s": 1.5, "offset_s": 3.5}
+    d = Detection.from_payload(json.dumps(body).encode(), "yh-brno-3", now=NOW)
+    assert (d.overlap, d.refined, d.onset_s, d.offset_s, d.extra) == (True, False, 1.5, 3.5, {})
+    assert d.duration_s == pytest.approx(d.end_time - d.start_time)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("schema", 2, "unknown schema"),
+        ("id", "a/b", "not usable"),
+        ("device_id", "other", "does not match the topic"),
+        ("start_time", "1714550000", "must be a number"),
+        ("end_time", 1714550000.0 + 3600, "not a song length"),
+        ("score", 1.5, "outside"),
+        ("overlap", 1, "must be true or false"),
+        ("overlap", None, "must be true or false"),
+        ("onset_s", -1, "outside"),
+        ("source", "bad\ud800", "lone surrogate"),
+        ("source", "bell\x07", "control characters"),
+        ("source", "x" * 600, "longer than"),
+        ("encoder_version", "enc 1", "not allowed"),
+        ("embedding", {"dtype": "f16", "dim": 8, "b64": "AAAA"}, "bytes, expected"),
+        ("extra", [1], "must be an object"),
+    ],
+)
+def test_hostile_fields_are_refused_with_a_reason(key, value, reason):
+    body = json.loads(golden_detection().to_payload())
+    body[key] = value
+    with pytest.raises(ContractError, match=reason):
+        Detection.from_payload(body, "yh-brno-3", now=NOW)
+
+
+def test_every_unicode_class_in_free_text_is_stored_or_refused_never_crashes():
+    """Text that survives decoding can always be encoded again (the server's database writes it)."""
+    import sys
+    import unicodedata
+
+    by_class: dict[str, list[int]] = {}
+    for cp in range(sys.maxunicode + 1):  # the first, a middle and the last code point of each class
+        by_class.setdefault(unicodedata.category(chr(cp)), []).append(cp)
+    samples = [(cat, cps[i]) for cat, cps in by_class.items() for i in (0, len(cps) // 2, -1)]
+    assert len(by_class) == 30
+    seen = set()
+    for cat, cp in samples:
+        c = chr(cp)
+        body = json.loads(golden_detection().to_payload())
+        body["source"] = f"a{c}b"
+        try:
+            d = Detection.from_payload(body, "yh-brno-3", now=NOW)
+        except ContractError:
+            assert cat in ("Cs", "Cc"), (hex(cp), cat)
+            continue
+        d.source.encode("utf-8")  # never a lone surrogate
+        seen.add(cat)
+    assert seen == set(by_class) - {"Cs", "Cc"}
+
+
+def test_detection_ids_differ_for_different_sources_at_the_same_times():
+    a = detection_id("dev", "a.wav", 1.0, 3.0, 1714550000.0, "enc")
+    b = detection_id("dev", "b.wav", 1.0, 3.0, 1714550000.0, "enc")
+    assert a != b and a == detection_id("dev", "a.wav", 1.0, 3.0, 1714550000.0, "enc")
