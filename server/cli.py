@@ -6,7 +6,7 @@ Logging is configured here and only here. Expected errors become one-line
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import json
 import logging
 import signal
@@ -18,118 +18,102 @@ import click
 
 from edge import __version__
 from edge.core.errors import YellowhammerError
+from edge.kit.cli import Group, json_option, setup_logging
+from edge.kit.config import to_toml
 
-from .storage import SqliteStorage, StorageError
+from .config import ServerConfig, load_server_config
+from .errors import ServerError
+from .storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
-
-
-def friendly_errors(fn):
-    """Expected errors -> one-line CLI messages (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (StorageError, YellowhammerError) as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
 
 
 def _echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, expected=(ServerError, YellowhammerError), context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="yh-server")
-@click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="YH_SERVER_DB",
-    default=Path("yh-server.sqlite"),
-    show_default=True,
-    help="Server database; also $YH_SERVER_DB.",
-)
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="YH_SERVER_CONFIG", default=None, help="Server config (TOML); also $YH_SERVER_CONFIG.")  # fmt: skip
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), envvar="YH_SERVER_DB",
+              default=None, help="Server database (overrides storage.db; default yh-server.sqlite); also $YH_SERVER_DB.")  # fmt: skip
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.pass_context
-def main(ctx: click.Context, db_path: Path, verbose: int, quiet: bool) -> None:
+def main(ctx: click.Context, config_path: Path | None, db_path: Path | None, verbose: int, quiet: bool) -> None:
     """Yellowhammer dialect monitor: the server side (ingest, clustering, researcher access)."""
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = {"db": db_path}
+    setup_logging(verbose, quiet)
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+    ctx.obj["db"] = db_path
 
 
-def _storage(ctx: click.Context, readonly: bool = False) -> SqliteStorage:
-    return SqliteStorage(ctx.obj["db"], readonly=readonly)
+def _config(ctx: click.Context) -> ServerConfig:
+    if "config" not in ctx.obj:
+        cfg = load_server_config(ctx.obj["config_path"])
+        if ctx.obj["db"] is not None:
+            cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, db=str(ctx.obj["db"])))
+        ctx.obj["config"] = cfg
+    return ctx.obj["config"]
+
+
+def _db(ctx: click.Context) -> str:
+    return _config(ctx).storage.db
+
+
+def _storage(ctx: click.Context, readonly: bool = False) -> Storage:
+    return open_storage(_db(ctx), readonly=readonly)
+
+
+@main.group("config")
+def config_group() -> None:
+    """Check and show the server configuration."""
+
+
+@config_group.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def config_validate(file: Path) -> None:
+    """Check FILE (with environment overrides) and report the first problem."""
+    load_server_config(file)
+    click.echo(f"{file}: OK")
+
+
+@config_group.command("show")
+@json_option
+@click.pass_context
+def config_show(ctx, as_json: bool) -> None:
+    """Print the effective configuration (file + environment + defaults + --db)."""
+    cfg = _config(ctx)
+    click.echo(json.dumps(dataclasses.asdict(cfg), indent=2) if as_json else to_toml(cfg))
 
 
 @main.command("ingest")
-@click.option("--host", default="localhost", show_default=True, envvar="YH_MQTT_HOST")
-@click.option("--port", type=int, default=1883, show_default=True, envvar="YH_MQTT_PORT")
-@click.option(
-    "--prefix",
-    default="yh/v1",
-    show_default=True,
-    envvar="YH_MQTT_PREFIX",
-    help="Topic prefix (as the devices' mqtt.topic_prefix).",
-)
-@click.option(
-    "--client-id",
-    default="",
-    envvar="YH_MQTT_CLIENT_ID",
-    help="Stable MQTT client id of this worker (default yh-ingest-<host>); each worker needs its own.",
-)
-@click.option(
-    "--share-group",
-    default="",
-    envvar="YH_MQTT_SHARE_GROUP",
-    help="Shared-subscription group, so that several workers split the messages (default: a plain "
-    "subscription, one worker). Mosquitto does not keep shared subscriptions over a broker restart; "
-    "see docs/mqtt.md.",
-)
-@click.option("--username", default="", envvar="YH_MQTT_USERNAME")
-@click.option(
-    "--password-file", default="", envvar="YH_MQTT_PASSWORD_FILE", help="File holding the password."
-)
-@click.option("--tls", is_flag=True, envvar="YH_MQTT_TLS", help="Use TLS (implied by --ca-file).")
-@click.option("--ca-file", default="", envvar="YH_MQTT_CA_FILE")
-@click.option("--cert-file", default="")
-@click.option("--key-file", default="")
+@click.option("--host", default=None, help="Broker host (overrides mqtt.host).")
+@click.option("--port", type=int, default=None, help="Broker port (overrides mqtt.port).")
+@click.option("--prefix", default=None, help="Topic prefix, as the devices' mqtt.topic_prefix (overrides mqtt.prefix).")
+@click.option("--client-id", default=None,
+              help="Stable MQTT client id of this worker (default yh-ingest-<host>); each worker needs its own.")  # fmt: skip
+@click.option("--share-group", default=None,
+              help="Shared-subscription group, so that several workers split the messages (default: a plain "
+              "subscription, one worker). Mosquitto does not keep shared subscriptions over a broker restart; "
+              "see docs/mqtt.md.")  # fmt: skip
+@click.option("--username", default=None)
+@click.option("--password-file", default=None, help="File holding the password.")
+@click.option("--tls/--no-tls", default=None, help="Use TLS (implied by --ca-file).")
+@click.option("--ca-file", default=None)
+@click.option("--cert-file", default=None)
+@click.option("--key-file", default=None)
 @click.pass_context
-@friendly_errors
-def ingest(
-    ctx,
-    host,
-    port,
-    prefix,
-    client_id,
-    share_group,
-    username,
-    password_file,
-    tls,
-    ca_file,
-    cert_file,
-    key_file,
-) -> None:
+def ingest(ctx, **overrides) -> None:
     """Subscribe to the devices' detections, validate, store; runs until SIGTERM/SIGINT."""
-    from .ingest import Ingestor, IngestSettings
+    from .ingest import Ingestor
 
-    settings = IngestSettings(
-        host=host,
-        port=port,
-        prefix=prefix.strip("/"),
-        client_id=client_id,
-        share_group=share_group,
-        username=username,
-        password_file=password_file,
-        tls=tls,
-        ca_file=ca_file,
-        cert_file=cert_file,
-        key_file=key_file,
-    )
+    cfg = _config(ctx)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "prefix" in given:
+        given["prefix"] = given["prefix"].strip("/")
+    settings = dataclasses.replace(cfg.mqtt, **given)
     storage = _storage(ctx)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -144,7 +128,6 @@ def ingest(
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.pass_context
-@friendly_errors
 def import_cmd(ctx, paths: tuple[Path, ...], as_json: bool) -> None:
     """Load edge database files copied from devices (read-only; known detections are skipped)."""
     from .ingest import import_edge_db
@@ -188,7 +171,6 @@ def _row_count(path: Path) -> int:
     "--quarantine", "show_q", type=int, default=0, help="Also list the last N quarantined messages."
 )
 @click.pass_context
-@friendly_errors
 def status(ctx, as_json: bool, show_q: int) -> None:
     """Counts: detections, duplicates received, quarantine reasons, encoders, devices, runs."""
     storage = _storage(ctx, readonly=True)
@@ -275,7 +257,6 @@ def _progress(msg: str) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary (metrics, novelty) as JSON.")
 @click.pass_context
-@friendly_errors
 def cluster(
     ctx,
     encoder_version,
@@ -346,7 +327,6 @@ def cluster(
 @click.option("--encoder", "encoder_version", default=None, help="Latest run of this encoder version.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@friendly_errors
 def novelty(ctx, run_id, encoder_version, as_json) -> None:
     """Candidate new dialects (clusters without labelled songs) and changes since the previous run."""
     from .clustering import ClusterError, format_report, novelty_report
@@ -377,7 +357,6 @@ def label_group() -> None:
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@friendly_errors
 def label_import(ctx, csv_path: Path, tolerance: float, as_json: bool) -> None:
     """Attach labels from CSV_PATH (detection_id,label or device_id,start_time,label)."""
     from .labels import import_labels
@@ -406,7 +385,6 @@ def label_import(ctx, csv_path: Path, tolerance: float, as_json: bool) -> None:
 @click.option("--no-embeddings", is_flag=True, help="Leave the embedding column out.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@friendly_errors
 def export_cmd(ctx, out_dir: Path, fmt: str, no_embeddings: bool, as_json: bool) -> None:
     """Write detections with provenance, labels and latest clusters to OUT_DIR (CSV/Parquet + manifest)."""
     from .export import export
@@ -418,7 +396,7 @@ def export_cmd(ctx, out_dir: Path, fmt: str, no_embeddings: bool, as_json: bool)
             out_dir,
             ("csv", "parquet") if fmt == "both" else (fmt,),
             not no_embeddings,
-            db_name=str(ctx.obj["db"]),
+            db_name=str(_db(ctx)),
         )
     finally:
         storage.close()
@@ -432,7 +410,6 @@ def export_cmd(ctx, out_dir: Path, fmt: str, no_embeddings: bool, as_json: bool)
 @main.command("report")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.pass_context
-@friendly_errors
 def report_cmd(ctx, out_dir: Path) -> None:
     """Write an HTML page with PNG plots (dialect maps, detections per device/day, clusters per device)."""
     from .report import write_report
@@ -454,13 +431,12 @@ def report_cmd(ctx, out_dir: Path) -> None:
 )
 @click.option("--port", type=int, default=8080, show_default=True)
 @click.pass_context
-@friendly_errors
 def serve(ctx, host: str, port: int) -> None:
     """Read-only HTTP JSON view: /api/devices, /api/detections, /api/runs, /api/clusters, /api/novelty."""
     from .serve import make_server
 
     try:
-        server = make_server(ctx.obj["db"], host, port)
+        server = make_server(_db(ctx), host, port)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
     log.info("serve: http://%s:%d/ (read-only)", host, server.server_address[1])

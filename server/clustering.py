@@ -36,15 +36,12 @@ import numpy as np
 
 from edge import __version__
 
+from .errors import ClusterError
 from .storage import Storage
 
 log = logging.getLogger(__name__)
 
 TSNE_MAX = 20_000
-
-
-class ClusterError(ValueError):
-    """A clustering request that cannot be carried out (no data, unknown encoder version)."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -40,8 +39,9 @@ import paho.mqtt.client as mqtt
 
 from edge.contract import ContractError, Detection, Digest, Resend, Stats, Status, Topics
 from edge.contract.edgedb import EdgeDatabaseError, read_messages
-from edge.kit.mqtt import Connection, MqttSetupError, Warner, make_client
+from edge.kit.mqtt import MqttSetupError, Warner, make_client
 
+from .config import MqttConfig
 from .storage import Storage, StorageError, WriteResult
 
 #: the server's name for a message that breaks the contract (it is quarantined with the reason)
@@ -50,30 +50,6 @@ Reject = ContractError
 log = logging.getLogger(__name__)
 
 MAX_RESEND_TRIES = 3
-
-
-@dataclass(frozen=True)
-class IngestSettings:
-    """Where and how the ingest connects (``yh-server ingest`` options)."""
-
-    host: str = "localhost"
-    port: int = 1883
-    prefix: str = "yh/v1"
-    client_id: str = ""
-    share_group: str = ""  # "" = plain subscription (survives broker restarts); see the module doc
-    username: str = ""
-    password_file: str = ""
-    tls: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    keepalive: int = 60
-    max_backoff_s: int = 60
-    batch_max: int = 500
-
-    @property
-    def effective_client_id(self) -> str:
-        return self.client_id or f"yh-ingest-{socket.gethostname().split('.')[0]}"
 
 
 @dataclass
@@ -199,7 +175,7 @@ class MessageHandler:
 class Ingestor:
     """The MQTT ingest worker: ``run(stop)`` blocks until ``stop`` is set."""
 
-    def __init__(self, storage: Storage, settings: IngestSettings) -> None:
+    def __init__(self, storage: Storage, settings: MqttConfig) -> None:
         self.storage = storage
         self.s = settings
         self.handler = MessageHandler(storage, settings.prefix)
@@ -209,10 +185,7 @@ class Ingestor:
         self._warn = Warner(log, "ingest")
 
     def _client(self) -> mqtt.Client:
-        conn = Connection(host=self.s.host, port=self.s.port, client_id=self.s.effective_client_id,
-                          username=self.s.username, password_file=self.s.password_file, tls=self.s.tls,
-                          ca_file=self.s.ca_file, cert_file=self.s.cert_file, key_file=self.s.key_file,
-                          keepalive=self.s.keepalive, max_backoff_s=self.s.max_backoff_s)  # fmt: skip
+        conn = self.s.connection()
         try:
             c = make_client(conn, warn=self._note, manual_ack=True)
         except MqttSetupError as exc:

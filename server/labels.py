@@ -20,11 +20,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .storage import Storage, StorageError
-
-
-class LabelError(StorageError):
-    """A labels file that cannot be used (missing columns, unreadable)."""
+from .errors import LabelError
+from .storage import Storage
 
 
 def _parse_time(s: str) -> float:

@@ -24,16 +24,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from .clustering import ClusterError, novelty_report
-from .storage import SqliteStorage, StorageError
+from .errors import BadRequest
+from .storage import StorageError
+from .storage.sqlite import SqliteStorage
 
 log = logging.getLogger(__name__)
 
 ENDPOINTS = ["/api/devices", "/api/detections", "/api/runs", "/api/clusters", "/api/novelty", "/api/status"]
 MAX_LIMIT = 5000
-
-
-class BadRequest(ValueError):
-    pass
 
 
 def _float(q: dict, key: str) -> float | None:

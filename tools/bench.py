@@ -118,7 +118,7 @@ def _cpu() -> float:
 def worker_pipeline(wav: Path, gate_db: float | None) -> dict:
     import dataclasses
 
-    from edge.adapters.audio.sources import ReplaySource
+    from edge.adapters.audio.replay import ReplaySource
     from edge.adapters.store.sqlite import SqliteStore
     from edge.app.compose import build_pipeline
     from edge.app.config import load_config

@@ -36,8 +36,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.clustering import ClusterParams, cluster_embeddings  # noqa: E402
-from server.ingest import Ingestor, IngestSettings  # noqa: E402
-from server.storage import SqliteStorage  # noqa: E402
+from server.config import MqttConfig
+from server.ingest import Ingestor  # noqa: E402
+from server.storage.sqlite import SqliteStorage  # noqa: E402
 from tests.broker import MosquittoBroker, mosquitto_binary  # noqa: E402
 from tests.sync.helpers import make_detection  # noqa: E402
 
@@ -107,7 +108,7 @@ def bench_ingest(devices: int, messages: int, dim: int) -> dict:
             # the ingest
             storage = SqliteStorage(tmp / "server.sqlite")
             ing = Ingestor(
-                storage, IngestSettings(host=broker.host, port=broker.port, client_id="bench-ingest")
+                storage, MqttConfig(host=broker.host, port=broker.port, client_id="bench-ingest")
             )
             stop = threading.Event()
             th = threading.Thread(target=ing.run, args=(stop,))

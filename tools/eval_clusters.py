@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from server.clustering import ClusterError, ClusterParams, evaluate, format_report, run_clustering  # noqa: E402
 from server.ingest import import_edge_db  # noqa: E402
 from server.labels import import_labels  # noqa: E402
-from server.storage import SqliteStorage, StorageError  # noqa: E402
+from server.storage import StorageError
+from server.storage.sqlite import SqliteStorage  # noqa: E402
 
 
 def _is_edge_db(path: Path) -> bool:

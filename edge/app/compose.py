@@ -82,7 +82,8 @@ def load_models(config: Config, frontend: FrontendConfig | None = None) -> tuple
 def make_source(config: Config, sample_rate: int, on_error=None) -> AudioSource:
     """The audio source the config asks for (microphone or WAV replay), delivering the model
     rate or an integer multiple of it (48 kHz goes to the frontend unresampled)."""
-    from edge.adapters.audio.sources import MicSource, ReplaySource
+    from edge.adapters.audio.mic import MicSource
+    from edge.adapters.audio.replay import ReplaySource
     from edge.core.errors import ConfigError
 
     a = config.audio

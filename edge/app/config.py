@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
-import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from edge.contract import ContractError, check_device_id
 from edge.core.errors import ConfigError
+from edge.kit.config import ConfigFileError, load_tree, to_toml  # noqa: F401  (to_toml: config show)
 
 ENV_PREFIX = "YH_"
 
@@ -40,6 +36,13 @@ class DeviceConfig:
     data_dir: str = "/var/lib/yellowhammer"
     latitude: float | None = None
     longitude: float | None = None
+
+    def __post_init__(self):
+        if self.id:  # the server applies the same rule (edge.contract): refuse here, not at the server
+            try:
+                check_device_id(self.id)
+            except ContractError as exc:
+                raise ValueError(f"device.id: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +227,10 @@ class Config:
     @property
     def device_id(self) -> str:
         """The configured id, or one derived from the hostname."""
-        return self.device.id or "yh-" + socket.gethostname().split(".")[0].lower()
+        if self.device.id:
+            return self.device.id
+        host = re.sub(r"[^a-z0-9._:-]+", "-", socket.gethostname().split(".")[0].lower()).strip("-")
+        return f"yh-{host or 'recorder'}"[:128]
 
     @property
     def db_path(self) -> Path:
@@ -236,76 +242,6 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _coerce(value: Any, typ: Any, where: str) -> Any:
-    """Check/convert a TOML value to a field type."""
-    allow_none = False
-    if getattr(typ, "__args__", None) and type(None) in typ.__args__:
-        allow_none = True
-        typ = next(a for a in typ.__args__ if a is not type(None))
-    if value is None and allow_none:
-        return None
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-    elif typ is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif typ is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif typ is str:
-        if isinstance(value, str):
-            return value
-    raise ConfigError(f"{where}: expected {typ.__name__}, got {type(value).__name__} {value!r}")
-
-
-def _build(cls, data: Any, where: str):
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a table, got {type(data).__name__}")
-    hints = get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        key = f"{where}.{unknown[0]}" if where else unknown[0]
-        raise ConfigError(f"unknown config key {key!r} (known: {', '.join(sorted(names))})")
-    kwargs = {}
-    for name, value in data.items():
-        sub = f"{where}.{name}" if where else name
-        typ = hints[name]
-        if dataclasses.is_dataclass(typ):
-            kwargs[name] = _build(typ, value, sub)
-        else:
-            kwargs[name] = _coerce(value, typ, sub)
-    try:
-        return cls(**kwargs)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _parse_env_value(raw: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw
-
-
-def _apply_env(data: dict, env: dict[str, str]) -> dict:
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
-    for key, raw in sorted(env.items()):
-        if not key.startswith(ENV_PREFIX) or "__" not in key:
-            continue
-        section, _, name = key[len(ENV_PREFIX) :].lower().partition("__")
-        if section not in {f.name for f in fields(Config)}:
-            raise ConfigError(f"environment {key}: unknown config section {section!r}")
-        table = out.setdefault(section, {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"config: {section} must be a table")
-        hints = get_type_hints(type(getattr(Config(), section)))
-        # strings stay strings (a device id of "007" is not a number)
-        table[name] = raw if hints.get(name) is str else _parse_env_value(raw)
-    return out
-
-
 def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Config:
     """Load a config file (or defaults when ``path`` is None) and apply environment overrides.
 
@@ -315,43 +251,7 @@ def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | Non
         Unreadable file, TOML syntax error, unknown key, wrong type or invalid value; the
         message is one line naming the file and the key.
     """
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: config file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{p}: cannot read config ({exc})") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: TOML syntax error: {exc}") from None
-    data = _apply_env(data, dict(os.environ) if env is None else env)
     try:
-        return _build(Config, data, "")
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
-
-
-def to_toml(cfg: Config) -> str:
-    """Render a config as TOML (for ``config show`` and the installer's default file)."""
-    lines = []
-    for section, values in cfg.to_dict().items():
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            if value is None:
-                lines.append(f"# {key} =")
-            elif isinstance(value, bool):
-                lines.append(f"{key} = {'true' if value else 'false'}")
-            elif isinstance(value, (int, float)):
-                lines.append(f"{key} = {value}")
-            else:
-                lines.append(f'{key} = "{_escape(str(value))}"')
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _escape(s: str) -> str:
-    return s.replace("\\", "\\\\").replace('"', '\\"')
+        return load_tree(Config, path, env, ENV_PREFIX)
+    except ConfigFileError as exc:
+        raise ConfigError(str(exc)) from None

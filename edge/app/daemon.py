@@ -27,8 +27,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from edge.adapters.system.probes import system_figures
 from edge.app.config import Config
-from edge.app.health import system_figures, write_health
+from edge.app.health import write_health
 from edge.core.errors import YellowhammerError
 
 log = logging.getLogger(__name__)

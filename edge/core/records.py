@@ -91,4 +91,29 @@ class Song:
     refined: bool = True
 
 
-__all__ = ["AudioChunk", "Detection", "Song"]
+__all__ = ["AudioChunk", "Check", "Detection", "Song"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """The result of one health check (``yh-edge doctor``), made by the component it concerns.
+
+    Attributes
+    ----------
+    name
+        What was checked ("models", "database", "microphone", ...).
+    status
+        ``"ok"``, ``"warn"`` or ``"fail"``.
+    detail
+        What was found, one line.
+    cause
+        For warn/fail: the likely cause and what to do, one line.
+    """
+
+    name: str
+    status: str
+    detail: str
+    cause: str = ""
+
+    def as_dict(self) -> dict:
+        return {"check": self.name, "status": self.status, "detail": self.detail, "cause": self.cause}

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.adapters.audio.sources import ReplaySource
+from edge.adapters.audio.replay import ReplaySource
 from edge.app.compose import build_pipeline
 from edge.app.config import load_config
 from edge.app.daemon import Daemon, SystemdNotifier

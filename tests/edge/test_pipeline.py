@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from edge.adapters.audio.sources import ReplaySource
+from edge.adapters.audio.replay import ReplaySource
 from edge.adapters.audio.wavfile import write_wav
 from edge.adapters.models.tflite import MODELS_DIR, TFLiteDetector
 from edge.adapters.store.sqlite import SqliteStore

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from edge.adapters.audio.sources import MicSource, list_input_devices
+from edge.adapters.audio.mic import MicSource, list_input_devices
 from edge.adapters.audio.wavfile import read_wav, write_wav
 from edge.app.compose import build_pipeline
 from edge.app.config import load_config

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from edge.adapters.audio.sources import ReplaySource
+from edge.adapters.audio.replay import ReplaySource
 from edge.adapters.audio.wavfile import read_info, read_wav, to_mono, write_wav
 from edge.core.errors import AudioFormatError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.storage import SqliteStorage
+from server.storage.sqlite import SqliteStorage
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from server.cli import main
 from server.clustering import ClusterParams, run_clustering
 from server.serve import make_server
-from server.storage import SqliteStorage
+from server.storage.sqlite import SqliteStorage
 from tests.sync.helpers import blob_detections, load_into_server
 
 

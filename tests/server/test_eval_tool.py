@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from server.storage import SqliteStorage
+from server.storage.sqlite import SqliteStorage
 from tests.sync.helpers import blob_detections, fill_store, load_into_server
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "eval_clusters.py"

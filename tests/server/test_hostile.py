@@ -133,7 +133,7 @@ def test_hostile_messages_are_quarantined_and_valid_ones_stored(mqtt_broker, tmp
 
 def test_same_id_from_another_device_is_quarantined_not_overwritten(tmp_path):
     from server.ingest import Message, MessageHandler
-    from server.storage import SqliteStorage
+    from server.storage.sqlite import SqliteStorage
 
     storage = SqliteStorage(tmp_path / "s.sqlite")
     h = MessageHandler(storage)

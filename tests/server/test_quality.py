@@ -14,12 +14,12 @@ import sqlite_utils
 
 from edge.contract import ContractError as Reject
 from edge.contract import Detection
-from server import storage as storage_mod
 from server.clustering import ClusterError, ClusterParams, quality_exclusions, run_clustering
 from server.export import export
 from server.ingest import Message, MessageHandler, import_edge_db
 from server.labels import import_labels
-from server.storage import SqliteStorage
+from server.storage import sqlite as storage_mod
+from server.storage.sqlite import SqliteStorage
 from tests.sync.helpers import blob_detections, fill_store, load_into_server, make_detection, write_labels
 
 

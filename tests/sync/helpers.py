@@ -14,8 +14,9 @@ import numpy as np
 from edge.adapters.store.sqlite import SqliteStore
 from edge.app.config import Config, DeviceConfig, MqttConfig, StoreConfig
 from edge.core.records import Detection
-from server.ingest import Ingestor, IngestSettings
-from server.storage import SqliteStorage
+from server.config import MqttConfig as IngestConfig
+from server.ingest import Ingestor
+from server.storage.sqlite import SqliteStorage
 
 T0 = 1_714_550_000.0  # 2024-05-01, a fixed start so runs are reproducible
 ENCODER = "enc-test-1"
@@ -95,7 +96,7 @@ class IngestThread:
 
     def __init__(self, broker, db: Path, client_id: str = "ingest-test", **settings) -> None:
         self.storage = SqliteStorage(db)
-        s = IngestSettings(
+        s = IngestConfig(
             host=broker.host, port=broker.port, client_id=client_id, max_backoff_s=2, **settings
         )
         self.ingestor = Ingestor(self.storage, s)

@@ -101,12 +101,16 @@ def test_unreachable_broker_is_a_one_line_sync_error(tmp_path):
     assert unsynced_count(edb) == 3
 
 
-def test_bad_device_id_is_refused(tmp_path):
-    cfg = edge_config(type("B", (), {"host": "127.0.0.1", "port": 1883}), "dev/+#", tmp_path / "e.sqlite")
-    store = SqliteStore(tmp_path / "e.sqlite")
-    with pytest.raises(SyncError, match="not usable on MQTT"):
-        MqttPublisher(cfg, store)
-    store.close()
+def test_bad_device_id_is_refused_at_config_load(tmp_path):
+    """One rule for device ids (edge.contract), applied when the config is read: a device id the
+    server would refuse never gets as far as the publisher."""
+    from edge.app.config import load_config
+    from edge.core.errors import ConfigError
+
+    for bad in ("dev/+#", "yh brno 3", "-x", "a" * 129, "é"):
+        with pytest.raises(ConfigError, match="not usable on MQTT"):
+            load_config(None, env={"YH_DEVICE__ID": bad})
+    assert load_config(None, env={"YH_DEVICE__ID": "yh-brno-3"}).device_id == "yh-brno-3"
 
 
 def _retained(broker, topic: str, timeout: float = 10.0) -> dict[str, bytes]:

@@ -10,7 +10,7 @@ import pytest
 from edge.adapters.store.sqlite import SqliteStore
 from edge.contract import ContractError, Digest, Resend
 from server.ingest import MAX_RESEND_TRIES, Message, MessageHandler
-from server.storage import SqliteStorage
+from server.storage.sqlite import SqliteStorage
 
 from .helpers import fill_store, load_into_server, quarantine_reasons, unsynced_count
 

@@ -49,6 +49,7 @@ from edge.contract import (
 )
 from edge.core.errors import SyncError, YellowhammerError
 from edge.core.ports import Outbox
+from edge.core.records import Check
 from edge.kit.mqtt import Connection, MqttSetupError, Warner, make_client
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,32 @@ class MqttPublisher:
             "digests": 0,
             "requeued": 0,
         }
+
+    @staticmethod
+    def check(config: Config) -> list[Check]:
+        """Doctor: can the broker be reached, and is the password file readable?"""
+        import socket
+
+        from edge.kit.mqtt import read_password
+
+        m = config.mqtt
+        out = []
+        try:
+            with socket.create_connection((m.host, m.port), timeout=3.0):
+                pass
+            out.append(Check("broker", "ok", f"{m.host}:{m.port} reachable"))
+        except OSError as exc:
+            out.append(Check("broker", "fail", f"{m.host}:{m.port}: {exc.strerror or exc}",
+                             "no network, wrong mqtt.host/port, or a firewall; detections wait in the outbox "
+                             "meanwhile"))  # fmt: skip
+        if m.password_file:
+            try:
+                read_password(m.password_file)
+                out.append(Check("credentials", "ok", "MQTT password file readable"))
+            except (MqttSetupError, OSError) as exc:
+                out.append(Check("credentials", "fail", str(exc),
+                                 "password file missing or unreadable (systemd LoadCredential= path?)"))  # fmt: skip
+        return out
 
     # -- paho plumbing ------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:

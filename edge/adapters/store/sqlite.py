@@ -31,7 +31,15 @@ import sqlite_utils
 
 from edge.contract import FIELD_NAMES, Detection, sql_columns
 from edge.core.errors import StoreError
-from edge.kit.sqlite import Database, DatabaseError, DatabaseFullError, DatabaseReadOnlyError, is_read_only
+from edge.core.records import Check
+from edge.kit.sqlite import (
+    RECOVER_HINT,
+    Database,
+    DatabaseError,
+    DatabaseFullError,
+    DatabaseReadOnlyError,
+    is_read_only,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +182,31 @@ class SqliteStore:
                     "(read-only file system or no write permission)"
                 ) from None
             raise
+
+    @classmethod
+    def check(cls, path: str | os.PathLike) -> Check:
+        """Doctor: the database at ``path`` opened read-only (a check never creates one), its
+        integrity and counts."""
+        path = Path(path)
+        if not path.exists():
+            return Check("database", "warn", f"{path}: no database yet",
+                         "nothing recorded with this configuration so far (or a different store.path / data_dir)")  # fmt: skip
+        try:
+            store = cls(path, readonly=True)
+        except StoreError as exc:
+            return Check("database", "fail", str(exc),
+                         "data directory not readable by this user, or a damaged card")  # fmt: skip
+        try:
+            result = store.integrity_check()
+            counts = store.counts() if result == "ok" else None
+        except StoreError as exc:
+            result, counts = str(exc), None
+        finally:
+            store.close()
+        if counts is None:
+            return Check("database", "fail", f"{path}: integrity check says {result}",
+                         "file damaged (power cut on a bad SD card?): " + RECOVER_HINT)  # fmt: skip
+        return Check("database", "ok", f"{path}: {counts['detections']} detections, {counts['unsynced']} unsynced")
 
     @property
     def schema_version(self) -> int:

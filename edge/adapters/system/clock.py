@@ -7,6 +7,8 @@ import ctypes.util
 import logging
 import sys
 
+from edge.core.records import Check
+
 log = logging.getLogger(__name__)
 
 _TIME_ERROR = 5  # adjtimex() return value: clock not synchronised
@@ -60,3 +62,11 @@ def clock_synchronized() -> bool:
     if state < 0:
         return False
     return state != _TIME_ERROR and not (tx.status & _STA_UNSYNC)
+
+
+def check() -> Check:
+    """Doctor: is the clock synchronised (detections carry ``clock_synced``)?"""
+    if clock_synchronized():
+        return Check("clock", "ok", "synchronised")
+    return Check("clock", "warn", "not synchronised: detections are stored with clock_synced = false",
+                 "no network time yet (enable systemd-timesyncd or chrony) and no RTC module")  # fmt: skip

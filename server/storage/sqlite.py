@@ -1,9 +1,4 @@
-"""The server database: a narrow storage interface and its SQLite implementation.
-
-Everything above this module (ingest, clustering, labels, export, report, serve) goes through
-the methods of :class:`Storage`; none of them writes SQL of its own. A PostgreSQL backend
-implements the same methods (the schema below maps 1:1: ``BLOB`` -> ``bytea``, ``REAL`` ->
-``double precision``, JSON text -> ``jsonb``; upserts are ``INSERT ... ON CONFLICT``).
+"""The server database on SQLite: the embedded backend of :class:`server.storage.Storage`.
 
 SQLite specifics, as on the edge: WAL, ``busy_timeout``, foreign keys, numbered migrations in
 ``PRAGMA user_version``, every write one ``BEGIN IMMEDIATE`` transaction. Several ingest
@@ -17,34 +12,25 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import sqlite_utils
 
-from edge.contract import sql_columns, table_fields
+from edge.contract import sql_columns
 from edge.kit.sqlite import Database, DatabaseError
+from server.storage import (
+    DETECTION_COLUMNS,
+    QUALITY_COLUMNS,
+    RAW_KEEP,
+    SERVER_COLUMNS,
+    StorageError,
+    WriteResult,
+)
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
-
-#: columns of the server's detections beside the contract's fields
-SERVER_COLUMNS = {"schema": "INTEGER", "origin": "TEXT", "received_at": "REAL", "last_received_at": "REAL",
-                  "receive_count": "INTEGER"}  # fmt: skip
-#: what exports and queries show of a detection: the contract's table fields, then the server's own
-DETECTION_COLUMNS = [*table_fields(), "embedding_dim", "extra", *SERVER_COLUMNS]
-
-
-#: per-detection figures the cluster quality filter may use (see ``server/clustering.py``)
-QUALITY_COLUMNS = ["truncated", "overlap", "refined", "duration_s", "score", "snr_db"]
-
-
-class StorageError(Exception):
-    """The server database cannot be opened or written."""
-
 
 def _m1(db: sqlite_utils.Database) -> None:
     db["detections"].create(
@@ -164,53 +150,6 @@ def _m2(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2]
-
-RAW_KEEP = 2048
-
-
-@dataclass
-class WriteResult:
-    """What one ingest batch did."""
-
-    new: int = 0
-    duplicate: int = 0
-    quarantined: int = 0
-
-
-class Storage(Protocol):
-    """The operations the server needs from a database (implemented by :class:`SqliteStorage`)."""
-
-    def encoder_dims(self) -> dict[str, int]: ...
-    def register_encoder(self, version: str, dim: int, device_id: str) -> int: ...
-    def write_batch(self, detections: list[dict], rejects: list[dict]) -> WriteResult: ...
-    def set_device_status(self, device_id: str, status: str) -> None: ...
-    def set_device_stats(self, device_id: str, stats: str) -> None: ...
-    def bucket_counts(self, device_id: str, bucket_s: int, buckets: Iterable[int]) -> dict[int, int]: ...
-    def counts(self) -> dict: ...
-    def encoder_summary(self) -> list[dict]: ...
-    def load_points(self, encoder_version: str) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]: ...
-    def save_cluster_run(self, run: dict, members: list[dict]) -> None: ...
-    def cluster_runs(self, encoder_version: str | None = None) -> list[dict]: ...
-    def run_members(self, run_id: str) -> list[dict]: ...
-    def put_labels(self, rows: list[dict]) -> int: ...
-    def delete_labels(self, detection_ids: Iterable[str]) -> int: ...
-    def labels(self) -> dict[str, str]: ...
-    def find_detection(self, device_id: str, start_time: float, tolerance: float) -> str | None: ...
-    def iter_detections(
-        self,
-        *,
-        with_embedding: bool = False,
-        device_id: str | None = None,
-        encoder_version: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> Iterator[dict]: ...
-    def devices(self) -> list[dict]: ...
-    def quarantine_rows(self, limit: int = 100) -> list[dict]: ...
-    def close(self) -> None: ...
-
 
 class SqliteStorage:
     """:class:`Storage` on a SQLite file (``readonly`` for ``serve``, ``report`` and ``export``)."""

@@ -1,0 +1,182 @@
+"""``yh-edge features`` and ``yh-edge analyze``: the frontend and the whole recorder on files."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from edge.app.cli import main
+from edge.app.cli_options import config_option
+from edge.app.config import load_config
+from edge.app.output import detection_rows, write_output
+from edge.core.errors import YellowhammerError
+
+
+@main.command("features")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+def features(paths: tuple[Path, ...], as_json: bool) -> None:
+    """Run the log-mel frontend on WAV files and summarise it (a check of audio input)."""
+    import numpy as np
+
+    from edge.adapters.audio.replay import ReplaySource
+    from edge.core.frontend import FrontendConfig, StreamingLogMel, mel_frequencies
+
+    cfg = FrontendConfig()
+    failed = []
+    src = ReplaySource(paths, cfg.sample_rate, on_error=lambda p, e: failed.append(str(e)))
+    fe = StreamingLogMel(cfg)
+    current, frames, seconds = None, [], 0.0
+
+    def report():
+        if current is None:
+            return
+        m = np.concatenate(frames) if frames else np.zeros((0, cfg.n_mels), np.float32)
+        peak = float(mel_frequencies(cfg)[int(m.mean(axis=0).argmax())]) if len(m) else 0.0
+        row = {
+            "file": current,
+            "seconds": round(seconds, 3),
+            "frames": int(m.shape[0]),
+            "mean_db": round(float(m.mean()), 2) if len(m) else None,
+            "peak_band_hz": round(peak),
+        }
+        click.echo(
+            json.dumps(row)
+            if as_json
+            else f"{current}: {row['seconds']} s, {row['frames']} frames, mean {row['mean_db']} dB, "
+            f"loudest band {row['peak_band_hz']} Hz"
+        )
+
+    for chunk in src.chunks():
+        if chunk.stream_start:
+            report()
+            fe.reset()
+            current, frames, seconds = chunk.source, [], 0.0
+        frames.append(fe.process(chunk.samples))
+        seconds += chunk.duration
+    report()
+    for msg in failed:
+        click.echo(f"error: {msg}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+# -- analyze ---------------------------------------------------------------------------
+OUTPUT_FORMATS = ("csv", "json", "raven")
+@main.command("analyze")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@config_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(OUTPUT_FORMATS),
+    default="csv",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output file (default: stdout); for --format raven a folder gets one table per audio file.",
+)
+@click.option(
+    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), help="Store in this database."
+)
+@click.option(
+    "--no-store", is_flag=True, help="Only print the detections; do not write them to the database."
+)
+@click.option(
+    "--threshold", type=float, default=None, help="Detector threshold (default: config, else manifest)."
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal)."
+)
+def analyze(
+    paths: tuple[Path, ...],
+    config_path: Path | None,
+    fmt: str,
+    output: Path | None,
+    db_path: Path | None,
+    no_store: bool,
+    threshold: float | None,
+    progress: bool | None,
+) -> None:
+    """Find yellowhammer songs in WAV files or folders of them.
+
+    Every song goes into the detection store (like the daemon's, so they are synced too) and is
+    printed as CSV, JSON or a Raven selection table. Unreadable files are reported one per line
+    and skipped; the exit status is then 1.
+    """
+    import dataclasses
+
+    from edge.adapters.audio.replay import ReplaySource, expand_paths
+    from edge.adapters.audio.wavfile import read_info
+    from edge.app.compose import build_pipeline
+
+    cfg = load_config(config_path)
+    if threshold is not None:
+        cfg = dataclasses.replace(cfg, models=dataclasses.replace(cfg.models, threshold=threshold))
+    if db_path is not None:
+        cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=str(db_path)))
+    if output is not None and fmt != "raven" and output.is_dir():
+        raise click.UsageError(f"{output} is a folder; only --format raven writes one file per input")
+    files = expand_paths(paths)
+    if not files:
+        raise click.UsageError("no WAV files found in the given paths")
+    durations: dict[str, float] = {}
+    failed: list[str] = []
+    for f in files:
+        try:
+            durations[str(f)] = read_info(f).duration
+        except YellowhammerError as exc:
+            failed.append(str(exc))
+    comp = build_pipeline(cfg, memory=no_store)
+    pipeline = comp.pipeline
+    good = [Path(f) for f in durations]
+    src = ReplaySource(
+        good,
+        pipeline.frontend_cfg.sample_rate,
+        on_error=lambda p, e: failed.append(str(e)),
+        rate_multiples=True,
+    )
+    detections = []
+    show = sys.stderr.isatty() if progress is None else progress
+    total = sum(durations.values())
+    try:
+        with click.progressbar(
+            length=max(1, int(round(total))), label="analysing", file=sys.stderr, hidden=not show
+        ) as bar:
+            done = 0.0
+            for chunk in src.chunks():
+                detections += pipeline.process(chunk)
+                done += chunk.duration
+                if int(done) > bar.pos:
+                    bar.update(int(done) - bar.pos)
+            detections += pipeline.end_stream()
+    finally:
+        if not no_store:
+            comp.writer.retry()
+    rows = detection_rows(detections)
+    for p in write_output(rows, fmt, output, durations):
+        click.echo(f"wrote {p}", err=True)
+    n_files = len(durations) - len([m for m in failed if any(m.startswith(f) for f in durations)])
+    click.echo(f"{len(rows)} songs in {n_files} files ({total / 60:.1f} min of audio)", err=True)
+    for msg in failed:
+        click.echo(f"error: {msg}", err=True)
+    if not no_store:
+        pending = comp.writer.pending
+        comp.store.close()
+        if pending:
+            raise click.ClickException(
+                f"{pending} of {len(rows)} detections could not be stored ({comp.writer.last_error}); "
+                "they are in the output above"
+            )
+    if failed:
+        sys.exit(1)
+
+

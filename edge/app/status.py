@@ -1,0 +1,96 @@
+"""What ``yh-edge status`` reports, collected from the store (read-only), the health file and
+the disk, and formatted for people (the same dict is printed as JSON for scripts)."""
+
+from __future__ import annotations
+
+import time
+
+from edge.adapters.system.probes import disk_usage
+from edge.app.health import read_health
+from edge.app.output import format_bytes, format_duration, utc
+from edge.core.errors import YellowhammerError
+
+
+def _model_versions(cfg) -> dict:
+    from edge.adapters.models.manifest import load_manifest
+    from edge.adapters.models.tflite import MODELS_DIR
+
+    out = {}
+    for kind, path in (("detector", cfg.models.detector), ("encoder", cfg.models.encoder)):
+        try:
+            out[kind] = load_manifest(path or MODELS_DIR / f"{kind}.tflite", verify_hash=False).version
+        except YellowhammerError as exc:
+            out[kind] = f"error: {exc}"
+    return out
+
+
+def collect_status(cfg) -> dict:
+    """What ``status`` reports: store counts, backlog, disk, daemon health and uptime."""
+    from edge.adapters.store.sqlite import SqliteStore
+
+    status: dict = {"device_id": cfg.device_id, "database": str(cfg.db_path), "models": _model_versions(cfg)}
+    try:
+        store = SqliteStore(cfg.db_path, readonly=True)
+        try:
+            counts = store.counts()
+        finally:
+            store.close()
+        status["store"] = counts
+        status["detections"] = counts["detections"]
+        status["unsynced"] = counts["unsynced"]
+        status["last_detection"] = counts["last_detection"]
+        status["last_detection_utc"] = utc(counts["last_detection"]) if counts["last_detection"] else None
+        oldest = counts["oldest_unsynced"]
+        status["oldest_unsynced_age_s"] = round(time.time() - oldest, 1) if oldest else None
+    except YellowhammerError as exc:
+        status["store_error"] = str(exc)
+    status["disk"] = disk_usage(cfg.device.data_dir)
+    health = read_health(cfg.device.data_dir)
+    status["daemon"] = health
+    status["running"] = bool(health and health.get("running"))
+    status["uptime_s"] = health.get("uptime_s") if status["running"] else None
+    return status
+
+
+def format_status(st: dict) -> str:
+    """The status for people, one aspect per line."""
+    lines: list[str] = []
+    h = st.get("daemon") or {}
+    if st["running"]:
+        state = f"running for {format_duration(st['uptime_s'])} ({h.get('state')})"
+    elif h:
+        state = f"not running (last seen {format_duration(h.get('age_s'))} ago, {h.get('state')})"
+    else:
+        state = "not running (never started with this data directory)"
+    lines.append(f"recorder    {st['device_id']}: {state}")
+    if "store_error" in st:
+        lines.append(f"database    {st['store_error']}")
+    else:
+        last = st["last_detection_utc"] or "none yet"
+        lines.append(f"detections  {st['detections']} stored, last song {last}")
+        backlog = st["unsynced"]
+        age = st["oldest_unsynced_age_s"]
+        lines.append(
+            f"unsynced    {backlog}"
+            + (f" (oldest waiting {format_duration(age)})" if backlog and age else "")
+        )
+    d = st["disk"]
+    if "free_bytes" in d:
+        lines.append(f"disk        {format_bytes(d['free_bytes'])} free of {format_bytes(d['total_bytes'])}")
+    lines.append(f"models      detector {st['models']['detector']}, encoder {st['models']['encoder']}")
+    if st["running"]:
+        p = h.get("pipeline", {})
+        lag = h.get("processing_lag_s")
+        lines.append(
+            f"this run    {p.get('audio_seconds', 0) / 3600:.2f} h of audio, {p.get('songs', 0)} songs, "
+            f"{h.get('audio_overflows', 0)} overflows" + (f", lag {lag:.1f} s" if lag is not None else "")
+        )
+        temp = h.get("cpu_temp_c")
+        lines.append(
+            f"system      RSS {format_bytes(h.get('rss_bytes'))}"
+            + (f", CPU {temp:.0f} C" if temp is not None else "")
+        )
+        held = (h.get("store") or {}).get("pending_in_memory")
+        if held:
+            lines.append(f"WARNING     {held} detections held in memory: the database cannot be written")
+    return "\n".join(lines)
