@@ -17,7 +17,6 @@ from pathlib import Path
 import click
 
 from edge import __version__
-from edge.core.errors import YellowhammerError
 from edge.kit.cli import Group, json_option, setup_logging
 from edge.kit.config import to_toml
 
@@ -32,7 +31,7 @@ def _echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
-@click.group(cls=Group, expected=(ServerError, YellowhammerError), context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, expected=(ServerError,), context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="yh-server")
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               envvar="YH_SERVER_CONFIG", default=None, help="Server config (TOML); also $YH_SERVER_CONFIG.")  # fmt: skip

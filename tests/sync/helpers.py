@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.adapters.store.sqlite import SqliteStore
-from edge.app.config import Config, DeviceConfig, MqttConfig, StoreConfig
+from edge.core.config import Config, DeviceConfig, MqttConfig, StoreConfig
 from edge.core.records import Detection
 from server.config import MqttConfig as IngestConfig
 from server.ingest import Ingestor

@@ -35,7 +35,6 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
-from edge.app.config import Config
 from edge.contract import (
     DIGEST_BUCKET_S,
     MAX_PAYLOAD_BYTES,
@@ -47,6 +46,7 @@ from edge.contract import (
     Topics,
     check_device_id,
 )
+from edge.core.config import Config
 from edge.core.errors import SyncError, YellowhammerError
 from edge.core.ports import Outbox
 from edge.core.records import Check
