@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from edge import __version__
-from edge.kit.cli import Group, json_option, setup_logging
+from edge.kit.cli import Group, json_option, setup_logging, verbosity_options
 from edge.kit.config import to_toml
 
 from .config import ServerConfig, load_server_config
@@ -37,8 +37,7 @@ def _echo_json(obj) -> None:
               envvar="YH_SERVER_CONFIG", default=None, help="Server config (TOML); also $YH_SERVER_CONFIG.")  # fmt: skip
 @click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), envvar="YH_SERVER_DB",
               default=None, help="Server database (overrides storage.db; default yh-server.sqlite); also $YH_SERVER_DB.")  # fmt: skip
-@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@verbosity_options
 @click.pass_context
 def main(ctx: click.Context, config_path: Path | None, db_path: Path | None, verbose: int, quiet: bool) -> None:
     """Yellowhammer dialect monitor: the server side (ingest, clustering, researcher access)."""

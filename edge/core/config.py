@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.contract import ContractError, check_device_id
+from edge.kit.broker import Broker
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +132,7 @@ class StoreConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class MqttConfig:
+class MqttConfig(Broker):
     """Sync to the server over MQTT (off unless ``enabled``).
 
     ``password_file``: file holding the password (relative paths resolve against
@@ -147,16 +148,7 @@ class MqttConfig:
     """
 
     enabled: bool = False
-    host: str = "localhost"
-    port: int = 1883
     topic_prefix: str = "yh/v1"
-    keepalive: int = 60
-    username: str = ""
-    password_file: str = ""
-    tls: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
     batch_size: int = 100
     stats_interval_s: float = 300.0
     max_backoff_s: float = 300.0
@@ -167,16 +159,13 @@ class MqttConfig:
     digest_window_s: float = 3 * 86400.0
 
     def __post_init__(self):
-        if not 0 < self.port < 65536:
-            raise ValueError("mqtt.port must be 1-65535")
+        Broker.__post_init__(self)
         if self.batch_size < 1:
             raise ValueError("mqtt.batch_size must be >= 1")
         if self.max_inflight < 1:
             raise ValueError("mqtt.max_inflight must be >= 1")
         if self.max_rate_per_s < 0:
             raise ValueError("mqtt.max_rate_per_s must be >= 0 (0 = unlimited)")
-        if self.max_backoff_s < 1:
-            raise ValueError("mqtt.max_backoff_s must be >= 1")
         if self.embedding_dtype not in ("f16", "f32"):
             raise ValueError("mqtt.embedding_dtype must be 'f16' or 'f32'")
         if self.digest_interval_s < 0 or self.digest_window_s <= 0:
