@@ -256,7 +256,7 @@ def test_new_dialect_absorbed_by_a_known_cluster_is_found_as_an_under_labelled_p
 def test_bisect_on_a_sample_places_every_song(monkeypatch):
     """Big clusters are split on an even sample; the other songs (and the assigned ones) join the
     nearer part: two separated groups come out whole either way."""
-    from server import clustering
+    from server.clustering import novelty as clustering
 
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal(32), rng.standard_normal(32)
