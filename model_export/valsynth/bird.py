@@ -232,7 +232,7 @@ def make_bird(
     else:
         variant, vprob = "plain", 0.0
     harm = Harmonics(
-        level_db=(_u(rng, -36, -20), _u(rng, -48, -32), _u(rng, -60, -42)),
+        level_db=(_u(rng, -42, -26), _u(rng, -54, -38), _u(rng, -66, -48)),
         resonance_hz=_u(rng, 6500, 10500),
         resonance_width_hz=_u(rng, 1500, 4000),
     )

@@ -102,7 +102,7 @@ def _whistle(rng: np.random.Generator, f: float, dur: float) -> Part:
         (0.0, settle, 1.0),
         (f * (1 + max(over, 0.0)), f, f * (1 + drift)),
         buzz_rate=_around(rng, 120, 300),
-        buzz_depth=_around(rng, 30, 220),
+        buzz_depth=_around(rng, 40, 320),
         buzz_shape=float(rng.uniform(0, 1)),
         buzz_jitter=float(rng.uniform(0.03, 0.12)),
         am_depth=float(rng.uniform(0.3, 0.9)),

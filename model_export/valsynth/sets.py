@@ -306,7 +306,8 @@ class SceneSetConfig:
     n_regions: int = 4
     distance_m: tuple[float, float] = (5.0, 150.0)
     birds_per_scene: tuple[int, ...] = (1, 2, 3, 4)
-    birds_weights: tuple[float, ...] = (0.15, 0.35, 0.3, 0.2)
+    birds_weights: tuple[float, ...] = (0.25, 0.4, 0.25, 0.1)
+    avoid_prob: float = 0.75  # a bird waits for a neighbour's song to end this often
     songs_per_min: tuple[float, float] = (6.0, 9.0)
     bout_s: tuple[float, float] = (40.0, 240.0)
     pause_s: tuple[float, float] = (20.0, 150.0)
@@ -347,6 +348,27 @@ def _schedule(rng: np.random.Generator, cfg: SceneSetConfig, length_s: float) ->
     return onsets
 
 
+def _avoid_overlaps(
+    singers: list[_Singer], rng: np.random.Generator, avoid_prob: float, song_s: float = 3.0
+) -> None:
+    """Neighbours mostly wait for each other: a song that would start during another bird's song
+    is moved to 0.3-1.5 s after it with probability ``avoid_prob`` (otherwise they overlap)."""
+    events = sorted((on, k) for k, s in enumerate(singers) for on in s.onsets)
+    placed: list[tuple[float, int]] = []
+    new: list[list[float]] = [[] for _ in singers]
+    for on, k in events:
+        busy = [a for a, j in placed if j != k and a <= on < a + song_s]
+        if busy and rng.random() < avoid_prob:
+            on = max(busy) + song_s + float(rng.uniform(0.3, 1.5))
+        mine = [a for a, j in placed if j == k]
+        if mine and on < max(mine) + song_s + 0.5:  # a bird never overlaps itself
+            continue
+        placed.append((on, k))
+        new[k].append(on)
+    for s, ons in zip(singers, new):
+        s.onsets = ons
+
+
 def render_scene(
     index: int, cfg: SceneSetConfig, backgrounds, progress=None
 ) -> tuple[np.ndarray, list[dict], list[dict]]:
@@ -369,6 +391,7 @@ def render_scene(
     for b in birds:
         d = log_uniform(rng, *cfg.distance_m)
         singers.append(_Singer(b, d, snr_for_distance(rng, d), _schedule(rng, cfg, length_s)))
+    _avoid_overlaps(singers, rng, cfg.avoid_prob)
     bed, segs = backgrounds.bed(rng, n)
     songs_audio = np.zeros(n)
     rows = []
