@@ -11,7 +11,9 @@ Usage::
 **Segmentation** (the real ``yh-edge analyze`` on ``SET_DIR/audio``, detections stored in
 ``WORK/edge.sqlite`` and ``WORK/detections.csv``; rerun with ``--reanalyze``): for every true
 song the detections that overlap it; the share of songs with exactly one detection (also with
-none and with two or more), false detections (overlapping no song) per file and per hour,
+none and with two or more), false detections (overlapping no song) per file and per hour, the share of songs with exactly one
+detection that covers no other song (by more than 0.3 s: in scenes two overlapping songs can
+come out as one detection),
 and the song-end error (offset of the detection overlapping the song most, minus the true
 offset): median and 90th percentile of its absolute value, and the median signed error; the
 same split by complete/incomplete songs and by SNR.
@@ -117,6 +119,11 @@ def match(truth: list[dict], dets: list[dict]) -> tuple[list[dict], list[dict]]:
     for d in dets:
         by_file[d["name"]].append(d)
     used: set[int] = set()
+    songs_of: Counter = Counter()  # detection -> number of true songs it overlaps by > 0.3 s
+    for s in truth:
+        for d in by_file.get(Path(s["file"]).name, []):
+            if min(d["offset_s"], s["offset_s"]) - max(d["onset_s"], s["onset_s"]) > 0.3:
+                songs_of[id(d)] += 1
     out = []
     for s in truth:
         over = []
@@ -126,7 +133,8 @@ def match(truth: list[dict], dets: list[dict]) -> tuple[list[dict], list[dict]]:
                 over.append((ov, d))
                 used.add(id(d))
         best = max(over, key=lambda t: t[0])[1] if over else None
-        out.append({**s, "n_det": len(over), "best": best})
+        merged = best is not None and songs_of[id(best)] > 1
+        out.append({**s, "n_det": len(over), "best": best, "merged": merged})
     false = [d for d in dets if id(d) not in used]
     return out, false
 
@@ -144,6 +152,9 @@ def segmentation_report(matched: list[dict], false: list[dict], hours: float, n_
             "exactly_one": round(float(np.mean(k == 1)), 4),
             "none": round(float(np.mean(k == 0)), 4),
             "two_or_more": round(float(np.mean(k >= 2)), 4),
+            "one_and_not_shared": round(
+                float(np.mean([r["n_det"] == 1 and not r["merged"] for r in rows])), 4
+            ),
             "end_error_abs_median_s": _pct(np.abs(err), 50),
             "end_error_abs_p90_s": _pct(np.abs(err), 90),
             "end_error_signed_median_s": _pct(err, 50),
@@ -342,7 +353,7 @@ def _print(rep: dict) -> None:
         click.echo(f"SEGMENTATION ({seg['files']} files, {seg['hours']} h, yh-edge analyze)")
         click.echo(
             f"{'songs':<22}{'n':>5}{'one':>7}{'none':>7}{'2+':>7}{'|end err| med':>15}{'p90':>7}"
-            f"{'signed med':>12}{'<=0.25s':>9}"
+            f"{'signed med':>12}{'<=0.25s':>9}{'one,own':>9}"
         )
         for k, b in seg.items():
             if isinstance(b, dict) and b.get("songs"):
@@ -350,6 +361,7 @@ def _print(rep: dict) -> None:
                     f"{k:<22}{b['songs']:>5}{b['exactly_one']:>7.3f}{b['none']:>7.3f}{b['two_or_more']:>7.3f}"
                     f"{b['end_error_abs_median_s'] or float('nan'):>15.3f}{b['end_error_abs_p90_s'] or float('nan'):>7.3f}"
                     f"{b['end_error_signed_median_s'] or float('nan'):>12.3f}{b['end_error_within_0.25s'] or 0:>9.3f}"
+                    f"{b['one_and_not_shared']:>9.3f}"
                 )
         click.echo(
             f"false detections: {seg['false_detections']} ({seg['false_per_hour']} per hour), in "

@@ -7,7 +7,7 @@ straight into its B), and reports:
 
 - the song's extent and length;
 - the last ``n_terminal`` elements (the terminal phrase): duration, start/end/median pitch
-  (medians of the dominant frequency over the first and last thirds);
+  (medians of the dominant frequency over the first and last fifths);
 - the syllable period of the initial phrase (autocorrelation of the band envelope before the
   terminal phrase, 0.06-0.22 s).
 """
@@ -88,14 +88,14 @@ def segments(f, t, P, bridge_s: float = 0.010, min_s: float = 0.006, jump_hz: fl
             if (z - s) * HOP_S < min_s:
                 continue
             seg_f = pf[s:z]
-            third = max(1, (z - s) // 3)
+            fifth = max(1, (z - s) // 5)
             out.append(
                 {
                     "onset_s": float(t[s] - HOP_S / 2),
                     "offset_s": float(t[z - 1] + HOP_S / 2),
                     "dur_s": float((z - s) * HOP_S),
-                    "f_start_hz": float(np.median(seg_f[:third])),
-                    "f_end_hz": float(np.median(seg_f[-third:])),
+                    "f_start_hz": float(np.median(seg_f[:fifth])),
+                    "f_end_hz": float(np.median(seg_f[-fifth:])),
                     "f_median_hz": float(np.median(seg_f)),
                     "level_db": float(np.max(e[s:z])),
                 }

@@ -249,13 +249,13 @@ def format_statistics(res: dict) -> str:
         return "/".join(f"{x:g}" for x in v) if v else "-"
 
     lines = [
-        f"{'dialect':<7}{'el':<4}{'dur s table':>13}{'measured p10/50/90':>22}{'in':>6}"
+        f"{'dialect':<8}{'el':<4}{'dur s table':>13}{'measured p10/50/90':>22}{'in':>6}"
         f"{'f start table':>15}{'measured':>22}{'in':>6}{'f end table':>14}{'measured':>22}{'in':>6}"
     ]
     for d, r in res["dialects"].items():
         for e in r["elements"]:
             lines.append(
-                f"{d:<7}{e['kind']:<4}{trip(e['dur_s_table']):>13}{trip(e['dur_s_p10_50_90']):>22}"
+                f"{d:<8}{e['kind']:<4}{trip(e['dur_s_table']):>13}{trip(e['dur_s_p10_50_90']):>22}"
                 f"{e['dur_in_table'] or 0:>6.2f}{trip(e['f_start_table']):>15}{trip(e['f_start_p10_50_90']):>22}"
                 f"{e['f_start_in_table'] or 0:>6.2f}{trip(e['f_end_table']):>14}{trip(e['f_end_p10_50_90']):>22}"
                 f"{e['f_end_in_table'] or 0:>6.2f}"
