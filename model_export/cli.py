@@ -23,7 +23,11 @@ def _register() -> None:
     """Attach the sub-commands whose modules exist (each imports its heavy deps lazily)."""
     import importlib
 
-    for module, attr in (("model_export.synth_cli", "synth"), ("model_export.train_cli", "commands")):
+    for module, attr in (
+        ("model_export.synth_cli", "synth"),
+        ("model_export.train_cli", "commands"),
+        ("model_export.valsynth.cli", "valsynth"),
+    ):
         try:
             mod = importlib.import_module(module)
         except ImportError as exc:
