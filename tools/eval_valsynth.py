@@ -18,10 +18,10 @@ and the song-end error (offset of the detection overlapping the song most, minus
 offset): median and 90th percentile of its absolute value, and the median signed error; the
 same split by complete/incomplete songs and by SNR.
 
-**Encoder with the song ends given**: the int8 encoder (``edge.tflite.TFLiteEncoder``) on
+**Encoder with the song ends given**: the int8 encoder (``edge.adapters.models.tflite.TFLiteEncoder``) on
 exactly the window the runtime would embed for a song ending at the true offset: the stream's
-log-mel frames (``edge.frontend.StreamingLogMel``, any integer multiple of the model rate as
-the runtime takes it), kept in the runtime's ``edge.pipeline.FrameRing`` and read as
+log-mel frames (``edge.core.frontend.StreamingLogMel``, any integer multiple of the model rate as
+the runtime takes it), kept in the runtime's ``edge.core.pipeline.FrameRing`` and read as
 ``window.frames`` frames closing ``window.margin_frames`` after the song's last frame. Then:
 
 - HDBSCAN as the server runs it (``server.clustering.cluster_embeddings``: PCA to 12 dimensions,
@@ -61,10 +61,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.frontend import StreamingLogMel  # noqa: E402
-from edge.pipeline import FrameRing  # noqa: E402
-from edge.tflite import MODELS_DIR, TFLiteEncoder  # noqa: E402
-from edge.wavfile import read_wav, to_mono  # noqa: E402
+from edge.adapters.audio.wavfile import read_wav, to_mono  # noqa: E402
+from edge.adapters.models.tflite import MODELS_DIR, TFLiteEncoder  # noqa: E402
+from edge.core.frontend import StreamingLogMel  # noqa: E402
+from edge.core.pipeline import FrameRing  # noqa: E402
 from model_export.valsynth.sets import load_truth  # noqa: E402
 
 SNR_BANDS = ((-99.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 99.0))
@@ -90,7 +90,7 @@ def run_analyze(audio_dir: Path, work: Path, models: Path | None, reanalyze: boo
         cmd = [
             sys.executable,
             "-m",
-            "edge.cli",
+            "edge",
             "analyze",
             str(audio_dir),
             "--db",
@@ -301,7 +301,7 @@ def end_to_end(work: Path, matched: list[dict], min_cluster_size: int) -> dict:
 
     from server.clustering import ClusterParams, evaluate, run_clustering
     from server.ingest import import_edge_db
-    from server.storage import SqliteStorage
+    from server.storage.sqlite import SqliteStorage
 
     with tempfile.TemporaryDirectory() as tmp:
         storage = SqliteStorage(Path(tmp) / "server.sqlite")
@@ -439,7 +439,7 @@ def main(set_dir, models, work, reanalyze, skip_analyze, end_to_end, birdnet, mi
     work.mkdir(parents=True, exist_ok=True)
     files = sorted({s["path"] for s in truth} | {str(p.resolve()) for p in (set_dir / "audio").glob("*.wav")})
     hours = 0.0
-    from edge.wavfile import read_info
+    from edge.adapters.audio.wavfile import read_info
 
     for p in files:
         hours += read_info(p).duration / 3600.0

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _read_wav(path: Path) -> tuple[np.ndarray, int]:
-    from edge.wavfile import read_wav, to_mono
+    from edge.adapters.audio.wavfile import read_wav, to_mono
 
     x, sr = read_wav(path)
     return to_mono(x), sr

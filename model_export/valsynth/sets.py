@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.wavfile import write_wav
+from edge.adapters.audio.wavfile import write_wav
 
 from .acoustics import apply_mic, band_power, draw_mic, draw_path, propagate
 from .bird import PAD_S, Bird, SongTruth, make_bird, render_song

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.wavfile import read_wav
+from edge.adapters.audio.wavfile import read_wav
 from model_export.valsynth import DIALECTS, make_bird, region_pool, render_song
 from model_export.valsynth.acoustics import band_power, draw_path, propagate
 from model_export.valsynth.backgrounds import NoiseBackgrounds
