@@ -119,7 +119,7 @@ def montage(members: list[dict], cluster: int, typical: int = 12, outliers: int 
     fitted = sorted(
         (m for m in ms if m.get("fitted", 1)), key=lambda m: (-m["probability"], m["detection_id"])
     )
-    top = fitted[:typical]
+    top = fitted[: min(typical, max(1, len(ms) - outliers))]  # leave some for the other end
     chosen = {m["detection_id"] for m in top}
     rest = sorted(
         (m for m in ms if m["detection_id"] not in chosen),

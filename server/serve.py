@@ -42,11 +42,13 @@ def read_token(settings: ServeConfig) -> tuple[str, bool]:
 class WebServer:
     """The web app on a waitress server; :meth:`serve_forever` blocks until :meth:`shutdown`."""
 
-    def __init__(self, storage: Storage, settings: ServeConfig, token: str, threads: int = 4) -> None:
+    def __init__(self, storage: Storage, settings: ServeConfig, token: str, threads: int = 8) -> None:
         from waitress import create_server
 
         from .web.app import create_app
 
+        # a page with a montage asks for many pictures at once; waitress warns of each queued one
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self.storage = storage
         self.settings = settings
         self.app = create_app(storage, settings, token)

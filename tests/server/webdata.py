@@ -87,7 +87,7 @@ def make_songs(per_dialect: int = 12, seed: int = 7) -> list[tuple[Detection, st
     return out
 
 
-def build(db: Path, per_dialect: int = 12, clips: int = 8, label_every: int = 2) -> dict:
+def build(db: Path, per_dialect: int = 12, clips: int = 8, label_every: int = 3) -> dict:
     """Fill a server database at ``db``; returns what went in (ids by dialect, clip ids, devices)."""
     songs = make_songs(per_dialect)
     storage = SqliteStorage(db)
@@ -102,7 +102,7 @@ def build(db: Path, per_dialect: int = 12, clips: int = 8, label_every: int = 2)
     msgs += [Message(f"yh/v1/{d.device_id}/detections", d.to_payload()) for d, _, _ in songs]
     h.handle(msgs)
     with_clips = []
-    for d, _, audio in songs[:: max(1, len(songs) // clips)][:clips]:
+    for d, _, audio in songs[1::5][:clips]:  # songs of every device and dialect
         data = _wav_bytes(audio)
         pieces = ClipChunk.split(d.device_id, d.id, "wav", SR, data, 16 * 1024)
         h.handle([Message(f"yh/v1/{d.device_id}/clip", p.to_payload()) for p in pieces])
