@@ -193,7 +193,9 @@ def test_under_labelled_cluster_is_a_candidate_new_dialect(storage, tmp_path):
     import_labels(storage, tmp_path / "l.csv")
     s = run_clustering(storage, None, ClusterParams(min_cluster_size=10))
     cands = s["novelty"]["candidate_new_dialects"]
-    assert len(cands) == 1 and cands[0]["why"].startswith("under-labelled") and cands[0]["labels"] == {"D0": 2}
+    assert (
+        len(cands) == 1 and cands[0]["why"].startswith("under-labelled") and cands[0]["labels"] == {"D0": 2}
+    )
     # fully labelled: no false alarm
     write_labels(tmp_path / "all.csv", data)
     import_labels(storage, tmp_path / "all.csv")
@@ -248,9 +250,15 @@ def test_new_dialect_absorbed_by_a_known_cluster_is_found_as_an_under_labelled_p
     # every song labelled, or a random half of every dialect's: nothing to report
     write_labels(tmp_path / "all.csv", data)
     import_labels(storage, tmp_path / "all.csv")
-    assert run_clustering(storage, None, ClusterParams(min_cluster_size=10))["novelty"]["candidate_new_dialects"] == []
+    assert (
+        run_clustering(storage, None, ClusterParams(min_cluster_size=10))["novelty"]["candidate_new_dialects"]
+        == []
+    )
     storage.delete_labels([d.id for d, _ in data[::2]])
-    assert run_clustering(storage, None, ClusterParams(min_cluster_size=10))["novelty"]["candidate_new_dialects"] == []
+    assert (
+        run_clustering(storage, None, ClusterParams(min_cluster_size=10))["novelty"]["candidate_new_dialects"]
+        == []
+    )
 
 
 def test_bisect_on_a_sample_places_every_song(monkeypatch):

@@ -95,7 +95,9 @@ def build(db: Path, per_dialect: int = 12, clips: int = 8, label_every: int = 3)
     now = time.time()
     msgs = []
     for dev, (lat, lon, site) in DEVICES.items():
-        dep = Deployment(latitude=lat, longitude=lon, elevation_m=230.0, site=site, microphone="AudioMoth USB")
+        dep = Deployment(
+            latitude=lat, longitude=lon, elevation_m=230.0, site=site, microphone="AudioMoth USB"
+        )
         body = {"store": {"unsynced": 3}, "deployment": dep.to_dict()}
         msgs.append(Message(f"yh/v1/{dev}/status", b"online"))
         msgs.append(Message(f"yh/v1/{dev}/stats", Stats(dev, now, body).to_payload()))
