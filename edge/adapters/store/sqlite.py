@@ -442,7 +442,7 @@ class SqliteStore:
         same bytes); None when the file cannot be read."""
         import hashlib
 
-        from edge.contract import clip_chunks
+        from edge.contract.messages import clip_chunks
 
         try:
             data = Path(path).read_bytes()
@@ -457,10 +457,12 @@ class SqliteStore:
                 "enqueued_at": time.time(), "done_at": None, "failed": None, "attempts": 0}  # fmt: skip
 
     def uploads_per_hour(self) -> dict[int, int]:
+        """Clips queued by the hourly share, per hour of song time (those queued in the last two
+        days: what a restarted recorder must count against this hour's share)."""
         with self._lock:
             rows = self.db.execute(
                 "SELECT CAST(start_time / 3600 AS INTEGER), COUNT(*) FROM clip_uploads WHERE reason = 'hourly' "
-                "AND start_time >= ? GROUP BY 1", [time.time() - 2 * 86400]).fetchall()  # fmt: skip
+                "AND enqueued_at >= ? GROUP BY 1", [time.time() - 2 * 86400]).fetchall()  # fmt: skip
         return {int(h): int(n) for h, n in rows}
 
     def queue_clip_uploads(self, detection_ids: Iterable[str], reason: str = "requested") -> int:
