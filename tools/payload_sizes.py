@@ -68,7 +68,9 @@ def main() -> None:
     ap.add_argument("--db-step", type=float, default=SpectrogramConfig().db_step)
     ap.add_argument("--margin", type=float, default=SpectrogramConfig().margin_s)
     args = ap.parse_args()
-    cfg = dataclasses.replace(Config(), spectrogram=SpectrogramConfig(margin_s=args.margin, db_step=args.db_step))
+    cfg = dataclasses.replace(
+        Config(), spectrogram=SpectrogramConfig(margin_s=args.margin, db_step=args.db_step)
+    )
     with_s, without_s, spec_b, frames = [], [], [], []
     for f in args.files:
         dets = songs_of(f, cfg)
@@ -89,7 +91,9 @@ def main() -> None:
         print(f"  payload without spectrogram: median {q(without_s, 50):.0f} B, max {max(without_s)} B")
         print(f"  payload with spectrogram:    median {q(with_s, 50):.0f} B, 90th pct {q(with_s, 90):.0f} B, "
               f"max {max(with_s)} B")  # fmt: skip
-        print(f"  spectrogram alone: median {q(spec_b, 50):.0f} B for a median of {q(frames, 50):.0f} frames x 64 bands")
+        print(
+            f"  spectrogram alone: median {q(spec_b, 50):.0f} B for a median of {q(frames, 50):.0f} frames x 64 bands"
+        )
 
 
 if __name__ == "__main__":

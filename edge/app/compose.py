@@ -163,7 +163,9 @@ def build_pipeline(
     sp = config.spectrogram
     spectrogram = SpectrogramSpec(sp.margin_s, sp.max_seconds, sp.db_step) if sp.enabled else None
     dev = config.device
-    position = (dev.latitude, dev.longitude) if dev.latitude is not None and dev.longitude is not None else None
+    position = (
+        (dev.latitude, dev.longitude) if dev.latitude is not None and dev.longitude is not None else None
+    )
     margin = None
     manifest = getattr(getattr(encoder, "model", None), "manifest", None)
     if manifest is not None and "margin_frames" in manifest.raw.get("window", {}):

@@ -400,7 +400,9 @@ class Pipeline:
                  self._frames.start)  # fmt: skip
         hi = max(hi, lo + 1)
         t0 = (lo * fe.hop_length - song.start_sample) / fe.sample_rate
-        return Spectrogram.quantise(self._frames.get(lo, hi), fe.frame_rate, t0, fe.fmin, fe.fmax, spec.db_step)
+        return Spectrogram.quantise(
+            self._frames.get(lo, hi), fe.frame_rate, t0, fe.fmin, fe.fmax, spec.db_step
+        )
 
     def _save_clip(self, d: Detection, song: Song) -> str | None:
         k = self._rate_k

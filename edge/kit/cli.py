@@ -60,4 +60,6 @@ def one_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of text.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of text."
+)

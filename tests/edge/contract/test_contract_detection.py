@@ -169,8 +169,9 @@ def test_golden_payload_with_position_and_spectrogram_is_byte_identical():
     # the levels survive within half a quantisation step where they are above the floor
     np.testing.assert_allclose(d.spectrogram.db().max(), -30.0, atol=0.75)
     # without the new fields, the bytes of the first golden payload
-    assert golden_detection_v2().with_(latitude=None, longitude=None, spectrogram=None).to_payload() == \
-        GOLDEN.read_bytes().rstrip(b"\n")
+    assert golden_detection_v2().with_(
+        latitude=None, longitude=None, spectrogram=None
+    ).to_payload() == GOLDEN.read_bytes().rstrip(b"\n")
     assert golden_detection_v2().to_payload(with_spectrogram=False).find(b"spectrogram") == -1
 
 
