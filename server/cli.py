@@ -17,8 +17,7 @@ from pathlib import Path
 import click
 
 from edge import __version__
-from edge.core.errors import YellowhammerError
-from edge.kit.cli import Group, json_option, setup_logging
+from edge.kit.cli import Group, json_option, setup_logging, verbosity_options
 from edge.kit.config import to_toml
 
 from .config import ServerConfig, load_server_config
@@ -32,18 +31,13 @@ def _echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
-@click.group(
-    cls=Group,
-    expected=(ServerError, YellowhammerError),
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+@click.group(cls=Group, expected=(ServerError,), context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="yh-server")
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               envvar="YH_SERVER_CONFIG", default=None, help="Server config (TOML); also $YH_SERVER_CONFIG.")  # fmt: skip
 @click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), envvar="YH_SERVER_DB",
               default=None, help="Server database (overrides storage.db; default yh-server.sqlite); also $YH_SERVER_DB.")  # fmt: skip
-@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@verbosity_options
 @click.pass_context
 def main(
     ctx: click.Context, config_path: Path | None, db_path: Path | None, verbose: int, quiet: bool

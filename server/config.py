@@ -28,8 +28,8 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from edge.kit.broker import Broker
 from edge.kit.config import ConfigFileError, load_tree
-from edge.kit.mqtt import Connection
 from server.errors import ServerConfigError
 
 ENV_PREFIX = "YH_SERVER_"
@@ -43,30 +43,19 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class MqttConfig:
+class MqttConfig(Broker):
     """The ingest's broker connection. ``client_id``: stable per worker (default
     ``yh-ingest-<host>``); ``share_group``: split the messages among several workers with a shared
     subscription (see docs/mqtt.md for what mosquitto forgets over a restart); ``batch_max``:
     messages stored per transaction."""
 
-    host: str = "localhost"
-    port: int = 1883
     prefix: str = "yh/v1"
     client_id: str = ""
     share_group: str = ""
-    username: str = ""
-    password_file: str = ""
-    tls: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    keepalive: int = 60
-    max_backoff_s: int = 60
     batch_max: int = 500
 
     def __post_init__(self):
-        if not 0 < self.port < 65536:
-            raise ValueError("mqtt.port must be 1..65535")
+        Broker.__post_init__(self)
         if self.batch_max < 1:
             raise ValueError("mqtt.batch_max must be >= 1")
 
@@ -74,11 +63,6 @@ class MqttConfig:
     def effective_client_id(self) -> str:
         return self.client_id or f"yh-ingest-{socket.gethostname().split('.')[0]}"
 
-    def connection(self) -> Connection:
-        return Connection(host=self.host, port=self.port, client_id=self.effective_client_id,
-                          username=self.username, password_file=self.password_file, tls=self.tls,
-                          ca_file=self.ca_file, cert_file=self.cert_file, key_file=self.key_file,
-                          keepalive=self.keepalive, max_backoff_s=self.max_backoff_s)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

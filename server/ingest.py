@@ -245,9 +245,8 @@ class Ingestor:
         self._warn = Warner(log, "ingest")
 
     def _client(self) -> mqtt.Client:
-        conn = self.s.connection()
         try:
-            c = make_client(conn, warn=self._note, manual_ack=True)
+            c = make_client(self.s, self.s.effective_client_id, warn=self._note, manual_ack=True)
         except MqttSetupError as exc:
             raise StorageError(f"ingest {exc}") from None
         c.on_connect = self._on_connect

@@ -53,7 +53,7 @@ def songs(files: list[Path], n: int, rate: int) -> list[np.ndarray]:
 
 def run(codec: str, clips: list[np.ndarray], rate: int, broker) -> dict:
     from edge.adapters.mqtt.publisher import MqttPublisher
-    from edge.app.config import ClipsConfig, Config, DeviceConfig, MqttConfig, StoreConfig
+    from edge.core.config import ClipsConfig, Config, DeviceConfig, MqttConfig, StoreConfig
     from tests.sync.helpers import make_detection
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from edge.app.compose import build_pipeline  # noqa: E402
-from edge.app.config import Config, SpectrogramConfig  # noqa: E402
+from edge.core.config import Config, SpectrogramConfig  # noqa: E402
 from edge.core.records import AudioChunk  # noqa: E402
 
 

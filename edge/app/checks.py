@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.app.config import Config
+from edge.core.config import Config
 from edge.core.errors import YellowhammerError
 from edge.core.records import Check
 

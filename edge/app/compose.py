@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.app.config import Config
+from edge.core.config import Config
 from edge.core.frontend import FrontendConfig
 from edge.core.pipeline import Pipeline, SpectrogramSpec
 from edge.core.ports import AudioSource, ClipSink, DetectionSink, Detector, Encoder, Outbox

@@ -28,8 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge.adapters.system.probes import system_figures
-from edge.app.config import Config
 from edge.app.health import write_health
+from edge.core.config import Config
 from edge.core.errors import YellowhammerError
 
 log = logging.getLogger(__name__)

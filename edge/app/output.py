@@ -11,6 +11,7 @@ import click
 from edge.contract import table_fields
 from edge.core.errors import YellowhammerError
 from edge.kit.files import atomic_write
+from edge.kit.units import format_bytes, format_duration  # noqa: F401  (re-exported for the CLI)
 
 #: analyze's table: where the song is (file, seconds into it, UTC), then the contract's other fields
 CSV_COLUMNS = ("file", "onset_s", "offset_s", "duration_s", "start_utc", "end_utc", *(
@@ -127,23 +128,3 @@ def atomic_write_text(path: Path, text: str) -> None:
         atomic_write(path, text, fsync=False)
     except OSError as exc:
         raise YellowhammerError(f"{path}: cannot write output ({exc.strerror or exc})") from None
-
-
-def format_bytes(n: float | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
-def format_duration(s: float | None) -> str:
-    if s is None:
-        return "?"
-    s = int(s)
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    return f"{d}d {h}h {m}m" if d else (f"{h}h {m}m" if h else f"{m}m {s}s")

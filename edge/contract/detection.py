@@ -129,6 +129,15 @@ FIELD_NAMES = tuple(f.name for f in FIELDS)
 _BY_NAME = {f.name: f for f in FIELDS}
 
 
+#: the detection columns of the first schema of both databases (their migration v1, frozen:
+#: later fields reach the tables through :func:`sql_columns`); sqlite-utils column types
+SCHEMA1_COLUMNS = {
+    "id": str, "device_id": str, "start_time": float, "end_time": float, "clock_synced": int, "score": float,
+    "duration_s": float, "snr_db": float, "truncated": int, "encoder_version": str, "detector_version": str,
+    "embedding_dim": int, "embedding": bytes, "source": str, "created_at": float, "extra": str,
+}  # fmt: skip
+
+
 def table_fields() -> list[str]:
     """Field names shown in tables (CSV, Parquet, ``analyze`` output), in order."""
     return [f.name for f in FIELDS if f.table]

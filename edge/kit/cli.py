@@ -60,6 +60,10 @@ def one_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-json_option = click.option(
-    "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of text."
-)
+def verbosity_options(fn):
+    """``-v/--verbose`` (count) and ``-q/--quiet`` on a command line's main group."""
+    fn = click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")(fn)
+    return click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")(fn)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of text.")

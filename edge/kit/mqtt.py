@@ -12,34 +12,18 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.kit.broker import Broker
 
 log = logging.getLogger(__name__)
 
 
 class MqttSetupError(Exception):
     """TLS files or credentials cannot be used; ``str()`` is a one-line reason."""
-
-
-@dataclass(frozen=True, slots=True)
-class Connection:
-    """Where and how to connect (the MQTT part of the device and server configs)."""
-
-    host: str = "localhost"
-    port: int = 1883
-    client_id: str = ""
-    username: str = ""
-    password_file: str = ""
-    tls: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    keepalive: int = 60
-    max_backoff_s: int = 60
 
 
 def resolve_credential(path: str) -> Path:
@@ -79,15 +63,17 @@ class Warner:
         self.last = ""
 
 
-def make_client(conn: Connection, warn: Warner | None = None, manual_ack: bool = False) -> mqtt.Client:
-    """A paho client set up for ``conn``; the caller sets its callbacks, will and connects it.
+def make_client(conn: Broker, client_id: str, warn: Warner | None = None, manual_ack: bool = False) -> mqtt.Client:
+    """A paho client for ``conn`` with a stable ``client_id`` and a persistent session; the
+    caller sets its callbacks and will, and connects it (``conn.host``, ``conn.port``,
+    ``conn.keepalive``).
 
     The password is read from ``conn.password_file`` just before every connect; a failure to
     read it is reported through ``warn`` and the connect goes ahead without a password (the
     broker then refuses it, which the caller sees in ``on_connect``)."""
     c = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=conn.client_id,
+        client_id=client_id,
         clean_session=False,
         protocol=mqtt.MQTTv311,
         manual_ack=manual_ack,

@@ -26,7 +26,7 @@ SERVER_COLUMNS = {"schema": "INTEGER", "origin": "TEXT", "received_at": "REAL", 
 DETECTION_COLUMNS = [*table_fields(), "embedding_dim", "extra", *SERVER_COLUMNS]
 
 
-#: per-detection figures the cluster quality filter may use (see ``server/clustering.py``)
+#: per-detection figures the cluster quality filter may use (see ``server/clustering/fit.py``)
 QUALITY_COLUMNS = ["truncated", "overlap", "refined", "duration_s", "score", "snr_db"]
 
 

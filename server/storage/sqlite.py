@@ -18,6 +18,7 @@ import numpy as np
 import sqlite_utils
 
 from edge.contract import sql_columns
+from edge.contract.detection import SCHEMA1_COLUMNS
 from edge.kit.sqlite import Database, DatabaseError
 from server.storage import (
     DETECTION_COLUMNS,
@@ -36,22 +37,7 @@ BUSY_TIMEOUT_MS = 30_000
 def _m1(db: sqlite_utils.Database) -> None:
     db["detections"].create(
         {
-            "id": str,
-            "device_id": str,
-            "start_time": float,
-            "end_time": float,
-            "clock_synced": int,
-            "score": float,
-            "duration_s": float,
-            "snr_db": float,
-            "truncated": int,
-            "encoder_version": str,
-            "detector_version": str,
-            "embedding_dim": int,
-            "embedding": bytes,  # float32 little-endian, as received (decoded from the wire dtype)
-            "source": str,
-            "created_at": float,
-            "extra": str,
+            **SCHEMA1_COLUMNS,  # the embedding: float32 little-endian, as received (decoded from the wire dtype)
             "schema": int,
             "origin": str,  # "mqtt:<topic>" or "import:<file name>"
             "received_at": float,

@@ -109,6 +109,7 @@ def song_wav(tmp_path_factory):
     return d / "songs.wav", truth
 
 
+@pytest.mark.slow
 def test_run_subprocess_sigterm_finds_every_song(tmp_path, song_wav):
     wav, truth = song_wav
     data = tmp_path / "data"
@@ -135,6 +136,7 @@ def test_run_subprocess_sigterm_finds_every_song(tmp_path, song_wav):
     assert h["state"] == "stopped" and not h["running"]
 
 
+@pytest.mark.slow
 def test_sigterm_in_the_middle_flushes_the_song_in_flight(tmp_path, song_wav):
     wav, truth = song_wav
     data = tmp_path / "data"
@@ -164,6 +166,7 @@ def test_sigterm_in_the_middle_flushes_the_song_in_flight(tmp_path, song_wav):
             assert abs(match[0][5] - t.offset_s) < 0.05
 
 
+@pytest.mark.slow
 def test_repeated_sigkill_loses_and_duplicates_nothing(tmp_path):
     wav = tmp_path / "long.wav"
     # ~12 min: long enough to interrupt at least three times (the pipeline gets through it in about

@@ -80,6 +80,7 @@ def test_resampled_mono_chunks_with_overflows_counted(mic_wav):
     assert chunks[0].source.startswith("mic:")
 
 
+@pytest.mark.slow
 def test_unplug_and_replug_start_a_new_stream(mic_wav):
     wav, _, n48 = mic_wav
     fake = FakePyAudioModule(wav, unplug_at_s=6.0, missing_opens=1)
@@ -113,6 +114,7 @@ def test_device_selection_and_listing(mic_wav):
         MicSource("USB", SR, backend=fake)._find_device(fake.PyAudio())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rate_multiples", [False, True], ids=["resampled", "48k-into-frontend"])
 def test_pipeline_on_the_microphone_survives_an_unplug(mic_wav, models, rate_multiples):
     wav, truth, n48 = mic_wav
@@ -144,6 +146,7 @@ def test_pipeline_on_the_microphone_survives_an_unplug(mic_wav, models, rate_mul
         assert not d.truncated
 
 
+@pytest.mark.slow
 def test_daemon_records_from_the_microphone_across_a_device_loss(tmp_path, mic_wav, models):
     wav, truth, _ = mic_wav
     unplug = (truth[1].offset_s + truth[2].onset_s) / 2

@@ -16,27 +16,16 @@ from edge.adapters.store.writer import DetectionWriter
 from edge.core.errors import StoreError
 from edge.core.records import Detection
 from tests.edge.helpers import fill_disk, remount
+from tests.factories import make_detection
 
 
 def det(i: int, created: float | None = None) -> Detection:
-    rng = np.random.default_rng(i)
-    e = rng.standard_normal(32).astype(np.float32)
-    return Detection(
-        id=f"id-{i:06d}",
-        device_id="dev",
-        start_time=1_700_000_000.0 + 10 * i,
-        end_time=1_700_000_002.0 + 10 * i,
-        clock_synced=True,
-        score=0.9,
-        duration_s=2.0,
-        snr_db=12.0,
-        embedding=e / np.linalg.norm(e),
-        encoder_version="enc-1",
-        detector_version="det-1",
-        source="test",
-        created_at=created or 0.0,
-        extra={"note": "x"},
-    )
+    """A detection with a readable id and times 10 s apart from 2023-11-14."""
+    start = 1_700_000_000.0 + 10 * i
+    return make_detection("dev", i, dim=32, encoder="enc-1").with_(
+        id=f"id-{i:06d}", start_time=start, end_time=start + 2.0, duration_s=2.0, snr_db=12.0,
+        detector_version="det-1", created_at=created or 0.0, extra={"note": "x"},
+    )  # fmt: skip
 
 
 def test_roundtrip_outbox_and_sync(tmp_path):

@@ -46,6 +46,7 @@ def test_detector_fires_on_songs_and_not_on_distractors(fixtures_dir):
     assert np.mean(p >= det.threshold) < 0.2
 
 
+@pytest.mark.slow
 def test_encoder_separates_dialects_of_unseen_birds():
     synth = pytest.importorskip("model_export.synth")
     enc = TFLiteEncoder()

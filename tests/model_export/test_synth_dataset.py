@@ -62,6 +62,7 @@ def test_scene_with_real_background_dir(tmp_path):
     assert np.all(np.isfinite(scene.audio))
 
 
+@pytest.mark.slow
 def test_dataset_writer(tmp_path):
     cfg = DatasetConfig(out_dir=str(tmp_path / "ds"), n_birds=4, dialects=("XlB", "BhBl"), hours=2 / 60,
                         file_seconds=30.0, seed=7, incomplete_fraction=0.25)

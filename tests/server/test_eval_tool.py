@@ -7,12 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from server.storage.sqlite import SqliteStorage
 from tests.sync.helpers import blob_detections, fill_store, load_into_server
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "eval_clusters.py"
 
 
+@pytest.mark.slow
 def test_eval_reports_metrics_and_finds_the_hidden_dialect(tmp_path):
     db = tmp_path / "server.sqlite"
     s = SqliteStorage(db)
@@ -32,6 +35,7 @@ def test_eval_reports_metrics_and_finds_the_hidden_dialect(tmp_path):
     assert db.read_bytes() == before  # worked on a copy
 
 
+@pytest.mark.slow
 def test_eval_accepts_an_edge_database(tmp_path):
     edb = tmp_path / "edge.sqlite"
     fill_store(edb, "dev-x", 30)

@@ -178,9 +178,9 @@ def test_export_has_quality_and_membership_columns(storage, tmp_path):
     export(storage, tmp_path / "out", formats=("csv",), embeddings=False)
     with (tmp_path / "out" / "detections.csv").open() as fh:
         rows = {r["id"]: r for r in csv.DictReader(fh)}
-    assert rows[noisy[0][0].id]["overlap"] == "1" and rows[noisy[0][0].id]["cluster_excluded"] == "overlap"
-    assert rows[data[0][0].id]["overlap"] == "0" and rows[data[0][0].id]["refined"] == "1"
-    assert rows[data[0][0].id]["cluster_fitted"] == "1" and rows[data[0][0].id]["cluster_excluded"] == ""
+    assert rows[noisy[0][0].id]["overlap"] == "true" and rows[noisy[0][0].id]["cluster_excluded"] == "overlap"
+    assert rows[data[0][0].id]["overlap"] == "false" and rows[data[0][0].id]["refined"] == "true"
+    assert rows[data[0][0].id]["cluster_fitted"] == "true" and rows[data[0][0].id]["cluster_excluded"] == ""
 
 
 def test_under_labelled_cluster_is_a_candidate_new_dialect(storage, tmp_path):
@@ -264,7 +264,7 @@ def test_new_dialect_absorbed_by_a_known_cluster_is_found_as_an_under_labelled_p
 def test_bisect_on_a_sample_places_every_song(monkeypatch):
     """Big clusters are split on an even sample; the other songs (and the assigned ones) join the
     nearer part: two separated groups come out whole either way."""
-    from server import clustering
+    from server.clustering import novelty as clustering
 
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal(32), rng.standard_normal(32)

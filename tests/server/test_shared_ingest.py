@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import collections
 
+import pytest
+
 from edge.adapters.mqtt.publisher import MqttPublisher
 from edge.adapters.store.sqlite import SqliteStore
 from tests.sync.helpers import IngestThread, edge_config, fill_store, server_rows, wait_for
 
 
+@pytest.mark.slow
 def test_two_workers_share_the_stream(mqtt_broker, tmp_path):
     edb, sdb = tmp_path / "edge.sqlite", tmp_path / "server.sqlite"
     ids = fill_store(edb, "dev-s", 400)

@@ -5,35 +5,17 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import threading
-import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from edge.adapters.store.sqlite import SqliteStore
-from edge.app.config import Config, DeviceConfig, MqttConfig, StoreConfig
-from edge.core.records import Detection
+from edge.contract import Detection
+from edge.core.config import Config, DeviceConfig, MqttConfig, StoreConfig
 from server.config import MqttConfig as IngestConfig
 from server.ingest import Ingestor
 from server.storage.sqlite import SqliteStorage
-
-T0 = 1_714_550_000.0  # 2024-05-01, a fixed start so runs are reproducible
-ENCODER = "enc-test-1"
-
-
-def make_detection(device: str, i: int, dim: int = 16, encoder: str = ENCODER, rng=None,
-                   embedding: np.ndarray | None = None) -> Detection:  # fmt: skip
-    rng = rng if rng is not None else np.random.default_rng(i)
-    if embedding is None:
-        embedding = rng.standard_normal(dim).astype(np.float32)
-    embedding = (embedding / np.linalg.norm(embedding)).astype(np.float32)
-    start = T0 + 7.3 * i
-    return Detection(
-        id=str(uuid.uuid4()), device_id=device, start_time=start, end_time=start + 2.2, clock_synced=True,
-        score=0.9, duration_s=2.2, snr_db=15.0, embedding=embedding, encoder_version=encoder,
-        detector_version="det-test-1", source="test", truncated=False, created_at=start + 3.0,
-    )  # fmt: skip
+from tests.factories import ENCODER, T0, make_detection, wait_for  # noqa: F401  (shared factories)
 
 
 def fill_store(path: Path, device: str, n: int, start: int = 0, **kw) -> list[str]:
@@ -78,17 +60,6 @@ def quarantine_reasons(db: Path) -> list[str]:
         return [r[0] for r in c.execute("SELECT reason FROM quarantine ORDER BY id")]
     finally:
         c.close()
-
-
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05, what: str = "condition"):
-    """Poll until ``predicate()`` is truthy (bounded; no wall-clock assertions)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class IngestThread:

@@ -78,6 +78,7 @@ def secure_broker(tmp_path):
     broker.stop()
 
 
+@pytest.mark.slow
 def test_tls_password_and_acl(secure_broker, tmp_path):
     broker, conf_dir, creds, local_port = secure_broker
     ca = str(conf_dir / "certs" / "ca.crt")
@@ -129,6 +130,7 @@ def test_tls_password_and_acl(secure_broker, tmp_path):
     assert forged.id not in got and set(ids) <= got
 
 
+@pytest.mark.slow
 def test_plaintext_and_anonymous_are_refused(secure_broker, tmp_path):
     broker, conf_dir, creds, local_port = secure_broker
     edb = tmp_path / "edge.sqlite"

@@ -17,7 +17,7 @@ from edge.adapters.audio.wavfile import read_wav, to_mono
 from edge.adapters.mqtt.publisher import MqttPublisher
 from edge.adapters.store.clips import ClipSaver, UploadPolicy
 from edge.adapters.store.sqlite import SqliteStore
-from edge.app.config import ClipsConfig
+from edge.core.config import ClipsConfig
 from tests.broker import MosquittoBroker, mosquitto_binary
 
 from .helpers import IngestThread, edge_config, make_detection, server_rows, unsynced_count, wait_for

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from .helpers import blob_detections, server_rows, wait_for
 
@@ -67,6 +68,7 @@ def _check_export(out: Path, ids: set[str]) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow
 def test_edge_stores_to_export(mqtt_broker, tmp_path):
     from edge.adapters.store.sqlite import SqliteStore
 
@@ -106,6 +108,7 @@ def test_edge_stores_to_export(mqtt_broker, tmp_path):
     assert len(r0["embedding"].split()) == 32 and r0["label"].startswith("D")
 
 
+@pytest.mark.slow
 def test_wav_to_export(mqtt_broker, tmp_path):
     """WAV fixtures -> the recorder daemon (``yh-edge run --once --replay``, shipped models, its own
     MQTT publisher) -> mosquitto -> ``yh-server ingest`` -> ``cluster`` -> ``export``."""

@@ -42,6 +42,7 @@ def _wait_for_autosave(broker, after: float) -> None:
     wait_for(lambda: broker.saved_at() > after, 30, what="the broker's autosave")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ingest_back", ["before_device", "after_device"])
 @pytest.mark.parametrize("how", ["stop", "sigkill"])
 def test_broker_outage_while_detections_accumulate(mqtt_broker, tmp_path, how, ingest_back):
@@ -91,6 +92,7 @@ def test_broker_outage_while_detections_accumulate(mqtt_broker, tmp_path, how, i
     _assert_exactly_once(sdb, ids)
 
 
+@pytest.mark.slow
 def test_broker_crash_before_autosave_is_reconciled(tmp_path):
     """The broker PUBACKs a backlog queued for the offline ingest, then dies by SIGKILL before
     its next autosave: the queued messages are gone, yet the device has marked them synced.
@@ -130,6 +132,7 @@ def test_broker_crash_before_autosave_is_reconciled(tmp_path):
     _assert_exactly_once(sdb, ids)
 
 
+@pytest.mark.slow
 def test_publisher_sigkill_mid_drain_then_restart(mqtt_broker, tmp_path):
     edb, sdb = tmp_path / "edge.sqlite", tmp_path / "server.sqlite"
     ids = fill_store(edb, "dev-k", 600)
@@ -155,6 +158,7 @@ def test_publisher_sigkill_mid_drain_then_restart(mqtt_broker, tmp_path):
     _assert_exactly_once(sdb, ids)
 
 
+@pytest.mark.slow
 def test_ingest_sigkill_mid_stream_loses_nothing(mqtt_broker, tmp_path):
     edb, sdb = tmp_path / "edge.sqlite", tmp_path / "server.sqlite"
     ids = fill_store(edb, "dev-i", 900)

@@ -73,6 +73,7 @@ class SilentBroker:
         self.sock.close()
 
 
+@pytest.mark.slow
 def test_written_to_socket_is_not_synced(tmp_path):
     edb = tmp_path / "edge.sqlite"
     fill_store(edb, "dev-a", 30)

@@ -42,7 +42,6 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from edge.app.config import Config
 from edge.contract import (
     DIGEST_BUCKET_S,
     MAX_PAYLOAD_BYTES,
@@ -56,10 +55,11 @@ from edge.contract import (
     Topics,
     check_device_id,
 )
+from edge.core.config import Config
 from edge.core.errors import SyncError, YellowhammerError
 from edge.core.ports import Outbox
 from edge.core.records import Check
-from edge.kit.mqtt import Connection, MqttSetupError, Warner, make_client
+from edge.kit.mqtt import MqttSetupError, Warner, make_client
 
 log = logging.getLogger(__name__)
 
@@ -159,12 +159,8 @@ class MqttPublisher:
 
     # -- paho plumbing ------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
-        conn = Connection(host=self.cfg.host, port=self.cfg.port, client_id=self.device_id,
-                          username=self.cfg.username, password_file=self.cfg.password_file, tls=self.cfg.tls,
-                          ca_file=self.cfg.ca_file, cert_file=self.cfg.cert_file, key_file=self.cfg.key_file,
-                          max_backoff_s=int(self.cfg.max_backoff_s))  # fmt: skip
         try:
-            c = make_client(conn, warn=self._note_error)
+            c = make_client(self.cfg, self.device_id, warn=self._note_error)
         except MqttSetupError as exc:
             raise SyncError(f"mqtt {exc}") from None
         c.max_inflight_messages_set(self.cfg.max_inflight)

@@ -30,6 +30,7 @@ import numpy as np
 import sqlite_utils
 
 from edge.contract import FIELD_NAMES, Detection, sql_columns
+from edge.contract.detection import SCHEMA1_COLUMNS
 from edge.core.errors import StoreError
 from edge.core.records import Check
 from edge.kit.sqlite import (
@@ -51,26 +52,7 @@ STORE_COLUMNS = {"synced_at": "REAL", "clip_path": "TEXT"}
 
 def _m1(db: sqlite_utils.Database) -> None:
     db["detections"].create(
-        {
-            "id": str,
-            "device_id": str,
-            "start_time": float,
-            "end_time": float,
-            "clock_synced": int,
-            "score": float,
-            "duration_s": float,
-            "snr_db": float,
-            "embedding": bytes,
-            "embedding_dim": int,
-            "encoder_version": str,
-            "detector_version": str,
-            "source": str,
-            "truncated": int,
-            "created_at": float,
-            "synced_at": float,
-            "clip_path": str,
-            "extra": str,
-        },
+        {**SCHEMA1_COLUMNS, "synced_at": float, "clip_path": str},
         pk="id",
         not_null={"device_id", "start_time", "end_time", "embedding", "encoder_version", "created_at"},
     )
@@ -392,17 +374,25 @@ class SqliteStore:
 
     def detections(self, since: float | None = None, limit: int | None = None) -> list[Detection]:
         """Detections by start time (all, or from ``since``)."""
-        sql, args = "SELECT * FROM detections", []
+        return [Detection.from_row(r) for r in self._select(since, None, limit)]
+
+    def _select(self, since: float | None, until: float | None, limit: int | None) -> list[dict]:
+        """Rows by start time in ``[since, until)``, at most ``limit``."""
+        sql, args, where = "SELECT * FROM detections", [], []
         if since is not None:
-            sql += " WHERE start_time >= ?"
+            where.append("start_time >= ?")
             args.append(since)
+        if until is not None:
+            where.append("start_time < ?")
+            args.append(until)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY start_time, id"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
         with self._lock:
-            rows = self.db.execute_returning_dicts(sql, args)
-        return [Detection.from_row(r) for r in rows]
+            return self.db.execute_returning_dicts(sql, args)
 
     def counts(self) -> dict:
         """Totals for status and stats: detections, unsynced, last detection time, counters."""
@@ -667,21 +657,7 @@ class SqliteStore:
     ) -> list[dict]:
         """Detection rows for export, by start time: the contract's fields (embedding as a float
         list) and the store's sync state."""
-        sql, args, where = "SELECT * FROM detections", [], []
-        if since is not None:
-            where.append("start_time >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("start_time < ?")
-            args.append(until)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY start_time, id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(int(limit))
-        with self._lock:
-            rows = self.db.execute_returning_dicts(sql, args)
+        rows = self._select(since, until, limit)
         out = []
         for r in rows:
             d = Detection.from_row(r)

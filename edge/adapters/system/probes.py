@@ -103,7 +103,7 @@ def system_figures(data_dir: str | os.PathLike) -> dict:
 
 def check_disk(data_dir: str | os.PathLike, min_free_bytes: float) -> Check:
     """Free space of the data directory against the store's ``min_free_mb``."""
-    from edge.app.output import format_bytes
+    from edge.kit.units import format_bytes
 
     d = disk_usage(data_dir)
     if "free_bytes" not in d:

@@ -22,7 +22,7 @@ from edge.app.cli_options import config_option
 from edge.app.config import load_config, to_toml
 from edge.app.sync import sync_command
 from edge.core.errors import YellowhammerError
-from edge.kit.cli import Group, json_option, setup_logging
+from edge.kit.cli import Group, json_option, setup_logging, verbosity_options
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,7 @@ log = logging.getLogger(__name__)
     cls=Group, expected=(YellowhammerError,), context_settings={"help_option_names": ["-h", "--help"]}
 )
 @click.version_option(__version__, prog_name="yh-edge")
-@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@verbosity_options
 def main(verbose: int, quiet: bool) -> None:
     """Yellowhammer dialect monitor: the recorder (Raspberry Pi) side."""
     setup_logging(verbose, quiet)

@@ -1,0 +1,217 @@
+"""One HDBSCAN fit: PCA, the quality filter, HDBSCAN on (a sample of) the fitted songs, assignment
+of the rest, and 2-D/3-D map coordinates (see the package docstring for the steps)."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from server.errors import ClusterError
+
+log = logging.getLogger(__name__)
+
+TSNE_MAX = 20_000
+#: 2-D/3-D map methods: ``auto`` = a t-SNE 2-D map up to ``tsne_max`` songs with a PCA 3-D map,
+#: PCA above; ``umap`` needs the umap-learn package
+MAP_METHODS = ("auto", "pca", "tsne", "umap")
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    """Parameters of one run (stored with it)."""
+
+    min_cluster_size: int = 15
+    min_samples: int | None = None
+    reduce_dim: int = 12
+    selection: str = "eom"
+    max_fit: int = 20_000
+    map_method: str = "pca"
+    tsne_max: int = 10_000
+    # the quality filter: which songs HDBSCAN is fitted on (see quality_exclusions)
+    include_truncated: bool = False
+    include_overlap: bool = False
+    include_unrefined: bool = False
+    min_duration_s: float = 1.2
+    max_duration_s: float = 60.0
+    excluded: str = "assign"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.min_cluster_size < 2:
+            raise ClusterError("min_cluster_size must be >= 2")
+        if self.excluded not in ("assign", "outlier"):
+            raise ClusterError("excluded must be 'assign' or 'outlier'")
+        if not 0 <= self.min_duration_s < self.max_duration_s:
+            raise ClusterError("need 0 <= min duration < max duration")
+        if self.selection not in ("eom", "leaf"):
+            raise ClusterError("selection must be 'eom' or 'leaf'")
+        if self.map_method not in MAP_METHODS:
+            raise ClusterError(f"map method must be one of {', '.join(MAP_METHODS)}")
+        if self.map_method == "umap" and importlib.util.find_spec("umap") is None:
+            raise ClusterError("map method 'umap' needs the umap-learn package (pip install umap-learn)")
+
+
+@dataclass
+class ClusterResult:
+    labels: np.ndarray  # (n,) int, -1 = outlier (or excluded and not assigned)
+    probabilities: np.ndarray  # (n,) float in [0, 1]
+    map2: np.ndarray  # (n, 2)
+    map3: np.ndarray  # (n, 3)
+    fitted: int  # points HDBSCAN saw (the rest were assigned)
+    fitted_mask: np.ndarray | None = None  # (n,) bool, True for the points HDBSCAN saw
+
+
+def _pca(x: np.ndarray, k: int, seed: int, fit_rows: np.ndarray | None = None) -> np.ndarray:
+    """``x`` projected on its first ``k`` principal components (fitted on ``fit_rows`` only
+    when given, so songs kept out of the fit do not shape the space)."""
+    from sklearn.decomposition import PCA
+
+    src = x if fit_rows is None else x[fit_rows]
+    k = min(k, x.shape[1], src.shape[0])
+    out = PCA(n_components=k, random_state=seed).fit(src).transform(x)
+    if out.shape[1] < k:
+        out = np.pad(out, ((0, 0), (0, k - out.shape[1])))
+    return out.astype(np.float32)
+
+
+def quality_exclusions(quality: dict[str, np.ndarray], params: ClusterParams) -> list[str | None]:
+    """Why each song is kept out of the HDBSCAN fit (``None``: it passes the quality filter).
+
+    Reasons, comma-joined when several apply: ``truncated`` (cut off at a stream boundary),
+    ``overlap`` (cut out of overlapping songs: its bounds, and so its end-aligned encoder
+    window, are estimates), ``unrefined`` (bounds from the detector windows alone), ``short`` /
+    ``long`` (duration outside ``min_duration_s``..``max_duration_s``). All of them are what the
+    device observed; an unknown duration passes.
+    """
+    n = len(next(iter(quality.values()))) if quality else 0
+
+    def col(name, default):
+        v = quality.get(name)
+        return np.full(n, default) if v is None else np.asarray(v)
+
+    truncated = col("truncated", False).astype(bool)
+    overlap = col("overlap", False).astype(bool)
+    refined = col("refined", True).astype(bool)
+    dur = col("duration_s", np.nan).astype(np.float64)
+    checks = [
+        ("truncated", truncated & (not params.include_truncated)),
+        ("overlap", overlap & (not params.include_overlap)),
+        ("unrefined", ~refined & (not params.include_unrefined)),
+        ("short", np.nan_to_num(dur, nan=np.inf) < params.min_duration_s),
+        ("long", np.nan_to_num(dur, nan=-np.inf) > params.max_duration_s),
+    ]
+    out: list[str | None] = []
+    for i in range(n):
+        why = [name for name, m in checks if m[i]]
+        out.append(",".join(why) if why else None)
+    return out
+
+
+def _assign(zf: np.ndarray, fit_labels: np.ndarray, fit_probs: np.ndarray, zq: np.ndarray,
+            k: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Cluster of each query point: the cluster holding the majority of its ``k`` nearest
+    fitted points (strength = their mean strength times the vote share), else ``-1``."""
+    from sklearn.neighbors import NearestNeighbors
+
+    m = zq.shape[0]
+    if m == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    k = max(1, min(k, zf.shape[0]))
+    idx = NearestNeighbors(n_neighbors=k).fit(zf).kneighbors(zq, return_distance=False)  # (m, k)
+    lab = fit_labels[idx] + 1  # 0 = outlier
+    votes = np.zeros((m, int(lab.max()) + 1), np.int64)
+    np.add.at(votes, (np.repeat(np.arange(m), idx.shape[1]), lab.ravel()), 1)
+    best = votes[:, 1:].argmax(axis=1) + 1 if votes.shape[1] > 1 else np.zeros(m, np.int64)
+    share = votes[np.arange(m), best] / idx.shape[1]
+    ok = (best > 0) & (share > 0.5)
+    pk = np.where(lab == best[:, None], fit_probs[idx], 0.0).sum(axis=1) / idx.shape[1]
+    return np.where(ok, best - 1, -1), np.where(ok, pk, 0.0)
+
+
+def cluster_embeddings(
+    x: np.ndarray,
+    params: ClusterParams,
+    progress: Callable[[str], None] | None = None,
+    fit_mask: np.ndarray | None = None,
+) -> ClusterResult:
+    """Cluster ``(n, dim)`` embeddings of one encoder version.
+
+    ``fit_mask`` (bool, ``(n,)``): the songs that passed the quality filter; only they shape
+    the PCA and the HDBSCAN fit. The others are assigned to the cluster of their nearest fitted
+    songs (``params.excluded == "assign"``) or left at ``-1`` (``"outlier"``).
+    """
+    from sklearn.cluster import HDBSCAN
+
+    say = progress or (lambda s: None)
+    n = x.shape[0]
+    mask = np.ones(n, bool) if fit_mask is None else np.asarray(fit_mask, bool)
+    pool = np.flatnonzero(mask)
+    if len(pool) < max(params.min_cluster_size, 3):
+        raise ClusterError(
+            f"{len(pool)} embeddings are too few to cluster (min_cluster_size {params.min_cluster_size})"
+            + (f"; {n - len(pool)} more were kept out by the quality filter" if len(pool) < n else "")
+        )
+    x = np.asarray(x, np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    reduce = params.reduce_dim and params.reduce_dim < x.shape[1]
+    z = _pca(x, params.reduce_dim, params.seed, fit_rows=pool) if reduce else x
+    min_samples = params.min_samples or min(params.min_cluster_size, 10)
+    rng = np.random.default_rng(params.seed)
+    fit_idx = np.sort(rng.choice(pool, params.max_fit, replace=False)) if len(pool) > params.max_fit else pool
+    say(f"HDBSCAN on {len(fit_idx)} of {n} points in {z.shape[1]} dimensions")
+    hdb = HDBSCAN(
+        min_cluster_size=params.min_cluster_size,
+        min_samples=min_samples,
+        cluster_selection_method=params.selection,
+        copy=True,
+    ).fit(z[fit_idx])
+    labels = np.full(n, -1, np.int64)
+    probs = np.zeros(n, np.float64)
+    labels[fit_idx] = hdb.labels_
+    probs[fit_idx] = hdb.probabilities_
+    rest = np.setdiff1d(pool, fit_idx)
+    if params.excluded == "assign":
+        rest = np.union1d(rest, np.flatnonzero(~mask))
+    if len(rest):
+        say(f"assigning the other {len(rest)} points by their nearest fitted neighbours")
+        labels[rest], probs[rest] = _assign(z[fit_idx], hdb.labels_, hdb.probabilities_, z[rest], min_samples)
+    say("map coordinates")
+    map2, map3 = _maps(z, params)
+    fitted = np.zeros(n, bool)
+    fitted[fit_idx] = True
+    return ClusterResult(labels, probs, map2, map3, len(fit_idx), fitted)
+
+
+def _tsne(z: np.ndarray, dim: int, seed: int) -> np.ndarray:
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    # t-SNE's OpenMP threads thrash on small shared machines; one thread is faster there
+    with threadpool_limits(1):
+        kw = dict(init="pca", random_state=seed, perplexity=min(30.0, max(2.0, z.shape[0] / 4)))
+        return TSNE(dim, **kw).fit_transform(z).astype(np.float32)
+
+
+def _maps(z: np.ndarray, params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
+    n, method = z.shape[0], params.map_method
+    p = _pca(z, 3, params.seed)
+    if method == "umap":
+        import umap  # optional: checked in ClusterParams
+
+        kw = dict(random_state=params.seed, n_neighbors=min(15, max(2, n - 1)))
+        return (umap.UMAP(n_components=2, **kw).fit_transform(z).astype(np.float32),
+                umap.UMAP(n_components=3, **kw).fit_transform(z).astype(np.float32))  # fmt: skip
+    if method == "auto" and 5 <= n <= min(params.tsne_max, TSNE_MAX):
+        return _tsne(z, 2, params.seed), p  # the 3-D map stays PCA: a 3-D t-SNE costs several times more
+    if method == "tsne" and n <= TSNE_MAX:
+        return _tsne(z, 2, params.seed), _tsne(z, 3, params.seed)
+    if method == "tsne":
+        log.warning("cluster: %d points are too many for t-SNE (max %d); using PCA maps", n, TSNE_MAX)
+    return p[:, :2].copy(), p
+
+
+# -- metrics against researcher labels -------------------------------------------------------------
