@@ -61,8 +61,13 @@ def browser(timeout_ms: int = 30_000) -> Iterator:
 
 
 def screenshot(page, name: str, full_page: bool = True) -> Path:
-    """Save a PNG of ``page`` as ``SCREENSHOTS/<name>.png``; returns its path."""
+    """Save a PNG of ``page`` as ``SCREENSHOTS/<name>.png``; returns its path. Lazily loaded
+    images below the fold are loaded first (the page is scrolled through)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
+    if full_page:
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        page.wait_for_function("[...document.images].every(i => i.complete)", timeout=20_000)
+        page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(path), full_page=full_page)
     return path
