@@ -327,6 +327,9 @@ class SqliteStorage:
         (dups,) = self.db.execute("SELECT COALESCE(SUM(receive_count - 1), 0) FROM detections").fetchone()
         (labels,) = self.db.execute("SELECT COUNT(*) FROM labels").fetchone()
         (runs,) = self.db.execute("SELECT COUNT(*) FROM cluster_runs").fetchone()
+        (clips,) = self.db.execute("SELECT COUNT(*) FROM clips").fetchone()
+        (arriving,) = self.db.execute("SELECT COUNT(DISTINCT detection_id) FROM clip_pieces").fetchone()
+        (spectrograms,) = self.db.execute("SELECT COUNT(*) FROM detections WHERE spectrogram IS NOT NULL").fetchone()
         reasons = self._rows(
             "SELECT substr(reason, 1, 60) AS reason, COUNT(*) AS n FROM quarantine GROUP BY 1 ORDER BY n DESC LIMIT 20"
         )
@@ -337,6 +340,9 @@ class SqliteStorage:
             "quarantine_reasons": reasons,
             "labels": labels,
             "cluster_runs": runs,
+            "clips": clips,
+            "clips_arriving": arriving,
+            "spectrograms": spectrograms,
             "encoders": self.encoder_summary(),
             "devices": len(self.devices()),
         }
