@@ -194,7 +194,9 @@ def status(ctx, as_json: bool, show_q: int) -> None:
     for e in c["encoders"]:
         click.echo(f"  encoder {e['encoder_version']}: {e['detections']} detections, {e['embedding_dim']}-d")
     click.echo(f"devices: {c['devices']}; labels: {c['labels']}; cluster runs: {c['cluster_runs']}")
-    click.echo(f"spectrograms: {c['spectrograms']}; clips: {c['clips']} ({c['clips_arriving']} still arriving)")
+    click.echo(
+        f"spectrograms: {c['spectrograms']}; clips: {c['clips']} ({c['clips_arriving']} still arriving)"
+    )
     click.echo(f"quarantined: {c['quarantined']}")
     for r in c["quarantine_reasons"]:
         click.echo(f"  {r['n']:6d}  {r['reason']}")

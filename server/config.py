@@ -64,7 +64,6 @@ class MqttConfig(Broker):
         return self.client_id or f"yh-ingest-{socket.gethostname().split('.')[0]}"
 
 
-
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
     """The researchers' web app (``yh-server serve``).

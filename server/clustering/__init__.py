@@ -29,12 +29,12 @@ Modules: :mod:`.fit` (PCA, quality filter, HDBSCAN, assignment, maps), :mod:`.ru
 """
 
 from server.clustering.fit import (
-           MAP_METHODS,
-           TSNE_MAX,
-           ClusterParams,
-           ClusterResult,
-           cluster_embeddings,
-           quality_exclusions,
+    MAP_METHODS,
+    TSNE_MAX,
+    ClusterParams,
+    ClusterResult,
+    cluster_embeddings,
+    quality_exclusions,
 )
 from server.clustering.metrics import compare_runs, coverage, evaluate
 from server.clustering.novelty import NOVELTY_P, novelty_report

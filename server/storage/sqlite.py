@@ -329,7 +329,9 @@ class SqliteStorage:
         (runs,) = self.db.execute("SELECT COUNT(*) FROM cluster_runs").fetchone()
         (clips,) = self.db.execute("SELECT COUNT(*) FROM clips").fetchone()
         (arriving,) = self.db.execute("SELECT COUNT(DISTINCT detection_id) FROM clip_pieces").fetchone()
-        (spectrograms,) = self.db.execute("SELECT COUNT(*) FROM detections WHERE spectrogram IS NOT NULL").fetchone()
+        (spectrograms,) = self.db.execute(
+            "SELECT COUNT(*) FROM detections WHERE spectrogram IS NOT NULL"
+        ).fetchone()
         reasons = self._rows(
             "SELECT substr(reason, 1, 60) AS reason, COUNT(*) AS n FROM quarantine GROUP BY 1 ORDER BY n DESC LIMIT 20"
         )
