@@ -39,7 +39,9 @@ def _echo_json(obj) -> None:
               default=None, help="Server database (overrides storage.db; default yh-server.sqlite); also $YH_SERVER_DB.")  # fmt: skip
 @verbosity_options
 @click.pass_context
-def main(ctx: click.Context, config_path: Path | None, db_path: Path | None, verbose: int, quiet: bool) -> None:
+def main(
+    ctx: click.Context, config_path: Path | None, db_path: Path | None, verbose: int, quiet: bool
+) -> None:
     """Yellowhammer dialect monitor: the server side (ingest, clustering, researcher access)."""
     setup_logging(verbose, quiet)
     ctx.ensure_object(dict)
@@ -89,7 +91,9 @@ def config_show(ctx, as_json: bool) -> None:
 @main.command("ingest")
 @click.option("--host", default=None, help="Broker host (overrides mqtt.host).")
 @click.option("--port", type=int, default=None, help="Broker port (overrides mqtt.port).")
-@click.option("--prefix", default=None, help="Topic prefix, as the devices' mqtt.topic_prefix (overrides mqtt.prefix).")
+@click.option(
+    "--prefix", default=None, help="Topic prefix, as the devices' mqtt.topic_prefix (overrides mqtt.prefix)."
+)
 @click.option("--client-id", default=None,
               help="Stable MQTT client id of this worker (default yh-ingest-<host>); each worker needs its own.")  # fmt: skip
 @click.option("--share-group", default=None,
@@ -190,6 +194,9 @@ def status(ctx, as_json: bool, show_q: int) -> None:
     for e in c["encoders"]:
         click.echo(f"  encoder {e['encoder_version']}: {e['detections']} detections, {e['embedding_dim']}-d")
     click.echo(f"devices: {c['devices']}; labels: {c['labels']}; cluster runs: {c['cluster_runs']}")
+    click.echo(
+        f"spectrograms: {c['spectrograms']}; clips: {c['clips']} ({c['clips_arriving']} still arriving)"
+    )
     click.echo(f"quarantined: {c['quarantined']}")
     for r in c["quarantine_reasons"]:
         click.echo(f"  {r['n']:6d}  {r['reason']}")
@@ -227,17 +234,21 @@ def _progress(msg: str) -> None:
 @click.option(
     "--map",
     "map_method",
-    type=click.Choice(["pca", "tsne"]),
-    default="pca",
-    show_default=True,
-    help="2-D/3-D map coordinates (t-SNE up to 20k points).",
+    type=click.Choice(["auto", "pca", "tsne", "umap"]),
+    default=None,
+    help="2-D/3-D map coordinates (default: cluster.map of the server config, 'auto': a t-SNE 2-D map up to "
+    "cluster.tsne_max songs, PCA above; 'umap' needs umap-learn).",
 )
-@click.option("--include-truncated", is_flag=True, help="Quality filter: fit songs cut off at a stream boundary too.")
+@click.option(
+    "--include-truncated", is_flag=True, help="Quality filter: fit songs cut off at a stream boundary too."
+)
 @click.option(
     "--include-overlap", is_flag=True, help="Quality filter: fit songs cut out of overlapping songs too."
 )
 @click.option(
-    "--include-unrefined", is_flag=True, help="Quality filter: fit songs placed by the detector windows alone too."
+    "--include-unrefined",
+    is_flag=True,
+    help="Quality filter: fit songs placed by the detector windows alone too.",
 )
 @click.option("--min-duration", type=float, default=1.2, show_default=True,
               help="Quality filter: fit only songs at least this long (s).")  # fmt: skip
@@ -287,13 +298,15 @@ def cluster(
         include_truncated = include_overlap = include_unrefined = True
         min_duration, max_duration = 0.0, 60.0
     try:
+        ccfg = _config(ctx).cluster
         params = ClusterParams(
             min_cluster_size=min_cluster_size,
             min_samples=min_samples,
             reduce_dim=reduce_dim,
             selection=selection,
             max_fit=max_fit,
-            map_method=map_method,
+            map_method=map_method or ccfg.map,
+            tsne_max=ccfg.tsne_max,
             include_truncated=include_truncated,
             include_overlap=include_overlap,
             include_unrefined=include_unrefined,
@@ -353,49 +366,52 @@ def label_group() -> None:
     show_default=True,
     help="Seconds between a device_id,start_time row and the detection it labels.",
 )
+@click.option("--by", default="", help="Who labelled (stored with each label; default: the file name).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def label_import(ctx, csv_path: Path, tolerance: float, as_json: bool) -> None:
-    """Attach labels from CSV_PATH (detection_id,label or device_id,start_time,label)."""
+def label_import(ctx, csv_path: Path, tolerance: float, by: str, as_json: bool) -> None:
+    """Attach labels from CSV_PATH (detection_id,label or device_id,start_time,label).
+
+    Reports how many labels are new, replaced another label of the same detection, or were
+    unchanged, and the rows overridden by a later row of the same file for the same detection."""
     from .labels import import_labels
 
     storage = _storage(ctx)
     try:
-        res = import_labels(storage, csv_path, tolerance)
+        res = import_labels(storage, csv_path, tolerance, by)
     finally:
         storage.close()
     if as_json:
         _echo_json(res)
         return
     click.echo(
-        f"{csv_path}: {res['imported']} labels imported, {len(res['unresolved'])} unresolved, "
-        f"{len(res['errors'])} bad rows"
+        f"{csv_path}: {res['rows']} rows, {res['imported']} labels stored ({res['new']} new, {res['replaced']} "
+        f"replaced an earlier label), {res['unchanged']} unchanged, {res['overridden_in_file']} rows overridden by "
+        f"a later row for the same detection, {len(res['unresolved'])} unresolved, {len(res['errors'])} bad rows"
     )
-    for line in (res["errors"] + res["unresolved"])[:20]:
+    for line in (res["errors"] + res["unresolved"] + res["overridden"])[:20]:
         click.echo(f"  {line}", err=True)
 
 
 @main.command("export")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--format", "fmt", type=click.Choice(["csv", "parquet", "both"]), default="both", show_default=True
-)
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "geojson", "all", "both"]), default="all",
+              show_default=True, help="'all': CSV, Parquet and GeoJSON ('both' is the same, kept for scripts).")  # fmt: skip
 @click.option("--no-embeddings", is_flag=True, help="Leave the embedding column out.")
+@click.option(
+    "--spectrograms", is_flag=True, help="Parquet: add each song's spectrogram (a struct with the cells)."
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def export_cmd(ctx, out_dir: Path, fmt: str, no_embeddings: bool, as_json: bool) -> None:
-    """Write detections with provenance, labels and latest clusters to OUT_DIR (CSV/Parquet + manifest)."""
-    from .export import export
+def export_cmd(ctx, out_dir: Path, fmt: str, no_embeddings: bool, spectrograms: bool, as_json: bool) -> None:
+    """Write detections with provenance, labels, places and latest clusters to OUT_DIR (CSV, Parquet,
+    devices.geojson, deployments.csv, manifest.json)."""
+    from .export import FORMATS, export
 
     storage = _storage(ctx, readonly=True)
     try:
-        res = export(
-            storage,
-            out_dir,
-            ("csv", "parquet") if fmt == "both" else (fmt,),
-            not no_embeddings,
-            db_name=str(_db(ctx)),
-        )
+        res = export(storage, out_dir, FORMATS if fmt in ("all", "both") else (fmt,), not no_embeddings,
+                     db_name=str(_db(ctx)), spectrograms=spectrograms)  # fmt: skip
     finally:
         storage.close()
     click.echo(
@@ -405,16 +421,37 @@ def export_cmd(ctx, out_dir: Path, fmt: str, no_embeddings: bool, as_json: bool)
     )
 
 
+@main.command("snapshot")
+@click.argument("out_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def snapshot_cmd(ctx, out_file: Path, as_json: bool) -> None:
+    """Write a consistent single-file copy of the database (WAL included) to OUT_FILE, e.g. for
+    `datasette --immutable OUT_FILE` while ingest keeps writing to the live one."""
+    storage = _storage(ctx, readonly=True)
+    try:
+        res = storage.snapshot(out_file)
+    finally:
+        storage.close()
+    click.echo(
+        json.dumps(res) if as_json else f"{res['path']}: {res['detections']} detections, {res['bytes']} bytes"
+    )
+
+
 @main.command("report")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--base-url", default=None,
+              help="Address of the web app (default serve.public_url): the report links to its pages.")  # fmt: skip
 @click.pass_context
-def report_cmd(ctx, out_dir: Path) -> None:
-    """Write an HTML page with PNG plots (dialect maps, detections per device/day, clusters per device)."""
+def report_cmd(ctx, out_dir: Path, base_url: str | None) -> None:
+    """Write an HTML page with PNG plots (dialect maps, songs per device/day, clusters per device) and cluster tables."""
     from .report import write_report
 
     storage = _storage(ctx, readonly=True)
     try:
-        res = write_report(storage, out_dir)
+        res = write_report(
+            storage, out_dir, base_url if base_url is not None else _config(ctx).serve.public_url
+        )
     finally:
         storage.close()
     click.echo(f"{Path(res['dir']) / res['html']} ({len(res['images'])} plots)")
@@ -422,29 +459,40 @@ def report_cmd(ctx, out_dir: Path) -> None:
 
 @main.command("serve")
 @click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Bind address (keep it local; put a proxy in front).",
+    "--host", default=None, help="Bind address (default serve.host, 127.0.0.1; keep it local behind a proxy)."
 )
-@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--port", type=int, default=None, help="Port (default serve.port, 8080).")
+@click.option(
+    "--read-only", is_flag=True, default=None, help="Refuse every write (labels, names, clip requests)."
+)
 @click.pass_context
-def serve(ctx, host: str, port: int) -> None:
-    """Read-only HTTP JSON view: /api/devices, /api/detections, /api/runs, /api/clusters, /api/novelty."""
-    from .serve import make_server
+def serve(ctx, host: str | None, port: int | None, read_only: bool | None) -> None:
+    """The web app for researchers: devices map, clusters, spectrograms, players, labelling, JSON API.
 
+    Writes need the token from serve.token_file (or the login link printed at start)."""
+    from .serve import WebServer, read_token
+
+    cfg = _config(ctx).serve
+    given = {k: v for k, v in {"host": host, "port": port, "read_only": read_only}.items() if v is not None}
+    settings = dataclasses.replace(cfg, **given)
+    token, generated = read_token(settings)
+    storage = _storage(ctx, readonly=settings.read_only)
     try:
-        server = make_server(_db(ctx), host, port)
+        server = WebServer(storage, settings, token)
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
-    log.info("serve: http://%s:%d/ (read-only)", host, server.server_address[1])
+        storage.close()
+        raise click.ClickException(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
+    log.info("serve: %s/ (%s)", server.url, "read-only" if settings.read_only else "writes need the token")
+    if generated:
+        log.warning("serve: no serve.token_file; log in to label with %s/login?token=%s", server.url, token)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        server.shutdown()
+        storage.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,12 +1,20 @@
-"""Export for researchers: CSV and Parquet with full provenance.
+"""Export for researchers: CSV, Parquet and GeoJSON with full provenance.
 
 One row per detection with every field the device sent (times, clock state, scores, model
-versions, source), how it reached the server (``origin``, ``received_at``, ``receive_count``,
-payload ``schema``), the researcher label, and the assignment from the latest cluster run of its
-encoder version (run id, cluster, membership strength, whether it was fitted or assigned and why
-the quality filter kept it out, 2-D/3-D map). Embeddings: Parquet keeps
-them as ``list<float32>``; CSV as space-separated numbers (``--no-embeddings`` drops them).
-A ``manifest.json`` beside the files records the export time, software, database and runs.
+versions, source, position), how it reached the server (``origin``, ``received_at``,
+``receive_count``, payload ``schema``), the researcher label with who set it and when, whether
+the server holds the song's audio (``has_clip``), its deployment (``deployment_id``, ``site``),
+and the assignment from the latest cluster run of its encoder version (run id, cluster,
+membership strength, whether it was fitted or assigned and why the quality filter kept it out,
+2-D/3-D map).
+
+Types: times are ISO 8601 UTC in CSV (``2025-05-03T05:12:03.250Z``) and ``timestamp[ms, UTC]`` in
+Parquet; flags are ``true``/``false`` in CSV and booleans in Parquet. Embeddings: Parquet keeps
+them as ``list<float32>``, CSV as space-separated numbers (``--no-embeddings`` drops them).
+Spectrograms (``--spectrograms``, Parquet only): a struct per song with the quantised cells as
+bytes (see the manifest's notes). ``deployments.csv`` and ``devices.geojson`` (one point per
+deployment with its cluster mix) come with every export. A ``manifest.json`` beside the files
+records the export time, software, database, columns and runs.
 """
 
 from __future__ import annotations
@@ -19,38 +27,41 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge import __version__
+from edge.contract import FIELDS, Spectrogram
 
+from .places import DeploymentIndex, geojson, iso
 from .storage import DETECTION_COLUMNS, Storage
 
 CLUSTER_COLUMNS = ["cluster_run", "cluster", "cluster_probability", "cluster_fitted", "cluster_excluded",
                    "x2", "y2", "x3", "y3", "z3"]  # fmt: skip
-COLUMNS = [*DETECTION_COLUMNS, "label", *CLUSTER_COLUMNS]
+LABEL_COLUMNS = ["label", "labeled_by", "labeled_at"]
+PLACE_COLUMNS = ["deployment_id", "site"]
+COLUMNS = [*DETECTION_COLUMNS, *LABEL_COLUMNS, "has_clip", *PLACE_COLUMNS, *CLUSTER_COLUMNS]
+TIME_COLUMNS = {f.name for f in FIELDS if f.kind == "time"} | {
+    "received_at",
+    "last_received_at",
+    "labeled_at",
+}
+BOOL_COLUMNS = {f.name for f in FIELDS if f.kind == "bool"} | {"has_clip", "cluster_fitted"}
+INT_COLUMNS = {"schema", "receive_count", "embedding_dim", "cluster", "deployment_id"}
+DEPLOYMENT_COLUMNS = ["deployment_id", "device_id", "latitude", "longitude", "elevation_m", "site", "microphone",
+                      "start", "end", "first_seen", "last_seen", "current", "detections_seen"]  # fmt: skip
+FORMATS = ("csv", "parquet", "geojson")
 
 
-def _latest_assignments(storage: Storage) -> tuple[dict[str, dict], list[dict]]:
-    runs = storage.cluster_runs()
-    latest: dict[str, dict] = {}
-    for r in runs:  # ordered by time: the last one per encoder version wins
-        latest[r["encoder_version"]] = r
-    assign: dict[str, dict] = {}
-    for r in latest.values():
-        for m in storage.run_members(r["run_id"]):
-            assign[m["detection_id"]] = {
-                "cluster_run": r["run_id"], "cluster": m["cluster"], "cluster_probability": m["probability"],
-                "cluster_fitted": m.get("fitted"), "cluster_excluded": m.get("excluded"),
-                "x2": m["x2"], "y2": m["y2"], "x3": m["x3"], "y3": m["y3"], "z3": m["z3"],
-            }  # fmt: skip
-    return assign, list(latest.values())
-
-
-def _rows(storage: Storage, embeddings: bool, assign: dict[str, dict]):
-    empty = dict.fromkeys(CLUSTER_COLUMNS)
-    for row in storage.iter_detections(with_embedding=embeddings):
-        out = {c: row.get(c) for c in DETECTION_COLUMNS}
-        out["label"] = row.get("label")
-        out.update(assign.get(row["id"], empty))
+def _rows(storage: Storage, embeddings: bool, spectrograms: bool, places: DeploymentIndex):
+    for row in storage.iter_detections(with_embedding=embeddings, with_spectrogram=spectrograms):
+        out = {c: row.get(c) for c in COLUMNS}
+        dep = places.find(row)
+        out["deployment_id"] = dep["deployment_id"] if dep else None
+        out["site"] = dep.get("site") if dep else None
+        for c in BOOL_COLUMNS:
+            if out[c] is not None:
+                out[c] = bool(out[c])
         if embeddings:
             out["embedding"] = row["embedding"]
+        if spectrograms:
+            out["spectrogram"] = row.get("spectrogram")
         yield out
 
 
@@ -60,11 +71,66 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(tmp, path)  # nothing half-written under the final name
 
 
-def export(storage: Storage, out_dir: str | Path, formats: tuple[str, ...] = ("csv", "parquet"),
-           embeddings: bool = True, db_name: str = "") -> dict:  # fmt: skip
+def _csv_value(col: str, v):
+    if v is None:
+        return ""
+    if col in TIME_COLUMNS:
+        return iso(v)
+    if col in BOOL_COLUMNS:
+        return "true" if v else "false"
+    return v
+
+
+def _spectrogram_struct(wire: str | None) -> dict | None:
+    if not wire:
+        return None
+    s = Spectrogram.from_wire(json.loads(wire))
+    return {"frames": s.frames, "mels": s.mels, "fps": s.fps, "t0": s.t0, "fmin": s.fmin, "fmax": s.fmax,
+            "db_max": s.db_max, "db_step": s.db_step, "cells": s.cells.tobytes()}  # fmt: skip
+
+
+def _parquet(path: Path, rows: list[dict], embeddings: bool, spectrograms: bool) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def typ(c):
+        if c in TIME_COLUMNS:
+            return pa.timestamp("ms", tz="UTC")
+        if c in BOOL_COLUMNS:
+            return pa.bool_()
+        if c in INT_COLUMNS:
+            return pa.int64()
+        return None
+
+    arrays, names = [], []
+    for c in COLUMNS:
+        vals = [r[c] for r in rows]
+        t = typ(c)
+        if c in TIME_COLUMNS:
+            vals = [None if v is None else int(round(v * 1000)) for v in vals]
+        arrays.append(pa.array(vals, type=t) if t is not None else pa.array(vals))
+        names.append(c)
+    if embeddings:
+        arrays.append(pa.array([r["embedding"].tolist() for r in rows], type=pa.list_(pa.float32())))
+        names.append("embedding")
+    if spectrograms:
+        st = pa.struct([("frames", pa.int32()), ("mels", pa.int32()), ("fps", pa.float32()), ("t0", pa.float32()),
+                        ("fmin", pa.float32()), ("fmax", pa.float32()), ("db_max", pa.float32()),
+                        ("db_step", pa.float32()), ("cells", pa.binary())])  # fmt: skip
+        arrays.append(pa.array([_spectrogram_struct(r["spectrogram"]) for r in rows], type=st))
+        names.append("spectrogram")
+    table = pa.Table.from_arrays(arrays, names=names)
+    table = table.replace_schema_metadata({"yellowhammer": json.dumps({"software": __version__})})
+    pq.write_table(table, path)
+
+
+def export(storage: Storage, out_dir: str | Path, formats: tuple[str, ...] = FORMATS, embeddings: bool = True,
+           db_name: str = "", spectrograms: bool = False) -> dict:  # fmt: skip
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    assign, runs = _latest_assignments(storage)
+    runs = list({r["encoder_version"]: r for r in storage.cluster_runs()}.values())  # the latest of each
+    deployments = storage.deployments()
+    places = DeploymentIndex(deployments)
     files, n = [], 0
     if "csv" in formats:
         path = out / "detections.csv"
@@ -75,8 +141,8 @@ def export(storage: Storage, out_dir: str | Path, formats: tuple[str, ...] = ("c
             with tmp.open("w", newline="", encoding="utf-8") as fh:
                 w = csv.writer(fh)
                 w.writerow(COLUMNS + (["embedding"] if embeddings else []))
-                for r in _rows(storage, embeddings, assign):
-                    vals = [r[c] for c in COLUMNS]
+                for r in _rows(storage, embeddings, False, places):
+                    vals = [_csv_value(c, r[c]) for c in COLUMNS]
                     if embeddings:
                         vals.append(" ".join(f"{v:.6g}" for v in r["embedding"]))
                     w.writerow(vals)
@@ -85,27 +151,40 @@ def export(storage: Storage, out_dir: str | Path, formats: tuple[str, ...] = ("c
         _atomic(path, write_csv)
         files.append(path.name)
     if "parquet" in formats:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         path = out / "detections.parquet"
-        rows = list(_rows(storage, embeddings, assign))
+        rows = list(_rows(storage, embeddings, spectrograms, places))
         n = len(rows)
-        cols = {c: [r[c] for r in rows] for c in COLUMNS}
-        table = pa.table(cols)
-        if embeddings:
-            emb = pa.array([r["embedding"].tolist() for r in rows], type=pa.list_(pa.float32()))
-            table = table.append_column("embedding", emb)
-        table = table.replace_schema_metadata({"yellowhammer": json.dumps({"software": __version__})})
-        _atomic(path, lambda tmp: pq.write_table(table, tmp))
+        _atomic(path, lambda tmp: _parquet(tmp, rows, embeddings, spectrograms))
         files.append(path.name)
+    if "geojson" in formats or deployments:
+        body = geojson(storage)
+        _atomic(
+            out / "devices.geojson", lambda tmp: tmp.write_text(json.dumps(body, indent=1), encoding="utf-8")
+        )
+        files.append("devices.geojson")
+
+        def write_deployments(tmp: Path) -> None:
+            with tmp.open("w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh)
+                w.writerow(DEPLOYMENT_COLUMNS)
+                for d in deployments:
+                    w.writerow([iso(d[c]) if c in ("start", "end", "first_seen", "last_seen") and d[c] is not None
+                                else ("true" if d[c] else "false") if c == "current" else ("" if d[c] is None else d[c])
+                                for c in DEPLOYMENT_COLUMNS])  # fmt: skip
+
+        _atomic(out / "deployments.csv", write_deployments)
+        files.append("deployments.csv")
     manifest = {
-        "exported_at": time.time(),
+        "exported_at": iso(time.time()),
         "software": f"yellowhammer {__version__}",
         "database": db_name,
         "detections": n,
         "files": files,
-        "columns": COLUMNS + (["embedding"] if embeddings else []),
+        "columns": COLUMNS
+        + (["embedding"] if embeddings else [])
+        + (["spectrogram"] if spectrograms else []),
+        "time_columns": sorted(TIME_COLUMNS),
+        "bool_columns": sorted(BOOL_COLUMNS),
         "cluster_runs": [
             {
                 k: r[k]
@@ -123,10 +202,14 @@ def export(storage: Storage, out_dir: str | Path, formats: tuple[str, ...] = ("c
             }
             for r in runs
         ],  # fmt: skip
-        "notes": "times are UTC epoch seconds; embeddings are L2-normalised float32 (decoded from the wire dtype); "
-        "cluster -1 = outlier; cluster columns come from the latest run of each encoder version; "
-        "overlap/refined/truncated are the device's segment-quality flags; cluster_fitted 0 = assigned to the "
-        "cluster of its nearest fitted songs, cluster_excluded = why the quality filter kept it out of the fit",
+        "notes": "times: ISO 8601 UTC in CSV, timestamp[ms, UTC] in Parquet; flags: true/false in CSV, booleans in "
+        "Parquet; embeddings are L2-normalised float32 (decoded from the wire dtype); cluster -1 = outlier; "
+        "cluster columns come from the latest run of each encoder version; overlap/refined/truncated are the "
+        "device's segment-quality flags; cluster_fitted false = assigned to the cluster of its nearest fitted "
+        "songs, cluster_excluded = why the quality filter kept it out of the fit; deployment_id refers to "
+        "deployments.csv (one per device and position); spectrogram (Parquet, --spectrograms): cells = uint8 "
+        "frames x mels row-major, level dB = db_max - (255 - cell) * db_step, frame i starts at t0 + i / fps "
+        "seconds from start_time, mel bands from fmin to fmax",
     }
     _atomic(out / "manifest.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, default=str)))
     return {"dir": str(out), "files": [*files, "manifest.json"], "detections": n}

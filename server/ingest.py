@@ -20,6 +20,15 @@ acknowledged and then lost (a crash before its autosave, a shared subscription i
 full queue). A request for the same hour is repeated at most ``MAX_RESEND_TRIES`` times in a
 row, so a detection that keeps being quarantined does not make a device resend forever.
 
+Clips: the pieces of a song's audio clip (topic ``clip``) are stored as they come and assembled
+once complete (size and sha256 checked; a clip that fails is quarantined). A digest lists the
+clips a device uploaded recently; those the server lacks are asked for again (``clip_request``),
+at most 3 times each. :meth:`MessageHandler.request_clips` asks devices for clips (e.g. the
+members of a candidate new dialect).
+
+Deployments: a device's stats carry where it stands; each detection its position. The storage
+keeps one deployment per device and position.
+
 A hostile message never stops ingest: everything that fails validation is quarantined with its
 reason, and even an unexpected error while handling one message only quarantines that message.
 """
@@ -37,7 +46,17 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from edge.contract import ContractError, Detection, Digest, Resend, Stats, Status, Topics
+from edge.contract import (
+    ClipChunk,
+    ClipRequest,
+    ContractError,
+    Detection,
+    Digest,
+    Resend,
+    Stats,
+    Status,
+    Topics,
+)
 from edge.contract.edgedb import EdgeDatabaseError, read_messages
 from edge.kit.mqtt import MqttSetupError, Warner, make_client
 
@@ -50,6 +69,8 @@ Reject = ContractError
 log = logging.getLogger(__name__)
 
 MAX_RESEND_TRIES = 3
+#: how often the ingest looks for clip requests to publish, s
+CLIP_REQUEST_POLL_S = 2.0
 
 
 @dataclass
@@ -72,6 +93,7 @@ class MessageHandler:
         self._dims = storage.encoder_dims()
         self.totals = WriteResult()
         self.resend_requests: list[tuple[str, bytes]] = []  # (topic, payload) for the MQTT side
+        self.clips_completed = 0
         self._resend_tries: dict[tuple[str, int], int] = {}
 
     def _dim_for(self, encoder: str, dim: int, device_id: str) -> int:
@@ -103,7 +125,8 @@ class MessageHandler:
         """Validate and store a batch in one transaction (status/stats are applied directly)."""
         rows: list[dict] = []
         rejects: list[dict] = []
-        digests: list[tuple[str, int, list[tuple[int, int]]]] = []
+        pieces: list[tuple[dict, Message]] = []
+        digests: list[tuple[str, int, list[tuple[int, int]], tuple[str, ...]]] = []
         seen: set[str] = set()
         for m in messages:
             try:
@@ -119,11 +142,17 @@ class MessageHandler:
                 elif kind == "status":
                     self.storage.set_device_status(device, Status.from_payload(m.payload).state)
                 elif kind == "stats":
-                    body = Stats.from_payload(m.payload, device).body
-                    self.storage.set_device_stats(device, json.dumps(body, separators=(",", ":")))
+                    st = Stats.from_payload(m.payload, device)
+                    self.storage.set_device_stats(device, json.dumps(st.body, separators=(",", ":")))
+                    dep = st.deployment
+                    if dep is not None and dep.placed:
+                        self.storage.set_device_deployment(device, dep.to_dict(), st.time)
                 elif kind == "digest":
                     dg = Digest.from_payload(m.payload, device)
-                    digests.append((device, dg.bucket_s, list(dg.counts)))
+                    digests.append((device, dg.bucket_s, list(dg.counts), dg.clips))
+                elif kind == "clip":
+                    c = ClipChunk.from_payload(m.payload, device)
+                    pieces.append(({k: getattr(c, k) for k in c.__slots__}, m))
                 else:
                     raise Reject(f"unknown message kind {kind[:40]!r}")
             except Reject as exc:
@@ -133,13 +162,42 @@ class MessageHandler:
             except Exception as exc:  # a bug must not let one hostile message stop ingest
                 log.exception("ingest: unexpected error on a message from %r", m.topic[:200])
                 rejects.append(self._reject(m, f"internal error: {type(exc).__name__}"))
+        if pieces:
+            done = self.storage.write_clip_pieces([p for p, _ in pieces])
+            self.clips_completed += len(done["completed"])
+            for det_id, why in done["bad"]:
+                m = next(m for p, m in pieces if p["detection_id"] == det_id)
+                rejects.append(self._reject(m, why))
         result = self.storage.write_batch(rows, rejects)
         self.totals.new += result.new
         self.totals.duplicate += result.duplicate
         self.totals.quarantined += result.quarantined
-        for device, bucket_s, counts in digests:  # after the write: this batch's detections count
+        for device, bucket_s, counts, clips in digests:  # after the write: this batch's detections count
             self._reconcile(device, bucket_s, counts)
+            if clips:
+                missing = [i for i in clips if i not in self.storage.clip_ids(clips)]
+                if missing:
+                    log.warning("ingest: %s uploaded %d clips the server does not hold; asking again", device,
+                                len(missing))  # fmt: skip
+                    self.request_clips(device, missing, "lost after upload")
         return result
+
+    def request_clips(self, device_id: str, detection_ids, why: str = "requested") -> int:
+        """Ask a device for the clips of these detections (each at most 3 times): recorded in the
+        storage and published by the ingest's MQTT loop (:meth:`clip_request_messages`), so the
+        web app can ask too. Returns how many were asked for."""
+        return len(self.storage.note_clip_requests(device_id, list(detection_ids), why))
+
+    def clip_request_messages(self) -> list[tuple[str, bytes]]:
+        """``(topic, payload)`` of the clip requests not published yet (then marked published)."""
+        out = []
+        for device, ids in self.storage.unsent_clip_requests().items():
+            for i in range(0, len(ids), 1000):
+                out.append(
+                    (self.topics.clip_request(device), ClipRequest(tuple(ids[i : i + 1000])).to_payload())
+                )
+            self.storage.mark_clip_requests_sent(ids)
+        return out
 
     def _reconcile(self, device: str, bucket_s: int, counts: list[tuple[int, int]]) -> None:
         """Compare a device's digest with what is stored; queue a resend request for short hours."""
@@ -163,7 +221,9 @@ class MessageHandler:
         if missing:
             log.warning("ingest: %s is missing detections in %d bucket(s); asking it to resend them",
                         device, len(missing))  # fmt: skip
-            self.resend_requests.append((self.topics.resend(device), Resend(bucket_s, tuple(missing)).to_payload()))
+            self.resend_requests.append(
+                (self.topics.resend(device), Resend(bucket_s, tuple(missing)).to_payload())
+            )
 
     @staticmethod
     def _reject(m: Message, reason: str) -> dict:
@@ -218,18 +278,32 @@ class Ingestor:
     def _on_connect_fail(self, client, userdata) -> None:
         self._note(f"cannot reach broker {self.s.host}:{self.s.port}; retrying with backoff")
 
+    def _publish_clip_requests(self, client: mqtt.Client, due: float) -> float:
+        """Every few seconds, publish the clip requests recorded since (by a digest or the web app)."""
+        now = time.monotonic()
+        if now < due or not self.connected.is_set():
+            return due
+        try:
+            for topic, payload in self.handler.clip_request_messages():
+                client.publish(topic, payload, qos=1)
+        except StorageError as exc:
+            log.error("ingest: cannot read the clip requests: %s", exc)
+        return now + CLIP_REQUEST_POLL_S
+
     def run(self, stop: threading.Event) -> None:
         client = self._client()
         client.connect_async(self.s.host, self.s.port, self.s.keepalive)
         client.loop_start()
         last_log, logged = time.monotonic(), (0, 0, 0)
         pending: list = []
+        requests_due = 0.0
         try:
             while not stop.is_set():
                 if not pending:
                     try:
                         pending.append(self._q.get(timeout=0.2))
                     except queue.Empty:
+                        requests_due = self._publish_clip_requests(client, requests_due)
                         continue
                     while len(pending) < self.s.batch_max:
                         try:
@@ -250,6 +324,7 @@ class Ingestor:
                 requests, self.handler.resend_requests = self.handler.resend_requests, []
                 for topic, payload in requests:  # paho queues them if the connection is down
                     client.publish(topic, payload, qos=1)
+                requests_due = self._publish_clip_requests(client, requests_due)
                 t = self.handler.totals
                 now = time.monotonic()
                 if now - last_log > 60 and (t.new, t.duplicate, t.quarantined) != logged:

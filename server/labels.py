@@ -10,6 +10,12 @@ Two CSV layouts (header row required, extra columns ignored):
 Empty labels are skipped. A label for an id the server does not hold (yet) is kept for a
 ``detection_id`` row (it applies once the detection arrives) and reported as unresolved for a
 ``device_id,start_time`` row.
+
+Nothing is replaced silently: the result counts the labels that are ``new``, that ``replaced``
+another label of the same detection, and that were ``unchanged``, and the rows of the file that
+named a detection an earlier row of the same file had named already (``overridden_in_file``: the
+last row wins). Each label is stored with who (``--by``, default the file name) and when, and
+every change is kept in the storage's label history.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ def _parse_time(s: str) -> float:
     return t
 
 
-def import_labels(storage: Storage, path: str | Path, tolerance: float = 1.0) -> dict:
+def import_labels(storage: Storage, path: str | Path, tolerance: float = 1.0, by: str = "") -> dict:
     path = Path(path)
     try:
         fh = path.open(newline="", encoding="utf-8-sig")
@@ -72,10 +78,20 @@ def import_labels(storage: Storage, path: str | Path, tolerance: float = 1.0) ->
                     if det is None:
                         unresolved.append(f"line {n}: no detection of {rec.get('device_id')!r} near {t:.2f}")
                         continue
-                rows.append(
-                    {"detection_id": det, "label": label[:100], "origin": path.name, "imported_at": now}
-                )
+                rows.append({"detection_id": det, "label": label[:100], "origin": path.name, "imported_at": now,
+                             "labeled_by": by or path.name, "labeled_at": now, "line": n})  # fmt: skip
         except (csv.Error, UnicodeDecodeError) as exc:
             raise LabelError(f"{path}: malformed CSV ({exc})") from None
-    storage.put_labels(rows)
-    return {"file": str(path), "imported": len(rows), "unresolved": unresolved, "errors": errors}
+    last: dict[str, dict] = {}
+    overridden = []
+    for r in rows:
+        if r["detection_id"] in last:
+            overridden.append(f"line {last[r['detection_id']]['line']}: overridden by line {r['line']} "
+                              f"(same detection {r['detection_id']})")  # fmt: skip
+        last[r["detection_id"]] = r
+    for r in last.values():
+        r.pop("line")
+    counts = storage.put_labels(list(last.values()))
+    return {"file": str(path), "rows": len(rows), "imported": counts["stored"], "new": counts["new"],
+            "replaced": counts["replaced"], "unchanged": counts["unchanged"], "overridden_in_file": len(overridden),
+            "overridden": overridden, "unresolved": unresolved, "errors": errors}  # fmt: skip

@@ -11,6 +11,8 @@ need_apt=()
 if [ "$mode" = dev ]; then
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
   [ -e /usr/include/portaudio.h ] || need_apt+=(portaudio19-dev)
+  # the web app's browser tests drive Debian's chromium through playwright (never `playwright install`)
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edge.core.config import Config
 from edge.core.frontend import FrontendConfig
-from edge.core.pipeline import Pipeline
+from edge.core.pipeline import Pipeline, SpectrogramSpec
 from edge.core.ports import AudioSource, ClipSink, DetectionSink, Detector, Encoder, Outbox
 from edge.core.records import Detection
 from edge.core.segmenter import SongSegmenter
@@ -32,7 +32,7 @@ class Components:
         The sink the pipeline writes to: the persist-first writer around the store (the store
         itself with ``memory=True``).
     clips
-        The clip saver, when ``store.save_clips`` is on.
+        The clip saver, when ``store.save_clips`` or ``clips.upload`` is on.
     """
 
     pipeline: Pipeline
@@ -122,7 +122,7 @@ def build_pipeline(
     unless given; ``memory=True``: the in-memory store, nothing written), persist-first writer
     and, if enabled, the clip saver. Overrides: a store, models (e.g. candidates under
     evaluation), a callback per detection."""
-    from edge.adapters.store.clips import ClipSaver
+    from edge.adapters.store.clips import ClipSaver, UploadPolicy, pick_codec
     from edge.adapters.store.memory import MemoryStore
     from edge.adapters.store.sqlite import SqliteStore
     from edge.adapters.store.writer import DetectionWriter
@@ -130,15 +130,24 @@ def build_pipeline(
     if detector is None or encoder is None:
         detector, encoder = load_models(config)
     frontend: FrontendConfig = getattr(detector, "frontend", None) or FrontendConfig()
+    sc, cc = config.store, config.clips
+    policy = UploadPolicy(cc.per_hour) if cc.upload and not memory else None
     if store is None:
-        store = MemoryStore() if memory else SqliteStore(config.db_path)
+        store = MemoryStore() if memory else SqliteStore(config.db_path, upload_policy=policy,
+                                                         clip_chunk_bytes=cc.chunk_kb * 1024)  # fmt: skip
+    elif policy is not None and getattr(store, "upload_policy", policy) is None:
+        store.upload_policy = policy
+        policy.seed(store.uploads_per_hour())
     clips = None
-    sc = config.store
-    if sc.save_clips and not memory:
+    if (sc.save_clips or cc.upload) and not memory:
         clips = ClipSaver(
             Path(config.device.data_dir) / "clips",
             int(sc.clip_quota_mb * 1024 * 1024),
             int(sc.min_free_mb * 1024 * 1024),
+            codec=pick_codec(cc.format),
+            keep_all=sc.save_clips,
+            policy=policy,
+            protect=getattr(store, "pending_clip_paths", None),
         )
     writer = store if memory else DetectionWriter(store, clips)
     s = config.segmenter
@@ -150,6 +159,12 @@ def build_pipeline(
         min_song_s=s.min_song_s,
         max_song_s=s.max_song_s,
         merge_gap_s=s.merge_gap_s,
+    )
+    sp = config.spectrogram
+    spectrogram = SpectrogramSpec(sp.margin_s, sp.max_seconds, sp.db_step) if sp.enabled else None
+    dev = config.device
+    position = (
+        (dev.latitude, dev.longitude) if dev.latitude is not None and dev.longitude is not None else None
     )
     margin = None
     manifest = getattr(getattr(encoder, "model", None), "manifest", None)
@@ -166,5 +181,7 @@ def build_pipeline(
         clips=clips,
         on_detection=on_detection,
         encoder_margin_frames=margin,
+        spectrogram=spectrogram,
+        position=position,
     )
     return Components(pipeline, store, writer, clips, detector, encoder)

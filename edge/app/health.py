@@ -61,6 +61,11 @@ def check_daemon(data_dir: str | os.PathLike) -> Check:
     if h and h.get("running"):
         held = (h.get("store") or {}).get("pending_in_memory")
         if held:
-            return Check("daemon", "fail", f"running, but {held} detections are held in memory", "database not writable")
+            return Check(
+                "daemon",
+                "fail",
+                f"running, but {held} detections are held in memory",
+                "database not writable",
+            )
         return Check("daemon", "ok", f"running (pid {h.get('pid')}, {h.get('state')})")
     return Check("daemon", "warn", "not running", "start it: systemctl start yellowhammer-edge")

@@ -5,7 +5,9 @@ The server imports only this package from ``edge``. It holds:
 - :mod:`~edge.contract.detection`: the one typed :class:`Detection`, its field list
   (:data:`FIELDS`, which drives store columns, payload keys, server columns and exports), the
   payload and row codecs, and the deterministic :func:`detection_id`;
-- :mod:`~edge.contract.messages`: topics and the status, stats, digest and resend messages;
+- :mod:`~edge.contract.spectrogram`: a song's quantised log-mel spectrogram (optional detection field);
+- :mod:`~edge.contract.messages`: topics and the status, stats (with the deployment), digest, resend,
+  clip and clip-request messages;
 - :mod:`~edge.contract.wire`: size limits, JSON parsing, identifier and text rules, and
   :class:`ContractError`;
 - :mod:`~edge.contract.edgedb`: an edge database file read as detection messages (a recorder's
@@ -25,9 +27,15 @@ from edge.contract.detection import (
     table_fields,
 )
 from edge.contract.messages import (
+    CLIP_CODECS,
     DEVICE_KINDS,
     DIGEST_BUCKET_S,
     MAX_BUCKETS,
+    MAX_CLIP_BYTES,
+    MAX_CLIP_CHUNK_BYTES,
+    ClipChunk,
+    ClipRequest,
+    Deployment,
     Digest,
     Resend,
     Stats,
@@ -35,6 +43,7 @@ from edge.contract.messages import (
     Topics,
     check_buckets,
 )
+from edge.contract.spectrogram import Spectrogram
 from edge.contract.wire import (
     ID_RE,
     MAX_PAYLOAD_BYTES,
@@ -49,7 +58,13 @@ from edge.contract.wire import (
 )
 
 __all__ = [
+    "CLIP_CODECS",
     "DEVICE_KINDS",
+    "MAX_CLIP_BYTES",
+    "MAX_CLIP_CHUNK_BYTES",
+    "ClipChunk",
+    "ClipRequest",
+    "Deployment",
     "DIGEST_BUCKET_S",
     "EMBEDDING_DTYPES",
     "FIELDS",
@@ -60,6 +75,7 @@ __all__ = [
     "MAX_TEXT",
     "SCHEMA_VERSION",
     "SUPPORTED_SCHEMAS",
+    "Spectrogram",
     "VERSION_RE",
     "ContractError",
     "Detection",

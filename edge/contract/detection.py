@@ -15,10 +15,14 @@ Payload schema 1 (JSON object, UTF-8)::
      "onset_s": 12.34, "offset_s": 14.69,
      "encoder_version": "enc-1.0.0", "detector_version": "det-1.0.0", "source": "mic:USB",
      "created_at": 1714550003.1,
-     "embedding": {"dtype": "f16", "dim": 32, "b64": "<base64 of little-endian float16>"}}
+     "latitude": 49.19, "longitude": 16.61,
+     "embedding": {"dtype": "f16", "dim": 32, "b64": "<base64 of little-endian float16>"},
+     "spectrogram": {"fmt": "u8z", "frames": 155, "mels": 64, ..., "b64": "..."}}
 
 Readers ignore unknown keys; optional fields may be absent (older devices), a change that breaks
-readers bumps ``schema``. Embeddings travel as little-endian float16: a 32-d unit vector is 64
+readers bumps ``schema``. ``latitude``/``longitude`` and ``spectrogram`` were added within schema 1
+(optional: absent when unknown or turned off); the spectrogram's wire form and size budget are in
+:mod:`edge.contract.spectrogram` and ``docs/mqtt.md``. Embeddings travel as little-endian float16: a 32-d unit vector is 64
 bytes, and float16 rounding (relative error < 5e-4) is far below what separates dialects.
 """
 
@@ -33,6 +37,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
+from edge.contract.spectrogram import Spectrogram
 from edge.contract.wire import (
     SCHEMA_VERSION,
     ContractError,
@@ -70,7 +75,8 @@ class Field:
         Attribute, payload key and column name.
     kind
         ``id``, ``version``, ``text``, ``time`` (UTC epoch s), ``seconds``, ``prob`` (0..1), ``db``,
-        ``bool``, ``embedding`` or ``json``; decides the check, the SQL type and the table format.
+        ``bool``, ``degrees``, ``embedding``, ``spectrogram`` or ``json``; decides the check, the SQL
+        type and the table format.
     doc
         What it means, with its unit.
     required
@@ -87,12 +93,12 @@ class Field:
 
     @property
     def sql(self) -> str:
-        return {"bool": "INTEGER", "embedding": "BLOB"}.get(
+        return {"bool": "INTEGER", "embedding": "BLOB", "spectrogram": "TEXT"}.get(
             self.kind, "REAL" if self.kind in _NUMERIC else "TEXT"
         )
 
 
-_NUMERIC = {"time", "seconds", "prob", "db"}
+_NUMERIC = {"time", "seconds", "prob", "db", "degrees"}
 
 FIELDS: tuple[Field, ...] = (
     Field("id", "id", "globally unique id of the song (UUID); the server deduplicates on it", True),
@@ -112,7 +118,11 @@ FIELDS: tuple[Field, ...] = (
     Field("detector_version", "version", "version of the detector"),
     Field("source", "text", "file path or microphone the audio came from"),
     Field("created_at", "time", "UTC time the detection was made, epoch seconds"),
+    Field("latitude", "degrees", "where the recorder stood, WGS84 decimal degrees north (-90..90)"),
+    Field("longitude", "degrees", "where the recorder stood, WGS84 decimal degrees east (-180..180)"),
     Field("embedding", "embedding", "dialect embedding, float32 (dim,), L2-normalised", True, table=False),
+    Field("spectrogram", "spectrogram", "the song's log-mel spectrogram with margins, uint8 dB cells (see "
+          "edge/contract/spectrogram.py)", table=False),
     Field("extra", "json", "free-form extras (JSON object)", table=False),
 )  # fmt: skip
 FIELD_NAMES = tuple(f.name for f in FIELDS)
@@ -177,6 +187,9 @@ class Detection:
     detector_version: str = ""
     source: str = ""
     created_at: float = 0.0
+    latitude: float | None = None
+    longitude: float | None = None
+    spectrogram: Spectrogram | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -188,13 +201,19 @@ class Detection:
         return replace(self, **changes)
 
     # -- the payload -------------------------------------------------------------------------
-    def to_payload(self, dtype: str = "f16") -> bytes:
-        """The schema-1 JSON payload (compact UTF-8); raises ContractError if it cannot be encoded."""
+    def to_payload(self, dtype: str = "f16", with_spectrogram: bool = True) -> bytes:
+        """The schema-1 JSON payload (compact UTF-8); raises ContractError if it cannot be encoded.
+
+        Optional fields that are unset (``None``: position, onset/offset, spectrogram) are left
+        out, so a detection without them has the bytes of an older device's payload."""
         body: dict = {"schema": SCHEMA_VERSION}
         for f in FIELDS:
             v = getattr(self, f.name)
             if f.kind == "embedding":
                 body[f.name] = encode_embedding(v, dtype)
+            elif f.kind == "spectrogram":
+                if v is not None and with_spectrogram:
+                    body[f.name] = v.to_wire()
             elif f.kind == "json":
                 if v:
                     body[f.name] = v
@@ -227,6 +246,8 @@ class Detection:
                 emb = np.asarray(v, dtype="<f4").reshape(-1)
                 row[f.name] = emb.tobytes()
                 row["embedding_dim"] = int(emb.shape[0])
+            elif f.kind == "spectrogram":
+                row[f.name] = None if v is None else json.dumps(v.to_wire(), separators=(",", ":"))
             elif f.kind == "json":
                 row[f.name] = json.dumps(v, separators=(",", ":")) if v else None
             elif f.kind == "bool":
@@ -251,6 +272,8 @@ class Detection:
             v = row[f.name]
             if f.kind == "embedding":
                 kw[f.name] = np.frombuffer(bytes(v), dtype="<f4").copy()
+            elif f.kind == "spectrogram":
+                kw[f.name] = Spectrogram.from_wire(json.loads(v) if isinstance(v, str) else v)
             elif f.kind == "json":
                 kw[f.name] = extra
             elif f.kind == "bool":
@@ -263,7 +286,9 @@ class Detection:
 
 #: fields that older devices kept inside ``extra`` before they became fields
 _LEGACY_EXTRA = ("overlap", "refined", "onset_s", "offset_s")
-assert set(FIELD_NAMES) == {f.name for f in fields(Detection)}, "FIELDS and Detection must list the same fields"
+assert set(FIELD_NAMES) == {f.name for f in fields(Detection)}, (
+    "FIELDS and Detection must list the same fields"
+)
 
 
 def encode_embedding(embedding, dtype: str = "f16") -> dict:
@@ -290,7 +315,9 @@ def decode_embedding(emb) -> np.ndarray:
         raise ContractError("embedding b64 is not valid base64") from None
     np_dtype = np.dtype(EMBEDDING_DTYPES[dtype])
     if len(raw) != dim * np_dtype.itemsize:
-        raise ContractError(f"embedding has {len(raw)} bytes, expected {dim * np_dtype.itemsize} for dim {dim} {dtype}")
+        raise ContractError(
+            f"embedding has {len(raw)} bytes, expected {dim * np_dtype.itemsize} for dim {dim} {dtype}"
+        )
     x = np.frombuffer(raw, dtype=np_dtype).astype(np.float32)
     if not np.all(np.isfinite(x)):
         raise ContractError("embedding contains NaN or infinite values")
@@ -335,7 +362,9 @@ def _decode(body: dict, topic_device: str | None, now: float) -> Detection:
         times[key] = t
     start, end = times["start_time"], times["end_time"]
     if not 0 <= end - start <= MAX_SONG_S:
-        raise ContractError(f"end_time - start_time = {end - start:.3g} s is not a song length (0..{MAX_SONG_S:.0f} s)")
+        raise ContractError(
+            f"end_time - start_time = {end - start:.3g} s is not a song length (0..{MAX_SONG_S:.0f} s)"
+        )
     if "encoder_version" not in body:
         _missing("encoder_version")
     encoder = check_version(body["encoder_version"], "encoder_version")
@@ -369,6 +398,8 @@ def _decode(body: dict, topic_device: str | None, now: float) -> Detection:
         v = extra.get(key) if key in _LEGACY_EXTRA else None
         return v if isinstance(v, bool) else default  # a non-bool legacy extra: not ours to judge
 
+    spec = body.get("spectrogram")
+    spec = None if spec is None else Spectrogram.from_wire(spec)
     onset, offset = num("onset_s", 0.0, MAX_STREAM_S, None), num("offset_s", 0.0, MAX_STREAM_S, None)
     if onset is not None and offset is not None and offset < onset:
         raise ContractError("offset_s is before onset_s")
@@ -391,6 +422,9 @@ def _decode(body: dict, topic_device: str | None, now: float) -> Detection:
         detector_version=detector,
         source=_opt(body, "source", check_text, ""),
         created_at=created,
+        latitude=_opt(body, "latitude", lambda v, k: check_number(v, k, -90.0, 90.0), None),
+        longitude=_opt(body, "longitude", lambda v, k: check_number(v, k, -180.0, 180.0), None),
+        spectrogram=spec,
         extra={k: v for k, v in extra.items() if k not in _LEGACY_EXTRA},
     )
 

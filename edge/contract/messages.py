@@ -7,6 +7,10 @@ Topics (``prefix`` is ``mqtt.topic_prefix``, ``yh/v1`` by default; ``device`` a 
     {prefix}/{device}/stats        Stats: health JSON, retained                       (device -> server)
     {prefix}/{device}/digest       Digest: synced detections per time bucket           (device -> server)
     {prefix}/{device}/resend       Resend: buckets the server lacks                    (server -> device)
+    {prefix}/{device}/clip         ClipChunk: one bounded piece of a song's audio clip  (device -> server)
+    {prefix}/{device}/clip_request ClipRequest: detection ids whose clips the server wants (server -> device)
+
+The stats message carries the recorder's :class:`Deployment` (where it stands) under ``deployment``.
 
 Each message type has ``to_payload`` and ``from_payload`` on the same class; ``from_payload``
 raises :class:`~edge.contract.wire.ContractError` with a one-line reason.
@@ -14,24 +18,30 @@ raises :class:`~edge.contract.wire.ContractError` with a one-line reason.
 
 from __future__ import annotations
 
+import hashlib
+import math
+import re
 import time
 from dataclasses import dataclass, field
 
 from edge.contract.wire import (
+    MAX_PAYLOAD_BYTES,
     SCHEMA_VERSION,
     ContractError,
     check_device_id,
     check_id,
     check_int,
+    check_number,
     check_schema,
+    check_text,
     dumps,
     parse_json,
 )
 
 #: devices publish these; the server subscribes to them
-DEVICE_KINDS = ("detections", "status", "stats", "digest")
+DEVICE_KINDS = ("detections", "status", "stats", "digest", "clip")
 #: the server publishes these to one device
-SERVER_KINDS = ("resend",)
+SERVER_KINDS = ("resend", "clip_request")
 #: the digest and the resend request count detections in time buckets of this many seconds
 BUCKET_S_RANGE = (60, 86400)
 DIGEST_BUCKET_S = 3600
@@ -64,6 +74,12 @@ class Topics:
 
     def resend(self, device_id: str) -> str:
         return self.of(device_id, "resend")
+
+    def clip(self, device_id: str) -> str:
+        return self.of(device_id, "clip")
+
+    def clip_request(self, device_id: str) -> str:
+        return self.of(device_id, "clip_request")
 
     def subscriptions(self, kinds=DEVICE_KINDS, share_group: str = "") -> list[str]:
         """Wildcard subscriptions of a server over every device (optionally a shared subscription)."""
@@ -139,22 +155,92 @@ class Stats:
         t = body.get("time")
         if isinstance(t, bool) or not isinstance(t, (int, float)):
             t = time.time()
-        return cls(str(device), float(t), body)
+        stats = cls(str(device), float(t), body)
+        stats.deployment  # a malformed deployment is refused with the message  # noqa: B018
+        return stats
+
+    @property
+    def deployment(self) -> Deployment | None:
+        """The recorder's deployment, when its stats carry one (raises ContractError if malformed)."""
+        d = self.body.get("deployment")
+        return None if d is None else Deployment.from_dict(d)
+
+
+#: text fields of a deployment and their length limits
+_DEPLOYMENT_TEXT = {"site": 200, "microphone": 200}
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """Where and how a recorder stands (from its config), sent in its stats under ``deployment``.
+
+    ``latitude``/``longitude``: WGS84 decimal degrees; ``elevation_m``: metres above sea level;
+    ``site``: a name; ``start``/``end``: UTC epoch seconds of the deployment (``end`` for a planned
+    removal); ``microphone``: free text. Every field is optional. The server keeps one deployment
+    per device and position: a recorder that moves starts a new one.
+    """
+
+    latitude: float | None = None
+    longitude: float | None = None
+    elevation_m: float | None = None
+    site: str = ""
+    microphone: str = ""
+    start: float | None = None
+    end: float | None = None
+
+    @property
+    def placed(self) -> bool:
+        return self.latitude is not None and self.longitude is not None
+
+    def to_dict(self) -> dict:
+        out = {}
+        for k in ("latitude", "longitude", "elevation_m", "start", "end"):
+            v = getattr(self, k)
+            if v is not None:
+                out[k] = v
+        for k in _DEPLOYMENT_TEXT:
+            if getattr(self, k):
+                out[k] = getattr(self, k)
+        return out
+
+    @classmethod
+    def from_dict(cls, body) -> Deployment:
+        if not isinstance(body, dict):
+            raise ContractError("deployment must be an object")
+        kw: dict = {}
+        for k, lo, hi in (("latitude", -90.0, 90.0), ("longitude", -180.0, 180.0), ("elevation_m", -500.0, 9000.0),
+                          ("start", 0.0, 1e11), ("end", 0.0, 1e11)):  # fmt: skip
+            if body.get(k) is not None:
+                kw[k] = check_number(body[k], f"deployment.{k}", lo, hi)
+        if ("latitude" in kw) != ("longitude" in kw):
+            raise ContractError("deployment needs both latitude and longitude, or neither")
+        for k, limit in _DEPLOYMENT_TEXT.items():
+            if body.get(k) is not None:
+                kw[k] = check_text(body[k], f"deployment.{k}", limit)
+        if kw.get("start") is not None and kw.get("end") is not None and kw["end"] < kw["start"]:
+            raise ContractError("deployment end is before its start")
+        return cls(**kw)
 
 
 @dataclass(frozen=True, slots=True)
 class Digest:
     """How many synced detections a device holds per bucket of ``start_time``
-    (``counts``: ``[(bucket, n), ...]``; bucket ``b`` covers ``[b * bucket_s, (b + 1) * bucket_s)``)."""
+    (``counts``: ``[(bucket, n), ...]``; bucket ``b`` covers ``[b * bucket_s, (b + 1) * bucket_s)``),
+    and (optional, ``clips``) the detection ids of the clips whose upload the broker acknowledged
+    recently, so the server can ask again for any it does not hold."""
 
     device_id: str
     bucket_s: int
     counts: tuple[tuple[int, int], ...]
     time: float = 0.0
+    clips: tuple[str, ...] = ()
 
     def to_payload(self) -> bytes:
-        return dumps({"schema": SCHEMA_VERSION, "device_id": self.device_id, "time": self.time,
-                      "bucket_s": self.bucket_s, "counts": [[b, n] for b, n in self.counts]})  # fmt: skip
+        body = {"schema": SCHEMA_VERSION, "device_id": self.device_id, "time": self.time,
+                "bucket_s": self.bucket_s, "counts": [[b, n] for b, n in self.counts]}  # fmt: skip
+        if self.clips:
+            body["clips"] = list(self.clips)
+        return dumps(body)
 
     @classmethod
     def from_payload(cls, payload: bytes, topic_device: str) -> Digest:
@@ -172,12 +258,23 @@ class Digest:
             raise ContractError(f"digest: {exc}") from None
         out = []
         for pair in counts:
-            if not isinstance(pair, list) or len(pair) != 2 or not all(type(v) is int and 0 <= v < 2**53 for v in pair):
+            if (
+                not isinstance(pair, list)
+                or len(pair) != 2
+                or not all(type(v) is int and 0 <= v < 2**53 for v in pair)
+            ):
                 raise ContractError("digest: each count must be [bucket, n] with non-negative integers")
             out.append((pair[0], pair[1]))
         t = body.get("time", 0.0)
         t = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else 0.0
-        return cls(topic_device, bucket_s, tuple(out), t)
+        clips = body.get("clips", [])
+        if not isinstance(clips, list) or len(clips) > MAX_CLIP_IDS:
+            raise ContractError(f"digest: clips must be a list of at most {MAX_CLIP_IDS} detection ids")
+        try:
+            clip_ids = tuple(check_id(c, "digest clip id") for c in clips)
+        except ContractError as exc:
+            raise ContractError(f"digest: {exc}") from None
+        return cls(topic_device, bucket_s, tuple(out), t, clip_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,4 +298,131 @@ class Resend:
         return cls(bucket_s, tuple(buckets))
 
 
-__all__ = ["Topics", "Status", "Stats", "Digest", "Resend", "check_buckets", "check_id"]
+# -- audio clips ------------------------------------------------------------------------------------
+#: clip codecs a device may send (``wav``: 16-bit PCM; ``flac``: lossless)
+CLIP_CODECS = {"wav": "audio/wav", "flac": "audio/flac"}
+#: a whole clip at most this big (a 60-s song at 24 kHz in 16-bit WAV is 2.9 MB)
+MAX_CLIP_BYTES = 4 * 1024 * 1024
+#: audio bytes in one clip message at most (the header and the message stay under MAX_PAYLOAD_BYTES)
+MAX_CLIP_CHUNK_BYTES = 60 * 1024
+MAX_CLIP_CHUNKS = 1024
+#: detection ids in one clip request or digest at most
+MAX_CLIP_IDS = 1000
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def clip_chunks(data: bytes, chunk_bytes: int) -> int:
+    """How many messages a clip of ``len(data)`` bytes takes."""
+    return max(1, math.ceil(len(data) / chunk_bytes))
+
+
+@dataclass(frozen=True, slots=True)
+class ClipChunk:
+    """One piece of a song's audio clip (topic ``clip``, QoS 1, one message per piece).
+
+    Binary on the wire: a compact JSON header, a newline, then the raw bytes of the piece::
+
+        {"schema":1,"device_id":"yh-meadow-03","detection_id":"<id>","codec":"wav","rate":24000,
+         "size":151244,"sha256":"<hex of the whole clip>","seq":0,"n":5,"offset":0}\n<bytes>
+
+    ``seq`` counts from 0 to ``n - 1``; ``offset`` is the piece's byte position in the clip. The
+    server reassembles the clip once it holds every piece and checks size and sha256; pieces sent
+    again (after a reconnect) overwrite themselves harmlessly.
+    """
+
+    device_id: str
+    detection_id: str
+    codec: str
+    rate: int
+    size: int
+    sha256: str
+    seq: int
+    n: int
+    offset: int
+    data: bytes
+
+    def __post_init__(self) -> None:
+        if self.codec not in CLIP_CODECS:
+            raise ContractError(
+                f"clip codec {str(self.codec)[:20]!r} not supported ({', '.join(CLIP_CODECS)})"
+            )
+        if not 0 < self.size <= MAX_CLIP_BYTES:
+            raise ContractError(f"clip size must be 1..{MAX_CLIP_BYTES} bytes")
+        if not 1 <= self.n <= MAX_CLIP_CHUNKS or not 0 <= self.seq < self.n:
+            raise ContractError(
+                f"clip piece {self.seq} of {self.n} is not in 0..n-1 (n at most {MAX_CLIP_CHUNKS})"
+            )
+        if not 0 < len(self.data) <= MAX_CLIP_CHUNK_BYTES:
+            raise ContractError(f"clip piece must hold 1..{MAX_CLIP_CHUNK_BYTES} bytes")
+        if self.offset < 0 or self.offset + len(self.data) > self.size:
+            raise ContractError("clip piece lies outside the clip")
+        if not 4000 <= self.rate <= 192000:
+            raise ContractError("clip rate must be 4000..192000 Hz")
+        if not _SHA256.match(self.sha256):
+            raise ContractError("clip sha256 must be 64 lower-case hex digits")
+
+    @classmethod
+    def split(cls, device_id: str, detection_id: str, codec: str, rate: int, data: bytes,
+              chunk_bytes: int) -> list[ClipChunk]:  # fmt: skip
+        """A whole clip as its pieces of at most ``chunk_bytes``."""
+        chunk_bytes = max(1, min(int(chunk_bytes), MAX_CLIP_CHUNK_BYTES))
+        digest = hashlib.sha256(data).hexdigest()
+        n = clip_chunks(data, chunk_bytes)
+        return [cls(device_id, detection_id, codec, rate, len(data), digest, i, n, i * chunk_bytes,
+                    data[i * chunk_bytes : (i + 1) * chunk_bytes]) for i in range(n)]  # fmt: skip
+
+    def to_payload(self) -> bytes:
+        head = dumps({"schema": SCHEMA_VERSION, "device_id": self.device_id, "detection_id": self.detection_id,
+                      "codec": self.codec, "rate": self.rate, "size": self.size, "sha256": self.sha256,
+                      "seq": self.seq, "n": self.n, "offset": self.offset})  # fmt: skip
+        return head + b"\n" + self.data
+
+    @classmethod
+    def from_payload(cls, payload: bytes, topic_device: str | None = None) -> ClipChunk:
+        payload = bytes(payload)
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise ContractError(
+                f"clip message of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit"
+            )
+        head, sep, data = payload.partition(b"\n")
+        if not sep or len(head) > 2048:
+            raise ContractError("clip message must be a JSON header line followed by the audio bytes")
+        body = parse_json(head, "clip header")
+        check_schema(body, "clip")
+        device = check_device_id(body.get("device_id"))
+        if topic_device is not None and device != topic_device:
+            raise ContractError("clip: device_id does not match the topic")
+        ints = {}
+        for k, lo, hi in (("rate", 0, 10**6), ("size", 0, 2**40), ("seq", 0, 10**6), ("n", 0, 10**6),
+                          ("offset", 0, 2**40)):  # fmt: skip
+            ints[k] = check_int(body.get(k), f"clip.{k}", lo, hi)
+        codec, sha = body.get("codec"), body.get("sha256")
+        if not isinstance(codec, str) or not isinstance(sha, str):
+            raise ContractError("clip: codec and sha256 must be strings")
+        return cls(device, check_id(body.get("detection_id"), "clip detection_id"), codec, ints["rate"],
+                   ints["size"], sha, ints["seq"], ints["n"], ints["offset"], data)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ClipRequest:
+    """The server asks a device to upload the clips of these detections (members of a candidate
+    new dialect, or clips a digest reported that the server does not hold). A device uploads only
+    clips it still holds, and only when its owner allowed requested uploads (``clips.requested``)."""
+
+    ids: tuple[str, ...]
+
+    def to_payload(self) -> bytes:
+        return dumps({"schema": SCHEMA_VERSION, "ids": list(self.ids)})
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> ClipRequest:
+        body = parse_json(payload, "clip request")
+        check_schema(body, "clip request")
+        ids = body.get("ids")
+        if not isinstance(ids, list) or len(ids) > MAX_CLIP_IDS:
+            raise ContractError(f"clip request ids must be a list of at most {MAX_CLIP_IDS} detection ids")
+        return cls(tuple(check_id(i, "clip request id") for i in ids))
+
+
+__all__ = ["CLIP_CODECS", "MAX_CLIP_BYTES", "MAX_CLIP_CHUNK_BYTES", "ClipChunk", "ClipRequest", "Deployment",
+           "Digest", "Resend", "Stats", "Status", "Topics", "check_buckets", "check_id", "clip_chunks"]  # fmt: skip

@@ -10,24 +10,45 @@ import dataclasses
 import platform
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
-from edge.contract import ContractError, check_device_id
+from edge.contract import ContractError, Deployment, check_device_id, clean_text
 from edge.kit.broker import Broker
+
+
+def parse_utc(text: str, what: str) -> float | None:
+    """ISO 8601 date or date-time (naive = UTC) as epoch seconds; ``""`` -> None."""
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{what}: {text[:40]!r} is not an ISO 8601 date or time (e.g. 2025-04-01)") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceConfig:
-    """Identity and where state lives.
+    """Identity, where state lives, and where the recorder stands.
 
     ``id``: stable recorder id used as MQTT client id and in every detection; ``""`` derives
-    one from the hostname. ``data_dir``: database, saved clips and state.
+    one from the hostname. ``data_dir``: database, saved clips and state. ``latitude``/
+    ``longitude`` (WGS84 decimal degrees) go with every detection and, with ``elevation_m``,
+    ``site``, ``microphone`` and ``deployment_start``/``deployment_end`` (ISO 8601, UTC), in the
+    stats message: the server keeps one deployment per position, so a recorder that moves (new
+    coordinates) starts a new deployment.
     """
 
     id: str = ""
     data_dir: str = "/var/lib/yellowhammer"
     latitude: float | None = None
     longitude: float | None = None
+    elevation_m: float | None = None
+    site: str = ""
+    microphone: str = ""
+    deployment_start: str = ""
+    deployment_end: str = ""
 
     def __post_init__(self):
         if self.id:  # the server applies the same rule (edge.contract): refuse here, not at the server
@@ -35,6 +56,19 @@ class DeviceConfig:
                 check_device_id(self.id)
             except ContractError as exc:
                 raise ValueError(f"device.id: {exc}") from None
+        try:
+            self.deployment()
+        except ContractError as exc:
+            raise ValueError(f"device: {exc}") from None
+
+    def deployment(self) -> Deployment:
+        """The deployment as the stats message carries it (checked by the contract's rules)."""
+        return Deployment.from_dict({
+            "latitude": self.latitude, "longitude": self.longitude, "elevation_m": self.elevation_m,
+            "site": clean_text(self.site, 200) or None, "microphone": clean_text(self.microphone, 200) or None,
+            "start": parse_utc(self.deployment_start, "device.deployment_start"),
+            "end": parse_utc(self.deployment_end, "device.deployment_end"),
+        })  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +166,64 @@ class StoreConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SpectrogramConfig:
+    """The song's spectrogram sent with each detection (``docs/mqtt.md``: a few kB per song).
+
+    ``enabled``: send it (on by default; off saves the bytes on a metered link). ``margin_s``:
+    seconds before the onset and after the offset included. ``max_seconds``: longer songs are
+    cut to this many seconds ending ``margin_s`` after their offset (the dialect is in the
+    terminal phrase). ``db_step``: quantisation step in dB (finer steps cost bytes on noisy
+    recordings: 1.5 dB gives 40 levels over 60 dB, more than a colour scale shows).
+    """
+
+    enabled: bool = True
+    margin_s: float = 0.3
+    max_seconds: float = 8.0
+    db_step: float = 1.5
+
+    def __post_init__(self):
+        if not 0 <= self.margin_s <= 2:
+            raise ValueError("spectrogram.margin_s must be between 0 and 2")
+        if not 0.5 <= self.max_seconds <= 19:
+            raise ValueError("spectrogram.max_seconds must be between 0.5 and 19")
+        if not 0.1 <= self.db_step <= 6:
+            raise ValueError("spectrogram.db_step must be between 0.1 and 6")
+
+
+@dataclass(frozen=True, slots=True)
+class ClipsConfig:
+    """Uploading songs' audio to the server (off by default: people may be audible; see
+    ``docs/mqtt.md``, "Audio clips and privacy").
+
+    ``upload``: send clips at all. ``per_hour``: at most this many songs of each hour (UTC, by
+    song time) are uploaded, the first ones to come; 0 = only requested ones. ``requested``: also
+    upload the clips the server asks for (e.g. members of a candidate new dialect), as long as
+    they are still on disk (``store.save_clips`` keeps every song's audio within
+    ``store.clip_quota_mb``; without it only the clips chosen for upload are written).
+    ``format``: ``"auto"`` (FLAC where the ``soundfile`` package is installed, else WAV),
+    ``"flac"`` or ``"wav"`` (16-bit, 24 kHz). ``daily_mb``: upload budget per UTC day (a clip
+    waits for the next day when it is spent). ``chunk_kb``: size of one clip message.
+    """
+
+    upload: bool = False
+    per_hour: int = 6
+    requested: bool = True
+    format: str = "auto"
+    daily_mb: float = 20.0
+    chunk_kb: int = 32
+
+    def __post_init__(self):
+        if self.per_hour < 0:
+            raise ValueError("clips.per_hour must be >= 0")
+        if self.format not in ("auto", "flac", "wav"):
+            raise ValueError("clips.format must be 'auto', 'flac' or 'wav'")
+        if self.daily_mb <= 0:
+            raise ValueError("clips.daily_mb must be > 0")
+        if not 1 <= self.chunk_kb <= 60:
+            raise ValueError("clips.chunk_kb must be between 1 and 60")
+
+
+@dataclass(frozen=True, slots=True)
 class MqttConfig(Broker):
     """Sync to the server over MQTT (off unless ``enabled``).
 
@@ -201,6 +293,8 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    spectrogram: SpectrogramConfig = field(default_factory=SpectrogramConfig)
+    clips: ClipsConfig = field(default_factory=ClipsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.contract.detection import detection_id
+from edge.contract.spectrogram import Spectrogram
 from edge.contract.wire import clean_text
 from edge.core.frontend import FrontendConfig, StreamingLogMel
 from edge.core.ports import AudioSource, ClipSink, DetectionSink, Detector, Encoder
@@ -85,6 +86,25 @@ class FrameRing:
         return np.concatenate([before, part, after]).astype(self._buf.dtype)
 
 
+@dataclass(frozen=True, slots=True)
+class SpectrogramSpec:
+    """What of a song's log-mel frames goes into its detection (see :class:`edge.contract.Spectrogram`).
+
+    Attributes
+    ----------
+    margin_s
+        Seconds before the onset and after the offset, s.
+    max_seconds
+        At most this long, s; a longer song keeps its end (the terminal phrase).
+    db_step
+        Quantisation step, dB.
+    """
+
+    margin_s: float = 0.3
+    max_seconds: float = 8.0
+    db_step: float = 1.5
+
+
 @dataclass
 class PipelineStats:
     """Running figures of a pipeline (health log, stats topic, benchmark)."""
@@ -106,6 +126,7 @@ class PipelineStats:
             "detector": 0.0,
             "segmenter": 0.0,
             "encoder": 0.0,
+            "spectrogram": 0.0,
             "store": 0.0,
         }
     )
@@ -151,6 +172,10 @@ class Pipeline:
         Optional :class:`~edge.core.ports.ClipSink` (saves each song's audio).
     on_detection
         Called with each detection after it was handed to the sink.
+    spectrogram
+        Attach each song's quantised log-mel spectrogram to its detection (None: no spectrogram).
+    position
+        ``(latitude, longitude)`` of the recorder written into every detection (None: unknown).
     """
 
     def __init__(
@@ -165,6 +190,8 @@ class Pipeline:
         clips: ClipSink | None = None,
         on_detection: Callable[[Detection], None] | None = None,
         encoder_margin_frames: int | None = None,
+        spectrogram: SpectrogramSpec | None = None,
+        position: tuple[float, float] | None = None,
     ) -> None:
         self.frontend_cfg = frontend
         self.detector = detector
@@ -178,6 +205,8 @@ class Pipeline:
         if encoder_margin_frames is None:
             encoder_margin_frames = frontend.frames_for(ENCODER_MARGIN_S)
         self.encoder_margin = int(encoder_margin_frames)
+        self.spectrogram = spectrogram
+        self.position = position
         self.stats = PipelineStats()
         self._fe = StreamingLogMel(frontend)
         history = int(_HISTORY_S * frontend.frame_rate)
@@ -311,6 +340,12 @@ class Pipeline:
             embedding = self.encoder.embed(self._frames.get(end - self.encoder.window_frames, end))
             t1 = time.thread_time()
             cpu["encoder"] += t1 - t
+            spec = None
+            if self.spectrogram is not None:
+                spec = self._spectrogram(song)
+                t2 = time.thread_time()
+                cpu["spectrogram"] += t2 - t1
+                t1 = t2
             start_time = chunk.time_at(song.start_sample * self._rate_k)
             end_time = chunk.time_at(song.end_sample * self._rate_k)
             onset_s, offset_s = round(song.start_sample / sr, 3), round(song.end_sample / sr, 3)
@@ -333,6 +368,9 @@ class Pipeline:
                 detector_version=self.detector.version,
                 source=source,
                 created_at=time.time(),
+                latitude=None if self.position is None else self.position[0],
+                longitude=None if self.position is None else self.position[1],
+                spectrogram=spec,
             )
             clip_path = self._save_clip(d, song) if self.clips is not None else None
             made.append((d, clip_path))
@@ -351,6 +389,20 @@ class Pipeline:
             if self.on_detection is not None:
                 self.on_detection(d)
         return [d for d, _ in made]
+
+    def _spectrogram(self, song: Song) -> Spectrogram:
+        """The song's frames from ``margin_s`` before its onset to ``margin_s`` after its offset
+        (only frames the ring holds: nothing is made up at the edges), quantised."""
+        fe, spec = self.frontend_cfg, self.spectrogram
+        margin = int(round(spec.margin_s * fe.frame_rate))
+        hi = min(song.end_frame + margin, self._frames.end)
+        lo = max(song.start_sample // fe.hop_length - margin, hi - fe.frames_for(spec.max_seconds),
+                 self._frames.start)  # fmt: skip
+        hi = max(hi, lo + 1)
+        t0 = (lo * fe.hop_length - song.start_sample) / fe.sample_rate
+        return Spectrogram.quantise(
+            self._frames.get(lo, hi), fe.frame_rate, t0, fe.fmin, fe.fmax, spec.db_step
+        )
 
     def _save_clip(self, d: Detection, song: Song) -> str | None:
         k = self._rate_k

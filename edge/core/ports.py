@@ -11,6 +11,7 @@ replayed source or the in-memory store (:class:`edge.adapters.store.memory.Memor
                                      ClipSink                    (SqliteStore = DetectionSink + Outbox)
                                                                            |
                                                         Publisher --unsynced/mark_synced--> Outbox
+                                                                  --pieces/acks-------> ClipOutbox
 """
 
 from __future__ import annotations
@@ -112,6 +113,39 @@ class Outbox(Protocol):
     def counts(self) -> dict:
         """Totals for status and stats (detections, unsynced, last detection, counters)."""
         ...
+
+
+@runtime_checkable
+class ClipOutbox(Protocol):
+    """The queue of audio clips to upload (opt-in), beside the detection :class:`Outbox`.
+
+    A clip is queued with its size and sha256 fixed; "sent" is per piece and means acknowledged
+    by the broker, so an upload resumes where it stopped."""
+
+    def pending_clip_uploads(self, limit: int) -> list[dict]:
+        """Queued clips, oldest first: ``detection_id, path, codec, rate, size, sha256,
+        chunk_bytes, n_chunks`` and ``acked`` (the set of acknowledged pieces)."""
+        ...
+
+    def mark_clip_chunks_acked(self, pieces: Iterable[tuple[str, int]]) -> list[str]:
+        """Record acknowledged ``(detection_id, piece)``; returns the detection ids now complete."""
+        ...
+
+    def queue_clip_uploads(self, detection_ids: Iterable[str], reason: str) -> int:
+        """Queue the clips of these detections (those still on disk); how many."""
+        ...
+
+    def fail_clip_upload(self, detection_id: str, reason: str) -> None: ...
+
+    def uploaded_clips(self, since: float) -> list[str]:
+        """Detection ids of clips completed since ``since`` (for the sync digest)."""
+        ...
+
+    def upload_bytes(self, day: str) -> int: ...
+
+    def add_upload_bytes(self, day: str, n: int) -> int: ...
+
+    def clip_counts(self) -> dict: ...
 
 
 @runtime_checkable

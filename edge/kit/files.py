@@ -8,7 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[Path], object], fsync: bool = True) -> Path:
+def atomic_write(
+    path: str | os.PathLike, data: bytes | str | Callable[[Path], object], fsync: bool = True
+) -> Path:
     """Write ``path`` through a temporary file in the same directory, then rename it into place.
 
     ``data`` is the content (bytes or UTF-8 text) or a function that writes the temporary path

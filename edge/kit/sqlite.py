@@ -119,9 +119,13 @@ class Database:
         if is_disk_full(exc):
             return DatabaseFullError(f"{self.path}: disk full, could not {doing.removeprefix('could not ')}")
         if is_read_only(exc):
-            return DatabaseReadOnlyError(f"{self.path}: read-only, could not {doing.removeprefix('could not ')}")
+            return DatabaseReadOnlyError(
+                f"{self.path}: read-only, could not {doing.removeprefix('could not ')}"
+            )
         if is_corrupt(exc):
-            return DatabaseCorruptError(f"{self.path}: the {self.what} file is damaged ({exc}); {RECOVER_HINT}")
+            return DatabaseCorruptError(
+                f"{self.path}: the {self.what} file is damaged ({exc}); {RECOVER_HINT}"
+            )
         return DatabaseError(f"{self.path}: {doing} ({exc})")
 
     # -- schema ------------------------------------------------------------------------------------

@@ -15,8 +15,11 @@ Pipeline of one run:
    cluster that holds the majority of its ``min_samples`` nearest fitted neighbours (its
    membership strength = their mean strength times the vote share), or is an outlier when no
    cluster has a majority (its neighbourhood is mostly outliers or split);
-4. 2-D and 3-D map coordinates: PCA by default (fast, deterministic, fine at 100k points);
-   t-SNE on request for up to 20k points.
+4. 2-D and 3-D map coordinates: PCA (fast, deterministic, fine at 100k points), t-SNE (up to
+   20k points; separates clusters that overlap in PCA), UMAP (where the umap-learn package is
+   installed), or ``auto``: a t-SNE 2-D map up to ``tsne_max`` songs with a PCA 3-D map, PCA
+   above (the CLI's default, ``[cluster] map`` in the server config). The library default stays
+   PCA.
 
 A run is stored with its id, time, parameters, software version and metrics; members keep
 cluster, probability and map coordinates.
@@ -26,11 +29,12 @@ Modules: :mod:`.fit` (PCA, quality filter, HDBSCAN, assignment, maps), :mod:`.ru
 """
 
 from server.clustering.fit import (
-           TSNE_MAX,
-           ClusterParams,
-           ClusterResult,
-           cluster_embeddings,
-           quality_exclusions,
+    MAP_METHODS,
+    TSNE_MAX,
+    ClusterParams,
+    ClusterResult,
+    cluster_embeddings,
+    quality_exclusions,
 )
 from server.clustering.metrics import compare_runs, coverage, evaluate
 from server.clustering.novelty import NOVELTY_P, novelty_report
@@ -38,6 +42,6 @@ from server.clustering.run import run_clustering
 from server.clustering.text import format_report
 from server.errors import ClusterError
 
-__all__ = ["NOVELTY_P", "TSNE_MAX", "ClusterError", "ClusterParams", "ClusterResult", "cluster_embeddings",
+__all__ = ["MAP_METHODS", "NOVELTY_P", "TSNE_MAX", "ClusterError", "ClusterParams", "ClusterResult", "cluster_embeddings",
            "compare_runs", "coverage", "evaluate", "format_report", "novelty_report", "quality_exclusions",
            "run_clustering"]  # fmt: skip

@@ -3,6 +3,7 @@ of the rest, and 2-D/3-D map coordinates (see the package docstring for the step
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,9 @@ from server.errors import ClusterError
 log = logging.getLogger(__name__)
 
 TSNE_MAX = 20_000
+#: 2-D/3-D map methods: ``auto`` = a t-SNE 2-D map up to ``tsne_max`` songs with a PCA 3-D map,
+#: PCA above; ``umap`` needs the umap-learn package
+MAP_METHODS = ("auto", "pca", "tsne", "umap")
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class ClusterParams:
     selection: str = "eom"
     max_fit: int = 20_000
     map_method: str = "pca"
+    tsne_max: int = 10_000
     # the quality filter: which songs HDBSCAN is fitted on (see quality_exclusions)
     include_truncated: bool = False
     include_overlap: bool = False
@@ -44,8 +49,10 @@ class ClusterParams:
             raise ClusterError("need 0 <= min duration < max duration")
         if self.selection not in ("eom", "leaf"):
             raise ClusterError("selection must be 'eom' or 'leaf'")
-        if self.map_method not in ("pca", "tsne"):
-            raise ClusterError("map method must be 'pca' or 'tsne'")
+        if self.map_method not in MAP_METHODS:
+            raise ClusterError(f"map method must be one of {', '.join(MAP_METHODS)}")
+        if self.map_method == "umap" and importlib.util.find_spec("umap") is None:
+            raise ClusterError("map method 'umap' needs the umap-learn package (pip install umap-learn)")
 
 
 @dataclass
@@ -179,23 +186,31 @@ def cluster_embeddings(
     return ClusterResult(labels, probs, map2, map3, len(fit_idx), fitted)
 
 
-def _maps(z: np.ndarray, params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
-    if params.map_method == "tsne" and z.shape[0] <= TSNE_MAX:
-        from sklearn.manifold import TSNE
-        from threadpoolctl import threadpool_limits
+def _tsne(z: np.ndarray, dim: int, seed: int) -> np.ndarray:
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
-        # t-SNE's OpenMP threads thrash on small shared machines; one thread is faster there
-        with threadpool_limits(1):
-            kw = dict(init="pca", random_state=params.seed, perplexity=min(30.0, max(2.0, z.shape[0] / 4)))
-            return (
-                TSNE(2, **kw).fit_transform(z).astype(np.float32),
-                TSNE(3, **kw).fit_transform(z).astype(np.float32),
-            )
-    if params.map_method == "tsne":
-        log.warning(
-            "cluster: %d points are too many for t-SNE (max %d); using PCA maps", z.shape[0], TSNE_MAX
-        )
+    # t-SNE's OpenMP threads thrash on small shared machines; one thread is faster there
+    with threadpool_limits(1):
+        kw = dict(init="pca", random_state=seed, perplexity=min(30.0, max(2.0, z.shape[0] / 4)))
+        return TSNE(dim, **kw).fit_transform(z).astype(np.float32)
+
+
+def _maps(z: np.ndarray, params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
+    n, method = z.shape[0], params.map_method
     p = _pca(z, 3, params.seed)
+    if method == "umap":
+        import umap  # optional: checked in ClusterParams
+
+        kw = dict(random_state=params.seed, n_neighbors=min(15, max(2, n - 1)))
+        return (umap.UMAP(n_components=2, **kw).fit_transform(z).astype(np.float32),
+                umap.UMAP(n_components=3, **kw).fit_transform(z).astype(np.float32))  # fmt: skip
+    if method == "auto" and 5 <= n <= min(params.tsne_max, TSNE_MAX):
+        return _tsne(z, 2, params.seed), p  # the 3-D map stays PCA: a 3-D t-SNE costs several times more
+    if method == "tsne" and n <= TSNE_MAX:
+        return _tsne(z, 2, params.seed), _tsne(z, 3, params.seed)
+    if method == "tsne":
+        log.warning("cluster: %d points are too many for t-SNE (max %d); using PCA maps", n, TSNE_MAX)
     return p[:, :2].copy(), p
 
 

@@ -73,7 +73,9 @@ def test_every_song_found_with_precise_onset_and_offset(stream, models):
         assert np.linalg.norm(d.embedding) == pytest.approx(1.0, abs=1e-3)
         assert d.device_id == Config().device_id
         assert d.id == detection_id(d.device_id, d.source, d.onset_s, d.offset_s, d.start_time, enc.version)
-        assert d.id != detection_id(d.device_id, d.source, d.onset_s, d.offset_s, d.start_time, "other-encoder")
+        assert d.id != detection_id(
+            d.device_id, d.source, d.onset_s, d.offset_s, d.start_time, "other-encoder"
+        )
     stats = comp.pipeline.stats.as_dict()
     assert stats["detections"] == len(truth) and stats["windows"] > 0
 
@@ -210,7 +212,7 @@ def test_frame_ring_keeps_the_tail_and_pads_outside():
 def test_a_48k_stream_goes_unresampled_into_the_frontend_with_the_same_detections(stream, models, tmp_path):
     """48 kHz audio, as a USB microphone delivers it: the frontend analyses it directly (no
     resampler); the songs, their times and embeddings match the resampled path, and saved
-    clips keep the 48 kHz rate."""
+    clips are halved to 24 kHz."""
     from edge.adapters.audio.wavfile import read_info, read_wav
     from edge.core.resample import resample
 
@@ -234,6 +236,45 @@ def test_a_48k_stream_goes_unresampled_into_the_frontend_with_the_same_detection
         assert abs(a.start_time - b.start_time) < 0.015 and abs(a.end_time - b.end_time) < 0.015
         assert a.onset_s == pytest.approx(b.onset_s, abs=0.015)
         assert float(a.embedding @ b.embedding) > 0.98, float(a.embedding @ b.embedding)
-    clip = read_info(store.db.execute("SELECT clip_path FROM detections").fetchone()[0])
-    assert clip.sample_rate == 2 * SR
+    # clips are written at the model rate (24 kHz covers the song), as FLAC where soundfile is installed
+    clip_path = store.db.execute("SELECT clip_path FROM detections").fetchone()[0]
+    if clip_path.endswith(".flac"):
+        import soundfile
+
+        assert soundfile.info(clip_path).samplerate == SR
+    else:
+        assert read_info(clip_path).sample_rate == SR
     store.close()
+
+
+def test_each_song_carries_its_spectrogram_and_the_recorders_position(stream, models):
+    """The spectrogram is the song's own log-mel frames (the same frontend) from margin_s before
+    the onset to margin_s after the offset, quantised; position from the config."""
+    from edge.core.frontend import logmel
+
+    path, truth = stream
+    env = {"YH_DEVICE__LATITUDE": "49.2", "YH_DEVICE__LONGITUDE": "16.6", "YH_SPECTROGRAM__MARGIN_S": "0.3"}
+    found, comp = run_file([path], models, config=load_config(None, env=env))
+    assert len(found) == len(truth)
+    fe = comp.pipeline.frontend_cfg
+    from edge.adapters.audio.wavfile import read_wav, to_mono
+
+    x, _ = read_wav(path)
+    frames = logmel(to_mono(x), fe)
+    for d in found:
+        s = d.spectrogram
+        assert (d.latitude, d.longitude) == (49.2, 16.6)
+        assert s.mels == fe.n_mels and s.fps == fe.frame_rate and (s.fmin, s.fmax) == (fe.fmin, fe.fmax)
+        assert s.t0 == pytest.approx(-0.3, abs=0.021)  # the margin, to a frame
+        assert s.duration_s == pytest.approx(d.offset_s - d.onset_s + 0.6, abs=0.2)
+        first = int(round((d.onset_s + s.t0) * fe.frame_rate))
+        ref = frames[first : first + s.frames]
+        top = ref.max()
+        keep = ref > top - 60  # within half a step where the cells are above the floor
+        np.testing.assert_allclose(s.db()[keep], ref[keep], atol=s.db_step / 2 + 1e-3)
+        back = type(d).from_payload(d.to_payload(), d.device_id)
+        assert back.spectrogram == s
+    # off by config: no spectrogram, and the payload is the size it was
+    off, _ = run_file([path], models, config=load_config(None, env={"YH_SPECTROGRAM__ENABLED": "false"}))
+    assert all(d.spectrogram is None and d.latitude is None for d in off)
+    assert max(len(d.to_payload()) for d in off) < 700 < min(len(d.to_payload()) for d in found)

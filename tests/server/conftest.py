@@ -13,3 +13,27 @@ def storage(tmp_path):
     s = SqliteStorage(tmp_path / "server.sqlite")
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def web_db_template(tmp_path_factory):
+    """A server database built once per session by :mod:`tests.server.webdata` (generated songs,
+    real spectrograms and embeddings, clips, deployments, labels, a cluster run); copy it before
+    writing to it (:func:`web_db`)."""
+    from tests.server.webdata import build
+
+    db = tmp_path_factory.mktemp("webdb") / "server.sqlite"
+    info = build(db)
+    return db, info
+
+
+@pytest.fixture()
+def web_db(web_db_template, tmp_path):
+    """A private copy of the web test database (``(path, info)``)."""
+    import sqlite3
+
+    src, info = web_db_template
+    dst = tmp_path / "server.sqlite"
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    return dst, info

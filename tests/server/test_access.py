@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import threading
 import urllib.error
 import urllib.request
@@ -14,7 +15,6 @@ from click.testing import CliRunner
 
 from server.cli import main
 from server.clustering import ClusterParams, run_clustering
-from server.serve import make_server
 from server.storage.sqlite import SqliteStorage
 from tests.sync.helpers import blob_detections, load_into_server
 
@@ -48,17 +48,42 @@ def test_export_csv_parquet_with_provenance(clustered_db, tmp_path):
     t = pq.read_table(tmp_path / "out" / "detections.parquet")
     assert t.num_rows == 90 and str(t.schema.field("embedding").type) == "list<element: float>"
     assert len(t.column("embedding")[0].as_py()) == 16
+    # times as times, flags as flags
+    assert rows[0]["start_time"].endswith("Z") and "T" in rows[0]["start_time"]
+    assert rows[0]["clock_synced"] in ("true", "false") and rows[0]["truncated"] == "false"
+    for col in ("start_time", "end_time", "created_at", "received_at"):
+        assert str(t.schema.field(col).type) == "timestamp[ms, tz=UTC]", col
+    for col in ("clock_synced", "truncated", "overlap", "refined", "cluster_fitted", "has_clip"):
+        assert str(t.schema.field(col).type) == "bool", col
+    first = min(d.start_time for d, _ in data)
+    assert t.column("start_time")[0].as_py().timestamp() == pytest.approx(first, abs=1e-3)
+    assert "spectrogram" not in t.schema.names
 
 
-def test_report_writes_html_and_plots(clustered_db, tmp_path):
+def test_report_writes_html_and_plots(clustered_db, tmp_path, caplog):
     db, _ = clustered_db
-    r = CliRunner().invoke(main, ["--db", str(db), "report", str(tmp_path / "rep")])
+    with caplog.at_level(logging.INFO):
+        r = CliRunner().invoke(main, ["--db", str(db), "report", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output
+    assert not [x for x in caplog.records if x.name.startswith("matplotlib")]  # matplotlib keeps quiet
     html = (tmp_path / "rep" / "index.html").read_text()
     pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
     assert pngs == ["clusters_per_device_enc-test-1.png", "detections_per_day.png", "map_enc-test-1.png"]
     for name in pngs:
         assert name in html and (tmp_path / "rep" / name).read_bytes()[:4] == b"\x89PNG"
+    # a cluster table with the dialect names the labels suggest (D0.. are the blobs' labels)
+    assert "<th>dialect name</th>" in html and "D0?" in html
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert {c["name"] for c in rep["clusters"][0]["clusters"] if c["cluster"] >= 0} <= {
+        "D0?",
+        "D1?",
+        "D2?",
+        "",
+    }
+    r = CliRunner().invoke(
+        main, ["--db", str(db), "report", str(tmp_path / "rep2"), "--base-url", "http://lab:8080"]
+    )
+    assert 'href="http://lab:8080/clusters/' in (tmp_path / "rep2" / "index.html").read_text()
 
 
 def _get(base: str, path: str):
@@ -69,31 +94,43 @@ def _get(base: str, path: str):
         return exc.code, json.loads(exc.read())
 
 
-def test_serve_read_only_json(clustered_db):
+def test_serve_json_api_over_http(clustered_db):
+    """The web app behind its WSGI server on a free loopback port: the JSON API as before (plus
+    400 for unknown parameters; writes without the token are refused)."""
+    from server.config import ServeConfig
+    from server.serve import WebServer
+
     db, data = clustered_db
-    server = make_server(db, "127.0.0.1", 0)
-    assert server.server_address[0] == "127.0.0.1"
+    storage = SqliteStorage(db)
+    server = WebServer(storage, ServeConfig(port=0), "a-token-of-sixteen-chars")
+    assert server.url.startswith("http://127.0.0.1:")
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    base = server.url
     try:
-        assert _get(base, "/")[1]["endpoints"]
+        assert "GET /api/detections" in _get(base, "/api")[1]["endpoints"]
         code, devs = _get(base, "/api/devices")
         assert code == 200 and {d["device_id"] for d in devs} == {"dev-1", "dev-2", "dev-3"}
         code, dets = _get(base, "/api/detections?device=dev-2&limit=5&embedding=1")
         assert code == 200 and len(dets) == 5 and len(dets[0]["embedding"]) == 16
+        assert all(
+            d["cluster"] is not None and d["cluster_run"] for d in dets
+        )  # detections carry their cluster
         code, cl = _get(base, "/api/clusters")
         assert code == 200 and sum(c["size"] for c in cl["clusters"]) == 90
         assert _get(base, "/api/novelty")[0] == 200
         assert _get(base, "/api/detections?since=abc")[0] == 400
+        assert _get(base, "/api/detections?cluster=3&labels=BC")[0] == 400
         assert _get(base, "/api/nothing")[0] == 404
-        req = urllib.request.Request(base + "/api/detections", data=b"{}", method="POST")
+        req = urllib.request.Request(base + "/api/labels", data=b"[]", method="POST",
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=10)
-        assert e.value.code == 405
+        assert e.value.code == 401
     finally:
         server.shutdown()
-        server.server_close()
+        t.join(10)
+        storage.close()
 
 
 def test_cli_errors_are_one_line(tmp_path):

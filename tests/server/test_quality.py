@@ -178,9 +178,9 @@ def test_export_has_quality_and_membership_columns(storage, tmp_path):
     export(storage, tmp_path / "out", formats=("csv",), embeddings=False)
     with (tmp_path / "out" / "detections.csv").open() as fh:
         rows = {r["id"]: r for r in csv.DictReader(fh)}
-    assert rows[noisy[0][0].id]["overlap"] == "1" and rows[noisy[0][0].id]["cluster_excluded"] == "overlap"
-    assert rows[data[0][0].id]["overlap"] == "0" and rows[data[0][0].id]["refined"] == "1"
-    assert rows[data[0][0].id]["cluster_fitted"] == "1" and rows[data[0][0].id]["cluster_excluded"] == ""
+    assert rows[noisy[0][0].id]["overlap"] == "true" and rows[noisy[0][0].id]["cluster_excluded"] == "overlap"
+    assert rows[data[0][0].id]["overlap"] == "false" and rows[data[0][0].id]["refined"] == "true"
+    assert rows[data[0][0].id]["cluster_fitted"] == "true" and rows[data[0][0].id]["cluster_excluded"] == ""
 
 
 def test_under_labelled_cluster_is_a_candidate_new_dialect(storage, tmp_path):
@@ -193,7 +193,9 @@ def test_under_labelled_cluster_is_a_candidate_new_dialect(storage, tmp_path):
     import_labels(storage, tmp_path / "l.csv")
     s = run_clustering(storage, None, ClusterParams(min_cluster_size=10))
     cands = s["novelty"]["candidate_new_dialects"]
-    assert len(cands) == 1 and cands[0]["why"].startswith("under-labelled") and cands[0]["labels"] == {"D0": 2}
+    assert (
+        len(cands) == 1 and cands[0]["why"].startswith("under-labelled") and cands[0]["labels"] == {"D0": 2}
+    )
     # fully labelled: no false alarm
     write_labels(tmp_path / "all.csv", data)
     import_labels(storage, tmp_path / "all.csv")
@@ -248,9 +250,15 @@ def test_new_dialect_absorbed_by_a_known_cluster_is_found_as_an_under_labelled_p
     # every song labelled, or a random half of every dialect's: nothing to report
     write_labels(tmp_path / "all.csv", data)
     import_labels(storage, tmp_path / "all.csv")
-    assert run_clustering(storage, None, ClusterParams(min_cluster_size=10))["novelty"]["candidate_new_dialects"] == []
+    assert (
+        run_clustering(storage, None, ClusterParams(min_cluster_size=10))["novelty"]["candidate_new_dialects"]
+        == []
+    )
     storage.delete_labels([d.id for d, _ in data[::2]])
-    assert run_clustering(storage, None, ClusterParams(min_cluster_size=10))["novelty"]["candidate_new_dialects"] == []
+    assert (
+        run_clustering(storage, None, ClusterParams(min_cluster_size=10))["novelty"]["candidate_new_dialects"]
+        == []
+    )
 
 
 def test_bisect_on_a_sample_places_every_song(monkeypatch):

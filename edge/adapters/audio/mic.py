@@ -298,7 +298,9 @@ def check(device: str) -> Check:
     except YellowhammerError as exc:
         return Check("microphone", "fail", str(exc), "install the 'mic' extra and portaudio19-dev")
     except OSError as exc:
-        return Check("microphone", "fail", f"PortAudio failed: {exc}", "no sound subsystem access (audio group?)")
+        return Check(
+            "microphone", "fail", f"PortAudio failed: {exc}", "no sound subsystem access (audio group?)"
+        )
     names = ", ".join(f"{x['index']}: {x['name']}" for x in devices)
     if not devices:
         return Check("microphone", "fail", "no input device",
@@ -306,5 +308,7 @@ def check(device: str) -> Check:
                      "the audio group")  # fmt: skip
     if device and not any((device.isdigit() and int(device) == x["index"]) or device.lower() in str(x["name"]).lower()
                           for x in devices):  # fmt: skip
-        return Check("microphone", "fail", f"no input device matches {device!r}; inputs: {names}", "audio.device typo")
+        return Check(
+            "microphone", "fail", f"no input device matches {device!r}; inputs: {names}", "audio.device typo"
+        )
     return Check("microphone", "ok", names)

@@ -19,6 +19,12 @@ Rules (DESIGN §4 "Outbox" and "MQTT"):
   the outbox. This recovers what a broker acknowledged and then lost (crash before its
   autosave, a subscription it forgot over a restart, a full queue) while PUBACK stays the sync
   criterion.
+- audio clips (opt-in, ``clips.upload``): once the detection outbox is drained, the queued clips
+  go out in bounded pieces (topic ``clip``, QoS 1) within the free in-flight slots; a piece
+  counts as sent only on its PUBACK (kept in the store, so an upload resumes after a restart),
+  a clip is done when every piece is acknowledged. Bytes are counted against ``clips.daily_mb``
+  per UTC day. The server may ask for clips (``clip_request``); the digest lists the clips
+  uploaded recently, so the server can ask again for one a broker lost.
 
 The wire format is in :mod:`edge.contract` and ``docs/mqtt.md``; the client comes from :mod:`edge.kit.mqtt`.
 
@@ -32,12 +38,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
 from edge.contract import (
     DIGEST_BUCKET_S,
     MAX_PAYLOAD_BYTES,
+    ClipChunk,
+    ClipRequest,
     ContractError,
     Digest,
     Resend,
@@ -86,10 +95,17 @@ class MqttPublisher:
         self.prefix = self.topics.prefix
         self.topic = self.topics.detections(self.device_id)
         self._lock = threading.Lock()
-        self._mid_to_id: dict[int, str] = {}
+        # message id -> detection id, or (detection id, piece) for a piece of a clip
+        self._mid_to_id: dict[int, str | tuple[str, int]] = {}
         self._early_acks: set[int] = set()  # PUBACK seen before publish() returned its mid
         self._inflight_ids: set[str] = set()  # published, not yet committed as synced
-        self._acked: list[str] = []
+        self._acked: list[str | tuple[str, int]] = []
+        self._clip_inflight: set[tuple[str, int]] = set()
+        self._clip_requests: list[tuple[str, ...]] = []
+        self._clip_data: dict[str, bytes] = {}  # the clips being uploaded (a few hundred kB each)
+        self.clips_cfg = config.clips
+        self._clips_on = config.clips.upload and hasattr(store, "pending_clip_uploads")
+        self._deployment = config.device.deployment().to_dict()
         self._skipped: set[str] = set()
         self._resend_requests: list[tuple[int, list[int]]] = []  # (bucket_s, buckets) from the server
         self._next_digest = 0.0
@@ -109,6 +125,10 @@ class MqttPublisher:
             "last_ack": None,
             "digests": 0,
             "requeued": 0,
+            "clip_pieces": 0,
+            "clips_uploaded": 0,
+            "clips_failed": 0,
+            "clip_bytes": 0,
         }
 
     @staticmethod
@@ -173,8 +193,8 @@ class MqttPublisher:
             flags.session_present,
         )
         client.publish(self.topics.status(self.device_id), Status("online").to_payload(), qos=1, retain=True)
-        # the server's resend requests; the persistent session keeps them while we are away
-        client.subscribe(self._resend_topic, qos=1)
+        # the server's resend and clip requests; the persistent session keeps them while we are away
+        client.subscribe([(self._resend_topic, 1), (self.topics.clip_request(self.device_id), 1)])
         self._connected.set()
         self._wake.set()
 
@@ -210,6 +230,16 @@ class MqttPublisher:
         return self.topics.digest(self.device_id)
 
     def _on_message(self, client, userdata, msg) -> None:
+        if msg.topic.endswith("/clip_request"):
+            try:
+                ids = ClipRequest.from_payload(msg.payload).ids
+            except ContractError as exc:
+                log.warning("mqtt: ignoring a malformed clip request on %s: %s", msg.topic, exc)
+                return
+            with self._lock:
+                self._clip_requests.append(ids)
+            self._wake.set()
+            return
         try:
             r = Resend.from_payload(msg.payload)
             req = (r.bucket_s, list(r.buckets))
@@ -232,11 +262,25 @@ class MqttPublisher:
             self.counters["requeued"] += n
             log.warning("mqtt: the server is missing detections in %d hour(s); %d queued again",
                         len(buckets), n)  # fmt: skip
+        with self._lock:
+            asked, self._clip_requests = self._clip_requests, []
+        for ids in asked:
+            if not (self._clips_on and self.clips_cfg.requested):
+                log.info("mqtt: the server asked for %d clips; not sent (clips.upload/clips.requested is off)",
+                         len(ids))  # fmt: skip
+                continue
+            try:
+                n = self.store.queue_clip_uploads(ids, "requested")
+            except YellowhammerError as exc:
+                log.error("mqtt: could not queue the clips the server asked for: %s", exc)
+                continue
+            log.info("mqtt: the server asked for %d clips; %d are on disk and queued", len(ids), n)
 
     def _digest_payload(self) -> bytes:
         since = time.time() - self.cfg.digest_window_s
         counts = self.store.sync_digest(DIGEST_BUCKET_S, since)
-        return Digest(self.device_id, DIGEST_BUCKET_S, tuple(counts), time.time()).to_payload()
+        clips = tuple(self.store.uploaded_clips(since)) if self._clips_on else ()
+        return Digest(self.device_id, DIGEST_BUCKET_S, tuple(counts), time.time(), clips).to_payload()
 
     def _maybe_digest(self, client: mqtt.Client) -> None:
         """Publish the digest when it is due and everything is acknowledged (counts are final)."""
@@ -253,31 +297,47 @@ class MqttPublisher:
         self.counters["digests"] += 1
         self._next_digest = time.monotonic() + self.cfg.digest_interval_s
 
-    def _register(self, mid: int, detection_id: str) -> None:
+    def _register(self, mid: int, key: str | tuple[str, int]) -> None:
         with self._lock:
             if mid in self._early_acks:
                 self._early_acks.discard(mid)
-                self._acked.append(detection_id)
+                self._acked.append(key)
             else:
-                self._mid_to_id[mid] = detection_id
+                self._mid_to_id[mid] = key
 
     # -- the drain ------------------------------------------------------------------------------
     def _flush_acks(self) -> int:
         """Commit acknowledged ids to the store (one transaction per flush)."""
         with self._lock:
-            acked, self._acked = self._acked, []
-        if not acked:
+            keys, self._acked = self._acked, []
+        if not keys:
             return 0
-        try:
-            self.store.mark_synced(acked)
-        except YellowhammerError as exc:
-            # not marked: they stay in the outbox and are sent again later (harmless, deduplicated)
-            log.error("mqtt: could not mark %d acknowledged detections synced: %s", len(acked), exc)
-        with self._lock:
-            self._inflight_ids.difference_update(acked)
-        self.counters["acked"] += len(acked)
+        acked = [k for k in keys if isinstance(k, str)]
+        pieces = [k for k in keys if not isinstance(k, str)]
+        if pieces:
+            try:
+                done = self.store.mark_clip_chunks_acked(pieces)
+            except YellowhammerError as exc:
+                # not recorded: those pieces are sent again (the server overwrites them harmlessly)
+                log.error("mqtt: could not record %d acknowledged clip pieces: %s", len(pieces), exc)
+                done = []
+            self.counters["clip_pieces"] += len(pieces)
+            self.counters["clips_uploaded"] += len(done)
+            with self._lock:
+                self._clip_inflight.difference_update(pieces)
+            for i in done:
+                self._clip_data.pop(i, None)
+        if acked:
+            try:
+                self.store.mark_synced(acked)
+            except YellowhammerError as exc:
+                # not marked: they stay in the outbox and are sent again later (harmless, deduplicated)
+                log.error("mqtt: could not mark %d acknowledged detections synced: %s", len(acked), exc)
+            with self._lock:
+                self._inflight_ids.difference_update(acked)
+            self.counters["acked"] += len(acked)
         self.counters["last_ack"] = time.time()
-        return len(acked)
+        return len(keys)
 
     def _rate_room(self) -> int:
         rate = self.cfg.max_rate_per_s
@@ -329,6 +389,86 @@ class MqttPublisher:
         self.counters["published"] += sent
         return sent
 
+    # -- clips ----------------------------------------------------------------------------------
+    def _clip_budget_left(self) -> int:
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        return int(self.clips_cfg.daily_mb * 1024 * 1024) - self.store.upload_bytes(day)
+
+    def _clip_bytes(self, up: dict) -> bytes | None:
+        """The clip's bytes as queued (same size and sha256), or None (the upload is given up)."""
+        import hashlib
+
+        i = up["detection_id"]
+        data = self._clip_data.get(i)
+        if data is not None:
+            return data
+        try:
+            data = Path(up["path"]).read_bytes()
+        except OSError as exc:
+            why = f"clip file unreadable: {exc.strerror or exc}"
+        else:
+            if len(data) == up["size"] and hashlib.sha256(data).hexdigest() == up["sha256"]:
+                self._clip_data[i] = data
+                return data
+            why = "clip file changed since it was queued"
+        log.warning("mqtt: clip of %s not uploaded: %s", i, why)
+        try:
+            self.store.fail_clip_upload(i, why)
+        except YellowhammerError as exc:
+            log.error("mqtt: could not record the failed clip upload: %s", exc)
+        self.counters["clips_failed"] += 1
+        return None
+
+    def _fill_clips(self, client: mqtt.Client) -> int:
+        """Publish pieces of queued clips into the in-flight slots the detections left free."""
+        with self._lock:
+            busy = len(self._inflight_ids) + len(self._clip_inflight)
+            inflight = set(self._clip_inflight)
+        room = min(self.cfg.max_inflight - busy, self._rate_room())
+        if room <= 0 or not self._connected.is_set():
+            return 0
+        budget = self._clip_budget_left()
+        if budget <= 0:
+            return 0
+        sent, spent = 0, 0
+        for up in self.store.pending_clip_uploads(limit=4):
+            data = self._clip_bytes(up)
+            if data is None:
+                continue
+            pieces = ClipChunk.split(self.device_id, up["detection_id"], up["codec"], up["rate"], data,
+                                     up["chunk_bytes"])  # fmt: skip
+            for piece in pieces:
+                key = (piece.detection_id, piece.seq)
+                if piece.seq in up["acked"] or key in inflight:
+                    continue
+                if sent >= room or spent >= budget or not self._connected.is_set():
+                    break
+                payload = piece.to_payload()
+                with self._lock:
+                    self._clip_inflight.add(key)
+                info = client.publish(self.topics.clip(self.device_id), payload, qos=1)
+                if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                    with self._lock:
+                        self._clip_inflight.discard(key)
+                    break
+                self._register(info.mid, key)
+                sent += 1
+                spent += len(payload)
+        if spent:
+            self.store.add_upload_bytes(time.strftime("%Y-%m-%d", time.gmtime()), spent)
+            self.counters["clip_bytes"] += spent
+            if self.cfg.max_rate_per_s > 0:
+                self._tokens -= sent
+        return sent
+
+    def _clips_pending(self) -> bool:
+        if not self._clips_on or self._clip_budget_left() <= 0:
+            return False
+        with self._lock:
+            inflight = set(self._clip_inflight)
+        return any(any(s not in up["acked"] and (up["detection_id"], s) not in inflight for s in range(up["n_chunks"]))
+                   for up in self.store.pending_clip_uploads(limit=4))  # fmt: skip
+
     def _stats_payload(self) -> bytes:
         health: dict = {}
         if self.stats_fn is not None:
@@ -342,8 +482,16 @@ class MqttPublisher:
             store = {"error": str(exc)}
         with self._lock:
             inflight = len(self._inflight_ids)
+        extra: dict = {}
+        if self._deployment:
+            extra["deployment"] = self._deployment
+        if self._clips_on:
+            try:
+                extra["clips"] = {**self.store.clip_counts(), "budget_left_bytes": self._clip_budget_left()}
+            except YellowhammerError as exc:
+                extra["clips"] = {"error": str(exc)}
         body = json.loads(json.dumps({"store": store, "publisher": {**self.counters, "inflight": inflight},
-                                      "health": health}, default=str))  # fmt: skip
+                                      "health": health, **extra}, default=str))  # fmt: skip
         return Stats(self.device_id, time.time(), body).to_payload()
 
     def publish_stats(self, client: mqtt.Client) -> None:
@@ -351,7 +499,7 @@ class MqttPublisher:
 
     def _idle(self) -> bool:
         with self._lock:
-            return not self._inflight_ids and not self._acked
+            return not self._inflight_ids and not self._acked and not self._clip_inflight
 
     def _session(self, stop: threading.Event, drain_only: bool, timeout: float | None) -> dict:
         client = self._make_client()
@@ -369,13 +517,15 @@ class MqttPublisher:
                 self._apply_resends()
                 if self._connected.is_set():
                     self._fill(client)
+                    if self._clips_on and not self._pending_rows():  # detections first
+                        self._fill_clips(client)
                     if not drain_only:
                         self._maybe_digest(client)
                     now = time.monotonic()
                     if not drain_only and now >= next_stats:
                         self.publish_stats(client)
                         next_stats = now + self.cfg.stats_interval_s
-                    if drain_only and self._idle() and not self._pending_rows():
+                    if drain_only and self._idle() and not self._pending_rows() and not self._clips_pending():
                         drained = True
                         break
                 if deadline is not None and time.monotonic() > deadline:

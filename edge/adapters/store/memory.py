@@ -71,7 +71,9 @@ class MemoryStore:
 
     def sync_digest(self, bucket_s: int, since: float) -> list[tuple[int, int]]:
         with self._lock:
-            recent = {int(self._rows[i].start_time // bucket_s) for i, t in self._synced.items() if t >= since}
+            recent = {
+                int(self._rows[i].start_time // bucket_s) for i, t in self._synced.items() if t >= since
+            }
             counts: dict[int, int] = {}
             for i in self._synced:
                 b = int(self._rows[i].start_time // bucket_s)

@@ -87,8 +87,22 @@ def _m2(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m3(db: sqlite_utils.Database) -> None:
+    """The clip upload queue: one row per clip to send (``done_at`` once every piece was
+    acknowledged by the broker), and the acknowledged pieces, so an upload resumes where it
+    stopped. No foreign key to ``detections``: retention may prune a detection whose clip is done."""
+    db["clip_uploads"].create(
+        {"detection_id": str, "path": str, "codec": str, "rate": int, "size": int, "sha256": str,
+         "chunk_bytes": int, "n_chunks": int, "reason": str, "start_time": float, "enqueued_at": float,
+         "done_at": float, "failed": str, "attempts": int},
+        pk="detection_id",
+    )  # fmt: skip
+    db["clip_uploads"].create_index(["done_at", "enqueued_at"])
+    db["clip_acks"].create({"detection_id": str, "seq": int}, pk=("detection_id", "seq"))
+
+
 # Append only: a released migration is never edited.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3]
 
 
 class StoreFullError(StoreError):
@@ -117,11 +131,19 @@ class SqliteStore:
         Database file; its directory is created if missing.
     readonly
         Open for reading only (status and export commands): no migrations, no writes.
+    upload_policy
+        When clips are uploaded: picks the detections (with a saved clip) whose clips are queued
+        for upload, in the same transaction as the detection.
+    clip_chunk_bytes
+        Size of one clip message.
     """
 
-    def __init__(self, path: str | os.PathLike, readonly: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, readonly: bool = False, upload_policy=None,
+                 clip_chunk_bytes: int = 32 * 1024) -> None:  # fmt: skip
         self.path = Path(path)
         self.readonly = readonly
+        self.upload_policy = upload_policy
+        self.clip_chunk_bytes = int(clip_chunk_bytes)
         try:
             self.database = Database(
                 self.path, readonly=readonly, busy_timeout_ms=BUSY_TIMEOUT_MS, synchronous="FULL",
@@ -135,10 +157,14 @@ class SqliteStore:
                 self._probe_writable(self.database.conn)
             self.database.migrate(MIGRATIONS)
             self.database.ensure_columns("detections", {**sql_columns(), **STORE_COLUMNS})
+            if upload_policy is not None and not readonly:
+                upload_policy.seed(self.uploads_per_hour())
         except DatabaseError as exc:
             raise self._with_disk_hint(_store_error(exc)) from None
         except (sqlite3.Error, OSError) as exc:
-            raise self._with_disk_hint(StoreError(f"{self.path}: cannot open the detection database ({exc})")) from None
+            raise self._with_disk_hint(
+                StoreError(f"{self.path}: cannot open the detection database ({exc})")
+            ) from None
 
     def _with_disk_hint(self, exc: StoreError) -> StoreError:
         try:
@@ -188,7 +214,9 @@ class SqliteStore:
         if counts is None:
             return Check("database", "fail", f"{path}: integrity check says {result}",
                          "file damaged (power cut on a bad SD card?): " + RECOVER_HINT)  # fmt: skip
-        return Check("database", "ok", f"{path}: {counts['detections']} detections, {counts['unsynced']} unsynced")
+        return Check(
+            "database", "ok", f"{path}: {counts['detections']} detections, {counts['unsynced']} unsynced"
+        )
 
     @property
     def schema_version(self) -> int:
@@ -203,11 +231,18 @@ class SqliteStore:
         """Store detections (with their clip paths) and queue them for sync in one transaction,
         durably: all are committed on return, or none (an error rolls the whole batch back).
         One commit (one WAL sync) for the songs that end in the same chunk instead of one each."""
-        rows = []
+        rows, uploads = [], []
+        policy = self.upload_policy
         for d, clip_path in items:
             row = d.to_row()
             row.update(created_at=d.created_at or time.time(), synced_at=None, clip_path=clip_path)
             rows.append(row)
+            if clip_path and policy is not None and policy.take(d.start_time):
+                up = self._upload_row(d.id, clip_path, d.start_time, "hourly")
+                if up is None:
+                    policy.give_back(d.start_time)
+                else:
+                    uploads.append((up, d.start_time))
         if not rows:
             return []
         cols = ", ".join(rows[0])
@@ -226,9 +261,17 @@ class SqliteStore:
                 "VALUES (?, ?, 0, NULL)",
                 [(r["id"], r["created_at"]) for r in rows],
             )
+            for up, _ in uploads:
+                conn.execute(f"INSERT OR IGNORE INTO clip_uploads ({', '.join(up)}) VALUES ({', '.join('?' * len(up))})",
+                             list(up.values()))  # fmt: skip
 
         what = f"store detection {rows[0]['id']}" if len(rows) == 1 else f"store {len(rows)} detections"
-        self._write(insert, what=what)
+        try:
+            self._write(insert, what=what)
+        except StoreError:
+            for _, start_time in uploads:  # not queued after all
+                policy.give_back(start_time)
+            raise
         return [True] * len(rows)
 
     def _write(self, fn: Callable[[], object], what: str):
@@ -383,6 +426,146 @@ class SqliteStore:
             ).fetchall()
         return [(int(k), int(n)) for k, n in reversed(rows)]
 
+    # -- clip uploads (the clip outbox) --------------------------------------------------------
+    def _upload_row(self, detection_id: str, path: str, start_time: float, reason: str) -> dict | None:
+        """The queue row of a clip file (size and sha256 fixed now, so a resumed upload sends the
+        same bytes); None when the file cannot be read."""
+        import hashlib
+
+        from edge.contract.messages import clip_chunks
+
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            log.warning("clips: cannot queue %s for upload: %s", path, exc)
+            return None
+        codec = "flac" if path.endswith(".flac") else "wav"
+        rate = int.from_bytes(data[24:28], "little") if codec == "wav" and len(data) >= 28 else 24000
+        return {"detection_id": detection_id, "path": str(path), "codec": codec, "rate": rate, "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(), "chunk_bytes": self.clip_chunk_bytes,
+                "n_chunks": clip_chunks(data, self.clip_chunk_bytes), "reason": reason, "start_time": start_time,
+                "enqueued_at": time.time(), "done_at": None, "failed": None, "attempts": 0}  # fmt: skip
+
+    def uploads_per_hour(self) -> dict[int, int]:
+        """Clips queued by the hourly share, per hour of song time (those queued in the last two
+        days: what a restarted recorder must count against this hour's share)."""
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT CAST(start_time / 3600 AS INTEGER), COUNT(*) FROM clip_uploads WHERE reason = 'hourly' "
+                "AND enqueued_at >= ? GROUP BY 1", [time.time() - 2 * 86400]).fetchall()  # fmt: skip
+        return {int(h): int(n) for h, n in rows}
+
+    def queue_clip_uploads(self, detection_ids: Iterable[str], reason: str = "requested") -> int:
+        """Queue the clips of these detections for upload (the server asked for them), when their
+        clip is still on disk; a clip uploaded before is sent again. Returns how many were queued."""
+        ids = list(dict.fromkeys(detection_ids))
+        if not ids:
+            return 0
+        found = []
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                part = ids[i : i + 500]
+                found += self.db.execute(
+                    f"SELECT id, clip_path, start_time FROM detections WHERE clip_path IS NOT NULL AND id IN "
+                    f"({','.join('?' * len(part))})", part).fetchall()  # fmt: skip
+        rows = [r for r in (self._upload_row(i, p, t, reason) for i, p, t in found if Path(p).exists()) if r]
+        if not rows:
+            return 0
+
+        def run() -> None:
+            for r in rows:
+                self.db.execute("DELETE FROM clip_acks WHERE detection_id = ?", [r["detection_id"]])
+                self.db.execute(f"INSERT OR REPLACE INTO clip_uploads ({', '.join(r)}) VALUES "
+                                f"({', '.join('?' * len(r))})", list(r.values()))  # fmt: skip
+
+        self._write(run, what=f"queue {len(rows)} clips for upload")
+        return len(rows)
+
+    def pending_clip_uploads(self, limit: int = 10) -> list[dict]:
+        """Clips still to upload, oldest first, each with the set of acknowledged pieces."""
+        with self._lock:
+            rows = self.db.execute_returning_dicts(
+                "SELECT * FROM clip_uploads WHERE done_at IS NULL AND failed IS NULL ORDER BY enqueued_at, "
+                "detection_id LIMIT ?", [int(limit)])  # fmt: skip
+            for r in rows:
+                r["acked"] = {s for (s,) in self.db.execute(
+                    "SELECT seq FROM clip_acks WHERE detection_id = ?", [r["detection_id"]]).fetchall()}  # fmt: skip
+        return rows
+
+    def pending_clip_paths(self) -> set[str]:
+        """Files of clips waiting for upload (the clip saver's quota spares them)."""
+        with self._lock:
+            return {p for (p,) in self.db.execute(
+                "SELECT path FROM clip_uploads WHERE done_at IS NULL AND failed IS NULL").fetchall()}  # fmt: skip
+
+    def mark_clip_chunks_acked(self, pieces: Iterable[tuple[str, int]]) -> list[str]:
+        """The broker acknowledged these ``(detection_id, seq)`` pieces; returns the detection ids
+        whose clip is now complete (stamped ``done_at``)."""
+        pieces = list(pieces)
+        if not pieces:
+            return []
+        ids = sorted({i for i, _ in pieces})
+
+        def run() -> list[str]:
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO clip_acks(detection_id, seq) VALUES (?, ?)", pieces
+            )
+            done = []
+            for i in ids:
+                row = self.db.execute(
+                    "SELECT u.n_chunks, (SELECT COUNT(*) FROM clip_acks a WHERE a.detection_id = u.detection_id) "
+                    "FROM clip_uploads u WHERE u.detection_id = ? AND u.done_at IS NULL", [i]).fetchone()  # fmt: skip
+                if row is not None and row[1] >= row[0]:
+                    self.db.execute(
+                        "UPDATE clip_uploads SET done_at = ? WHERE detection_id = ?", [time.time(), i]
+                    )
+                    self.db.execute("DELETE FROM clip_acks WHERE detection_id = ?", [i])
+                    done.append(i)
+            return done
+
+        return self._write(run, what=f"mark {len(pieces)} clip pieces acknowledged")
+
+    def fail_clip_upload(self, detection_id: str, reason: str) -> None:
+        """Give up on a clip (its file is gone or changed): logged, counted, kept for the record."""
+        self._write(lambda: self.db.execute("UPDATE clip_uploads SET failed = ? WHERE detection_id = ?",
+                                            [reason[:200], detection_id]), what="note a failed clip upload")  # fmt: skip
+
+    def uploaded_clips(self, since: float, limit: int = 1000) -> list[str]:
+        """Detection ids of the clips fully uploaded at or after ``since`` (for the sync digest)."""
+        with self._lock:
+            return [i for (i,) in self.db.execute(
+                "SELECT detection_id FROM clip_uploads WHERE done_at >= ? ORDER BY done_at DESC LIMIT ?",
+                [float(since), int(limit)]).fetchall()]  # fmt: skip
+
+    def add_upload_bytes(self, day: str, n: int) -> int:
+        """Count clip bytes published on a UTC day (``YYYY-MM-DD``); returns the day's total."""
+        name = f"clip_upload_bytes:{day}"
+        self.bump(name, int(n))
+        with self._lock:
+            return int(self.db.execute("SELECT value FROM counters WHERE name = ?", [name]).fetchone()[0])
+
+    def upload_bytes(self, day: str) -> int:
+        with self._lock:
+            row = self.db.execute(
+                "SELECT value FROM counters WHERE name = ?", [f"clip_upload_bytes:{day}"]
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def clip_counts(self) -> dict:
+        """Clip upload queue figures for status and stats."""
+        with self._lock:
+            pending, pbytes = self.db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM clip_uploads WHERE done_at IS NULL AND failed IS NULL"
+            ).fetchone()
+            done, dbytes = self.db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM clip_uploads WHERE done_at IS NOT NULL"
+            ).fetchone()
+            (failed,) = self.db.execute(
+                "SELECT COUNT(*) FROM clip_uploads WHERE failed IS NOT NULL"
+            ).fetchone()
+        return {"pending": pending, "pending_bytes": pbytes, "uploaded": done, "uploaded_bytes": dbytes,
+                "failed": failed}  # fmt: skip
+
     # -- retention -----------------------------------------------------------------------
     def prune_synced(self, older_than_s: float) -> int:
         """Delete synced detections older than the retention age; returns how many."""
@@ -510,5 +693,3 @@ class SqliteStore:
                 self.db.conn.close()
             except sqlite3.Error as exc:
                 log.warning("store: close failed: %s", exc)
-
-

@@ -27,7 +27,9 @@ from edge.kit.cli import Group, json_option, setup_logging, verbosity_options
 log = logging.getLogger(__name__)
 
 
-@click.group(cls=Group, expected=(YellowhammerError,), context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=Group, expected=(YellowhammerError,), context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(__version__, prog_name="yh-edge")
 @verbosity_options
 def main(verbose: int, quiet: bool) -> None:
@@ -120,7 +122,9 @@ def doctor(config_path: Path | None, as_json: bool) -> None:
 @config_group.command("default")
 def config_default() -> None:
     """Print the bundled, commented default config (a starting point for /etc/yellowhammer)."""
-    click.echo((Path(__file__).resolve().parents[2] / "data" / "edge.toml").read_text(encoding="utf-8"), nl=False)
+    click.echo(
+        (Path(__file__).resolve().parents[2] / "data" / "edge.toml").read_text(encoding="utf-8"), nl=False
+    )
 
 
 main.add_command(sync_command)

@@ -66,6 +66,8 @@ def features(paths: tuple[Path, ...], as_json: bool) -> None:
 
 # -- analyze ---------------------------------------------------------------------------
 OUTPUT_FORMATS = ("csv", "json", "raven")
+
+
 @main.command("analyze")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @config_option
@@ -178,5 +180,3 @@ def analyze(
             )
     if failed:
         sys.exit(1)
-
-

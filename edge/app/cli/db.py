@@ -123,5 +123,3 @@ def db_export(
     else:
         atomic_write_text(output, buf.getvalue())
         click.echo(f"wrote {len(rows)} detections to {output}", err=True)
-
-

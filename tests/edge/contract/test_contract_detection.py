@@ -14,12 +14,15 @@ from edge.contract import (
     FIELDS,
     ContractError,
     Detection,
+    Spectrogram,
     detection_id,
     sql_columns,
     table_fields,
 )
 
 GOLDEN = Path(__file__).parents[2] / "fixtures" / "contract" / "detection_v1.json"
+#: the same detection with the optional fields added within schema 1: position and spectrogram
+GOLDEN_V2 = GOLDEN.with_name("detection_v1_spectrogram.json")
 NOW = 1_800_000_000.0
 
 
@@ -49,6 +52,18 @@ def golden_detection() -> Detection:
     )
 
 
+def golden_spectrogram() -> Spectrogram:
+    """12 frames x 8 mel bands: a rising whistle over a -90 dB floor (deterministic)."""
+    db = np.full((12, 8), -90.0, np.float32)
+    for t in range(12):
+        db[t, 1 + t * 6 // 12] = -30.0 - t
+    return Spectrogram.quantise(db, fps=50.0, t0=-0.3, fmin=1500.0, fmax=11000.0, db_step=1.5)
+
+
+def golden_detection_v2() -> Detection:
+    return golden_detection().with_(latitude=49.1951, longitude=16.6068, spectrogram=golden_spectrogram())
+
+
 def test_golden_payload_is_byte_identical():
     """A change to the wire format shows up here first: the bytes of schema 1 are fixed."""
     payload = golden_detection().to_payload()
@@ -71,7 +86,7 @@ def test_row_codec_round_trip_and_columns_follow_the_field_list():
     assert set(row) == set(sql_columns())
     back = Detection.from_row(row)
     assert back.to_row() == row
-    assert table_fields() == [f.name for f in FIELDS if f.name not in ("embedding", "extra")]
+    assert table_fields() == [f.name for f in FIELDS if f.name not in ("embedding", "spectrogram", "extra")]
 
 
 def test_a_payload_of_an_older_device_is_valid():
@@ -142,3 +157,64 @@ def test_detection_ids_differ_for_different_sources_at_the_same_times():
     a = detection_id("dev", "a.wav", 1.0, 3.0, 1714550000.0, "enc")
     b = detection_id("dev", "b.wav", 1.0, 3.0, 1714550000.0, "enc")
     assert a != b and a == detection_id("dev", "a.wav", 1.0, 3.0, 1714550000.0, "enc")
+
+
+def test_golden_payload_with_position_and_spectrogram_is_byte_identical():
+    """The optional fields added within schema 1 have their own golden file; the first one stays valid."""
+    payload = golden_detection_v2().to_payload()
+    assert payload == GOLDEN_V2.read_bytes().rstrip(b"\n")
+    d = Detection.from_payload(GOLDEN_V2.read_bytes(), "yh-brno-3", now=NOW)
+    assert (d.latitude, d.longitude) == (49.1951, 16.6068)
+    assert d.spectrogram == golden_spectrogram()
+    # the levels survive within half a quantisation step where they are above the floor
+    np.testing.assert_allclose(d.spectrogram.db().max(), -30.0, atol=0.75)
+    # without the new fields, the bytes of the first golden payload
+    assert golden_detection_v2().with_(
+        latitude=None, longitude=None, spectrogram=None
+    ).to_payload() == GOLDEN.read_bytes().rstrip(b"\n")
+    assert golden_detection_v2().to_payload(with_spectrogram=False).find(b"spectrogram") == -1
+
+
+def test_row_codec_keeps_the_spectrogram():
+    g = golden_detection_v2()
+    back = Detection.from_row(g.to_row())
+    assert back.spectrogram == g.spectrogram and back.latitude == g.latitude
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"fmt": "png"}, "not supported"),
+        ({"frames": 0}, "frames must be"),
+        ({"frames": 13}, "expected 13 x 8"),
+        ({"mels": 9999}, "mels must be"),
+        ({"b64": "!!"}, "not valid base64"),
+        ({"b64": "AAAA"}, "not zlib"),
+        ({"fmax": 100.0}, "fmax must be above"),
+        ({"db_step": 0}, "outside"),
+        ({"fps": "50"}, "must be a number"),
+    ],
+)
+def test_hostile_spectrograms_are_refused(change, reason):
+    body = json.loads(golden_detection_v2().to_payload())
+    body["spectrogram"].update(change)
+    with pytest.raises(ContractError, match=reason):
+        Detection.from_payload(body, "yh-brno-3", now=NOW)
+
+
+def test_a_deflate_bomb_is_refused_without_inflating_it():
+    import base64
+    import zlib
+
+    body = json.loads(golden_detection_v2().to_payload())
+    body["spectrogram"]["b64"] = base64.b64encode(zlib.compress(bytes(50_000_000))).decode()
+    with pytest.raises(ContractError, match="expected 12 x 8"):
+        Detection.from_payload(body, "yh-brno-3", now=NOW)
+
+
+@pytest.mark.parametrize(("key", "value"), [("latitude", 91.0), ("longitude", -180.5), ("latitude", "49")])
+def test_positions_out_of_range_are_refused(key, value):
+    body = json.loads(golden_detection_v2().to_payload())
+    body[key] = value
+    with pytest.raises(ContractError, match=key):
+        Detection.from_payload(body, "yh-brno-3", now=NOW)

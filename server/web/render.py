@@ -1,0 +1,48 @@
+"""PNG pictures of songs: spectrogram thumbnails rendered on demand (Pillow, no display)."""
+
+from __future__ import annotations
+
+import io
+import json
+from functools import lru_cache
+
+import numpy as np
+
+from edge.contract import ContractError, Spectrogram
+
+#: the levels shown: this many dB below the loudest cell of the song (quieter is black)
+DISPLAY_RANGE_DB = 60.0
+MAX_SIDE = 2000
+
+
+@lru_cache(maxsize=1)
+def _lut() -> np.ndarray:
+    """256 RGB colours of matplotlib's ``magma`` (perceptually uniform, dark = quiet)."""
+    from matplotlib import colormaps
+
+    return (colormaps["magma"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
+
+
+def spectrogram_png(wire: str | dict, width: int | None = None, height: int | None = None,
+                    range_db: float = DISPLAY_RANGE_DB) -> bytes:  # fmt: skip
+    """A PNG of a stored spectrogram (its wire JSON): time left to right, frequency bottom to top.
+
+    Default size: 3 pixels per frame, 2 per mel band; ``width``/``height`` resize (bounded)."""
+    from PIL import Image
+
+    try:
+        spec = Spectrogram.from_wire(json.loads(wire) if isinstance(wire, str) else wire)
+    except (ContractError, ValueError) as exc:
+        raise ValueError(f"stored spectrogram unreadable: {exc}") from None
+    db = spec.db()
+    lo = spec.db_max - range_db
+    level = np.clip((db - lo) / range_db, 0.0, 1.0)
+    idx = (level * 255).round().astype(np.uint8).T[::-1]  # (mels, frames), high bands on top
+    img = Image.fromarray(_lut()[idx], "RGB")
+    w = int(width or spec.frames * 3)
+    h = int(height or spec.mels * 2)
+    w, h = max(8, min(w, MAX_SIDE)), max(8, min(h, MAX_SIDE))
+    img = img.resize((w, h), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", optimize=False)
+    return buf.getvalue()
