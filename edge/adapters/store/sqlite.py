@@ -274,7 +274,7 @@ class SqliteStore(OutboxMixin, ClipUploadsMixin, SpaceMixin):
         self, since: float | None = None, until: float | None = None, limit: int | None = None
     ) -> list[dict]:
         """Detection rows for export, by start time: the contract's fields (embedding as a float
-        list) and the store's sync state."""
+        list, spectrogram in its wire form: a JSON-ready dict) and the store's sync state."""
         rows = self._select(since, until, limit)
         out = []
         for r in rows:
@@ -282,6 +282,8 @@ class SqliteStore(OutboxMixin, ClipUploadsMixin, SpaceMixin):
             row = {f: getattr(d, f) for f in FIELD_NAMES}
             row.update(embedding=np.round(d.embedding, 6).tolist(), embedding_dim=d.embedding_dim,
                        synced_at=r.get("synced_at"), clip_path=r.get("clip_path"))  # fmt: skip
+            if d.spectrogram is not None:
+                row["spectrogram"] = d.spectrogram.to_wire()
             out.append(row)
         return out
 

@@ -117,6 +117,8 @@ def db_export(
         for r in rows:
             if "embedding" in r:
                 r["embedding"] = " ".join(f"{v:.6g}" for v in r["embedding"])
+            if isinstance(r.get("spectrogram"), dict):  # the wire form, as one JSON cell
+                r["spectrogram"] = json.dumps(r["spectrogram"], separators=(",", ":"))
             w.writerow(r)
     if output is None:
         click.echo(buf.getvalue(), nl=False)
