@@ -1,0 +1,70 @@
+"""Issue 16, the recorder's side: never lose a detection, never hide a fault.
+
+Real WAV files (the project's generator), real SQLite files, a real tmpfs to fill, the shipped
+int8 models; the CLI through click's runner, the daemon in process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+from edge.adapters.store.sqlite import SqliteStore
+from edge.app.cli import main
+from edge.app.compose import build_pipeline
+from edge.app.config import load_config
+from edge.app.daemon import Daemon
+from tests.edge.helpers import make_song_stream, write_config
+
+LATIN1_NAME = b"p\xf8sen \xe9t\xe9.wav"  # what a FAT stick written on Windows gives
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def two_songs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("wavs")
+    truth = make_song_stream(d / "a.wav", ["song_XlB.wav", "song_BC.wav"], gap_s=2.0)
+    return d / "a.wav", truth
+
+
+@pytest.fixture()
+def odd_named_folder(tmp_path, two_songs):
+    wav, truth = two_songs
+    folder = tmp_path / "stick"
+    folder.mkdir()
+    shutil.copy(wav, folder / "good.wav")
+    shutil.copy(wav, os.path.join(os.fsencode(folder), LATIN1_NAME))
+    return folder, 2 * len(truth)
+
+
+# -- item 2: file names that are not UTF-8 ----------------------------------------------------------
+def test_analyze_stores_the_songs_of_a_file_whose_name_is_not_utf8(tmp_path, odd_named_folder, caplog):
+    folder, n_songs = odd_named_folder
+    db = tmp_path / "d.sqlite"
+    r = invoke("analyze", str(folder), "--db", str(db), "--format", "json")
+    assert r.exit_code == 0, r.output
+    rows = SqliteStore(db, readonly=True).rows()
+    assert len(rows) == n_songs
+    odd = [x for x in rows if "good.wav" not in x["source"]]
+    assert len(odd) == n_songs // 2 and all("p\\xf8sen \\xe9t\\xe9.wav" in x["source"] for x in odd)
+    warnings = [m for m in caplog.messages if "not UTF-8" in m]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+
+
+def test_replay_daemon_stores_the_songs_of_a_file_whose_name_is_not_utf8(tmp_path, odd_named_folder, models):
+    folder, n_songs = odd_named_folder
+    cfg = load_config(write_config(tmp_path / "edge.toml", tmp_path / "data", replay=str(folder)))
+    det, enc = models
+    d = Daemon(cfg, once=True, components=build_pipeline(cfg, detector=det, encoder=enc))
+    assert d.run() == 0
+    rows = SqliteStore(cfg.db_path, readonly=True).rows()
+    assert len(rows) == n_songs
+    assert sum("\\xf8" in x["source"] for x in rows) == n_songs // 2
