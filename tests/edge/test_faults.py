@@ -68,3 +68,36 @@ def test_replay_daemon_stores_the_songs_of_a_file_whose_name_is_not_utf8(tmp_pat
     rows = SqliteStore(cfg.db_path, readonly=True).rows()
     assert len(rows) == n_songs
     assert sum("\\xf8" in x["source"] for x in rows) == n_songs // 2
+
+
+# -- item 9: detection ids -----------------------------------------------------------------------------
+def test_an_id_collision_is_logged_and_counted_and_a_resend_is_quiet(tmp_path, caplog):
+    import dataclasses
+
+    from tests.factories import make_detection
+
+    store = SqliteStore(tmp_path / "d.sqlite")
+    a = make_detection("dev", 1)
+    b = dataclasses.replace(make_detection("dev", 2), id=a.id)  # another song, same id
+    store.add_many([(a, None)])
+    store.add_many([(a, None)])  # the same song again (a re-analysis): not a collision
+    assert store.counts()["counters"].get("id_collisions", 0) == 0
+    store.add_many([(b, None), (make_detection("dev", 3), None)])
+    c = store.counts()
+    assert c["detections"] == 2 and c["counters"]["id_collisions"] == 1
+    assert store.get(a.id).start_time == a.start_time  # the first song is kept
+    assert [m for m in caplog.messages if a.id in m and "another song" in m]
+
+
+def test_analyze_of_files_with_identical_times_keeps_every_song(tmp_path, two_songs):
+    """576 clips whose mtimes overlap lost songs: copies of one recording with the same mtime in
+    different folders are different songs and all are stored."""
+    wav, truth = two_songs
+    for k in range(3):
+        (tmp_path / f"clip{k}").mkdir()
+        shutil.copy2(wav, tmp_path / f"clip{k}" / "same.wav")  # same name, content and mtime
+    db = tmp_path / "d.sqlite"
+    r = CliRunner().invoke(main, ["analyze", str(tmp_path), "--db", str(db)])
+    assert r.exit_code == 0, r.output
+    assert SqliteStore(db, readonly=True).counts()["detections"] == 3 * len(truth)
+    assert f"stored {3 * len(truth)} new detections" in r.stderr

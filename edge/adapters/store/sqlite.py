@@ -187,14 +187,14 @@ class SqliteStore(OutboxMixin, ClipUploadsMixin, SpaceMixin):
             # plain SQL on the hot path: sqlite-utils' insert() re-reads the table schema on
             # every call, which cost more CPU than the rest of storing a detection
             conn = self.db.conn
+            fresh = self._new_rows(conn, rows)
             conn.executemany(
-                f"INSERT OR IGNORE INTO detections ({cols}) VALUES ({marks})",
-                [tuple(r.values()) for r in rows],
+                f"INSERT INTO detections ({cols}) VALUES ({marks})", [tuple(r.values()) for r in fresh]
             )
             conn.executemany(
                 "INSERT OR IGNORE INTO outbox (detection_id, enqueued_at, attempts, last_attempt) "
                 "VALUES (?, ?, 0, NULL)",
-                [(r["id"], r["created_at"]) for r in rows],
+                [(r["id"], r["created_at"]) for r in fresh],
             )
             for up, _ in uploads:
                 conn.execute(f"INSERT OR IGNORE INTO clip_uploads ({', '.join(up)}) VALUES ({', '.join('?' * len(up))})",
@@ -208,6 +208,38 @@ class SqliteStore(OutboxMixin, ClipUploadsMixin, SpaceMixin):
                 policy.give_back(start_time)
             raise
         return [True] * len(rows)
+
+    def _new_rows(self, conn: sqlite3.Connection, rows: list[dict]) -> list[dict]:
+        """The rows whose id is not stored yet. A stored id with the same song (source and times:
+        the same audio analysed again) is skipped quietly; with a different song it is an id
+        collision: logged at ERROR, counted (``counters.id_collisions``), the first one kept."""
+        ids = list(dict.fromkeys(r["id"] for r in rows))
+        known: dict[str, tuple] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            for row in conn.execute(
+                f"SELECT id, source, start_time, end_time FROM detections WHERE id IN ({','.join('?' * len(part))})",
+                part,
+            ).fetchall():
+                known[row[0]] = tuple(row[1:])
+        fresh, collisions = [], 0
+        for r in rows:
+            song = (r["source"], r["start_time"], r["end_time"])
+            if r["id"] not in known:
+                known[r["id"]] = song
+                fresh.append(r)
+            elif not _same_song(known[r["id"]], song):
+                collisions += 1
+                log.error("store: detection id %s already belongs to another song (%s at %.3f); the new song "
+                          "(%s at %.3f) is not stored", r["id"], known[r["id"]][0], known[r["id"]][1], song[0],
+                          song[1])  # fmt: skip
+        if collisions:
+            conn.execute(
+                "INSERT INTO counters(name, value) VALUES ('id_collisions', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + ?",
+                [collisions, collisions],
+            )
+        return fresh
 
     def _write(self, fn: Callable[[], object], what: str):
         if self.readonly:
@@ -297,3 +329,8 @@ class SqliteStore(OutboxMixin, ClipUploadsMixin, SpaceMixin):
                 self.db.conn.close()
             except sqlite3.Error as exc:
                 log.warning("store: close failed: %s", exc)
+
+
+def _same_song(a: tuple, b: tuple) -> bool:
+    """Same source and the same times (to a millisecond): the same song stored again."""
+    return a[0] == b[0] and all(abs(float(x) - float(y)) < 1e-3 for x, y in zip(a[1:], b[1:], strict=True))
