@@ -101,3 +101,101 @@ def test_analyze_of_files_with_identical_times_keeps_every_song(tmp_path, two_so
     assert r.exit_code == 0, r.output
     assert SqliteStore(db, readonly=True).counts()["detections"] == 3 * len(truth)
     assert f"stored {3 * len(truth)} new detections" in r.stderr
+
+
+# -- item 3: the disk emergency ----------------------------------------------------------------------
+@pytest.fixture()
+def small_fs(tmp_path):
+    """A real 8 MB tmpfs as the data directory (needs root and mount)."""
+    from tests.edge.helpers import _mount_tmpfs, _umount
+
+    path = tmp_path / "small"
+    if not _mount_tmpfs(path, "8m"):
+        pytest.skip(
+            "cannot mount a tmpfs here (needs root and mount(8)); the disk-full tests need a real one"
+        )
+    yield path
+    _umount(path)
+
+
+def big_det(i: int):
+    """A detection of ~2 kB in the database (a padded ``extra``), times 10 s apart."""
+    from tests.factories import make_detection
+
+    start = 1_700_000_000.0 + 10 * i
+    return make_detection("dev", i, dim=32).with_(id=f"id-{i:06d}", start_time=start, end_time=start + 2.0,
+                                                  created_at=start, extra={"pad": "x" * 2000})  # fmt: skip
+
+
+def _ids(store, synced: bool) -> set[str]:
+    op = "IS NOT NULL" if synced else "IS NULL"
+    return {r[0] for r in store.db.execute(f"SELECT id FROM detections WHERE synced_at {op}").fetchall()}
+
+
+def test_low_disk_space_never_deletes_the_unsynced_backlog_while_writes_succeed(small_fs):
+    from edge.adapters.store.housekeeping import maintain
+    from tests.edge.helpers import fill_disk
+
+    store = SqliteStore(small_fs / "d.sqlite")
+    for i in range(0, 600, 50):
+        store.add_many([(big_det(j), None) for j in range(i, i + 50)])
+    store.mark_synced([f"id-{i:06d}" for i in range(200)])
+    store.checkpoint()
+    size0 = store.size_bytes()
+    fill_disk(small_fs, leave_bytes=300_000)  # well under min_free_mb and its quarter; writes still work
+    for _ in range(5):  # five maintenance rounds (the issue's 2,200 rows went in five)
+        maintain(store, retention_days=0, min_free_mb=2)
+    assert _ids(store, synced=False) == {f"id-{i:06d}" for i in range(200, 600)}  # the backlog is intact
+    assert not _ids(store, synced=True)  # the synced rows went to make room...
+    assert store.size_bytes() < size0 - 200 * 2000  # ...and their space went back to the file system
+    assert store.counts()["counters"].get("emergency_unsynced_deleted", 0) == 0
+    store.add(big_det(1000))  # writing still works
+
+
+def test_a_write_that_fails_for_lack_of_space_deletes_synced_rows_first(small_fs):
+    from edge.adapters.store.writer import DetectionWriter
+    from tests.edge.helpers import fill_disk
+
+    store = SqliteStore(small_fs / "d.sqlite")
+    store.add_many([(big_det(i), None) for i in range(400)])
+    store.mark_synced([f"id-{i:06d}" for i in range(150)])
+    store.checkpoint()
+    w = DetectionWriter(store, emergency_rows=100, emergency_interval_s=3600)
+    fill_disk(small_fs, leave_bytes=0)
+    added = [w.add(big_det(i)) for i in range(1000, 1040)]
+    assert added[0] and w.stats()["disk_emergencies"] >= 1
+    assert _ids(store, synced=False) >= {f"id-{i:06d}" for i in range(150, 400)}  # no unsynced row went
+    assert len(_ids(store, synced=True)) < 150
+    assert w.unsynced_deleted == 0
+
+
+def test_unsynced_rows_go_only_when_a_write_fails_and_at_most_once_per_interval(small_fs, caplog):
+    from edge.adapters.store.writer import DetectionWriter
+    from tests.edge.helpers import fill_disk
+
+    store = SqliteStore(small_fs / "d.sqlite")
+    store.add_many([(big_det(i), None) for i in range(300)])
+    store.checkpoint()  # an empty WAL: nothing to win there
+    w = DetectionWriter(store, emergency_rows=100, emergency_interval_s=3600)
+    fill_disk(small_fs, leave_bytes=0)
+    assert w.add(big_det(1000))  # stored, at the price of the 100 oldest unsynced rows
+    assert w.unsynced_deleted == 100
+    assert _ids(store, synced=False) == {f"id-{i:06d}" for i in range(100, 300)} | {"id-001000"}
+    assert store.counts()["counters"]["emergency_unsynced_deleted"] == 100
+    assert [r for r in caplog.records if r.levelname == "ERROR" and "100 UNSYNCED" in r.getMessage()]
+    _fill_more(small_fs)
+    held = [w.add(big_det(i)) for i in range(2000, 2010)]
+    assert not all(held) and w.pending  # held in memory: no second deletion within the interval
+    assert w.unsynced_deleted == 100
+    assert store.counts()["counters"]["emergency_unsynced_deleted"] == 100
+
+
+def _fill_more(path) -> None:
+    """Take whatever the emergency gave back (if any is left)."""
+    try:
+        with open(path / "filler2.bin", "ab") as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+    except OSError:
+        return

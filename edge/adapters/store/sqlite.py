@@ -84,13 +84,17 @@ class SqliteStore(OutboxMixin, ClipUploadsMixin, SpaceMixin):
                 self.path, readonly=readonly, busy_timeout_ms=BUSY_TIMEOUT_MS, synchronous="FULL",
                 what="detection database",
                 # keep the WAL small (SD cards, small partitions): checkpoint every ~1 MB, truncate after
-                wal_autocheckpoint=256, journal_size_limit=WAL_LIMIT_BYTES,
+                wal_autocheckpoint=256, journal_size_limit=WAL_LIMIT_BYTES, auto_vacuum="INCREMENTAL",
             )  # fmt: skip
             self.db = self.database.db
             self._lock = self.database.lock
             if not readonly:
+                self._refuse_if_corrupt()
                 self._probe_writable(self.database.conn)
             self.database.migrate(MIGRATIONS)
+            if not readonly:
+                self._ensure_auto_vacuum()
+                self.ensure_reserve()
             self.database.ensure_columns("detections", {**sql_columns(), **STORE_COLUMNS})
             if upload_policy is not None and not readonly:
                 upload_policy.seed(self.uploads_per_hour())
@@ -100,6 +104,16 @@ class SqliteStore(OutboxMixin, ClipUploadsMixin, SpaceMixin):
             raise self._with_disk_hint(
                 StoreError(f"{self.path}: cannot open the detection database ({exc})")
             ) from None
+
+    def _refuse_if_corrupt(self) -> None:
+        """Never write into a damaged file: ``quick_check`` at every writable open."""
+        result = self.database.quick_check(full=False)
+        if result != "ok":
+            self.database.close()
+            raise StoreCorruptError(
+                f"{self.path}: the detection database is damaged ({result[:200]}); nothing is written into it. "
+                + RECOVER_HINT
+            )
 
     def _with_disk_hint(self, exc: StoreError) -> StoreError:
         try:
