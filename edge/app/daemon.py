@@ -2,7 +2,8 @@
 
 - **One stop event** shared by every worker; SIGTERM and SIGINT both set it. On stop the pipeline
   finishes the songs in flight (they are stored, flagged truncated if cut), the publisher
-  disconnects cleanly, every thread is joined with a timeout, and the process exits 0.
+  disconnects cleanly, every thread is joined with a timeout, and the process exits 0 -- or 1
+  when detections could not be stored (held in memory at the end, or dropped).
 - **Threads**: ``pipeline`` (pull the source, detect, segment, embed, store) and, when
   ``mqtt.enabled``, ``publisher`` (:class:`edge.adapters.mqtt.publisher.MqttPublisher`). The main thread
   supervises: systemd notifications, health log and file, store maintenance, retrying
@@ -285,8 +286,12 @@ class Daemon:
         self.state = "stopped"
         snap = self.health()
         write_health(self.config.device.data_dir, snap)
+        lost = pending + c.writer.dropped
         if pending:
-            log.error("%d detections could not be stored before exit: %s", pending, c.writer.last_error)
+            log.error("%d detections could not be stored before exit (they are lost): %s", pending,
+                      c.writer.last_error)  # fmt: skip
+        if c.writer.dropped:
+            log.error("%d detections were dropped from the full memory hold", c.writer.dropped)
         log.info(
             "stopped: %.1f s of audio, %d songs this run, %d unsynced in the store",
             c.pipeline.stats.audio_seconds,
@@ -298,6 +303,6 @@ class Daemon:
         except YellowhammerError as exc:
             log.warning("closing the store: %s", exc)
         self.notifier.close()
-        if self._failed:
-            return 1
+        if self._failed or lost:
+            return 1  # a daemon that lost detections must not look like a clean stop
         return 0

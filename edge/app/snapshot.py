@@ -80,8 +80,13 @@ def problems(snap: dict) -> list[str]:
         out.append(warning)
     store = snap.get("store") or {}
     if store.get("pending_in_memory"):
-        out.append(f"{store['pending_in_memory']} detections held in memory: the database cannot be written "
-                   f"({store.get('last_store_error') or 'unknown error'})")  # fmt: skip
+        why = store.get("last_store_error") or "unknown error"
+        if snap.get("state") == "stopped":
+            out.append(f"{store['pending_in_memory']} detections were lost at stop: the database could not be "
+                       f"written ({why})")  # fmt: skip
+        else:
+            out.append(f"{store['pending_in_memory']} detections held in memory: the database cannot be written "
+                       f"({why})")  # fmt: skip
     if store.get("dropped_in_memory"):
         out.append(f"{store['dropped_in_memory']} detections were lost: the database could not be written")
     if snap.get("store_error"):

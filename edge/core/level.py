@@ -77,7 +77,7 @@ class InputLevel:
             self._prev = float(x[-1])
             self._seconds += x.size / sample_rate
             self.now = {"rms_dbfs": dbfs(math.sqrt(sumsq / x.size)), "peak_dbfs": dbfs(peak)}
-            if self._seconds >= self.period_s:
+            if self._seconds >= self.period_s - 1e-6:
                 self.last = self._figures()
                 self._reset()
 

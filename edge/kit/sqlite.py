@@ -130,7 +130,7 @@ class Database:
             )
         if is_corrupt(exc):
             return DatabaseCorruptError(
-                f"{self.path}: the {self.what} file is damaged ({exc}); {RECOVER_HINT}"
+                f"{self.path}: the {self.what} file is damaged ({exc}); {recover_hint(self.path)}"
             )
         return DatabaseError(f"{self.path}: {doing} ({exc})")
 
@@ -249,3 +249,11 @@ RECOVER_HINT = (
     "stop the service, keep the file, and recover what is readable into a new one: "
     "`sqlite3 damaged.sqlite .recover | sqlite3 recovered.sqlite`"
 )
+
+
+def recover_hint(path: str | Path) -> str:
+    """What to do with a damaged database file, with its name filled in."""
+    p = Path(path)
+    new = p.with_name(p.stem + ".recovered" + p.suffix)
+    return (f"stop the service, keep the file, and recover what is readable into a new one: "
+            f"`sqlite3 {p} .recover | sqlite3 {new}`, then move {new.name} in its place")  # fmt: skip

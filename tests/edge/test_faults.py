@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 
 import pytest
 from click.testing import CliRunner
@@ -199,3 +198,180 @@ def _fill_more(path) -> None:
                 fh.flush()
     except OSError:
         return
+
+
+# -- item 4: a full disk while the daemon runs ---------------------------------------------------------
+class DiskFillingSource:
+    """Replays a WAV, but first fills the data directory's file system to the last byte (as other
+    programs would), once the daemon has written its first health file."""
+
+    def __init__(self, inner, fs, health):
+        self.inner, self.fs, self.health, self.name = inner, fs, health, "filling"
+
+    def chunks(self, stop):
+        from tests.edge.helpers import fill_disk
+        from tests.factories import wait_for
+
+        wait_for(self.health.exists, timeout=60, what="the first health file")
+        fill_disk(self.fs, leave_bytes=0)
+        for reserve in self.fs.rglob("*.reserve"):  # the emergency's reserve goes too
+            reserve.unlink()
+        _fill_more(self.fs)
+        yield from self.inner.chunks(stop)
+
+    def stats(self):
+        return self.inner.stats()
+
+
+def test_full_disk_status_stays_truthful_and_a_stop_that_loses_songs_exits_non_zero(
+    small_fs, tmp_path, two_songs, models
+):
+    from edge.adapters.audio.replay import ReplaySource
+    from edge.app.status import collect_status, exit_code, format_status
+    from tests.edge.helpers import SR
+
+    wav, truth = two_songs
+    data = small_fs / "data"
+    cfg = load_config(write_config(tmp_path / "edge.toml", data, replay=str(wav)))
+    det, enc = models
+    comp = build_pipeline(cfg, detector=det, encoder=enc)
+    src = DiskFillingSource(ReplaySource([wav], SR), small_fs, data / "health.json")
+    d = Daemon(cfg, once=True, components=comp, source_factory=lambda: src)
+    assert d.run() == 1  # detections were lost: not a clean stop
+    st = collect_status(cfg)
+    h = st["daemon"]
+    assert h["state"] == "stopped"  # written at stop, on the full disk
+    assert h["store"]["pending_in_memory"] == h["pipeline"]["songs"] == len(truth)
+    assert any("lost at stop" in m for m in st["problems"]) and exit_code(st) == 1
+    assert "PROBLEM     last run: 2 detections were lost at stop" in format_status(st)
+
+
+# -- item 8: a database with a corrupt page ----------------------------------------------------------
+@pytest.fixture()
+def damaged_db(tmp_path):
+    """A real store of 300 detections with one page overwritten by random bytes (seeded)."""
+    import numpy as np
+
+    data = tmp_path / "data"
+    store = SqliteStore(data / "detections.sqlite")
+    store.add_many([(big_det(i), None) for i in range(300)])
+    store.checkpoint()
+    store.close()
+    path = data / "detections.sqlite"
+    with open(path, "r+b") as fh:
+        fh.seek(4096 * 40)
+        fh.write(np.random.default_rng(16).bytes(4096))
+    cfg = write_config(tmp_path / "edge.toml", data, replay=str(tmp_path / "none.wav"))
+    return cfg, path
+
+
+def test_a_damaged_database_is_named_in_one_line_and_never_written(damaged_db, two_songs):
+    cfg, path = damaged_db
+    wav, _ = two_songs
+    r = CliRunner().invoke(main, ["db", "check", "-c", str(cfg)])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
+    assert "integrity: DAMAGED" in r.stdout and ".recover" in r.stdout and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["status", "-c", str(cfg)])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
+    assert "DAMAGED" in r.stdout and ".recover" in r.stdout
+    st = json.loads(CliRunner().invoke(main, ["status", "-c", str(cfg), "--json"]).stdout)
+    assert st["database"] == str(path) and any("DAMAGED" in m for m in st["problems"])
+    r = CliRunner().invoke(main, ["doctor", "-c", str(cfg)])
+    assert r.exit_code == 1 and "FAIL  database:" in r.stdout and ".recover" in r.stdout
+    before = path.read_bytes()
+    r = CliRunner().invoke(main, ["analyze", str(wav), "-c", str(cfg)])
+    assert r.exit_code != 0 and isinstance(r.exception, SystemExit)
+    assert "damaged" in r.output and "nothing is written" in r.output
+    assert path.read_bytes() == before and not (path.parent / "detections.sqlite-wal").exists()
+
+
+def test_status_and_doctor_create_nothing_and_name_the_database(tmp_path):
+    data = tmp_path / "nowhere"
+    cfg = write_config(tmp_path / "edge.toml", data, replay=str(tmp_path / "none.wav"))
+    st = json.loads(CliRunner().invoke(main, ["status", "-c", str(cfg), "--json"]).stdout)
+    assert st["database"] == str(data / "detections.sqlite") and st["problems"] == []
+    text = CliRunner().invoke(main, ["status", "-c", str(cfg)]).stdout
+    assert f"database    {data / 'detections.sqlite'} (none yet)" in text
+    r = CliRunner().invoke(main, ["doctor", "-c", str(cfg)])
+    assert str(data / "detections.sqlite") in r.stdout
+    assert not data.exists()
+
+
+# -- items 11 and 12: no microphone, a silent, stuck or clipping input ---------------------------------
+def test_status_says_no_audio_input_and_exits_non_zero_while_the_daemon_runs(tmp_path, two_songs, models):
+    import threading
+
+    from edge.adapters.audio.mic import MicSource
+    from edge.app.health import read_health
+    from edge.app.status import collect_status, exit_code, format_status
+    from tests.edge.fake_pyaudio import FakePyAudioModule
+    from tests.edge.helpers import SR
+    from tests.factories import wait_for
+
+    wav, _ = two_songs
+    cfg = load_config(write_config(tmp_path / "edge.toml", tmp_path / "data"))  # source = mic
+    assert cfg.audio.source == "mic"
+    fake = FakePyAudioModule(wav, missing_opens=10**6)
+    fake.unplugged = True  # no input device at all, for ever
+    det, enc = models
+    d = Daemon(cfg, components=build_pipeline(cfg, detector=det, encoder=enc),
+               source_factory=lambda: MicSource(None, SR, backend=fake, max_backoff=1.0))  # fmt: skip
+    t = threading.Thread(target=d.run, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: any("no audio input" in m for m in (read_health(cfg.device.data_dir) or {}).get("problems", [])),
+                 timeout=60, what="the daemon to report no audio input")  # fmt: skip
+        st = collect_status(cfg)
+        assert st["running"] and exit_code(st) == 1
+        assert "PROBLEM     no audio input: no audio input device found" in format_status(st)
+    finally:
+        d.stop.set()
+        t.join(30)
+
+
+def _level_of(x):
+    from edge.core.level import InputLevel
+
+    lv = InputLevel(period_s=1.0)
+    for i in range(0, x.size, 2400):
+        lv.add(x[i : i + 2400], 24000)
+    return lv.snapshot()
+
+
+def test_the_input_level_names_silent_stuck_and_clipping_input():
+    import numpy as np
+
+    rng = np.random.default_rng(12)
+    fine = (0.05 * rng.standard_normal(24000)).astype(np.float32)
+    snap = _level_of(fine)
+    assert snap["warning"] == "" and -30 < snap["last_minute"]["rms_dbfs"] < -24
+    assert "silent" in _level_of(np.zeros(24000, np.float32))["warning"]
+    assert "stuck" in _level_of(np.full(24000, 0.3, np.float32))["warning"]
+    clipped = np.clip(fine * 40, -1, 1)
+    snap = _level_of(clipped)
+    assert "clips" in snap["warning"] and snap["last_minute"]["clipped_share"] > 0.1
+    assert snap["last_minute"]["peak_dbfs"] == 0.0
+
+
+def test_sixty_seconds_of_digital_silence_warns_in_health_and_the_stats_message(tmp_path, models, caplog):
+    import numpy as np
+
+    from edge.adapters.audio.wavfile import write_wav
+    from edge.adapters.mqtt.publisher import MqttPublisher
+    from edge.app.health import read_health
+    from edge.contract import Stats
+
+    silence = tmp_path / "silence.wav"
+    write_wav(silence, np.zeros(61 * 24000, np.float32), 24000)
+    cfg = load_config(write_config(tmp_path / "edge.toml", tmp_path / "data", replay=str(silence)))
+    det, enc = models
+    d = Daemon(cfg, once=True, components=build_pipeline(cfg, detector=det, encoder=enc))
+    assert d.run() == 0
+    h = read_health(cfg.device.data_dir)
+    assert h["pipeline"]["songs"] == 0
+    level = h["input_level"]["last_minute"]
+    assert level["zero_share"] == 1.0 and level["rms_dbfs"] == -120.0
+    assert any("input is silent" in m for m in h["problems"])
+    body = Stats.from_payload(MqttPublisher(cfg, d.components.store, d.health)._stats_payload()).body
+    assert "input is silent" in body["health"]["input_level"]["warning"]
+    assert body["health"]["input_level"]["last_minute"]["zero_share"] == 1.0

@@ -18,6 +18,7 @@ Neighbours: :mod:`.clips` (song audio under a quota), :mod:`.writer` (full-disk 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -42,10 +43,10 @@ from edge.contract import FIELD_NAMES, Detection, sql_columns
 from edge.core.errors import StoreError
 from edge.core.records import Check
 from edge.kit.sqlite import (
-    RECOVER_HINT,
     Database,
     DatabaseError,
     is_read_only,
+    recover_hint,
 )
 
 log = logging.getLogger(__name__)
@@ -105,14 +106,22 @@ class SqliteStore(OutboxMixin, ClipUploadsMixin, SpaceMixin):
                 StoreError(f"{self.path}: cannot open the detection database ({exc})")
             ) from None
 
+    @contextlib.contextmanager
+    def _reading(self, doing: str):
+        """sqlite failures of a read become one-line store errors (a damaged file says so)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise store_error(self.database.error(exc, f"could not {doing}")) from None
+
     def _refuse_if_corrupt(self) -> None:
         """Never write into a damaged file: ``quick_check`` at every writable open."""
         result = self.database.quick_check(full=False)
         if result != "ok":
             self.database.close()
             raise StoreCorruptError(
-                f"{self.path}: the detection database is damaged ({result[:200]}); nothing is written into it. "
-                + RECOVER_HINT
+                f"{self.path}: the detection database is damaged ({result[:200]}); nothing is written into it: "
+                + recover_hint(self.path)
             )
 
     def _with_disk_hint(self, exc: StoreError) -> StoreError:
@@ -162,7 +171,7 @@ class SqliteStore(OutboxMixin, ClipUploadsMixin, SpaceMixin):
             store.close()
         if counts is None:
             return Check("database", "fail", f"{path}: integrity check says {result}",
-                         "file damaged (power cut on a bad SD card?): " + RECOVER_HINT)  # fmt: skip
+                         "file damaged (power cut on a bad SD card?): " + recover_hint(path))  # fmt: skip
         return Check(
             "database", "ok", f"{path}: {counts['detections']} detections, {counts['unsynced']} unsynced"
         )
@@ -299,12 +308,12 @@ class SqliteStore(OutboxMixin, ClipUploadsMixin, SpaceMixin):
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        with self._lock:
+        with self._lock, self._reading("read detections"):
             return self.db.execute_returning_dicts(sql, args)
 
     def counts(self) -> dict:
         """Totals for status and stats: detections, unsynced, last detection time, counters."""
-        with self._lock:
+        with self._lock, self._reading("count the detections"):
             total, last = self.db.execute("SELECT COUNT(*), MAX(end_time) FROM detections").fetchone()
             backlog, oldest = self.db.execute("SELECT COUNT(*), MIN(enqueued_at) FROM outbox").fetchone()
             counters = dict(self.db.execute("SELECT name, value FROM counters").fetchall())
