@@ -375,3 +375,18 @@ def test_sixty_seconds_of_digital_silence_warns_in_health_and_the_stats_message(
     body = Stats.from_payload(MqttPublisher(cfg, d.components.store, d.health)._stats_payload()).body
     assert "input is silent" in body["health"]["input_level"]["warning"]
     assert body["health"]["input_level"]["last_minute"]["zero_share"] == 1.0
+
+
+# -- item 15: one line per song ---------------------------------------------------------------------------
+def test_one_info_line_per_stored_song(tmp_path, two_songs, caplog):
+    import logging
+
+    wav, truth = two_songs
+    db = tmp_path / "d.sqlite"
+    with caplog.at_level(logging.INFO, logger="edge.adapters.store.writer"):
+        assert invoke("analyze", str(wav), "--db", str(db)).exit_code == 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "edge.adapters.store.writer" and r.levelname == "INFO"]
+    songs = [m for m in lines if m.startswith("song at ")]
+    assert len(songs) == len(truth)
+    for m, d in zip(songs, sorted(SqliteStore(db, readonly=True).detections(), key=lambda d: d.start_time), strict=True):
+        assert f"{d.duration_s:.1f} s, score {d.score:.2f}, SNR {d.snr_db:.0f} dB" in m
