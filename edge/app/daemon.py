@@ -28,6 +28,7 @@ from pathlib import Path
 from edge.app.health import write_health
 from edge.app.notify import SystemdNotifier  # noqa: F401  (re-exported)
 from edge.app.snapshot import build_snapshot, health_summary, status_line
+from edge.app.web import start_status_page
 from edge.core.config import Config
 from edge.core.errors import YellowhammerError
 
@@ -81,6 +82,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._file_errors = 0
         self._problems: list[str] = []
+        self.web = None  # the status page (edge.app.web), when served
 
     # -- wiring ---------------------------------------------------------------------------
     def _build(self) -> None:
@@ -225,6 +227,7 @@ class Daemon:
         self._beat()
         worker.start()
         self._start_publisher()
+        self.web = start_status_page(self)
         self.notifier.notify("READY=1", f"STATUS=listening ({getattr(self._source, 'name', '?')})")
         tick = 1.0
         if self.notifier.watchdog_s:
@@ -303,6 +306,8 @@ class Daemon:
         except YellowhammerError as exc:
             log.warning("closing the store: %s", exc)
         self.notifier.close()
+        if self.web is not None:
+            self.web.close()
         if self._failed or lost:
             return 1  # a daemon that lost detections must not look like a clean stop
         return 0

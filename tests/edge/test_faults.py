@@ -385,8 +385,14 @@ def test_one_info_line_per_stored_song(tmp_path, two_songs, caplog):
     db = tmp_path / "d.sqlite"
     with caplog.at_level(logging.INFO, logger="edge.adapters.store.writer"):
         assert invoke("analyze", str(wav), "--db", str(db)).exit_code == 0
-    lines = [r.getMessage() for r in caplog.records if r.name == "edge.adapters.store.writer" and r.levelname == "INFO"]
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "edge.adapters.store.writer" and r.levelname == "INFO"
+    ]
     songs = [m for m in lines if m.startswith("song at ")]
     assert len(songs) == len(truth)
-    for m, d in zip(songs, sorted(SqliteStore(db, readonly=True).detections(), key=lambda d: d.start_time), strict=True):
+    for m, d in zip(
+        songs, sorted(SqliteStore(db, readonly=True).detections(), key=lambda d: d.start_time), strict=True
+    ):
         assert f"{d.duration_s:.1f} s, score {d.score:.2f}, SNR {d.snr_db:.0f} dB" in m

@@ -289,6 +289,14 @@ class SqliteStore(OutboxMixin, ClipUploadsMixin, SpaceMixin):
             rows = self.db.execute_returning_dicts("SELECT * FROM detections WHERE id = ?", [detection_id])
         return Detection.from_row(rows[0]) if rows else None
 
+    def latest(self, limit: int = 10) -> list[Detection]:
+        """The most recent detections, newest first (the status page)."""
+        with self._lock, self._reading("read the latest detections"):
+            rows = self.db.execute_returning_dicts(
+                "SELECT * FROM detections ORDER BY start_time DESC, id LIMIT ?", [int(limit)]
+            )
+        return [Detection.from_row(r) for r in rows]
+
     def detections(self, since: float | None = None, limit: int | None = None) -> list[Detection]:
         """Detections by start time (all, or from ``since``)."""
         return [Detection.from_row(r) for r in self._select(since, None, limit)]
