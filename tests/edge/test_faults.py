@@ -396,3 +396,18 @@ def test_one_info_line_per_stored_song(tmp_path, two_songs, caplog):
         songs, sorted(SqliteStore(db, readonly=True).detections(), key=lambda d: d.start_time), strict=True
     ):
         assert f"{d.duration_s:.1f} s, score {d.score:.2f}, SNR {d.snr_db:.0f} dB" in m
+
+
+# -- item 10: one device-id rule -------------------------------------------------------------------------
+def test_config_validate_and_the_server_share_one_device_id_rule(tmp_path):
+    from edge.contract import ContractError, Detection
+    from tests.factories import make_detection
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[device]\nid = "yh brno 3"\n')
+    r = CliRunner().invoke(main, ["config", "validate", str(bad)])
+    assert r.exit_code != 0 and "not usable on MQTT" in r.output and "Traceback" not in r.output
+    assert r.output.count("\n") == 1
+    payload = make_detection("yh-brno-3", 1).to_payload().replace(b"yh-brno-3", b"yh brno 3")
+    with pytest.raises(ContractError, match="not usable on MQTT"):  # what the server applies
+        Detection.from_payload(payload)
