@@ -6,10 +6,12 @@
 - a test publish (a ``stats`` message marked ``"doctor": true``, QoS 1) that must be acknowledged,
   and, when the account may read its own topic, is read back (delivered, not only accepted).
 
-The probe uses the device's client id with its persistent session (the broker may force the
-username as client id anyway) and never acknowledges a message delivered to it, so messages
-queued for the recorder's session (resend requests) are redelivered to the recorder. A running
-recorder is disconnected for a moment and reconnects by itself.
+The probe connects as ``<device id>-doctor`` without wiping any session (``clean_session`` off: a
+broker that forces the username as client id would otherwise erase the recorder's persistent
+session), never acknowledges a message delivered to it (anything queued for the recorder is
+redelivered to the recorder) and unsubscribes before it leaves (its own session queues nothing).
+Under a broker that forces the username as client id, a running recorder is disconnected for a
+moment and reconnects by itself.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def check_connection(config) -> list[Check]:
     m, device = config.mqtt, config.device_id
     where = f"{m.host}:{m.port}"
     try:
-        client = make_client(m, device, manual_ack=True)
+        client = make_client(m, f"{device}-doctor", manual_ack=True)
     except MqttSetupError as exc:
         return [Check("broker login", "fail", str(exc), "TLS files or password file (mqtt.* paths)")]
     topic = Topics(m.topic_prefix).stats(device)
@@ -93,6 +95,8 @@ def check_connection(config) -> list[Check]:
     try:
         return _converse(probe, where, m.username)
     finally:
+        if probe.subacked.is_set():
+            client.unsubscribe(probe.topic)
         client.disconnect()
         client.loop_stop()
 
