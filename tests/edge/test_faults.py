@@ -411,3 +411,26 @@ def test_config_validate_and_the_server_share_one_device_id_rule(tmp_path):
     payload = make_detection("yh-brno-3", 1).to_payload().replace(b"yh-brno-3", b"yh brno 3")
     with pytest.raises(ContractError, match="not usable on MQTT"):  # what the server applies
         Detection.from_payload(payload)
+
+
+def test_a_store_that_finds_damage_while_running_stops_writing(tmp_path):
+    import numpy as np
+
+    store = SqliteStore(tmp_path / "d.sqlite")
+    store.add_many([(big_det(i), None) for i in range(300)])
+    store.checkpoint()
+    with open(tmp_path / "d.sqlite", "r+b") as fh:  # a page goes bad under the running recorder
+        for page in range(2, 60):
+            fh.seek(4096 * page)
+            fh.write(np.random.default_rng(page).bytes(4096))
+    store.db.execute("PRAGMA shrink_memory")  # forget the cached pages: read what is on disk now
+    from edge.adapters.store.errors import StoreCorruptError
+
+    with pytest.raises(StoreCorruptError, match="recover"):
+        for i in range(300, 400):
+            store.add(big_det(i))
+            store.mark_synced([f"id-{i - 300:06d}"])
+    size = (tmp_path / "d.sqlite").stat().st_size
+    with pytest.raises(StoreCorruptError):
+        store.add(big_det(1000))  # refused at once, the file is not touched
+    assert (tmp_path / "d.sqlite").stat().st_size == size and store.damaged

@@ -80,6 +80,7 @@ class SqliteStore(OutboxMixin, ClipUploadsMixin, SpaceMixin):
         self.readonly = readonly
         self.upload_policy = upload_policy
         self.clip_chunk_bytes = int(clip_chunk_bytes)
+        self.damaged = ""  # why the file is known to be damaged (then nothing is written)
         try:
             self.database = Database(
                 self.path, readonly=readonly, busy_timeout_ms=BUSY_TIMEOUT_MS, synchronous="FULL",
@@ -267,11 +268,17 @@ class SqliteStore(OutboxMixin, ClipUploadsMixin, SpaceMixin):
     def _write(self, fn: Callable[[], object], what: str):
         if self.readonly:
             raise StoreError(f"{self.path}: opened read-only")
+        if self.damaged:  # found damaged while running: never write into it again
+            raise StoreCorruptError(self.damaged)
         try:
             with self.database.transaction(what):
                 return fn()
         except DatabaseError as exc:
-            raise store_error(exc) from None
+            err = store_error(exc)
+            if isinstance(err, StoreCorruptError):
+                self.damaged = str(err)
+                log.error("store: %s", err)
+            raise err from None
 
     def bump(self, name: str, by: int = 1) -> None:
         """Increment a named counter (kept across restarts)."""
