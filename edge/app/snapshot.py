@@ -91,9 +91,9 @@ def problems(snap: dict) -> list[str]:
         out.append(f"{store['dropped_in_memory']} detections were lost: the database could not be written")
     if snap.get("store_error"):
         out.append(f"database: {snap['store_error']}")
-    deleted = (snap.get("counters") or {}).get("emergency_unsynced_deleted")
-    if deleted:
-        out.append(f"{deleted} unsynced detections were deleted in disk emergencies")
+    if store.get("unsynced_deleted"):
+        out.append(f"{store['unsynced_deleted']} unsynced detections were deleted in a disk emergency this run "
+                   "(the disk is full)")  # fmt: skip
     return out
 
 

@@ -70,20 +70,15 @@ def _store_status(cfg, status: dict) -> None:
 
 def status_problems(status: dict) -> list[str]:
     """What is wrong, one line each: the daemon's own (no audio input, silent input, ...) while it
-    runs, and what the store shows (damage, unsynced detections lost in disk emergencies)."""
+    runs, what its last run lost, and a damaged database. (Unsynced detections deleted in past
+    disk emergencies and id collisions are counted on their own lines, not as problems.)"""
     daemon = status.get("daemon") or {}
     if status["running"]:
         out = list(daemon.get("problems") or [])
     else:  # what the last run lost stays worth saying
-        out = [f"last run: {m}" for m in daemon.get("problems") or [] if "held in memory" in m or "lost" in m]
+        out = [f"last run: {m}" for m in daemon.get("problems") or [] if "held in memory" in m or "lost" in m or "deleted" in m]
     if "store_error" in status and not status.get("database_missing"):
         out.append(f"database: {status['store_error']}")
-    deleted = ((status.get("store") or {}).get("counters") or {}).get("emergency_unsynced_deleted")
-    if deleted and not any("disk emergencies" in m for m in out):
-        out.append(f"{deleted} unsynced detections were deleted in disk emergencies")
-    collided = ((status.get("store") or {}).get("counters") or {}).get("id_collisions")
-    if collided:
-        out.append(f"{collided} songs were not stored: their detection id belonged to another song")
     return out
 
 
@@ -137,6 +132,14 @@ def format_status(st: dict) -> str:
                 f"input       {level['rms_dbfs']:.0f} dBFS RMS, peak {level['peak_dbfs']:.0f} dBFS, "
                 f"{level['clipped_share']:.1%} clipped, {level['zero_share']:.0%} zero (last minute)"
             )
+    counters = (st.get("store") or {}).get("counters") or {}
+    if counters.get("emergency_unsynced_deleted"):
+        lines.append(f"lost        {counters['emergency_unsynced_deleted']} unsynced detections deleted in disk "
+                     f"emergencies so far ({counters.get('disk_emergencies', 0)} emergencies)")  # fmt: skip
+    if counters.get("id_collisions"):
+        lines.append(
+            f"collisions  {counters['id_collisions']} songs not stored: their id belonged to another song"
+        )
     for msg in st.get("problems", []):
         lines.append(f"PROBLEM     {msg}")
     return "\n".join(lines)

@@ -182,6 +182,14 @@ def test_unsynced_rows_go_only_when_a_write_fails_and_at_most_once_per_interval(
     assert _ids(store, synced=False) == {f"id-{i:06d}" for i in range(100, 300)} | {"id-001000"}
     assert store.counts()["counters"]["emergency_unsynced_deleted"] == 100
     assert [r for r in caplog.records if r.levelname == "ERROR" and "100 UNSYNCED" in r.getMessage()]
+    from edge.app.status import collect_status, format_status
+
+    cfg = load_config(write_config(small_fs.parent / "edge.toml", small_fs / "data",
+                                   extra=f'\n[store]\npath = "{small_fs / "d.sqlite"}"\n'))  # fmt: skip
+    assert "lost        100 unsynced detections deleted in disk emergencies" in format_status(
+        collect_status(cfg)
+    )
+    assert w.stats()["unsynced_deleted"] == 100  # in the health snapshot, hence the stats message
     _fill_more(small_fs)
     held = [w.add(big_det(i)) for i in range(2000, 2010)]
     assert not all(held) and w.pending  # held in memory: no second deletion within the interval
