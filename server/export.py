@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge import __version__
 from edge.contract import FIELDS, Spectrogram
+from edge.kit.version import __version__
 
 from .places import DeploymentIndex, geojson, iso
 from .storage import DETECTION_COLUMNS, Storage

@@ -17,7 +17,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from edge import __version__
+from edge.kit.version import __version__
 
 from .clustering import novelty_report
 from .dialects import cluster_table, colour, display_names
