@@ -16,9 +16,9 @@ from pathlib import Path
 
 import click
 
-from edge import __version__
 from edge.kit.cli import Group, json_option, setup_logging, verbosity_options
 from edge.kit.config import to_toml
+from edge.kit.version import __version__
 
 from .config import ServerConfig, load_server_config
 from .errors import ServerError
