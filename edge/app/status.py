@@ -76,7 +76,11 @@ def status_problems(status: dict) -> list[str]:
     if status["running"]:
         out = list(daemon.get("problems") or [])
     else:  # what the last run lost stays worth saying
-        out = [f"last run: {m}" for m in daemon.get("problems") or [] if "held in memory" in m or "lost" in m or "deleted" in m]
+        out = [
+            f"last run: {m}"
+            for m in daemon.get("problems") or []
+            if "held in memory" in m or "lost" in m or "deleted" in m
+        ]
     if "store_error" in status and not status.get("database_missing"):
         out.append(f"database: {status['store_error']}")
     return out
