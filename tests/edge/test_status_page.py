@@ -28,8 +28,9 @@ SCRATCH = Path("/work/scratch/relE")
 def running_daemon(tmp_path, models):
     wav = tmp_path / "songs.wav"
     truth = make_song_stream(wav, ["song_XlB.wav", "song_BC.wav", "song_BhBl.wav"], gap_s=2.0)
-    cfg = load_config(write_config(tmp_path / "edge.toml", tmp_path / "data", replay=str(wav),
-                                   extra='\n[web]\nport = 0\n'))  # fmt: skip
+    cfg = load_config(
+        write_config(tmp_path / "edge.toml", tmp_path / "data", replay=str(wav))
+    )  # [web] port 0
     det, enc = models
     d = Daemon(cfg, components=build_pipeline(cfg, detector=det, encoder=enc))  # idles after the replay
     t = threading.Thread(target=d.run, daemon=True)
