@@ -54,9 +54,14 @@ def _is_edge_db(path: Path) -> bool:
 @click.argument("db", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("labels_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--hide", multiple=True, help="Dialect label(s) withheld from the server (novelty check).")
-@click.option("--label-fraction", type=click.FloatRange(0.0, 1.0, min_open=True), default=1.0, show_default=True,
-              help="Give the server only this random share of the (other) labels, as when researchers "
-                   "label a sample of the songs; the scores still use every label.")
+@click.option(
+    "--label-fraction",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Give the server only this random share of the (other) labels, as when researchers "
+    "label a sample of the songs; the scores still use every label.",
+)
 @click.option("--label-seed", default=0, show_default=True, help="Seed of the --label-fraction sample.")
 @click.option("--encoder", "encoder_version", default=None)
 @click.option("--min-cluster-size", type=int, default=15, show_default=True)
@@ -66,7 +71,9 @@ def _is_edge_db(path: Path) -> bool:
 @click.option("--include-overlap", is_flag=True)
 @click.option("--min-duration", type=float, default=1.2, show_default=True)
 @click.option("--max-duration", type=float, default=60.0, show_default=True)
-@click.option("--no-quality-filter", is_flag=True, help="Fit every song (as yh-server cluster --no-quality-filter).")
+@click.option(
+    "--no-quality-filter", is_flag=True, help="Fit every song (as yh-server cluster --no-quality-filter)."
+)
 @click.option("--excluded", type=click.Choice(["assign", "outlier"]), default="assign", show_default=True)
 @click.option(
     "--tolerance", type=float, default=1.0, show_default=True, help="For device_id,start_time labels."
@@ -99,7 +106,11 @@ def main(db, labels_csv, hide, label_fraction, label_seed, encoder_version, min_
                 hidden_ids = [i for i, lab in truth.items() if lab in set(hide)]
                 if label_fraction < 1.0:
                     rng = np.random.default_rng(label_seed)
-                    hidden_ids += [i for i in sorted(truth) if truth[i] not in set(hide) and rng.random() >= label_fraction]
+                    hidden_ids += [
+                        i
+                        for i in sorted(truth)
+                        if truth[i] not in set(hide) and rng.random() >= label_fraction
+                    ]
                 storage.delete_labels(hidden_ids)
                 params = ClusterParams(min_cluster_size=min_cluster_size, min_samples=min_samples,
                                        reduce_dim=reduce_dim, include_truncated=include_truncated,
@@ -149,7 +160,9 @@ def main(db, labels_csv, hide, label_fraction, label_seed, encoder_version, min_
             mine = [c for _, c in cand_counts if c[lab] and c[lab] == max(c.values())]
             entry["candidates_of_dialect"] = len(mine)
             entry["share_in_those"] = round(sum(c[lab] for c in mine) / n_lab, 4)
-            entry["purity_of_those"] = round(sum(c[lab] for c in mine) / max(1, sum(sum(c.values()) for c in mine)), 4)
+            entry["purity_of_those"] = round(
+                sum(c[lab] for c in mine) / max(1, sum(sum(c.values()) for c in mine)), 4
+            )
         hidden_report.append(entry)
     out = {
         "database": str(db),
@@ -194,7 +207,9 @@ def main(db, labels_csv, hide, label_fraction, label_seed, encoder_version, min_
             )
     for h in hidden_report:
         if h["found_as_novel"]:
-            where = f"part of cluster {h['cluster']}" if h.get("part_of_cluster") else f"cluster {h['cluster']}"
+            where = (
+                f"part of cluster {h['cluster']}" if h.get("part_of_cluster") else f"cluster {h['cluster']}"
+            )
             click.echo(f"hidden dialect {h['dialect']}: NOVEL {where} holds {100 * h['share_of_dialect']:.0f} % "
                        f"of its {h['songs']} songs (cluster purity {h['cluster_purity']:.3f})")  # fmt: skip
             if h["candidates_of_dialect"] > 1:

@@ -277,7 +277,7 @@ def full_disk(work: Path, size_kb: int, copies: int, rate: float) -> dict | None
         _settle(rig, 120)
         rig.end()
         log = (rig.work / "daemon.log").read_text(errors="replace")
-        errors = [ln for ln in log.splitlines() if " ERROR " in ln or "CRITICAL" in ln or "dropp" in ln]
+        errors = [ln for ln in log.splitlines() if ln.startswith(("ERROR", "CRITICAL")) or " ERROR " in ln]
         print(
             f"full disk: daemon log has {len(errors)} error lines; last: {errors[-1][:200] if errors else '-'}"
         )
