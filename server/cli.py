@@ -21,7 +21,7 @@ from edge.kit.config import to_toml
 from edge.kit.version import __version__
 
 from .config import ServerConfig, load_server_config
-from .errors import ServerError
+from .errors import ServerError, StorageCorruptError
 from .storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,9 @@ def status(ctx, as_json: bool, show_q: int) -> None:
     """Counts: detections, duplicates received, quarantine reasons, encoders, devices, runs."""
     storage = _storage(ctx, readonly=True)
     try:
+        problem = storage.check()
+        if problem != "ok":
+            raise StorageCorruptError(problem)
         c = storage.counts()
         c["devices_detail"] = [{k: v for k, v in d.items() if k != "stats"} for d in storage.devices()]
         if show_q:

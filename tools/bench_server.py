@@ -107,9 +107,7 @@ def bench_ingest(devices: int, messages: int, dim: int) -> dict:
             sub.loop_stop()
             # the ingest
             storage = SqliteStorage(tmp / "server.sqlite")
-            ing = Ingestor(
-                storage, MqttConfig(host=broker.host, port=broker.port, client_id="bench-ingest")
-            )
+            ing = Ingestor(storage, MqttConfig(host=broker.host, port=broker.port, client_id="bench-ingest"))
             stop = threading.Event()
             th = threading.Thread(target=ing.run, args=(stop,))
             th.start()

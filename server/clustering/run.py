@@ -21,7 +21,6 @@ from server.storage import Storage
 log = logging.getLogger(__name__)
 
 
-
 def run_clustering(storage: Storage, encoder_version: str | None, params: ClusterParams,
                    progress: Callable[[str], None] | None = None) -> dict:  # fmt: skip
     """Cluster one encoder version (the only one, or the one with most detections, when None),
@@ -77,5 +76,3 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
     summary = {**run, "params": asdict(params), "metrics": metrics}
     summary["novelty"] = novelty_report(storage, run_id)
     return summary
-
-
