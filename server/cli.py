@@ -35,12 +35,13 @@ def _echo_json(obj) -> None:
 @click.version_option(__version__, prog_name="yh-server")
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               envvar="YH_SERVER_CONFIG", default=None, help="Server config (TOML); also $YH_SERVER_CONFIG.")  # fmt: skip
-@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), envvar="YH_SERVER_DB",
-              default=None, help="Server database (overrides storage.db; default yh-server.sqlite); also $YH_SERVER_DB.")  # fmt: skip
+@click.option("--db", "db_path", type=str, envvar="YH_SERVER_DB", default=None,
+              help="Server database: a SQLite file or a postgresql://user@host:port/db URL (overrides storage.db; "
+              "default yh-server.sqlite); also $YH_SERVER_DB.")  # fmt: skip
 @verbosity_options
 @click.pass_context
 def main(
-    ctx: click.Context, config_path: Path | None, db_path: Path | None, verbose: int, quiet: bool
+    ctx: click.Context, config_path: Path | None, db_path: str | None, verbose: int, quiet: bool
 ) -> None:
     """Yellowhammer dialect monitor: the server side (ingest, clustering, researcher access)."""
     setup_logging(verbose, quiet)

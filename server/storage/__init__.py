@@ -3,7 +3,7 @@
 Everything above this package (ingest, clustering, labels, export, report, serve) goes through
 the methods of :class:`Storage`; none of them writes SQL of its own. :func:`open_storage` picks
 the backend from the database address: a file path is SQLite (:mod:`.sqlite`, the embedded
-default). The detections' columns are the wire contract's fields (:func:`edge.contract.sql_columns`)
+default), a ``postgresql://`` URL is PostgreSQL (:mod:`.postgres`, several workers and machines). The detections' columns are the wire contract's fields (:func:`edge.contract.sql_columns`)
 plus the server's own (:data:`SERVER_COLUMNS`).
 """
 
@@ -133,7 +133,12 @@ class Storage(Protocol):
 
 
 def open_storage(address: str | Path, readonly: bool = False) -> Storage:
-    """The storage behind a database address (a SQLite file path)."""
+    """The storage behind a database address: ``postgresql://...`` (or ``postgres://``) is
+    PostgreSQL (:mod:`.postgres`), anything else a SQLite file path."""
+    if str(address).startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStorage
+
+        return PostgresStorage(str(address), readonly=readonly)
     from .sqlite import SqliteStorage
 
     return SqliteStorage(address, readonly=readonly)

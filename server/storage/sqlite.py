@@ -211,6 +211,11 @@ class SqliteStorage:
         except DatabaseError as exc:
             raise StorageError(str(exc)) from None
 
+    # -- the embedding column (float32 little-endian bytes here; other backends differ) -------
+    @staticmethod
+    def _embedding_out(value) -> np.ndarray:
+        return np.frombuffer(value, dtype="<f4")
+
     # -- transactions ------------------------------------------------------------------------
     def _tx(self):
         try:
@@ -277,7 +282,7 @@ class SqliteStorage:
                         row = {**d, "received_at": now, "last_received_at": now, "receive_count": 1}
                         self.db.execute(
                             f"INSERT INTO detections({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
-                            "ON CONFLICT(id) DO UPDATE SET receive_count = receive_count + 1, "
+                            "ON CONFLICT(id) DO UPDATE SET receive_count = detections.receive_count + 1, "
                             "last_received_at = excluded.last_received_at",
                             list(row.values()),
                         )
@@ -580,7 +585,7 @@ class SqliteStorage:
             row = dict(zip(names, r, strict=True))
             row["has_clip"] = bool(row["has_clip"])
             if with_embedding:
-                row["embedding"] = np.frombuffer(row["embedding"], dtype="<f4")
+                row["embedding"] = self._embedding_out(row["embedding"])
             yield row
 
     def detection(self, detection_id: str) -> dict | None:
@@ -744,7 +749,8 @@ class SqliteStorage:
         self.db.execute(
             "INSERT INTO deployments(device_id, lat_key, lon_key, latitude, longitude, first_seen, last_seen, "
             "detections_seen) VALUES (?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT(device_id, lat_key, lon_key) DO UPDATE SET "
-            "first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)",
+            "first_seen = MIN(deployments.first_seen, excluded.first_seen), "
+            "last_seen = MAX(deployments.last_seen, excluded.last_seen)",
             [*key, lat, lon, t, t],
         )
         self.db.execute(
