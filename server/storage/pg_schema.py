@@ -68,8 +68,12 @@ CREATE TABLE cluster_names (run_id text, cluster bigint, name text, named_by tex
   PRIMARY KEY (run_id, cluster));
 """
 
-MIGRATIONS = [M1, M2, M3]
+M4 = """
+CREATE TABLE cluster_models (run_id text PRIMARY KEY, model bytea, created_at double precision);
+"""
+
+MIGRATIONS = [M1, M2, M3, M4]
 
 #: every table, in an order that satisfies the foreign keys (for copies)
 TABLES = ["detections", "encoders", "quarantine", "devices", "labels", "cluster_runs", "cluster_members",
-          "clip_pieces", "clips", "clip_requests", "deployments", "label_log", "cluster_names"]  # fmt: skip
+          "clip_pieces", "clips", "clip_requests", "deployments", "label_log", "cluster_names", "cluster_models"]  # fmt: skip

@@ -243,32 +243,44 @@ class PostgresStorage(SqliteStorage):
         cols = QUALITY_COLUMNS
         ids: list[str] = []
         parts: list[np.ndarray] = []
-        quality: dict[str, list] = {c: [] for c in cols}
+        quality: dict[str, list] = {c: [] for c in [*cols, "device_id", "start_time"]}
         with self._lock, self.db.pg.transaction(), self.db.pg.cursor("points", binary=True) as cur:
             cur.itersize = 20_000
-            cur.execute(f"SELECT id, embedding, {', '.join(cols)} FROM detections WHERE encoder_version = %s "
-                        "ORDER BY start_time, id", [encoder_version])  # fmt: skip
+            cur.execute(f"SELECT id, embedding, {', '.join(cols)}, device_id, start_time FROM detections "
+                        "WHERE encoder_version = %s ORDER BY start_time, id", [encoder_version])  # fmt: skip
             while rows := cur.fetchmany(20_000):
                 ids += [r[0] for r in rows]
                 parts.append(np.array([r[1] for r in rows], dtype=np.float32))
-                for j, c in enumerate(cols):
+                for j, c in enumerate([*cols, "device_id", "start_time"]):
                     quality[c] += [r[2 + j] for r in rows]
         if not ids:
-            return [], np.zeros((0, 0), np.float32), {c: np.zeros(0) for c in cols}
+            return (
+                [],
+                np.zeros((0, 0), np.float32),
+                {c: np.zeros(0) for c in [*cols, "device_id", "start_time"]},
+            )
         q = {c: (np.array([bool(v) for v in vals]) if c in ("truncated", "overlap", "refined")
                  else np.array([np.nan if v is None else float(v) for v in vals], np.float64))
-             for c, vals in quality.items()}  # fmt: skip
+             for c, vals in quality.items() if c != "device_id"}  # fmt: skip
+        q["device_id"] = np.array(quality["device_id"], dtype=str)
         return ids, np.concatenate(parts), q
 
     def save_cluster_run(self, run: dict, members: list[dict]) -> None:
         with self._tx():
             self.db.execute(f"INSERT INTO cluster_runs({', '.join(run)}) VALUES ({', '.join('?' * len(run))})",
                             list(run.values()))  # fmt: skip
-            if members:
-                cols = list(members[0])
-                with self.db.pg.cursor().copy(f"COPY cluster_members({', '.join(cols)}) FROM STDIN") as cp:
-                    for m in members:
-                        cp.write_row([_plain(m.get(c)) for c in cols])
+            self._copy_members(members)
+
+    def add_cluster_members(self, members: list[dict]) -> None:
+        with self._tx():
+            self._copy_members(members)
+
+    def _copy_members(self, members: list[dict]) -> None:
+        if members:
+            cols = list(members[0])
+            with self.db.pg.cursor().copy(f"COPY cluster_members({', '.join(cols)}) FROM STDIN") as cp:
+                for m in members:
+                    cp.write_row([_plain(m.get(c)) for c in cols])
 
     def snapshot(self, path: str | Path) -> dict:
         """A consistent copy as a SQLite file (one repeatable-read transaction), e.g. for

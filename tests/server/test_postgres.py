@@ -15,7 +15,7 @@ from server.errors import StorageError
 from server.ingest import Message, MessageHandler
 from server.storage import open_storage
 from server.storage.dialect import to_postgres
-from server.storage.pg_schema import TABLES
+from server.storage.pg_schema import MIGRATIONS, TABLES
 from server.storage.postgres import PostgresStorage
 from server.storage.sqlite import SqliteStorage
 from tests.sync.helpers import make_detection
@@ -57,7 +57,7 @@ def test_same_tables_and_columns_as_sqlite(pg_url, tmp_path):
         have = {r[0] for r in pg.db.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}  # fmt: skip
         assert have == want, table
-    assert pg.db.execute("SELECT version FROM yh_schema").fetchone()[0] == 3
+    assert pg.db.execute("SELECT version FROM yh_schema").fetchone()[0] == len(MIGRATIONS) == 4
     pg.close()
     PostgresStorage(pg_url).close()  # reopening migrates nothing and keeps the version
     lite.close()
