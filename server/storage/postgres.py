@@ -176,6 +176,24 @@ class PostgresStorage(SqliteStorage):
         return np.asarray(value, dtype=np.float32)
 
     # -- what differs in kind ----------------------------------------------------------------------
+    def _insert_new(self, dets: list[dict], now: float) -> set[str]:
+        """Insert the detections whose id is new (multi-row ``INSERT``, in id order); returns their ids."""
+        groups: dict[tuple, list[dict]] = {}
+        for d in dets:  # rows with the same fields share a statement
+            groups.setdefault(tuple(d), []).append(d)
+        inserted: set[str] = set()
+        for fields, rows in groups.items():
+            names = ", ".join(f'"{k}"' for k in (*fields, "received_at", "last_received_at", "receive_count"))
+            for i in range(0, len(rows), 200):
+                part = rows[i : i + 200]
+                marks = "(" + ", ".join("?" * (len(fields) + 3)) + ")"
+                args = [v for d in part for v in (*(self._embedding_in(d[k]) if k == "embedding" else d[k]
+                                                    for k in fields), now, now, 1)]  # fmt: skip
+                cur = self.db.execute(f"INSERT INTO detections({names}) VALUES {', '.join([marks] * len(part))} "
+                                      "ON CONFLICT (id) DO NOTHING RETURNING id", args)  # fmt: skip
+                inserted |= {r[0] for r in cur.fetchall()}
+        return inserted
+
     def write_batch(self, detections: list[dict], rejects: list[dict]) -> WriteResult:
         """As :meth:`SqliteStorage.write_batch`, safe for concurrent workers: rows are written in
         id order (one lock order for every worker), ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
@@ -192,24 +210,20 @@ class PostgresStorage(SqliteStorage):
         return self._write_once([dict(d) for d in detections], list(rejects))
 
     def _write_once(self, detections: list[dict], rejects: list[dict]) -> WriteResult:
-        res, now, placed = WriteResult(), time.time(), []
+        res, now = WriteResult(), time.time()
+        dets = sorted(detections, key=lambda d: d["id"])
+        raws = {d["id"]: d.pop("_raw", b"") for d in dets}
         with self._tx():
-            for d in sorted(detections, key=lambda d: d["id"]):
-                raw = d.pop("_raw", b"")
-                row = {**d, "received_at": now, "last_received_at": now, "receive_count": 1}
-                row["embedding"] = self._embedding_in(row["embedding"])
-                names = ", ".join(f'"{k}"' for k in row)
-                inserted = self.db.execute(
-                    f"INSERT INTO detections({names}) VALUES ({', '.join('?' * len(row))}) "
-                    "ON CONFLICT (id) DO NOTHING RETURNING id", list(row.values())).fetchone()  # fmt: skip
-                if inserted:
-                    res.new += 1
-                    if d.get("latitude") is not None and d.get("longitude") is not None:
-                        placed.append(d)
-                    continue
-                (owner,) = self.db.execute(
-                    "UPDATE detections SET receive_count = receive_count + 1, last_received_at = ? WHERE id = ? "
-                    "RETURNING device_id", [now, d["id"]]).fetchone()  # fmt: skip
+            inserted = self._insert_new(dets, now)
+            res.new = len(inserted)
+            placed = [d for d in dets if d["id"] in inserted and d.get("latitude") is not None
+                      and d.get("longitude") is not None]  # fmt: skip
+            known = [d for d in dets if d["id"] not in inserted]
+            owners = dict(self.db.execute(
+                "UPDATE detections SET receive_count = receive_count + 1, last_received_at = ? WHERE id = ANY(?) "
+                "RETURNING id, device_id", [now, [d["id"] for d in known]]).fetchall()) if known else {}  # fmt: skip
+            for d in known:
+                owner = owners.get(d["id"])
                 if owner == d["device_id"]:
                     res.duplicate += 1
                     continue
@@ -217,7 +231,7 @@ class PostgresStorage(SqliteStorage):
                     "UPDATE detections SET receive_count = receive_count - 1 WHERE id = ?", [d["id"]]
                 )
                 rejects.append({"reason": f"detection id {d['id']} already belongs to device {owner}",
-                                "topic": d.get("origin", ""), "origin": d.get("origin", ""), "payload": raw})  # fmt: skip
+                                "topic": d.get("origin", ""), "origin": d.get("origin", ""), "payload": raws[d["id"]]})  # fmt: skip
             key = POSITION_KEY_DEG
             for d in sorted(placed, key=lambda d: (d["device_id"], round(d["latitude"] / key),
                                                    round(d["longitude"] / key))):  # fmt: skip
