@@ -10,9 +10,9 @@ many repetitions of a few song types, so they summarise well:
    its songs, weighted by their number;
 2. HDBSCAN on the prototypes (``min_cluster_size`` in songs becomes a minimum in prototypes,
    divided by the mean number of songs per prototype, at least 3);
-3. every song takes the cluster of its **nearest prototype** that is in a cluster (over all
-   prototypes, not just its own group's) when it is no farther from it than the cluster's
-   outlier radius: ``median + outlier_mads * 1.4826 * MAD`` of the distances of the cluster's
+3. every song takes the cluster of its **nearest prototype** (in a full run the nearest of its
+   device-day's, which the k-means found; songs kept out of the fit and later songs search all
+   prototypes in a cluster) when it is no farther from it than the cluster's outlier radius: ``median + outlier_mads * 1.4826 * MAD`` of the distances of the cluster's
    songs to their prototypes; farther songs, and songs whose nearest prototype is an HDBSCAN
    outlier, are outliers (``-1``). Membership strength = the prototype's HDBSCAN strength times
    ``1 - d / radius``;
@@ -93,30 +93,28 @@ def _kmeans(
         if np.allclose(new, c):
             break
         c = new
-    lab = (sq[:, None] - 2 * z @ c.T + (c * c).sum(axis=1)[None, :]).argmin(axis=1)
-    return c, np.bincount(lab, minlength=k)
+    return c, (sq[:, None] - 2 * z @ c.T + (c * c).sum(axis=1)[None, :]).argmin(axis=1)
 
 
 def summarise(z: np.ndarray, groups: np.ndarray, per_prototype: int = PER_PROTOTYPE,
-              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Prototypes of each group: ``(centres (m, k), weights (m,))`` by k-means inside each group."""
+              seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Prototypes of each group by k-means inside it: ``(centres (m, k), weights (m,), owner (n,))``,
+    ``owner`` the prototype of each song (the nearest of its group's)."""
     rng = np.random.default_rng(seed)
     order = np.argsort(groups, kind="stable")
     bounds = np.flatnonzero(np.diff(groups[order])) + 1
-    centres, weights = [], []
+    centres, owner, m = [], np.empty(len(z), np.int64), 0
     for part in np.split(order, bounds):
         zg = z[part].astype(np.float64)
         k = max(1, int(round(len(part) / per_prototype)))
-        if k == 1:
-            centres.append(zg.mean(axis=0, keepdims=True))
-            weights.append(np.array([len(part)]))
-            continue
-        c, w = _kmeans(zg, k, rng)
-        centres.append(c)
-        weights.append(w)
-    c, w = np.concatenate(centres).astype(np.float32), np.concatenate(weights)
-    keep = w > 0
-    return c[keep], w[keep]
+        c, lab = (
+            (zg.mean(axis=0, keepdims=True), np.zeros(len(part), np.int64)) if k == 1 else _kmeans(zg, k, rng)
+        )
+        used, lab = np.unique(lab, return_inverse=True)  # an emptied centre is dropped
+        centres.append(c[used])
+        owner[part] = m + lab
+        m += len(used)
+    return np.concatenate(centres).astype(np.float32), np.bincount(owner, minlength=m), owner
 
 
 def _nearest(centres: np.ndarray, zq: np.ndarray, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
@@ -159,10 +157,14 @@ def fit_prototypes(z: np.ndarray, groups: np.ndarray, fit_idx: np.ndarray, min_c
                    outlier_mads: float = OUTLIER_MADS,
                    say: Callable[[str], None] = lambda s: None) -> tuple[np.ndarray, np.ndarray, PrototypeModel]:  # fmt: skip
     """Steps 1-3 on the songs ``fit_idx`` of ``z`` (PCA space); returns labels and strengths of
-    every song of ``z`` and the model (its ``mean``/``components`` left empty for the caller)."""
+    every song of ``z`` and the model (its ``mean``/``components`` left empty for the caller).
+
+    The songs summarised take the cluster of their own prototype (the nearest of their
+    device-day's, found by the k-means: no search over all prototypes, linear in the songs);
+    the other songs of ``z`` (kept out of the fit) and later songs search every prototype (:func:`assign`)."""
     from sklearn.cluster import HDBSCAN
 
-    centres, weights = summarise(z[fit_idx], groups[fit_idx], per_prototype, seed)
+    centres, weights, owner = summarise(z[fit_idx], groups[fit_idx], per_prototype, seed)
     m = len(centres)
     mcs = max(3, int(np.ceil(min_cluster_size * m / max(len(fit_idx), 1))))  # songs -> prototypes
     say(f"HDBSCAN on {m} prototypes of {len(fit_idx)} songs (min cluster size {mcs} prototypes)")
@@ -173,13 +175,17 @@ def fit_prototypes(z: np.ndarray, groups: np.ndarray, fit_idx: np.ndarray, min_c
                       copy=True).fit(centres)  # fmt: skip
         plab, pstr = hdb.labels_.astype(np.int64), hdb.probabilities_
     n_clusters = int(plab.max()) + 1 if m else 0
-    model = PrototypeModel(np.zeros(0), np.zeros((0, 0)), centres, plab, pstr, np.full(n_clusters, np.inf))
-    say(f"assigning {len(z)} songs to their nearest prototype")
-    labels, _ = assign(model, z)  # radius inf: nearest clustered prototype
-    inside = np.flatnonzero(plab >= 0)
-    dist = _nearest(centres[inside], z)[0] if len(inside) else np.zeros(len(z))
-    fit_mask = np.zeros(len(z), bool)
-    fit_mask[fit_idx] = True
-    model.radius = _radii(labels[fit_mask], dist[fit_mask], n_clusters, outlier_mads)
-    labels, probs = assign(model, z)
+    say(f"{n_clusters} clusters; songs by their prototype, outlier radii")
+    dist = np.sqrt(((z[fit_idx] - centres[owner]) ** 2).sum(axis=1))
+    lab = plab[owner]
+    model = PrototypeModel(np.zeros(0), np.zeros((0, 0)), centres, plab, pstr,
+                           _radii(lab, dist, n_clusters, outlier_mads))  # fmt: skip
+    labels, probs = np.full(len(z), -1, np.int64), np.zeros(len(z))
+    r = model.radius[np.maximum(lab, 0)] if n_clusters else np.zeros(len(lab))
+    ok = (lab >= 0) & (dist <= r)
+    labels[fit_idx] = np.where(ok, lab, -1)
+    probs[fit_idx] = np.where(ok, pstr[owner] * (1 - dist / np.maximum(r, 1e-9)), 0.0)
+    rest = np.setdiff1d(np.arange(len(z)), fit_idx)
+    if len(rest):
+        labels[rest], probs[rest] = assign(model, z[rest])
     return labels, probs, model

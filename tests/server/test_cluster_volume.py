@@ -32,7 +32,7 @@ def test_summarise_keeps_groups_apart_and_weights_add_up():
     rng = np.random.default_rng(0)
     z = np.concatenate([rng.normal(0, 0.1, (100, 4)), rng.normal(5, 0.1, (37, 4))]).astype(np.float32)
     groups = np.array([0] * 100 + [1] * 37)
-    centres, weights = summarise(z, groups, per_prototype=20)
+    centres, weights, owner = summarise(z, groups, per_prototype=20)
     assert weights.sum() == 137 and len(centres) == 5 + 2
     assert (
         sum(w for c, w in zip(centres, weights, strict=True) if c[0] > 2.5) == 37
