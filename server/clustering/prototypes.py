@@ -106,7 +106,7 @@ def summarise(z: np.ndarray, groups: np.ndarray, per_prototype: int = PER_PROTOT
     centres, owner, m = [], np.empty(len(z), np.int64), 0
     for part in np.split(order, bounds):
         zg = z[part].astype(np.float64)
-        k = max(1, int(round(len(part) / per_prototype)))
+        k = min(len(part), int(np.ceil(len(part) / per_prototype)))
         c, lab = (
             (zg.mean(axis=0, keepdims=True), np.zeros(len(part), np.int64)) if k == 1 else _kmeans(zg, k, rng)
         )
@@ -161,7 +161,8 @@ def fit_prototypes(z: np.ndarray, groups: np.ndarray, fit_idx: np.ndarray, min_c
 
     The songs summarised take the cluster of their own prototype (the nearest of their
     device-day's, found by the k-means: no search over all prototypes, linear in the songs);
-    the other songs of ``z`` (kept out of the fit) and later songs search every prototype (:func:`assign`)."""
+    the songs it rejects, the other songs of ``z`` (kept out of the fit) and later songs search
+    every prototype in a cluster (:func:`assign`)."""
     from sklearn.cluster import HDBSCAN
 
     centres, weights, owner = summarise(z[fit_idx], groups[fit_idx], per_prototype, seed)
@@ -185,7 +186,9 @@ def fit_prototypes(z: np.ndarray, groups: np.ndarray, fit_idx: np.ndarray, min_c
     ok = (lab >= 0) & (dist <= r)
     labels[fit_idx] = np.where(ok, lab, -1)
     probs[fit_idx] = np.where(ok, pstr[owner] * (1 - dist / np.maximum(r, 1e-9)), 0.0)
-    rest = np.setdiff1d(np.arange(len(z)), fit_idx)
+    # a second chance for songs their own prototype rejects (a minority dialect of a device-day is
+    # blended into its prototypes): the nearest of all clustered prototypes
+    rest = np.union1d(np.setdiff1d(np.arange(len(z)), fit_idx), fit_idx[~ok])
     if len(rest):
         labels[rest], probs[rest] = assign(model, z[rest])
     return labels, probs, model
