@@ -4,8 +4,8 @@
 #
 #     sudo nice -n 10 tools/arm64_check.sh [--cache DIR] [--rebuild-root] [--keep] [--x86-python PY]
 #
-# Needs root and the Debian packages mmdebstrap, qemu-user-static and binfmt-support
-# (`apt-get install -y mmdebstrap qemu-user-static binfmt-support`); network to the Debian mirror and
+# Needs root (it installs the Debian packages mmdebstrap, qemu-user-static and binfmt-support when
+# missing); network to the Debian mirror and
 # the Python package index this machine's pip uses (its /etc/pip.conf and PIP_* settings are copied in).
 #
 #   1. root: `mmdebstrap --arch=arm64 --variant=minbase --format=tar` bookworm plus what a fresh Raspberry Pi OS
@@ -26,7 +26,7 @@
 # Prints the time of every step; exits 1 if any step or the comparison failed.
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+HERE="${YH_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"  # YH_REPO: when run from a copy
 CACHE=/var/cache/yellowhammer
 REBUILD=0
 KEEP=0
@@ -61,7 +61,15 @@ took() {
 die() { echo "arm64_check: $*" >&2; exit 1; }
 
 [[ $EUID -eq 0 ]] || die "run as root (chroot, mounts): sudo $0"
-for tool in mmdebstrap git; do command -v "$tool" >/dev/null || die "$tool missing: apt-get install -y mmdebstrap qemu-user-static binfmt-support"; done
+need_apt=()
+command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
+[[ -x /usr/bin/qemu-aarch64-static ]] || need_apt+=(qemu-user-static)
+command -v update-binfmts >/dev/null || need_apt+=(binfmt-support)
+if [[ ${#need_apt[@]} -gt 0 ]]; then
+    echo "installing Debian packages: ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
 [[ -x "$X86_PY" ]] || die "no x86 python with the runtime installed ($X86_PY); pass --x86-python"
 
 step "binfmt_misc: qemu-aarch64"
@@ -112,6 +120,9 @@ mount --bind "$CACHE/pip-arm64" "$ROOT/root/.cache/pip"
 rm -f "$ROOT/etc/apt/apt.conf.d/docker-clean"
 echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' >"$ROOT/etc/apt/apt.conf.d/10keep-debs"
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# as on a Raspberry Pi OS image: the host name and its /etc/hosts line (sudo looks it up)
+echo raspberrypi >"$ROOT/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\traspberrypi\n' >"$ROOT/etc/hosts"
 # this machine's package index settings, so pip in the root reaches the same index
 [[ -f /etc/pip.conf ]] && cp /etc/pip.conf "$ROOT/etc/pip.conf"
 cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/host-ca-bundle.crt"
