@@ -22,6 +22,7 @@ import time
 import paho.mqtt.client as mqtt
 
 from edge.contract import ContractError, Stats, Topics, check_device_id
+from edge.core.config import Config
 from edge.core.records import Check
 from edge.kit.mqtt import MqttSetupError, make_client
 
@@ -127,3 +128,29 @@ def _converse(probe: _Probe, where: str, username: str) -> list[Check]:
         ]
     return out + [Check("test publish", "ok", f"{probe.topic}: acknowledged (PUBACK); delivery not verifiable "
                         "(this account may not read its own topics)")]  # fmt: skip
+
+
+def reachability_checks(config: Config) -> list[Check]:
+    """Doctor: can the broker be reached, and is the password file readable?"""
+    import socket
+
+    from edge.kit.mqtt import read_password
+
+    m = config.mqtt
+    out = []
+    try:
+        with socket.create_connection((m.host, m.port), timeout=3.0):
+            pass
+        out.append(Check("broker", "ok", f"{m.host}:{m.port} reachable"))
+    except OSError as exc:
+        out.append(Check("broker", "fail", f"{m.host}:{m.port}: {exc.strerror or exc}",
+                         "no network, wrong mqtt.host/port, or a firewall; detections wait in the outbox "
+                         "meanwhile"))  # fmt: skip
+    if m.password_file:
+        try:
+            read_password(m.password_file)
+            out.append(Check("credentials", "ok", "MQTT password file readable"))
+        except (MqttSetupError, OSError) as exc:
+            out.append(Check("credentials", "fail", str(exc),
+                             "password file missing or unreadable (systemd LoadCredential= path?)"))  # fmt: skip
+    return out
