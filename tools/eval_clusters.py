@@ -21,10 +21,6 @@ Exit status 0 always when it ran (it reports; the thresholds are the reader's, e
 
 from __future__ import annotations
 
-# isort: off
-import edge  # noqa: F401  (first: single-threaded BLAS, as in production)
-# isort: on
-
 import json
 import sqlite3
 import sys
@@ -87,55 +83,84 @@ def main(db, labels_csv, hide, label_fraction, label_seed, encoder_version, min_
     if no_quality_filter:
         include_truncated = include_overlap = include_unrefined = True
         min_duration, max_duration = 0.0, 60.0
+    params = ClusterParams(min_cluster_size=min_cluster_size, min_samples=min_samples,
+                           reduce_dim=reduce_dim, include_truncated=include_truncated,
+                           include_overlap=include_overlap, include_unrefined=include_unrefined,
+                           min_duration_s=min_duration, max_duration_s=max_duration,
+                           excluded=excluded)  # fmt: skip
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp) / "server.sqlite"
-            if _is_edge_db(db):
-                storage = SqliteStorage(work)
-                import_edge_db(storage, db)
-            else:
-                src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-                dst = sqlite3.connect(work)
-                src.backup(dst)
-                src.close()
-                dst.close()
-                storage = SqliteStorage(work)
-            try:
-                res = import_labels(storage, labels_csv, tolerance)
-                truth = storage.labels()
-                hidden_ids = [i for i, lab in truth.items() if lab in set(hide)]
-                if label_fraction < 1.0:
-                    rng = np.random.default_rng(label_seed)
-                    hidden_ids += [
-                        i
-                        for i in sorted(truth)
-                        if truth[i] not in set(hide) and rng.random() >= label_fraction
-                    ]
-                storage.delete_labels(hidden_ids)
-                params = ClusterParams(min_cluster_size=min_cluster_size, min_samples=min_samples,
-                                       reduce_dim=reduce_dim, include_truncated=include_truncated,
-                                       include_overlap=include_overlap, include_unrefined=include_unrefined,
-                                       min_duration_s=min_duration, max_duration_s=max_duration,
-                                       excluded=excluded)  # fmt: skip
-                summary = run_clustering(storage, encoder_version, params)
-                members = storage.run_members(summary["run_id"])
-            finally:
-                storage.close()
+        summary, members, truth, res = _cluster_copy(db, labels_csv, tolerance, hide, label_fraction, label_seed,
+                                                     encoder_version, params)  # fmt: skip
     except (ClusterError, StorageError) as exc:
         raise click.ClickException(str(exc)) from None
     ids = [m["detection_id"] for m in members]
-
     # against the full labels (hidden ones included): over the songs that passed the quality filter
     # (what HDBSCAN was fitted on) and over every song of the run (the excluded ones assigned or -1)
     passed = [m for m in members if not m.get("excluded")]
     full = evaluate([m["detection_id"] for m in passed], np.array([m["cluster"] for m in passed]), truth)
     full_all = evaluate(ids, np.array([m["cluster"] for m in members]), truth)
-    cov = summary["metrics"].get("coverage", {})
+    out = {
+        "database": str(db),
+        "labels": {
+            "file": str(labels_csv),
+            "matched": len(truth),
+            "unresolved": len(res["unresolved"]),
+            "hidden": list(hide),
+            "label_fraction": label_fraction,
+        },  # fmt: skip
+        "run": {k: summary[k] for k in ("run_id", "encoder_version", "n_points", "n_clusters", "n_outliers")},
+        "metrics_full_labels": full,
+        "metrics_full_labels_all_songs": {k: v for k, v in full_all.items() if k != "purity"},
+        "coverage": summary["metrics"].get("coverage", {}),
+        "params": summary["params"],
+        "hidden_dialects": _hidden_report(summary, members, truth, hide),
+        "novelty": summary["novelty"],
+    }
+    if as_json:
+        click.echo(json.dumps(out, indent=2, default=str))
+        return
+    _print(out, summary, excluded, all_songs=len(passed) < len(members))
+
+
+def _cluster_copy(db: Path, labels_csv: Path, tolerance: float, hide, label_fraction: float, label_seed: int,
+                  encoder_version, params: ClusterParams):  # fmt: skip
+    """Cluster a temporary copy of DB with the labels imported and the hidden ones removed:
+    (run summary, members, the full labels, the label import result)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "server.sqlite"
+        if _is_edge_db(db):
+            storage = SqliteStorage(work)
+            import_edge_db(storage, db)
+        else:
+            src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            dst = sqlite3.connect(work)
+            src.backup(dst)
+            src.close()
+            dst.close()
+            storage = SqliteStorage(work)
+        try:
+            res = import_labels(storage, labels_csv, tolerance)
+            truth = storage.labels()
+            hidden_ids = [i for i, lab in truth.items() if lab in set(hide)]
+            if label_fraction < 1.0:
+                rng = np.random.default_rng(label_seed)
+                hidden_ids += [
+                    i for i in sorted(truth) if truth[i] not in set(hide) and rng.random() >= label_fraction
+                ]
+            storage.delete_labels(hidden_ids)
+            summary = run_clustering(storage, encoder_version, params)
+            members = storage.run_members(summary["run_id"])
+        finally:
+            storage.close()
+    return summary, members, truth, res
+
+
+def _hidden_report(summary: dict, members: list[dict], truth: dict, hide) -> list[dict]:
+    """For each hidden dialect: the novelty candidate made most of it, its share and purity."""
     by_cluster: dict[int, Counter] = {}
     for m in members:
         if m["detection_id"] in truth:
             by_cluster.setdefault(m["cluster"], Counter())[truth[m["detection_id"]]] += 1
-    hidden_report = []
     # each candidate's labelled songs by true dialect: a whole cluster, or the part of one that
     # the sub-group rule found (its fitted songs)
     cand_counts = []
@@ -145,6 +170,7 @@ def main(db, labels_csv, hide, label_fraction, label_seed, encoder_version, min_
         else:
             cnt = by_cluster.get(e["cluster"], Counter())
         cand_counts.append((e, cnt))
+    report = []
     for lab in hide:
         n_lab = sum(c[lab] for c in by_cluster.values())
         best = max(cand_counts, key=lambda t: t[1][lab], default=None)
@@ -163,37 +189,25 @@ def main(db, labels_csv, hide, label_fraction, label_seed, encoder_version, min_
             entry["purity_of_those"] = round(
                 sum(c[lab] for c in mine) / max(1, sum(sum(c.values()) for c in mine)), 4
             )
-        hidden_report.append(entry)
-    out = {
-        "database": str(db),
-        "labels": {
-            "file": str(labels_csv),
-            "matched": len(truth),
-            "unresolved": len(res["unresolved"]),
-            "hidden": list(hide),
-            "label_fraction": label_fraction,
-        },  # fmt: skip
-        "run": {k: summary[k] for k in ("run_id", "encoder_version", "n_points", "n_clusters", "n_outliers")},
-        "metrics_full_labels": full,
-        "metrics_full_labels_all_songs": {k: v for k, v in full_all.items() if k != "purity"},
-        "coverage": cov,
-        "params": summary["params"],
-        "hidden_dialects": hidden_report,
-        "novelty": summary["novelty"],
-    }
-    if as_json:
-        click.echo(json.dumps(out, indent=2, default=str))
-        return
-    m = full
-    click.echo(f"{db}: {summary['n_points']} songs of {summary['encoder_version']}, {summary['n_clusters']} clusters, "
-               f"{summary['n_outliers']} outliers; {len(truth)} labelled ({len(res['unresolved'])} labels unresolved)")  # fmt: skip
+        report.append(entry)
+    return report
+
+
+def _print(out: dict, summary: dict, excluded: str, all_songs: bool) -> None:
+    lab, cov, m, a = (
+        out["labels"],
+        out["coverage"],
+        out["metrics_full_labels"],
+        out["metrics_full_labels_all_songs"],
+    )
+    click.echo(f"{out['database']}: {summary['n_points']} songs of {summary['encoder_version']}, {summary['n_clusters']} clusters, "
+               f"{summary['n_outliers']} outliers; {lab['matched']} labelled ({lab['unresolved']} labels unresolved)")  # fmt: skip
     if cov:
         click.echo(f"quality filter: {cov['passed_filter']} of {cov['songs']} songs fitted ({100 * cov['passed_fraction']:.1f} %), "
                    f"kept out {cov['excluded_reasons'] or 'none'}, {excluded}: {cov['excluded_assigned']} of "
                    f"{cov['excluded']} got a cluster; coverage {cov['clustered']} of {cov['songs']} songs in a cluster "
                    f"({100 * cov['clustered_fraction']:.1f} %)")  # fmt: skip
-    if full_all and len(passed) < len(members):
-        a = full_all
+    if a and all_songs:
         click.echo(f"all songs:      ARI {a['ari']:.3f}  NMI {a['nmi']:.3f}  ARI(clustered) "
                    f"{a.get('ari_clustered', float('nan')):.3f}  unclustered {100 * a['outlier_fraction']:.1f} %  "
                    f"({a['labelled_points']} labelled)")  # fmt: skip
@@ -205,7 +219,7 @@ def main(db, labels_csv, hide, label_fraction, label_seed, encoder_version, min_
             click.echo(
                 f"  cluster {c:>4}: {p['majority']:<8} purity {p['purity']:.3f}  ({p['labelled']} songs)"
             )
-    for h in hidden_report:
+    for h in out["hidden_dialects"]:
         if h["found_as_novel"]:
             where = (
                 f"part of cluster {h['cluster']}" if h.get("part_of_cluster") else f"cluster {h['cluster']}"

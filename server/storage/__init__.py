@@ -3,7 +3,7 @@
 Everything above this package (ingest, clustering, labels, export, report, serve) goes through
 the methods of :class:`Storage`; none of them writes SQL of its own. :func:`open_storage` picks
 the backend from the database address: a file path is SQLite (:mod:`.sqlite`, the embedded
-default). The detections' columns are the wire contract's fields (:func:`edge.contract.sql_columns`)
+default), a ``postgresql://`` URL is PostgreSQL (:mod:`.postgres`, several workers and machines). The detections' columns are the wire contract's fields (:func:`edge.contract.sql_columns`)
 plus the server's own (:data:`SERVER_COLUMNS`).
 """
 
@@ -117,6 +117,13 @@ class Storage(Protocol):
     def clip_requests(self) -> list[dict]: ...
     # clustering and labels
     def save_cluster_run(self, run: dict, members: list[dict]) -> None: ...
+    def add_cluster_members(self, members: list[dict]) -> None: ...
+    def save_cluster_model(self, run_id: str, model: bytes) -> None: ...
+    def cluster_model(self, run_id: str) -> bytes | None: ...
+    def unassigned_points(self, run_id: str, encoder_version: str) -> tuple[list[str], np.ndarray]:
+        """Songs of the encoder version that are not members of the run: ids, float32 embeddings."""
+        ...
+
     def put_labels(self, rows: list[dict]) -> dict:
         """Store labels (with ``labeled_by``/``labeled_at``), logging every change; returns counts
         ``new``, ``replaced``, ``unchanged`` and ``stored``."""
@@ -144,7 +151,12 @@ class Storage(Protocol):
 
 
 def open_storage(address: str | Path, readonly: bool = False) -> Storage:
-    """The storage behind a database address (a SQLite file path)."""
+    """The storage behind a database address: ``postgresql://...`` (or ``postgres://``) is
+    PostgreSQL (:mod:`.postgres`), anything else a SQLite file path."""
+    if str(address).startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStorage
+
+        return PostgresStorage(str(address), readonly=readonly)
     from .sqlite import SqliteStorage
 
     return SqliteStorage(address, readonly=readonly)

@@ -585,6 +585,8 @@ class MqttPublisher:
             "skipped": self.counters["skipped"],
             "remaining": remaining,
             "drained": drained,
+            "connected": self._connected.is_set(),
+            "last_error": self._last_error,
         }
 
     # -- public ---------------------------------------------------------------------------------
