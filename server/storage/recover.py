@@ -78,7 +78,11 @@ def _copy_table(src: sqlite3.Connection, dst: sqlite3.Connection, name: str) -> 
         top = 2**62
     if top is None:
         return 0, 0
-    last, copied, skipped = -(2**63), 0, 0
+    try:
+        first = src.execute(f'SELECT min(rowid) FROM "{name}"').fetchone()[0]
+    except sqlite3.DatabaseError:
+        first = 1  # the leftmost page is damaged: rowids of these tables start at 1
+    last, copied, skipped = int(first) - 1, 0, 0
     while last < top:
         try:
             rows = src.execute(f'SELECT rowid, {names} FROM "{name}" WHERE rowid > ? ORDER BY rowid LIMIT ?',
@@ -114,13 +118,25 @@ def _rows_one_by_one(src, name: str, names: str, last: int, top: int) -> list:
 
 
 def _skip(src, name: str, last: int, top: int) -> int:
-    """Past an unreadable stretch after ``last``: the largest rowid tried that is still unreadable."""
-    step = 1
-    while last + step < top:
+    """Past an unreadable stretch after ``last``: gallop (doubling steps) to a rowid from which
+    reading works again, then narrow it down (bisection) so few readable rows are skipped."""
+
+    def readable(after: int) -> bool:
         try:
-            src.execute(f'SELECT rowid FROM "{name}" WHERE rowid > ? ORDER BY rowid LIMIT 1',
-                        [last + step]).fetchone()  # fmt: skip
-            return last + step
+            src.execute(
+                f'SELECT rowid FROM "{name}" WHERE rowid > ? ORDER BY rowid LIMIT 1', [after]
+            ).fetchone()
+            return True
         except sqlite3.DatabaseError:
-            step *= 2
-    return top
+            return False
+
+    step = 1
+    while last + step < top and not readable(last + step):
+        step *= 2
+    if last + step >= top:
+        return top
+    lo, hi = last + step // 2, last + step  # lo unreadable (or ``last``), hi readable
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if readable(mid) else (mid, hi)
+    return hi
