@@ -208,6 +208,23 @@ def status(ctx, as_json: bool, show_q: int) -> None:
         click.echo(f"  #{q['id']} {q['topic'] or q['origin']}: {q['reason']}")
 
 
+@main.command("recover")
+@click.argument("damaged", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+def recover_cmd(damaged: Path, new: Path, as_json: bool) -> None:
+    """Copy what is readable of a damaged server database into a NEW file (DAMAGED is only read)."""
+    from .storage.recover import recover
+
+    r = recover(damaged, new)
+    if as_json:
+        _echo_json(r)
+        return
+    lost = {k: v for k, v in r["skipped"].items() if v}
+    click.echo(f"{new}: {r['tables'].get('detections', 0)} detections and "
+               f"{sum(r['tables'].values())} rows in all copied; unreadable stretches skipped: {lost or 'none'}")  # fmt: skip
+
+
 def _progress(msg: str) -> None:
     click.echo(f"... {msg}", err=True)
 

@@ -266,16 +266,23 @@ class MessageHandler:
                         len(b.rows) + len(b.rejects), str(exc)[:300])  # fmt: skip
         out = WriteResult()
         for row, m in zip(b.rows, b.sources, strict=True):
-            try:
-                res = self.storage.write_batch([dict(row)], [])
-            except StorageCorruptError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                res = self._quarantine_one(self._store_failed(m, exc))
-            _add(out, res)
+            _add(out, self._write_one(row, m))
         for r in b.rejects:
             _add(out, self._quarantine_one(r))
         return out
+
+    def _write_one(self, row: dict, m: Message) -> WriteResult:
+        """One detection alone, tried twice (a passing lock or hiccup is not the message's
+        fault); quarantined if it still fails while the database takes the quarantine row."""
+        for attempt in (1, 2):
+            try:
+                return self.storage.write_batch([dict(row)], [])
+            except StorageCorruptError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                if attempt == 2:
+                    return self._quarantine_one(self._store_failed(m, exc))
+        raise AssertionError("unreachable")
 
     def _quarantine_one(self, reject: dict) -> WriteResult:
         """Quarantine one message; if even that fails, once more with only its reason and a safe

@@ -11,9 +11,11 @@ publisher, throttled so that kills land mid-drain), and SIGKILLs a random choice
 daemon and ingest (or all three) after a random delay, restarting them after another. Then
 everything runs cleanly until the device has drained and the server holds what it will hold.
 
-The full-disk run (root only: it mounts a tmpfs) puts the daemon's data directory on a small
-tmpfs that a filler file makes almost full, replays songs into it, then frees the space and
-drains the outbox with ``edge.app.sync``.
+The full-disk runs (root only: they mount a tmpfs) put the daemon's data directory on a small
+tmpfs that a filler file (someone else's data) makes almost full and replay songs into it:
+"disk freed while running" deletes the filler once the daemon reports the full disk (what it
+held meanwhile must reach the database and the server); "disk stays full" frees it only after
+the daemon has stopped. Both then drain the outbox with ``edge.app.sync``.
 
 created: distinct detection ids the device stored (polled during the run, so rows deleted on
 the device before they were synced still count) plus those the daemon reports it could not
@@ -234,54 +236,78 @@ def kill_loops(work: Path, rounds: int, seed: int, copies: int, rate: float) -> 
     return _report(f"kill loops ({rounds} rounds, seed {seed})", rig)
 
 
-def full_disk(work: Path, size_kb: int, copies: int, rate: float) -> dict | None:
+def full_disk(work: Path, size_kb: int, copies: int, rate: float, freed: bool) -> dict | None:
+    """The daemon's data directory on a tmpfs of ``size_kb`` that a filler file (someone else's
+    data) fills up to 64 KB. ``freed``: the filler is deleted while the daemon runs (the space
+    comes back; whatever the daemon held meanwhile must be stored); otherwise the disk stays full
+    until the daemon has stopped, then the outbox is drained with ``edge.app.sync``."""
     if os.geteuid() != 0:
         print("full-disk run: skipped (needs root to mount a tmpfs)")
         return None
-    mnt = work / "tmpfs"
+    tag = "freed" if freed else "full"
+    mnt = work / f"tmpfs-{tag}"
     mnt.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(mnt)], check=True)
     try:
-        rig = Rig(work / "disk", "disk-dev", mnt / "data", rate)
+        rig = Rig(work / f"disk-{tag}", f"disk-{tag}", mnt / "data", rate)
         rig.work.mkdir(parents=True, exist_ok=True)
         rig.data_dir.mkdir()
         rig.start_broker()
         rig.start_ingest()
         time.sleep(2.0)
         rig.begin()
-        rig.replay = work / "disk" / "replay-a"  # a first replay creates the database on free space
-        _copy_wavs(rig.replay, "diska", 1)
+        rig.replay = rig.work / "replay-a"  # a first replay creates the database on free space
+        _copy_wavs(rig.replay, f"{tag}a", 1)
         rig.start_daemon(once=True)
         rig.daemon.wait(300)
         filler = mnt / "filler"
-        free = shutil.disk_usage(mnt).free
         with open(filler, "wb") as fh:  # leave ~64 KB: the next replay fills it
-            fh.write(b"\0" * max(0, free - 64 * 1024))
-        rig.replay = work / "disk" / "replay-b"
-        _copy_wavs(rig.replay, "diskb", copies)
-        rig.start_daemon(once=True)
-        try:
-            code = rig.daemon.wait(600)
-        except subprocess.TimeoutExpired:
-            rig.kill("daemon")
-            code = "killed after 600 s"
-        rig.daemon = None
-        print(
-            f"full disk: daemon exit status {code}; {shutil.disk_usage(mnt).free // 1024} KB free", flush=True
-        )
-        filler.unlink()
+            fh.write(b"\0" * max(0, shutil.disk_usage(mnt).free - 64 * 1024))
+        rig.replay = rig.work / "replay-b"
+        _copy_wavs(rig.replay, f"{tag}b", copies)
+        rig.start_daemon(once=not freed)
+        if freed:
+            log = rig.work / "daemon.log"
+            deadline = time.monotonic() + 120
+            while "disk full" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(2.0)
+            filler.unlink()  # the space comes back while the daemon runs
+            while (
+                "audio source finished" not in log.read_text(errors="replace") and time.monotonic() < deadline
+            ):
+                time.sleep(0.5)
+            _settle(rig, 60)
+            stuck = rig.unsynced()
+            rig.stop("daemon")
+            code = "stopped by SIGTERM"
+            crashed = "publisher crashed" in log.read_text(errors="replace")
+            print(f"{tag}: {stuck} detections still unsynced on the device while the daemon ran"
+                  f"{' (its MQTT publisher thread had crashed)' if crashed else ''}", flush=True)  # fmt: skip
+        else:
+            try:
+                code = rig.daemon.wait(600)
+            except subprocess.TimeoutExpired:
+                rig.kill("daemon")
+                code = "killed after 600 s"
+            rig.daemon = None
+            print(
+                f"{tag}: daemon exit status {code}; {shutil.disk_usage(mnt).free // 1024} KB free", flush=True
+            )
+            filler.unlink()
+        # drain what the daemon left unsynced, as `yh-edge sync` would after a restart
         sync = subprocess.run([PY, "-m", "edge.app.sync", "--db", str(rig.edb), "--host", rig.broker.host,
                                "--port", str(rig.broker.port), "--device-id", rig.device, "--timeout", "120"],
                               env=_env(), capture_output=True, text=True)  # fmt: skip
-        print(f"full disk: drain after freeing space: exit {sync.returncode} {sync.stdout.strip()[-200:]}")
+        print(f"{tag}: drain after the daemon stopped: exit {sync.returncode} {sync.stdout.strip()[-200:]}")
         _settle(rig, 120)
         rig.end()
-        log = (rig.work / "daemon.log").read_text(errors="replace")
-        errors = [ln for ln in log.splitlines() if ln.startswith(("ERROR", "CRITICAL")) or " ERROR " in ln]
-        print(
-            f"full disk: daemon log has {len(errors)} error lines; last: {errors[-1][:200] if errors else '-'}"
-        )
-        return _report(f"full disk (tmpfs {size_kb} KB)", rig)
+        text = (rig.work / "daemon.log").read_text(errors="replace")
+        errors = [ln for ln in text.splitlines() if ln.startswith(("ERROR", "CRITICAL")) or " ERROR " in ln]
+        print(f"{tag}: daemon {code}; its log has {len(errors)} error lines; last: "
+              f"{errors[-1][:200] if errors else '-'}")  # fmt: skip
+        what = "disk freed while running" if freed else "disk stays full"
+        return _report(f"full disk, {what} (tmpfs {size_kb} KB)", rig)
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
@@ -301,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     a.work.mkdir(parents=True)
     results = [kill_loops(a.work / "kills", a.rounds, a.seed, a.copies, a.rate)]
     if not a.no_disk:
-        results.append(full_disk(a.work, a.disk_kb, a.copies * 4, a.rate))
+        for freed in (True, False):
+            results.append(full_disk(a.work, a.disk_kb, a.copies * 4, a.rate, freed))
     results = [r for r in results if r]
     bad = sum(r["lost"] + r["duplicated"] for r in results)
     print(f"total: created {sum(r['created'] for r in results)} / stored {sum(r['stored'] for r in results)} / "

@@ -51,7 +51,12 @@ class Storage(Protocol):
     def register_encoder(self, version: str, dim: int, device_id: str) -> int: ...
     def write_batch(self, detections: list[dict], rejects: list[dict]) -> WriteResult:
         """Upsert detections by id and quarantine rejects in one transaction; a new detection with
-        a position also marks its device's deployment there as seen at its start time."""
+        a position also marks its device's deployment there as seen at its start time.
+
+        All or nothing. A failure caused by one row's content may raise any exception: the ingest
+        then writes the batch row by row and quarantines the row that fails (a backend needs no
+        per-row handling of its own). A damaged database must raise :class:`StorageCorruptError`
+        (the ingest stops and writes nothing more); other database failures :class:`StorageError`."""
         ...
 
     def set_device_status(self, device_id: str, status: str) -> None: ...

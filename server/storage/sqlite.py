@@ -30,6 +30,7 @@ from server.storage import (
     StorageError,
     WriteResult,
 )
+from server.storage.recover import HINT as RECOVER_HINT_SERVER
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,12 @@ def _m4(db: sqlite_utils.Database) -> None:
     db["cluster_models"].create({"run_id": str, "model": bytes, "created_at": float}, pk="run_id")
 
 
+def _hint(exc: BaseException) -> str:
+    """A damaged-file message with the server's way to recover (the sqlite3 shell's ``.recover``
+    fails on Debian 12)."""
+    return str(exc).replace(RECOVER_HINT, RECOVER_HINT_SERVER)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3, _m4]
 #: positions closer than this (degrees, about 11 m in latitude) are the same deployment
 POSITION_KEY_DEG = 1e-4
@@ -221,7 +228,7 @@ class SqliteStorage:
             self.database.migrate(MIGRATIONS)
             self.database.ensure_columns("detections", {**sql_columns(), **SERVER_COLUMNS})
         except DatabaseCorruptError as exc:
-            raise StorageCorruptError(str(exc)) from None
+            raise StorageCorruptError(_hint(exc)) from None
         except DatabaseError as exc:
             raise StorageError(str(exc)) from None
 
@@ -231,7 +238,7 @@ class SqliteStorage:
         problem = self.database.quick_check(full)
         if problem == "ok":
             return problem
-        return f"{self.path}: the server database file is damaged ({problem[:200]}); {RECOVER_HINT}"
+        return f"{self.path}: the server database file is damaged ({problem[:200]}); {RECOVER_HINT_SERVER}"
 
     # -- the embedding column (float32 little-endian bytes here; other backends differ) -------
     @staticmethod
@@ -247,7 +254,7 @@ class SqliteStorage:
             with self.database.transaction() as conn:
                 yield conn
         except DatabaseCorruptError as exc:
-            raise StorageCorruptError(str(exc)) from None
+            raise StorageCorruptError(_hint(exc)) from None
         except DatabaseError as exc:
             raise StorageError(str(exc)) from None
 

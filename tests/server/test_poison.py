@@ -175,5 +175,19 @@ def test_damaged_database_is_refused_in_one_line(mqtt_broker, tmp_path):
         assert r.returncode != 0, (args, r.stdout, r.stderr)
         err = r.stderr.strip().splitlines()
         assert "Traceback" not in r.stderr and len(err) == 1, r.stderr
-        assert "damaged" in err[0] and ".recover" in err[0] and "keep the file" in err[0], err[0]
+        assert "damaged" in err[0] and "yh-server recover" in err[0] and "keep the file" in err[0], err[0]
     assert hashlib.sha256(db.read_bytes()).hexdigest() == digest  # nothing written into it
+    # the advice works: what is readable goes into a new file the server opens as before
+    new = tmp_path / "recovered.sqlite"
+    r = _yh_server("recover", str(db), str(new), "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert 300 < res["tables"]["detections"] < 400 and res["schema_version"] >= 3  # one page's rows lost
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
+    st = _yh_server("--db", str(new), "status", "--json")
+    assert st.returncode == 0, st.stderr
+    assert json.loads(st.stdout)["detections"] == res["tables"]["detections"]
+    s = SqliteStorage(new)  # writable again: ingest can go on with it
+    h = MessageHandler(s)
+    assert h.handle([Message("yh/v1/dev-c/detections", make_detection("dev-c", 1000).to_payload())]).new == 1
+    s.close()
