@@ -139,6 +139,15 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
+def display_address(address: str | Path) -> str:
+    """A database address fit to print or write into exports: a URL without its password."""
+    text = str(address)
+    head, sep, tail = text.partition("@")
+    if sep and "://" in head and head.count(":") > 1:
+        return head.rsplit(":", 1)[0] + ":***@" + tail
+    return text
+
+
 def open_storage(address: str | Path, readonly: bool = False) -> Storage:
     """The storage behind a database address: ``postgresql://...`` (or ``postgres://``) is
     PostgreSQL (:mod:`.postgres`), anything else a SQLite file path."""
@@ -152,4 +161,4 @@ def open_storage(address: str | Path, readonly: bool = False) -> Storage:
 
 
 __all__ = ["DETECTION_COLUMNS", "QUALITY_COLUMNS", "RAW_KEEP", "SERVER_COLUMNS", "Storage", "StorageError",
-           "WriteResult", "open_storage"]  # fmt: skip
+           "WriteResult", "display_address", "open_storage"]  # fmt: skip

@@ -27,7 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from edge.contract import sql_columns
-from server.storage import QUALITY_COLUMNS, RAW_KEEP, SERVER_COLUMNS, StorageError, WriteResult
+from server.storage import (
+    QUALITY_COLUMNS,
+    RAW_KEEP,
+    SERVER_COLUMNS,
+    StorageError,
+    WriteResult,
+    display_address,
+)
 from server.storage.dialect import to_postgres
 from server.storage.pg_schema import MIGRATIONS, PG_TYPES, TABLES
 from server.storage.sqlite import POSITION_KEY_DEG, SqliteStorage
@@ -44,8 +51,7 @@ def is_postgres_url(address: str | Path) -> bool:
 
 def _safe_url(url: str) -> str:
     """The URL without its password (for messages)."""
-    head, sep, tail = url.partition("@")
-    return (head.rsplit(":", 1)[0] + ":***@" + tail) if sep and head.count(":") > 1 else url
+    return display_address(url)
 
 
 class _Connection:
@@ -92,7 +98,7 @@ class PostgresStorage(SqliteStorage):
     """:class:`server.storage.Storage` on a PostgreSQL database (``readonly``: every session
     read-only, for ``serve``, ``report``, ``export``)."""
 
-    def __init__(self, url: str, readonly: bool = False) -> None:  # noqa: PLR0915
+    def __init__(self, url: str, readonly: bool = False) -> None:
         try:
             import psycopg
         except ImportError:
