@@ -16,12 +16,12 @@ from pathlib import Path
 
 import click
 
-from edge import __version__
 from edge.kit.cli import Group, json_option, setup_logging, verbosity_options
 from edge.kit.config import to_toml
+from edge.kit.version import __version__
 
 from .config import ServerConfig, load_server_config
-from .errors import ServerError
+from .errors import ServerError, StorageCorruptError
 from .storage import Storage, display_address, open_storage
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,9 @@ def status(ctx, as_json: bool, show_q: int) -> None:
     """Counts: detections, duplicates received, quarantine reasons, encoders, devices, runs."""
     storage = _storage(ctx, readonly=True)
     try:
+        problem = storage.check()
+        if problem != "ok":
+            raise StorageCorruptError(problem)
         c = storage.counts()
         c["devices_detail"] = [{k: v for k, v in d.items() if k != "stats"} for d in storage.devices()]
         if show_q:

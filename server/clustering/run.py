@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from edge import __version__
+from edge.kit.version import __version__
 from server.clustering.fit import ClusterParams, cluster_embeddings, quality_exclusions
 from server.clustering.metrics import coverage, evaluate
 from server.clustering.novelty import novelty_report

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from edge.contract import table_fields
-from server.errors import StorageError
+from server.errors import StorageCorruptError, StorageError
 
 #: columns of the server's detections beside the contract's fields
 SERVER_COLUMNS = {"schema": "INTEGER", "origin": "TEXT", "received_at": "REAL", "last_received_at": "REAL",
@@ -132,6 +132,12 @@ class Storage(Protocol):
     def set_cluster_name(self, run_id: str, cluster: int, name: str, named_by: str) -> None: ...
     def cluster_names(self, run_id: str) -> dict[int, dict]: ...
     # maintenance
+    def check(self, full: bool = False) -> str:
+        """``"ok"``, or one line naming the damage the database's own check finds (``full``: the
+        thorough check) and what to do. A writable open refuses a damaged database with
+        :class:`StorageCorruptError`."""
+        ...
+
     def snapshot(self, path: str | Path) -> dict:
         """A consistent single-file copy of the database (for ``datasette --immutable``)."""
         ...
@@ -160,5 +166,5 @@ def open_storage(address: str | Path, readonly: bool = False) -> Storage:
     return SqliteStorage(address, readonly=readonly)
 
 
-__all__ = ["DETECTION_COLUMNS", "QUALITY_COLUMNS", "RAW_KEEP", "SERVER_COLUMNS", "Storage", "StorageError",
-           "WriteResult", "display_address", "open_storage"]  # fmt: skip
+__all__ = ["DETECTION_COLUMNS", "QUALITY_COLUMNS", "RAW_KEEP", "SERVER_COLUMNS", "Storage", "StorageCorruptError",
+           "StorageError", "WriteResult", "display_address", "open_storage"]  # fmt: skip

@@ -156,6 +156,20 @@ class PostgresStorage(SqliteStorage):
                     self.db.execute(f'ALTER TABLE detections ADD COLUMN "{name}" {PG_TYPES[kind]}')
                     log.info("storage: added column %s to detections", name)
 
+    def check(self, full: bool = False) -> str:
+        """``"ok"``, or one line: PostgreSQL checks its own pages (data checksums, when the cluster
+        has them); this reports the checksum failures it has counted in this database."""
+        try:
+            row = self.db.execute(
+                "SELECT checksum_failures FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()
+        except Exception as exc:  # noqa: BLE001 - any failure here is the answer
+            return f"{_safe_url(self.url)}: cannot check the database ({str(exc).strip()[:200]})"
+        if row and row[0]:
+            return (f"{_safe_url(self.url)}: PostgreSQL counted {row[0]} data checksum failures in this "
+                    "database; restore it from a backup (docs/server.md)")  # fmt: skip
+        return "ok"
+
     # -- transactions and embeddings ---------------------------------------------------------------
     @contextlib.contextmanager
     def _tx(self):

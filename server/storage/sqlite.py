@@ -7,6 +7,7 @@ workers may share one file (they serialise on the write lock).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -19,7 +20,8 @@ import sqlite_utils
 
 from edge.contract import sql_columns
 from edge.contract.detection import SCHEMA1_COLUMNS
-from edge.kit.sqlite import Database, DatabaseError
+from edge.kit.sqlite import RECOVER_HINT, Database, DatabaseCorruptError, DatabaseError
+from server.errors import StorageCorruptError
 from server.storage import (
     DETECTION_COLUMNS,
     QUALITY_COLUMNS,
@@ -212,10 +214,24 @@ class SqliteStorage:
             self._lock = self.database.lock
             if readonly and self.database.user_version == 0:
                 raise StorageError(f"{self.path}: not a yellowhammer server database")
+            if not readonly:  # never write into a database known to be damaged
+                problem = self.check()
+                if problem != "ok":
+                    raise StorageCorruptError(problem)
             self.database.migrate(MIGRATIONS)
             self.database.ensure_columns("detections", {**sql_columns(), **SERVER_COLUMNS})
+        except DatabaseCorruptError as exc:
+            raise StorageCorruptError(str(exc)) from None
         except DatabaseError as exc:
             raise StorageError(str(exc)) from None
+
+    def check(self, full: bool = False) -> str:
+        """``"ok"``, or one line: the first problems ``PRAGMA quick_check`` (``integrity_check``)
+        finds and how to recover."""
+        problem = self.database.quick_check(full)
+        if problem == "ok":
+            return problem
+        return f"{self.path}: the server database file is damaged ({problem[:200]}); {RECOVER_HINT}"
 
     # -- the embedding column (float32 little-endian bytes here; other backends differ) -------
     @staticmethod
@@ -223,9 +239,15 @@ class SqliteStorage:
         return np.frombuffer(value, dtype="<f4")
 
     # -- transactions ------------------------------------------------------------------------
+    @contextlib.contextmanager
     def _tx(self):
+        """One write transaction; its sqlite failures become :class:`StorageError` (a damaged
+        file: :class:`StorageCorruptError`)."""
         try:
-            return self.database.transaction()
+            with self.database.transaction() as conn:
+                yield conn
+        except DatabaseCorruptError as exc:
+            raise StorageCorruptError(str(exc)) from None
         except DatabaseError as exc:
             raise StorageError(str(exc)) from None
 
