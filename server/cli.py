@@ -22,7 +22,7 @@ from edge.kit.version import __version__
 
 from .config import ServerConfig, load_server_config
 from .errors import ServerError, StorageCorruptError
-from .storage import Storage, open_storage
+from .storage import Storage, display_address, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -467,7 +467,7 @@ def export_cmd(ctx, out_dir: Path, fmt: str, no_embeddings: bool, spectrograms: 
     storage = _storage(ctx, readonly=True)
     try:
         res = export(storage, out_dir, FORMATS if fmt in ("all", "both") else (fmt,), not no_embeddings,
-                     db_name=str(_db(ctx)), spectrograms=spectrograms)  # fmt: skip
+                     db_name=display_address(_db(ctx)), spectrograms=spectrograms)  # fmt: skip
     finally:
         storage.close()
     click.echo(

@@ -22,7 +22,12 @@ dialect, 30 days, 2 % outliers), timed, with the ARI against the truth and, up t
 songs, against the full HDBSCAN (``max_fit`` = every song) on the same songs.
 
     python tools/bench_server.py [--devices 50] [--messages 200] [--workers 1,2,4] [--sizes 10000,100000]
-                                 [--volume-sizes 100000,1000000] [--full-max 50000] [--json]
+                                 [--volume-sizes 100000,1000000] [--full-max 50000] [--cluster-db 1000000]
+                                 [--json]
+
+``--cluster-db N``: ``yh-server cluster --method prototypes`` end to end (read the embeddings,
+cluster, store every member) on a SQLite file and a PostgreSQL database bulk-loaded with N songs
+of the same synthetic survey. ``--devices 0`` skips the single-worker ingest figure.
 """
 
 from __future__ import annotations
@@ -179,9 +184,11 @@ def bench_cluster(n: int, dim: int = 64, k: int = 8) -> dict:
 @click.option(
     "--full-max", default=50000, show_default=True, help="Largest size also clustered by full HDBSCAN."
 )
+@click.option("--cluster-db", default=0, help="Songs for `yh-server cluster --method prototypes` end to end on "
+              "SQLite and PostgreSQL (0: skip).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 def main(devices: int, messages: int, dim: int, sizes: str, workers: str, volume_sizes: str, full_max: int,
-         as_json: bool) -> None:  # fmt: skip
+         cluster_db: int, as_json: bool) -> None:  # fmt: skip
     """Ingest msgs/s over loopback and clustering time; prints figures."""
     out: dict = {}
     if mosquitto_binary() and workers:
@@ -202,14 +209,23 @@ def main(devices: int, messages: int, dim: int, sizes: str, workers: str, volume
                            f"{v['clusters']} clusters, outliers {100 * v['outlier_fraction']:.1f} %, ARI vs truth "
                            f"{v['ari_truth']}" + (f"; full HDBSCAN {v['full_seconds']} s, ARI vs truth "
                            f"{v['full_ari_truth']}, ARI prototypes vs full {v['ari_vs_full']}" if "full_seconds" in v else ""))  # fmt: skip
-    if mosquitto_binary():
+    if cluster_db:
+        from tools.bench_workers import bench_cluster_db
+
+        out["cluster_db"] = bench_cluster_db(cluster_db, say=lambda m: click.echo(m, err=True))
+        if not as_json:
+            for r in out["cluster_db"]:
+                click.echo(f"yh-server cluster --method prototypes, {r['songs']} songs on {r['backend']}: "
+                           f"{r['cluster_seconds']} s end to end (clustering {r['fit_seconds']} s), {r['clusters']} "
+                           f"clusters, {r['outliers']} outliers (bulk load {r['load_seconds']} s)")  # fmt: skip
+    if mosquitto_binary() and devices:
         out["ingest"] = bench_ingest(devices, messages, dim)
         if not as_json:
             i = out["ingest"]
             click.echo(f"ingest: {i['messages']} msgs from {i['devices']} devices ({i['payload_bytes']} B each): "
                        f"{i['ingest_msgs_per_s']} msgs/s stored; reference (count only) {i['reference_msgs_per_s']} "
                        f"msgs/s; ratio {i['ingest_vs_reference']}; rows stored {i['stored']}")  # fmt: skip
-    else:
+    elif devices:
         click.echo("mosquitto not installed: ingest benchmark skipped", err=True)
     out["cluster"] = []
     for n in (int(s) for s in sizes.split(",") if s):

@@ -120,3 +120,75 @@ def bench_volume(n: int, full_max: int, say: Callable[[str], None]) -> dict:
 
 
 __all__ = ["bench_volume", "bench_workers"]
+
+
+def fill_database(address: str, n: int, say: Callable[[str], None]) -> dict:
+    """Bulk-load ``n`` synthetic survey songs into a server database (bypassing ingest: SQLite
+    ``executemany``, PostgreSQL ``COPY``), for timing ``yh-server cluster`` on it."""
+    import uuid
+
+    from server.storage import open_storage
+    from tests.factories import ENCODER, dialect_mixture
+
+    m = dialect_mixture(n)
+    s = open_storage(address)
+    cols = ["id", "device_id", "start_time", "end_time", "duration_s", "encoder_version", "embedding_dim",
+            "embedding", "received_at", "receive_count", "schema"]  # fmt: skip
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(n)]
+    pg = hasattr(s, "url")
+    t0 = time.perf_counter()
+    s.register_encoder(ENCODER, m["x"].shape[1], "bench")
+    for i in range(0, n, 50_000):
+        rows = [(ids[j], str(m["device"][j]), float(m["start_time"][j]), float(m["start_time"][j]) + 2.2, 2.2, ENCODER,
+                 m["x"].shape[1], m["x"][j].tolist() if pg else m["x"][j].tobytes(), 0.0, 1, 1)
+                for j in range(i, min(n, i + 50_000))]  # fmt: skip
+        with s._tx():
+            if pg:
+                with s.db.pg.cursor().copy(f"COPY detections({', '.join(cols)}) FROM STDIN") as cp:
+                    for r in rows:
+                        cp.write_row(r)
+            else:
+                s.db.conn.executemany(f"INSERT INTO detections({', '.join(cols)}) VALUES "
+                                      f"({', '.join('?' * len(cols))})", rows)  # fmt: skip
+        say(f"  loaded {min(n, i + 50_000)} of {n}")
+    s.close()
+    return {
+        "songs": n,
+        "load_seconds": round(time.perf_counter() - t0, 1),
+        "truth": dict(zip(ids, m["truth"].tolist())),
+    }
+
+
+def bench_cluster_db(n: int, say: Callable[[str], None]) -> list[dict]:
+    """``yh-server cluster --method prototypes`` end to end (load embeddings, cluster, store every
+    member) on SQLite and PostgreSQL databases of ``n`` songs; then ``assign`` of 1 % new songs."""
+    from tests.postgres import PostgresServer, unavailable
+
+    out = []
+    pg = None if unavailable() else PostgresServer().start()
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for backend in ["sqlite"] + (["postgresql"] if pg else []):
+                address = pg.fresh_db() if backend == "postgresql" else str(Path(tmp) / "big.sqlite")
+                filled = fill_database(address, n, say)
+                mcs = str(max(15, n // 400))
+                t0 = time.perf_counter()
+                r = subprocess.run([sys.executable, "-m", "server.cli", "--db", address, "cluster", "--method",
+                                    "prototypes", "--min-cluster-size", mcs, "--json"], env=env,
+                                   capture_output=True, text=True)  # fmt: skip
+                secs = time.perf_counter() - t0
+                if r.returncode != 0:
+                    raise RuntimeError(r.stderr[-2000:])
+                import json
+
+                run = json.loads(r.stdout)
+                row = {"backend": backend, "songs": n, "load_seconds": filled["load_seconds"],
+                       "cluster_seconds": round(secs, 1), "clusters": run["n_clusters"],
+                       "outliers": run["n_outliers"], "fit_seconds": run["metrics"]["seconds"]}  # fmt: skip
+                say(f"cluster on {backend}: {row}")
+                out.append(row)
+    finally:
+        if pg:
+            pg.stop()
+    return out

@@ -10,12 +10,14 @@ many repetitions of a few song types, so they summarise well:
    its songs, weighted by their number;
 2. HDBSCAN on the prototypes (``min_cluster_size`` in songs becomes a minimum in prototypes,
    divided by the mean number of songs per prototype, at least 3);
-3. every song takes the cluster of its **nearest prototype** (in a full run the nearest of its
-   device-day's, which the k-means found; songs kept out of the fit and later songs search all
-   prototypes in a cluster) when it is no farther from it than the cluster's outlier radius: ``median + outlier_mads * 1.4826 * MAD`` of the distances of the cluster's
-   songs to their prototypes; farther songs, and songs whose nearest prototype is an HDBSCAN
-   outlier, are outliers (``-1``). Membership strength = the prototype's HDBSCAN strength times
-   ``1 - d / radius``;
+3. every song takes the cluster of its own prototype (the nearest of its device-day's, which the
+   k-means found) when it is no farther from it than the cluster's **outlier radius**: median +
+   ``outlier_mads`` x 1.4826 x MAD of the cluster's spread (distances of songs to their
+   prototype; for a one-song prototype, its distance to the nearest other prototype of the
+   cluster); a song its own prototype rejects (e.g. a device-day's minority dialect, blended into
+   the day's prototypes), a song kept out of the fit and a later song take the **nearest
+   prototype in a cluster** over all device-days, under the same radius rule, else it is an
+   outlier (``-1``). Membership strength = the prototype's HDBSCAN strength x ``1 - d / radius``;
 4. :class:`PrototypeModel` (PCA, prototypes, their clusters, the radii) is stored with the run,
    so songs that arrive later are assigned by step 3 alone (:func:`assign`) until the next run.
 """
@@ -142,10 +144,24 @@ def assign(model: PrototypeModel, z: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.where(ok, lab, -1).astype(np.int64), prob
 
 
-def _radii(labels: np.ndarray, dist: np.ndarray, n_clusters: int, mads: float) -> np.ndarray:
+def _radii(centres: np.ndarray, plab: np.ndarray, weights: np.ndarray, owner: np.ndarray, dist: np.ndarray,
+           mads: float) -> np.ndarray:  # fmt: skip
+    """Outlier radius per cluster: median + ``mads`` x 1.4826 x MAD of its spread samples: the
+    distances of songs to their prototype (prototypes of 2+ songs) and, for a prototype of one
+    song (no spread of its own), the distance to the nearest other prototype of its cluster."""
+    from sklearn.neighbors import NearestNeighbors
+
+    n_clusters = int(plab.max()) + 1 if len(plab) else 0
     radius = np.zeros(n_clusters, np.float64)
+    multi = weights[owner] >= 2
     for c in range(n_clusters):
-        d = dist[labels == c]
+        members = np.flatnonzero(plab == c)
+        single = members[weights[members] == 1]
+        samples = [dist[multi & (plab[owner] == c)]]
+        if len(single) and len(members) > 1:
+            nn = NearestNeighbors(n_neighbors=2).fit(centres[members])
+            samples.append(nn.kneighbors(centres[single])[0][:, 1])
+        d = np.concatenate(samples)
         if len(d):
             med = np.median(d)
             radius[c] = med + mads * 1.4826 * np.median(np.abs(d - med)) + 1e-6
@@ -180,7 +196,7 @@ def fit_prototypes(z: np.ndarray, groups: np.ndarray, fit_idx: np.ndarray, min_c
     dist = np.sqrt(((z[fit_idx] - centres[owner]) ** 2).sum(axis=1))
     lab = plab[owner]
     model = PrototypeModel(np.zeros(0), np.zeros((0, 0)), centres, plab, pstr,
-                           _radii(lab, dist, n_clusters, outlier_mads))  # fmt: skip
+                           _radii(centres, plab, weights, owner, dist, outlier_mads))  # fmt: skip
     labels, probs = np.full(len(z), -1, np.int64), np.zeros(len(z))
     r = model.radius[np.maximum(lab, 0)] if n_clusters else np.zeros(len(lab))
     ok = (lab >= 0) & (dist <= r)

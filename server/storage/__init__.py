@@ -150,6 +150,15 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
+def display_address(address: str | Path) -> str:
+    """A database address fit to print or write into exports: a URL without its password."""
+    text = str(address)
+    head, sep, tail = text.partition("@")
+    if sep and "://" in head and head.count(":") > 1:
+        return head.rsplit(":", 1)[0] + ":***@" + tail
+    return text
+
+
 def open_storage(address: str | Path, readonly: bool = False) -> Storage:
     """The storage behind a database address: ``postgresql://...`` (or ``postgres://``) is
     PostgreSQL (:mod:`.postgres`), anything else a SQLite file path."""
@@ -162,5 +171,5 @@ def open_storage(address: str | Path, readonly: bool = False) -> Storage:
     return SqliteStorage(address, readonly=readonly)
 
 
-__all__ = ["DETECTION_COLUMNS", "QUALITY_COLUMNS", "RAW_KEEP", "SERVER_COLUMNS", "Storage", "StorageCorruptError", "StorageError",
-           "WriteResult", "open_storage"]  # fmt: skip
+__all__ = ["DETECTION_COLUMNS", "QUALITY_COLUMNS", "RAW_KEEP", "SERVER_COLUMNS", "Storage", "StorageCorruptError",
+           "StorageError", "WriteResult", "display_address", "open_storage"]  # fmt: skip

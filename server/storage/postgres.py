@@ -27,7 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from edge.contract import sql_columns
-from server.storage import QUALITY_COLUMNS, RAW_KEEP, SERVER_COLUMNS, StorageError, WriteResult
+from server.storage import (
+    QUALITY_COLUMNS,
+    RAW_KEEP,
+    SERVER_COLUMNS,
+    StorageError,
+    WriteResult,
+    display_address,
+)
 from server.storage.dialect import to_postgres
 from server.storage.pg_schema import MIGRATIONS, PG_TYPES, TABLES
 from server.storage.sqlite import POSITION_KEY_DEG, SqliteStorage
@@ -44,8 +51,7 @@ def is_postgres_url(address: str | Path) -> bool:
 
 def _safe_url(url: str) -> str:
     """The URL without its password (for messages)."""
-    head, sep, tail = url.partition("@")
-    return (head.rsplit(":", 1)[0] + ":***@" + tail) if sep and head.count(":") > 1 else url
+    return display_address(url)
 
 
 class _Connection:
@@ -92,7 +98,7 @@ class PostgresStorage(SqliteStorage):
     """:class:`server.storage.Storage` on a PostgreSQL database (``readonly``: every session
     read-only, for ``serve``, ``report``, ``export``)."""
 
-    def __init__(self, url: str, readonly: bool = False) -> None:  # noqa: PLR0915
+    def __init__(self, url: str, readonly: bool = False) -> None:
         try:
             import psycopg
         except ImportError:
@@ -191,21 +197,28 @@ class PostgresStorage(SqliteStorage):
 
     # -- what differs in kind ----------------------------------------------------------------------
     def _insert_new(self, dets: list[dict], now: float) -> set[str]:
-        """Insert the detections whose id is new (multi-row ``INSERT``, in id order); returns their ids."""
+        """Insert the detections whose id is new, in id order; returns their ids. One prepared
+        statement per field set, sent in a pipeline (``executemany``), parameters in binary."""
         groups: dict[tuple, list[dict]] = {}
         for d in dets:  # rows with the same fields share a statement
             groups.setdefault(tuple(d), []).append(d)
         inserted: set[str] = set()
         for fields, rows in groups.items():
-            names = ", ".join(f'"{k}"' for k in (*fields, "received_at", "last_received_at", "receive_count"))
-            for i in range(0, len(rows), 200):
-                part = rows[i : i + 200]
-                marks = "(" + ", ".join("?" * (len(fields) + 3)) + ")"
-                args = [v for d in part for v in (*(self._embedding_in(d[k]) if k == "embedding" else d[k]
-                                                    for k in fields), now, now, 1)]  # fmt: skip
-                cur = self.db.execute(f"INSERT INTO detections({names}) VALUES {', '.join([marks] * len(part))} "
-                                      "ON CONFLICT (id) DO NOTHING RETURNING id", args)  # fmt: skip
-                inserted |= {r[0] for r in cur.fetchall()}
+            cols = (*fields, "received_at", "last_received_at", "receive_count")
+            sql = (f"INSERT INTO detections({', '.join(f'{chr(34)}{c}{chr(34)}' for c in cols)}) VALUES "
+                   f"({', '.join(['%b'] * len(cols))}) ON CONFLICT (id) DO NOTHING RETURNING id")  # fmt: skip
+            args = [(*(_param(self._embedding_in(d[k]) if k == "embedding" else d[k]) for k in fields), now, now, 1)
+                    for d in rows]  # fmt: skip
+            with self._lock:
+                try:
+                    cur = self.db.pg.cursor()
+                    cur.executemany(sql, args, returning=True)
+                    while True:
+                        inserted |= {r[0] for r in cur.fetchall()}
+                        if not cur.nextset():
+                            break
+                except Exception as exc:
+                    raise _error(exc) from None
         return inserted
 
     def write_batch(self, detections: list[dict], rejects: list[dict]) -> WriteResult:
@@ -353,6 +366,11 @@ class PostgresStorage(SqliteStorage):
                 self.db.pg.close()
             except Exception as exc:
                 log.warning("storage: close failed: %s", exc)
+
+
+def _param(v):
+    """A Python value psycopg dumps into our column types (flags are integers, as in SQLite)."""
+    return int(v) if isinstance(v, (bool, np.bool_)) else v
 
 
 def _plain(v):

@@ -89,7 +89,7 @@ def test_cli_method_prototypes_and_assign(storage, tmp_path):
     survey = dialect_mixture(1200, dim=16, k=3, devices=10, days=3, outliers=0.0, seed=2)
     load_into_server(storage, _detections(survey))
     addr = storage.url if hasattr(storage, "url") else str(storage.path)
-    r = CliRunner().invoke(main, ["--db", addr, "cluster", "--method", "prototypes", "--per-prototype", "10",
+    r = CliRunner().invoke(main, ["--db", addr, "cluster", "--method", "prototypes", "--per-prototype", "10", "--map", "pca",
                                   "--min-cluster-size", "30", "--json"])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["n_clusters"] == 3

@@ -100,6 +100,9 @@ def test_commands_take_a_postgres_url(pg_url, tmp_path):
 def test_unreachable_or_empty_database_is_one_clear_line(pg_server):
     r = CliRunner().invoke(main, ["--db", pg_server.url("no_such_db"), "status"])
     assert r.exit_code != 0 and "cannot connect" in r.output and "Traceback" not in r.output
+    with_password = pg_server.url("no_such_db").replace("@", ":hunter2@")
+    r = CliRunner().invoke(main, ["--db", with_password, "status"])
+    assert r.exit_code != 0 and ":***@" in r.output and "hunter2" not in r.output
     empty = pg_server.fresh_db()
     with pytest.raises(StorageError, match="not a yellowhammer server database"):
         PostgresStorage(empty, readonly=True)

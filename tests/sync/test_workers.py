@@ -93,6 +93,9 @@ def test_three_workers_one_killed_repeatedly_nothing_lost_nothing_duplicated(mqt
         for k in range(KILLS):
             wait_for(lambda k=k: _stored(pg_url) >= (k + 1) * total // (KILLS + 2), 120, interval=0.2,
                      what=f"progress before kill {k + 1}")  # fmt: skip
+            # frozen first, so the broker has messages in flight to it (delivered, never acknowledged)
+            workers[0].send_signal(signal.SIGSTOP)
+            stop.wait(0.3)
             workers[0].send_signal(signal.SIGKILL)
             workers[0].wait(10)
             kills_at.append(_stored(pg_url))
