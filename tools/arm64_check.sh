@@ -209,7 +209,7 @@ step "yh-edge doctor (expected FAIL: microphone)"
 set +e
 inroot "$AS_SVC $YH doctor -c /etc/yellowhammer/edge.toml 2>/dev/null" | tee "$WORK/doctor.txt"
 step "yh-edge doctor with sync switched on (expected FAIL: microphone, broker)"
-inroot "$AS_SVC YH_MQTT__ENABLED=true YH_MQTT__HOST=127.0.0.1 $YH doctor -c /etc/yellowhammer/edge.toml 2>/dev/null" \
+inroot "$AS_SVC YH_MQTT__ENABLED=true YH_MQTT__HOST=127.0.0.1 YH_MQTT__PORT=1 $YH doctor -c /etc/yellowhammer/edge.toml 2>/dev/null" \
     | tee -a "$WORK/doctor.txt"
 set -e
 UNEXPECTED="$(grep '^FAIL' "$WORK/doctor.txt" | grep -v -E '^FAIL +(microphone|broker):' || true)"
@@ -231,8 +231,8 @@ took "analyze (arm64)"
 step "the same commit on this machine ($(uname -m), $X86_PY)"
 mkdir -p "$WORK/x86src"
 git -C "$HERE" archive "$COMMIT" | tar -x -C "$WORK/x86src"
-(cd "$WORK/x86src" && PYTHONPATH="$WORK/x86src" "$X86_PY" -m edge.app.cli -q analyze --db "$WORK/x86-demo.db" \
-    --no-progress edge/data/demo.wav >/dev/null)
+(cd "$WORK/x86src" && PYTHONPATH="$WORK/x86src" "$X86_PY" -c 'import sys; from edge.app.cli import main; sys.exit(main())' \
+    -q analyze --db "$WORK/x86-demo.db" --no-progress edge/data/demo.wav >/dev/null)
 took "analyze (x86)"
 
 step "detections side by side (tools/compare_detections.py)"
