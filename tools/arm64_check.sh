@@ -3,11 +3,15 @@
 # installed the way a volunteer installs it (docs/deploy.md, section 2), then compared with x86.
 #
 #     sudo nice -n 10 tools/arm64_check.sh [--cache DIR] [--rebuild-root] [--keep] [--x86-python PY]
+#                                          [--no-bench] [--cpu cortex-a72] [--system-qemu]
 #
 # Needs root (it installs the Debian packages mmdebstrap, qemu-user-static and binfmt-support when
 # missing); network to the Debian mirror and
 # the Python package index this machine's pip uses (its /etc/pip.conf and PIP_* settings are copied in).
 #
+#   0. qemu: the qemu-user 10 of bookworm-backports (downloaded with apt into DIR, registered with
+#      binfmt_misc for the run only), emulating a Cortex-A72 (Raspberry Pi 4; --cpu to change);
+#      bookworm's own qemu 7.2 (--system-qemu) segfaults inside ai-edge-litert >= 2.2
 #   1. root: `mmdebstrap --arch=arm64 --variant=minbase --format=tar` bookworm plus what a fresh Raspberry Pi OS
 #      Lite has and the guide asks for (sudo, git, ca-certificates), cached as DIR/arm64-bookworm.tar
 #      (default DIR /var/cache/yellowhammer; apt and pip caches for the root live there too, so a
@@ -31,6 +35,8 @@ CACHE=/var/cache/yellowhammer
 REBUILD=0
 KEEP=0
 BENCH=1
+QEMU=backports
+QEMU_CPU_MODEL=cortex-a72  # the Raspberry Pi 4's core (Pi 3 / Zero 2 W: cortex-a53; Pi 5: cortex-a76)
 X86_PY="${YH_X86_PYTHON:-$HERE/.venv/bin/python}"
 [[ -x "$X86_PY" ]] || X86_PY=/work/main/.venv/bin/python
 SUITE=bookworm
@@ -42,8 +48,10 @@ while [[ $# -gt 0 ]]; do
         --rebuild-root) REBUILD=1 ;;
         --keep) KEEP=1 ;;
         --no-bench) BENCH=0 ;;
+        --system-qemu) QEMU=system ;;
+        --cpu) QEMU_CPU_MODEL="$2"; shift ;;
         --x86-python) X86_PY="$2"; shift ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
     shift
@@ -72,15 +80,45 @@ if [[ ${#need_apt[@]} -gt 0 ]]; then
 fi
 [[ -x "$X86_PY" ]] || die "no x86 python with the runtime installed ($X86_PY); pass --x86-python"
 
-step "binfmt_misc: qemu-aarch64"
+step "binfmt_misc: qemu-aarch64 ($QEMU)"
 if [[ ! -e /proc/sys/fs/binfmt_misc/status ]]; then
     mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 fi
-if [[ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]]; then
-    command -v update-binfmts >/dev/null || die "qemu-user-static/binfmt-support not installed"
-    update-binfmts --enable qemu-aarch64
+BINFMT=/proc/sys/fs/binfmt_misc/qemu-aarch64
+if [[ $QEMU == system ]]; then
+    if [[ ! -e $BINFMT ]]; then
+        command -v update-binfmts >/dev/null || die "qemu-user-static/binfmt-support not installed"
+        update-binfmts --enable qemu-aarch64
+    fi
+    qemu-aarch64-static --version | head -n1
+else
+    # bookworm's qemu 7.2 crashes (SIGSEGV) creating an ai-edge-litert >= 2.2 interpreter; the
+    # qemu 10 of bookworm-backports runs it. Fetched with apt into the cache (apt state of its
+    # own, nothing installed on this machine) and registered for this run only: binfmt_misc tries
+    # the newest entry first; removed again on exit.
+    QDIR="$CACHE/qemu-bpo"
+    if [[ ! -x "$QDIR/qemu-aarch64" ]]; then
+        mkdir -p "$QDIR/apt/lists/partial" "$QDIR/apt/cache/archives/partial"
+        echo "deb $MIRROR $SUITE-backports main" >"$QDIR/apt/sources.list"
+        APTQ=(-o Dir::Etc::SourceList="$QDIR/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+            -o Dir::State::Lists="$QDIR/apt/lists" -o Dir::Cache="$QDIR/apt/cache")
+        apt-get "${APTQ[@]}" update -qq
+        (cd "$QDIR" && apt-get "${APTQ[@]}" download "qemu-user/$SUITE-backports" 2>&1 | grep -v unsandboxed)
+        dpkg-deb -x "$QDIR"/qemu-user_*.deb "$QDIR/x"
+        cp "$QDIR/x/usr/bin/qemu-aarch64" "$QDIR/qemu-aarch64"
+        rm -rf "$QDIR/x" "$QDIR"/qemu-user_*.deb
+    fi
+    "$QDIR/qemu-aarch64" --version | head -n1
+    [[ -e /proc/sys/fs/binfmt_misc/yh-qemu-aarch64 ]] && echo -1 >/proc/sys/fs/binfmt_misc/yh-qemu-aarch64
+    printf ':yh-qemu-aarch64:M::%s:%s:%s:F\n' \
+        '\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00' \
+        '\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff' \
+        "$QDIR/qemu-aarch64" >/proc/sys/fs/binfmt_misc/register
+    BINFMT=/proc/sys/fs/binfmt_misc/yh-qemu-aarch64
+    trap 'echo -1 >/proc/sys/fs/binfmt_misc/yh-qemu-aarch64' EXIT
 fi
-grep -E '^(enabled|interpreter|flags)' /proc/sys/fs/binfmt_misc/qemu-aarch64
+grep -E '^(enabled|interpreter|flags)' "$BINFMT"
+echo "emulated CPU: $QEMU_CPU_MODEL (QEMU_CPU)"
 took "binfmt"
 
 step "arm64 root ($SUITE, cached as $CACHE/arm64-$SUITE.tar)"
@@ -101,6 +139,7 @@ WORK="$(mktemp -d /var/tmp/yh-arm64.XXXXXX)"
 ROOT="$WORK/root"
 cleanup() {
     set +e
+    [[ -e /proc/sys/fs/binfmt_misc/yh-qemu-aarch64 ]] && echo -1 >/proc/sys/fs/binfmt_misc/yh-qemu-aarch64
     for m in var/cache/apt/archives root/.cache/pip dev/pts dev proc sys; do
         mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m"
     done
@@ -138,13 +177,14 @@ echo "[arm64_check] FAKE systemctl $*: skipped (systemd does not run in a chroot
 exit 0
 EOF
 chmod 0755 "$ROOT/usr/local/bin/systemctl"
-# what the unit's StateDirectory=yellowhammer would create at start
-install -d "$ROOT/var/lib"
+# the emulated CPU model for every process, also those sudo starts (test harness, not the install)
+echo 'Defaults env_keep += "QEMU_CPU"' >"$ROOT/etc/sudoers.d/qemu-cpu"
+chmod 0440 "$ROOT/etc/sudoers.d/qemu-cpu"
 
 # run a command in the root as a Pi would: hostname "raspberrypi", a clean environment
 inroot() {
     unshare --uts chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
-        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "${PIPENV[@]}" \
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin QEMU_CPU="$QEMU_CPU_MODEL" "${PIPENV[@]}" \
         /bin/bash -c "hostname raspberrypi; $1"
 }
 inroot 'echo "root: $(uname -m), $(. /etc/os-release; echo $PRETTY_NAME), $(nproc) cpus"'
@@ -169,7 +209,7 @@ step "yh-edge doctor (expected FAIL: microphone)"
 set +e
 inroot "$AS_SVC $YH doctor -c /etc/yellowhammer/edge.toml 2>/dev/null" | tee "$WORK/doctor.txt"
 step "yh-edge doctor with sync switched on (expected FAIL: microphone, broker)"
-inroot "$AS_SVC YH_MQTT__ENABLED=true YH_MQTT__HOST=127.0.0.1 $YH doctor -c /etc/yellowhammer/edge.toml 2>/dev/null" \
+inroot "$AS_SVC YH_MQTT__ENABLED=true YH_MQTT__HOST=127.0.0.1 YH_MQTT__PORT=1 $YH doctor -c /etc/yellowhammer/edge.toml 2>/dev/null" \
     | tee -a "$WORK/doctor.txt"
 set -e
 UNEXPECTED="$(grep '^FAIL' "$WORK/doctor.txt" | grep -v -E '^FAIL +(microphone|broker):' || true)"
@@ -191,8 +231,8 @@ took "analyze (arm64)"
 step "the same commit on this machine ($(uname -m), $X86_PY)"
 mkdir -p "$WORK/x86src"
 git -C "$HERE" archive "$COMMIT" | tar -x -C "$WORK/x86src"
-(cd "$WORK/x86src" && PYTHONPATH="$WORK/x86src" "$X86_PY" -m edge.app.cli -q analyze --db "$WORK/x86-demo.db" \
-    --no-progress edge/data/demo.wav >/dev/null)
+(cd "$WORK/x86src" && PYTHONPATH="$WORK/x86src" "$X86_PY" -c 'import sys; from edge.app.cli import main; sys.exit(main())' \
+    -q analyze --db "$WORK/x86-demo.db" --no-progress edge/data/demo.wav >/dev/null)
 took "analyze (x86)"
 
 step "detections side by side (tools/compare_detections.py)"

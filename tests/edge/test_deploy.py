@@ -60,3 +60,20 @@ def test_bundled_default_config_is_valid_and_shown(tmp_path):
     (tmp_path / "edge.toml").write_text(r.stdout)
     cfg = load_config(tmp_path / "edge.toml", env={})
     assert cfg.audio.source == "mic" and cfg.store.save_clips is False and cfg.mqtt.enabled is False
+
+
+@pytest.mark.parametrize("script", ["install_pi.sh", "arm64_check.sh"])
+def test_deploy_scripts_parse_and_document_their_options(script):
+    path = ROOT / "tools" / script
+    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
+    r = subprocess.run(["bash", str(path), "--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    wanted = (
+        ["--check", "--rollback", "--no-start"]
+        if script == "install_pi.sh"
+        else ["--cache", "--keep", "--cpu"]
+    )
+    for option in wanted:
+        assert option in r.stdout, option
+    bad = subprocess.run(["bash", str(path), "--no-such-option"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "unknown option" in bad.stderr
