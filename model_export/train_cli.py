@@ -573,7 +573,7 @@ def bench_cmd(seconds, models_dir, no_birdnet):
     click.echo(json.dumps(bench_models(seconds, models_dir, not no_birdnet), indent=2))
 
 
-commands.extend([eval_real_cmd, bench_cmd])
+commands.extend([bench_cmd])  # eval-real: model_export/detector/cli.py
 
 
 def autoencoder_report(
