@@ -573,7 +573,8 @@ def bench_cmd(seconds, models_dir, no_birdnet):
     click.echo(json.dumps(bench_models(seconds, models_dir, not no_birdnet), indent=2))
 
 
-commands.extend([bench_cmd])  # eval-real: model_export/detector/cli.py
+eval_real_cmd.name = "eval-real-songs"  # per-file songs and real-song clusters; eval-real: model_export/detector
+commands.extend([eval_real_cmd, bench_cmd])
 
 
 def autoencoder_report(

@@ -139,7 +139,7 @@ def analyze(
         raise click.UsageError(f"{output} is a folder; only --format raven writes one file per input")
     files = expand_paths(paths)
     if not files:
-        raise click.UsageError("no audio files found in the given paths")
+        raise click.UsageError("no WAV files (nor FLAC, MP3 or Ogg) found in the given paths")
     durations: dict[str, float] = {}
     failed: list[str] = []
     for f in files:
