@@ -228,7 +228,7 @@ def evaluate(
 ) -> dict:
     """Run the whole evaluation; see the module docstring. Returns ``{summary, rows, clips}``."""
     from model_export.labels import real_files, real_songs
-    from model_export.synth import load_audio, resample
+    from model_export.synth import load_audio
 
     runner = PipelineRunner(models_dir, config_path)
     bn = CachedBirdNET(cache) if with_birdnet else None
@@ -265,23 +265,7 @@ def evaluate(
                 row["birdnet_max"] = float(s.max())
                 row["birdnet_events"] = events(s, BIRDNET_THRESHOLD)
             rows.append(row)
-        low = _through_16k(audio) if spans else None
-        for centre, y in spans:
-            for variant, a in (("native", audio), ("16k", low)):
-                clip = _clip(a, centre)
-                probs, _ = runner.run(clip, f.file)
-                c = {
-                    "file": f.file,
-                    "centre_s": round(centre, 2),
-                    "y": y,
-                    "detector": float(probs.max()) if probs.size else 0.0,
-                }
-                if bn is not None:
-                    c["birdnet"] = float(
-                        bn.scores(f"{f.file}|clip|{variant}|{centre:.2f}",
-                                  lambda clip=clip: resample(clip, MODEL_RATE, 48000), 3.0).max()
-                    )  # fmt: skip
-                clips[variant].append(c)
+        _score_clips(runner, bn, f.file, audio, spans, clips)
         if progress:
             progress(1)
     if bn is not None:
@@ -289,6 +273,26 @@ def evaluate(
     summary = _summary(rows, clips, runner.detector.threshold, bn is not None)
     summary["detector_version"] = runner.detector.version
     return {"summary": summary, "rows": rows, "clips": clips}
+
+
+def _score_clips(runner, bn, rel: str, audio: np.ndarray, spans, clips: dict) -> None:
+    """Each 2-s clip (centre, label) of one file as its own pipeline stream, native and through
+    16 kHz, and BirdNET on the same clip (zero-padded to 3 s)."""
+    from model_export.synth import resample
+
+    low = _through_16k(audio) if spans else None
+    for centre, y in spans:
+        for variant, a in (("native", audio), ("16k", low)):
+            clip = _clip(a, centre)
+            probs, _ = runner.run(clip, rel)
+            c = {"file": rel, "centre_s": round(centre, 2), "y": y,
+                 "detector": float(probs.max()) if probs.size else 0.0}  # fmt: skip
+            if bn is not None:
+                c["birdnet"] = float(
+                    bn.scores(f"{rel}|clip|{variant}|{centre:.2f}",
+                              lambda clip=clip: resample(clip, MODEL_RATE, 48000), 3.0).max()
+                )  # fmt: skip
+            clips[variant].append(c)
 
 
 def _duration(path: Path) -> float:
