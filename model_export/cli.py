@@ -26,6 +26,7 @@ def _register() -> None:
     for module, attr in (
         ("model_export.synth_cli", "synth"),
         ("model_export.train_cli", "commands"),
+        ("model_export.detector.cli", "commands"),
         ("model_export.valsynth.cli", "valsynth"),
     ):
         try:

@@ -51,10 +51,14 @@ def detection_rows(detections) -> list[dict]:
     return rows
 
 
-def write_csv(rows: list[dict], fh) -> None:
+WINDOW_COLUMNS = ("file", "start_s", "end_s", "probability", "gated")
+"""Columns of ``yh-edge analyze --windows``: every detector window (times from the file's start)."""
+
+
+def write_csv(rows: list[dict], fh, columns=CSV_COLUMNS) -> None:
     import csv
 
-    w = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    w = csv.DictWriter(fh, fieldnames=list(columns), lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: (str(v).lower() if isinstance(v, bool) else v) for k, v in r.items()})
@@ -90,7 +94,9 @@ def write_raven(rows: list[dict], fh, file_offsets: dict[str, float] | None = No
         )
 
 
-def write_output(rows: list[dict], fmt: str, output: Path | None, durations: dict[str, float]) -> list[Path]:
+def write_output(
+    rows: list[dict], fmt: str, output: Path | None, durations: dict[str, float], columns=CSV_COLUMNS
+) -> list[Path]:
     """Write rows to stdout, a file, or (Raven, given a folder) one table per input file."""
     import io
 
@@ -106,7 +112,7 @@ def write_output(rows: list[dict], fmt: str, output: Path | None, durations: dic
         return written
     buf = io.StringIO()
     if fmt == "csv":
-        write_csv(rows, buf)
+        write_csv(rows, buf, columns)
     elif fmt == "json":
         buf.write(json.dumps(rows, indent=1) + "\n")
     else:

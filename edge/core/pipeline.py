@@ -173,6 +173,11 @@ class Pipeline:
         Optional :class:`~edge.core.ports.ClipSink` (saves each song's audio).
     on_detection
         Called with each detection after it was handed to the sink.
+    on_windows
+        Attribute (not an argument), None by default: called once per batch of detector windows
+        with ``[(start_frame, probability, gated), ...]`` (frames counted from the stream's start;
+        a window skipped by the energy gate has probability 0 and ``gated`` True). For
+        ``yh-edge analyze --windows`` and the real-audio evaluation.
     spectrogram
         Attach each song's quantised log-mel spectrogram to its detection (None: no spectrogram).
     position
@@ -203,6 +208,7 @@ class Pipeline:
         self.energy_gate_db = float(energy_gate_db)
         self.clips = clips
         self.on_detection = on_detection
+        self.on_windows: Callable[[list[tuple[int, float, bool]]], None] | None = None
         if encoder_margin_frames is None:
             encoder_margin_frames = frontend.frames_for(ENCODER_MARGIN_S)
         self.encoder_margin = int(encoder_margin_frames)
@@ -325,6 +331,9 @@ class Pipeline:
             probs[run] = det.predict(batch)
         self.stats.windows += len(starts)
         self.stats.cpu_s["detector"] += time.thread_time() - t
+        if self.on_windows is not None:
+            ran = set(run)
+            self.on_windows([(s, float(probs[i]), i not in ran) for i, s in enumerate(starts)])
         return list(zip(starts, probs.tolist(), strict=True))
 
     def _emit(self, songs: list[Song]) -> list[Detection]:

@@ -58,11 +58,14 @@ def test_encoder_separates_dialects_of_unseen_birds():
             bird = synth.make_bird(d, rng, bird_id=990_000 + b, incomplete_prob=0.0)
             for _ in range(3):
                 audio, ev = synth.render_song(bird, rng, cfg.sample_rate, complete=True)
-                audio = np.concatenate([np.zeros(cfg.sample_rate, np.float32), audio,
-                                        np.zeros(cfg.sample_rate // 2, np.float32)])
+                audio = np.concatenate(
+                    [np.zeros(cfg.sample_rate, np.float32), audio, np.zeros(cfg.sample_rate // 2, np.float32)]
+                )
                 audio = audio + 0.003 * rng.standard_normal(audio.shape).astype(np.float32)
                 f = logmel(audio, cfg)
-                end = int(round(((1.0 + ev.offset_s + 0.1) * cfg.sample_rate - cfg.n_fft) / cfg.hop_length)) + 1
+                end = (
+                    int(round(((1.0 + ev.offset_s + 0.1) * cfg.sample_rate - cfg.n_fft) / cfg.hop_length)) + 1
+                )
                 embs.append(enc.embed(f[end - enc.window_frames : end]))
                 labels.append(d)
     e, y = np.stack(embs), np.array(labels)
@@ -71,3 +74,23 @@ def test_encoder_separates_dialects_of_unseen_birds():
     np.fill_diagonal(sim, -np.inf)
     acc = np.mean(y[sim.argmax(1)] == y)
     assert acc >= 0.8, acc
+
+
+def test_detector_output_resolves_scores_near_one(fixtures_dir):
+    """An int8 probability output has 1/256 steps and sticks at 0.996 (issue 13); a logit output
+    must resolve the top decile: fine steps near 1 and distinct scores on real songs' windows."""
+    det = TFLiteDetector()
+    out = det.model.manifest.outputs
+    if "logit" not in out:
+        pytest.skip("the shipped detector has a probability output")
+    spec = out["logit"]
+    top = spec.scale * (127 - spec.zero_point)  # the largest logit int8 can hold
+    assert 1 / (1 + np.exp(-top)) > 0.9999
+    step_near_099 = 1 / (1 + np.exp(-4.6)) - 1 / (1 + np.exp(-(4.6 - spec.scale)))
+    assert step_near_099 < 0.002
+    probs = []
+    for d in ("XlB", "XsB", "BC", "BE", "BD", "BhBl", "BlBh", "BBe"):
+        x, _ = read_wav(fixtures_dir / "synth" / f"song_{d}.wav")
+        probs.append(det.predict(_windows(to_mono(x), det)))
+    p = np.concatenate(probs)
+    assert len(np.unique(p[p >= 0.9])) >= 3, np.sort(p)[-10:]

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.adapters.audio.wavfile import WavReader, to_mono
+from edge.adapters.audio.sfreader import audio_suffixes, open_audio
+from edge.adapters.audio.wavfile import to_mono
 from edge.adapters.system.clock import clock_synchronized
 from edge.contract.wire import clean_text
 from edge.core.errors import AudioFormatError
@@ -45,12 +46,13 @@ def delivery_rate(in_rate: int, model_rate: int, rate_multiples: bool) -> int:
 
 
 def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files as given, and every WAV below each directory (sorted); missing paths are kept
-    so the reader reports them."""
+    """Files as given, and every WAV below each directory (sorted; also FLAC, MP3 and Ogg where
+    ``soundfile`` is installed); missing paths are kept so the reader reports them."""
     out: list[Path] = []
+    suffixes = audio_suffixes()
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in WAV_SUFFIXES and q.is_file()))
+            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in suffixes and q.is_file()))
         else:
             out.append(p)
     return out
@@ -90,7 +92,11 @@ def _convert(res: Resampler, x: np.ndarray) -> np.ndarray:
 
 
 class ReplaySource:
-    """Stream WAV files (or folders of them) as canonical chunks.
+    """Stream WAV files (or folders of them; FLAC, MP3 and Ogg with ``soundfile``) as canonical chunks.
+
+    A file whose rate cannot hold the frontend's top band (a 16-kHz recorder holds nothing above
+    8 kHz; the frontend reads up to ``fmax``) is logged once per rate: the detector then sees
+    empty top bands.
 
     Parameters
     ----------
@@ -139,6 +145,8 @@ class ReplaySource:
         self.name = (
             "replay:" + ",".join(str(p) for p in self.paths[:3]) + ("..." if len(self.paths) > 3 else "")
         )
+        self.fmax_hz: float | None = None  # the frontend's top (set by the caller), for the warning
+        self._warned_rates: set[int] = set()
         self._stats = {"files_done": 0, "files_failed": 0, "seconds": 0.0, "state": "idle", "current": ""}
 
     def stats(self) -> dict:
@@ -161,12 +169,13 @@ class ReplaySource:
 
     def _stream_file(self, path: Path, stop: threading.Event) -> Iterator[AudioChunk]:
         try:
-            reader = WavReader(path)
+            reader = open_audio(path)
         except AudioFormatError as exc:
             self._failed(path, exc)
             return
         with reader:
             info = reader.info
+            self._warn_band_limited(path, info.sample_rate)
             _warn_if_not_utf8(path)
             self._stats.update(state="replaying", current=str(path))
             synced = clock_synchronized() if self.timestamps == "now" else False
@@ -205,6 +214,20 @@ class ReplaySource:
                 if last:
                     break
             self._stats["files_done"] += 1
+
+    def _warn_band_limited(self, path: Path, rate: int) -> None:
+        fmax = self.fmax_hz
+        if fmax is None:
+            from edge.core.frontend import FrontendConfig
+
+            fmax = FrontendConfig().fmax
+        if rate / 2 < fmax and rate not in self._warned_rates:
+            self._warned_rates.add(rate)
+            log.warning(
+                "%s: recorded at %d Hz, which holds nothing above %.0f Hz; the frontend reads up to "
+                "%.0f Hz, so its top bands are empty (detector scores may be lower; shown once per rate)",
+                path, rate, rate / 2, fmax,
+            )  # fmt: skip
 
     def _failed(self, path: Path, exc: AudioFormatError) -> None:
         self._stats["files_failed"] += 1

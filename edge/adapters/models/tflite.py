@@ -160,8 +160,11 @@ class TFLiteDetector:
     ) -> None:
         self.model = TFLiteModel(path or MODELS_DIR / "detector.tflite", "detector", frontend, num_threads)
         m = self.model.manifest
-        if "probability" not in m.outputs:
-            raise ModelError(f"{self.model.path}: detector manifest has no 'probability' output")
+        # a 'logit' output (int8 steps of ~0.1 in logit) resolves scores near 1, where an int8
+        # 'probability' output has 1/256 steps and saturates at 0.996
+        self._key = "logit" if "logit" in m.outputs else "probability"
+        if self._key not in m.outputs:
+            raise ModelError(f"{self.model.path}: detector manifest has no 'probability' or 'logit' output")
         self.version = m.version
         self.frontend = m.frontend
         self.window_frames = m.window_frames
@@ -173,9 +176,11 @@ class TFLiteDetector:
         if windows.ndim == 2:
             windows = windows[None]
         out = np.empty(windows.shape[0], dtype=np.float32)
-        run = self.model.run
+        run, key = self.model.run, self._key
         for i in range(windows.shape[0]):
-            out[i] = run(windows[i])["probability"].reshape(-1)[-1]
+            out[i] = run(windows[i])[key].reshape(-1)[-1]
+        if key == "logit":
+            out = (1.0 / (1.0 + np.exp(-out))).astype(np.float32)
         return out
 
 

@@ -11,7 +11,7 @@ import click
 from edge.app.cli import main
 from edge.app.cli_options import config_option
 from edge.app.config import load_config
-from edge.app.output import detection_rows, write_output
+from edge.app.output import CSV_COLUMNS, WINDOW_COLUMNS, detection_rows, write_output
 from edge.core.errors import YellowhammerError
 
 
@@ -98,6 +98,12 @@ OUTPUT_FORMATS = ("csv", "json", "raven")
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal)."
 )
+@click.option(
+    "--windows",
+    is_flag=True,
+    help="Print every detector window (file, start_s, end_s, probability, gated) as CSV or JSON "
+    "instead of the songs (the songs are still stored unless --no-store).",
+)
 def analyze(
     paths: tuple[Path, ...],
     config_path: Path | None,
@@ -107,8 +113,10 @@ def analyze(
     no_store: bool,
     threshold: float | None,
     progress: bool | None,
+    windows: bool,
 ) -> None:
-    """Find yellowhammer songs in WAV files or folders of them.
+    """Find yellowhammer songs in WAV files or folders of them (FLAC, MP3 and Ogg too where the
+    optional ``soundfile`` package is installed).
 
     Every song goes into the detection store (like the daemon's, so they are synced too) and is
     printed as CSV, JSON or a Raven selection table. Unreadable files are reported one per line
@@ -117,7 +125,7 @@ def analyze(
     import dataclasses
 
     from edge.adapters.audio.replay import ReplaySource, expand_paths
-    from edge.adapters.audio.wavfile import read_info
+    from edge.adapters.audio.sfreader import audio_info
     from edge.app.compose import build_pipeline
 
     cfg = load_config(config_path)
@@ -125,16 +133,18 @@ def analyze(
         cfg = dataclasses.replace(cfg, models=dataclasses.replace(cfg.models, threshold=threshold))
     if db_path is not None:
         cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=str(db_path)))
+    if windows and fmt == "raven":
+        raise click.UsageError("--windows prints CSV or JSON, not a Raven table")
     if output is not None and fmt != "raven" and output.is_dir():
         raise click.UsageError(f"{output} is a folder; only --format raven writes one file per input")
     files = expand_paths(paths)
     if not files:
-        raise click.UsageError("no WAV files found in the given paths")
+        raise click.UsageError("no WAV files (nor FLAC, MP3 or Ogg) found in the given paths")
     durations: dict[str, float] = {}
     failed: list[str] = []
     for f in files:
         try:
-            durations[str(f)] = read_info(f).duration
+            durations[str(f)] = audio_info(f).duration
         except YellowhammerError as exc:
             failed.append(str(exc))
     comp = build_pipeline(cfg, memory=no_store)
@@ -147,6 +157,11 @@ def analyze(
         on_error=lambda p, e: failed.append(str(e)),
         rate_multiples=True,
     )
+    src.fmax_hz = pipeline.frontend_cfg.fmax
+    window_rows: list[dict] = []
+    current = {"file": ""}
+    if windows:
+        pipeline.on_windows = _window_recorder(window_rows, current, pipeline)
     detections = []
     show = sys.stderr.isatty() if progress is None else progress
     total = sum(durations.values())
@@ -156,6 +171,7 @@ def analyze(
         ) as bar:
             done = 0.0
             for chunk in src.chunks():
+                current["file"] = chunk.source
                 detections += pipeline.process(chunk)
                 done += chunk.duration
                 if int(done) > bar.pos:
@@ -165,7 +181,8 @@ def analyze(
         if not no_store:
             comp.writer.retry()
     rows = detection_rows(detections)
-    for p in write_output(rows, fmt, output, durations):
+    out_rows, columns = (window_rows, WINDOW_COLUMNS) if windows else (rows, CSV_COLUMNS)
+    for p in write_output(out_rows, fmt, output, durations, columns):
         click.echo(f"wrote {p}", err=True)
     n_files = len(durations) - len([m for m in failed if any(m.startswith(f) for f in durations)])
     click.echo(f"{len(rows)} songs in {n_files} files ({total / 60:.1f} min of audio)", err=True)
@@ -175,6 +192,21 @@ def analyze(
         _report_storing(comp, before, len(rows))
     if failed:
         sys.exit(1)
+
+
+def _window_recorder(rows: list[dict], current: dict, pipeline):
+    """``Pipeline.on_windows`` callback: one row per detector window of the current file."""
+    fe = pipeline.frontend_cfg
+    frame_s = fe.hop_length / fe.sample_rate
+    length_s = ((pipeline.detector.window_frames - 1) * fe.hop_length + fe.n_fft) / fe.sample_rate
+
+    def record(batch: list[tuple[int, float, bool]]) -> None:
+        for start, prob, gated in batch:
+            t0 = start * frame_s
+            rows.append({"file": current["file"], "start_s": round(t0, 3), "end_s": round(t0 + length_s, 3),
+                         "probability": round(float(prob), 5), "gated": bool(gated)})  # fmt: skip
+
+    return record
 
 
 def _store_figures(store) -> tuple[int, int]:

@@ -1,0 +1,107 @@
+"""``yh-model eval-real`` and ``yh-model train detector-real``."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+
+def _table(s: dict) -> str:
+    """The must-show figures, detector next to BirdNET."""
+    bn = s.get("birdnet", {})
+    d = s["detector"]
+    lines = [
+        f"real test split: {s['files']['yellowhammer']} yellowhammer / {s['files']['other']} other-species "
+        f"({s['hours']['other']} h) / {s['files']['soundscape']} soundscape files ({s['hours']['soundscape']} h); "
+        f"{s['clips']['positive']} song clips, {s['clips']['negative']} other clips",
+        f"{'figure':52s} {'detector':>12s} {'BirdNET V2.4':>12s}",
+    ]
+
+    def row(name, key, sub=None):
+        get = (lambda x: x.get(sub, {}).get(key, "-")) if sub else (lambda x: x.get(key, "-"))
+        lines.append(f"{name:52s} {get(d)!s:>12s} {get(bn) if bn else '-'!s:>12s}")
+
+    row("file-level ROC-AUC", "file_auc")
+    row("recall at <= 1 % false other-species files", "recall_at_1pct_false_files")
+    row("recall at <= 2 % false other-species files", "recall_at_2pct_false_files")
+    row("files with a song at the operating threshold", "files_detected")
+    row("other-species files with a false song", "other_files_false")
+    row("false songs per hour, other species", "false_songs_per_hour_other")
+    row("false songs per hour, soundscapes", "false_songs_per_hour_soundscape")
+    for v in ("native", "16k"):
+        row(f"2-s clips ({v}): recall at 1 % false clips", "recall_at_1pct_false_clips", f"clips_{v}")
+        row(f"2-s clips ({v}): ROC-AUC", "auc", f"clips_{v}")
+    return "\n".join(lines)
+
+
+@click.command("eval-real")
+@click.option("--models", "models_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder with detector.tflite (and encoder.tflite); default: the shipped models.")  # fmt: skip
+@click.option("--real", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of real recordings (default $YH_REALAUDIO or ../shared/realaudio).")  # fmt: skip
+@click.option("--birdnet-cache", default="/work/scratch/det/birdnet_cache.json", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="BirdNET scores cache ('' for none).")  # fmt: skip
+@click.option("--no-birdnet", is_flag=True, help="Skip BirdNET.")
+@click.option("--json", "as_json", is_flag=True, help="Summary, per-file rows and per-clip scores as JSON.")
+def eval_real_cmd(models_dir, real, birdnet_cache, no_birdnet, as_json):
+    """The detector on the real test split through the recorder's pipeline, next to BirdNET:
+    file-level ROC-AUC and recall at <= 1 / 2 % false recordings, false songs per hour, and 2-s
+    clips around real songs against random 2-s clips (native rate and through 16 kHz)."""
+    from model_export.eval_detector import evaluate
+    from model_export.labels import LabelError
+
+    with click.progressbar(length=len(_test_files(real)), label="eval-real", file=sys.stderr) as bar:
+        try:
+            res = evaluate(models_dir, not no_birdnet, Path(birdnet_cache) if str(birdnet_cache) else None,
+                           real, progress=bar.update)  # fmt: skip
+        except LabelError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(res, indent=1) if as_json else _table(res["summary"]))
+
+
+def _test_files(real) -> list:
+    from model_export.labels import real_files
+
+    return [f for f in real_files(real) if f.split == "test"]
+
+
+@click.command("detector-real")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--cache", default="runs/cache", show_default=True, type=click.Path(path_type=Path))
+@click.option("--real", default=None, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--use", default="synth,real,composite,hard", show_default=True,
+              help="Training parts: synth (always), real (train-split windows), composite (songs in real "
+                   "backgrounds through recorder chains), hard (mined hard negatives).")  # fmt: skip
+@click.option("--scale", default=0.4, show_default=True, help="Synthetic scene set size factor.")
+@click.option("--composites", default=3000, show_default=True)
+@click.option("--epochs", default=8, show_default=True)
+@click.option("--hard-epochs", default=4, show_default=True)
+@click.option("--steps", default=250, show_default=True, help="Batches of 128 per epoch.")
+@click.option("--width", default=1.0, show_default=True)
+@click.option("--bands", default=None, type=int, help="Keep only the lowest N mel bands (51: 16-kHz safe).")
+@click.option("--p16k", default=0.3, show_default=True, help="Share of composites through a 16-kHz recorder.")
+@click.option("--seed", default=0, show_default=True)
+def train_detector_real_cmd(out, cache, real, use, scale, composites, epochs, hard_epochs, steps, width, bands,
+                            p16k, seed):  # fmt: skip
+    """Train the detector for real recordings (model_export/detector) and export it with a logit output."""
+    from model_export.detector.run import run
+    from model_export.labels import default_root
+
+    command = "yh-model train detector-real " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    res = run(out, cache, real or default_root(), tuple(use.split(",")), scale, composites, epochs, hard_epochs,
+              steps, width, bands, seed, p16k, command)  # fmt: skip
+    click.echo(json.dumps({k: v for k, v in res.items() if k != "summary"}, indent=1))
+
+
+def _register_train() -> None:
+    from model_export.train_cli import train_group
+
+    train_group.add_command(train_detector_real_cmd)
+
+
+_register_train()
+commands = [eval_real_cmd]

@@ -1,0 +1,120 @@
+"""One training run of the real-recordings detector: data (cached), two phases, export."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("synth", "real", "composite", "hard")
+
+
+def _cached(path: Path, build):
+    if path.exists():
+        z = np.load(path)
+        from model_export.detector.realdata import WindowSet
+
+        return WindowSet(z["x"], z["y"], z["kind"])
+    ws = build()
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez(tmp, x=ws.x, y=ws.y, kind=ws.kind.astype(str))
+    tmp.replace(path)
+    return ws
+
+
+def datasets(cache: Path, real_root, scale: float, composites: int, seed: int, p16k: float, progress=None):
+    """(synthetic train, synthetic val, real fit, real val, composites fit, composites val, pool)."""
+    from edge.core.frontend import FrontendConfig
+    from model_export.data import load_or_build
+    from model_export.detector.realdata import WindowSet, build_composites, real_windows, train_files
+    from model_export.synth import DIALECTS
+    from model_export.train_cli import DET_FRAMES, DET_TRAIN_HOP
+
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    cfg = FrontendConfig()
+    syn = {}
+    for split in ("train", "val"):
+        ds, _ = load_or_build(
+            cache, "detector", split, cfg, DIALECTS, real_root, scale, seed, DET_FRAMES, DET_TRAIN_HOP
+        )
+        syn[split] = WindowSet(ds.x, ds.y, ds.kind)
+    neg, songs, _ = train_files(real_root)
+    tag = hashlib.sha1(
+        repr((sorted(f.file for f in neg), sorted(songs), cfg.to_dict(), DET_FRAMES)).encode()
+    ).hexdigest()[:10]
+    pool_box = {}
+
+    def real(part):
+        if "pool" not in pool_box:
+            fit, val, pool_box["pool"] = real_windows(DET_FRAMES, real_root, progress)
+            pool_box["fit"], pool_box["val"] = fit, val
+        return pool_box[part]
+
+    rfit = _cached(cache / f"realfit-{tag}.npz", lambda: real("fit"))
+    rval = _cached(cache / f"realval-{tag}.npz", lambda: real("val"))
+    if "pool" not in pool_box:
+        real("fit")
+    pool = pool_box["pool"]
+    ctag = f"{tag}-{composites}-{seed}-{p16k}"
+    cfit = _cached(cache / f"compfit-{ctag}.npz",
+                   lambda: build_composites(pool, songs, composites, seed, DET_FRAMES, False, p16k=p16k))  # fmt: skip
+    cval = _cached(cache / f"compval-{ctag}.npz",
+                   lambda: build_composites(pool, songs, max(200, composites // 6), seed + 1, DET_FRAMES, True, p16k=p16k))  # fmt: skip
+    return syn["train"], syn["val"], rfit, rval, cfit, cval, pool
+
+
+def run(
+    out: Path, cache: Path, real_root, use: tuple[str, ...] = VARIANTS, scale: float = 0.4,
+    composites: int = 3000, epochs: int = 8, hard_epochs: int = 4, steps: int = 250, width: float = 1.0,
+    bands: int | None = None, seed: int = 0, p16k: float = 0.3, command: str = "",
+) -> dict:  # fmt: skip
+    """Train, mine, fine-tune, export ``out/detector.tflite`` + manifest; returns the summary."""
+    import keras
+
+    from edge.core.frontend import FrontendConfig
+    from model_export.detector import fit
+    from model_export.detector.export import export_detector
+    from model_export.detector.realdata import WindowSet
+    from model_export.train_cli import DET_FRAMES, DET_HOP, DET_TRAIN_HOP
+
+    keras.utils.set_random_seed(seed)
+    t0 = time.time()
+    syn, synv, rfit, rval, cfit, cval, pool = datasets(cache, real_root, scale, composites, seed, p16k)
+    parts = [syn]
+    if "real" in use:
+        parts.append(rfit)
+    if "composite" in use:
+        parts.append(cfit)
+    train = WindowSet.concat(*parts)
+    val = WindowSet.concat(synv, rval, cval)
+    counts = {k: int(v) for k, v in zip(*np.unique(fit.strata(train.kind, train.y), return_counts=True))}
+    log.warning("train strata %s; val %d windows (%d positive)", counts, len(val.y), int(val.y.sum()))
+    model = fit.build(DET_FRAMES, FrontendConfig().n_mels, width, bands)
+    hist = fit.train(model, train, val, epochs, steps, seed=seed)
+    mined = None
+    if "hard" in use and hard_epochs:
+        hard, mined = fit.mine_hard(model, pool, DET_FRAMES, DET_TRAIN_HOP)
+        train = WindowSet.concat(train, hard)
+        hist += fit.train(model, train, val, hard_epochs, steps, lr=1e-3, seed=seed + 1)
+    # threshold: 1 % false windows on the val negatives (real + composite + synthetic)
+    z = fit.predict_logits(model, val.x)
+    neg = np.sort(z[val.y < 0.5])[::-1]
+    threshold = float(round(1 / (1 + np.exp(-neg[int(0.01 * len(neg))])), 4))
+    summary = {
+        "use": list(use), "scale": scale, "composites": composites, "epochs": epochs, "hard_epochs": hard_epochs,
+        "steps_per_epoch": steps, "width": width, "bands": bands, "seed": seed, "p16k": p16k,
+        "train_strata": counts, "hard_negatives": mined, "val_windows": int(len(val.y)),
+        "seconds": round(time.time() - t0), "history": hist,
+    }  # fmt: skip
+    Path(out).mkdir(parents=True, exist_ok=True)
+    model.save(Path(out) / "detector_float.keras")
+    path = export_detector(model, out, train.x, threshold, summary, command, DET_FRAMES, DET_HOP)
+    (Path(out) / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    return {"model": str(path), "threshold": threshold, "summary": summary}
