@@ -278,3 +278,18 @@ def test_each_song_carries_its_spectrogram_and_the_recorders_position(stream, mo
     off, _ = run_file([path], models, config=load_config(None, env={"YH_SPECTROGRAM__ENABLED": "false"}))
     assert all(d.spectrogram is None and d.latitude is None for d in off)
     assert max(len(d.to_payload()) for d in off) < 700 < min(len(d.to_payload()) for d in found)
+
+
+def test_the_demo_gives_exactly_its_seven_songs(models):
+    # edge/data/demo.wav and its truth (demo.csv): one detection per song (issue 14)
+    import csv
+    from pathlib import Path
+
+    data = Path(__file__).parents[2] / "edge" / "data"
+    with open(data / "demo.csv", newline="") as fh:
+        truth = [(float(r["onset_s"]), float(r["offset_s"])) for r in csv.DictReader(fh)]
+    found, _ = run_file([data / "demo.wav"], models)
+    assert len(found) == len(truth) == 7
+    for (on, off), d in zip(truth, sorted(found, key=lambda d: d.onset_s), strict=True):
+        assert min(off, d.offset_s) - max(on, d.onset_s) > 0.8 * (off - on)
+        assert abs(d.offset_s - off) <= 0.1
