@@ -27,6 +27,7 @@ def _register() -> None:
         ("model_export.synth_cli", "synth"),
         ("model_export.train_cli", "commands"),
         ("model_export.valsynth.cli", "valsynth"),
+        ("model_export.embed_songs", "embed_cmd"),
     ):
         try:
             mod = importlib.import_module(module)
