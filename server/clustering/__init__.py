@@ -29,6 +29,7 @@ Modules: :mod:`.fit` (PCA, quality filter, HDBSCAN, assignment, maps), :mod:`.ru
 """
 
 from server.clustering.fit import (
+    INCOMPLETE_CLUSTER,
     MAP_METHODS,
     TSNE_MAX,
     ClusterParams,
@@ -42,6 +43,6 @@ from server.clustering.run import run_clustering
 from server.clustering.text import format_report
 from server.errors import ClusterError
 
-__all__ = ["MAP_METHODS", "NOVELTY_P", "TSNE_MAX", "ClusterError", "ClusterParams", "ClusterResult", "cluster_embeddings",
+__all__ = ["INCOMPLETE_CLUSTER", "MAP_METHODS", "NOVELTY_P", "TSNE_MAX", "ClusterError", "ClusterParams", "ClusterResult", "cluster_embeddings",
            "compare_runs", "coverage", "evaluate", "format_report", "novelty_report", "quality_exclusions",
            "run_clustering"]  # fmt: skip

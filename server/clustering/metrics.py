@@ -9,6 +9,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+
 def evaluate(ids: list[str], labels: np.ndarray, truth: dict[str, str]) -> dict:
     """ARI, NMI (outliers counted as one extra "cluster") and per-cluster purity, on labelled points."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
@@ -69,10 +70,12 @@ def coverage(excluded: list[str | None], labels: np.ndarray) -> dict:
         "excluded": int((~passed).sum()),
         "excluded_assigned": int((clustered & ~passed).sum()),
         "excluded_reasons": dict(reasons.most_common()),
+        "incomplete": int((labels == -2).sum()),
     }
 
 
 # -- a stored run ---------------------------------------------------------------------------------
+
 
 def members_by_cluster(rows: list[dict]) -> dict[int, set[str]]:
     out: dict[int, set[str]] = defaultdict(set)

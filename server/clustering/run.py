@@ -12,14 +12,13 @@ from dataclasses import asdict
 import numpy as np
 
 from edge import __version__
-from server.clustering.fit import ClusterParams, cluster_embeddings, quality_exclusions
+from server.clustering.fit import INCOMPLETE_CLUSTER, ClusterParams, cluster_embeddings, quality_exclusions
 from server.clustering.metrics import coverage, evaluate
 from server.clustering.novelty import novelty_report
 from server.errors import ClusterError
 from server.storage import Storage
 
 log = logging.getLogger(__name__)
-
 
 
 def run_clustering(storage: Storage, encoder_version: str | None, params: ClusterParams,
@@ -40,7 +39,8 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
     excluded = quality_exclusions(quality, params)
     passed = np.array([e is None for e in excluded], bool)
     t0 = time.perf_counter()
-    res = cluster_embeddings(x, params, progress, fit_mask=passed)
+    incomplete = np.array([e is not None and "incomplete" in e.split(",") for e in excluded], bool)
+    res = cluster_embeddings(x, params, progress, fit_mask=passed, incomplete_mask=incomplete)
     elapsed = time.perf_counter() - t0
     truth = storage.labels()
     # headline metrics: over the songs that passed the quality filter (what HDBSCAN clustered)
@@ -48,11 +48,12 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
     metrics["seconds"] = round(elapsed, 3)
     metrics["fitted_points"] = res.fitted
     metrics["coverage"] = coverage(excluded, res.labels)
+    metrics["incomplete_songs"] = int((res.labels == INCOMPLETE_CLUSTER).sum())
     if not passed.all():  # and over every song of the encoder version, the excluded ones included
         metrics["all_songs"] = {k: v for k, v in evaluate(ids, res.labels, truth).items() if k != "purity"}
     created = time.time()
     run_id = time.strftime("run-%Y%m%dT%H%M%SZ", time.gmtime(created)) + "-" + uuid.uuid4().hex[:6]
-    n_clusters = int(len(set(res.labels.tolist()) - {-1}))
+    n_clusters = int(len({c for c in res.labels.tolist() if c >= 0}))
     run = {
         "run_id": run_id,
         "encoder_version": encoder_version,
@@ -60,7 +61,7 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
         "params": json.dumps(asdict(params)),
         "n_points": len(ids),
         "n_clusters": n_clusters,
-        "n_outliers": int((res.labels < 0).sum()),
+        "n_outliers": int((res.labels == -1).sum()),
         "metrics": json.dumps(metrics),
         "software": f"yellowhammer {__version__}",
     }
@@ -77,5 +78,3 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
     summary = {**run, "params": asdict(params), "metrics": metrics}
     summary["novelty"] = novelty_report(storage, run_id)
     return summary
-
-

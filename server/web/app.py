@@ -109,7 +109,7 @@ def _device(key: str, text: str) -> str:
 
 DETECTION_PARAMS = {"device": _device, "encoder": _text, "since": parse_time, "until": parse_time,
                     "limit": _int(1, MAX_LIMIT), "offset": _int(0, 1 << 40), "embedding": _bool, "label": _text,
-                    "cluster": _int(-1, 1 << 20), "run": _text, "has_clip": _bool}  # fmt: skip
+                    "cluster": _int(-2, 1 << 20), "run": _text, "has_clip": _bool}  # fmt: skip
 
 
 def params(allowed: dict) -> dict:
@@ -282,7 +282,8 @@ def create_app(storage: Storage, settings: ServeConfig | None = None, token: str
                         "info": info, "href": url_for("song_page", detection_id=m["detection_id"])})  # fmt: skip
         method = run["params"].get("map_method", "pca")
         return render_template("clusters.html", run=run, runs=runs, table=table, svg=scatter(pts), shown=len(pts),
-                               total=len(members), method=method)  # fmt: skip
+                               total=len(members), method=method,
+                               incomplete=sum(1 for m in members if m["cluster"] == -2))  # fmt: skip
 
     @app.get("/clusters/<run_id>/<int(signed=True):cluster>")
     def cluster_page(run_id: str, cluster: int):
@@ -397,6 +398,8 @@ def create_app(storage: Storage, settings: ServeConfig | None = None, token: str
         name = request.form.get("name", "").strip()
         if len(name) > LABEL_MAX:
             raise BadRequest(f"a name has at most {LABEL_MAX} characters")
+        if cluster < 0:
+            raise BadRequest("outliers and incomplete songs are not a cluster and take no dialect name")
         with lock:
             storage.set_cluster_name(run_id, cluster, name, who)
         log.info("web: %s named cluster %s of %s %r", who, cluster, run_id, name)
