@@ -161,6 +161,16 @@ def train_dr(model, train, val, classes, objective="arcface", epochs=20, batch=9
     return tl
 
 
+def _load_split(train_cli, cache, split: str, scale: float, seed: int):
+    """One standard encoder set (the cache ``train encoder`` uses; real backgrounds as its default)."""
+    from model_export.data import DEFAULT_END_JITTER_S, load_or_build
+    from model_export.synth import DIALECTS
+
+    return load_or_build(cache, "encoder", split, FrontendConfig(), DIALECTS, train_cli._real(None), scale, seed,
+                         train_cli.ENC_FRAMES, train_cli.DET_TRAIN_HOP, progress_factory=train_cli._bar,
+                         end_jitter_s=DEFAULT_END_JITTER_S)  # fmt: skip
+
+
 @click.command("encoder-dr")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.option("--epochs", default=20, show_default=True)
@@ -177,7 +187,9 @@ def train_encoder_dr_cmd(out, epochs, objective, emb_dim, cache, scale, seed):
     from model_export.models import build_encoder
 
     keras.utils.set_random_seed(seed)
-    train, val, test, summaries = train_cli._encoder_sets(cache, None, None, scale, seed, None)
+    (train, tsum), (val, vsum) = (
+        _load_split(train_cli, cache, split, scale, seed) for split in ("train", "val")
+    )
     classes = sorted(set(train.dialect.tolist()))
     model = build_encoder(
         "cnn", train_cli.ENC_FRAMES, FrontendConfig().n_mels, emb_dim, train_cli.ENC_STEM_TIME_STRIDE
@@ -193,6 +205,8 @@ def train_encoder_dr_cmd(out, epochs, objective, emb_dim, cache, scale, seed):
     Path(out).mkdir(parents=True, exist_ok=True)
     model.save(Path(out) / "encoder_float.keras")
     np.save(Path(out) / "head.npy", tl.head)
+    test, esum = _load_split(train_cli, cache, "test", scale, seed)  # loaded (or built) after training
+    summaries = {"train": tsum, "val": vsum, "test": esum}
     old = train_cli.EMB_DIM
     train_cli.EMB_DIM = emb_dim  # the manifest's embedding_dim
     try:
