@@ -8,9 +8,6 @@ Importing this package has no side effects: the server imports ``edge.contract``
 inherit the recorder's single-threaded BLAS setting (set in :mod:`edge.app.runtime`).
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from edge.kit.version import __version__
 
-try:
-    __version__ = version("yellowhammer")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+__all__ = ["__version__"]

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from edge import __version__
+from edge.kit.version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

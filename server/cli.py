@@ -16,12 +16,12 @@ from pathlib import Path
 
 import click
 
-from edge import __version__
 from edge.kit.cli import Group, json_option, setup_logging, verbosity_options
 from edge.kit.config import to_toml
+from edge.kit.version import __version__
 
 from .config import ServerConfig, load_server_config
-from .errors import ServerError
+from .errors import ServerError, StorageCorruptError
 from .storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,13 @@ def _echo_json(obj) -> None:
 @click.version_option(__version__, prog_name="yh-server")
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               envvar="YH_SERVER_CONFIG", default=None, help="Server config (TOML); also $YH_SERVER_CONFIG.")  # fmt: skip
-@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), envvar="YH_SERVER_DB",
-              default=None, help="Server database (overrides storage.db; default yh-server.sqlite); also $YH_SERVER_DB.")  # fmt: skip
+@click.option("--db", "db_path", type=str, envvar="YH_SERVER_DB", default=None,
+              help="Server database: a SQLite file or a postgresql://user@host:port/db URL (overrides storage.db; "
+              "default yh-server.sqlite); also $YH_SERVER_DB.")  # fmt: skip
 @verbosity_options
 @click.pass_context
 def main(
-    ctx: click.Context, config_path: Path | None, db_path: Path | None, verbose: int, quiet: bool
+    ctx: click.Context, config_path: Path | None, db_path: str | None, verbose: int, quiet: bool
 ) -> None:
     """Yellowhammer dialect monitor: the server side (ingest, clustering, researcher access)."""
     setup_logging(verbose, quiet)
@@ -177,6 +178,9 @@ def status(ctx, as_json: bool, show_q: int) -> None:
     """Counts: detections, duplicates received, quarantine reasons, encoders, devices, runs."""
     storage = _storage(ctx, readonly=True)
     try:
+        problem = storage.check()
+        if problem != "ok":
+            raise StorageCorruptError(problem)
         c = storage.counts()
         c["devices_detail"] = [{k: v for k, v in d.items() if k != "stats"} for d in storage.devices()]
         if show_q:
@@ -269,6 +273,11 @@ def _progress(msg: str) -> None:
     help="Songs the quality filter kept out: join the cluster of their nearest fitted songs (flagged "
     "fitted=0), or stay unclustered (-1). Their reason is stored either way.",
 )
+@click.option("--method", type=click.Choice(["sample", "prototypes"]), default="sample", show_default=True,
+              help="'prototypes' for large runs (100k+ songs): HDBSCAN on k-means prototypes of each device-day, "
+              "songs by their nearest prototype; keeps a model for `yh-server assign`.")  # fmt: skip
+@click.option("--per-prototype", type=int, default=40, show_default=True,
+              help="--method prototypes: songs per prototype inside a device-day.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary (metrics, novelty) as JSON.")
 @click.pass_context
@@ -290,6 +299,8 @@ def cluster(
     max_duration,
     no_quality_filter,
     excluded,
+    method,
+    per_prototype,
     seed,
     as_json,
 ) -> None:
@@ -323,6 +334,8 @@ def cluster(
             min_duration_s=min_duration,
             max_duration_s=max_duration,
             excluded=excluded,
+            method=method,
+            per_prototype=per_prototype,
             seed=seed,
         )
         storage = _storage(ctx)
@@ -341,6 +354,32 @@ def cluster(
         _echo_json(summaries if all_encoders else summaries[0])
     else:
         click.echo("\n\n".join(format_report(s) for s in summaries))
+
+
+@main.command("assign")
+@click.option("--run", "run_id", default=None, help="Prototype run (default: the latest one).")
+@click.option(
+    "--encoder", "encoder_version", default=None, help="Latest prototype run of this encoder version."
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def assign_cmd(ctx, run_id, encoder_version, as_json) -> None:
+    """Assign songs that arrived since the latest `cluster --method prototypes` run to its clusters
+    (nearest prototype, the run's outlier rule); cheap, for a timer between full runs."""
+    from .clustering import ClusterError, assign_new
+
+    storage = _storage(ctx)
+    try:
+        out = assign_new(storage, run_id, encoder_version)
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        storage.close()
+    if as_json:
+        _echo_json(out)
+    else:
+        click.echo(f"run {out['run_id']}: {out['songs']} new songs, {out['assigned']} assigned to clusters, "
+                   f"{out['outliers']} outliers")  # fmt: skip
 
 
 @main.command("novelty")

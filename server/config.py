@@ -37,7 +37,8 @@ ENV_PREFIX = "YH_SERVER_"
 
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
-    """``db``: the server database (a SQLite file path)."""
+    """``db``: the server database: a SQLite file path, or a ``postgresql://user@host:port/db``
+    URL (a password is better kept in ``~/.pgpass`` or ``$PGPASSWORD`` than in the URL)."""
 
     db: str = "yh-server.sqlite"
 

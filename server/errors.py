@@ -12,6 +12,11 @@ class StorageError(ServerError):
     """The server database cannot be opened, read or written."""
 
 
+class StorageCorruptError(StorageError):
+    """The server database file is damaged: nothing more is written into it (the message says
+    how to recover what is readable into a new file)."""
+
+
 class ServerConfigError(ServerError):
     """The server configuration file or an environment override is malformed."""
 

@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge import __version__
 from edge.contract import FIELDS, Spectrogram
+from edge.kit.version import __version__
 
 from .places import DeploymentIndex, geojson, iso
 from .storage import DETECTION_COLUMNS, Storage
@@ -126,55 +126,74 @@ def _parquet(path: Path, rows: list[dict], embeddings: bool, spectrograms: bool)
 
 def export(storage: Storage, out_dir: str | Path, formats: tuple[str, ...] = FORMATS, embeddings: bool = True,
            db_name: str = "", spectrograms: bool = False) -> dict:  # fmt: skip
+    """Write the chosen formats and a ``manifest.json`` into ``out_dir``, each file atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runs = list({r["encoder_version"]: r for r in storage.cluster_runs()}.values())  # the latest of each
     deployments = storage.deployments()
     places = DeploymentIndex(deployments)
     files, n = [], 0
     if "csv" in formats:
-        path = out / "detections.csv"
-
-        def write_csv(tmp: Path) -> None:
-            nonlocal n
-            n = 0
-            with tmp.open("w", newline="", encoding="utf-8") as fh:
-                w = csv.writer(fh)
-                w.writerow(COLUMNS + (["embedding"] if embeddings else []))
-                for r in _rows(storage, embeddings, False, places):
-                    vals = [_csv_value(c, r[c]) for c in COLUMNS]
-                    if embeddings:
-                        vals.append(" ".join(f"{v:.6g}" for v in r["embedding"]))
-                    w.writerow(vals)
-                    n += 1
-
-        _atomic(path, write_csv)
-        files.append(path.name)
+        n = _write_csv(storage, out / "detections.csv", embeddings, places)
+        files.append("detections.csv")
     if "parquet" in formats:
-        path = out / "detections.parquet"
         rows = list(_rows(storage, embeddings, spectrograms, places))
         n = len(rows)
-        _atomic(path, lambda tmp: _parquet(tmp, rows, embeddings, spectrograms))
-        files.append(path.name)
+        _atomic(out / "detections.parquet", lambda tmp: _parquet(tmp, rows, embeddings, spectrograms))
+        files.append("detections.parquet")
     if "geojson" in formats or deployments:
-        body = geojson(storage)
-        _atomic(
-            out / "devices.geojson", lambda tmp: tmp.write_text(json.dumps(body, indent=1), encoding="utf-8")
-        )
-        files.append("devices.geojson")
+        files += _write_places(storage, out, deployments)
+    manifest = _manifest(storage, db_name, n, files, embeddings, spectrograms)
+    _atomic(out / "manifest.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, default=str)))
+    return {"dir": str(out), "files": [*files, "manifest.json"], "detections": n}
 
-        def write_deployments(tmp: Path) -> None:
-            with tmp.open("w", newline="", encoding="utf-8") as fh:
-                w = csv.writer(fh)
-                w.writerow(DEPLOYMENT_COLUMNS)
-                for d in deployments:
-                    w.writerow([iso(d[c]) if c in ("start", "end", "first_seen", "last_seen") and d[c] is not None
-                                else ("true" if d[c] else "false") if c == "current" else ("" if d[c] is None else d[c])
-                                for c in DEPLOYMENT_COLUMNS])  # fmt: skip
 
-        _atomic(out / "deployments.csv", write_deployments)
-        files.append("deployments.csv")
-    manifest = {
+def _write_csv(storage: Storage, path: Path, embeddings: bool, places: DeploymentIndex) -> int:
+    n = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal n
+        n = 0
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(COLUMNS + (["embedding"] if embeddings else []))
+            for r in _rows(storage, embeddings, False, places):
+                vals = [_csv_value(c, r[c]) for c in COLUMNS]
+                if embeddings:
+                    vals.append(" ".join(f"{v:.6g}" for v in r["embedding"]))
+                w.writerow(vals)
+                n += 1
+
+    _atomic(path, write)
+    return n
+
+
+def _write_places(storage: Storage, out: Path, deployments: list[dict]) -> list[str]:
+    """``devices.geojson`` and ``deployments.csv``."""
+    body = geojson(storage)
+    _atomic(out / "devices.geojson", lambda tmp: tmp.write_text(json.dumps(body, indent=1), encoding="utf-8"))
+
+    def write_deployments(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(DEPLOYMENT_COLUMNS)
+            for d in deployments:
+                w.writerow([iso(d[c]) if c in ("start", "end", "first_seen", "last_seen") and d[c] is not None
+                            else ("true" if d[c] else "false") if c == "current" else ("" if d[c] is None else d[c])
+                            for c in DEPLOYMENT_COLUMNS])  # fmt: skip
+
+    _atomic(out / "deployments.csv", write_deployments)
+    return ["devices.geojson", "deployments.csv"]
+
+
+RUN_KEYS = ("run_id", "encoder_version", "created_at", "params", "n_points", "n_clusters", "n_outliers", "metrics",
+            "software")  # fmt: skip
+
+
+def _manifest(
+    storage: Storage, db_name: str, n: int, files: list[str], embeddings: bool, spectrograms: bool
+) -> dict:
+    runs = list({r["encoder_version"]: r for r in storage.cluster_runs()}.values())  # the latest of each
+    return {
         "exported_at": iso(time.time()),
         "software": f"yellowhammer {__version__}",
         "database": db_name,
@@ -185,23 +204,7 @@ def export(storage: Storage, out_dir: str | Path, formats: tuple[str, ...] = FOR
         + (["spectrogram"] if spectrograms else []),
         "time_columns": sorted(TIME_COLUMNS),
         "bool_columns": sorted(BOOL_COLUMNS),
-        "cluster_runs": [
-            {
-                k: r[k]
-                for k in (
-                    "run_id",
-                    "encoder_version",
-                    "created_at",
-                    "params",
-                    "n_points",
-                    "n_clusters",
-                    "n_outliers",
-                    "metrics",
-                    "software",
-                )
-            }
-            for r in runs
-        ],  # fmt: skip
+        "cluster_runs": [{k: r[k] for k in RUN_KEYS} for r in runs],
         "notes": "times: ISO 8601 UTC in CSV, timestamp[ms, UTC] in Parquet; flags: true/false in CSV, booleans in "
         "Parquet; embeddings are L2-normalised float32 (decoded from the wire dtype); cluster -1 = outlier, -2 = incomplete (the "
         "device's complete probability below 0.5: no terminal phrase, kept out of the fit and never assigned to a "
@@ -213,5 +216,3 @@ def export(storage: Storage, out_dir: str | Path, formats: tuple[str, ...] = FOR
         "frames x mels row-major, level dB = db_max - (255 - cell) * db_step, frame i starts at t0 + i / fps "
         "seconds from start_time, mel bands from fmin to fmax",
     }
-    _atomic(out / "manifest.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, default=str)))
-    return {"dir": str(out), "files": [*files, "manifest.json"], "detections": n}

@@ -13,24 +13,8 @@ persist shared subscriptions (``$share/...``): after a restart, messages publish
 workers re-subscribe are acknowledged to the device and delivered to nobody. Several workers
 may still split the stream with ``--share-group`` (opt-in, see ``docs/mqtt.md``).
 
-Reconciliation: devices publish a ``digest`` (synced detections per hour of ``start_time``);
-where the server holds fewer of that device's detections in an hour, it publishes a ``resend``
-request naming those hours, and the device queues them again. This recovers what a broker
-acknowledged and then lost (a crash before its autosave, a shared subscription it forgot, a
-full queue). A request for the same hour is repeated at most ``MAX_RESEND_TRIES`` times in a
-row, so a detection that keeps being quarantined does not make a device resend forever.
-
-Clips: the pieces of a song's audio clip (topic ``clip``) are stored as they come and assembled
-once complete (size and sha256 checked; a clip that fails is quarantined). A digest lists the
-clips a device uploaded recently; those the server lacks are asked for again (``clip_request``),
-at most 3 times each. :meth:`MessageHandler.request_clips` asks devices for clips (e.g. the
-members of a candidate new dialect).
-
-Deployments: a device's stats carry where it stands; each detection its position. The storage
-keeps one deployment per device and position.
-
-A hostile message never stops ingest: everything that fails validation is quarantined with its
-reason, and even an unexpected error while handling one message only quarantines that message.
+Validation, quarantine, reconciliation and clips: :mod:`server.handler` (re-exported here). A
+message never stops the ingest; a damaged database does (exit with one line, never written into).
 """
 
 from __future__ import annotations
@@ -40,196 +24,25 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from edge.contract import (
-    ClipChunk,
-    ClipRequest,
-    ContractError,
-    Detection,
-    Digest,
-    Resend,
-    Stats,
-    Status,
-    Topics,
-)
+from edge.contract import ContractError, Topics
 from edge.contract.edgedb import EdgeDatabaseError, read_messages
 from edge.kit.mqtt import MqttSetupError, Warner, make_client
 
 from .config import MqttConfig
-from .storage import Storage, StorageError, WriteResult
-
-#: the server's name for a message that breaks the contract (it is quarantined with the reason)
-Reject = ContractError
+from .handler import MAX_RESEND_TRIES, Message, MessageHandler, Reject, _Batch
+from .storage import Storage, StorageCorruptError, StorageError
 
 log = logging.getLogger(__name__)
 
-MAX_RESEND_TRIES = 3
 #: how often the ingest looks for clip requests to publish, s
 CLIP_REQUEST_POLL_S = 2.0
 
-
-@dataclass
-class Message:
-    """A received message, independent of paho (tests and import feed these directly)."""
-
-    topic: str
-    payload: bytes
-    mid: int = 0
-    qos: int = 0
-
-
-class MessageHandler:
-    """Validates and stores batches of messages; the part of ingest that needs no broker."""
-
-    def __init__(self, storage: Storage, prefix: str = "yh/v1") -> None:
-        self.storage = storage
-        self.topics = Topics(prefix)
-        self.prefix = self.topics.prefix
-        self._dims = storage.encoder_dims()
-        self.totals = WriteResult()
-        self.resend_requests: list[tuple[str, bytes]] = []  # (topic, payload) for the MQTT side
-        self.clips_completed = 0
-        self._resend_tries: dict[tuple[str, int], int] = {}
-
-    def _dim_for(self, encoder: str, dim: int, device_id: str) -> int:
-        known = self._dims.get(encoder)
-        if known is None:
-            known = self.storage.register_encoder(encoder, dim, device_id)
-            self._dims[encoder] = known
-            log.info(
-                "ingest: new encoder version %s with %d-d embeddings (first from %s)",
-                encoder,
-                known,
-                device_id,
-            )
-        return known
-
-    def check_detection(self, payload, topic_device: str | None) -> dict:
-        """Decode and check one detection (bytes or a parsed dict); returns the storage row or raises Reject."""
-        d = Detection.from_payload(payload, topic_device)
-        known = self._dim_for(d.encoder_version, d.embedding_dim, d.device_id)
-        if known != d.embedding_dim:
-            raise Reject(
-                f"embedding dim {d.embedding_dim} does not match dim {known} registered for encoder {d.encoder_version}"
-            )
-        row = d.to_row()
-        row["schema"] = 1
-        return row
-
-    def handle(self, messages: Iterable[Message]) -> WriteResult:
-        """Validate and store a batch in one transaction (status/stats are applied directly)."""
-        rows: list[dict] = []
-        rejects: list[dict] = []
-        pieces: list[tuple[dict, Message]] = []
-        digests: list[tuple[str, int, list[tuple[int, int]], tuple[str, ...]]] = []
-        seen: set[str] = set()
-        for m in messages:
-            try:
-                device, kind = self.topics.parse(m.topic)
-                if kind == "detections":
-                    row = self.check_detection(m.payload, device)
-                    row["origin"] = f"mqtt:{m.topic}"
-                    row["_raw"] = m.payload[:2048]
-                    if row["id"] in seen:  # the same id twice in one batch: count the resend once
-                        continue
-                    seen.add(row["id"])
-                    rows.append(row)
-                elif kind == "status":
-                    self.storage.set_device_status(device, Status.from_payload(m.payload).state)
-                elif kind == "stats":
-                    st = Stats.from_payload(m.payload, device)
-                    self.storage.set_device_stats(device, json.dumps(st.body, separators=(",", ":")))
-                    dep = st.deployment
-                    if dep is not None and dep.placed:
-                        self.storage.set_device_deployment(device, dep.to_dict(), st.time)
-                elif kind == "digest":
-                    dg = Digest.from_payload(m.payload, device)
-                    digests.append((device, dg.bucket_s, list(dg.counts), dg.clips))
-                elif kind == "clip":
-                    c = ClipChunk.from_payload(m.payload, device)
-                    pieces.append(({k: getattr(c, k) for k in c.__slots__}, m))
-                else:
-                    raise Reject(f"unknown message kind {kind[:40]!r}")
-            except Reject as exc:
-                rejects.append(self._reject(m, str(exc)))
-            except StorageError:
-                raise
-            except Exception as exc:  # a bug must not let one hostile message stop ingest
-                log.exception("ingest: unexpected error on a message from %r", m.topic[:200])
-                rejects.append(self._reject(m, f"internal error: {type(exc).__name__}"))
-        if pieces:
-            done = self.storage.write_clip_pieces([p for p, _ in pieces])
-            self.clips_completed += len(done["completed"])
-            for det_id, why in done["bad"]:
-                m = next(m for p, m in pieces if p["detection_id"] == det_id)
-                rejects.append(self._reject(m, why))
-        result = self.storage.write_batch(rows, rejects)
-        self.totals.new += result.new
-        self.totals.duplicate += result.duplicate
-        self.totals.quarantined += result.quarantined
-        for device, bucket_s, counts, clips in digests:  # after the write: this batch's detections count
-            self._reconcile(device, bucket_s, counts)
-            if clips:
-                missing = [i for i in clips if i not in self.storage.clip_ids(clips)]
-                if missing:
-                    log.warning("ingest: %s uploaded %d clips the server does not hold; asking again", device,
-                                len(missing))  # fmt: skip
-                    self.request_clips(device, missing, "lost after upload")
-        return result
-
-    def request_clips(self, device_id: str, detection_ids, why: str = "requested") -> int:
-        """Ask a device for the clips of these detections (each at most 3 times): recorded in the
-        storage and published by the ingest's MQTT loop (:meth:`clip_request_messages`), so the
-        web app can ask too. Returns how many were asked for."""
-        return len(self.storage.note_clip_requests(device_id, list(detection_ids), why))
-
-    def clip_request_messages(self) -> list[tuple[str, bytes]]:
-        """``(topic, payload)`` of the clip requests not published yet (then marked published)."""
-        out = []
-        for device, ids in self.storage.unsent_clip_requests().items():
-            for i in range(0, len(ids), 1000):
-                out.append(
-                    (self.topics.clip_request(device), ClipRequest(tuple(ids[i : i + 1000])).to_payload())
-                )
-            self.storage.mark_clip_requests_sent(ids)
-        return out
-
-    def _reconcile(self, device: str, bucket_s: int, counts: list[tuple[int, int]]) -> None:
-        """Compare a device's digest with what is stored; queue a resend request for short hours."""
-        have = self.storage.bucket_counts(device, bucket_s, [b for b, _ in counts])
-        missing = []
-        for b, n in counts:
-            key = (device, b)
-            if have.get(b, 0) >= n:
-                self._resend_tries.pop(key, None)
-                continue
-            tries = self._resend_tries.get(key, 0)
-            if tries < MAX_RESEND_TRIES:
-                missing.append(b)
-            elif tries == MAX_RESEND_TRIES:
-                log.warning("ingest: %s still reports %d detections in bucket %d (x %d s), %d stored, after "
-                            "%d resends; giving up on it (see the quarantine)", device, n, b, bucket_s,
-                            have.get(b, 0), tries)  # fmt: skip
-            self._resend_tries[key] = tries + 1
-        if len(self._resend_tries) > 100_000:  # bounded memory; forgetting only allows more retries
-            self._resend_tries.clear()
-        if missing:
-            log.warning("ingest: %s is missing detections in %d bucket(s); asking it to resend them",
-                        device, len(missing))  # fmt: skip
-            self.resend_requests.append(
-                (self.topics.resend(device), Resend(bucket_s, tuple(missing)).to_payload())
-            )
-
-    @staticmethod
-    def _reject(m: Message, reason: str) -> dict:
-        log.debug("ingest: quarantined a message on %r: %s", m.topic[:200], reason)
-        return {"reason": reason, "topic": m.topic[:500], "origin": "mqtt", "payload": m.payload[:2048],
-                "size": len(m.payload)}  # fmt: skip
+__all__ = ["MAX_RESEND_TRIES", "Ingestor", "Message", "MessageHandler", "Reject", "import_edge_db"]
 
 
 class Ingestor:
@@ -290,7 +103,35 @@ class Ingestor:
             log.error("ingest: cannot read the clip requests: %s", exc)
         return now + CLIP_REQUEST_POLL_S
 
+    def _next_batch(self, pending: list) -> bool:
+        """Fill ``pending`` from the receive queue (waits up to 0.2 s); False if nothing came."""
+        try:
+            pending.append(self._q.get(timeout=0.2))
+        except queue.Empty:
+            return False
+        while len(pending) < self.s.batch_max:
+            try:
+                pending.append(self._q.get_nowait())
+            except queue.Empty:
+                break
+        return True
+
+    def _store(self, pending: list, stop: threading.Event) -> bool:
+        """Handle a batch; True once it is committed (then acknowledged), False to retry it."""
+        try:
+            self.handler.handle(Message(_topic(m), m.payload, m.mid, m.qos, bool(m.retain)) for m in pending)
+        except StorageCorruptError as exc:  # never written into; unacknowledged, kept by the broker
+            log.critical("ingest: stopping: %s", exc)
+            raise
+        except Exception as exc:  # noqa: BLE001  the database failed (message content never raises here)
+            # not acknowledged: the batch is retried (and the broker keeps it meanwhile)
+            log.error("ingest: cannot store %d messages, retrying: %s", len(pending), exc)
+            stop.wait(2.0)
+            return False
+        return True
+
     def run(self, stop: threading.Event) -> None:
+        """Receive, store, acknowledge until ``stop``; raises StorageCorruptError on a damaged database."""
         client = self._client()
         client.connect_async(self.s.host, self.s.port, self.s.keepalive)
         client.loop_start()
@@ -299,23 +140,10 @@ class Ingestor:
         requests_due = 0.0
         try:
             while not stop.is_set():
-                if not pending:
-                    try:
-                        pending.append(self._q.get(timeout=0.2))
-                    except queue.Empty:
-                        requests_due = self._publish_clip_requests(client, requests_due)
-                        continue
-                    while len(pending) < self.s.batch_max:
-                        try:
-                            pending.append(self._q.get_nowait())
-                        except queue.Empty:
-                            break
-                try:
-                    self.handler.handle(Message(_topic(m), m.payload, m.mid, m.qos) for m in pending)
-                except StorageError as exc:
-                    # not acknowledged: the batch is retried (and the broker keeps it meanwhile)
-                    log.error("ingest: cannot store %d messages, retrying: %s", len(pending), exc)
-                    stop.wait(2.0)
+                if not pending and not self._next_batch(pending):
+                    requests_due = self._publish_clip_requests(client, requests_due)
+                    continue
+                if not self._store(pending, stop):
                     continue
                 for m in pending:  # PUBACK only after the commit
                     if m.qos > 0:
@@ -328,23 +156,15 @@ class Ingestor:
                 t = self.handler.totals
                 now = time.monotonic()
                 if now - last_log > 60 and (t.new, t.duplicate, t.quarantined) != logged:
-                    log.info(
-                        "ingest: %d stored, %d duplicates, %d quarantined so far",
-                        t.new,
-                        t.duplicate,
-                        t.quarantined,
-                    )
+                    log.info("ingest: %d stored, %d duplicates, %d quarantined so far", t.new, t.duplicate,
+                             t.quarantined)  # fmt: skip
                     last_log, logged = now, (t.new, t.duplicate, t.quarantined)
         finally:
             client.disconnect()
             client.loop_stop()
             t = self.handler.totals
-            log.info(
-                "ingest: stopped (%d stored, %d duplicates, %d quarantined)",
-                t.new,
-                t.duplicate,
-                t.quarantined,
-            )
+            log.info("ingest: stopped (%d stored, %d duplicates, %d quarantined, %d retained ignored)", t.new,
+                     t.duplicate, t.quarantined, self.handler.retained_ignored)  # fmt: skip
 
 
 def _topic(m: mqtt.MQTTMessage) -> str:
@@ -379,7 +199,8 @@ def import_edge_db(storage: Storage, path: str | Path, progress: Callable[[int],
                 except Reject as exc:
                     rejects.append({"reason": str(exc), "topic": "", "origin": origin,
                                     "payload": json.dumps(shown, default=str).encode()})  # fmt: skip
-            res = storage.write_batch(rows, rejects)
+            sources = [Message("", json.dumps(r["id"]).encode(), origin=origin) for r in rows]
+            res = handler._write(_Batch(rows=rows, sources=sources, rejects=rejects))
             out["read"] += len(chunk)
             out["new"] += res.new
             out["duplicate"] += res.duplicate

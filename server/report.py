@@ -17,7 +17,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from edge import __version__
+from edge.kit.version import __version__
 
 from .clustering import novelty_report
 from .dialects import cluster_label, cluster_table, colour, display_names
@@ -49,106 +49,130 @@ def _legend_outside(ax, n: int) -> None:
 
 
 def write_report(storage: Storage, out_dir: str | Path, base_url: str = "") -> dict:
-    import matplotlib.dates as mdates
-
+    """Figures and ``index.html`` (+ ``report.json``) in ``out_dir``; links to the web app at ``base_url``."""
     plt = _plt()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sections, images = [], []
     detections = list(storage.iter_detections())
     counts = storage.counts()
     link = (lambda path: base_url.rstrip("/") + path) if base_url else None
-
-    # songs per device and day, on a date axis
-    per_day: dict[str, Counter] = defaultdict(Counter)
-    for d in detections:
-        per_day[d["device_id"]][int(d["start_time"] // 86400)] += 1
-    if per_day:
-        days = sorted({day for c in per_day.values() for day in c})
-        fig, ax = plt.subplots(figsize=(10, 4))
-        bottom: Counter = Counter()
-        for i, (dev, c) in enumerate(sorted(per_day.items())):
-            xs = sorted(c)
-            ax.bar([mdates.num2date(x) for x in xs], [c[x] for x in xs], bottom=[bottom[x] for x in xs], width=0.9,
-                   align="edge", label=dev, color=colour(i))  # fmt: skip
-            for x in xs:
-                bottom[x] += c[x]
-        span = days[-1] - days[0] + 1
-        ax.set_xlim(mdates.num2date(days[0] - 0.5), mdates.num2date(days[-1] + 1.5))
-        loc = mdates.AutoDateLocator(minticks=3, maxticks=10)
-        ax.xaxis.set_major_locator(loc)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
-        ax.set_ylabel("songs per day")
-        ax.set_title(f"Songs per device and day (UTC), {span} days", fontsize=11)
-        _legend_outside(ax, len(per_day) if len(per_day) <= 40 else 0)
-        fig.tight_layout()
-        fig.savefig(out / "detections_per_day.png", dpi=110)
-        plt.close(fig)
+    sections, images, tables = [], [], []
+    if _per_day_figure(plt, detections, out / "detections_per_day.png"):
         images.append("detections_per_day.png")
         sections.append(("Songs per device and day", "detections_per_day.png", "", ""))
-
     device_of = {d["id"]: d["device_id"] for d in detections}
     latest: dict[str, dict] = {}
     for r in storage.cluster_runs():
         latest[r["encoder_version"]] = r
-    tables = []
     for version, run in latest.items():
-        members = storage.run_members(run["run_id"])
-        table = cluster_table(storage, run, members)
-        names = display_names(table)
-        name = _safe(version)
-        method = run["params"].get("map_method", "pca")
-        fig, ax = plt.subplots(figsize=(9, 6.5))
-        by: dict[int, list] = defaultdict(list)
-        for m in members:
-            by[m["cluster"]].append((m["x2"], m["y2"]))
-        for c in sorted(by, key=lambda c: (c >= 0, c)):  # outliers first, underneath
-            xs, ys = zip(*by[c], strict=True)
-            ax.scatter(
-                xs, ys, s=4 if c < 0 else 7, color=colour(c), label=f"{names[c]} ({len(xs)})", linewidths=0
-            )
-        ax.set_title(f"Dialect map of {version}\n{run['n_clusters']} clusters, {run['n_points']} songs, "
-                     f"{method} map, run {run['run_id']}", fontsize=10)  # fmt: skip
-        ax.set_xticks([])
-        ax.set_yticks([])
-        _legend_outside(ax, len(by) if len(by) <= 45 else 0)
-        fig.tight_layout()
-        fig.savefig(out / f"map_{name}.png", dpi=110)
-        plt.close(fig)
-        # clusters per device
-        per_dev: dict[str, Counter] = defaultdict(Counter)
-        for m in members:
-            per_dev[device_of.get(m["detection_id"], "?")][m["cluster"]] += 1
-        clusters = sorted({c for cnt in per_dev.values() for c in cnt}, key=lambda c: (c < 0, c))
-        devs = sorted(per_dev)
-        fig, ax = plt.subplots(figsize=(max(7, 0.5 * len(devs) + 5), 4.5))
-        bottom2 = [0] * len(devs)
-        for c in clusters:
-            vals = [per_dev[d].get(c, 0) for d in devs]
-            ax.bar(devs, vals, bottom=bottom2, color=colour(c), label=names.get(c, str(c)))
-            bottom2 = [b + v for b, v in zip(bottom2, vals, strict=True)]
-        ax.set_ylabel("songs")
-        ax.set_title(f"Clusters per device ({version})", fontsize=10)
-        ax.tick_params(axis="x", rotation=45, labelsize=7)
-        _legend_outside(ax, len(clusters) if len(clusters) <= 45 else 0)
-        fig.tight_layout()
-        fig.savefig(out / f"clusters_per_device_{name}.png", dpi=110)
-        plt.close(fig)
-        images += [f"map_{name}.png", f"clusters_per_device_{name}.png"]
-        nov = novelty_report(storage, run["run_id"])
-        metrics = run["metrics"]
-        cands = ", ".join(names.get(e["cluster"], str(e["cluster"])) + (f" part {e['subgroup']}" if "subgroup" in e else "")
-                          for e in nov["candidate_new_dialects"]) or "none"  # fmt: skip
-        text = (f"{run['n_points']} songs, {run['n_clusters']} clusters, {run['n_outliers']} outliers. "
-                f"Candidate new dialects: {cands}.")  # fmt: skip
-        if "ari" in metrics:
-            text += (
-                f" Against labels (at clustering time): ARI {metrics['ari']:.3f}, NMI {metrics['nmi']:.3f}."
-            )
-        sections.append((f"Dialect map: {version}", f"map_{name}.png", text, _table_html(run, table, link)))
-        sections.append((f"Clusters per device: {version}", f"clusters_per_device_{name}.png", "", ""))
+        secs, imgs, table = _run_sections(plt, storage, version, run, device_of, out, link)
+        sections += secs
+        images += imgs
         tables.append({"run_id": run["run_id"], "clusters": table})
+    (out / "index.html").write_text(_page(storage, counts, sections, link), encoding="utf-8")
+    (out / "report.json").write_text(json.dumps({"counts": counts, "images": images, "clusters": tables}, indent=2,
+                                                default=str))  # fmt: skip
+    return {"dir": str(out), "html": "index.html", "images": images}
 
+
+def _per_day_figure(plt, detections: list[dict], path: Path) -> bool:
+    """Songs per device and day, stacked on a date axis; False when there are no songs."""
+    import matplotlib.dates as mdates
+
+    per_day: dict[str, Counter] = defaultdict(Counter)
+    for d in detections:
+        per_day[d["device_id"]][int(d["start_time"] // 86400)] += 1
+    if not per_day:
+        return False
+    days = sorted({day for c in per_day.values() for day in c})
+    fig, ax = plt.subplots(figsize=(10, 4))
+    bottom: Counter = Counter()
+    for i, (dev, c) in enumerate(sorted(per_day.items())):
+        xs = sorted(c)
+        ax.bar([mdates.num2date(x) for x in xs], [c[x] for x in xs], bottom=[bottom[x] for x in xs], width=0.9,
+               align="edge", label=dev, color=colour(i))  # fmt: skip
+        for x in xs:
+            bottom[x] += c[x]
+    span = days[-1] - days[0] + 1
+    ax.set_xlim(mdates.num2date(days[0] - 0.5), mdates.num2date(days[-1] + 1.5))
+    loc = mdates.AutoDateLocator(minticks=3, maxticks=10)
+    ax.xaxis.set_major_locator(loc)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+    ax.set_ylabel("songs per day")
+    ax.set_title(f"Songs per device and day (UTC), {span} days", fontsize=11)
+    _legend_outside(ax, len(per_day) if len(per_day) <= 40 else 0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _run_sections(plt, storage: Storage, version: str, run: dict, device_of: dict, out: Path, link):
+    """The dialect map and the clusters-per-device figure of one cluster run, with their text."""
+    members = storage.run_members(run["run_id"])
+    table = cluster_table(storage, run, members)
+    names = display_names(table)
+    name = _safe(version)
+    _map_figure(plt, version, run, members, names, out / f"map_{name}.png")
+    _per_device_figure(plt, version, members, names, device_of, out / f"clusters_per_device_{name}.png")
+    nov = novelty_report(storage, run["run_id"])
+    metrics = run["metrics"]
+    cands = ", ".join(names.get(e["cluster"], str(e["cluster"])) + (f" part {e['subgroup']}" if "subgroup" in e else "")
+                      for e in nov["candidate_new_dialects"]) or "none"  # fmt: skip
+    text = (f"{run['n_points']} songs, {run['n_clusters']} clusters, {run['n_outliers']} outliers. "
+            f"Candidate new dialects: {cands}.")  # fmt: skip
+    if "ari" in metrics:
+        text += f" Against labels (at clustering time): ARI {metrics['ari']:.3f}, NMI {metrics['nmi']:.3f}."
+    sections = [(f"Dialect map: {version}", f"map_{name}.png", text, _table_html(run, table, link)),
+                (f"Clusters per device: {version}", f"clusters_per_device_{name}.png", "", "")]  # fmt: skip
+    return sections, [f"map_{name}.png", f"clusters_per_device_{name}.png"], table
+
+
+def _map_figure(plt, version: str, run: dict, members: list[dict], names: dict, path: Path) -> None:
+    method = run["params"].get("map_method", "pca")
+    fig, ax = plt.subplots(figsize=(9, 6.5))
+    by: dict[int, list] = defaultdict(list)
+    for m in members:
+        by[m["cluster"]].append((m["x2"], m["y2"]))
+    for c in sorted(by, key=lambda c: (c >= 0, c)):  # outliers first, underneath
+        xs, ys = zip(*by[c], strict=True)
+        ax.scatter(
+            xs, ys, s=4 if c < 0 else 7, color=colour(c), label=f"{names[c]} ({len(xs)})", linewidths=0
+        )
+    ax.set_title(f"Dialect map of {version}\n{run['n_clusters']} clusters, {run['n_points']} songs, "
+                 f"{method} map, run {run['run_id']}", fontsize=10)  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
+    _legend_outside(ax, len(by) if len(by) <= 45 else 0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _per_device_figure(
+    plt, version: str, members: list[dict], names: dict, device_of: dict, path: Path
+) -> None:
+    per_dev: dict[str, Counter] = defaultdict(Counter)
+    for m in members:
+        per_dev[device_of.get(m["detection_id"], "?")][m["cluster"]] += 1
+    clusters = sorted({c for cnt in per_dev.values() for c in cnt}, key=lambda c: (c < 0, c))
+    devs = sorted(per_dev)
+    fig, ax = plt.subplots(figsize=(max(7, 0.5 * len(devs) + 5), 4.5))
+    bottom = [0] * len(devs)
+    for c in clusters:
+        vals = [per_dev[d].get(c, 0) for d in devs]
+        ax.bar(devs, vals, bottom=bottom, color=colour(c), label=names.get(c, str(c)))
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    ax.set_ylabel("songs")
+    ax.set_title(f"Clusters per device ({version})", fontsize=10)
+    ax.tick_params(axis="x", rotation=45, labelsize=7)
+    _legend_outside(ax, len(clusters) if len(clusters) <= 45 else 0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _page(storage: Storage, counts: dict, sections: list, link) -> str:
     body = [f"<h1>Yellowhammer dialect monitor</h1><p>{counts['detections']} songs from "
             f"{counts['devices']} devices; {counts['labels']} labelled; {counts['quarantined']} messages quarantined; "
             f"generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by yellowhammer {__version__}."
@@ -156,11 +180,10 @@ def write_report(storage: Storage, out_dir: str | Path, base_url: str = "") -> d
     for title, img, text, extra in sections:
         body.append(f"<h2>{html.escape(title)}</h2><p>{html.escape(text)}</p>"
                     f'<img src="{html.escape(img)}" alt="{html.escape(title)}">{extra}')  # fmt: skip
-    devs = storage.devices()
     head = f'<a href="{link("/devices")}">Devices</a>' if link else "Devices"
     body.append(f"<h2>{head}</h2><table><tr><th>device</th><th>status</th><th>songs</th><th>last song</th>"
                 "<th>site</th><th>position</th></tr>")  # fmt: skip
-    for d in devs:
+    for d in storage.devices():
         last = (
             time.strftime("%Y-%m-%d %H:%M", time.gmtime(d["last_detection"])) if d["last_detection"] else ""
         )
@@ -169,15 +192,11 @@ def write_report(storage: Storage, out_dir: str | Path, base_url: str = "") -> d
                     f"<td>{d['detections'] or 0}</td><td>{last}</td><td>{html.escape(d.get('site') or '')}</td>"
                     f"<td>{pos}</td></tr>")  # fmt: skip
     body.append("</table>")
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>Yellowhammer report</title>"
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>Yellowhammer report</title>"
             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 12px}img{max-width:100%}"
             "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}"
             ".sw{display:inline-block;width:11px;height:11px;margin-right:5px;border-radius:2px}</style></head><body>"
             + "\n".join(body) + "</body></html>")  # fmt: skip
-    (out / "index.html").write_text(page, encoding="utf-8")
-    (out / "report.json").write_text(json.dumps({"counts": counts, "images": images, "clusters": tables}, indent=2,
-                                                default=str))  # fmt: skip
-    return {"dir": str(out), "html": "index.html", "images": images}
 
 
 def _table_html(run: dict, table: list[dict], link) -> str:

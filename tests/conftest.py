@@ -25,3 +25,23 @@ def mqtt_broker(tmp_path):
     broker = MosquittoBroker(tmp_path / "mosquitto").start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL started for this test session (``tests/postgres.py``: initdb + pg_ctl on a
+    free loopback port in a temporary directory); skipped, with the reason, where it cannot run."""
+    from tests.postgres import PostgresServer, unavailable
+
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def pg_url(pg_server):
+    """A fresh, empty database on the session's PostgreSQL (its URL)."""
+    return pg_server.fresh_db()

@@ -92,7 +92,7 @@ def test_adapters_never_import_the_app():
 def test_server_imports_only_the_contract_and_the_kit_from_edge():
     def allowed(n: str) -> bool:
         part = _edge_part(n)
-        return part is None or part in ("contract", "kit") or n == "edge"
+        return part is None or part in ("contract", "kit")
 
     assert offenders("server", allowed) == []
 

@@ -7,12 +7,22 @@ each, client id = device id, QoS 1, at most 20 in flight, as the edge publisher)
 
 - reference: a plain QoS 1 subscriber that only counts (broker + paho cost, no validation, no DB);
 - ingest: ``server.ingest.Ingestor`` (persistent subscription as deployed, validation, SQLite upsert, PUBACK after
-  commit) until every detection is stored.
+  commit) until every detection is stored;
+- workers (``--workers 1,2,4``): ``yh-server ingest`` *processes* in one shared-subscription group
+  (``--share-group``), on SQLite (one file, its write lock shared) and on PostgreSQL (a server
+  started for the run, ``tests/postgres.py``), each configuration with a fresh broker and database,
+  timed from the first publish until every detection is stored.
 
 Clustering: ``server.clustering.cluster_embeddings`` (PCA -> HDBSCAN, PCA maps) on synthetic
 dialect blobs of 10k and 100k embeddings (64-d, 8 dialects), with the ARI against the blobs.
 
-    python tools/bench_server.py [--devices 50] [--messages 200] [--sizes 10000,100000] [--json]
+Clustering at volume (``--volume-sizes``): ``method="prototypes"`` on a synthetic survey
+(``tests.factories.dialect_mixture``: 64-d, 10 dialects x 3 song types, 200 recorders with a home
+dialect, 30 days, 2 % outliers), timed, with the ARI against the truth and, up to ``--full-max``
+songs, against the full HDBSCAN (``max_fit`` = every song) on the same songs.
+
+    python tools/bench_server.py [--devices 50] [--messages 200] [--workers 1,2,4] [--sizes 10000,100000]
+                                 [--volume-sizes 100000,1000000] [--full-max 50000] [--json]
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from server.ingest import Ingestor  # noqa: E402
 from server.storage.sqlite import SqliteStorage  # noqa: E402
 from tests.broker import MosquittoBroker, mosquitto_binary  # noqa: E402
 from tests.sync.helpers import make_detection  # noqa: E402
+from tools.bench_workers import bench_workers  # noqa: E402
 
 
 def _payloads(devices: int, messages: int, dim: int) -> dict[str, list[bytes]]:
@@ -107,9 +118,7 @@ def bench_ingest(devices: int, messages: int, dim: int) -> dict:
             sub.loop_stop()
             # the ingest
             storage = SqliteStorage(tmp / "server.sqlite")
-            ing = Ingestor(
-                storage, MqttConfig(host=broker.host, port=broker.port, client_id="bench-ingest")
-            )
+            ing = Ingestor(storage, MqttConfig(host=broker.host, port=broker.port, client_id="bench-ingest"))
             stop = threading.Event()
             th = threading.Thread(target=ing.run, args=(stop,))
             th.start()
@@ -165,10 +174,34 @@ def bench_cluster(n: int, dim: int = 64, k: int = 8) -> dict:
 @click.option("--messages", default=200, show_default=True, help="Per device.")
 @click.option("--dim", default=64, show_default=True, help="Embedding dimension.")
 @click.option("--sizes", default="10000,100000", show_default=True, help="Clustering sizes.")
+@click.option("--workers", default="1,2,4", show_default=True, help="Worker counts (empty: skip).")
+@click.option("--volume-sizes", default="", help="Prototype clustering sizes, e.g. 100000,1000000.")
+@click.option(
+    "--full-max", default=50000, show_default=True, help="Largest size also clustered by full HDBSCAN."
+)
 @click.option("--json", "as_json", is_flag=True)
-def main(devices: int, messages: int, dim: int, sizes: str, as_json: bool) -> None:
+def main(devices: int, messages: int, dim: int, sizes: str, workers: str, volume_sizes: str, full_max: int,
+         as_json: bool) -> None:  # fmt: skip
     """Ingest msgs/s over loopback and clustering time; prints figures."""
     out: dict = {}
+    if mosquitto_binary() and workers:
+        counts = [int(w) for w in workers.split(",") if w]
+        out["workers"] = bench_workers(
+            _payloads(devices, messages, dim), _blast, counts, say=lambda m: click.echo(m, err=True)
+        )
+        if not as_json:
+            click.echo(_workers_table(out["workers"]))
+    if volume_sizes:
+        from tools.bench_workers import bench_volume
+
+        out["volume"] = [bench_volume(int(n), full_max, say=lambda m: click.echo(m, err=True))
+                         for n in volume_sizes.split(",") if n]  # fmt: skip
+        if not as_json:
+            for v in out["volume"]:
+                click.echo(f"prototypes {v['songs']} songs: {v['seconds']} s ({v['prototypes']} prototypes), "
+                           f"{v['clusters']} clusters, outliers {100 * v['outlier_fraction']:.1f} %, ARI vs truth "
+                           f"{v['ari_truth']}" + (f"; full HDBSCAN {v['full_seconds']} s, ARI vs truth "
+                           f"{v['full_ari_truth']}, ARI prototypes vs full {v['ari_vs_full']}" if "full_seconds" in v else ""))  # fmt: skip
     if mosquitto_binary():
         out["ingest"] = bench_ingest(devices, messages, dim)
         if not as_json:
@@ -188,6 +221,13 @@ def main(devices: int, messages: int, dim: int, sizes: str, as_json: bool) -> No
                        f"ARI (clustered) {r['ari_clustered']}")  # fmt: skip
     if as_json:
         click.echo(json.dumps(out, indent=2))
+
+
+def _workers_table(rows: list[dict]) -> str:
+    lines = ["backend     workers  msgs/s  stored  (messages from devices over loopback, QoS 1)"]
+    for r in rows:
+        lines.append(f"{r['backend']:<11} {r['workers']:>7} {r['msgs_per_s']:>7} {r['stored']:>7}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,16 @@ def audio_files(root: Path, labels: list[dict]) -> list[Path]:
 
 
 def run_analyze(files: list[Path], extra: list[str]) -> tuple[list[dict], float]:
-    cmd = [sys.executable, "-m", "edge.app.cli", "-q", "analyze", *map(str, files), "--no-store", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge.app.cli",
+        "-q",
+        "analyze",
+        *map(str, files),
+        "--no-store",
+        "--no-progress",
+    ]
     t0 = time.perf_counter()
     r = subprocess.run(cmd + ["--format", "csv", *extra], capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0

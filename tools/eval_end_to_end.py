@@ -52,8 +52,22 @@ def main(out_dir, n_birds, hours, seed, hide, models_dir, background, min_cluste
     data = out_dir / "data"
     if not (data / "songs.csv").exists():
         # model_export.cli has no __main__ guard: call its click group explicitly
-        args = [py, "-c", "from model_export.cli import main; main()", "synth", "generate", "--out", str(data), "--n-birds", str(n_birds),
-                "--hours", str(hours), "--seed", str(seed), "--overwrite"]
+        args = [
+            py,
+            "-c",
+            "from model_export.cli import main; main()",
+            "synth",
+            "generate",
+            "--out",
+            str(data),
+            "--n-birds",
+            str(n_birds),
+            "--hours",
+            str(hours),
+            "--seed",
+            str(seed),
+            "--overwrite",
+        ]
         if background:
             args += ["--background", str(background)]
         _run(args)
@@ -65,8 +79,21 @@ def main(out_dir, n_birds, hours, seed, hide, models_dir, background, min_cluste
         env["YH_MODELS__DETECTOR"] = str(Path(models_dir) / "detector.tflite")
         env["YH_MODELS__ENCODER"] = str(Path(models_dir) / "encoder.tflite")
     env["YH_DEVICE__ID"] = "eval-device"
-    csv_out = _run([py, "-m", "edge.app.cli", "analyze", str(data / "audio"), "--db", str(db), "--format", "csv",
-                    "--no-progress"], env=env)
+    csv_out = _run(
+        [
+            py,
+            "-m",
+            "edge.app.cli",
+            "analyze",
+            str(data / "audio"),
+            "--db",
+            str(db),
+            "--format",
+            "csv",
+            "--no-progress",
+        ],
+        env=env,
+    )
     dets = list(csv.DictReader(io.StringIO(csv_out)))
     songs: dict[str, list[dict]] = {}
     with open(data / "songs.csv") as fh:
@@ -91,10 +118,23 @@ def main(out_dir, n_birds, hours, seed, hide, models_dir, background, min_cluste
         w = csv.DictWriter(fh, ["detection_id", "label"])
         w.writeheader()
         w.writerows(labels)
-    click.echo(json.dumps({"detections": len(dets), "unmatched_detections": unmatched,
-                           "songs": sum(len(v) for v in songs.values())}))
-    args = [py, str(ROOT / "tools" / "eval_clusters.py"), str(db), str(lab_path),
-            "--min-cluster-size", str(min_cluster_size)]
+    click.echo(
+        json.dumps(
+            {
+                "detections": len(dets),
+                "unmatched_detections": unmatched,
+                "songs": sum(len(v) for v in songs.values()),
+            }
+        )
+    )
+    args = [
+        py,
+        str(ROOT / "tools" / "eval_clusters.py"),
+        str(db),
+        str(lab_path),
+        "--min-cluster-size",
+        str(min_cluster_size),
+    ]
     for h in [x for x in hide.split(",") if x]:
         args += ["--hide", h]
     args += list(cluster_options)

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Install the Yellowhammer recorder on Raspberry Pi OS (Bookworm or later; 64- or 32-bit).
+# Install the Yellowhammer recorder on Raspberry Pi OS (Bookworm or later; 64-bit; see docs/deploy.md
+# for 32-bit).
 #
 # Run from a checkout of the project (or an unpacked release):
 #
-#     sudo tools/install_pi.sh                 # install or upgrade, enable and start the service
+#     sudo tools/install_pi.sh                 # install or update, enable and (re)start the service
 #     sudo tools/install_pi.sh --no-start      # install but leave the service stopped
+#     sudo tools/install_pi.sh --check         # change nothing: releases, config and `yh-edge doctor`
+#     sudo tools/install_pi.sh --rollback      # switch back to the previous release and restart
 #
 # What it does (every step is safe to repeat; an existing config is never overwritten):
 #   1. apt packages: python3-venv, PortAudio (portaudio19-dev, to build pyaudio), ALSA tools,
 #      libopenblas (numpy/scipy wheels), sqlite3 (to look at the database by hand)
 #   2. a system user "yellowhammer" in the "audio" group, without login or home
-#   3. a virtual environment in /opt/yellowhammer/venv with the package and its 'mic' extra
+#   3. a new release /opt/yellowhammer/releases/<date>-<version>/ (the source and a virtual
+#      environment with the package and its 'mic' extra); only when it installed completely does
+#      /opt/yellowhammer/current point to it (/opt/yellowhammer/venv and src follow that link), so a
+#      failed update leaves the running version alone; the last 3 releases are kept for --rollback
 #   4. /etc/yellowhammer/edge.toml from the bundled default (device id = yh-<hostname>)
 #      and an empty /etc/yellowhammer/mqtt-password (mode 0640, root:yellowhammer)
 #   5. the systemd unit, enabled and started; then `yh-edge doctor`
@@ -24,13 +30,17 @@ PREFIX=/opt/yellowhammer
 ETC=/etc/yellowhammer
 USER_NAME=yellowhammer
 UNIT=yellowhammer-edge.service
+KEEP_RELEASES=3
 START=1
+MODE=install
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 for arg in "$@"; do
     case "$arg" in
         --no-start) START=0 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --check) MODE=check ;;
+        --rollback) MODE=rollback ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "unknown option: $arg" >&2; exit 2 ;;
     esac
 done
@@ -39,12 +49,85 @@ if [[ $EUID -ne 0 ]]; then
     echo "run as root: sudo $0 $*" >&2
     exit 1
 fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# the complete releases (an install that was interrupted never gets its .complete mark), oldest first
+releases() {
+    local d
+    for d in "$PREFIX"/releases/*/; do
+        [[ -f "$d.complete" ]] && basename "$d"
+    done | sort
+    return 0
+}
+current_release() { [[ -L "$PREFIX/current" ]] && basename "$(readlink "$PREFIX/current")"; return 0; }
+
+# point current (and venv, src through it) at a release, atomically (rename of a new symlink)
+switch_to() {
+    ln -sfn "releases/$1" "$PREFIX/current.new"
+    mv -T "$PREFIX/current.new" "$PREFIX/current"
+    local link
+    for link in venv src; do
+        if [[ ! -L "$PREFIX/$link" ]]; then
+            rm -rf "${PREFIX:?}/$link"  # the layout before releases: replaced by the link
+            ln -s "current/$link" "$PREFIX/$link"
+        fi
+    done
+    echo "current release: $1"
+}
+
+restart_service() {
+    systemctl daemon-reload
+    systemctl enable "$UNIT"
+    if [[ $START -eq 1 ]]; then
+        systemctl restart "$UNIT"
+        sleep 5
+        systemctl --no-pager --lines=5 status "$UNIT" || true
+    fi
+}
+
+doctor() {
+    # as the service user, with the service's data directory
+    sudo -u "$USER_NAME" YH_DEVICE__DATA_DIR=/var/lib/yellowhammer \
+        "$PREFIX/venv/bin/yh-edge" doctor --config "$ETC/edge.toml"
+}
+
+if [[ $MODE == check ]]; then
+    step "releases in $PREFIX/releases (current: $(current_release))"
+    releases | sed 's/^/  /'
+    "$PREFIX/venv/bin/yh-edge" --version
+    "$PREFIX/venv/bin/yh-edge" config validate "$ETC/edge.toml"
+    step "doctor"
+    doctor
+    exit $?
+fi
+
+if [[ $MODE == rollback ]]; then
+    cur="$(current_release)"
+    prev="$(releases | awk -v c="$cur" '$0 == c { print last; exit } { last = $0 }')"
+    if [[ -z "$cur" || -z "$prev" ]]; then
+        echo "no earlier release to roll back to (releases: $(releases | tr '\n' ' '))" >&2
+        exit 1
+    fi
+    step "rollback: $cur -> $prev"
+    switch_to "$prev"
+    install -m 0644 "$PREFIX/src/systemd/$UNIT" "/etc/systemd/system/$UNIT"  # that release's unit
+    restart_service
+    echo "rolled back; $cur stays in $PREFIX/releases until the next install removes old releases"
+    exit 0
+fi
+
 if [[ ! -f "$SRC/pyproject.toml" || ! -d "$SRC/edge" ]]; then
     echo "$SRC does not look like the yellowhammer source tree" >&2
     exit 1
 fi
 
-step() { printf '\n==> %s\n' "$*"; }
+case "$(uname -m)" in
+    armv6l|armv7l)
+        echo "this is 32-bit Raspberry Pi OS ($(uname -m)): PyPI has no TensorFlow Lite interpreter for it;" \
+            "install Raspberry Pi OS (64-bit) instead (docs/deploy.md, 'Supported systems')" >&2
+        exit 1 ;;
+esac
 
 step "system packages"
 export DEBIAN_FRONTEND=noninteractive
@@ -62,18 +145,34 @@ else
     usermod -a -G audio "$USER_NAME"
 fi
 
-step "virtual environment in $PREFIX/venv"
-install -d -m 0755 "$PREFIX"
-rm -rf "$PREFIX/src"
-cp -a "$SRC" "$PREFIX/src"
-rm -rf "$PREFIX/src/.venv" "$PREFIX/src/.git"
-if [[ ! -x "$PREFIX/venv/bin/python" ]]; then
-    python3 -m venv "$PREFIX/venv"
+version="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$SRC/pyproject.toml" | head -n1)"
+if git -C "$SRC" rev-parse --short HEAD >/dev/null 2>&1; then
+    version="$version-$(git -C "$SRC" rev-parse --short HEAD)"
 fi
-"$PREFIX/venv/bin/pip" install -q --upgrade pip wheel
+REL="$(date -u +%Y%m%dT%H%M%SZ)-$version"
+NEW="$PREFIX/releases/$REL"
+step "release $REL: virtual environment in $NEW/venv"
+install -d -m 0755 "$PREFIX" "$PREFIX/releases"
+trap 'rm -rf "$NEW"; echo "install failed: $REL removed, still current: $(current_release)" >&2' ERR
+install -d -m 0755 "$NEW"
+cp -a "$SRC" "$NEW/src"
+rm -rf "$NEW/src/.venv" "$NEW/src/.git"
+python3 -m venv "$NEW/venv"
+"$NEW/venv/bin/pip" install -q --upgrade pip wheel
 # the Pi runtime only: numpy, scipy, TFLite interpreter, paho-mqtt, sqlite-utils, click, pyaudio
-"$PREFIX/venv/bin/pip" install -q "$PREFIX/src[mic]"
-"$PREFIX/venv/bin/yh-edge" --version
+"$NEW/venv/bin/pip" install -q "$NEW/src[mic]"
+"$NEW/venv/bin/yh-edge" --version
+touch "$NEW/.complete"
+trap - ERR
+switch_to "$REL"
+# keep the newest $KEEP_RELEASES complete ones (the current one always); drop interrupted installs
+for d in "$PREFIX"/releases/*/; do
+    old="$(basename "$d")"
+    if [[ "$old" != "$REL" && ( ! -f "$d.complete" || -z "$(releases | tail -n "$KEEP_RELEASES" | grep -Fx "$old")" ) ]]; then
+        rm -rf "${PREFIX:?}/releases/$old"
+        echo "removed old release $old"
+    fi
+done
 
 step "configuration in $ETC"
 install -d -m 0755 "$ETC"
@@ -97,20 +196,13 @@ install -m 0644 "$PREFIX/src/systemd/$UNIT" "/etc/systemd/system/$UNIT"
 if command -v systemd-analyze >/dev/null; then
     systemd-analyze verify "/etc/systemd/system/$UNIT" || true
 fi
-systemctl daemon-reload
-systemctl enable "$UNIT"
-if [[ $START -eq 1 ]]; then
-    systemctl restart "$UNIT"
-    sleep 5
-    systemctl --no-pager --lines=5 status "$UNIT" || true
-fi
+restart_service
 
 step "checks"
-# as the service user, with the service's data directory
-sudo -u "$USER_NAME" YH_DEVICE__DATA_DIR=/var/lib/yellowhammer \
-    "$PREFIX/venv/bin/yh-edge" doctor --config "$ETC/edge.toml" || {
+doctor || {
     echo
     echo "doctor found problems (see 'likely cause' above); the service keeps retrying."
 }
 echo
 echo "done. Status: sudo -u $USER_NAME $PREFIX/venv/bin/yh-edge status -c $ETC/edge.toml"
+echo "      Check: sudo $0 --check    Roll back: sudo $0 --rollback"

@@ -45,6 +45,44 @@ def _f(v: str) -> float | None:
     return float(v) if v not in ("", None) else None
 
 
+def _panel(ax, args, times, freqs, db, vmax: float, t0: float, t1: float, span: float) -> None:
+    from matplotlib.ticker import MultipleLocator
+
+    sel = (times >= t0 - 0.01) & (times <= t1 + 0.01)
+    ax.pcolormesh(times[sel], freqs / 1000, db[:, sel], vmin=vmax - args.range, vmax=vmax, cmap="magma",
+                  shading="auto")  # fmt: skip
+    ax.set_xlim(t0, t1)
+    ax.set_ylim(args.fmin, args.fmax)
+    ax.yaxis.set_major_locator(MultipleLocator(1.0))
+    ax.grid(axis="y", color="w", alpha=0.15, lw=0.5)
+    if span <= args.fine_max:
+        ax.xaxis.set_major_locator(MultipleLocator(0.1))
+        ax.xaxis.set_minor_locator(MultipleLocator(0.05))
+        ax.tick_params(axis="x", labelsize=7, rotation=90)
+        for t in np.arange(np.ceil(t0 * 2) / 2, t1, 0.5):
+            ax.axvline(t, color="w", alpha=0.25, lw=0.6)
+    else:
+        ax.xaxis.set_major_locator(MultipleLocator(1.0))
+        ax.xaxis.set_minor_locator(MultipleLocator(0.1))
+        ax.grid(axis="x", color="w", alpha=0.2, lw=0.5)
+    ax.set_ylabel("kHz")
+
+
+def _draw_songs(ax, plt, songs: list[dict], t0: float, t1: float, fmax: float) -> None:
+    """Onset (green) and offset (red) lines, the label, and boxes around the X and B elements."""
+    for s in songs:
+        on, off = float(s["onset_s"]), float(s["offset_s"])
+        if off < t0 or on > t1:
+            continue
+        ax.axvline(on, color="lime", lw=1.0)
+        ax.axvline(off, color="red", lw=1.0)
+        ax.text(on, fmax - 0.6, f"{s['dialect']} {s['song_type']} {s['quality']}", color="w", fontsize=8)
+        for pre, col in (("x", "cyan"), ("b", "magenta")):
+            s0, s1, f = _f(s[f"{pre}_start_s"]), _f(s[f"{pre}_end_s"]), _f(s[f"{pre}_khz"])
+            if s0 is not None and s1 is not None and f is not None:
+                ax.add_patch(plt.Rectangle((s0, f - 0.4), s1 - s0, 0.8, fill=False, ec=col, lw=0.8, ls="--"))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("file", type=Path)
@@ -72,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MultipleLocator
 
     from model_export.synth.audio_io import _read_soundfile
 
@@ -106,49 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     width = min(60.0, max(6.0, span * args.px_per_s / 100.0))
     fig, axes = plt.subplots(rows, 1, figsize=(width, 3.2 * rows + 0.4), dpi=100, squeeze=False)
     for k, (t0, t1) in enumerate(panels):
-        ax = axes[k, 0]
         if args.sheet:
             t1 = t0 + span
-        sel = (times >= t0 - 0.01) & (times <= t1 + 0.01)
-        ax.pcolormesh(
-            times[sel],
-            freqs / 1000,
-            db[:, sel],
-            vmin=vmax - args.range,
-            vmax=vmax,
-            cmap="magma",
-            shading="auto",
-        )
-        ax.set_xlim(t0, t1)
-        ax.set_ylim(args.fmin, args.fmax)
-        ax.yaxis.set_major_locator(MultipleLocator(1.0))
-        ax.grid(axis="y", color="w", alpha=0.15, lw=0.5)
-        if span <= args.fine_max:
-            ax.xaxis.set_major_locator(MultipleLocator(0.1))
-            ax.xaxis.set_minor_locator(MultipleLocator(0.05))
-            ax.tick_params(axis="x", labelsize=7, rotation=90)
-            for t in np.arange(np.ceil(t0 * 2) / 2, t1, 0.5):
-                ax.axvline(t, color="w", alpha=0.25, lw=0.6)
-        else:
-            ax.xaxis.set_major_locator(MultipleLocator(1.0))
-            ax.xaxis.set_minor_locator(MultipleLocator(0.1))
-            ax.grid(axis="x", color="w", alpha=0.2, lw=0.5)
-        ax.set_ylabel("kHz")
-        for s in songs:
-            on, off = float(s["onset_s"]), float(s["offset_s"])
-            if off < t0 or on > t1:
-                continue
-            ax.axvline(on, color="lime", lw=1.0)
-            ax.axvline(off, color="red", lw=1.0)
-            ax.text(
-                on, args.fmax - 0.6, f"{s['dialect']} {s['song_type']} {s['quality']}", color="w", fontsize=8
-            )
-            for pre, col in (("x", "cyan"), ("b", "magenta")):
-                s0, s1, f = _f(s[f"{pre}_start_s"]), _f(s[f"{pre}_end_s"]), _f(s[f"{pre}_khz"])
-                if s0 is not None and s1 is not None and f is not None:
-                    ax.add_patch(
-                        plt.Rectangle((s0, f - 0.4), s1 - s0, 0.8, fill=False, ec=col, lw=0.8, ls="--")
-                    )
+        _panel(axes[k, 0], args, times, freqs, db, vmax, t0, t1, span)
+        _draw_songs(axes[k, 0], plt, songs, t0, t1, args.fmax)
     axes[-1, 0].set_xlabel("s")
     axes[0, 0].set_title(f"{args.file.name}  {start:.2f}-{end:.2f} s  sr={sr}  nfft={n_fft}", fontsize=9)
     fig.tight_layout()

@@ -51,10 +51,21 @@ def _song_file(out: Path, name: str, bird, rng, complete: bool, rows: list) -> N
     x += (1e-4 * rng.standard_normal(x.size)).astype(np.float32)
     write_wav(out / name, x, SR)
     ev = ev.shifted(pad / SR)
-    rows.append({"file": name, "onset_s": f"{ev.onset_s:.4f}", "offset_s": f"{ev.offset_s:.4f}",
-                 "terminal_onset_s": "" if ev.terminal_onset_s is None else f"{ev.terminal_onset_s:.4f}",
-                 "dialect": ev.dialect, "complete": str(ev.complete).lower(), "bird_id": ev.bird_id,
-                 "song_type": ev.song_type, "distance_m": "1.0", "snr_db": "60.00", "n_syllables": ev.n_syllables})
+    rows.append(
+        {
+            "file": name,
+            "onset_s": f"{ev.onset_s:.4f}",
+            "offset_s": f"{ev.offset_s:.4f}",
+            "terminal_onset_s": "" if ev.terminal_onset_s is None else f"{ev.terminal_onset_s:.4f}",
+            "dialect": ev.dialect,
+            "complete": str(ev.complete).lower(),
+            "bird_id": ev.bird_id,
+            "song_type": ev.song_type,
+            "distance_m": "1.0",
+            "snr_db": "60.00",
+            "n_syllables": ev.n_syllables,
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,9 +84,18 @@ def main(argv: list[str] | None = None) -> int:
 
     scenes = []
     dist_rows = []
-    noisy = make_scene([birds[0], birds[2]], rng, SR, duration_s=8.0, snr_db_range=(5.0, 15.0),
-                       distance_range_m=(20.0, 80.0), distractor_rate_per_min=7.5, clip_prob=0.0,
-                       onsets={0: [0.4, 4.6], 2: [2.2]}, incomplete_fraction=0.0)
+    noisy = make_scene(
+        [birds[0], birds[2]],
+        rng,
+        SR,
+        duration_s=8.0,
+        snr_db_range=(5.0, 15.0),
+        distance_range_m=(20.0, 80.0),
+        distractor_rate_per_min=7.5,
+        clip_prob=0.0,
+        onsets={0: [0.4, 4.6], 2: [2.2]},
+        incomplete_fraction=0.0,
+    )
     quiet = make_scene([], rng, SR, duration_s=8.0, distractor_rate_per_min=0.0, clip_prob=0.0)
     # the distractor-only scene gets a fixed set of kinds so every kind is covered somewhere
     mix = quiet.audio.copy()
@@ -85,22 +105,40 @@ def main(argv: list[str] | None = None) -> int:
         a, ev = render_distractor(kind, rng, SR)
         i0 = int(t * SR)
         n = min(a.size, mix.size - i0)
-        mix[i0:i0 + n] += 0.6 * a[:n]
-        dis.append({"file": "scene_distractors.wav", "kind": kind, "onset_s": f"{ev.onset_s + t:.4f}",
-                    "offset_s": f"{ev.offset_s + t:.4f}", "source": "synthetic", "distance_m": "", "snr_db": ""})
+        mix[i0 : i0 + n] += 0.6 * a[:n]
+        dis.append(
+            {
+                "file": "scene_distractors.wav",
+                "kind": kind,
+                "onset_s": f"{ev.onset_s + t:.4f}",
+                "offset_s": f"{ev.offset_s + t:.4f}",
+                "source": "synthetic",
+                "distance_m": "",
+                "snr_db": "",
+            }
+        )
         t += ev.offset_s + 0.3
     mix = np.clip(mix, -1.0, 1.0)
     write_wav(out / "scene_noisy.wav", noisy.audio, SR)
     write_wav(out / "scene_distractors.wav", mix, SR)
     rows += song_rows("scene_noisy.wav", noisy)
     for d in noisy.distractors:
-        dist_rows.append({"file": "scene_noisy.wav", "kind": d.event.kind, "onset_s": f"{d.event.onset_s:.4f}",
-                          "offset_s": f"{d.event.offset_s:.4f}", "source": d.event.source,
-                          "distance_m": f"{d.distance_m:.1f}", "snr_db": f"{d.snr_db:.2f}"})
+        dist_rows.append(
+            {
+                "file": "scene_noisy.wav",
+                "kind": d.event.kind,
+                "onset_s": f"{d.event.onset_s:.4f}",
+                "offset_s": f"{d.event.offset_s:.4f}",
+                "source": d.event.source,
+                "distance_m": f"{d.distance_m:.1f}",
+                "snr_db": f"{d.snr_db:.2f}",
+            }
+        )
     dist_rows += dis
     scenes.append({"file": "scene_noisy.wav", **noisy.description()})
-    scenes.append({"file": "scene_distractors.wav", "background": quiet.background, "songs": [],
-                   "distractors": dis})
+    scenes.append(
+        {"file": "scene_distractors.wav", "background": quiet.background, "songs": [], "distractors": dis}
+    )
     assert all(isinstance(s, SceneSong) for s in noisy.songs)
 
     with open(out / "labels.csv", "w", newline="") as fh:
@@ -108,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         w.writeheader()
         w.writerows(rows)
     with open(out / "distractors.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["file", "kind", "onset_s", "offset_s", "source", "distance_m", "snr_db"])
+        w = csv.DictWriter(
+            fh, fieldnames=["file", "kind", "onset_s", "offset_s", "source", "distance_m", "snr_db"]
+        )
         w.writeheader()
         w.writerows(dist_rows)
     with open(out / "scenes.jsonl", "w") as fh:

@@ -13,6 +13,8 @@ if [ "$mode" = dev ]; then
   [ -e /usr/include/portaudio.h ] || need_apt+=(portaudio19-dev)
   # the web app's browser tests drive Debian's chromium through playwright (never `playwright install`)
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+  # the PostgreSQL storage tests start their own server (initdb/pg_ctl) from Debian's packages
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -45,9 +45,14 @@ def check_audio(cfg: Config) -> Check:
 def check_broker(cfg: Config) -> list[Check]:
     if not cfg.mqtt.enabled:
         return [Check("broker", "ok", "sync disabled (mqtt.enabled = false)")]
+    from edge.adapters.mqtt.probe import check_connection, check_identity
     from edge.adapters.mqtt.publisher import MqttPublisher
 
-    return MqttPublisher.check(cfg)
+    basic = MqttPublisher.check(cfg)
+    out = [check_identity(cfg.device_id, cfg.mqtt.username), *basic]
+    if all(c.status == "ok" for c in basic):
+        out += check_connection(cfg)
+    return out
 
 
 def run_checks(cfg: Config, config_path: Path | None) -> list[Check]:

@@ -2,7 +2,8 @@
 
 - **One stop event** shared by every worker; SIGTERM and SIGINT both set it. On stop the pipeline
   finishes the songs in flight (they are stored, flagged truncated if cut), the publisher
-  disconnects cleanly, every thread is joined with a timeout, and the process exits 0.
+  disconnects cleanly, every thread is joined with a timeout, and the process exits 0 -- or 1
+  when detections could not be stored (held in memory at the end, or dropped).
 - **Threads**: ``pipeline`` (pull the source, detect, segment, embed, store) and, when
   ``mqtt.enabled``, ``publisher`` (:class:`edge.adapters.mqtt.publisher.MqttPublisher`). The main thread
   supervises: systemd notifications, health log and file, store maintenance, retrying
@@ -18,17 +19,16 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge.adapters.system.probes import system_figures
 from edge.app.health import write_health
+from edge.app.notify import SystemdNotifier  # noqa: F401  (re-exported)
+from edge.app.snapshot import build_snapshot, health_summary, status_line
+from edge.app.web import start_status_page
 from edge.core.config import Config
 from edge.core.errors import YellowhammerError
 
@@ -36,43 +36,6 @@ log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 8.0
 MAX_PIPELINE_FAILURES = 5
-
-
-class SystemdNotifier:
-    """``sd_notify`` without a dependency: datagrams to ``$NOTIFY_SOCKET`` (no-op without it)."""
-
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        env = os.environ if env is None else env
-        addr = env.get("NOTIFY_SOCKET", "")
-        self.address: str | None = None
-        if addr:
-            self.address = "\0" + addr[1:] if addr.startswith("@") else addr
-        self.watchdog_s: float | None = None
-        usec = env.get("WATCHDOG_USEC")
-        pid = env.get("WATCHDOG_PID")
-        if usec and usec.isdigit() and (not pid or pid == str(os.getpid())):
-            self.watchdog_s = int(usec) / 1e6
-        self._sock: socket.socket | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return self.address is not None
-
-    def notify(self, *lines: str) -> None:
-        if self.address is None:
-            return
-        msg = "\n".join(lines).encode("utf-8", "replace")
-        try:
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self._sock.sendto(msg, self.address)
-        except OSError as exc:
-            log.debug("sd_notify failed: %s", exc)
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
 
 
 class Daemon:
@@ -118,6 +81,8 @@ class Daemon:
         self._publisher = None
         self._threads: list[threading.Thread] = []
         self._file_errors = 0
+        self._problems: list[str] = []
+        self.web = None  # the status page (edge.app.web), when served
 
     # -- wiring ---------------------------------------------------------------------------
     def _build(self) -> None:
@@ -144,64 +109,8 @@ class Daemon:
 
     # -- health ---------------------------------------------------------------------------
     def health(self) -> dict:
-        """Health figures for the log, the health file and the publisher's stats topic."""
-        c = self._components
-        p = c.pipeline.stats.as_dict() if c else {}
-        source = {}
-        if self._source is not None:
-            try:
-                source = self._source.stats()
-            except Exception as exc:  # noqa: BLE001 - a source's stats must not break health
-                source = {"error": str(exc)}
-        measure_lag = self.config.audio.source == "mic" or self.config.audio.replay_timestamps == "now"
-        snap = {
-            "pid": os.getpid(),
-            "device_id": self.config.device_id,
-            "state": self.state,
-            "started": self.started,
-            "updated": time.time(),
-            "uptime_s": round(time.time() - self.started, 1),
-            "source": {**source, "kind": self.config.audio.source, "file_errors": self._file_errors},
-            "audio_overflows": source.get("overflows", 0),
-            "processing_lag_s": p.get("lag_s") if measure_lag else None,
-            "pipeline": p,
-            "pipeline_restarts": self._pipeline_restarts,
-            "store": c.writer.stats() if c else {},
-            "clips": c.clips.stats() if c and c.clips else None,
-            "models": {
-                "detector": getattr(c.detector, "version", "?") if c else None,
-                "encoder": getattr(c.encoder, "version", "?") if c else None,
-            },
-            **system_figures(self.config.device.data_dir),
-        }
-        if c is not None:
-            try:
-                counts = c.store.counts()
-                snap["backlog"] = counts["unsynced"]
-                snap["detections_total"] = counts["detections"]
-            except (YellowhammerError, sqlite3.Error) as exc:
-                snap["backlog"] = None
-                snap["store_error"] = str(exc)
-        if self._publisher is not None:
-            try:
-                snap["publisher"] = self._publisher.summary()
-            except Exception as exc:  # noqa: BLE001 - a publisher bug must not break health
-                snap["publisher"] = {"error": str(exc)}
-        return snap
-
-    def _status_line(self, snap: dict) -> str:
-        p = snap.get("pipeline", {})
-        lag = snap.get("processing_lag_s")
-        return (
-            f"{self.state}: {p.get('songs', 0)} songs this run, backlog {snap.get('backlog', '?')}, "
-            f"{p.get('audio_seconds', 0) / 3600:.2f} h audio"
-            + (f", lag {lag:.1f} s" if lag is not None else "")
-            + (
-                f", {snap['store']['pending_in_memory']} held in memory"
-                if snap["store"].get("pending_in_memory")
-                else ""
-            )
-        )
+        """Health figures for the log, the health file, the status page and the stats topic."""
+        return build_snapshot(self)
 
     # -- threads --------------------------------------------------------------------------
     def _beat(self) -> None:
@@ -318,6 +227,7 @@ class Daemon:
         self._beat()
         worker.start()
         self._start_publisher()
+        self.web = start_status_page(self)
         self.notifier.notify("READY=1", f"STATUS=listening ({getattr(self._source, 'name', '?')})")
         tick = 1.0
         if self.notifier.watchdog_s:
@@ -339,8 +249,9 @@ class Daemon:
             if now >= next_health:
                 snap = self.health()
                 write_health(data_dir, snap)
-                self.notifier.notify(f"STATUS={self._status_line(snap)}")
-                log.info("health: %s", _health_summary(snap))
+                self.notifier.notify(f"STATUS={status_line(snap)}")
+                log.info("health: %s", health_summary(snap))
+                self._say_problems(snap.get("problems") or [])
                 next_health = now + hc.log_interval_s
             if now >= next_maint:
                 try:
@@ -353,6 +264,15 @@ class Daemon:
                     log.error("maintenance failed: %s", exc)
                 next_maint = now + hc.maintenance_interval_s
         return self._shutdown(worker)
+
+    def _say_problems(self, now: list[str]) -> None:
+        """A WARNING line when a problem appears (not at every health round), INFO when it clears."""
+        for msg in now:
+            if msg not in self._problems:
+                log.warning("problem: %s", msg)
+        if self._problems and not now:
+            log.info("no problem left: %s cleared", "; ".join(self._problems))
+        self._problems = list(now)
 
     def _shutdown(self, worker: threading.Thread) -> int:
         self.state = "stopping"
@@ -369,8 +289,12 @@ class Daemon:
         self.state = "stopped"
         snap = self.health()
         write_health(self.config.device.data_dir, snap)
+        lost = pending + c.writer.dropped
         if pending:
-            log.error("%d detections could not be stored before exit: %s", pending, c.writer.last_error)
+            log.error("%d detections could not be stored before exit (they are lost): %s", pending,
+                      c.writer.last_error)  # fmt: skip
+        if c.writer.dropped:
+            log.error("%d detections were dropped from the full memory hold", c.writer.dropped)
         log.info(
             "stopped: %.1f s of audio, %d songs this run, %d unsynced in the store",
             c.pipeline.stats.audio_seconds,
@@ -382,26 +306,8 @@ class Daemon:
         except YellowhammerError as exc:
             log.warning("closing the store: %s", exc)
         self.notifier.close()
-        if self._failed:
-            return 1
+        if self.web is not None:
+            self.web.close()
+        if self._failed or lost:
+            return 1  # a daemon that lost detections must not look like a clean stop
         return 0
-
-
-def _health_summary(snap: dict) -> str:
-    p = snap.get("pipeline", {})
-    disk = snap.get("disk", {})
-    parts = [
-        f"state={snap.get('state')}",
-        f"audio={p.get('audio_seconds', 0):.0f}s",
-        f"songs={p.get('songs', 0)}",
-        f"backlog={snap.get('backlog')}",
-        f"overflows={snap.get('audio_overflows', 0)}",
-        f"lag={snap.get('processing_lag_s')}",
-        f"disk_free={(disk.get('free_bytes') or 0) / 1e6:.0f}MB",
-        f"temp={snap.get('cpu_temp_c')}",
-        f"rss={(snap.get('rss_bytes') or 0) / 1e6:.0f}MB",
-    ]
-    held = snap.get("store", {}).get("pending_in_memory")
-    if held:
-        parts.append(f"held_in_memory={held}")
-    return " ".join(parts)

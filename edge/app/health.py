@@ -17,28 +17,55 @@ log = logging.getLogger(__name__)
 HEALTH_FILE = "health.json"
 
 
-def write_health(data_dir: str | os.PathLike, snapshot: dict) -> None:
-    """Write the health file atomically (a reader never sees half of it); failures are logged,
-    never raised (a full disk must not stop the daemon)."""
+#: the health file's fixed size: written in place over blocks allocated while the disk had room,
+#: so status keeps working on a full disk (the JSON is padded with spaces)
+HEALTH_BYTES = 64 * 1024
+_last_failure = ""
+
+
+def write_health(data_dir: str | os.PathLike, snapshot: dict) -> bool:
+    """Write the health file; never raises (a full disk must not stop the daemon), says so once.
+
+    The file has a fixed size (:data:`HEALTH_BYTES`): it is made once (atomically) and then
+    overwritten in place, which needs no new disk blocks, so it stays current on a full disk."""
+    global _last_failure
     path = Path(data_dir) / HEALTH_FILE
-    tmp = path.with_name(path.name + ".part")
+    data = (json.dumps(snapshot, default=str, indent=1) + "\n").encode("utf-8")
+    if len(data) < HEALTH_BYTES:
+        data += b" " * (HEALTH_BYTES - len(data))
     try:
-        tmp.write_text(json.dumps(snapshot, default=str, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        if path.exists() and path.stat().st_size == len(data):
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.pwrite(fd, data, 0)
+            finally:
+                os.close(fd)
+        else:
+            tmp = path.with_name(path.name + ".part")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
     except OSError as exc:
-        log.debug("health: cannot write %s: %s", path, exc)
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+        if str(exc) != _last_failure:
+            log.warning("health: cannot write %s: %s", path, exc)
+        _last_failure = str(exc)
+        return False
+    _last_failure = ""
+    return True
 
 
 def read_health(data_dir: str | os.PathLike) -> dict | None:
     """The daemon's last health snapshot, with ``running`` set from its pid and freshness."""
     path = Path(data_dir) / HEALTH_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    data = None
+    for _ in range(5):  # written in place: a read may meet a write half done; try again
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            break
+        except OSError:
+            return None
+        except ValueError:
+            time.sleep(0.02)
+    if not isinstance(data, dict):
         return None
     pid = data.get("pid")
     alive = False

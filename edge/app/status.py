@@ -9,6 +9,7 @@ from edge.adapters.system.probes import disk_usage
 from edge.app.health import read_health
 from edge.app.output import format_bytes, format_duration, utc
 from edge.core.errors import YellowhammerError
+from edge.kit.sqlite import recover_hint
 
 
 def _model_versions(cfg) -> dict:
@@ -25,31 +26,71 @@ def _model_versions(cfg) -> dict:
 
 
 def collect_status(cfg) -> dict:
-    """What ``status`` reports: store counts, backlog, disk, daemon health and uptime."""
-    from edge.adapters.store.sqlite import SqliteStore
-
+    """What ``status`` reports: store counts, backlog, disk, daemon health and uptime (reading
+    only: nothing is created)."""
     status: dict = {"device_id": cfg.device_id, "database": str(cfg.db_path), "models": _model_versions(cfg)}
-    try:
-        store = SqliteStore(cfg.db_path, readonly=True)
-        try:
-            counts = store.counts()
-        finally:
-            store.close()
-        status["store"] = counts
-        status["detections"] = counts["detections"]
-        status["unsynced"] = counts["unsynced"]
-        status["last_detection"] = counts["last_detection"]
-        status["last_detection_utc"] = utc(counts["last_detection"]) if counts["last_detection"] else None
-        oldest = counts["oldest_unsynced"]
-        status["oldest_unsynced_age_s"] = round(time.time() - oldest, 1) if oldest else None
-    except YellowhammerError as exc:
-        status["store_error"] = str(exc)
+    if not cfg.db_path.exists():  # nothing recorded yet with this configuration: not a fault
+        status["store_error"] = f"no database yet at {cfg.db_path}"
+        status["database_missing"] = True
+    else:
+        _store_status(cfg, status)
     status["disk"] = disk_usage(cfg.device.data_dir)
     health = read_health(cfg.device.data_dir)
     status["daemon"] = health
     status["running"] = bool(health and health.get("running"))
     status["uptime_s"] = health.get("uptime_s") if status["running"] else None
+    status["problems"] = status_problems(status)
     return status
+
+
+def _store_status(cfg, status: dict) -> None:
+    from edge.adapters.store.sqlite import SqliteStore, StoreCorruptError
+
+    try:
+        store = SqliteStore(cfg.db_path, readonly=True)
+        try:
+            damage = store.integrity_check(full=False)
+            if damage != "ok":
+                raise StoreCorruptError(f"{cfg.db_path}: DAMAGED ({damage.splitlines()[0][:200]}): "
+                                        + recover_hint(cfg.db_path))  # fmt: skip
+            counts = store.counts()
+        finally:
+            store.close()
+    except YellowhammerError as exc:
+        status["store_error"] = str(exc)
+        return
+    status["store"] = counts
+    status["detections"] = counts["detections"]
+    status["unsynced"] = counts["unsynced"]
+    status["last_detection"] = counts["last_detection"]
+    status["last_detection_utc"] = utc(counts["last_detection"]) if counts["last_detection"] else None
+    oldest = counts["oldest_unsynced"]
+    status["oldest_unsynced_age_s"] = round(time.time() - oldest, 1) if oldest else None
+
+
+def status_problems(status: dict) -> list[str]:
+    """What is wrong, one line each: the daemon's own (no audio input, silent input, ...) while it
+    runs, what its last run lost, and a damaged database. (Unsynced detections deleted in past
+    disk emergencies and id collisions are counted on their own lines, not as problems.)"""
+    daemon = status.get("daemon") or {}
+    if status["running"]:
+        out = list(daemon.get("problems") or [])
+    else:  # what the last run lost stays worth saying
+        out = [
+            f"last run: {m}"
+            for m in daemon.get("problems") or []
+            if "held in memory" in m or "lost" in m or "deleted" in m
+        ]
+    if "store_error" in status and not status.get("database_missing"):
+        out.append(f"database: {status['store_error']}")
+    return out
+
+
+def exit_code(status: dict) -> int:
+    """For scripts: 0 running and nothing wrong, 1 a problem (listed), 3 not running."""
+    if status["problems"]:
+        return 1
+    return 0 if status["running"] else 3
 
 
 def format_status(st: dict) -> str:
@@ -63,9 +104,8 @@ def format_status(st: dict) -> str:
     else:
         state = "not running (never started with this data directory)"
     lines.append(f"recorder    {st['device_id']}: {state}")
-    if "store_error" in st:
-        lines.append(f"database    {st['store_error']}")
-    else:
+    lines.append(f"database    {st['database']}" + (" (none yet)" if st.get("database_missing") else ""))
+    if "store_error" not in st:
         last = st["last_detection_utc"] or "none yet"
         lines.append(f"detections  {st['detections']} stored, last song {last}")
         backlog = st["unsynced"]
@@ -90,7 +130,20 @@ def format_status(st: dict) -> str:
             f"system      RSS {format_bytes(h.get('rss_bytes'))}"
             + (f", CPU {temp:.0f} C" if temp is not None else "")
         )
-        held = (h.get("store") or {}).get("pending_in_memory")
-        if held:
-            lines.append(f"WARNING     {held} detections held in memory: the database cannot be written")
+        level = (h.get("input_level") or {}).get("last_minute")
+        if level:
+            lines.append(
+                f"input       {level['rms_dbfs']:.0f} dBFS RMS, peak {level['peak_dbfs']:.0f} dBFS, "
+                f"{level['clipped_share']:.1%} clipped, {level['zero_share']:.0%} zero (last minute)"
+            )
+    counters = (st.get("store") or {}).get("counters") or {}
+    if counters.get("emergency_unsynced_deleted"):
+        lines.append(f"lost        {counters['emergency_unsynced_deleted']} unsynced detections deleted in disk "
+                     f"emergencies so far ({counters.get('disk_emergencies', 0)} emergencies)")  # fmt: skip
+    if counters.get("id_collisions"):
+        lines.append(
+            f"collisions  {counters['id_collisions']} songs not stored: their id belonged to another song"
+        )
+    for msg in st.get("problems", []):
+        lines.append(f"PROBLEM     {msg}")
     return "\n".join(lines)

@@ -155,7 +155,7 @@ class Stats:
         t = body.get("time")
         if isinstance(t, bool) or not isinstance(t, (int, float)):
             t = time.time()
-        stats = cls(str(device), float(t), body)
+        stats = cls(str(device), check_number(t, "stats time"), body)
         stats.deployment  # a malformed deployment is refused with the message  # noqa: B018
         return stats
 
@@ -266,7 +266,7 @@ class Digest:
                 raise ContractError("digest: each count must be [bucket, n] with non-negative integers")
             out.append((pair[0], pair[1]))
         t = body.get("time", 0.0)
-        t = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else 0.0
+        t = check_number(t, "digest time") if isinstance(t, (int, float)) and not isinstance(t, bool) else 0.0
         clips = body.get("clips", [])
         if not isinstance(clips, list) or len(clips) > MAX_CLIP_IDS:
             raise ContractError(f"digest: clips must be a list of at most {MAX_CLIP_IDS} detection ids")

@@ -285,6 +285,26 @@ class HealthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebConfig:
+    """The daemon's read-only status page (standard-library HTTP server).
+
+    ``enabled``: serve it; ``host``: the address to bind, ``127.0.0.1`` (this Pi only; reach it
+    with ``ssh -L 8088:localhost:8088 pi``) by default, ``0.0.0.0`` for the LAN; ``port``: TCP
+    port (0 = any free one, logged).
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8088
+
+    def __post_init__(self):
+        if not 0 <= self.port < 65536:
+            raise ValueError("web.port must be 0-65535")
+        if not self.host:
+            raise ValueError("web.host must not be empty (127.0.0.1: this Pi only; 0.0.0.0: the LAN)")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole edge configuration."""
 
@@ -297,6 +317,7 @@ class Config:
     clips: ClipsConfig = field(default_factory=ClipsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     @property
     def device_id(self) -> str:

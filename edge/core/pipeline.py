@@ -20,6 +20,7 @@ from edge.contract.detection import detection_id
 from edge.contract.spectrogram import Spectrogram
 from edge.contract.wire import clean_text
 from edge.core.frontend import FrontendConfig, StreamingLogMel
+from edge.core.level import InputLevel
 from edge.core.ports import AudioSource, ClipSink, DetectionSink, Detector, Encoder
 from edge.core.records import AudioChunk, Detection, Song
 from edge.core.segmenter import SongSegmenter
@@ -208,6 +209,7 @@ class Pipeline:
         self.spectrogram = spectrogram
         self.position = position
         self.stats = PipelineStats()
+        self.level = InputLevel()
         self._fe = StreamingLogMel(frontend)
         history = int(_HISTORY_S * frontend.frame_rate)
         self._frames = FrameRing(max(history, 2 * encoder.window_frames), frontend.n_mels)
@@ -246,6 +248,7 @@ class Pipeline:
         self._chunk = chunk
         cpu = self.stats.cpu_s
         t = time.thread_time()
+        self.level.add(chunk.samples, chunk.sample_rate)
         frames = self._fe.process(chunk.samples)
         self._frames.append(frames)
         if self._audio is not None:

@@ -73,6 +73,9 @@ class Database:
         process crash is the concern (the server, WAL).
     what
         Names the database in messages ("detection database", "server database").
+    auto_vacuum
+        ``INCREMENTAL`` or ``FULL`` for a new file (deleted rows can then give their space back
+        to the file system, :meth:`reclaim`); an existing file keeps its mode.
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class Database:
         what: str = "database",
         wal_autocheckpoint: int | None = None,
         journal_size_limit: int | None = None,
+        auto_vacuum: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.readonly = readonly
@@ -100,6 +104,8 @@ class Database:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             conn.execute("PRAGMA foreign_keys = ON")
             if not readonly:
+                if auto_vacuum is not None and conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                    conn.execute(f"PRAGMA auto_vacuum = {auto_vacuum}")  # only before the first page
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute(f"PRAGMA synchronous = {synchronous}")
                 if wal_autocheckpoint is not None:
@@ -124,7 +130,7 @@ class Database:
             )
         if is_corrupt(exc):
             return DatabaseCorruptError(
-                f"{self.path}: the {self.what} file is damaged ({exc}); {RECOVER_HINT}"
+                f"{self.path}: the {self.what} file is damaged ({exc}); {recover_hint(self.path)}"
             )
         return DatabaseError(f"{self.path}: {doing} ({exc})")
 
@@ -212,6 +218,17 @@ class Database:
                 return str(exc)
         return "ok" if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows)
 
+    def reclaim(self) -> None:
+        """Give the free pages back to the file system (``incremental_vacuum`` of a file in
+        ``auto_vacuum = INCREMENTAL``; a no-op otherwise), then fold the WAL back."""
+        with self.lock:
+            try:
+                # executescript steps the pragma to the end (execute() frees one page per step)
+                self.conn.executescript("PRAGMA incremental_vacuum;")
+            except sqlite3.Error as exc:
+                raise self.error(exc, "could not give free pages back to the file system") from None
+        self.checkpoint()
+
     def checkpoint(self) -> None:
         """Fold the WAL back into the database file and truncate it."""
         with self.lock:
@@ -232,3 +249,11 @@ RECOVER_HINT = (
     "stop the service, keep the file, and recover what is readable into a new one: "
     "`sqlite3 damaged.sqlite .recover | sqlite3 recovered.sqlite`"
 )
+
+
+def recover_hint(path: str | Path) -> str:
+    """What to do with a damaged database file, with its name filled in."""
+    p = Path(path)
+    new = p.with_name(p.stem + ".recovered" + p.suffix)
+    return (f"stop the service, keep the file, and recover what is readable into a new one: "
+            f"`sqlite3 {p} .recover | sqlite3 {new}`, then move {new.name} in its place")  # fmt: skip

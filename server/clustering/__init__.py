@@ -23,6 +23,10 @@ Pipeline of one run:
 
 A run is stored with its id, time, parameters, software version and metrics; members keep
 cluster, probability and map coordinates.
+Large runs (``method="prototypes"``, :mod:`.prototypes`): HDBSCAN on k-means prototypes of each
+device-day instead of a sample, every song by its nearest prototype with a distance outlier rule,
+and the run's model kept so that :func:`assign_new` places songs that arrive between full runs.
+
 Modules: :mod:`.fit` (PCA, quality filter, HDBSCAN, assignment, maps), :mod:`.run` (a stored run),
 :mod:`.metrics` (against labels and the previous run), :mod:`.novelty` (candidate new dialects),
 :mod:`.text` (terminal output).
@@ -39,10 +43,11 @@ from server.clustering.fit import (
 )
 from server.clustering.metrics import compare_runs, coverage, evaluate
 from server.clustering.novelty import NOVELTY_P, novelty_report
-from server.clustering.run import run_clustering
+from server.clustering.run import assign_new, run_clustering
 from server.clustering.text import format_report
 from server.errors import ClusterError
 
-__all__ = ["INCOMPLETE_CLUSTER", "MAP_METHODS", "NOVELTY_P", "TSNE_MAX", "ClusterError", "ClusterParams", "ClusterResult", "cluster_embeddings",
+__all__ = ["INCOMPLETE_CLUSTER", "MAP_METHODS", "NOVELTY_P", "TSNE_MAX", "ClusterError", "ClusterParams", "ClusterResult", "assign_new",
+           "cluster_embeddings",
            "compare_runs", "coverage", "evaluate", "format_report", "novelty_report", "quality_exclusions",
            "run_clustering"]  # fmt: skip

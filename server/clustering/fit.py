@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from server.clustering.prototypes import PrototypeModel, fit_prototypes
 from server.errors import ClusterError
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,10 @@ class ClusterParams:
     max_duration_s: float = 60.0
     excluded: str = "assign"
     seed: int = 0
+    # "sample": HDBSCAN on up to max_fit songs, the rest by their nearest fitted neighbours;
+    # "prototypes": HDBSCAN on prototypes of each device-day (see prototypes.py), for large runs
+    method: str = "sample"
+    per_prototype: int = 40
 
     def __post_init__(self):
         if self.min_cluster_size < 2:
@@ -57,6 +62,10 @@ class ClusterParams:
             raise ClusterError("selection must be 'eom' or 'leaf'")
         if self.map_method not in MAP_METHODS:
             raise ClusterError(f"map method must be one of {', '.join(MAP_METHODS)}")
+        if self.method not in ("sample", "prototypes"):
+            raise ClusterError("method must be 'sample' or 'prototypes'")
+        if self.per_prototype < 1:
+            raise ClusterError("per_prototype must be >= 1")
         if self.map_method == "umap" and importlib.util.find_spec("umap") is None:
             raise ClusterError("map method 'umap' needs the umap-learn package (pip install umap-learn)")
 
@@ -69,16 +78,23 @@ class ClusterResult:
     map3: np.ndarray  # (n, 3)
     fitted: int  # points HDBSCAN saw (the rest were assigned)
     fitted_mask: np.ndarray | None = None  # (n,) bool, True for the points HDBSCAN saw
+    model: PrototypeModel | None = None  # method "prototypes": assigns later songs (prototypes.assign)
 
 
-def _pca(x: np.ndarray, k: int, seed: int, fit_rows: np.ndarray | None = None) -> np.ndarray:
+def _pca(
+    x: np.ndarray, k: int, seed: int, fit_rows: np.ndarray | None = None, model: list | None = None
+) -> np.ndarray:
     """``x`` projected on its first ``k`` principal components (fitted on ``fit_rows`` only
-    when given, so songs kept out of the fit do not shape the space)."""
+    when given, so songs kept out of the fit do not shape the space); ``model`` (a list) gets
+    the PCA's mean and components."""
     from sklearn.decomposition import PCA
 
     src = x if fit_rows is None else x[fit_rows]
     k = min(k, x.shape[1], src.shape[0])
-    out = PCA(n_components=k, random_state=seed).fit(src).transform(x)
+    pca = PCA(n_components=k, random_state=seed).fit(src)
+    out = pca.transform(x)
+    if model is not None:
+        model += [pca.mean_.astype(np.float32), pca.components_.astype(np.float32)]
     if out.shape[1] < k:
         out = np.pad(out, ((0, 0), (0, k - out.shape[1])))
     return out.astype(np.float32)
@@ -151,6 +167,7 @@ def cluster_embeddings(
     progress: Callable[[str], None] | None = None,
     fit_mask: np.ndarray | None = None,
     incomplete_mask: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> ClusterResult:
     """Cluster ``(n, dim)`` embeddings of one encoder version.
 
@@ -159,6 +176,8 @@ def cluster_embeddings(
     songs (``params.excluded == "assign"``) or left at ``-1`` (``"outlier"``).
     ``incomplete_mask`` (bool, ``(n,)``): songs without a terminal phrase; they must also be out
     of ``fit_mask``, and they get :data:`INCOMPLETE_CLUSTER`, never a dialect cluster.
+    ``groups`` (int, ``(n,)``): the device-day of each song, for ``params.method == "prototypes"`` (without
+    it, runs of ``per_prototype * 50`` consecutive songs stand in).
     """
     from sklearn.cluster import HDBSCAN
 
@@ -174,8 +193,17 @@ def cluster_embeddings(
     x = np.asarray(x, np.float32)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     reduce = params.reduce_dim and params.reduce_dim < x.shape[1]
-    z = _pca(x, params.reduce_dim, params.seed, fit_rows=pool) if reduce else x
+    pca: list = []
+    z = _pca(x, params.reduce_dim, params.seed, fit_rows=pool, model=pca) if reduce else x
     min_samples = params.min_samples or min(params.min_cluster_size, 10)
+    held = np.zeros(n, bool) if incomplete_mask is None else np.asarray(incomplete_mask, bool)
+    if (held & mask).any():
+        raise ClusterError("incomplete songs cannot be fitted")
+    if params.method == "prototypes":
+        res = _by_prototypes(x, z, pool, mask, groups, pca, params, min_samples, say)
+        res.labels[held] = INCOMPLETE_CLUSTER  # never a dialect cluster, whatever they were assigned
+        res.probabilities[held] = 0.0
+        return res
     rng = np.random.default_rng(params.seed)
     fit_idx = np.sort(rng.choice(pool, params.max_fit, replace=False)) if len(pool) > params.max_fit else pool
     say(f"HDBSCAN on {len(fit_idx)} of {n} points in {z.shape[1]} dimensions")
@@ -190,9 +218,6 @@ def cluster_embeddings(
     labels[fit_idx] = hdb.labels_
     probs[fit_idx] = hdb.probabilities_
     rest = np.setdiff1d(pool, fit_idx)
-    held = np.zeros(n, bool) if incomplete_mask is None else np.asarray(incomplete_mask, bool)
-    if (held & mask).any():
-        raise ClusterError("incomplete songs cannot be fitted")
     if params.excluded == "assign":
         rest = np.union1d(rest, np.flatnonzero(~mask & ~held))
     if len(rest):
@@ -205,6 +230,21 @@ def cluster_embeddings(
     fitted = np.zeros(n, bool)
     fitted[fit_idx] = True
     return ClusterResult(labels, probs, map2, map3, len(fit_idx), fitted)
+
+
+def _by_prototypes(x, z, pool, mask, groups, pca, params, min_samples, say) -> ClusterResult:
+    n = len(z)
+    groups = np.arange(n) // (params.per_prototype * 50) if groups is None else np.asarray(groups)
+    labels, probs, model = fit_prototypes(z, groups, pool, params.min_cluster_size, min_samples, params.selection,
+                                          params.per_prototype, params.seed, say=say)  # fmt: skip
+    model.mean, model.components = (
+        pca if pca else (np.zeros(x.shape[1], np.float32), np.eye(x.shape[1], dtype=np.float32))
+    )
+    if params.excluded == "outlier":
+        labels[~mask], probs[~mask] = -1, 0.0
+    say("map coordinates")
+    map2, map3 = _maps(z, params)
+    return ClusterResult(labels, probs, map2, map3, len(pool), mask.copy(), model)
 
 
 def _tsne(z: np.ndarray, dim: int, seed: int) -> np.ndarray:

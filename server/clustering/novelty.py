@@ -189,5 +189,3 @@ def novelty_report(storage: Storage, run_id: str | None = None, encoder_version:
     if same_version:
         report["changes"] = compare_runs(storage.run_members(same_version[-1]["run_id"]), rows)
     return report
-
-

@@ -11,10 +11,11 @@ from dataclasses import asdict
 
 import numpy as np
 
-from edge import __version__
+from edge.kit.version import __version__
 from server.clustering.fit import INCOMPLETE_CLUSTER, ClusterParams, cluster_embeddings, quality_exclusions
 from server.clustering.metrics import coverage, evaluate
 from server.clustering.novelty import novelty_report
+from server.clustering.prototypes import PrototypeModel, assign, device_days
 from server.errors import ClusterError
 from server.storage import Storage
 
@@ -38,9 +39,12 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
     ids, x, quality = storage.load_points(encoder_version)
     excluded = quality_exclusions(quality, params)
     passed = np.array([e is None for e in excluded], bool)
+    groups = (
+        device_days(quality["device_id"], quality["start_time"]) if params.method == "prototypes" else None
+    )
     t0 = time.perf_counter()
     incomplete = np.array([e is not None and "incomplete" in e.split(",") for e in excluded], bool)
-    res = cluster_embeddings(x, params, progress, fit_mask=passed, incomplete_mask=incomplete)
+    res = cluster_embeddings(x, params, progress, fit_mask=passed, incomplete_mask=incomplete, groups=groups)
     elapsed = time.perf_counter() - t0
     truth = storage.labels()
     # headline metrics: over the songs that passed the quality filter (what HDBSCAN clustered)
@@ -73,8 +77,48 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
                                        excluded, strict=True)
     ]  # fmt: skip
     storage.save_cluster_run(run, members)
+    if res.model is not None:
+        storage.save_cluster_model(run_id, res.model.to_bytes())
     log.info("cluster: run %s on %s: %d points, %d clusters, %d outliers in %.1f s", run_id, encoder_version,
              len(ids), n_clusters, run["n_outliers"], elapsed)  # fmt: skip
     summary = {**run, "params": asdict(params), "metrics": metrics}
     summary["novelty"] = novelty_report(storage, run_id)
     return summary
+
+
+def assign_new(storage: Storage, run_id: str | None = None, encoder_version: str | None = None) -> dict:
+    """Between full runs: give the songs that arrived since a prototype run (default: the latest
+    run that has a model, of ``encoder_version`` when given) the cluster of their nearest
+    prototype, by the run's outlier rule; they join the run as members with ``fitted = 0`` and
+    ``excluded = 'assigned later'``. Returns counts (``assigned``, ``outliers``) and the run id."""
+    runs = [r for r in storage.cluster_runs(encoder_version) if r["params"].get("method") == "prototypes"]
+    if run_id is not None:
+        runs = [r for r in storage.cluster_runs() if r["run_id"] == run_id]
+    if not runs:
+        raise ClusterError(
+            "no prototype cluster run to assign to (run `yh-server cluster --method prototypes`)"
+        )
+    run = runs[-1]
+    blob = storage.cluster_model(run["run_id"])
+    if blob is None:
+        raise ClusterError(
+            f"run {run['run_id']} has no stored model (only --method prototypes runs have one)"
+        )
+    model = PrototypeModel.from_bytes(blob)
+    ids, x = storage.unassigned_points(run["run_id"], run["encoder_version"])
+    out = {"run_id": run["run_id"], "assigned": 0, "outliers": 0, "songs": len(ids)}
+    if not ids:
+        return out
+    z = model.project(x)
+    labels, probs = assign(model, z)
+    map3 = np.pad(z[:, :3], ((0, 0), (0, max(0, 3 - z.shape[1]))))  # PCA axes: the run's PCA maps' space
+    members = [{"run_id": run["run_id"], "detection_id": i, "cluster": int(c), "probability": round(float(p), 5),
+                "x2": float(m[0]), "y2": float(m[1]), "x3": float(m[0]), "y3": float(m[1]), "z3": float(m[2]),
+                "fitted": 0, "excluded": "assigned later"}
+               for i, c, p, m in zip(ids, labels, probs, map3, strict=True)]  # fmt: skip
+    storage.add_cluster_members(members)
+    out["assigned"], out["outliers"] = int((labels >= 0).sum()), int((labels < 0).sum())
+    log.info(
+        "cluster: %d new songs assigned to run %s (%d outliers)", len(ids), run["run_id"], out["outliers"]
+    )
+    return out

@@ -6,6 +6,7 @@ import logging
 
 log = logging.getLogger(__name__)
 
+
 def format_report(summary: dict) -> str:
     """Human-readable text of a cluster summary / novelty report."""
     lines = []
@@ -64,4 +65,3 @@ def format_report(summary: dict) -> str:
     elif nov.get("previous_run") is None:
         lines.append("no previous run of this encoder version to compare with")
     return "\n".join(lines)
-

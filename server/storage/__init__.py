@@ -3,7 +3,7 @@
 Everything above this package (ingest, clustering, labels, export, report, serve) goes through
 the methods of :class:`Storage`; none of them writes SQL of its own. :func:`open_storage` picks
 the backend from the database address: a file path is SQLite (:mod:`.sqlite`, the embedded
-default). The detections' columns are the wire contract's fields (:func:`edge.contract.sql_columns`)
+default), a ``postgresql://`` URL is PostgreSQL (:mod:`.postgres`, several workers and machines). The detections' columns are the wire contract's fields (:func:`edge.contract.sql_columns`)
 plus the server's own (:data:`SERVER_COLUMNS`).
 """
 
@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from edge.contract import table_fields
-from server.errors import StorageError
+from server.errors import StorageCorruptError, StorageError
 
 #: columns of the server's detections beside the contract's fields
 SERVER_COLUMNS = {"schema": "INTEGER", "origin": "TEXT", "received_at": "REAL", "last_received_at": "REAL",
@@ -112,6 +112,13 @@ class Storage(Protocol):
     def clip_requests(self) -> list[dict]: ...
     # clustering and labels
     def save_cluster_run(self, run: dict, members: list[dict]) -> None: ...
+    def add_cluster_members(self, members: list[dict]) -> None: ...
+    def save_cluster_model(self, run_id: str, model: bytes) -> None: ...
+    def cluster_model(self, run_id: str) -> bytes | None: ...
+    def unassigned_points(self, run_id: str, encoder_version: str) -> tuple[list[str], np.ndarray]:
+        """Songs of the encoder version that are not members of the run: ids, float32 embeddings."""
+        ...
+
     def put_labels(self, rows: list[dict]) -> dict:
         """Store labels (with ``labeled_by``/``labeled_at``), logging every change; returns counts
         ``new``, ``replaced``, ``unchanged`` and ``stored``."""
@@ -125,6 +132,12 @@ class Storage(Protocol):
     def set_cluster_name(self, run_id: str, cluster: int, name: str, named_by: str) -> None: ...
     def cluster_names(self, run_id: str) -> dict[int, dict]: ...
     # maintenance
+    def check(self, full: bool = False) -> str:
+        """``"ok"``, or one line naming the damage the database's own check finds (``full``: the
+        thorough check) and what to do. A writable open refuses a damaged database with
+        :class:`StorageCorruptError`."""
+        ...
+
     def snapshot(self, path: str | Path) -> dict:
         """A consistent single-file copy of the database (for ``datasette --immutable``)."""
         ...
@@ -133,11 +146,16 @@ class Storage(Protocol):
 
 
 def open_storage(address: str | Path, readonly: bool = False) -> Storage:
-    """The storage behind a database address (a SQLite file path)."""
+    """The storage behind a database address: ``postgresql://...`` (or ``postgres://``) is
+    PostgreSQL (:mod:`.postgres`), anything else a SQLite file path."""
+    if str(address).startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStorage
+
+        return PostgresStorage(str(address), readonly=readonly)
     from .sqlite import SqliteStorage
 
     return SqliteStorage(address, readonly=readonly)
 
 
-__all__ = ["DETECTION_COLUMNS", "QUALITY_COLUMNS", "RAW_KEEP", "SERVER_COLUMNS", "Storage", "StorageError",
+__all__ = ["DETECTION_COLUMNS", "QUALITY_COLUMNS", "RAW_KEEP", "SERVER_COLUMNS", "Storage", "StorageCorruptError", "StorageError",
            "WriteResult", "open_storage"]  # fmt: skip

@@ -7,6 +7,7 @@ workers may share one file (they serialise on the write lock).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -19,7 +20,8 @@ import sqlite_utils
 
 from edge.contract import sql_columns
 from edge.contract.detection import SCHEMA1_COLUMNS
-from edge.kit.sqlite import Database, DatabaseError
+from edge.kit.sqlite import RECOVER_HINT, Database, DatabaseCorruptError, DatabaseError
+from server.errors import StorageCorruptError
 from server.storage import (
     DETECTION_COLUMNS,
     QUALITY_COLUMNS,
@@ -183,7 +185,13 @@ def _m3(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3]
+def _m4(db: sqlite_utils.Database) -> None:
+    """The model of a prototype cluster run (``server/clustering/prototypes.py``), which assigns
+    songs that arrive between full runs."""
+    db["cluster_models"].create({"run_id": str, "model": bytes, "created_at": float}, pk="run_id")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3, _m4]
 #: positions closer than this (degrees, about 11 m in latitude) are the same deployment
 POSITION_KEY_DEG = 1e-4
 
@@ -206,15 +214,40 @@ class SqliteStorage:
             self._lock = self.database.lock
             if readonly and self.database.user_version == 0:
                 raise StorageError(f"{self.path}: not a yellowhammer server database")
+            if not readonly:  # never write into a database known to be damaged
+                problem = self.check()
+                if problem != "ok":
+                    raise StorageCorruptError(problem)
             self.database.migrate(MIGRATIONS)
             self.database.ensure_columns("detections", {**sql_columns(), **SERVER_COLUMNS})
+        except DatabaseCorruptError as exc:
+            raise StorageCorruptError(str(exc)) from None
         except DatabaseError as exc:
             raise StorageError(str(exc)) from None
 
+    def check(self, full: bool = False) -> str:
+        """``"ok"``, or one line: the first problems ``PRAGMA quick_check`` (``integrity_check``)
+        finds and how to recover."""
+        problem = self.database.quick_check(full)
+        if problem == "ok":
+            return problem
+        return f"{self.path}: the server database file is damaged ({problem[:200]}); {RECOVER_HINT}"
+
+    # -- the embedding column (float32 little-endian bytes here; other backends differ) -------
+    @staticmethod
+    def _embedding_out(value) -> np.ndarray:
+        return np.frombuffer(value, dtype="<f4")
+
     # -- transactions ------------------------------------------------------------------------
+    @contextlib.contextmanager
     def _tx(self):
+        """One write transaction; its sqlite failures become :class:`StorageError` (a damaged
+        file: :class:`StorageCorruptError`)."""
         try:
-            return self.database.transaction()
+            with self.database.transaction() as conn:
+                yield conn
+        except DatabaseCorruptError as exc:
+            raise StorageCorruptError(str(exc)) from None
         except DatabaseError as exc:
             raise StorageError(str(exc)) from None
 
@@ -277,7 +310,7 @@ class SqliteStorage:
                         row = {**d, "received_at": now, "last_received_at": now, "receive_count": 1}
                         self.db.execute(
                             f"INSERT INTO detections({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
-                            "ON CONFLICT(id) DO UPDATE SET receive_count = receive_count + 1, "
+                            "ON CONFLICT(id) DO UPDATE SET receive_count = detections.receive_count + 1, "
                             "last_received_at = excluded.last_received_at",
                             list(row.values()),
                         )
@@ -359,16 +392,21 @@ class SqliteStorage:
     def load_points(self, encoder_version: str) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
         """Every detection of one encoder version, by start time: ids, ``(n, dim)`` float32
         embeddings and the quality columns (``truncated``, ``overlap``, ``refined`` as bool
-        arrays; ``duration_s``, ``score``, ``snr_db`` as float arrays) the cluster filter uses."""
+        arrays; ``duration_s``, ``score``, ``snr_db`` as float arrays) the cluster filter uses,
+        with ``device_id`` and ``start_time`` (the device-days of prototype runs)."""
         cols = QUALITY_COLUMNS
         sql = (
-            f"SELECT id, embedding, {', '.join(cols)} FROM detections WHERE encoder_version = ? "
-            "ORDER BY start_time, id"
+            f"SELECT id, embedding, {', '.join(cols)}, device_id, start_time FROM detections "
+            "WHERE encoder_version = ? ORDER BY start_time, id"
         )
         with self._lock:
             rows = self.db.execute(sql, [encoder_version]).fetchall()
         if not rows:
-            return [], np.zeros((0, 0), np.float32), {c: np.zeros(0) for c in cols}
+            return (
+                [],
+                np.zeros((0, 0), np.float32),
+                {c: np.zeros(0) for c in [*cols, "device_id", "start_time"]},
+            )
         ids = [r[0] for r in rows]
         x = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows]).astype(np.float32)
         quality = {}
@@ -378,12 +416,42 @@ class SqliteStorage:
                 quality[c] = np.array([bool(v) for v in vals])
             else:
                 quality[c] = np.array([np.nan if v is None else float(v) for v in vals], np.float64)
+        quality["device_id"] = np.array([r[-2] for r in rows], dtype=str)  # for device-day prototypes
+        quality["start_time"] = np.array([r[-1] for r in rows], np.float64)
         return ids, x, quality
 
     def save_cluster_run(self, run: dict, members: list[dict]) -> None:
         with self._tx():
             self.db["cluster_runs"].insert(run)
             self.db["cluster_members"].insert_all(members, batch_size=2000)
+
+    def add_cluster_members(self, members: list[dict]) -> None:
+        """More members of a stored run (songs assigned after it, by its model)."""
+        with self._tx():
+            self.db["cluster_members"].insert_all(members, batch_size=2000)
+
+    def save_cluster_model(self, run_id: str, model: bytes) -> None:
+        with self._tx():
+            self.db.execute(
+                "INSERT INTO cluster_models(run_id, model, created_at) VALUES (?, ?, ?) ON CONFLICT(run_id) "
+                "DO UPDATE SET model = excluded.model, created_at = excluded.created_at", [run_id, model, time.time()])  # fmt: skip
+
+    def cluster_model(self, run_id: str) -> bytes | None:
+        rows = self._rows("SELECT model FROM cluster_models WHERE run_id = ?", [run_id])
+        return bytes(rows[0]["model"]) if rows else None
+
+    def unassigned_points(self, run_id: str, encoder_version: str) -> tuple[list[str], np.ndarray]:
+        """Songs of an encoder version that are not members of ``run_id`` (arrived after it):
+        ids and float32 embeddings, by start time."""
+        rows = self._rows(
+            "SELECT d.id, d.embedding FROM detections d WHERE d.encoder_version = ? AND NOT EXISTS "
+            "(SELECT 1 FROM cluster_members m WHERE m.run_id = ? AND m.detection_id = d.id) ORDER BY d.start_time, d.id",
+            [encoder_version, run_id])  # fmt: skip
+        if not rows:
+            return [], np.zeros((0, 0), np.float32)
+        return [r["id"] for r in rows], np.stack([self._embedding_out(r["embedding"]) for r in rows]).astype(
+            np.float32
+        )
 
     def cluster_runs(self, encoder_version: str | None = None) -> list[dict]:
         sql, args = "SELECT * FROM cluster_runs", []
@@ -580,7 +648,7 @@ class SqliteStorage:
             row = dict(zip(names, r, strict=True))
             row["has_clip"] = bool(row["has_clip"])
             if with_embedding:
-                row["embedding"] = np.frombuffer(row["embedding"], dtype="<f4")
+                row["embedding"] = self._embedding_out(row["embedding"])
             yield row
 
     def detection(self, detection_id: str) -> dict | None:
@@ -744,7 +812,8 @@ class SqliteStorage:
         self.db.execute(
             "INSERT INTO deployments(device_id, lat_key, lon_key, latitude, longitude, first_seen, last_seen, "
             "detections_seen) VALUES (?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT(device_id, lat_key, lon_key) DO UPDATE SET "
-            "first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)",
+            "first_seen = MIN(deployments.first_seen, excluded.first_seen), "
+            "last_seen = MAX(deployments.last_seen, excluded.last_seen)",
             [*key, lat, lon, t, t],
         )
         self.db.execute(

@@ -77,6 +77,9 @@ replay_path = "{replay}"
 
 [health]
 log_interval_s = 0.5
+
+[web]
+port = 0
 """
     path.write_text(text + extra)
     return path

@@ -217,3 +217,25 @@ def test_doctor_fails_with_a_likely_cause(tmp_path):
     for name in ("models", "audio", "broker"):
         assert f"FAIL  {name}:" in r.stdout
     assert r.stdout.count("likely cause:") >= 3
+
+
+def test_db_export_json_and_csv_carry_the_spectrogram_in_its_wire_form(tmp_path, two_songs):
+    from edge.contract.spectrogram import Spectrogram
+
+    wav, truth = two_songs
+    db = tmp_path / "d.sqlite"
+    assert invoke("analyze", str(wav), "--db", str(db)).exit_code == 0
+    stored = {d.id: d for d in SqliteStore(db, readonly=True).detections()}
+    assert all(d.spectrogram is not None for d in stored.values())
+    r = invoke("db", "export", "--db", str(db), "--format", "json")
+    assert r.exit_code == 0
+    rows = json.loads(r.stdout)
+    assert len(rows) == len(truth)
+    for row in rows:
+        assert Spectrogram.from_wire(row["spectrogram"]) == stored[row["id"]].spectrogram
+    r = invoke("db", "export", "--db", str(db), "--format", "csv", "--no-embeddings")
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(rows) == len(truth)
+    for row in rows:
+        assert "Spectrogram(" not in row["spectrogram"]
+        assert Spectrogram.from_wire(json.loads(row["spectrogram"])) == stored[row["id"]].spectrogram

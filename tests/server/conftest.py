@@ -7,10 +7,16 @@ import pytest
 from server.storage.sqlite import SqliteStorage
 
 
-@pytest.fixture()
-def storage(tmp_path):
-    """A fresh server database in the test's temporary directory."""
-    s = SqliteStorage(tmp_path / "server.sqlite")
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage(request, tmp_path):
+    """A fresh server database: a SQLite file in the test's temporary directory, and (the same
+    test again) a fresh database on the session's real PostgreSQL (``tests/postgres.py``)."""
+    if request.param == "postgres":
+        from server.storage.postgres import PostgresStorage
+
+        s = PostgresStorage(request.getfixturevalue("pg_url"))
+    else:
+        s = SqliteStorage(tmp_path / "server.sqlite")
     yield s
     s.close()
 

@@ -15,14 +15,15 @@ from click.testing import CliRunner
 
 from server.cli import main
 from server.clustering import ClusterParams, run_clustering
-from server.storage.sqlite import SqliteStorage
+from server.storage import open_storage
 from tests.sync.helpers import blob_detections, load_into_server
 
 
-@pytest.fixture()
-def clustered_db(tmp_path):
-    db = tmp_path / "server.sqlite"
-    s = SqliteStorage(db)
+@pytest.fixture(params=["sqlite", "postgres"])
+def clustered_db(request, tmp_path):
+    """A clustered server database (its address): a SQLite file, then a PostgreSQL URL."""
+    db = request.getfixturevalue("pg_url") if request.param == "postgres" else str(tmp_path / "server.sqlite")
+    s = open_storage(db)
     data = blob_detections(k=3, n_per=30, dim=16)
     load_into_server(s, [d for d, _ in data])
     s.put_labels(
@@ -101,7 +102,7 @@ def test_serve_json_api_over_http(clustered_db):
     from server.serve import WebServer
 
     db, data = clustered_db
-    storage = SqliteStorage(db)
+    storage = open_storage(db)
     server = WebServer(storage, ServeConfig(port=0), "a-token-of-sixteen-chars")
     assert server.url.startswith("http://127.0.0.1:")
     t = threading.Thread(target=server.serve_forever, daemon=True)

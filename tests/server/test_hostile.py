@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import json
 import math
+import unicodedata
 
 import numpy as np
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.sync.helpers import IngestThread, make_detection, quarantine_reasons, server_rows, wait_for
@@ -147,3 +149,168 @@ def test_same_id_from_another_device_is_quarantined_not_overwritten(tmp_path):
     rows = list(storage.iter_detections())
     assert len(rows) == 1 and rows[0]["device_id"] == "dev-a" and rows[0]["receive_count"] == 2
     storage.close()
+
+
+# -- hostile strings of every Unicode class and every JSON type, in every field of every message --
+UNICODE = {
+    "lone high surrogate": "\ud800",
+    "lone low surrogate": "ab\udfffcd",
+    "NUL": "a\x00b",
+    "controls": "\x07\x1b[31m\x7f\x85",
+    "bidi overrides": "\u202eevil\u2066x\u2069\u202c",
+    "non-characters": "\ufffe\uffff\U0010ffff\ufdd0",
+    "emoji and astral": "\U0001f426\U0001f1e8\U0001f1ff\U0001d11e",
+    "combining marks": "e" + "\u0301\u0308\u0327" * 200,
+    "zero width and soft hyphen": "\u200b\u200d\u00ad\ufeff",
+    "private use": "\ue000\U000f0000",
+    "long string": "y" * 5000,
+    "over the payload limit": "z" * 70_000,
+}
+JSON_TYPES = {"null": None, "true": True, "false": False, "zero": 0, "negative": -1, "int64 overflow": 2**63,
+              "huge int": 10**400, "huge float": 1e308, "tiny float": -5e-324, "empty string": "",
+              "plain string": "x", "empty list": [], "list": [1, "a", None], "empty object": {},
+              "nested object": {"a": {"b": [{"c": "\ud800"}]}}}  # fmt: skip
+VALUES = {**UNICODE, **JSON_TYPES}
+
+
+def _spectrogram() -> dict:
+    from edge.contract.spectrogram import Spectrogram
+
+    cells = (np.arange(40 * 8) % 256).astype(np.uint8).reshape(40, 8)
+    return Spectrogram(cells, 50.0, 0.0, 2000.0, 8000.0, -20.0).to_wire()
+
+
+def _full_detection(i: int) -> dict:
+    """A valid detection payload with every optional field present."""
+    body = json.loads(_valid(i))
+    body.update(latitude=49.2, longitude=16.6, onset_s=1.0, offset_s=3.2, spectrogram=_spectrogram(),
+                extra={"mic": "usb", "note": "ok"})  # fmt: skip
+    return body
+
+
+def _paths(body: dict, prefix: tuple = ()) -> list[tuple]:
+    """Every field of a message, nested objects' fields included (and a new key at each level)."""
+    out = [(*prefix, "new key \u202e\ud800")]
+    for k, v in body.items():
+        out.append((*prefix, k))
+        if isinstance(v, dict):
+            out += _paths(v, (*prefix, k))
+    return out
+
+
+def _set(body: dict, path: tuple, value) -> dict:
+    body = json.loads(json.dumps(body))
+    node = body
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    return body
+
+
+def _stats_body(device: str) -> dict:
+    return {"schema": 1, "device_id": device, "time": 1.7e9, "uptime_s": 12.0, "songs": 3,
+            "deployment": {"latitude": 49.2, "longitude": 16.6, "elevation_m": 300.0, "site": "meadow",
+                           "microphone": "usb", "start": 1.6e9, "end": 1.8e9}}  # fmt: skip
+
+
+def _digest_body(device: str) -> dict:
+    return {"schema": 1, "device_id": device, "time": 1.7e9, "bucket_s": 3600, "counts": [[472222, 0]],
+            "clips": [str(make_detection(device, 0).id)]}  # fmt: skip
+
+
+def _clip_header(device: str) -> tuple[dict, bytes]:
+    from edge.contract import ClipChunk
+
+    c = ClipChunk.split(device, make_detection(device, 0).id, "wav", 24000, b"RIFF" + bytes(60), 1000)[0]
+    head = json.loads(c.to_payload().partition(b"\n")[0])
+    return head, c.data
+
+
+def _hostile_messages(kind: str, device: str) -> list[tuple[str, bytes]]:
+    """``(label, payload)`` of every value in every field of one message kind."""
+    out = []
+    if kind == "detections":
+        for path in _paths(_full_detection(0)):
+            for name, value in VALUES.items():
+                body = _set(_full_detection(len(out) + 10_000), path, value)
+                out.append((f"{'.'.join(path)} = {name}", json.dumps(body).encode()))
+    elif kind == "status":
+        for name, value in VALUES.items():
+            out.append((name, value.encode("utf-8", "surrogatepass") if isinstance(value, str)
+                        else json.dumps(value).encode()))  # fmt: skip
+    else:
+        base = {"stats": lambda: _stats_body(device), "digest": lambda: _digest_body(device),
+                "clip": lambda: _clip_header(device)[0]}[kind]  # fmt: skip
+        for path in _paths(base()):
+            for name, value in VALUES.items():
+                payload = json.dumps(_set(base(), path, value)).encode()
+                if kind == "clip":
+                    payload += b"\n" + _clip_header(device)[1]
+                out.append((f"{'.'.join(path)} = {name}", payload))
+    return out
+
+
+def _clean_text(value) -> bool:
+    if isinstance(value, str):
+        value.encode("utf-8")  # raises on a lone surrogate
+        return not any(unicodedata.category(c) == "Cc" for c in value)
+    return True
+
+
+@pytest.mark.parametrize("kind", ["detections", "stats", "digest", "clip", "status"])
+def test_every_value_in_every_field_is_stored_clean_or_quarantined(kind, mqtt_broker, tmp_path):
+    device = f"dev-{kind}"
+    sdb = tmp_path / "server.sqlite"
+    hostile = _hostile_messages(kind, device)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hostile-{kind}")
+    pub.connect(mqtt_broker.host, mqtt_broker.port)
+    pub.loop_start()
+    with IngestThread(mqtt_broker, sdb, client_id=f"ingest-{kind}") as ing:
+        valid, infos = [], []
+        for i, (_label, payload) in enumerate(hostile):
+            infos.append(pub.publish(f"yh/v1/{device}/{kind}", payload, qos=1))
+            good = make_detection(device, i)
+            valid.append(good.id)
+            infos.append(pub.publish(f"yh/v1/{device}/detections", good.to_payload(), qos=1))
+        for info in infos:
+            info.wait_for_publish(60)
+        wait_for(lambda: set(valid) <= {r[0] for r in server_rows(sdb)}, 120, what="the valid messages")
+        assert ing.thread.is_alive()
+        totals = ing.ingestor.handler.totals
+    pub.disconnect()
+    pub.loop_stop()
+    reasons = quarantine_reasons(sdb)
+    assert not [r for r in reasons if "internal error" in r or "store failed" in r], reasons[:5]
+    import sqlite3
+
+    with sqlite3.connect(sdb) as c:
+        c.text_factory = lambda b: b.decode("utf-8")  # strict: a stored lone surrogate would raise
+        rows = c.execute(
+            "SELECT source, detector_version, encoder_version, extra, spectrogram FROM detections"
+        ).fetchall()
+        stats = [json.loads(s) for (s,) in c.execute("SELECT stats FROM devices WHERE stats IS NOT NULL")]
+        sites = c.execute("SELECT site, microphone FROM deployments").fetchall()
+    assert all(_clean_text(v) for row in rows for v in row[:3]), "control characters stored"
+    assert all(json.loads(x) is not None for row in rows for x in row[3:] if x is not None)
+    assert all(_clean_text(v) for row in sites for v in row) and len(stats) <= 1
+    if kind == "detections":  # every message accounted for: stored clean or quarantined with a reason
+        assert totals.new - len(valid) + totals.quarantined == len(hostile), (totals, len(hostile))
+        assert len(reasons) == totals.quarantined and all(reasons)
+    else:
+        assert totals.new == len(valid) and len(reasons) <= len(hostile)
+
+
+@pytest.mark.parametrize("decoder", ["resend", "clip_request"])
+def test_device_side_decoders_refuse_every_hostile_value_in_one_line(decoder):
+    """Messages the device reads (resend and clip requests) decode or raise ContractError; nothing else."""
+    from edge.contract import ClipRequest, ContractError, Resend
+
+    cls, base = {"resend": (Resend, {"schema": 1, "bucket_s": 3600, "buckets": [1, 2]}),
+                 "clip_request": (ClipRequest, {"schema": 1, "ids": ["a-1", "b-2"]})}[decoder]  # fmt: skip
+    for path in _paths(base):
+        for name, value in VALUES.items():
+            payload = json.dumps(_set(base, path, value)).encode()
+            try:
+                cls.from_payload(payload)
+            except ContractError as exc:
+                assert str(exc) and "\n" not in str(exc), (path, name)

@@ -11,7 +11,7 @@ import numpy as np
 
 from edge.adapters.store.sqlite import SqliteStore
 from edge.contract import Detection
-from edge.core.config import Config, DeviceConfig, MqttConfig, StoreConfig
+from edge.core.config import Config, DeviceConfig, MqttConfig, StoreConfig, WebConfig
 from server.config import MqttConfig as IngestConfig
 from server.ingest import Ingestor
 from server.storage.sqlite import SqliteStorage
@@ -34,7 +34,7 @@ def fill_store(path: Path, device: str, n: int, start: int = 0, **kw) -> list[st
 def edge_config(broker, device: str, db: Path, **mqtt) -> Config:
     mq = {"enabled": True, "host": broker.host, "port": broker.port, "max_backoff_s": 2.0, **mqtt}
     return Config(device=DeviceConfig(id=device, data_dir=str(db.parent)), store=StoreConfig(path=str(db)),
-                  mqtt=MqttConfig(**mq))  # fmt: skip
+                  mqtt=MqttConfig(**mq), web=WebConfig(port=0))  # fmt: skip
 
 
 def unsynced_count(db: Path) -> int:

@@ -56,11 +56,11 @@ def secure_broker(tmp_path):
     passwd.touch()
     creds = tmp_path / "creds"
     creds.mkdir()
-    for user in ("dev-a", "dev-b", "yh-ingest-1"):
-        pw = subprocess.run([str(DEPLOY / "add-device.sh"), user, str(passwd)], check=True, capture_output=True,
-                            text=True).stdout.strip()  # fmt: skip
-        (creds / user).write_text(pw + "\n")
     shutil.copy(DEPLOY / "acl", conf_dir / "acl")
+    for user in ("dev-a", "dev-b", "yh-ingest-1", "yh-ingest-2", "yh-monitor"):
+        pw = subprocess.run([str(DEPLOY / "add-device.sh"), user, str(passwd), str(conf_dir / "acl")], check=True,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+        (creds / user).write_text(pw + "\n")
     broker = MosquittoBroker(tmp_path / "mosq")
     tls_port, local_port = broker.port, free_port()
     while local_port == tls_port:
@@ -145,3 +145,61 @@ def test_plaintext_and_anonymous_are_refused(secure_broker, tmp_path):
             )
     finally:
         store.close()
+
+
+def _login(broker_port: int, user: str, creds: Path, ca: str | None = None) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user)
+    if ca:
+        c.tls_set(ca_certs=ca)
+    c.username_pw_set(user, (creds / user).read_text().strip())
+    c.connect("127.0.0.1", broker_port)
+    c.loop_start()
+    return c
+
+
+@pytest.mark.slow
+def test_only_device_accounts_write_device_topics(secure_broker, tmp_path):
+    """The ACL template: the ingest and monitor accounts cannot publish detections (neither as a
+    pseudo-device named after themselves nor as a real device); a device account can, clips too."""
+    from edge.contract import ClipChunk
+
+    broker, conf_dir, creds, local_port = secure_broker
+    sdb = tmp_path / "server.sqlite"
+    forged = []
+    with IngestThread(_Addr("127.0.0.1", local_port), sdb, client_id="yh-ingest-1", username="yh-ingest-1",
+                      password_file=str(creds / "yh-ingest-1")):  # fmt: skip
+        for user in ("yh-ingest-2", "yh-monitor"):
+            c = _login(local_port, user, creds)
+            for device in (user, "dev-a"):
+                d = make_detection(device, len(forged))
+                forged.append(d.id)
+                c.publish(f"yh/v1/{device}/detections", d.to_payload(), qos=1).wait_for_publish(10)
+                c.publish(f"yh/v1/{device}/status", b"online", qos=1).wait_for_publish(10)
+            c.disconnect()
+            c.loop_stop()
+        dev = _login(broker.port, "dev-a", creds, ca=str(conf_dir / "certs" / "ca.crt"))
+        honest = make_detection("dev-a", 900)
+        dev.publish("yh/v1/dev-a/detections", honest.to_payload(), qos=1).wait_for_publish(10)
+        for piece in ClipChunk.split("dev-a", honest.id, "wav", 24000, b"RIFF" + bytes(5000), 2000):
+            dev.publish("yh/v1/dev-a/clip", piece.to_payload(), qos=1).wait_for_publish(10)
+        wait_for(lambda: honest.id in {r[0] for r in server_rows(sdb)}, 30, what="the device's detection")
+        wait_for(lambda: _clip_count(sdb) == 1, 30, what="the device's clip")
+        dev.disconnect()
+        dev.loop_stop()
+    got = {r[0] for r in server_rows(sdb)}
+    assert got == {honest.id}, f"server accounts published detections: {got & set(forged)}"
+    import sqlite3
+
+    with sqlite3.connect(sdb) as conn:
+        devices = {r[0] for r in conn.execute("SELECT device_id FROM devices")}
+    assert not devices & {"yh-ingest-2", "yh-monitor"}
+    acl = (conf_dir / "acl").read_text()
+    assert "pattern" not in "".join(ln for ln in acl.splitlines(True) if not ln.lstrip().startswith("#"))
+    assert acl.count("user dev-a\n") == 1 and "user yh-ingest-1\ntopic read" in acl  # no device block for it
+
+
+def _clip_count(db: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT COUNT(*) FROM clips").fetchone()[0]

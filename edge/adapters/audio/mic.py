@@ -169,6 +169,7 @@ class MicSource:
         self._stats["state"] = "closed"
 
     def _capture_once(self, stop: threading.Event) -> Iterator[AudioChunk]:
+        """Open the device and yield chunks until ``stop``; AudioDeviceError when it fails or stalls."""
         backend = self._backend or _load_pyaudio()
         try:
             pa = backend.PyAudio()
@@ -176,84 +177,76 @@ class MicSource:
             raise AudioDeviceError(f"cannot initialise PortAudio: {exc}") from None
         stream = None
         try:
-            index, info = self._find_device(pa)
-            try:
-                channels = 1
-                rate = self._pick_rate(pa, index, info, channels)
-            except AudioDeviceError:  # some interfaces only open with all their channels
-                channels = int(info.get("maxInputChannels", 1))
-                rate = self._pick_rate(pa, index, info, channels)
-            frames = max(1, int(rate * self.chunk_seconds))
             q: queue.Queue[bytes] = queue.Queue(maxsize=max(2, int(self.queue_seconds / self.chunk_seconds)))
-
-            def callback(in_data, frame_count, time_info, status):
-                if status & _PA_INPUT_OVERFLOW:
-                    self._stats["overflows"] += 1
-                try:
-                    q.put_nowait(in_data)
-                except queue.Full:
-                    self._stats["dropped_chunks"] += 1
-                return (None, _PA_CONTINUE)
-
-            try:
-                stream = pa.open(
-                    format=_PA_INT16,
-                    channels=channels,
-                    rate=rate,
-                    input=True,
-                    input_device_index=index,
-                    frames_per_buffer=frames,
-                    stream_callback=callback,
-                )
-                stream.start_stream()
-            except (OSError, ValueError) as exc:
-                raise AudioDeviceError(f"cannot open {info.get('name')!r} at {rate} Hz: {exc}") from None
-            name = str(info.get("name", index))
-            self._stats.update(state="capturing", device=name, capture_rate=rate)
-            out_rate = delivery_rate(rate, self.sample_rate, self.rate_multiples)
-            log.info("microphone: capturing from %r at %d Hz (delivering %d Hz)", name, rate, out_rate)
-            res = Resampler(rate, out_rate)
-            emitted = 0
-            t0 = None
-            first = True
-            while not stop.is_set():
-                try:
-                    data = q.get(timeout=self.stall_seconds)
-                except queue.Empty:
-                    active = _safe(stream.is_active, False)
-                    raise AudioDeviceError(
-                        f"no audio from {name!r} for {self.stall_seconds:.0f} s"
-                        + ("" if active else " (stream stopped: device unplugged?)")
-                    ) from None
-                x = np.frombuffer(data, dtype="<i2").astype(np.float32)
-                x *= 1.0 / 32768.0  # in place; exact (a power of two)
-                y = _convert(res, x.reshape(-1, channels))
-                now = time.time()
-                if y.size == 0:
-                    continue
-                # anchor timestamps on the sample clock, re-anchoring if it drifts from the wall
-                expected_start = now - y.shape[0] / out_rate
-                if t0 is None or abs(t0 + emitted / out_rate - expected_start) > 1.0:
-                    if t0 is not None:
-                        log.info("microphone: re-anchoring timestamps (sample clock drifted)")
-                    t0 = expected_start - emitted / out_rate
-                yield AudioChunk(
-                    samples=y,
-                    sample_rate=out_rate,
-                    start_sample=emitted,
-                    start_time=t0 + emitted / out_rate,
-                    clock_synced=clock_synchronized(),
-                    source=f"mic:{name}",
-                    stream_start=first,
-                )
-                first = False
-                emitted += y.shape[0]
-                self._stats["seconds"] += y.shape[0] / out_rate
+            stream, name, rate, channels = self._open_stream(pa, q)
+            yield from self._chunks(stop, q, stream, name, rate, channels)
         finally:
             if stream is not None:
                 _safe(stream.stop_stream)
                 _safe(stream.close)
             _safe(pa.terminate)
+
+    def _open_stream(self, pa, q: queue.Queue):
+        """Find the device, pick a rate and channel count it opens with, start a callback stream
+        that puts raw int16 buffers into ``q``; returns (stream, device name, rate, channels)."""
+        index, info = self._find_device(pa)
+        try:
+            channels = 1
+            rate = self._pick_rate(pa, index, info, channels)
+        except AudioDeviceError:  # some interfaces only open with all their channels
+            channels = int(info.get("maxInputChannels", 1))
+            rate = self._pick_rate(pa, index, info, channels)
+
+        def callback(in_data, frame_count, time_info, status):
+            if status & _PA_INPUT_OVERFLOW:
+                self._stats["overflows"] += 1
+            try:
+                q.put_nowait(in_data)
+            except queue.Full:
+                self._stats["dropped_chunks"] += 1
+            return (None, _PA_CONTINUE)
+
+        try:
+            stream = pa.open(format=_PA_INT16, channels=channels, rate=rate, input=True, input_device_index=index,
+                             frames_per_buffer=max(1, int(rate * self.chunk_seconds)), stream_callback=callback)  # fmt: skip
+            stream.start_stream()
+        except (OSError, ValueError) as exc:
+            raise AudioDeviceError(f"cannot open {info.get('name')!r} at {rate} Hz: {exc}") from None
+        return stream, str(info.get("name", index)), rate, channels
+
+    def _chunks(
+        self, stop, q: queue.Queue, stream, name: str, rate: int, channels: int
+    ) -> Iterator[AudioChunk]:
+        """Convert and resample the queued buffers into timestamped chunks (sample clock anchored on
+        the wall clock, re-anchored when they drift apart by more than a second)."""
+        self._stats.update(state="capturing", device=name, capture_rate=rate)
+        out_rate = delivery_rate(rate, self.sample_rate, self.rate_multiples)
+        log.info("microphone: capturing from %r at %d Hz (delivering %d Hz)", name, rate, out_rate)
+        res = Resampler(rate, out_rate)
+        emitted, t0, first = 0, None, True
+        while not stop.is_set():
+            try:
+                data = q.get(timeout=self.stall_seconds)
+            except queue.Empty:
+                active = _safe(stream.is_active, False)
+                raise AudioDeviceError(f"no audio from {name!r} for {self.stall_seconds:.0f} s"
+                                       + ("" if active else " (stream stopped: device unplugged?)")) from None  # fmt: skip
+            x = np.frombuffer(data, dtype="<i2").astype(np.float32)
+            x *= 1.0 / 32768.0  # in place; exact (a power of two)
+            y = _convert(res, x.reshape(-1, channels))
+            now = time.time()
+            if y.size == 0:
+                continue
+            expected_start = now - y.shape[0] / out_rate
+            if t0 is None or abs(t0 + emitted / out_rate - expected_start) > 1.0:
+                if t0 is not None:
+                    log.info("microphone: re-anchoring timestamps (sample clock drifted)")
+                t0 = expected_start - emitted / out_rate
+            yield AudioChunk(samples=y, sample_rate=out_rate, start_sample=emitted, start_time=t0 + emitted / out_rate,
+                             clock_synced=clock_synchronized(), source=f"mic:{name}", stream_start=first)  # fmt: skip
+            first = False
+            emitted += y.shape[0]
+            self._stats["seconds"] += y.shape[0] / out_rate
 
 
 def _names(inputs) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 
 from edge.adapters.audio.wavfile import WavReader, to_mono
 from edge.adapters.system.clock import clock_synchronized
+from edge.contract.wire import clean_text
 from edge.core.errors import AudioFormatError
 from edge.core.frontend import MAX_RATE_MULTIPLE
 from edge.core.records import AudioChunk, Check
@@ -53,6 +54,16 @@ def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
         else:
             out.append(p)
     return out
+
+
+def _warn_if_not_utf8(path: Path) -> None:
+    """One line for a file name that is not UTF-8 (Latin-1 names from a FAT stick): its songs are
+    stored, under the name with the odd bytes written as ``\\xNN``."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        log.warning("replay: file name is not UTF-8; its songs are stored as source %s", clean_text(name))
 
 
 def file_start_time(path: Path, duration: float) -> float:
@@ -156,6 +167,7 @@ class ReplaySource:
             return
         with reader:
             info = reader.info
+            _warn_if_not_utf8(path)
             self._stats.update(state="replaying", current=str(path))
             synced = clock_synchronized() if self.timestamps == "now" else False
             t0 = time.time() if self.timestamps == "now" else file_start_time(path, info.duration)

@@ -38,18 +38,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
 from edge.contract import (
-    DIGEST_BUCKET_S,
     MAX_PAYLOAD_BYTES,
-    ClipChunk,
-    ClipRequest,
     ContractError,
-    Digest,
-    Resend,
     Stats,
     Status,
     Topics,
@@ -58,8 +52,11 @@ from edge.contract import (
 from edge.core.config import Config
 from edge.core.errors import SyncError, YellowhammerError
 from edge.core.ports import Outbox
-from edge.core.records import Check
 from edge.kit.mqtt import MqttSetupError, Warner, make_client
+
+from .clips import ClipUploads
+from .probe import reachability_checks
+from .reconcile import Reconcile
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +65,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 2.0
 
 
-class MqttPublisher:
+class MqttPublisher(ClipUploads, Reconcile):
     """Publishes the store's outbox to MQTT.
 
     Parameters
@@ -131,31 +128,7 @@ class MqttPublisher:
             "clip_bytes": 0,
         }
 
-    @staticmethod
-    def check(config: Config) -> list[Check]:
-        """Doctor: can the broker be reached, and is the password file readable?"""
-        import socket
-
-        from edge.kit.mqtt import read_password
-
-        m = config.mqtt
-        out = []
-        try:
-            with socket.create_connection((m.host, m.port), timeout=3.0):
-                pass
-            out.append(Check("broker", "ok", f"{m.host}:{m.port} reachable"))
-        except OSError as exc:
-            out.append(Check("broker", "fail", f"{m.host}:{m.port}: {exc.strerror or exc}",
-                             "no network, wrong mqtt.host/port, or a firewall; detections wait in the outbox "
-                             "meanwhile"))  # fmt: skip
-        if m.password_file:
-            try:
-                read_password(m.password_file)
-                out.append(Check("credentials", "ok", "MQTT password file readable"))
-            except (MqttSetupError, OSError) as exc:
-                out.append(Check("credentials", "fail", str(exc),
-                                 "password file missing or unreadable (systemd LoadCredential= path?)"))  # fmt: skip
-        return out
+    check = staticmethod(reachability_checks)
 
     # -- paho plumbing ------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -220,82 +193,6 @@ class MqttPublisher:
             else:
                 self._acked.append(did)
         self._wake.set()
-
-    @property
-    def _resend_topic(self) -> str:
-        return self.topics.resend(self.device_id)
-
-    @property
-    def _digest_topic(self) -> str:
-        return self.topics.digest(self.device_id)
-
-    def _on_message(self, client, userdata, msg) -> None:
-        if msg.topic.endswith("/clip_request"):
-            try:
-                ids = ClipRequest.from_payload(msg.payload).ids
-            except ContractError as exc:
-                log.warning("mqtt: ignoring a malformed clip request on %s: %s", msg.topic, exc)
-                return
-            with self._lock:
-                self._clip_requests.append(ids)
-            self._wake.set()
-            return
-        try:
-            r = Resend.from_payload(msg.payload)
-            req = (r.bucket_s, list(r.buckets))
-        except ContractError as exc:
-            log.warning("mqtt: ignoring a malformed resend request on %s: %s", msg.topic, exc)
-            return
-        with self._lock:
-            self._resend_requests.append(req)
-        self._wake.set()
-
-    def _apply_resends(self) -> None:
-        with self._lock:
-            todo, self._resend_requests = self._resend_requests, []
-        for bucket_s, buckets in todo:
-            try:
-                n = self.store.requeue_buckets(bucket_s, buckets)
-            except YellowhammerError as exc:
-                log.error("mqtt: could not queue detections again for the server: %s", exc)
-                continue
-            self.counters["requeued"] += n
-            log.warning("mqtt: the server is missing detections in %d hour(s); %d queued again",
-                        len(buckets), n)  # fmt: skip
-        with self._lock:
-            asked, self._clip_requests = self._clip_requests, []
-        for ids in asked:
-            if not (self._clips_on and self.clips_cfg.requested):
-                log.info("mqtt: the server asked for %d clips; not sent (clips.upload/clips.requested is off)",
-                         len(ids))  # fmt: skip
-                continue
-            try:
-                n = self.store.queue_clip_uploads(ids, "requested")
-            except YellowhammerError as exc:
-                log.error("mqtt: could not queue the clips the server asked for: %s", exc)
-                continue
-            log.info("mqtt: the server asked for %d clips; %d are on disk and queued", len(ids), n)
-
-    def _digest_payload(self) -> bytes:
-        since = time.time() - self.cfg.digest_window_s
-        counts = self.store.sync_digest(DIGEST_BUCKET_S, since)
-        clips = tuple(self.store.uploaded_clips(since)) if self._clips_on else ()
-        return Digest(self.device_id, DIGEST_BUCKET_S, tuple(counts), time.time(), clips).to_payload()
-
-    def _maybe_digest(self, client: mqtt.Client) -> None:
-        """Publish the digest when it is due and everything is acknowledged (counts are final)."""
-        if self.cfg.digest_interval_s <= 0 or time.monotonic() < self._next_digest:
-            return
-        if not self._idle() or self._pending_rows():
-            return
-        try:
-            payload = self._digest_payload()
-        except YellowhammerError as exc:
-            log.warning("mqtt: could not build the sync digest: %s", exc)
-            return
-        client.publish(self._digest_topic, payload, qos=1)
-        self.counters["digests"] += 1
-        self._next_digest = time.monotonic() + self.cfg.digest_interval_s
 
     def _register(self, mid: int, key: str | tuple[str, int]) -> None:
         with self._lock:
@@ -390,84 +287,6 @@ class MqttPublisher:
         return sent
 
     # -- clips ----------------------------------------------------------------------------------
-    def _clip_budget_left(self) -> int:
-        day = time.strftime("%Y-%m-%d", time.gmtime())
-        return int(self.clips_cfg.daily_mb * 1024 * 1024) - self.store.upload_bytes(day)
-
-    def _clip_bytes(self, up: dict) -> bytes | None:
-        """The clip's bytes as queued (same size and sha256), or None (the upload is given up)."""
-        import hashlib
-
-        i = up["detection_id"]
-        data = self._clip_data.get(i)
-        if data is not None:
-            return data
-        try:
-            data = Path(up["path"]).read_bytes()
-        except OSError as exc:
-            why = f"clip file unreadable: {exc.strerror or exc}"
-        else:
-            if len(data) == up["size"] and hashlib.sha256(data).hexdigest() == up["sha256"]:
-                self._clip_data[i] = data
-                return data
-            why = "clip file changed since it was queued"
-        log.warning("mqtt: clip of %s not uploaded: %s", i, why)
-        try:
-            self.store.fail_clip_upload(i, why)
-        except YellowhammerError as exc:
-            log.error("mqtt: could not record the failed clip upload: %s", exc)
-        self.counters["clips_failed"] += 1
-        return None
-
-    def _fill_clips(self, client: mqtt.Client) -> int:
-        """Publish pieces of queued clips into the in-flight slots the detections left free."""
-        with self._lock:
-            busy = len(self._inflight_ids) + len(self._clip_inflight)
-            inflight = set(self._clip_inflight)
-        room = min(self.cfg.max_inflight - busy, self._rate_room())
-        if room <= 0 or not self._connected.is_set():
-            return 0
-        budget = self._clip_budget_left()
-        if budget <= 0:
-            return 0
-        sent, spent = 0, 0
-        for up in self.store.pending_clip_uploads(limit=4):
-            data = self._clip_bytes(up)
-            if data is None:
-                continue
-            pieces = ClipChunk.split(self.device_id, up["detection_id"], up["codec"], up["rate"], data,
-                                     up["chunk_bytes"])  # fmt: skip
-            for piece in pieces:
-                key = (piece.detection_id, piece.seq)
-                if piece.seq in up["acked"] or key in inflight:
-                    continue
-                if sent >= room or spent >= budget or not self._connected.is_set():
-                    break
-                payload = piece.to_payload()
-                with self._lock:
-                    self._clip_inflight.add(key)
-                info = client.publish(self.topics.clip(self.device_id), payload, qos=1)
-                if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-                    with self._lock:
-                        self._clip_inflight.discard(key)
-                    break
-                self._register(info.mid, key)
-                sent += 1
-                spent += len(payload)
-        if spent:
-            self.store.add_upload_bytes(time.strftime("%Y-%m-%d", time.gmtime()), spent)
-            self.counters["clip_bytes"] += spent
-            if self.cfg.max_rate_per_s > 0:
-                self._tokens -= sent
-        return sent
-
-    def _clips_pending(self) -> bool:
-        if not self._clips_on or self._clip_budget_left() <= 0:
-            return False
-        with self._lock:
-            inflight = set(self._clip_inflight)
-        return any(any(s not in up["acked"] and (up["detection_id"], s) not in inflight for s in range(up["n_chunks"]))
-                   for up in self.store.pending_clip_uploads(limit=4))  # fmt: skip
 
     def _stats_payload(self) -> bytes:
         health: dict = {}
@@ -585,6 +404,8 @@ class MqttPublisher:
             "skipped": self.counters["skipped"],
             "remaining": remaining,
             "drained": drained,
+            "connected": self._connected.is_set(),
+            "last_error": self._last_error,
         }
 
     # -- public ---------------------------------------------------------------------------------

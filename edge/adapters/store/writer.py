@@ -18,9 +18,9 @@ log = logging.getLogger(__name__)
 class DetectionWriter:
     """Persist-first writing that survives a full or read-only disk without losing detections.
 
-    :meth:`add` tries the store; when the disk is full it frees room per policy (oldest clips,
-    then :meth:`SqliteStore.emergency_prune`: oldest synced rows first, unsynced rows only if no
-    synced row is left, which the store logs and counts) and retries once. If that fails too, or
+    :meth:`add` tries the store; when the disk is full it frees room per policy (:meth:`_emergency`:
+    oldest clips, then oldest synced rows, unsynced rows only when nothing else freed room and at
+    most once per ``emergency_interval_s``, which is logged and counted) and retries once. If that fails too, or
     the store is read-only, the detection is held in memory (bounded by ``max_pending``) and
     retried on every later :meth:`add` and :meth:`retry`; each failure is logged and counted.
 
@@ -40,6 +40,7 @@ class DetectionWriter:
         clips: ClipSaver | None = None,
         emergency_rows: int = 200,
         max_pending: int = 50_000,
+        emergency_interval_s: float = 600.0,
     ) -> None:
         self.store = store
         self.clips = clips
@@ -53,6 +54,9 @@ class DetectionWriter:
         self.dropped = 0
         self.last_error = ""
         self._retry_after = 0.0
+        self.emergency_interval_s = float(emergency_interval_s)
+        self._unsynced_after = 0.0  # monotonic time before which no unsynced row may be deleted
+        self.unsynced_deleted = 0
 
     @property
     def pending(self) -> int:
@@ -90,6 +94,8 @@ class DetectionWriter:
                     self.last_error = str(exc)
                 else:
                     self.stored += len(items)
+                    for d, _ in items:
+                        _log_song(d)
                     return [True] * len(items)
         return [self.add(d, clip_path) for d, clip_path in items]
 
@@ -143,29 +149,49 @@ class DetectionWriter:
             self.last_error = str(exc)
             return False
         self.stored += 1
+        _log_song(detection)
         return True
 
     def _emergency(self) -> bool:
-        """Free space per policy; True if anything was freed."""
+        """A write failed for lack of space: free room per policy; True if anything was freed.
+
+        The WAL is folded back, then clips go (oldest first), then the oldest synced rows; only if
+        none of that freed anything are the oldest *unsynced* rows deleted (their space given
+        back to the file system), at most ``emergency_rows`` per ``emergency_interval_s``: logged
+        at ERROR and counted (``unsynced_deleted`` here, ``counters.emergency_unsynced_deleted``
+        in the store, both in status and the stats message)."""
         self.emergencies += 1
-        wal_before = self.store.size_bytes()
+        size_before = self.store.size_bytes()
         self.store.checkpoint()  # a grown WAL is often most of what can be given back at once
-        freed = self.store.size_bytes() < wal_before
+        freed = self.store.size_bytes() < size_before
         if self.clips is not None:
             for _ in range(20):
                 if self.clips.delete_oldest():
                     freed = True
-        try:
-            if self.store.emergency_prune(self.emergency_rows):
-                freed = True
-        except StoreError as exc:
-            log.error("store: disk emergency and pruning failed as well: %s", exc)
+        if not freed:
+            reserve = self.store.release_reserve()  # room for the DELETE's own WAL pages
+            freed = bool(self._prune(unsynced=False))
+            now = time.monotonic()
+            if not freed and now >= self._unsynced_after:
+                self._unsynced_after = now + self.emergency_interval_s
+                n = self._prune(unsynced=True)
+                self.unsynced_deleted += n
+                freed = bool(n)
+            if reserve and not self.store.ensure_reserve():
+                log.warning("store: the disk's emergency reserve is used up")
         try:
             self.store.bump("disk_emergencies")
         except StoreError:
             pass
         log.warning("store: disk full; emergency pruning %s", "freed room" if freed else "freed nothing")
         return freed
+
+    def _prune(self, unsynced: bool) -> int:
+        try:
+            return self.store.emergency_prune(self.emergency_rows, unsynced=unsynced)
+        except StoreError as exc:
+            log.error("store: disk emergency and pruning failed as well: %s", exc)
+            return 0
 
     def stats(self) -> dict:
         return {
@@ -174,5 +200,18 @@ class DetectionWriter:
             "write_failures": self.write_failures,
             "disk_emergencies": self.emergencies,
             "dropped_in_memory": self.dropped,
+            "unsynced_deleted": self.unsynced_deleted,
             "last_store_error": self.last_error,
         }
+
+
+def _log_song(d: Detection) -> None:
+    """One INFO line per stored song: what a volunteer watching the journal wants to see."""
+    log.info(
+        "song at %s UTC%s: %.1f s, score %.2f, SNR %s dB",
+        time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.start_time)),
+        "" if d.clock_synced else " (clock not synchronised)",
+        d.duration_s,
+        d.score,
+        "?" if d.snr_db is None else f"{d.snr_db:.0f}",
+    )

@@ -91,11 +91,15 @@ def run(config_path: Path | None, once: bool, replay: tuple[Path, ...]) -> None:
 @config_option
 @json_option
 def status(config_path: Path | None, as_json: bool) -> None:
-    """Counts, last detection, unsynced backlog, disk and uptime of this recorder."""
-    from edge.app.status import collect_status, format_status
+    """Counts, last detection, unsynced backlog, disk, input level and uptime of this recorder.
+
+    Exit status: 0 running with nothing wrong, 1 a problem (listed: no audio input, silent or
+    clipping input, damaged database, detections held in memory or lost), 3 not running."""
+    from edge.app.status import collect_status, exit_code, format_status
 
     st = collect_status(load_config(config_path))
     click.echo(json.dumps(st, indent=1, default=str) if as_json else format_status(st))
+    sys.exit(exit_code(st))
 
 
 # -- doctor ------------------------------------------------------------------------------

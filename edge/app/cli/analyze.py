@@ -138,6 +138,7 @@ def analyze(
         except YellowhammerError as exc:
             failed.append(str(exc))
     comp = build_pipeline(cfg, memory=no_store)
+    before = None if no_store else _store_figures(comp.store)
     pipeline = comp.pipeline
     good = [Path(f) for f in durations]
     src = ReplaySource(
@@ -171,12 +172,32 @@ def analyze(
     for msg in failed:
         click.echo(f"error: {msg}", err=True)
     if not no_store:
-        pending = comp.writer.pending
-        comp.store.close()
-        if pending:
-            raise click.ClickException(
-                f"{pending} of {len(rows)} detections could not be stored ({comp.writer.last_error}); "
-                "they are in the output above"
-            )
+        _report_storing(comp, before, len(rows))
     if failed:
         sys.exit(1)
+
+
+def _store_figures(store) -> tuple[int, int]:
+    counts = store.counts()
+    return counts["detections"], int(counts["counters"].get("id_collisions", 0))
+
+
+def _report_storing(comp, before: tuple[int, int], n_songs: int) -> None:
+    """How many songs are new in the store and how many were there already; an id collision or
+    a song that could not be stored ends the command with a non-zero exit."""
+    pending = comp.writer.pending
+    after = _store_figures(comp.store)
+    comp.store.close()
+    new, collisions = after[0] - before[0], after[1] - before[1]
+    click.echo(f"stored {new} new detections in {comp.store.path}"
+               f" ({n_songs - new - collisions - pending} were stored before)", err=True)  # fmt: skip
+    if pending:
+        raise click.ClickException(
+            f"{pending} of {n_songs} detections could not be stored ({comp.writer.last_error}); "
+            "they are in the output above"
+        )
+    if collisions:
+        raise click.ClickException(
+            f"{collisions} songs were not stored: their detection id belongs to another stored song "
+            "(see the log above; counted as id_collisions in `yh-edge db check`)"
+        )

@@ -34,20 +34,26 @@ db_option = click.option("--db", type=click.Path(dir_okay=False, path_type=Path)
 @config_option
 @db_option
 def db_check(config_path: Path | None, db: Path | None) -> None:
-    """Run SQLite's integrity check and print the counts; exit 1 unless ok."""
+    """Run SQLite's integrity check and print the counts; exit 1 unless ok (a damaged file gets
+    one line on how to recover it)."""
+    from edge.kit.sqlite import recover_hint
+
     _, store = _open_store(config_path, db, readonly=True)
     try:
         result = store.integrity_check()
-        counts = store.counts()
+        counts = store.counts() if result == "ok" else None
     finally:
         store.close()
-    click.echo(f"integrity: {result}")
+    click.echo(f"database: {store.path}")
+    if counts is None:
+        click.echo(f"integrity: DAMAGED ({result.splitlines()[0][:200]})")
+        click.echo(f"what to do: {recover_hint(store.path)}")
+        sys.exit(1)
+    click.echo("integrity: ok")
     click.echo(
         f"detections: {counts['detections']}, unsynced: {counts['unsynced']}, "
         f"counters: {json.dumps(counts['counters'])}"
     )
-    if result != "ok":
-        sys.exit(1)
 
 
 @db_group.command("vacuum")
@@ -117,6 +123,8 @@ def db_export(
         for r in rows:
             if "embedding" in r:
                 r["embedding"] = " ".join(f"{v:.6g}" for v in r["embedding"])
+            if isinstance(r.get("spectrogram"), dict):  # the wire form, as one JSON cell
+                r["spectrogram"] = json.dumps(r["spectrogram"], separators=(",", ":"))
             w.writerow(r)
     if output is None:
         click.echo(buf.getvalue(), nl=False)

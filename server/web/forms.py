@@ -1,0 +1,93 @@
+"""Log in and out, and the writes made from the pages' forms (labels, cluster names, clip requests).
+Every write needs the token (``Web.require_write``); each answers with a redirect (303) back."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+from flask import Blueprint, abort, redirect, render_template, request, url_for
+
+from ..errors import BadRequest
+from .context import web
+
+log = logging.getLogger(__name__)
+bp = Blueprint("forms", __name__)
+LABEL_MAX = 100
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    w = web()
+    src = request.form if request.method == "POST" else request.args
+    unknown = set(request.args) - {"token", "next", "name"}
+    if unknown:
+        raise BadRequest(f"unknown parameters {', '.join(sorted(unknown))} (known: name, next, token)")
+    given, nxt = src.get("token", ""), src.get("next", "/")
+    if not nxt.startswith("/") or nxt.startswith("//"):
+        nxt = "/"
+    if not given:
+        return render_template("login.html", nxt=nxt, failed=False)
+    if not w.writable or not hmac.compare_digest(given.encode(), w.token.encode()):
+        return render_template("login.html", nxt=nxt, failed=True), 401
+    resp = redirect(nxt)
+    resp.set_cookie("yh_token", given, httponly=True, samesite="Strict", max_age=30 * 86400)
+    name = (src.get("name") or "").strip()[:60]
+    if name:
+        resp.set_cookie("yh_user", name, samesite="Strict", max_age=365 * 86400)
+    return resp
+
+
+@bp.post("/logout")
+def logout():
+    resp = redirect("/")
+    resp.delete_cookie("yh_token")
+    return resp
+
+
+def _back(default: str) -> str:
+    nxt = request.form.get("next", default)
+    return nxt if nxt.startswith("/") and not nxt.startswith("//") else default
+
+
+@bp.post("/label")
+def label_form():
+    w = web()
+    who = w.require_write()
+    det, label = request.form.get("detection_id", ""), request.form.get("label", "").strip()
+    who = (request.form.get("by") or who).strip()[:60] or "web"
+    if not label or len(label) > LABEL_MAX:
+        raise BadRequest(f"a label must have 1..{LABEL_MAX} characters")
+    with w.lock:
+        if w.storage.detection(det) is None:
+            abort(404, f"no detection {det!r}")
+        w.storage.put_labels([{"detection_id": det, "label": label, "origin": "web", "labeled_by": who,
+                               "labeled_at": time.time(), "imported_at": time.time()}])  # fmt: skip
+    log.info("web: %s labelled %s as %r", who, det, label)
+    return redirect(_back(url_for("pages.song_page", detection_id=det)), 303)
+
+
+@bp.post("/clusters/<run_id>/<int(signed=True):cluster>/name")
+def name_form(run_id: str, cluster: int):
+    w = web()
+    who = w.require_write()
+    name = request.form.get("name", "").strip()
+    if len(name) > LABEL_MAX:
+        raise BadRequest(f"a name has at most {LABEL_MAX} characters")
+    if cluster < 0:
+        raise BadRequest("outliers and incomplete songs are not a cluster and take no dialect name")
+    with w.lock:
+        w.storage.set_cluster_name(run_id, cluster, name, who)
+    log.info("web: %s named cluster %s of %s %r", who, cluster, run_id, name)
+    return redirect(_back(url_for("pages.cluster_page", run_id=run_id, cluster=cluster)), 303)
+
+
+@bp.post("/clip-requests")
+def clip_request_form():
+    w = web()
+    w.require_write()
+    ids = [i for i in request.form.get("ids", "").split(",") if i][:1000]
+    n = w.ask_clips(ids, request.form.get("why", "requested in the web app")[:100])
+    log.info("web: asked devices for %d clips", n)
+    return redirect(_back("/"), 303)
