@@ -68,6 +68,15 @@ def test_incomplete_songs_never_form_or_join_a_dialect_cluster(storage, tmp_path
     assert r.status_code == 400
 
 
+def test_prototype_runs_keep_incomplete_songs_out_too(storage):
+    dialects, incomplete, _ = _songs()
+    load_into_server(storage, [d for d, _ in dialects + incomplete])
+    s = run_clustering(storage, None, ClusterParams(min_cluster_size=10, method="prototypes"))
+    members = {m["detection_id"]: m["cluster"] for m in storage.run_members(s["run_id"])}
+    assert {members[d.id] for d, _ in incomplete} == {INCOMPLETE_CLUSTER}
+    assert all(members[d.id] != INCOMPLETE_CLUSTER for d, _ in dialects)
+
+
 def test_without_the_filter_they_would_form_a_cluster_of_their_own(storage):
     # the counter-check: the same songs with --include-incomplete make a 4th "dialect"
     dialects, incomplete, _ = _songs()
