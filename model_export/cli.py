@@ -28,6 +28,8 @@ def _register() -> None:
         ("model_export.train_cli", "commands"),
         ("model_export.detector.cli", "commands"),
         ("model_export.valsynth.cli", "valsynth"),
+        ("model_export.embed_songs", "embed_cmd"),
+        ("model_export.complete_head", "complete_head_cmd"),
     ):
         try:
             mod = importlib.import_module(module)

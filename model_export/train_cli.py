@@ -113,8 +113,18 @@ def _sets(kind, cache, real, scale, seed, dialects, end_jitter_s=None):
     out = {}
     for split in ("train", "val", "test"):
         out[split] = load_or_build(
-            cache, kind, split, cfg, dialects, real, scale, seed, frames, DET_TRAIN_HOP,
-            progress_factory=_bar, end_jitter_s=jitter,
+            cache,
+            kind,
+            split,
+            cfg,
+            dialects,
+            real,
+            scale,
+            seed,
+            frames,
+            DET_TRAIN_HOP,
+            progress_factory=_bar,
+            end_jitter_s=jitter,
         )
     return out
 
@@ -174,7 +184,15 @@ def _real_teacher_set(cache: Path, real: Path):
 
 
 def train_detector_impl(
-    out: Path, cache, real, labels_csv, scale, seed, epochs, width, real_teacher: bool = True,
+    out: Path,
+    cache,
+    real,
+    labels_csv,
+    scale,
+    seed,
+    epochs,
+    width,
+    real_teacher: bool = True,
     stem_time_stride: int = 2,
 ) -> dict:
     import keras
@@ -272,7 +290,9 @@ def _f1(y, p):
     help="Time stride of the first convolution (1: finer in time, twice the multiply-adds).",
 )
 @with_common
-def train_detector_cmd(out, epochs, width, real_teacher, stem_time_stride, cache, real, labels_csv, scale, seed):
+def train_detector_cmd(
+    out, epochs, width, real_teacher, stem_time_stride, cache, real, labels_csv, scale, seed
+):
     """Train the always-on detector on synthetic scenes (+ real backgrounds/distractors, + real
     recordings weakly labelled by BirdNET)."""
     res = train_detector_impl(
@@ -302,7 +322,17 @@ def _encoder_sets(cache, real, labels_csv, scale, seed, leave_out, end_jitter_s=
 
 
 def train_encoder_impl(
-    out: Path, cache, real, labels_csv, scale, seed, epochs, objective, arch, leave_out, export: bool = True,
+    out: Path,
+    cache,
+    real,
+    labels_csv,
+    scale,
+    seed,
+    epochs,
+    objective,
+    arch,
+    leave_out,
+    export: bool = True,
     end_jitter_s: float | None = None,
 ) -> dict:
     import keras
@@ -497,7 +527,9 @@ def _raw_embed(model, x):
     "tolerates song ends the segmenter places a little off.",
 )
 @with_common
-def train_encoder_cmd(out, epochs, objective, arch, leave_out, end_jitter, cache, real, labels_csv, scale, seed):
+def train_encoder_cmd(
+    out, epochs, objective, arch, leave_out, end_jitter, cache, real, labels_csv, scale, seed
+):
     """Train the dialect encoder (training-only head), export int8 without the head, evaluate."""
     res = train_encoder_impl(
         out, cache, real, labels_csv, scale, seed, epochs, objective, arch, leave_out, end_jitter_s=end_jitter
@@ -710,3 +742,8 @@ def _compare_table(rows, novelty_rows, ae) -> str:
 
 
 commands.append(compare_cmd)
+
+# the domain-randomised encoder trainer (issue 14) lives in its own module
+from model_export.encoder_dr import train_encoder_dr_cmd  # noqa: E402
+
+train_group.add_command(train_encoder_dr_cmd)

@@ -271,6 +271,12 @@ def _progress(msg: str) -> None:
     is_flag=True,
     help="Quality filter: fit songs placed by the detector windows alone too.",
 )
+@click.option(
+    "--include-incomplete",
+    is_flag=True,
+    help="Fit and assign songs the device marks incomplete (complete probability < 0.5) too; by default "
+    "they are kept out and shown as 'incomplete', never as a dialect cluster (--no-quality-filter keeps that).",
+)
 @click.option("--min-duration", type=float, default=1.2, show_default=True,
               help="Quality filter: fit only songs at least this long (s).")  # fmt: skip
 @click.option("--max-duration", type=float, default=60.0, show_default=True,
@@ -305,6 +311,7 @@ def cluster(
     include_truncated,
     include_overlap,
     include_unrefined,
+    include_incomplete,
     min_duration,
     max_duration,
     no_quality_filter,
@@ -319,6 +326,8 @@ def cluster(
     A quality filter decides which songs HDBSCAN is fitted on: by default songs cut off at a
     stream boundary (truncated), cut out of overlapping songs (overlap) or placed by the detector
     windows alone (unrefined) are kept out and then assigned to the nearest cluster (--excluded).
+    Songs the device's encoder marks incomplete (no terminal phrase) are kept out and never
+    assigned: they are listed as "incomplete" (cluster -2), never as a dialect cluster.
     """
     from .clustering import ClusterError, ClusterParams, format_report, run_clustering
 
@@ -338,6 +347,7 @@ def cluster(
             include_truncated=include_truncated,
             include_overlap=include_overlap,
             include_unrefined=include_unrefined,
+            include_incomplete=include_incomplete,
             min_duration_s=min_duration,
             max_duration_s=max_duration,
             excluded=excluded,

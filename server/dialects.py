@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from .clustering import compare_runs
+from .clustering import INCOMPLETE_CLUSTER, compare_runs
 from .storage import Storage
 
 #: Kelly's colours of maximum contrast (without white, black and the grey kept for outliers):
@@ -89,7 +89,9 @@ def cluster_table(storage: Storage, run: dict, members: list[dict] | None = None
                "devices": len(devices), "device_counts": dict(devices.most_common()), "labelled": k,
                "labels": dict(labs.most_common()), "majority": majority,
                "purity": None if purity is None else round(purity, 4), "colour": colour(c)}  # fmt: skip
-        if c < 0:
+        if c == INCOMPLETE_CLUSTER:
+            row.update(name="incomplete", name_source="incomplete")
+        elif c < 0:
             row.update(name="outliers", name_source="outliers")
         elif c in given:
             g = given[c]
@@ -108,8 +110,14 @@ def display_names(table: list[dict]) -> dict[int, str]:
     out = {}
     for r in table:
         c = r["cluster"]
-        out[c] = "outliers" if c < 0 else (f"{c}: {r['name']}" if r["name"] else f"cluster {c}")
+        out[c] = cluster_label(c) if c < 0 else (f"{c}: {r['name']}" if r["name"] else f"cluster {c}")
     return out
+
+
+def cluster_label(c: int) -> str:
+    """What a cluster id is called where no dialect name applies: ``incomplete`` (songs without a
+    terminal phrase, never a dialect cluster), ``outliers``, else the number."""
+    return "incomplete" if c == INCOMPLETE_CLUSTER else ("outliers" if c < 0 else str(c))
 
 
 def montage(members: list[dict], cluster: int, typical: int = 12, outliers: int = 6) -> dict[str, list[dict]]:

@@ -206,7 +206,9 @@ def _manifest(
         "bool_columns": sorted(BOOL_COLUMNS),
         "cluster_runs": [{k: r[k] for k in RUN_KEYS} for r in runs],
         "notes": "times: ISO 8601 UTC in CSV, timestamp[ms, UTC] in Parquet; flags: true/false in CSV, booleans in "
-        "Parquet; embeddings are L2-normalised float32 (decoded from the wire dtype); cluster -1 = outlier; "
+        "Parquet; embeddings are L2-normalised float32 (decoded from the wire dtype); cluster -1 = outlier, -2 = incomplete (the "
+        "device's complete probability below 0.5: no terminal phrase, kept out of the fit and never assigned to a "
+        "dialect cluster); "
         "cluster columns come from the latest run of each encoder version; overlap/refined/truncated are the "
         "device's segment-quality flags; cluster_fitted false = assigned to the cluster of its nearest fitted "
         "songs, cluster_excluded = why the quality filter kept it out of the fit; deployment_id refers to "

@@ -20,7 +20,7 @@ from pathlib import Path
 from edge.kit.version import __version__
 
 from .clustering import novelty_report
-from .dialects import cluster_table, colour, display_names
+from .dialects import cluster_label, cluster_table, colour, display_names
 from .storage import Storage
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ def _table_html(run: dict, table: list[dict], link) -> str:
             "<th>labelled</th><th>majority label</th><th>purity</th></tr>"]  # fmt: skip
     for r in table:
         c = r["cluster"]
-        label = "outliers" if c < 0 else str(c)
+        label = cluster_label(c)
         if link:
             href = link(f"/clusters/{run['run_id']}/{c}")
             label = f'<a href="{href}">{label}</a>'

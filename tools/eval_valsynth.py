@@ -384,6 +384,8 @@ def _print(rep: dict) -> None:
                 "    1-NN per label: "
                 + ", ".join(f"{d} {v['accuracy']:.2f}" for d, v in nn["per_label"].items())
             )
+        if enc.get("complete_head"):
+            click.echo("complete head: " + "  ".join(f"{k} {v}" for k, v in enc["complete_head"].items()))
     bn = rep.get("birdnet")
     if bn:
         click.echo("\nBIRDNET V2.4 on a 3-s window around each song (top-1 YH | YH or pine | mean YH score)")
@@ -476,6 +478,15 @@ def main(set_dir, models, work, reanalyze, skip_analyze, end_to_end, birdnet, mi
         "hdbscan": cluster_report(z, lab_all, min_cluster_size),
         "one_nn_other_bird": one_nn_other_bird(z, lab_all, birds),
     }
+    if encoder.complete_probability(z[0]) is not None:  # the encoder's complete head (issue 14)
+        p = np.array([encoder.complete_probability(e) for e in z])
+        pos, neg = p[comp], p[~comp]
+        enc["complete_head"] = {
+            "accuracy_at_0.5": round(float(np.mean((p >= 0.5) == comp)), 4),
+            "incomplete_recall": round(float(np.mean(neg < 0.5)), 4) if neg.size else None,
+            "complete_recall": round(float(np.mean(pos >= 0.5)), 4) if pos.size else None,
+            "auc": round(float(np.mean(pos[:, None] > neg[None, :])), 4) if pos.size and neg.size else None,
+        }
     rep["encoder_song_ends_given"] = enc
     if end_to_end and not skip_analyze:
         rep["end_to_end"] = end_to_end_fn(work, matched, min_cluster_size)

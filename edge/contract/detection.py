@@ -21,7 +21,9 @@ Payload schema 1 (JSON object, UTF-8)::
 
 Readers ignore unknown keys; optional fields may be absent (older devices), a change that breaks
 readers bumps ``schema``. ``latitude``/``longitude`` and ``spectrogram`` were added within schema 1
-(optional: absent when unknown or turned off); the spectrogram's wire form and size budget are in
+(optional: absent when unknown or turned off), and so was ``complete`` (``"complete": 0.93``, the
+probability that the song has its terminal phrase; absent from devices whose encoder has no
+complete head); the spectrogram's wire form and size budget are in
 :mod:`edge.contract.spectrogram` and ``docs/mqtt.md``. Embeddings travel as little-endian float16: a 32-d unit vector is 64
 bytes, and float16 rounding (relative error < 5e-4) is far below what separates dialects.
 """
@@ -112,6 +114,8 @@ FIELDS: tuple[Field, ...] = (
     Field("truncated", "bool", "the song touched the start or end of its stream (cut off)"),
     Field("overlap", "bool", "cut out of a run of overlapping songs: bounds and embedding are estimates"),
     Field("refined", "bool", "onset and offset were placed on the song-band envelope (false: detector windows only)"),
+    Field("complete", "prob", "probability that the song is complete (ends in a terminal phrase), 0..1, from the "
+          "encoder's complete head; absent when the encoder has none"),
     Field("onset_s", "seconds", "onset in seconds from the start of the source (file or capture stream)"),
     Field("offset_s", "seconds", "offset in seconds from the start of the source"),
     Field("encoder_version", "version", "version of the encoder that made the embedding", True),
@@ -190,6 +194,7 @@ class Detection:
     latitude: float | None = None
     longitude: float | None = None
     spectrogram: Spectrogram | None = None
+    complete: float | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -425,6 +430,7 @@ def _decode(body: dict, topic_device: str | None, now: float) -> Detection:
         latitude=_opt(body, "latitude", lambda v, k: check_number(v, k, -90.0, 90.0), None),
         longitude=_opt(body, "longitude", lambda v, k: check_number(v, k, -180.0, 180.0), None),
         spectrogram=spec,
+        complete=_opt(body, "complete", lambda v, k: check_number(v, k, 0.0, 1.0), None),
         extra={k: v for k, v in extra.items() if k not in _LEGACY_EXTRA},
     )
 

@@ -135,7 +135,7 @@ class SegmenterConfig:
     """
 
     min_song_s: float = 0.6
-    max_song_s: float = 3.0
+    max_song_s: float = 3.6
     merge_gap_s: float = 0.35
     energy_gate_db: float = 6.0
 

@@ -375,6 +375,7 @@ class Pipeline:
                 truncated=song.truncated,
                 overlap=song.overlap,
                 refined=song.refined,
+                complete=self.encoder.complete_probability(embedding),
                 onset_s=onset_s,
                 offset_s=offset_s,
                 detector_version=self.detector.version,

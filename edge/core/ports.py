@@ -66,6 +66,11 @@ class Encoder(Protocol):
         """``(window_frames, n_mels)`` float32 dB -> L2-normalised ``(embedding_dim,)``."""
         ...
 
+    def complete_probability(self, embedding: np.ndarray) -> float | None:
+        """Probability that the song of this embedding is complete (has its terminal phrase),
+        from the encoder's complete head; ``None`` when the encoder has none."""
+        ...
+
 
 @runtime_checkable
 class DetectionSink(Protocol):

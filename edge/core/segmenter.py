@@ -36,21 +36,30 @@ from edge.core.records import Song
 
 log = logging.getLogger(__name__)
 
-SONG_BAND_HZ = (2800.0, 8500.0)
+SONG_BAND_HZ = (2800.0, 9500.0)
 """Band of the energy envelope: the song's initial syllables and terminal whistles (3-7.5 kHz)
-with the brief excursions and the X note near 8 kHz, but not the wind below."""
+with the brief excursions and the X note, which real birds often sing near 8 kHz and up to about
+9 kHz (issue 14: an 8.5-kHz edge cut high X notes off the song's end), but not the wind below."""
 
 # Time constants in seconds; in frames they follow the frontend (FrontendConfig.frames_for).
 _FLOOR_SECONDS = 20.0  # noise floor: a low percentile of the envelope over this much history
 _FLOOR_PERCENTILE = 20.0
 _FLOOR_STEP_S = 0.05  # the band-contrast floors use one frame in this many seconds of that history
-_MIN_RUN_S = 0.02  # above-threshold blips shorter than this (at least one frame) are not song
+_MIN_RUN_S = 0.04  # above-threshold blips shorter than this (two frames) are not song
+_TERMINAL_GAP_S = 0.8  # ... a short piece this close after a song is its terminal phrase
+_TERMINAL_MAX_S = 1.3  # (X up to 0.3 s, gaps, B up to 0.7 s, a trailing note)
+_HEAD_MAX_S = 1.6  # ... and only after a piece shorter than a whole song
+_MIN_CUT_S = 0.3  # a piece cut off by a stream edge shorter than this is not kept
+_TAIL_SHARE = 0.3  # a joined song's trailing runs weaker than this share of its peak (dB above
+# the floor) are not part of it
 _SLOW_S = 0.15  # slow envelope for finding where overlapping songs meet
 _STEP_BEFORE_S = 0.3  # averaged before a candidate step between overlapping songs
 _STEP_AFTER_S = 0.5  # after it, whose maximum must stay below (a dip is not an end)
 _TYPICAL_SONG_S = 2.3  # where a hidden boundary is put when the envelope shows none
 _TOP_BANDS = 3  # placement envelope: mean contrast of the loudest few song bands ...
 _LOCAL_PEAK_S = 0.5  # ... thresholded relative to the loudest frame within this much time
+_MIN_PIECE_S = 1.2  # a piece cut out of a long run is at least this long: a terminal phrase
+# (X up to 0.3 s, gap, B up to 0.7 s) is never cut off on its own as a "second song"
 _MAX_REGION_S = 30.0  # a region longer than this is closed anyway (a chorus must not grow memory)
 
 
@@ -128,7 +137,7 @@ class SongSegmenter:
         hop_frames: int,
         threshold: float,
         min_song_s: float = 0.6,
-        max_song_s: float = 3.0,
+        max_song_s: float = 3.6,
         merge_gap_s: float = 0.35,
     ) -> None:
         if window_frames <= 0 or hop_frames <= 0:
@@ -143,6 +152,11 @@ class SongSegmenter:
         self.min_frames = max(1, int(round(min_song_s * fr)))
         self.max_frames = max(self.min_frames + 1, int(round(max_song_s * fr)))
         self.gap_frames = max(0, int(round(merge_gap_s * fr)))
+        self.piece_frames = max(self.min_frames, frontend.frames_for(_MIN_PIECE_S))
+        self._terminal_gap = frontend.frames_for(_TERMINAL_GAP_S)
+        self._terminal_frames = frontend.frames_for(_TERMINAL_MAX_S)
+        self._head_frames = frontend.frames_for(_HEAD_MAX_S)
+        self._min_cut = min(self.min_frames, frontend.frames_for(_MIN_CUT_S))
         self.typical_frames = int(round(min(max(_TYPICAL_SONG_S, min_song_s), max_song_s) * fr))
         mask = band_mask(frontend)
         self._n_bands = int(mask.sum())
@@ -308,8 +322,9 @@ class SongSegmenter:
         self._carry_from = None
         a = region[0][0]
         b = region[-1][0] + self.window_frames
-        lo = max(0, a - self.hop_frames, self._env_start, self._emitted_until)
-        hi = min(self.n_frames, b + self.hop_frames)
+        # widened by two hops: a song may start a whole window before the first active one
+        lo = max(0, a - 2 * self.hop_frames, self._env_start, self._emitted_until)
+        hi = min(self.n_frames, b + 2 * self.hop_frames)
         env = self.envelope(lo, hi)
         if env.size == 0:
             return []
@@ -334,13 +349,7 @@ class SongSegmenter:
         for s, e in _runs(above):  # drop blips
             if e - s < self._min_run:
                 above[s:e] = False
-        runs = _runs(above)
-        joined: list[list[int]] = []
-        for s, e in runs:
-            if joined and s - joined[-1][1] <= self.gap_frames:
-                joined[-1][1] = e
-            else:
-                joined.append([s, e])
+        joined = self._join(_runs(above), env - floor)
         if forced and joined and joined[-1][1] >= env.size - self.gap_frames:
             start_abs = joined[-1][0] + lo
             if hi - start_abs < self._max_region // 2:  # never carry a never-ending sound
@@ -353,7 +362,7 @@ class SongSegmenter:
                 continue
             # within a syllable pause of the edge counts as cut off: the song may go on
             cut = (at_start and s <= self.gap_frames) or (at_end and e >= env.size - self.gap_frames)
-            if e_abs - s_abs < self.min_frames and not cut:
+            if e_abs - s_abs < (self._min_cut if cut else self.min_frames):
                 continue
             for ps, pe, overlap in self._split(env, s, e):
                 truncated = (at_start and ps == s and cut and s <= self.gap_frames) or (
@@ -367,6 +376,40 @@ class SongSegmenter:
         if songs:
             self._emitted_until = max(self._emitted_until, max(x.end_frame for x in songs))
         return songs
+
+    def _join(self, runs: list[tuple[int, int]], level: np.ndarray) -> list[list[int]]:
+        """Join runs across gaps up to ``merge_gap_s``; then drop the weak runs at a joined
+        group's tail (a background bird or reverberation after the song: its peak above the
+        floor is below ``_TAIL_SHARE`` of the group's loudest run)."""
+        groups: list[list[tuple[int, int, float]]] = []
+        for s, e in runs:
+            peak = float(level[s:e].max())
+            if groups and s - groups[-1][-1][1] <= self.gap_frames:
+                groups[-1].append((s, e, peak))
+            else:
+                groups.append([(s, e, peak)])
+        joined: list[list] = []  # [start, stop, peak]
+        for g in groups:
+            ref = max(p for _, _, p in g)
+            while len(g) > 1 and g[-1][2] < _TAIL_SHARE * ref:
+                g.pop()
+            s, e = g[0][0], g[-1][1]
+            # a terminal phrase after a longer pause (the last syllables of a song shorter than
+            # a whole one faded below the threshold) belongs to that song, not to a song of its
+            # own; a weaker sound after it (a background bird) does not
+            if (
+                joined
+                and s - joined[-1][1] <= self._terminal_gap
+                and e - s <= self._terminal_frames
+                and joined[-1][1] - joined[-1][0] <= self._head_frames
+                and e - joined[-1][0] <= self.max_frames
+                and ref >= _TAIL_SHARE * joined[-1][2]
+            ):
+                joined[-1][1] = e
+                joined[-1][2] = max(joined[-1][2], ref)
+            else:
+                joined.append([s, e, ref])
+        return [[s, e] for s, e, _ in joined]
 
     def _split(self, env: np.ndarray, s: int, e: int) -> list[tuple[int, int, bool]]:
         """Cut a run longer than a song into overlapping songs.
@@ -392,7 +435,7 @@ class SongSegmenter:
         mean_after = np.convolve(padded, np.ones(pre) / pre, mode="valid")[post : post + n]
         drop = mean_before - max_after
         rise = mean_after - max_before
-        lo, hi = self.min_frames, min(self.max_frames, n - self.min_frames)
+        lo, hi = self.piece_frames, min(self.max_frames, n - self.piece_frames)
         t_drop = lo + int(np.argmax(drop[lo:hi])) if hi > lo else lo
         t_rise = lo + int(np.argmax(rise[lo:hi])) if hi > lo else lo
         d, r = (float(drop[t_drop]), float(rise[t_rise])) if hi > lo else (0.0, 0.0)
@@ -408,7 +451,7 @@ class SongSegmenter:
             else:
                 t2 = t1
         else:
-            t1 = t2 = max(lo, min(self.typical_frames, n - self.min_frames))
+            t1 = t2 = max(lo, min(self.typical_frames, n - self.piece_frames))
         return [(s, s + t1, True)] + [(ps, pe, True) for ps, pe, _ in self._split(env, s + t2, e)]
 
     def _song(

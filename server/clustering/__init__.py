@@ -33,6 +33,7 @@ Modules: :mod:`.fit` (PCA, quality filter, HDBSCAN, assignment, maps), :mod:`.ru
 """
 
 from server.clustering.fit import (
+    INCOMPLETE_CLUSTER,
     MAP_METHODS,
     TSNE_MAX,
     ClusterParams,
@@ -46,7 +47,7 @@ from server.clustering.run import assign_new, run_clustering
 from server.clustering.text import format_report
 from server.errors import ClusterError
 
-__all__ = ["MAP_METHODS", "NOVELTY_P", "TSNE_MAX", "ClusterError", "ClusterParams", "ClusterResult", "assign_new",
+__all__ = ["INCOMPLETE_CLUSTER", "MAP_METHODS", "NOVELTY_P", "TSNE_MAX", "ClusterError", "ClusterParams", "ClusterResult", "assign_new",
            "cluster_embeddings",
            "compare_runs", "coverage", "evaluate", "format_report", "novelty_report", "quality_exclusions",
            "run_clustering"]  # fmt: skip

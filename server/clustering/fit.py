@@ -19,6 +19,8 @@ TSNE_MAX = 20_000
 #: 2-D/3-D map methods: ``auto`` = a t-SNE 2-D map up to ``tsne_max`` songs with a PCA 3-D map,
 #: PCA above; ``umap`` needs the umap-learn package
 MAP_METHODS = ("auto", "pca", "tsne", "umap")
+#: the cluster id of songs kept out as incomplete (no terminal phrase): never a dialect cluster
+INCOMPLETE_CLUSTER = -2
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class ClusterParams:
     include_truncated: bool = False
     include_overlap: bool = False
     include_unrefined: bool = False
+    include_incomplete: bool = False
+    min_complete: float = 0.5
     min_duration_s: float = 1.2
     max_duration_s: float = 60.0
     excluded: str = "assign"
@@ -50,6 +54,8 @@ class ClusterParams:
             raise ClusterError("min_cluster_size must be >= 2")
         if self.excluded not in ("assign", "outlier"):
             raise ClusterError("excluded must be 'assign' or 'outlier'")
+        if not 0 <= self.min_complete <= 1:
+            raise ClusterError("min_complete must be between 0 and 1")
         if not 0 <= self.min_duration_s < self.max_duration_s:
             raise ClusterError("need 0 <= min duration < max duration")
         if self.selection not in ("eom", "leaf"):
@@ -100,8 +106,10 @@ def quality_exclusions(quality: dict[str, np.ndarray], params: ClusterParams) ->
     Reasons, comma-joined when several apply: ``truncated`` (cut off at a stream boundary),
     ``overlap`` (cut out of overlapping songs: its bounds, and so its end-aligned encoder
     window, are estimates), ``unrefined`` (bounds from the detector windows alone), ``short`` /
-    ``long`` (duration outside ``min_duration_s``..``max_duration_s``). All of them are what the
-    device observed; an unknown duration passes.
+    ``long`` (duration outside ``min_duration_s``..``max_duration_s``), ``incomplete`` (the
+    encoder's complete probability below ``min_complete``: no terminal phrase, so no dialect; these
+    songs are never assigned to a cluster either, see :data:`INCOMPLETE_CLUSTER`). All of them are
+    what the device observed; an unknown duration or complete probability passes.
     """
     n = len(next(iter(quality.values()))) if quality else 0
 
@@ -113,12 +121,17 @@ def quality_exclusions(quality: dict[str, np.ndarray], params: ClusterParams) ->
     overlap = col("overlap", False).astype(bool)
     refined = col("refined", True).astype(bool)
     dur = col("duration_s", np.nan).astype(np.float64)
+    complete = col("complete", np.nan).astype(np.float64)
     checks = [
         ("truncated", truncated & (not params.include_truncated)),
         ("overlap", overlap & (not params.include_overlap)),
         ("unrefined", ~refined & (not params.include_unrefined)),
         ("short", np.nan_to_num(dur, nan=np.inf) < params.min_duration_s),
         ("long", np.nan_to_num(dur, nan=-np.inf) > params.max_duration_s),
+        (
+            "incomplete",
+            (np.nan_to_num(complete, nan=1.0) < params.min_complete) & (not params.include_incomplete),
+        ),
     ]
     out: list[str | None] = []
     for i in range(n):
@@ -153,14 +166,17 @@ def cluster_embeddings(
     params: ClusterParams,
     progress: Callable[[str], None] | None = None,
     fit_mask: np.ndarray | None = None,
+    incomplete_mask: np.ndarray | None = None,
     groups: np.ndarray | None = None,
 ) -> ClusterResult:
     """Cluster ``(n, dim)`` embeddings of one encoder version.
 
     ``fit_mask`` (bool, ``(n,)``): the songs that passed the quality filter; only they shape
     the PCA and the HDBSCAN fit. The others are assigned to the cluster of their nearest fitted
-    songs (``params.excluded == "assign"``) or left at ``-1`` (``"outlier"``). ``groups``
-    (int, ``(n,)``): the device-day of each song, for ``params.method == "prototypes"`` (without
+    songs (``params.excluded == "assign"``) or left at ``-1`` (``"outlier"``).
+    ``incomplete_mask`` (bool, ``(n,)``): songs without a terminal phrase; they must also be out
+    of ``fit_mask``, and they get :data:`INCOMPLETE_CLUSTER`, never a dialect cluster.
+    ``groups`` (int, ``(n,)``): the device-day of each song, for ``params.method == "prototypes"`` (without
     it, runs of ``per_prototype * 50`` consecutive songs stand in).
     """
     from sklearn.cluster import HDBSCAN
@@ -180,8 +196,14 @@ def cluster_embeddings(
     pca: list = []
     z = _pca(x, params.reduce_dim, params.seed, fit_rows=pool, model=pca) if reduce else x
     min_samples = params.min_samples or min(params.min_cluster_size, 10)
+    held = np.zeros(n, bool) if incomplete_mask is None else np.asarray(incomplete_mask, bool)
+    if (held & mask).any():
+        raise ClusterError("incomplete songs cannot be fitted")
     if params.method == "prototypes":
-        return _by_prototypes(x, z, pool, mask, groups, pca, params, min_samples, say)
+        res = _by_prototypes(x, z, pool, mask, groups, pca, params, min_samples, say)
+        res.labels[held] = INCOMPLETE_CLUSTER  # never a dialect cluster, whatever they were assigned
+        res.probabilities[held] = 0.0
+        return res
     rng = np.random.default_rng(params.seed)
     fit_idx = np.sort(rng.choice(pool, params.max_fit, replace=False)) if len(pool) > params.max_fit else pool
     say(f"HDBSCAN on {len(fit_idx)} of {n} points in {z.shape[1]} dimensions")
@@ -197,11 +219,13 @@ def cluster_embeddings(
     probs[fit_idx] = hdb.probabilities_
     rest = np.setdiff1d(pool, fit_idx)
     if params.excluded == "assign":
-        rest = np.union1d(rest, np.flatnonzero(~mask))
+        rest = np.union1d(rest, np.flatnonzero(~mask & ~held))
     if len(rest):
         say(f"assigning the other {len(rest)} points by their nearest fitted neighbours")
         labels[rest], probs[rest] = _assign(z[fit_idx], hdb.labels_, hdb.probabilities_, z[rest], min_samples)
     say("map coordinates")
+    labels[held] = INCOMPLETE_CLUSTER
+    probs[held] = 0.0
     map2, map3 = _maps(z, params)
     fitted = np.zeros(n, bool)
     fitted[fit_idx] = True

@@ -70,6 +70,7 @@ def coverage(excluded: list[str | None], labels: np.ndarray) -> dict:
         "excluded": int((~passed).sum()),
         "excluded_assigned": int((clustered & ~passed).sum()),
         "excluded_reasons": dict(reasons.most_common()),
+        "incomplete": int((labels == -2).sum()),
     }
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict
 import numpy as np
 
 from edge.kit.version import __version__
-from server.clustering.fit import ClusterParams, cluster_embeddings, quality_exclusions
+from server.clustering.fit import INCOMPLETE_CLUSTER, ClusterParams, cluster_embeddings, quality_exclusions
 from server.clustering.metrics import coverage, evaluate
 from server.clustering.novelty import novelty_report
 from server.clustering.prototypes import PrototypeModel, assign, device_days
@@ -43,7 +43,8 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
         device_days(quality["device_id"], quality["start_time"]) if params.method == "prototypes" else None
     )
     t0 = time.perf_counter()
-    res = cluster_embeddings(x, params, progress, fit_mask=passed, groups=groups)
+    incomplete = np.array([e is not None and "incomplete" in e.split(",") for e in excluded], bool)
+    res = cluster_embeddings(x, params, progress, fit_mask=passed, incomplete_mask=incomplete, groups=groups)
     elapsed = time.perf_counter() - t0
     truth = storage.labels()
     # headline metrics: over the songs that passed the quality filter (what HDBSCAN clustered)
@@ -51,11 +52,12 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
     metrics["seconds"] = round(elapsed, 3)
     metrics["fitted_points"] = res.fitted
     metrics["coverage"] = coverage(excluded, res.labels)
+    metrics["incomplete_songs"] = int((res.labels == INCOMPLETE_CLUSTER).sum())
     if not passed.all():  # and over every song of the encoder version, the excluded ones included
         metrics["all_songs"] = {k: v for k, v in evaluate(ids, res.labels, truth).items() if k != "purity"}
     created = time.time()
     run_id = time.strftime("run-%Y%m%dT%H%M%SZ", time.gmtime(created)) + "-" + uuid.uuid4().hex[:6]
-    n_clusters = int(len(set(res.labels.tolist()) - {-1}))
+    n_clusters = int(len({c for c in res.labels.tolist() if c >= 0}))
     run = {
         "run_id": run_id,
         "encoder_version": encoder_version,
@@ -63,7 +65,7 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
         "params": json.dumps(asdict(params)),
         "n_points": len(ids),
         "n_clusters": n_clusters,
-        "n_outliers": int((res.labels < 0).sum()),
+        "n_outliers": int((res.labels == -1).sum()),
         "metrics": json.dumps(metrics),
         "software": f"yellowhammer {__version__}",
     }

@@ -27,7 +27,7 @@ DETECTION_COLUMNS = [*table_fields(), "embedding_dim", "extra", *SERVER_COLUMNS]
 
 
 #: per-detection figures the cluster quality filter may use (see ``server/clustering/fit.py``)
-QUALITY_COLUMNS = ["truncated", "overlap", "refined", "duration_s", "score", "snr_db"]
+QUALITY_COLUMNS = ["truncated", "overlap", "refined", "duration_s", "score", "snr_db", "complete"]
 
 
 RAW_KEEP = 2048

@@ -155,6 +155,8 @@ def api_name(run_id: str, cluster: int):
     name = body.get("name", "") if isinstance(body, dict) else ""
     if not isinstance(name, str) or len(name) > LABEL_MAX:
         raise BadRequest(f"name must be a string of at most {LABEL_MAX} characters")
+    if cluster < 0:
+        raise BadRequest("outliers and incomplete songs are not a cluster and take no dialect name")
     with w.lock:
         w.storage.set_cluster_name(run_id, cluster, name.strip(), who)
     return jsonify(run_id=run_id, cluster=cluster, name=name.strip(), named_by=who)

@@ -75,6 +75,8 @@ def name_form(run_id: str, cluster: int):
     name = request.form.get("name", "").strip()
     if len(name) > LABEL_MAX:
         raise BadRequest(f"a name has at most {LABEL_MAX} characters")
+    if cluster < 0:
+        raise BadRequest("outliers and incomplete songs are not a cluster and take no dialect name")
     with w.lock:
         w.storage.set_cluster_name(run_id, cluster, name, who)
     log.info("web: %s named cluster %s of %s %r", who, cluster, run_id, name)

@@ -66,7 +66,8 @@ def clusters_page():
     pts = [_map_point(m, dets.get(m["detection_id"], {}), names) for m in shown]
     method = run["params"].get("map_method", "pca")
     return render_template("clusters.html", run=run, runs=runs, table=table, svg=scatter(pts), shown=len(pts),
-                           total=len(members), method=method)  # fmt: skip
+                           total=len(members), method=method,
+                           incomplete=sum(1 for m in members if m["cluster"] == -2))  # fmt: skip
 
 
 def _map_point(m: dict, d: dict, names: dict) -> dict:

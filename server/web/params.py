@@ -68,7 +68,7 @@ def as_device(key: str, text: str) -> str:
 
 DETECTION_PARAMS = {"device": as_device, "encoder": as_text, "since": parse_time, "until": parse_time,
                     "limit": as_int(1, MAX_LIMIT), "offset": as_int(0, 1 << 40), "embedding": as_bool, "label": as_text,
-                    "cluster": as_int(-1, 1 << 20), "run": as_text, "has_clip": as_bool}  # fmt: skip
+                    "cluster": as_int(-2, 1 << 20), "run": as_text, "has_clip": as_bool}  # fmt: skip
 
 
 def params(allowed: dict) -> dict:

@@ -278,3 +278,46 @@ def test_each_song_carries_its_spectrogram_and_the_recorders_position(stream, mo
     off, _ = run_file([path], models, config=load_config(None, env={"YH_SPECTROGRAM__ENABLED": "false"}))
     assert all(d.spectrogram is None and d.latitude is None for d in off)
     assert max(len(d.to_payload()) for d in off) < 700 < min(len(d.to_payload()) for d in found)
+
+
+def test_the_demo_gives_exactly_its_seven_songs(models):
+    # edge/data/demo.wav and its truth (demo.csv): one detection per song (issue 14)
+    import csv
+    from pathlib import Path
+
+    data = Path(__file__).parents[2] / "edge" / "data"
+    with open(data / "demo.csv", newline="") as fh:
+        truth = [(float(r["onset_s"]), float(r["offset_s"])) for r in csv.DictReader(fh)]
+    found, _ = run_file([data / "demo.wav"], models)
+    assert len(found) == len(truth) == 7
+    for (on, off), d in zip(truth, sorted(found, key=lambda d: d.onset_s), strict=True):
+        assert min(off, d.offset_s) - max(on, d.onset_s) > 0.8 * (off - on)
+        assert abs(d.offset_s - off) <= 0.1
+
+
+def test_every_detection_carries_the_complete_probability_of_the_encoders_head(stream, models):
+    # ALL_SONGS: eight complete songs (one per dialect), then an incomplete one (no terminal phrase)
+    path, truth = stream
+    found, _ = run_file([path], models)
+    pairs = match(truth, found)
+    assert len(pairs) == len(ALL_SONGS)
+    probs = [d.complete for _, d in sorted(pairs, key=lambda p: p[0].onset_s)]
+    assert all(p is not None and 0.0 <= p <= 1.0 for p in probs)
+    assert probs[-1] < 0.5
+    assert sum(p >= 0.5 for p in probs[:-1]) >= 7
+
+
+def test_a_malformed_complete_head_is_refused_and_none_means_no_field(tmp_path):
+    from edge.adapters.models.tflite import TFLiteEncoder
+
+    for name in ("encoder.tflite", "encoder.json"):
+        shutil.copy(MODELS_DIR / name, tmp_path / name)
+    manifest = json.loads((tmp_path / "encoder.json").read_text())
+    manifest["complete_head"] = {"weights": [0.1, 0.2], "bias": 0.0}
+    (tmp_path / "encoder.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="complete_head needs"):
+        TFLiteEncoder(tmp_path / "encoder.tflite", FrontendConfig())
+    manifest.pop("complete_head")
+    (tmp_path / "encoder.json").write_text(json.dumps(manifest))
+    enc = TFLiteEncoder(tmp_path / "encoder.tflite", FrontendConfig())
+    assert enc.complete_probability(np.ones(enc.embedding_dim) / np.sqrt(enc.embedding_dim)) is None

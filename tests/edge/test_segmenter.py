@@ -197,3 +197,46 @@ def test_memory_stays_bounded_on_an_endless_stream():
         seg.add_windows([(s, 0.9 if (s % (5 * FPS)) < (5 * FPS) // 2 else 0.0) for s in starts])
     assert seg.history_frames <= 1.3 * seg._keep
     assert seg._hist.shape[0] <= 3 * seg._keep  # the band-level buffer is bounded too
+
+
+def test_a_terminal_phrase_after_faded_last_syllables_is_not_a_second_song():
+    # syllables 2.0-3.3 s, the last ones faded away (0.55 s of silence), then the terminal
+    # phrase 3.85-4.5 s: one song, not a song and a 0.65-s "second song" (issue 14)
+    x = frames_with([(2.0, 3.3, -50), (3.85, 4.5, -52)], 8.0)
+    songs = run(x)
+    assert len(songs) == 1
+    on, off = secs(songs[0])
+    assert abs(on - 2.0) <= 0.03 and abs(off - 4.5) <= 0.05
+
+
+def test_two_songs_a_short_pause_apart_stay_two():
+    # a whole song then another whole one 0.6 s later (two neighbours): the terminal-phrase
+    # rule only joins a short piece after a piece shorter than a song
+    songs = run(frames_with([(1.0, 3.2, -50), (3.8, 6.0, -50)], 8.0))
+    assert [tuple(round(t, 1) for t in secs(s)) for s in songs] == [(1.0, 3.2), (3.8, 6.0)]
+
+
+def test_a_long_song_is_not_split_before_its_terminal_phrase():
+    # 3.3 s of song (longer than most, e.g. with an intro and a trailing note): one song
+    songs = run(frames_with([(1.0, 4.3, -50)], 8.0))
+    assert len(songs) == 1 and not songs[0].overlap
+
+
+def test_a_weak_sound_after_the_song_does_not_extend_it():
+    # syllables, a terminal phrase 10 dB weaker, and 0.25 s later a background bird 22 dB
+    # weaker than the syllables: above the threshold next to the quieter terminal phrase
+    x = frames_with([(2.0, 3.6, -50), (3.7, 4.3, -60), (4.55, 4.8, -72)], 8.0)
+    songs = run(x)
+    assert len(songs) == 1
+    assert abs(secs(songs[0])[1] - 4.3) <= 0.05
+
+
+def test_a_high_x_note_near_9_khz_belongs_to_the_song():
+    from edge.core.frontend import mel_frequencies
+
+    x = frames_with([(2.0, 3.9, -50)], 8.0)
+    band = int(np.argmin(np.abs(mel_frequencies(CFG) - 9000.0)))
+    x[int(3.9 * FPS) : int(4.0 * FPS), band - 1 : band + 2] = -50.0  # X, 0.1 s, near 9 kHz
+    songs = run(x)
+    assert len(songs) == 1
+    assert abs(secs(songs[0])[1] - 4.0) <= 0.03

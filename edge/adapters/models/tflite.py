@@ -8,6 +8,7 @@ manifest gives, never by position, and checked against the manifest's shapes and
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -204,8 +205,37 @@ class TFLiteEncoder:
         self.labels = m.labels
         if int(np.prod(m.outputs["embedding"].shape)) != self.embedding_dim:
             raise ModelError(f"{self.model.path}: embedding output size differs from embedding_dim")
+        self._complete_w, self._complete_b = _complete_head(m.raw.get("complete_head"), self.embedding_dim,
+                                                            str(self.model.path))  # fmt: skip
 
     def embed(self, window: np.ndarray) -> np.ndarray:
         e = self.model.run(window)["embedding"].reshape(-1).astype(np.float32)
         n = float(np.linalg.norm(e))
         return e / n if n > 0 else e
+
+    @property
+    def has_complete_head(self) -> bool:
+        return self._complete_w is not None
+
+    def complete_probability(self, embedding: np.ndarray) -> float | None:
+        """``sigmoid(w . e + b)`` of the manifest's ``complete_head`` (a logistic head on the unit
+        embedding, fitted on the training generator's complete and incomplete songs), rounded to
+        4 decimals; ``None`` without a head."""
+        if self._complete_w is None:
+            return None
+        z = float(np.dot(self._complete_w, np.asarray(embedding, np.float64).reshape(-1))) + self._complete_b
+        return round(1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z)))), 4)
+
+
+def _complete_head(spec, dim: int, where: str) -> tuple[np.ndarray | None, float]:
+    """The manifest's optional ``complete_head`` ``{"weights": [dim floats], "bias": float}``."""
+    if spec is None:
+        return None, 0.0
+    try:
+        w = np.asarray(spec["weights"], np.float64).reshape(-1)
+        b = float(spec["bias"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{where}: malformed complete_head in the manifest ({exc!r})") from None
+    if w.shape[0] != dim or not np.all(np.isfinite(w)) or not math.isfinite(b):
+        raise ModelError(f"{where}: complete_head needs {dim} finite weights and a finite bias")
+    return w, b

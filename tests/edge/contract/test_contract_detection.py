@@ -23,6 +23,8 @@ from edge.contract import (
 GOLDEN = Path(__file__).parents[2] / "fixtures" / "contract" / "detection_v1.json"
 #: the same detection with the optional fields added within schema 1: position and spectrogram
 GOLDEN_V2 = GOLDEN.with_name("detection_v1_spectrogram.json")
+#: and with the complete probability (issue 14), also added within schema 1
+GOLDEN_V3 = GOLDEN.with_name("detection_v1_complete.json")
 NOW = 1_800_000_000.0
 
 
@@ -173,6 +175,36 @@ def test_golden_payload_with_position_and_spectrogram_is_byte_identical():
         latitude=None, longitude=None, spectrogram=None
     ).to_payload() == GOLDEN.read_bytes().rstrip(b"\n")
     assert golden_detection_v2().to_payload(with_spectrogram=False).find(b"spectrogram") == -1
+
+
+def golden_detection_v3() -> Detection:
+    return golden_detection_v2().with_(complete=0.0625)
+
+
+def test_golden_payload_with_the_complete_probability_is_byte_identical():
+    """``complete`` is optional: the new golden file has it; the older two stay valid and exact."""
+    payload = golden_detection_v3().to_payload()
+    assert payload == GOLDEN_V3.read_bytes().rstrip(b"\n")
+    assert b'"complete":0.0625' in payload
+    d = Detection.from_payload(GOLDEN_V3.read_bytes(), "yh-brno-3", now=NOW)
+    assert d.complete == 0.0625
+    for older in (GOLDEN, GOLDEN_V2):
+        assert Detection.from_payload(older.read_bytes(), "yh-brno-3", now=NOW).complete is None
+    assert golden_detection_v3().with_(complete=None).to_payload() == GOLDEN_V2.read_bytes().rstrip(b"\n")
+    row = golden_detection_v3().to_row()
+    assert row["complete"] == 0.0625 and Detection.from_row(row).complete == 0.0625
+    assert Detection.from_row({**row, "complete": None}).complete is None
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, "0.5", True, None])
+def test_a_bad_complete_probability_is_refused_or_absent(value):
+    body = json.loads(golden_detection_v3().to_payload())
+    body["complete"] = value
+    if value is None:  # null: the field is absent (an older device)
+        assert Detection.from_payload(body, "yh-brno-3", now=NOW).complete is None
+        return
+    with pytest.raises(ContractError, match="complete"):
+        Detection.from_payload(body, "yh-brno-3", now=NOW)
 
 
 def test_row_codec_keeps_the_spectrogram():

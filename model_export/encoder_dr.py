@@ -1,0 +1,217 @@
+"""Encoder training with wide domain randomisation on the log-mel windows (issue 14, item 2).
+
+The training generator's songs pass through one recording chain per render; what the
+independent validation generator showed is that the encoder leans on details of that chain
+(the B-ending dialects merged under other propagation, harmonics and buzz models). This trainer
+keeps the supervised objective of :func:`model_export.train.train_encoder` (ArcFace or softmax
+head over the dialects plus "incomplete", class-balanced batches, validation by 1-NN on the
+training generator's validation birds) and adds, per window and at random, what other recording
+chains and other element models do to a log-mel window, never time stretching and never a pitch
+shift that could change a dialect (at most one mel band, ~4 %):
+
+- a smooth random spectral tilt/ripple (microphone, foliage, distance; up to about +-8 dB);
+- a low-pass roll-off from 7.5-10.5 kHz (recorders, distance) that weakens high X notes;
+- smearing along frequency (broader buzz and FM than the generator's) and along time
+  (reverberation tails of 0.1-0.8 s, in the power domain);
+- a raised stationary noise floor of random colour (lower SNR) and a weaker second song
+  window mixed under the song (another bird, overlap);
+- a one-band pitch shift and time shifts up to 0.16 s (segmenter end errors).
+
+``yh-model train encoder-dr --out DIR [--epochs 20] [--objective arcface]`` trains, exports int8
+with the manifest (the same export and held-out report as ``train encoder``) and records these
+options in ``training.domain_randomisation``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from edge.core.frontend import FrontendConfig, mel_frequencies
+
+DR = {
+    "tilt_db": 8.0,
+    "lowpass_p": 0.35,
+    "smear_f_p": 0.3,
+    "reverb_p": 0.4,
+    "noise_p": 0.4,
+    "mix_p": 0.2,
+    "shift_band_p": 0.3,
+    "max_shift_frames": 8,
+}
+_LN10_10 = np.log(10.0) / 10.0
+
+
+def _db_to_p(x):
+    return np.exp(x * _LN10_10)
+
+
+def _p_to_db(p):
+    return np.log(np.maximum(p, 1e-30)) / _LN10_10
+
+
+def domain_randomise(
+    x: np.ndarray, rng: np.random.Generator, cfg: FrontendConfig, opts: dict = DR
+) -> np.ndarray:
+    """Randomised recording chains on a batch of log-mel windows ``(B, T, F)`` dB (float32 copy)."""
+    x = x.astype(np.float32, copy=True)
+    b, t, f = x.shape
+    freqs = mel_frequencies(cfg)
+    pos = np.linspace(-1.0, 1.0, f)
+    for i in range(b):
+        w = x[i]
+        # smooth tilt and ripple: a few cosine terms over the band axis
+        k = rng.uniform(-1, 1, 4) * opts["tilt_db"] / np.array([1.0, 2.0, 3.0, 4.0])
+        w += (k[0] * pos + k[1] * np.cos(np.pi * pos) + k[2] * np.cos(2 * np.pi * pos)
+              + k[3] * np.sin(3 * np.pi * pos)).astype(np.float32)[None, :]  # fmt: skip
+        if rng.random() < opts["lowpass_p"]:
+            fc = rng.uniform(7500.0, 10500.0)
+            slope = rng.uniform(12.0, 36.0)  # dB per octave
+            w -= (slope * np.log2(np.maximum(freqs / fc, 1.0))).astype(np.float32)[None, :]
+        p = _db_to_p(w.astype(np.float64))
+        if rng.random() < opts["smear_f_p"]:
+            lo, hi = rng.uniform(0.1, 0.45, 2)
+            q = p.copy()
+            q[:, 1:] += lo * p[:, :-1]
+            q[:, :-1] += hi * p[:, 1:]
+            p = q / (1.0 + lo + hi)
+        if rng.random() < opts["reverb_p"]:
+            rt = rng.uniform(0.1, 0.8)  # s to -60 dB
+            frames = int(round(rt * cfg.frame_rate))
+            decay = 10 ** (-6.0 * np.arange(1, frames + 1) / max(frames, 1))
+            g = 10 ** (rng.uniform(-18.0, -6.0) / 10)
+            tail = np.zeros_like(p)
+            for j, a in enumerate(decay, start=1):
+                tail[j:] += a * p[:-j]
+            p = p + g * tail / max(decay.sum(), 1e-9)
+        if rng.random() < opts["mix_p"]:
+            other = _db_to_p(x[rng.integers(b)].astype(np.float64))
+            p = p + 10 ** (rng.uniform(-20.0, -8.0) / 10) * other
+        if rng.random() < opts["noise_p"]:
+            level = np.percentile(p, 50) * 10 ** (rng.uniform(0.0, 15.0) / 10)
+            colour = np.exp(rng.uniform(-1.5, 0.5) * (pos + 1))
+            p = p + level * colour[None, :] * rng.gamma(4.0, 0.25, size=p.shape)
+        w = _p_to_db(p).astype(np.float32)
+        if rng.random() < opts["shift_band_p"]:
+            s = int(rng.choice([-1, 1]))
+            w = np.roll(w, s, axis=1)
+            w[:, 0 if s > 0 else -1] = w[:, 1 if s > 0 else -2]
+        x[i] = w
+    return x
+
+
+def train_dr(model, train, val, classes, objective="arcface", epochs=20, batch=96, lr=2e-3, seed=0,
+             progress=None, opts: dict = DR):  # fmt: skip
+    """Supervised training (ArcFace/softmax head) with :func:`domain_randomise` after the base
+    augmentation; keeps the weights with the best validation 1-NN accuracy."""
+    import tensorflow as tf
+
+    from model_export.train import (
+        TrainLog,
+        _arcface_logits,
+        _norm_penalty,
+        augment,
+        balanced_batches,
+        embed,
+        knn_accuracy,
+    )
+
+    cfg = FrontendConfig()
+    rng = np.random.default_rng(seed)
+    y = np.array([classes.index(c) for c in train.dialect], dtype=np.int32)
+    steps = max(1, len(y) // batch)
+    opt = tf.keras.optimizers.Adam(tf.keras.optimizers.schedules.CosineDecay(lr, epochs * steps))
+    n_classes, emb_dim = len(classes), int(model.output.shape[-1])
+    head = tf.Variable(tf.random.normal((emb_dim, n_classes), stddev=0.1, seed=seed), name="head")
+
+    @tf.function
+    def step(x, labels):
+        with tf.GradientTape() as tape:
+            emb = model(x, training=True)
+            if objective == "arcface":
+                logits = _arcface_logits(tf, emb, head, labels, n_classes)
+            else:
+                logits = tf.matmul(emb, head)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            loss += _norm_penalty(tf, emb)
+        vars_ = model.trainable_variables + [head]
+        opt.apply_gradients(zip(tape.gradient(loss, vars_), vars_))
+        return loss
+
+    best, best_w, hist, t0 = -1.0, None, [], time.time()
+    for ep in range(epochs):
+        losses = []
+        for idx in balanced_batches(y, batch, steps, rng):
+            xb = augment(train.x[idx], rng, max_shift=opts["max_shift_frames"])
+            xb = domain_randomise(xb, rng, cfg, opts)[..., None]
+            losses.append(float(step(tf.constant(xb), tf.constant(y[idx]))))
+            if progress:
+                progress(1)
+        score = knn_accuracy(embed(model, val.x), val.dialect)
+        hist.append({"epoch": ep + 1, "loss": float(np.mean(losses)), "val_1nn_acc": score})
+        click.echo(f"epoch {ep + 1}: loss {np.mean(losses):.4f} val 1-NN {score:.4f}", err=True)
+        if score >= best:
+            best, best_w = score, model.get_weights()
+    model.set_weights(best_w)
+    tl = TrainLog(epochs, time.time() - t0, hist)
+    tl.head = head.numpy()
+    return tl
+
+
+def _load_split(train_cli, cache, split: str, scale: float, seed: int):
+    """One standard encoder set (the cache ``train encoder`` uses; real backgrounds as its default)."""
+    from model_export.data import DEFAULT_END_JITTER_S, load_or_build
+    from model_export.synth import DIALECTS
+
+    return load_or_build(cache, "encoder", split, FrontendConfig(), DIALECTS, train_cli._real(None), scale, seed,
+                         train_cli.ENC_FRAMES, train_cli.DET_TRAIN_HOP, progress_factory=train_cli._bar,
+                         end_jitter_s=DEFAULT_END_JITTER_S)  # fmt: skip
+
+
+@click.command("encoder-dr")
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--epochs", default=20, show_default=True)
+@click.option("--objective", type=click.Choice(["arcface", "softmax"]), default="arcface", show_default=True)
+@click.option("--emb-dim", default=32, show_default=True, help="Embedding size (16/32/64).")
+@click.option("--cache", default="runs/cache", show_default=True, type=click.Path(path_type=Path))
+@click.option("--scale", default=1.0, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def train_encoder_dr_cmd(out, epochs, objective, emb_dim, cache, scale, seed):
+    """Train the encoder with wide domain randomisation; export int8 + manifest into OUT."""
+    import keras
+
+    from model_export import train_cli
+    from model_export.models import build_encoder
+
+    keras.utils.set_random_seed(seed)
+    (train, tsum), (val, vsum) = (
+        _load_split(train_cli, cache, split, scale, seed) for split in ("train", "val")
+    )
+    classes = sorted(set(train.dialect.tolist()))
+    model = build_encoder(
+        "cnn", train_cli.ENC_FRAMES, FrontendConfig().n_mels, emb_dim, train_cli.ENC_STEM_TIME_STRIDE
+    )
+    steps = epochs * max(1, len(train.dialect) // 96)
+    bar = train_cli._bar(steps, f"train encoder-dr {objective}")
+    tl = train_dr(model, train, val, classes, objective, epochs=epochs, seed=seed, progress=bar.update)
+    bar.close()
+    training = {"objective": objective, "arch": "cnn", "leave_out": None, "epochs": epochs,
+                "seconds": round(tl.seconds), "history": tl.history, "seed": seed,
+                "stem_time_stride": train_cli.ENC_STEM_TIME_STRIDE, "domain_randomisation": DR,
+                "embedding_dim": emb_dim}  # fmt: skip
+    Path(out).mkdir(parents=True, exist_ok=True)
+    model.save(Path(out) / "encoder_float.keras")
+    np.save(Path(out) / "head.npy", tl.head)
+    test, esum = _load_split(train_cli, cache, "test", scale, seed)  # loaded (or built) after training
+    summaries = {"train": tsum, "val": vsum, "test": esum}
+    old = train_cli.EMB_DIM
+    train_cli.EMB_DIM = emb_dim  # the manifest's embedding_dim
+    try:
+        res = train_cli.export_evaluate_encoder(model, tl.head, classes, training, out, train, test, summaries,
+                                                True, train_cli._reproduce())  # fmt: skip
+    finally:
+        train_cli.EMB_DIM = old
+    click.echo(train_cli._dumps({k: v for k, v in res.items() if k != "classes"}))
