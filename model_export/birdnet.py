@@ -82,8 +82,9 @@ class BirdNET:
         d = model_dir()
         self.labels: list[str] = (d / LABELS_NAME).read_text(encoding="utf-8").splitlines()
         if self.labels[YELLOWHAMMER_INDEX] != YELLOWHAMMER:
-            raise BirdNETUnavailable(f"unexpected label file: index {YELLOWHAMMER_INDEX} is "
-                                     f"{self.labels[YELLOWHAMMER_INDEX]!r}")
+            raise BirdNETUnavailable(
+                f"unexpected label file: index {YELLOWHAMMER_INDEX} is {self.labels[YELLOWHAMMER_INDEX]!r}"
+            )
         self._interp = _interpreter_class()(model_path=str(d / MODEL_NAME), num_threads=num_threads)
         self._in = self._interp.get_input_details()[0]
         self._out = next(o for o in self._interp.get_output_details() if o["shape"][-1] == len(self.labels))
@@ -108,15 +109,15 @@ class BirdNET:
         n_win = max(1, int(np.ceil(max(x.size - WINDOW, 0) / hop)) + 1)
         out = np.zeros((n_win, WINDOW), dtype=np.float32)
         for i in range(n_win):
-            seg = x[i * hop:i * hop + WINDOW]
-            out[i, :seg.size] = seg
+            seg = x[i * hop : i * hop + WINDOW]
+            out[i, : seg.size] = seg
         return out
 
     def logits_of_windows(self, windows: np.ndarray, batch: int = 8) -> np.ndarray:
         """Raw logits for prepared windows (n, 144000) -> (n, 6522)."""
         res = []
         for i in range(0, len(windows), batch):
-            chunk = np.ascontiguousarray(windows[i:i + batch], dtype=np.float32)
+            chunk = np.ascontiguousarray(windows[i : i + batch], dtype=np.float32)
             self._ensure_batch(len(chunk))
             self._interp.set_tensor(self._in["index"], chunk)
             self._interp.invoke()
@@ -132,8 +133,9 @@ class BirdNET:
         """Emberiza citrinella score per window, shape (n_windows,)."""
         return self.scores(audio, sample_rate, hop_s)[:, YELLOWHAMMER_INDEX]
 
-    def top_species(self, audio: np.ndarray, sample_rate: int, k: int = 5,
-                    hop_s: float = 3.0) -> list[list[tuple[str, float]]]:
+    def top_species(
+        self, audio: np.ndarray, sample_rate: int, k: int = 5, hop_s: float = 3.0
+    ) -> list[list[tuple[str, float]]]:
         """The ``k`` best labels per window, as ``(label, score)`` best first."""
         s = self.scores(audio, sample_rate, hop_s)
         idx = np.argsort(-s, axis=1)[:, :k]

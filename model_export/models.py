@@ -65,7 +65,9 @@ def build_detector(frames: int, n_mels: int, width: int = 1, stem_time_stride: i
     """
     inp = keras.Input((frames, n_mels, 1), name="logmel")
     x = LogMelNorm(name="norm")(inp)
-    x = layers.Conv2D(12 * width, 3, strides=(stem_time_stride, 2), padding="same", use_bias=False, name="stem")(x)
+    x = layers.Conv2D(
+        12 * width, 3, strides=(stem_time_stride, 2), padding="same", use_bias=False, name="stem"
+    )(x)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
     x = _sep(x, 24 * width, 2, "b1")

@@ -27,7 +27,9 @@ def _dialects(value: str) -> tuple[str, ...]:
     ds = tuple(d.strip() for d in value.split(",") if d.strip())
     bad = [d for d in ds if d not in DIALECTS]
     if bad or not ds:
-        raise click.BadParameter(f"unknown dialect(s) {', '.join(bad) or '(none)'}; choose from {','.join(DIALECTS)}")
+        raise click.BadParameter(
+            f"unknown dialect(s) {', '.join(bad) or '(none)'}; choose from {','.join(DIALECTS)}"
+        )
     return ds
 
 
@@ -50,33 +52,71 @@ def synth() -> None:
 @click.option("--dialects", default="XlB,XsB,BC,BE,BD,BhBl,BlBh,BBe", show_default=True, help="Comma list.")
 @click.option("--hours", default=1.0, show_default=True, help="Total audio, hours.")
 @click.option("--file-seconds", default=60.0, show_default=True, help="Length of each WAV, s.")
-@click.option("--background", "background_dir", type=click.Path(exists=True, file_okay=False),
-              help="Directory of real background recordings (recursive wav/mp3/flac; a manifest.csv's "
-                   "'yellowhammer' rows are skipped). Synthetic noise when omitted.")
-@click.option("--distractors", "distractor_dir", type=click.Path(exists=True, file_okay=False),
-              help="Directory of real other-species recordings used as extra distractors.")
+@click.option(
+    "--background",
+    "background_dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Directory of real background recordings (recursive wav/mp3/flac; a manifest.csv's "
+    "'yellowhammer' rows are skipped). Synthetic noise when omitted.",
+)
+@click.option(
+    "--distractors",
+    "distractor_dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Directory of real other-species recordings used as extra distractors.",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--sample-rate", default=24000, show_default=True, help="Hz (the models' rate).")
-@click.option("--incomplete-fraction", type=click.FloatRange(0, 1), default=None,
-              help="Fraction of incomplete songs (default: each bird's own 10-40 %).")
+@click.option(
+    "--incomplete-fraction",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Fraction of incomplete songs (default: each bird's own 10-40 %).",
+)
 @click.option("--distractor-rate", default=1.5, show_default=True, help="Distractors per minute.")
 @click.option("--snr", "snr", default="0,30", show_default=True, help="SNR of farthest,nearest bird (dB).")
 @click.option("--overwrite", is_flag=True, help="Write into a folder that already holds a dataset.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def generate(out_dir, n_birds, dialects, hours, file_seconds, background_dir, distractor_dir, seed, sample_rate,
-             incomplete_fraction, distractor_rate, snr, overwrite, as_json) -> None:
+def generate(
+    out_dir,
+    n_birds,
+    dialects,
+    hours,
+    file_seconds,
+    background_dir,
+    distractor_dir,
+    seed,
+    sample_rate,
+    incomplete_fraction,
+    distractor_rate,
+    snr,
+    overwrite,
+    as_json,
+) -> None:
     """Write a synthetic dataset of soundscapes with labelled songs."""
     from model_export.synth import AudioReadError, DatasetConfig, DatasetError, write_dataset
 
-    cfg = DatasetConfig(out_dir=out_dir, n_birds=n_birds, dialects=_dialects(dialects), hours=hours,
-                        file_seconds=file_seconds, sample_rate=sample_rate, seed=seed,
-                        background_dir=background_dir, distractor_dir=distractor_dir,
-                        incomplete_fraction=incomplete_fraction, distractor_rate_per_min=distractor_rate,
-                        snr_db_range=_range(snr), overwrite=overwrite)
+    cfg = DatasetConfig(
+        out_dir=out_dir,
+        n_birds=n_birds,
+        dialects=_dialects(dialects),
+        hours=hours,
+        file_seconds=file_seconds,
+        sample_rate=sample_rate,
+        seed=seed,
+        background_dir=background_dir,
+        distractor_dir=distractor_dir,
+        incomplete_fraction=incomplete_fraction,
+        distractor_rate_per_min=distractor_rate,
+        snr_db_range=_range(snr),
+        overwrite=overwrite,
+    )
     n_files = max(1, round(hours * 3600 / file_seconds))
     t0 = time.perf_counter()
     try:
-        with click.progressbar(length=n_files, label="rendering", file=click.get_text_stream("stderr")) as bar:
+        with click.progressbar(
+            length=n_files, label="rendering", file=click.get_text_stream("stderr")
+        ) as bar:
             summary = write_dataset(cfg, progress=bar.update)
     except (DatasetError, AudioReadError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -84,8 +124,10 @@ def generate(out_dir, n_birds, dialects, hours, file_seconds, background_dir, di
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
-        click.echo(f"{summary['n_files']} files, {summary['n_songs']} songs ({summary['n_complete']} complete), "
-                   f"{summary['n_distractors']} distractors in {summary['seconds']} s -> {out_dir}")
+        click.echo(
+            f"{summary['n_files']} files, {summary['n_songs']} songs ({summary['n_complete']} complete), "
+            f"{summary['n_distractors']} distractors in {summary['seconds']} s -> {out_dir}"
+        )
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -97,18 +139,41 @@ def _table(rows: list[list[str]]) -> str:
 @click.option("--n-birds", default=8, show_default=True, help="Birds per dialect.")
 @click.option("--songs-per-bird", default=4, show_default=True)
 @click.option("--snr", default="10,20", show_default=True, help="SNR range, dB (2-9 kHz band).")
-@click.option("--background", "background_dir", type=click.Path(exists=True, file_okay=False),
-              help="Real background recordings (default: synthetic noise).")
+@click.option(
+    "--background",
+    "background_dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Real background recordings (default: synthetic noise).",
+)
 @click.option("--distractors-per-kind", default=20, show_default=True)
-@click.option("--real", "real_dir", type=click.Path(exists=True, file_okay=False),
-              help="Also score the real yellowhammer files below this folder (manifest.csv label) as a reference.")
+@click.option(
+    "--real",
+    "real_dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Also score the real yellowhammer files below this folder (manifest.csv label) as a reference.",
+)
 @click.option("--sample-rate", default=48000, show_default=True, help="Render rate (24000 = models' rate).")
-@click.option("--variant", type=click.Choice(["full", "no-buzz", "no-harmonics", "plain"]), default="full",
-              show_default=True, help="Remove a realism feature from the songs (ablation).")
+@click.option(
+    "--variant",
+    type=click.Choice(["full", "no-buzz", "no-harmonics", "plain"]),
+    default="full",
+    show_default=True,
+    help="Remove a realism feature from the songs (ablation).",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def birdnet_check_cmd(n_birds, songs_per_bird, snr, background_dir, distractors_per_kind, real_dir, sample_rate,
-                      variant, seed, as_json) -> None:
+def birdnet_check_cmd(
+    n_birds,
+    songs_per_bird,
+    snr,
+    background_dir,
+    distractors_per_kind,
+    real_dir,
+    sample_rate,
+    variant,
+    seed,
+    as_json,
+) -> None:
     """Fraction of generated songs BirdNET V2.4 takes for a yellowhammer (and of distractors)."""
     from model_export.birdnet import BirdNETUnavailable
     from model_export.synth.distractors import DISTRACTOR_KINDS
@@ -117,24 +182,63 @@ def birdnet_check_cmd(n_birds, songs_per_bird, snr, background_dir, distractors_
     total = 8 * n_birds * (songs_per_bird + 1) + len(DISTRACTOR_KINDS) * distractors_per_kind
     try:
         with click.progressbar(length=total, label="BirdNET", file=click.get_text_stream("stderr")) as bar:
-            res = birdnet_check(n_birds, songs_per_bird, _range(snr), seed, background_dir, distractors_per_kind,
-                                real_dir, sample_rate, variant=variant, progress=bar.update)
+            res = birdnet_check(
+                n_birds,
+                songs_per_bird,
+                _range(snr),
+                seed,
+                background_dir,
+                distractors_per_kind,
+                real_dir,
+                sample_rate,
+                variant=variant,
+                progress=bar.update,
+            )
     except BirdNETUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(res, indent=2))
         return
-    rows = [["group", "n", "YH top1", "top2", "top5", "pine top1", "YH|pine top1", "YH>=0.5", "median YH", "most common top-1"]]
+    rows = [
+        [
+            "group",
+            "n",
+            "YH top1",
+            "top2",
+            "top5",
+            "pine top1",
+            "YH|pine top1",
+            "YH>=0.5",
+            "median YH",
+            "most common top-1",
+        ]
+    ]
     for name, r in res.items():
-        rows.append([name, str(r["n"]), f"{r['top1']:.2f}", f"{r['top2']:.2f}", f"{r['top5']:.2f}",
-                     f"{r['pine_top1']:.2f}", f"{r['yh_or_pine_top1']:.2f}", f"{r['yh_score_ge_0.5']:.2f}",
-                     f"{r['yh_score_median']:.3f}", ", ".join(f"{s} {c}" for s, c in r["top_species"])])
+        rows.append(
+            [
+                name,
+                str(r["n"]),
+                f"{r['top1']:.2f}",
+                f"{r['top2']:.2f}",
+                f"{r['top5']:.2f}",
+                f"{r['pine_top1']:.2f}",
+                f"{r['yh_or_pine_top1']:.2f}",
+                f"{r['yh_score_ge_0.5']:.2f}",
+                f"{r['yh_score_median']:.3f}",
+                ", ".join(f"{s} {c}" for s, c in r["top_species"]),
+            ]
+        )
     click.echo(_table(rows))
 
 
 @synth.command("compare-real")
-@click.option("--real", "real_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder with real yellowhammer recordings (manifest.csv label 'yellowhammer' if present).")
+@click.option(
+    "--real",
+    "real_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder with real yellowhammer recordings (manifest.csv label 'yellowhammer' if present).",
+)
 @click.option("--dialects", default="XlB,XsB", show_default=True, help="Dialects of the generated songs.")
 @click.option("--n-birds", default=6, show_default=True, help="Generated birds per dialect.")
 @click.option("--songs-per-bird", default=5, show_default=True)
@@ -155,17 +259,26 @@ def compare_real_cmd(real_dir, dialects, n_birds, songs_per_bird, seed, as_json)
         cells = [k]
         for src in ("real", "generated"):
             v = np.asarray(res[src][k])
-            cells += ([f"{np.median(v):.2f} [{np.percentile(v, 25):.2f}-{np.percentile(v, 75):.2f}]", str(v.size)]
-                      if v.size else ["-", "0"])
+            cells += (
+                [f"{np.median(v):.2f} [{np.percentile(v, 25):.2f}-{np.percentile(v, 75):.2f}]", str(v.size)]
+                if v.size
+                else ["-", "0"]
+            )
         rows.append(cells)
     click.echo(f"real files: {res['n_real_files']}")
     click.echo(_table(rows))
 
 
 @synth.command("spectrograms")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the PNGs.")
-@click.option("--real", "real_dir", type=click.Path(exists=True, file_okay=False),
-              help="Folder with real yellowhammer recordings to show next to the generated songs.")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the PNGs."
+)
+@click.option(
+    "--real",
+    "real_dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder with real yellowhammer recordings to show next to the generated songs.",
+)
 @click.option("--seed", default=0, show_default=True)
 def spectrograms_cmd(out_dir, real_dir, seed) -> None:
     """One PNG per dialect: generated song next to a real song (PNGs of real audio: do not commit)."""
@@ -186,14 +299,19 @@ def baseline_cmd(n_birds, songs_per_bird, snr, background_dir, seed, as_json) ->
     """Dialect separability: terminal-phrase features + logistic regression, split by bird."""
     from model_export.synth.evaluate import baseline
 
-    with click.progressbar(length=8 * n_birds * songs_per_bird, label="features",
-                           file=click.get_text_stream("stderr")) as bar:
-        res = baseline(n_birds, songs_per_bird, _range(snr), seed, background_dir=background_dir, progress=bar.update)
+    with click.progressbar(
+        length=8 * n_birds * songs_per_bird, label="features", file=click.get_text_stream("stderr")
+    ) as bar:
+        res = baseline(
+            n_birds, songs_per_bird, _range(snr), seed, background_dir=background_dir, progress=bar.update
+        )
     if as_json:
         click.echo(json.dumps(res, indent=2))
         return
-    click.echo(f"train {res['n_train']} songs / test {res['n_test']} songs (disjoint birds); "
-               f"overall accuracy {res['overall_accuracy']:.3f}")
+    click.echo(
+        f"train {res['n_train']} songs / test {res['n_test']} songs (disjoint birds); "
+        f"overall accuracy {res['overall_accuracy']:.3f}"
+    )
     rows = [["class", "accuracy"]] + [[c, f"{a:.3f}"] for c, a in res["per_class_accuracy"].items()]
     click.echo(_table(rows))
     click.echo("confusion (rows true, cols predicted): " + " ".join(res["classes"]))

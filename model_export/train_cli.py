@@ -605,7 +605,9 @@ def bench_cmd(seconds, models_dir, no_birdnet):
     click.echo(json.dumps(bench_models(seconds, models_dir, not no_birdnet), indent=2))
 
 
-eval_real_cmd.name = "eval-real-songs"  # per-file songs and real-song clusters; eval-real: model_export/detector
+eval_real_cmd.name = (
+    "eval-real-songs"  # per-file songs and real-song clusters; eval-real: model_export/detector
+)
 commands.extend([eval_real_cmd, bench_cmd])
 
 

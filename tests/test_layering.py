@@ -60,7 +60,16 @@ def _edge_part(name: str) -> str | None:
 
 #: kit modules that are plain data or arithmetic, which the core may use
 PURE_KIT = {"edge.kit.broker", "edge.kit.units"}
-IO_LIBS = {"sqlite3", "sqlite_utils", "paho", "pyaudio", "ai_edge_litert", "tflite_runtime", "tensorflow", "socket"}
+IO_LIBS = {
+    "sqlite3",
+    "sqlite_utils",
+    "paho",
+    "pyaudio",
+    "ai_edge_litert",
+    "tflite_runtime",
+    "tensorflow",
+    "socket",
+}
 
 
 def test_core_imports_no_adapter_app_or_io_library():
@@ -100,6 +109,8 @@ def test_server_imports_only_the_contract_and_the_kit_from_edge():
 def test_importing_the_contract_leaves_blas_threading_alone():
     code = "import os, edge, edge.contract, edge.kit.sqlite; print(os.environ.get('OPENBLAS_NUM_THREADS'))"
     env = {k: v for k, v in __import__("os").environ.items() if not k.endswith("_NUM_THREADS")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "None"

@@ -66,4 +66,6 @@ def verbosity_options(fn):
     return click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")(fn)
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of text.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of text."
+)

@@ -63,7 +63,9 @@ class Warner:
         self.last = ""
 
 
-def make_client(conn: Broker, client_id: str, warn: Warner | None = None, manual_ack: bool = False) -> mqtt.Client:
+def make_client(
+    conn: Broker, client_id: str, warn: Warner | None = None, manual_ack: bool = False
+) -> mqtt.Client:
     """A paho client for ``conn`` with a stable ``client_id`` and a persistent session; the
     caller sets its callbacks and will, and connects it (``conn.host``, ``conn.port``,
     ``conn.keepalive``).

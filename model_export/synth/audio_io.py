@@ -113,8 +113,11 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> N
     os.replace(tmp, path)
 
 
-def list_audio_files(directory: str | os.PathLike, exclude_labels: tuple[str, ...] = ("yellowhammer",),
-                     include_labels: tuple[str, ...] | None = None) -> list[Path]:
+def list_audio_files(
+    directory: str | os.PathLike,
+    exclude_labels: tuple[str, ...] = ("yellowhammer",),
+    include_labels: tuple[str, ...] | None = None,
+) -> list[Path]:
     """Audio files below ``directory`` (sorted), filtered by a ``manifest.csv`` when present."""
     root = Path(directory)
     if not root.is_dir():
@@ -152,9 +155,14 @@ class AudioLibrary:
         Decoded files kept in memory (decoding mp3 is the slow part).
     """
 
-    def __init__(self, directory: str | os.PathLike, sample_rate: int,
-                 exclude_labels: tuple[str, ...] = ("yellowhammer",),
-                 include_labels: tuple[str, ...] | None = None, cache_files: int = 48) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        sample_rate: int,
+        exclude_labels: tuple[str, ...] = ("yellowhammer",),
+        include_labels: tuple[str, ...] | None = None,
+        cache_files: int = 48,
+    ) -> None:
         self.root = Path(directory)
         self.sample_rate = int(sample_rate)
         self.files = list_audio_files(self.root, exclude_labels, include_labels)
@@ -193,7 +201,7 @@ class AudioLibrary:
                 continue
             if x.size >= n:
                 i0 = int(rng.integers(0, x.size - n + 1))
-                out = x[i0:i0 + n]
+                out = x[i0 : i0 + n]
             else:
                 i0 = 0
                 reps = int(np.ceil(n / x.size))

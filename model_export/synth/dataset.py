@@ -35,10 +35,30 @@ from .song import _RECORD, DIALECTS, Bird, make_bird
 
 logger = logging.getLogger(__name__)
 
-SONG_COLUMNS = ("file", "onset_s", "offset_s", "terminal_onset_s", "dialect", "complete", "bird_id",
-                "song_type", "distance_m", "snr_db", "n_syllables")
+SONG_COLUMNS = (
+    "file",
+    "onset_s",
+    "offset_s",
+    "terminal_onset_s",
+    "dialect",
+    "complete",
+    "bird_id",
+    "song_type",
+    "distance_m",
+    "snr_db",
+    "n_syllables",
+)
 DISTRACTOR_COLUMNS = ("file", "kind", "onset_s", "offset_s", "source", "distance_m", "snr_db")
-SCENE_COLUMNS = ("file", "duration_s", "background", "n_songs", "n_distractors", "bird_ids", "gain_db", "clipped")
+SCENE_COLUMNS = (
+    "file",
+    "duration_s",
+    "background",
+    "n_songs",
+    "n_distractors",
+    "bird_ids",
+    "gain_db",
+    "clipped",
+)
 
 
 class DatasetError(RuntimeError):
@@ -121,14 +141,25 @@ def _file_birds(cfg: DatasetConfig, birds: list[Bird], i: int, rng: np.random.Ge
     return [first] + [others[j] for j in pick]
 
 
-def render_file(cfg: DatasetConfig, birds: list[Bird], i: int, background: AudioLibrary | None = None,
-                distractors: AudioLibrary | None = None) -> Scene:
+def render_file(
+    cfg: DatasetConfig,
+    birds: list[Bird],
+    i: int,
+    background: AudioLibrary | None = None,
+    distractors: AudioLibrary | None = None,
+) -> Scene:
     """Render file ``i`` of the dataset described by ``cfg`` (no I/O except reading backgrounds)."""
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1, i]))
     return make_scene(
-        _file_birds(cfg, birds, i, rng), rng, sample_rate=cfg.sample_rate, duration_s=cfg.file_seconds,
-        background=background, distractors=distractors, distractor_rate_per_min=cfg.distractor_rate_per_min,
-        snr_db_range=cfg.snr_db_range, incomplete_fraction=cfg.incomplete_fraction,
+        _file_birds(cfg, birds, i, rng),
+        rng,
+        sample_rate=cfg.sample_rate,
+        duration_s=cfg.file_seconds,
+        background=background,
+        distractors=distractors,
+        distractor_rate_per_min=cfg.distractor_rate_per_min,
+        snr_db_range=cfg.snr_db_range,
+        incomplete_fraction=cfg.incomplete_fraction,
     )
 
 
@@ -148,10 +179,19 @@ def _write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> None:
 def song_rows(file: str, scene: Scene) -> list[dict]:
     """``songs.csv`` rows of one scene."""
     return [
-        {"file": file, "onset_s": _fmt(s.event.onset_s), "offset_s": _fmt(s.event.offset_s),
-         "terminal_onset_s": _fmt(s.event.terminal_onset_s), "dialect": s.event.dialect,
-         "complete": str(s.event.complete).lower(), "bird_id": s.event.bird_id, "song_type": s.event.song_type,
-         "distance_m": _fmt(s.distance_m, 1), "snr_db": _fmt(s.snr_db, 2), "n_syllables": s.event.n_syllables}
+        {
+            "file": file,
+            "onset_s": _fmt(s.event.onset_s),
+            "offset_s": _fmt(s.event.offset_s),
+            "terminal_onset_s": _fmt(s.event.terminal_onset_s),
+            "dialect": s.event.dialect,
+            "complete": str(s.event.complete).lower(),
+            "bird_id": s.event.bird_id,
+            "song_type": s.event.song_type,
+            "distance_m": _fmt(s.distance_m, 1),
+            "snr_db": _fmt(s.snr_db, 2),
+            "n_syllables": s.event.n_syllables,
+        }
         for s in scene.songs
     ]
 
@@ -180,8 +220,11 @@ def write_dataset(cfg: DatasetConfig, progress: Callable[[int], None] | None = N
         raise DatasetError("incomplete_fraction must be within [0, 1]")
     birds = make_birds(cfg.n_birds, cfg.dialects, cfg.seed)
     bg = AudioLibrary(cfg.background_dir, cfg.sample_rate) if cfg.background_dir else None
-    dis = (AudioLibrary(cfg.distractor_dir, cfg.sample_rate, exclude_labels=("yellowhammer",))
-           if cfg.distractor_dir else None)
+    dis = (
+        AudioLibrary(cfg.distractor_dir, cfg.sample_rate, exclude_labels=("yellowhammer",))
+        if cfg.distractor_dir
+        else None
+    )
     n_files = max(1, int(round(cfg.hours * 3600.0 / cfg.file_seconds)))
     (out / "audio").mkdir(parents=True, exist_ok=True)
     songs, dists, scenes = [], [], []
@@ -192,14 +235,30 @@ def write_dataset(cfg: DatasetConfig, progress: Callable[[int], None] | None = N
             rel = f"audio/scene_{i:05d}.wav"
             write_wav(out / rel, scene.audio, cfg.sample_rate)
             songs += song_rows(rel, scene)
-            dists += [{"file": rel, "kind": d.event.kind, "onset_s": _fmt(d.event.onset_s),
-                       "offset_s": _fmt(d.event.offset_s), "source": d.event.source,
-                       "distance_m": _fmt(d.distance_m, 1), "snr_db": _fmt(d.snr_db, 2)} for d in scene.distractors]
-            scenes.append({"file": rel, "duration_s": _fmt(scene.audio.size / cfg.sample_rate, 3),
-                           "background": scene.background, "n_songs": len(scene.songs),
-                           "n_distractors": len(scene.distractors),
-                           "bird_ids": " ".join(str(b["bird_id"]) for b in scene.birds),
-                           "gain_db": _fmt(scene.gain_db, 2), "clipped": str(scene.clipped).lower()})
+            dists += [
+                {
+                    "file": rel,
+                    "kind": d.event.kind,
+                    "onset_s": _fmt(d.event.onset_s),
+                    "offset_s": _fmt(d.event.offset_s),
+                    "source": d.event.source,
+                    "distance_m": _fmt(d.distance_m, 1),
+                    "snr_db": _fmt(d.snr_db, 2),
+                }
+                for d in scene.distractors
+            ]
+            scenes.append(
+                {
+                    "file": rel,
+                    "duration_s": _fmt(scene.audio.size / cfg.sample_rate, 3),
+                    "background": scene.background,
+                    "n_songs": len(scene.songs),
+                    "n_distractors": len(scene.distractors),
+                    "bird_ids": " ".join(str(b["bird_id"]) for b in scene.birds),
+                    "gain_db": _fmt(scene.gain_db, 2),
+                    "clipped": str(scene.clipped).lower(),
+                }
+            )
             jfh.write(json.dumps({"file": rel, **scene.description()}) + "\n")
             if progress is not None:
                 progress(1)
@@ -207,14 +266,26 @@ def write_dataset(cfg: DatasetConfig, progress: Callable[[int], None] | None = N
     _write_csv(out / "songs.csv", SONG_COLUMNS, songs)
     _write_csv(out / "distractors.csv", DISTRACTOR_COLUMNS, dists)
     _write_csv(out / "scenes.csv", SCENE_COLUMNS, scenes)
-    _write_csv(out / "birds.csv", ("bird_id", "dialect", "n_song_types", "incomplete_prob"),
-               [{"bird_id": b.bird_id, "dialect": b.dialect, "n_song_types": len(b.song_types),
-                 "incomplete_prob": _fmt(b.incomplete_prob, 3)} for b in birds])
+    _write_csv(
+        out / "birds.csv",
+        ("bird_id", "dialect", "n_song_types", "incomplete_prob"),
+        [
+            {
+                "bird_id": b.bird_id,
+                "dialect": b.dialect,
+                "n_song_types": len(b.song_types),
+                "incomplete_prob": _fmt(b.incomplete_prob, 3),
+            }
+            for b in birds
+        ],
+    )
     summary = {
         "generator": "model_export.synth",
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-        "n_files": n_files, "n_songs": len(songs),
-        "n_complete": sum(r["complete"] == "true" for r in songs), "n_distractors": len(dists),
+        "n_files": n_files,
+        "n_songs": len(songs),
+        "n_complete": sum(r["complete"] == "true" for r in songs),
+        "n_distractors": len(dists),
         "songs_per_dialect": {d: sum(r["dialect"] == d for r in songs) for d in cfg.dialects},
     }
     tmp = out / "dataset.json.part"

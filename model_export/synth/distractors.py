@@ -53,14 +53,24 @@ class DistractorEvent:
     source: str = "synthetic"
 
 
-def _note(tr: _Tracks, sr: int, t0: float, dur: float, f0: float, f1: float, level: float,
-          h2: float = 0.1, vib: tuple[float, float] = (0.0, 0.0), curve: float = 1.0) -> None:
+def _note(
+    tr: _Tracks,
+    sr: int,
+    t0: float,
+    dur: float,
+    f0: float,
+    f1: float,
+    level: float,
+    h2: float = 0.1,
+    vib: tuple[float, float] = (0.0, 0.0),
+    curve: float = 1.0,
+) -> None:
     n = int(dur * sr)
     if n < 8:
         return
     t = np.arange(n) / sr
     x = t / dur
-    f = f0 + (f1 - f0) * x ** curve
+    f = f0 + (f1 - f0) * x**curve
     if vib[1] > 0:
         f = f + vib[1] * np.sin(2 * np.pi * vib[0] * t)
     env = _envelope(n, sr, min(0.005, dur / 4), min(0.01, dur / 3)) * level
@@ -100,8 +110,18 @@ def _warble(tr: _Tracks, sr: int, rng: np.random.Generator) -> tuple[float, floa
     while t < total:
         d = rng.uniform(0.02, 0.12)
         f0, f1 = rng.uniform(2000.0, 8000.0), rng.uniform(2000.0, 8000.0)
-        _note(tr, sr, t, d, f0, f1, rng.uniform(0.4, 1.0), h2=rng.uniform(0.0, 0.2),
-              vib=(rng.uniform(20, 80), rng.uniform(0, 300)), curve=rng.uniform(0.5, 2.0))
+        _note(
+            tr,
+            sr,
+            t,
+            d,
+            f0,
+            f1,
+            rng.uniform(0.4, 1.0),
+            h2=rng.uniform(0.0, 0.2),
+            vib=(rng.uniform(20, 80), rng.uniform(0, 300)),
+            curve=rng.uniform(0.5, 2.0),
+        )
         lo, hi = min(lo, f0, f1), max(hi, f0, f1)
         t += d + rng.uniform(0.005, 0.06)
     return t, lo, hi
@@ -141,11 +161,18 @@ def _chaffinch(tr: _Tracks, sr: int, rng: np.random.Generator) -> tuple[float, f
     return t + d, min(lo, 2500.0), max(hi, fpk, 8000.0)
 
 
-_RENDER = {"trill": _trill, "two_note_call": _two_note, "warble": _warble, "cirl_rattle": _cirl,
-           "chaffinch": _chaffinch}
+_RENDER = {
+    "trill": _trill,
+    "two_note_call": _two_note,
+    "warble": _warble,
+    "cirl_rattle": _cirl,
+    "chaffinch": _chaffinch,
+}
 
 
-def render_distractor(kind: str, rng: np.random.Generator, sample_rate: int = 24000) -> tuple[np.ndarray, DistractorEvent]:
+def render_distractor(
+    kind: str, rng: np.random.Generator, sample_rate: int = 24000
+) -> tuple[np.ndarray, DistractorEvent]:
     """Render one synthetic distractor.
 
     Parameters

@@ -36,8 +36,15 @@ logger = logging.getLogger(__name__)
 # clips at a given SNR
 
 
-def clip_at_snr(sig: np.ndarray, rng: np.random.Generator, sr: int, snr_db: float, length_s: float = 3.0,
-                background: AudioLibrary | None = None, distance_m: float = 20.0) -> tuple[np.ndarray, float]:
+def clip_at_snr(
+    sig: np.ndarray,
+    rng: np.random.Generator,
+    sr: int,
+    snr_db: float,
+    length_s: float = 3.0,
+    background: AudioLibrary | None = None,
+    distance_m: float = 20.0,
+) -> tuple[np.ndarray, float]:
     """Place ``sig`` (after propagation) at a random offset in a ``length_s`` clip at ``snr_db``.
 
     Returns the clip (peak-normalised to 0.5) and the sound's onset in it, s.
@@ -52,11 +59,11 @@ def clip_at_snr(sig: np.ndarray, rng: np.random.Generator, sr: int, snr_db: floa
     bg = bg / (np.sqrt(np.mean(bg.astype(np.float64) ** 2)) + 1e-9)
     slack = max(0, n - sig.size)
     i0 = int(rng.integers(0, slack + 1)) if slack else 0
-    seg = bg[i0:i0 + min(sig.size, n)]
-    g = np.sqrt(band_power(seg, sr) * 10 ** (snr_db / 10) / max(band_power(wet[:sig.size], sr), 1e-20))
+    seg = bg[i0 : i0 + min(sig.size, n)]
+    g = np.sqrt(band_power(seg, sr) * 10 ** (snr_db / 10) / max(band_power(wet[: sig.size], sr), 1e-20))
     x = bg.astype(np.float32).copy()
     m = min(wet.size, n - i0)
-    x[i0:i0 + m] += np.float32(g) * wet[:m]
+    x[i0 : i0 + m] += np.float32(g) * wet[:m]
     x = mic_colour(x, sr, rng)
     return (0.5 * x / (np.max(np.abs(x)) + 1e-9)).astype(np.float32), i0 / sr
 
@@ -84,17 +91,33 @@ def ablate(bird: Bird, variant: str) -> Bird:
             syl = replace(syl, fm_depth_hz=0.0, am_depth=0.0)
         if harm:
             syl = replace(syl, h2=0.0, h3=0.0)
-        term = tuple(replace(e, fm_depth_hz=0.0 if buzz else e.fm_depth_hz, am_depth=0.0 if buzz else e.am_depth,
-                             pulse_hz=0.0 if buzz else e.pulse_hz, h2=0.0 if harm else e.h2,
-                             h3=0.0 if harm else e.h3) for e in st.terminal)
+        term = tuple(
+            replace(
+                e,
+                fm_depth_hz=0.0 if buzz else e.fm_depth_hz,
+                am_depth=0.0 if buzz else e.am_depth,
+                pulse_hz=0.0 if buzz else e.pulse_hz,
+                h2=0.0 if harm else e.h2,
+                h3=0.0 if harm else e.h3,
+            )
+            for e in st.terminal
+        )
         types.append(replace(st, syllable=syl, terminal=term))
     return replace(bird, song_types=tuple(types))
 
 
-def birdnet_check(n_birds: int = 8, songs_per_bird: int = 4, snr_db: tuple[float, float] = (10.0, 20.0),
-                  seed: int = 0, background_dir: str | None = None, distractors_per_kind: int = 20,
-                  real_dir: str | None = None, sample_rate: int = 48000, variant: str = "full",
-                  progress: Callable[[int], None] | None = None) -> dict:
+def birdnet_check(
+    n_birds: int = 8,
+    songs_per_bird: int = 4,
+    snr_db: tuple[float, float] = (10.0, 20.0),
+    seed: int = 0,
+    background_dir: str | None = None,
+    distractors_per_kind: int = 20,
+    real_dir: str | None = None,
+    sample_rate: int = 48000,
+    variant: str = "full",
+    progress: Callable[[int], None] | None = None,
+) -> dict:
     """Run BirdNET on generated songs, incomplete songs and distractors; return rates per group.
 
     Songs are rendered at ``sample_rate`` (48 kHz by default, BirdNET's rate; use 24000
@@ -111,8 +134,9 @@ def birdnet_check(n_birds: int = 8, songs_per_bird: int = 4, snr_db: tuple[float
     groups: dict[str, list[np.ndarray]] = {}
 
     def score(name: str, sig: np.ndarray) -> None:
-        clip, _ = clip_at_snr(sig, rng, sample_rate, rng.uniform(*snr_db), background=bg,
-                              distance_m=rng.uniform(10, 40))
+        clip, _ = clip_at_snr(
+            sig, rng, sample_rate, rng.uniform(*snr_db), background=bg, distance_m=rng.uniform(10, 40)
+        )
         groups.setdefault(name, []).append(bn.scores(clip, sample_rate)[0])
         if progress is not None:
             progress(1)
@@ -144,7 +168,9 @@ def birdnet_check(n_birds: int = 8, songs_per_bird: int = 4, snr_db: tuple[float
         top = np.argmax(s, axis=1)
         out[name] = {
             "n": len(s),
-            "top1": float(np.mean(rank == 1)), "top2": float(np.mean(rank <= 2)), "top5": float(np.mean(rank <= 5)),
+            "top1": float(np.mean(rank == 1)),
+            "top2": float(np.mean(rank <= 2)),
+            "top5": float(np.mean(rank <= 5)),
             "pine_top1": float(np.mean(top == pine)),
             "yh_or_pine_top1": float(np.mean((top == pine) | (top == YELLOWHAMMER_INDEX))),
             "yh_score_ge_0.5": float(np.mean(s[:, YELLOWHAMMER_INDEX] >= 0.5)),
@@ -208,8 +234,17 @@ def find_songs(x: np.ndarray, sr: int, min_syllables: int = 4) -> list[dict]:
             continue
         last = group[-1]
         terminal = last if (last[1] - last[0]) * _HOP >= 0.2 else None
-        out.append({"onset_s": float(t[group[0][0]]), "offset_s": float(t[group[-1][1] - 1]),
-                    "syllables": syl, "terminal": terminal, "f": f, "t": t, "p": p})
+        out.append(
+            {
+                "onset_s": float(t[group[0][0]]),
+                "offset_s": float(t[group[-1][1] - 1]),
+                "syllables": syl,
+                "terminal": terminal,
+                "f": f,
+                "t": t,
+                "p": p,
+            }
+        )
     return out
 
 
@@ -224,9 +259,18 @@ def _peak_and_bandwidth(spec: np.ndarray, f: np.ndarray) -> tuple[float, float]:
 
 def song_statistics(songs: list[dict]) -> dict[str, list[float]]:
     """Per-song statistics from ``find_songs`` output."""
-    st: dict[str, list[float]] = {k: [] for k in ("syllable_rate_hz", "song_duration_s", "initial_peak_khz",
-                                                  "initial_bw_khz", "terminal_peak_khz", "terminal_dur_s",
-                                                  "n_syllables")}
+    st: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "syllable_rate_hz",
+            "song_duration_s",
+            "initial_peak_khz",
+            "initial_bw_khz",
+            "terminal_peak_khz",
+            "terminal_dur_s",
+            "n_syllables",
+        )
+    }
     for s in songs:
         f, p, syl = s["f"], s["p"], s["syllables"]
         onsets = np.array([a for a, _ in syl]) * _HOP
@@ -245,8 +289,15 @@ def song_statistics(songs: list[dict]) -> dict[str, list[float]]:
     return st
 
 
-def compare_real(real_dir: str, n_birds: int = 6, songs_per_bird: int = 5, dialects: Sequence[str] = ("XlB", "XsB"),
-                 snr_db: tuple[float, float] = (15.0, 30.0), seed: int = 0, sample_rate: int = 24000) -> dict:
+def compare_real(
+    real_dir: str,
+    n_birds: int = 6,
+    songs_per_bird: int = 5,
+    dialects: Sequence[str] = ("XlB", "XsB"),
+    snr_db: tuple[float, float] = (15.0, 30.0),
+    seed: int = 0,
+    sample_rate: int = 24000,
+) -> dict:
     """Statistics of generated songs vs the real yellowhammer files (``manifest.csv`` label).
 
     Generated songs default to the UK dialects (XlB/XsB), like the real recordings.
@@ -268,7 +319,9 @@ def compare_real(real_dir: str, n_birds: int = 6, songs_per_bird: int = 5, diale
             bird = make_bird(d, rng, bird_id=b)
             for _ in range(songs_per_bird):
                 audio, _ev = render_song(bird, rng, sample_rate)
-                clip, _ = clip_at_snr(audio, rng, sample_rate, rng.uniform(*snr_db), length_s=4.0, distance_m=15.0)
+                clip, _ = clip_at_snr(
+                    audio, rng, sample_rate, rng.uniform(*snr_db), length_s=4.0, distance_m=15.0
+                )
                 gen += find_songs(clip, sample_rate)
     return {"real": song_statistics(real), "generated": song_statistics(gen), "n_real_files": len(files)}
 
@@ -277,7 +330,9 @@ def compare_real(real_dir: str, n_birds: int = 6, songs_per_bird: int = 5, diale
 # spectrograms
 
 
-def spectrogram_pngs(out_dir: str, real_dir: str | None = None, seed: int = 0, sample_rate: int = 48000) -> list[Path]:
+def spectrogram_pngs(
+    out_dir: str, real_dir: str | None = None, seed: int = 0, sample_rate: int = 48000
+) -> list[Path]:
     """Write ``song_<dialect>.png``: a generated song (left) next to a real song (right) if ``real_dir``."""
     import matplotlib
 
@@ -305,8 +360,9 @@ def spectrogram_pngs(out_dir: str, real_dir: str | None = None, seed: int = 0, s
     for i, d in enumerate(DIALECTS):
         bird = make_bird(d, rng, bird_id=i)
         audio, _ev = render_song(bird, rng, sample_rate, complete=True)
-        clip, _ = clip_at_snr(audio, rng, sample_rate, 30.0, length_s=audio.size / sample_rate + 0.5,
-                              distance_m=10.0)
+        clip, _ = clip_at_snr(
+            audio, rng, sample_rate, 30.0, length_s=audio.size / sample_rate + 0.5, distance_m=10.0
+        )
         panels = [(clip, f"generated {d} (bird {i})")]
         if real_songs:
             panels.append(real_songs[i % len(real_songs)])
@@ -342,7 +398,11 @@ def terminal_features(x: np.ndarray, sr: int, offset_s: float, window_s: float =
     a = max(0, int((offset_s - window_s) * sr))
     b = int((offset_s + 0.05) * sr)
     seg = x[a:b]
-    seg = np.pad(seg, (int((window_s + 0.05) * sr) - seg.size, 0)) if seg.size < int((window_s + 0.05) * sr) else seg
+    seg = (
+        np.pad(seg, (int((window_s + 0.05) * sr) - seg.size, 0))
+        if seg.size < int((window_s + 0.05) * sr)
+        else seg
+    )
     f, t, p = _spectrogram(seg, sr)
     band = (f >= 3000) & (f < 9000)
     pb, fb = p[band], f[band]
@@ -365,9 +425,15 @@ def terminal_features(x: np.ndarray, sr: int, offset_s: float, window_s: float =
     return np.concatenate([grid.ravel(), el, [gap]]).astype(np.float32)
 
 
-def baseline(n_birds: int = 16, songs_per_bird: int = 8, snr_db: tuple[float, float] = (5.0, 25.0), seed: int = 0,
-             sample_rate: int = 24000, background_dir: str | None = None,
-             progress: Callable[[int], None] | None = None) -> dict:
+def baseline(
+    n_birds: int = 16,
+    songs_per_bird: int = 8,
+    snr_db: tuple[float, float] = (5.0, 25.0),
+    seed: int = 0,
+    sample_rate: int = 24000,
+    background_dir: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
     """Per-dialect accuracy of logistic regression on ``terminal_features``, split by bird.
 
     Classes are the 8 dialects plus ``incomplete``; half of each dialect's birds train,
@@ -389,8 +455,15 @@ def baseline(n_birds: int = 16, songs_per_bird: int = 8, snr_db: tuple[float, fl
             train = b < n_birds // 2
             for _ in range(songs_per_bird):
                 audio, ev = render_song(bird, rng, sample_rate)
-                clip, t0 = clip_at_snr(audio, rng, sample_rate, rng.uniform(*snr_db), length_s=audio.size / sample_rate + 0.4,
-                                       background=bg, distance_m=rng.uniform(5, 60))
+                clip, t0 = clip_at_snr(
+                    audio,
+                    rng,
+                    sample_rate,
+                    rng.uniform(*snr_db),
+                    length_s=audio.size / sample_rate + 0.4,
+                    background=bg,
+                    distance_m=rng.uniform(5, 60),
+                )
                 X.append(terminal_features(clip, sample_rate, t0 + ev.offset_s))
                 y.append(d if ev.complete else "incomplete")
                 is_train.append(train)
@@ -402,6 +475,11 @@ def baseline(n_birds: int = 16, songs_per_bird: int = 8, snr_db: tuple[float, fl
     pred = clf.predict(X[~is_train])
     yt = y[~is_train]
     per = {c: float(np.mean(pred[yt == c] == c)) if np.any(yt == c) else float("nan") for c in classes}
-    return {"per_class_accuracy": per, "overall_accuracy": float(np.mean(pred == yt)),
-            "n_train": int(is_train.sum()), "n_test": int((~is_train).sum()), "classes": classes,
-            "confusion": confusion_matrix(yt, pred, labels=classes).tolist()}
+    return {
+        "per_class_accuracy": per,
+        "overall_accuracy": float(np.mean(pred == yt)),
+        "n_train": int(is_train.sum()),
+        "n_test": int((~is_train).sum()),
+        "classes": classes,
+        "confusion": confusion_matrix(yt, pred, labels=classes).tolist(),
+    }

@@ -109,15 +109,30 @@ class Scene:
             "clipped": self.clipped,
             "birds": list(self.birds),
             "songs": [
-                {"onset_s": round(s.event.onset_s, 4), "offset_s": round(s.event.offset_s, 4),
-                 "terminal_onset_s": None if s.event.terminal_onset_s is None else round(s.event.terminal_onset_s, 4),
-                 "bird_id": s.event.bird_id, "dialect": s.event.dialect, "complete": s.event.complete,
-                 "song_type": s.event.song_type, "distance_m": round(s.distance_m, 1), "snr_db": round(s.snr_db, 2)}
+                {
+                    "onset_s": round(s.event.onset_s, 4),
+                    "offset_s": round(s.event.offset_s, 4),
+                    "terminal_onset_s": None
+                    if s.event.terminal_onset_s is None
+                    else round(s.event.terminal_onset_s, 4),
+                    "bird_id": s.event.bird_id,
+                    "dialect": s.event.dialect,
+                    "complete": s.event.complete,
+                    "song_type": s.event.song_type,
+                    "distance_m": round(s.distance_m, 1),
+                    "snr_db": round(s.snr_db, 2),
+                }
                 for s in self.songs
             ],
             "distractors": [
-                {"kind": d.event.kind, "onset_s": round(d.event.onset_s, 4), "offset_s": round(d.event.offset_s, 4),
-                 "source": d.event.source, "distance_m": round(d.distance_m, 1), "snr_db": round(d.snr_db, 2)}
+                {
+                    "kind": d.event.kind,
+                    "onset_s": round(d.event.onset_s, 4),
+                    "offset_s": round(d.event.offset_s, 4),
+                    "source": d.event.source,
+                    "distance_m": round(d.distance_m, 1),
+                    "snr_db": round(d.snr_db, 2),
+                }
                 for d in self.distractors
             ],
         }
@@ -142,7 +157,7 @@ def band_power(x: np.ndarray, sr: int, band: tuple[float, float] = BAND_HZ) -> f
     spec = np.fft.rfft(np.asarray(x, dtype=np.float64))
     f = np.fft.rfftfreq(x.size, 1.0 / sr)
     sel = (f >= band[0]) & (f <= band[1])
-    return float(2.0 * np.sum(np.abs(spec[sel]) ** 2) / x.size ** 2)
+    return float(2.0 * np.sum(np.abs(spec[sel]) ** 2) / x.size**2)
 
 
 def propagate(audio: np.ndarray, sample_rate: int, distance_m: float, rng: np.random.Generator) -> np.ndarray:
@@ -155,8 +170,7 @@ def propagate(audio: np.ndarray, sample_rate: int, distance_m: float, rng: np.ra
     """
     sr = int(sample_rate)
     d = float(distance_m)
-    x = _fft_filter(np.asarray(audio, dtype=np.float32), sr,
-                    lambda f: -0.006 * d * (f / 1000.0) ** 1.5)
+    x = _fft_filter(np.asarray(audio, dtype=np.float32), sr, lambda f: -0.006 * d * (f / 1000.0) ** 1.5)
     rt60 = rng.uniform(0.15, 0.7)
     n_ir = int(rt60 * sr)
     t = np.arange(n_ir) / sr
@@ -166,16 +180,18 @@ def propagate(audio: np.ndarray, sample_rate: int, distance_m: float, rng: np.ra
     wet = float(np.clip(0.08 + d / 250.0, 0.08, 0.6)) * rng.uniform(0.7, 1.3)
     delay = int(rng.uniform(0.002, 0.015) * sr)
     out = np.zeros(x.size + n_ir + delay, dtype=np.float32)
-    out[:x.size] += x
-    out[delay:delay + x.size + n_ir - 1] += wet * fftconvolve(x, ir).astype(np.float32)
+    out[: x.size] += x
+    out[delay : delay + x.size + n_ir - 1] += wet * fftconvolve(x, ir).astype(np.float32)
     return out
 
 
 def mic_colour(audio: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """Random smooth microphone response: high-pass, a few +-4 dB bumps, high-frequency roll-off."""
     hp = rng.uniform(60.0, 300.0)
-    bumps = [(rng.uniform(np.log(300.0), np.log(10000.0)), rng.uniform(0.2, 0.8), rng.uniform(-4.0, 4.0))
-             for _ in range(int(rng.integers(1, 4)))]
+    bumps = [
+        (rng.uniform(np.log(300.0), np.log(10000.0)), rng.uniform(0.2, 0.8), rng.uniform(-4.0, 4.0))
+        for _ in range(int(rng.integers(1, 4)))
+    ]
     roll_f, roll_db = rng.uniform(7000.0, 11000.0), rng.uniform(0.0, 8.0)
 
     def gain(f: np.ndarray) -> np.ndarray:
@@ -213,7 +229,7 @@ def synthetic_background(rng: np.random.Generator, n: int, sample_rate: int) -> 
         gust_env = np.abs(_coloured_noise(rng, max(n // 2400, 8), 2.0))
         gust_env = np.interp(np.linspace(0, gust_env.size - 1, n), np.arange(gust_env.size), gust_env)
         wind = _fft_filter(_coloured_noise(rng, n, 2.0), sr, lambda f: -12.0 * np.clip(f / 400.0 - 1, 0, 6))
-        x += rng.uniform(1.0, 4.0) * (gust_env ** 2).astype(np.float32) * wind
+        x += rng.uniform(1.0, 4.0) * (gust_env**2).astype(np.float32) * wind
         parts.append("wind")
     if rng.random() < 0.25:
         rate = rng.uniform(5.0, 60.0)
@@ -262,11 +278,13 @@ def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
 def _place(mix: np.ndarray, sig: np.ndarray, i0: int) -> None:
     n = min(sig.size, mix.size - i0)
     if n > 0:
-        mix[i0:i0 + n] += sig[:n]
+        mix[i0 : i0 + n] += sig[:n]
 
 
-def _scale_to_snr(sig: np.ndarray, dry_len: int, bg: np.ndarray, i0: int, sr: int, snr_db: float) -> tuple[np.ndarray, float]:
-    seg = bg[i0:i0 + dry_len]
+def _scale_to_snr(
+    sig: np.ndarray, dry_len: int, bg: np.ndarray, i0: int, sr: int, snr_db: float
+) -> tuple[np.ndarray, float]:
+    seg = bg[i0 : i0 + dry_len]
     p_bg = band_power(seg, sr) if seg.size else 0.0
     p_sig = band_power(sig[:dry_len], sr)
     if p_sig <= 0:
@@ -276,13 +294,22 @@ def _scale_to_snr(sig: np.ndarray, dry_len: int, bg: np.ndarray, i0: int, sr: in
     return sig * np.float32(g), float(10.0 * np.log10(p_sig * g * g / p_bg))
 
 
-def make_scene(birds: list[Bird] | tuple[Bird, ...], rng: np.random.Generator, sample_rate: int = 24000,
-               duration_s: float = 60.0, background: AudioLibrary | None = None,
-               distractors: AudioLibrary | None = None, distractor_rate_per_min: float = 1.5,
-               snr_db_range: tuple[float, float] = (0.0, 30.0), distance_range_m: tuple[float, float] = (5.0, 150.0),
-               background_dbfs_range: tuple[float, float] = (-50.0, -28.0), clip_prob: float = 0.05,
-               incomplete_fraction: float | None = None, onsets: dict[int, list[float]] | None = None,
-               distractor_kinds: tuple[str, ...] = DISTRACTOR_KINDS) -> Scene:
+def make_scene(
+    birds: list[Bird] | tuple[Bird, ...],
+    rng: np.random.Generator,
+    sample_rate: int = 24000,
+    duration_s: float = 60.0,
+    background: AudioLibrary | None = None,
+    distractors: AudioLibrary | None = None,
+    distractor_rate_per_min: float = 1.5,
+    snr_db_range: tuple[float, float] = (0.0, 30.0),
+    distance_range_m: tuple[float, float] = (5.0, 150.0),
+    background_dbfs_range: tuple[float, float] = (-50.0, -28.0),
+    clip_prob: float = 0.05,
+    incomplete_fraction: float | None = None,
+    onsets: dict[int, list[float]] | None = None,
+    distractor_kinds: tuple[str, ...] = DISTRACTOR_KINDS,
+) -> Scene:
     """Render one recording with singing birds, distractors and background.
 
     Parameters
@@ -364,7 +391,7 @@ def make_scene(birds: list[Bird] | tuple[Bird, ...], rng: np.random.Generator, s
             fade = min(audio.size // 4, int(0.05 * sr))
             ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
             audio[:fade] *= ramp
-            audio[audio.size - fade:] *= ramp[::-1]
+            audio[audio.size - fade :] *= ramp[::-1]
             ev = DistractorEvent("real", 0.0, audio.size / sr, 0.0, 0.0, src)
         else:
             kind = distractor_kinds[int(rng.integers(len(distractor_kinds)))]
@@ -375,9 +402,13 @@ def make_scene(birds: list[Bird] | tuple[Bird, ...], rng: np.random.Generator, s
             continue
         i0 = int(rng.integers(0, n - wet.size))
         frac = np.log(dist / d_lo) / np.log(d_hi / d_lo) if d_hi > d_lo else 0.0
-        wet, snr = _scale_to_snr(wet, audio.size, bg, i0, sr, s_hi - frac * (s_hi - s_lo) + rng.uniform(-3, 3))
+        wet, snr = _scale_to_snr(
+            wet, audio.size, bg, i0, sr, s_hi - frac * (s_hi - s_lo) + rng.uniform(-3, 3)
+        )
         _place(mix, wet, i0)
-        shifted = DistractorEvent(ev.kind, ev.onset_s + i0 / sr, ev.offset_s + i0 / sr, ev.f_lo_hz, ev.f_hi_hz, ev.source)
+        shifted = DistractorEvent(
+            ev.kind, ev.onset_s + i0 / sr, ev.offset_s + i0 / sr, ev.f_lo_hz, ev.f_hi_hz, ev.source
+        )
         dis.append(SceneDistractor(shifted, dist, snr))
 
     mix = mic_colour(mix, sr, rng)
@@ -391,8 +422,12 @@ def make_scene(birds: list[Bird] | tuple[Bird, ...], rng: np.random.Generator, s
     gain = target / peak
     mix = np.clip(mix * np.float32(gain), -1.0, 1.0).astype(np.float32)
     return Scene(
-        audio=mix, sample_rate=sr,
+        audio=mix,
+        sample_rate=sr,
         songs=tuple(sorted(songs, key=lambda s: s.event.onset_s)),
         distractors=tuple(sorted(dis, key=lambda d: d.event.onset_s)),
-        background=bg_desc, gain_db=float(20.0 * np.log10(gain)), clipped=clipped, birds=tuple(bird_desc),
+        background=bg_desc,
+        gain_db=float(20.0 * np.log10(gain)),
+        clipped=clipped,
+        birds=tuple(bird_desc),
     )

@@ -58,12 +58,23 @@ SONG_PEAK = 0.5
 # Table of DESIGN.md §3: per terminal element, (duration range s, start-frequency range Hz,
 # end-frequency range Hz). Flat elements have equal start and end ranges.
 _B_FLAT = ((0.45, 0.70), (4400.0, 4900.0), None)
-_TABLE: dict[str, tuple[tuple[str, tuple[float, float], tuple[float, float], tuple[float, float] | None], ...]] = {
+_TABLE: dict[
+    str, tuple[tuple[str, tuple[float, float], tuple[float, float], tuple[float, float] | None], ...]
+] = {
     "XlB": (("X", (0.10, 0.25), (6500.0, 7500.0), None), ("B", *_B_FLAT)),
     "XsB": (("X", (0.02, 0.05), (6500.0, 8000.0), None), ("B", *_B_FLAT)),
-    "BC": (("B", (0.30, 0.50), (4300.0, 5000.0), None), ("C", (0.20, 0.35), (7000.0, 7500.0), (5500.0, 6200.0))),
-    "BE": (("B", (0.30, 0.50), (4300.0, 5000.0), None), ("E", (0.20, 0.35), (4600.0, 5200.0), (6500.0, 7500.0))),
-    "BD": (("B", (0.30, 0.50), (4300.0, 5000.0), None), ("D", (0.15, 0.30), (4900.0, 5100.0), (3800.0, 4200.0))),
+    "BC": (
+        ("B", (0.30, 0.50), (4300.0, 5000.0), None),
+        ("C", (0.20, 0.35), (7000.0, 7500.0), (5500.0, 6200.0)),
+    ),
+    "BE": (
+        ("B", (0.30, 0.50), (4300.0, 5000.0), None),
+        ("E", (0.20, 0.35), (4600.0, 5200.0), (6500.0, 7500.0)),
+    ),
+    "BD": (
+        ("B", (0.30, 0.50), (4300.0, 5000.0), None),
+        ("D", (0.15, 0.30), (4900.0, 5100.0), (3800.0, 4200.0)),
+    ),
     "BhBl": (("Bh", (0.30, 0.45), (5600.0, 6500.0), None), ("Bl", (0.30, 0.45), (4300.0, 5000.0), None)),
     "BlBh": (("Bl", (0.30, 0.45), (4300.0, 5000.0), None), ("Bh", (0.30, 0.45), (5600.0, 6500.0), None)),
     "BBe": (("B", (0.30, 0.45), (4300.0, 5000.0), None), ("Be", (0.30, 0.45), (4300.0, 5000.0), None)),
@@ -333,23 +344,46 @@ def _draw_syllable(rng: np.random.Generator) -> SyllableSpec:
     )
 
 
-def _draw_element(kind: str, dur: tuple[float, float], f0: tuple[float, float],
-                  f1: tuple[float, float] | None, rng: np.random.Generator, first: bool) -> ElementSpec:
+def _draw_element(
+    kind: str,
+    dur: tuple[float, float],
+    f0: tuple[float, float],
+    f1: tuple[float, float] | None,
+    rng: np.random.Generator,
+    first: bool,
+) -> ElementSpec:
     start = _u(rng, f0)
     end = start if f1 is None else _u(rng, f1)
     if kind == "X":
-        return ElementSpec(kind, _u(rng, dur), start, end,
-                           gap_before_s=_u(rng, (0.03, 0.07)) if first else 0.0,
-                           fm_rate_hz=_u(rng, (100.0, 200.0)), fm_depth_hz=_u(rng, (30.0, 120.0)),
-                           am_depth=_u(rng, (0.6, 0.95)), h2=_u(rng, (0.05, 0.15)), h3=0.0,
-                           level=_u(rng, (0.35, 0.7)), pulse_hz=_u(rng, (400.0, 650.0)))
+        return ElementSpec(
+            kind,
+            _u(rng, dur),
+            start,
+            end,
+            gap_before_s=_u(rng, (0.03, 0.07)) if first else 0.0,
+            fm_rate_hz=_u(rng, (100.0, 200.0)),
+            fm_depth_hz=_u(rng, (30.0, 120.0)),
+            am_depth=_u(rng, (0.6, 0.95)),
+            h2=_u(rng, (0.05, 0.15)),
+            h3=0.0,
+            level=_u(rng, (0.35, 0.7)),
+            pulse_hz=_u(rng, (400.0, 650.0)),
+        )
     flat = f1 is None
-    return ElementSpec(kind, _u(rng, dur), start, end,
-                       gap_before_s=_u(rng, (0.03, 0.07)) if first else _u(rng, (0.01, 0.06)),
-                       fm_rate_hz=_u(rng, (90.0, 220.0)),
-                       fm_depth_hz=_u(rng, (40.0, 160.0)) if flat else _u(rng, (40.0, 120.0)),
-                       am_depth=_u(rng, (0.2, 0.55)), h2=_u(rng, (0.08, 0.22)), h3=_u(rng, (0.0, 0.03)),
-                       level=_u(rng, (0.55, 0.9)), pulse_hz=0.0)
+    return ElementSpec(
+        kind,
+        _u(rng, dur),
+        start,
+        end,
+        gap_before_s=_u(rng, (0.03, 0.07)) if first else _u(rng, (0.01, 0.06)),
+        fm_rate_hz=_u(rng, (90.0, 220.0)),
+        fm_depth_hz=_u(rng, (40.0, 160.0)) if flat else _u(rng, (40.0, 120.0)),
+        am_depth=_u(rng, (0.2, 0.55)),
+        h2=_u(rng, (0.08, 0.22)),
+        h3=_u(rng, (0.0, 0.03)),
+        level=_u(rng, (0.55, 0.9)),
+        pulse_hz=0.0,
+    )
 
 
 def _draw_terminal(dialect: str, rng: np.random.Generator) -> tuple[ElementSpec, ...]:
@@ -370,8 +404,13 @@ def _terminal_length(terminal: tuple[ElementSpec, ...]) -> float:
     return sum(e.duration_s for e in terminal) + sum(e.gap_before_s for e in terminal[1:])
 
 
-def make_bird(dialect: str, rng: np.random.Generator, bird_id: int = 0, n_types: int | None = None,
-              incomplete_prob: float | None = None) -> Bird:
+def make_bird(
+    dialect: str,
+    rng: np.random.Generator,
+    bird_id: int = 0,
+    n_types: int | None = None,
+    incomplete_prob: float | None = None,
+) -> Bird:
     """Draw one bird with its fixed song types.
 
     Parameters
@@ -404,8 +443,13 @@ def make_bird(dialect: str, rng: np.random.Generator, bird_id: int = 0, n_types:
         # song types of one male share the dialect's terminal, with a small per-type shift
         shift = _u(rng, (0.98, 1.02))
         term_t = tuple(
-            replace(e, duration_s=e.duration_s * _u(rng, (0.95, 1.05)),
-                    f_start_hz=e.f_start_hz * shift, f_end_hz=e.f_end_hz * shift) for e in terminal
+            replace(
+                e,
+                duration_s=e.duration_s * _u(rng, (0.95, 1.05)),
+                f_start_hz=e.f_start_hz * shift,
+                f_end_hz=e.f_end_hz * shift,
+            )
+            for e in terminal
         )
         term_t = _clip_terminal(term_t, dialect)
         song_len = _u(rng, (1.8, 2.8))
@@ -422,12 +466,14 @@ def _clip_terminal(term: tuple[ElementSpec, ...], dialect: str) -> tuple[Element
     for i, e in enumerate(term):
         _k, dur, f0, f1 = _TABLE[dialect][i]
         f1r = f1 or f0
-        out.append(replace(
-            e,
-            duration_s=float(np.clip(e.duration_s, dur[0], dur[1])),
-            f_start_hz=float(np.clip(e.f_start_hz, f0[0], f0[1])),
-            f_end_hz=float(np.clip(e.f_end_hz, f1r[0], f1r[1])),
-        ))
+        out.append(
+            replace(
+                e,
+                duration_s=float(np.clip(e.duration_s, dur[0], dur[1])),
+                f_start_hz=float(np.clip(e.f_start_hz, f0[0], f0[1])),
+                f_end_hz=float(np.clip(e.f_end_hz, f1r[0], f1r[1])),
+            )
+        )
     if dialect == "BBe":
         out[1] = replace(out[1], f_start_hz=out[0].f_start_hz, f_end_hz=out[0].f_start_hz)
     return tuple(out)
@@ -442,7 +488,7 @@ def _envelope(n: int, sr: int, attack_s: float, release_s: float) -> np.ndarray:
     na = min(n // 2, max(1, int(attack_s * sr)))
     nr = min(n - na, max(1, int(release_s * sr)))
     env[:na] = 0.5 - 0.5 * np.cos(np.pi * np.arange(na) / na)
-    env[n - nr:] = 0.5 + 0.5 * np.cos(np.pi * np.arange(1, nr + 1) / nr)
+    env[n - nr :] = 0.5 + 0.5 * np.cos(np.pi * np.arange(1, nr + 1) / nr)
     return env
 
 
@@ -469,10 +515,10 @@ class _Tracks:
         n = min(len(f), self.f.size - i0)
         if n <= 0:
             return
-        self.f[i0:i0 + n] = f[:n]
-        self.a[0, i0:i0 + n] += a1[:n]
-        self.a[1, i0:i0 + n] += h2 * a1[:n]
-        self.a[2, i0:i0 + n] += h3 * a1[:n]
+        self.f[i0 : i0 + n] = f[:n]
+        self.a[0, i0 : i0 + n] += a1[:n]
+        self.a[1, i0 : i0 + n] += h2 * a1[:n]
+        self.a[2, i0 : i0 + n] += h3 * a1[:n]
 
     def synthesize(self, sr: int, rng: np.random.Generator) -> np.ndarray:
         # integrate in float64 (long songs), then wrap and evaluate in float32 (speed)
@@ -489,8 +535,15 @@ class _Tracks:
         return out
 
 
-def _syllable(tr: _Tracks, i0: int, s: SyllableSpec, sr: int, level: float, rng: np.random.Generator,
-              shift_hz: float = 0.0) -> None:
+def _syllable(
+    tr: _Tracks,
+    i0: int,
+    s: SyllableSpec,
+    sr: int,
+    level: float,
+    rng: np.random.Generator,
+    shift_hz: float = 0.0,
+) -> None:
     n = int(s.duration_s * sr)
     t = np.arange(n) / sr
     carrier = s.f_plateau_hz + shift_hz + (s.f_start_hz - s.f_plateau_hz) * np.exp(-t / s.sweep_tau_s)
@@ -536,8 +589,13 @@ def _jit(rng: np.random.Generator, x: float, rel: float) -> float:
     return float(x * (1.0 + rng.uniform(-rel, rel)))
 
 
-def render_song(bird: Bird, rng: np.random.Generator, sample_rate: int = 24000, song_type: int | None = None,
-                complete: bool | None = None) -> tuple[np.ndarray, SongEvent]:
+def render_song(
+    bird: Bird,
+    rng: np.random.Generator,
+    sample_rate: int = 24000,
+    song_type: int | None = None,
+    complete: bool | None = None,
+) -> tuple[np.ndarray, SongEvent]:
     """Render one rendition of a bird's song.
 
     Parameters
@@ -573,16 +631,27 @@ def render_song(bird: Bird, rng: np.random.Generator, sample_rate: int = 24000, 
     tempo = _jit(rng, 1.0, 0.03)
     pitch = _jit(rng, 1.0, 0.012)
     s = st.syllable
-    syl = replace(s, period_s=s.period_s * tempo, duration_s=min(s.duration_s * tempo, s.period_s * tempo - 0.015),
-                  f_start_hz=s.f_start_hz * pitch, f_plateau_hz=s.f_plateau_hz * pitch,
-                  fm_rate_hz=_jit(rng, s.fm_rate_hz, 0.04), fm_depth_hz=_jit(rng, s.fm_depth_hz, 0.08))
+    syl = replace(
+        s,
+        period_s=s.period_s * tempo,
+        duration_s=min(s.duration_s * tempo, s.period_s * tempo - 0.015),
+        f_start_hz=s.f_start_hz * pitch,
+        f_plateau_hz=s.f_plateau_hz * pitch,
+        fm_rate_hz=_jit(rng, s.fm_rate_hz, 0.04),
+        fm_depth_hz=_jit(rng, s.fm_depth_hz, 0.08),
+    )
     n_syl = int(np.clip(st.n_syllables + rng.integers(-2, 3), 6, 18))
     if not complete:
         # incomplete songs are cut short, often before the full number of syllables
         n_syl = int(np.clip(n_syl - rng.integers(0, 4), 4, 18))
     term = tuple(
-        replace(e, duration_s=_jit(rng, e.duration_s, 0.04), f_start_hz=_jit(rng, e.f_start_hz, 0.008),
-                f_end_hz=_jit(rng, e.f_end_hz, 0.008), gap_before_s=_jit(rng, e.gap_before_s, 0.15))
+        replace(
+            e,
+            duration_s=_jit(rng, e.duration_s, 0.04),
+            f_start_hz=_jit(rng, e.f_start_hz, 0.008),
+            f_end_hz=_jit(rng, e.f_end_hz, 0.008),
+            gap_before_s=_jit(rng, e.gap_before_s, 0.15),
+        )
         for e in st.terminal
     )
     term = _clip_terminal(term, bird.dialect)
@@ -598,7 +667,9 @@ def render_song(bird: Bird, rng: np.random.Generator, sample_rate: int = 24000, 
     t = pad
     if st.intro_note:
         f_intro = _jit(rng, 7900.0, 0.04)
-        intro = ElementSpec("intro", 0.04, f_intro, f_intro - 300.0, 0.0, 150.0, 50.0, 0.2, 0.1, 0.0, 0.4, 0.0)
+        intro = ElementSpec(
+            "intro", 0.04, f_intro, f_intro - 300.0, 0.0, 150.0, 50.0, 0.2, 0.1, 0.0, 0.4, 0.0
+        )
         _element(tr, int(t * sr), intro, sr, rng)
         events.append(ElementEvent("intro", t, t + 0.04, f_intro, f_intro - 300.0))
         t += intro_len
@@ -621,7 +692,16 @@ def render_song(bird: Bird, rng: np.random.Generator, sample_rate: int = 24000, 
     peak = float(np.max(np.abs(audio)))
     if peak > 0:
         audio *= SONG_PEAK / peak
-    ev = SongEvent(onset_s=pad, offset_s=t, terminal_onset_s=terminal_onset, dialect=bird.dialect,
-                   complete=complete, bird_id=bird.bird_id, song_type=song_type, n_syllables=n_syl,
-                   syllable_period_s=syl.period_s, elements=tuple(events))
+    ev = SongEvent(
+        onset_s=pad,
+        offset_s=t,
+        terminal_onset_s=terminal_onset,
+        dialect=bird.dialect,
+        complete=complete,
+        bird_id=bird.bird_id,
+        song_type=song_type,
+        n_syllables=n_syl,
+        syllable_period_s=syl.period_s,
+        elements=tuple(events),
+    )
     return audio.astype(np.float32), ev

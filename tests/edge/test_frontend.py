@@ -96,7 +96,12 @@ def test_input_rate_that_is_not_a_multiple_is_refused():
     cfg = FrontendConfig()
     assert cfg.for_input_rate(cfg.sample_rate) is cfg
     w = cfg.for_input_rate(48000)
-    assert (w.sample_rate, w.n_fft, w.hop_length, w.frame_rate) == (48000, 1024, 2 * cfg.hop_length, cfg.frame_rate)
+    assert (w.sample_rate, w.n_fft, w.hop_length, w.frame_rate) == (
+        48000,
+        1024,
+        2 * cfg.hop_length,
+        cfg.frame_rate,
+    )
     for bad in (44100, 36000, 240000):
         with pytest.raises(ValueError, match="times the frontend"):
             StreamingLogMel(cfg, input_rate=bad)

@@ -20,5 +20,7 @@ def test_edge_modules_import_without_heavy_dependencies():
 
 def test_cli_help_and_version():
     for args in (["--help"], ["--version"], ["config", "--help"]):
-        out = subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 0 and out.stdout.strip(), (args, out.stderr)

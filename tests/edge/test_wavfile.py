@@ -67,8 +67,11 @@ def test_write_then_read_roundtrip(tmp_path):
 
 def test_replay_skips_broken_files_and_reports_them(fixtures_dir):
     errors = []
-    src = ReplaySource([fixtures_dir / "audio" / "broken", fixtures_dir / "audio" / "good" / "pcm16_mono_24k.wav"],
-                       24000, on_error=lambda p, e: errors.append(p))
+    src = ReplaySource(
+        [fixtures_dir / "audio" / "broken", fixtures_dir / "audio" / "good" / "pcm16_mono_24k.wav"],
+        24000,
+        on_error=lambda p, e: errors.append(p),
+    )
     chunks = list(src.chunks())
     assert len(errors) == 23
     assert {c.source for c in chunks} == {str(fixtures_dir / "audio" / "good" / "pcm16_mono_24k.wav")}
@@ -77,8 +80,9 @@ def test_replay_skips_broken_files_and_reports_them(fixtures_dir):
 
 def test_cli_reports_broken_files_in_one_line_without_traceback(fixtures_dir):
     broken = fixtures_dir / "audio" / "broken"
-    proc = subprocess.run([sys.executable, "-m", "edge", "features", str(broken)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge", "features", str(broken)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
@@ -88,6 +92,10 @@ def test_cli_reports_broken_files_in_one_line_without_traceback(fixtures_dir):
 
 
 def test_cli_single_missing_file_is_a_clean_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "edge", "features", str(tmp_path / "x.wav")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge", "features", str(tmp_path / "x.wav")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "no such file" in proc.stderr

@@ -37,7 +37,7 @@ def test_generated_song_is_a_bunting_distractor_is_not(bn):
     bird = make_bird("XlB", rng)
     audio, _ = render_song(bird, rng, 48000, complete=True)
     clip = np.zeros(birdnet.WINDOW, np.float32)
-    clip[4800:4800 + audio.size] = audio[: birdnet.WINDOW - 4800]
+    clip[4800 : 4800 + audio.size] = audio[: birdnet.WINDOW - 4800]
     clip += (0.003 * rng.standard_normal(clip.size)).astype(np.float32)
     top = [name for name, _ in bn.top_species(clip, 48000, k=2)[0]]
     assert birdnet.YELLOWHAMMER in top or birdnet.PINE_BUNTING in top

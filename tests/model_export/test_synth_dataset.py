@@ -35,7 +35,9 @@ def _rows(path: Path) -> list[dict]:
 def test_scene_labels_consistent():
     rng = np.random.default_rng(0)
     birds = [make_bird("XlB", rng, 0), make_bird("BC", rng, 1)]
-    scene = make_scene(birds, rng, SR, duration_s=30.0, clip_prob=0.0, onsets={0: [1.0, 9.0, 17.0], 1: [4.0, 20.0]})
+    scene = make_scene(
+        birds, rng, SR, duration_s=30.0, clip_prob=0.0, onsets={0: [1.0, 9.0, 17.0], 1: [4.0, 20.0]}
+    )
     assert scene.audio.dtype == np.float32 and scene.audio.size == 30 * SR
     assert np.all(np.isfinite(scene.audio)) and np.max(np.abs(scene.audio)) <= 1.0
     assert len(scene.songs) == 5
@@ -56,16 +58,30 @@ def test_scene_with_real_background_dir(tmp_path):
     write_wav(tmp_path / "sub" / "b.wav", 0.1 * rng.standard_normal(3 * SR).astype(np.float32), 48000)
     lib = AudioLibrary(tmp_path, SR)
     assert len(lib) == 2
-    scene = make_scene([make_bird("BD", rng, 3)], rng, SR, duration_s=10.0, background=lib, distractors=lib,
-                       distractor_rate_per_min=12.0)
+    scene = make_scene(
+        [make_bird("BD", rng, 3)],
+        rng,
+        SR,
+        duration_s=10.0,
+        background=lib,
+        distractors=lib,
+        distractor_rate_per_min=12.0,
+    )
     assert scene.background.split("@")[0] in ("a.wav", "sub/b.wav")
     assert np.all(np.isfinite(scene.audio))
 
 
 @pytest.mark.slow
 def test_dataset_writer(tmp_path):
-    cfg = DatasetConfig(out_dir=str(tmp_path / "ds"), n_birds=4, dialects=("XlB", "BhBl"), hours=2 / 60,
-                        file_seconds=30.0, seed=7, incomplete_fraction=0.25)
+    cfg = DatasetConfig(
+        out_dir=str(tmp_path / "ds"),
+        n_birds=4,
+        dialects=("XlB", "BhBl"),
+        hours=2 / 60,
+        file_seconds=30.0,
+        seed=7,
+        incomplete_fraction=0.25,
+    )
     summary = write_dataset(cfg)
     out = tmp_path / "ds"
     songs = _rows(out / "songs.csv")
@@ -94,7 +110,9 @@ def test_dataset_writer(tmp_path):
     summary2 = write_dataset(replace(cfg, out_dir=str(tmp_path / "ds2")))
     assert summary2["n_songs"] == summary["n_songs"]
     assert (out / "songs.csv").read_text() == (tmp_path / "ds2" / "songs.csv").read_text()
-    assert (out / "audio/scene_00001.wav").read_bytes() == (tmp_path / "ds2/audio/scene_00001.wav").read_bytes()
+    assert (out / "audio/scene_00001.wav").read_bytes() == (
+        tmp_path / "ds2/audio/scene_00001.wav"
+    ).read_bytes()
     with pytest.raises(DatasetError):
         write_dataset(cfg)
 
@@ -108,8 +126,18 @@ def test_fixtures_present_and_consistent():
     rows = _rows(FIXTURES / "labels.csv")
     assert tuple(rows[0].keys()) == SONG_COLUMNS
     files = {r["file"] for r in rows}
-    for name in ("song_XlB.wav", "song_XsB.wav", "song_BC.wav", "song_BE.wav", "song_BD.wav", "song_BhBl.wav",
-                 "song_BlBh.wav", "song_BBe.wav", "song_incomplete.wav", "scene_noisy.wav"):
+    for name in (
+        "song_XlB.wav",
+        "song_XsB.wav",
+        "song_BC.wav",
+        "song_BE.wav",
+        "song_BD.wav",
+        "song_BhBl.wav",
+        "song_BlBh.wav",
+        "song_BBe.wav",
+        "song_incomplete.wav",
+        "scene_noisy.wav",
+    ):
         assert name in files
     assert (FIXTURES / "scene_distractors.wav").exists()
     assert sum(p.stat().st_size for p in FIXTURES.iterdir()) < 3_000_000

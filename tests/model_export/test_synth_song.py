@@ -64,7 +64,7 @@ def test_terminal_elements_match_table(dialect):
             peaks = f[sel_f][np.argmax(p[np.ix_(sel_f, inner)], axis=0)]
             n = peaks.size
             if kind in ("C", "D", "E"):
-                head, tail = np.median(peaks[: max(1, n // 5)]), np.median(peaks[-max(1, n // 5):])
+                head, tail = np.median(peaks[: max(1, n // 5)]), np.median(peaks[-max(1, n // 5) :])
                 f0 = terminal_band(kind, dialect)
                 assert f0[0] - 400 <= head <= f0[1] + 400 and f0[0] - 400 <= tail <= f0[1] + 400
                 if kind == "E":

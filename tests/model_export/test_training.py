@@ -117,5 +117,7 @@ def test_int8_export_roundtrip_through_the_edge_runtime(tmp_path):
     pe = export_model(enc, "encoder", tmp_path, rep, CFG, 160, 160, {"embedding_dim": 32, "labels": ["a"]})
     e = TFLiteEncoder(pe).embed(rep[0])
     assert e.shape == (32,) and abs(np.linalg.norm(e) - 1) < 1e-4
-    assert json.loads(pe.with_suffix(".json").read_text())["window"]["margin_frames"] == round(0.1 * CFG.frame_rate)
+    assert json.loads(pe.with_suffix(".json").read_text())["window"]["margin_frames"] == round(
+        0.1 * CFG.frame_rate
+    )
     assert compare_int8("encoder", pe, enc, rep)["cosine_mean"] > 0.9

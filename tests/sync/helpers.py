@@ -67,9 +67,7 @@ class IngestThread:
 
     def __init__(self, broker, db: Path, client_id: str = "ingest-test", **settings) -> None:
         self.storage = SqliteStorage(db)
-        s = IngestConfig(
-            host=broker.host, port=broker.port, client_id=client_id, max_backoff_s=2, **settings
-        )
+        s = IngestConfig(host=broker.host, port=broker.port, client_id=client_id, max_backoff_s=2, **settings)
         self.ingestor = Ingestor(self.storage, s)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.ingestor.run, args=(self.stop,), daemon=True)

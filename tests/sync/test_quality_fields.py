@@ -25,7 +25,9 @@ from tests.sync.helpers import (
 
 def _flags(db) -> dict[str, tuple[int, int, int]]:
     with sqlite3.connect(db) as c:
-        return {r[0]: tuple(r[1:]) for r in c.execute("SELECT id, truncated, overlap, refined FROM detections")}
+        return {
+            r[0]: tuple(r[1:]) for r in c.execute("SELECT id, truncated, overlap, refined FROM detections")
+        }
 
 
 def test_quality_flags_travel_from_the_edge_store_to_the_server(mqtt_broker, tmp_path):
@@ -40,7 +42,9 @@ def test_quality_flags_travel_from_the_edge_store_to_the_server(mqtt_broker, tmp
     with IngestThread(mqtt_broker, sdb):
         store = SqliteStore(edb)
         try:
-            assert MqttPublisher(edge_config(mqtt_broker, "dev-q", edb), store).publish_pending(timeout=30)["drained"]
+            assert MqttPublisher(edge_config(mqtt_broker, "dev-q", edb), store).publish_pending(timeout=30)[
+                "drained"
+            ]
         finally:
             store.close()
         wait_for(lambda: len(server_rows(sdb)) == 3, 60, what="3 rows on the server")

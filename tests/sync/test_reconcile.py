@@ -89,7 +89,10 @@ def test_server_asks_for_short_buckets_only_a_bounded_number_of_times(tmp_path):
     ("payload", "reason"),
     [
         (b'{"schema": 1, "device_id": "dev-d", "bucket_s": 59, "counts": []}', "bucket_s must be an integer"),
-        (b'{"schema": 1, "device_id": "dev-d", "bucket_s": 3600.0, "counts": []}', "bucket_s must be an integer"),
+        (
+            b'{"schema": 1, "device_id": "dev-d", "bucket_s": 3600.0, "counts": []}',
+            "bucket_s must be an integer",
+        ),
         (b'{"schema": 1, "device_id": "dev-d", "bucket_s": 3600, "counts": {}}', "counts must be a list"),
         (b'{"schema": 1, "device_id": "dev-d", "bucket_s": 3600, "counts": [[1]]}', "each count must be"),
         (b'{"schema": 1, "device_id": "dev-e", "bucket_s": 3600, "counts": []}', "does not match the topic"),
@@ -98,5 +101,7 @@ def test_server_asks_for_short_buckets_only_a_bounded_number_of_times(tmp_path):
 def test_server_rejects_malformed_digests_with_a_reason(payload, reason):
     with pytest.raises(ContractError, match=reason):
         Digest.from_payload(payload, "dev-d")
-    good = Digest.from_payload(b'{"schema": 1, "device_id": "dev-d", "bucket_s": 3600, "counts": [[5, 2]]}', "dev-d")
+    good = Digest.from_payload(
+        b'{"schema": 1, "device_id": "dev-d", "bucket_s": 3600, "counts": [[5, 2]]}', "dev-d"
+    )
     assert (good.bucket_s, good.counts) == (3600, ((5, 2),))
