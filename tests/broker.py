@@ -65,8 +65,8 @@ class MosquittoBroker:
         self.proc = subprocess.Popen(
             [self.binary, "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
-            stderr=open(self.workdir / "mosquitto.log", "ab"),
-        )  # noqa: SIM115
+            stderr=open(self.workdir / "mosquitto.log", "ab"),  # noqa: SIM115
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -60,9 +60,10 @@ def test_bad_env_override(tmp_path):
 
 def test_cli_validate_and_show(tmp_path):
     good = _write(tmp_path, "[device]\nid = 'pi-7'\n")
-    run = lambda *a: subprocess.run(
-        [sys.executable, "-m", "edge", *a], capture_output=True, text=True, timeout=60
-    )  # noqa: E731
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "edge", *a], capture_output=True, text=True, timeout=60)
+
     ok = run("config", "validate", str(good))
     assert ok.returncode == 0 and "OK" in ok.stdout
     shown = run("config", "show", "--config", str(good), "--json")
