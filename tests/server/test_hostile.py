@@ -133,11 +133,10 @@ def test_hostile_messages_are_quarantined_and_valid_ones_stored(mqtt_broker, tmp
         assert max(sizes) <= 2048  # raw payloads are kept truncated
 
 
-def test_same_id_from_another_device_is_quarantined_not_overwritten(tmp_path):
+def test_same_id_from_another_device_is_quarantined_not_overwritten(storage):
+    """On both backends (the ``storage`` fixture)."""
     from server.ingest import Message, MessageHandler
-    from server.storage.sqlite import SqliteStorage
 
-    storage = SqliteStorage(tmp_path / "s.sqlite")
     h = MessageHandler(storage)
     d = make_detection("dev-a", 1)
     r1 = h.handle([Message("yh/v1/dev-a/detections", d.to_payload())])
@@ -148,7 +147,7 @@ def test_same_id_from_another_device_is_quarantined_not_overwritten(tmp_path):
     assert (r1.new, r2.quarantined, r3.duplicate) == (1, 1, 1)
     rows = list(storage.iter_detections())
     assert len(rows) == 1 and rows[0]["device_id"] == "dev-a" and rows[0]["receive_count"] == 2
-    storage.close()
+    assert "already belongs to device dev-a" in storage.quarantine_rows()[0]["reason"]
 
 
 # -- hostile strings of every Unicode class and every JSON type, in every field of every message --
