@@ -170,6 +170,11 @@ class MessageHandler:
             self.storage.set_device_status(device, Status.from_payload(m.payload).state)
         elif kind == "stats":
             st = Stats.from_payload(m.payload, device)
+            if st.body.get("doctor") is True:
+                # `yh-edge doctor`'s test publish: proof the account may write, not the device's
+                # figures; keeping it would replace the device's real latest stats
+                log.info("ingest: %s: doctor test message received (not kept as the device's stats)", device)
+                return
             self.storage.set_device_stats(device, json.dumps(st.body, separators=(",", ":")))
             dep = st.deployment
             if dep is not None and dep.placed:
