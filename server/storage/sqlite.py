@@ -20,7 +20,7 @@ import sqlite_utils
 
 from edge.contract import sql_columns
 from edge.contract.detection import SCHEMA1_COLUMNS
-from edge.kit.sqlite import RECOVER_HINT, Database, DatabaseCorruptError, DatabaseError
+from edge.kit.sqlite import Database, DatabaseCorruptError, DatabaseError
 from server.errors import StorageCorruptError
 from server.storage import (
     DETECTION_COLUMNS,
@@ -195,7 +195,9 @@ def _m4(db: sqlite_utils.Database) -> None:
 def _hint(exc: BaseException) -> str:
     """A damaged-file message with the server's way to recover (the sqlite3 shell's ``.recover``
     fails on Debian 12)."""
-    return str(exc).replace(RECOVER_HINT, RECOVER_HINT_SERVER)
+    text = str(exc)
+    cut = text.find("; stop the service")  # the recorder's hint (edge.kit.sqlite.recover_hint)
+    return f"{text[:cut]}; {RECOVER_HINT_SERVER}" if cut >= 0 else text
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3, _m4]

@@ -278,19 +278,34 @@ def test_a_damaged_database_is_named_in_one_line_and_never_written(damaged_db, t
     wav, _ = two_songs
     r = CliRunner().invoke(main, ["db", "check", "-c", str(cfg)])
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
-    assert "integrity: DAMAGED" in r.stdout and ".recover" in r.stdout and "Traceback" not in r.output
+    assert (
+        "integrity: DAMAGED" in r.stdout and "yh-edge db recover" in r.stdout and "Traceback" not in r.output
+    )
     r = CliRunner().invoke(main, ["status", "-c", str(cfg)])
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
-    assert "DAMAGED" in r.stdout and ".recover" in r.stdout
+    assert "DAMAGED" in r.stdout and "yh-edge db recover" in r.stdout
     st = json.loads(CliRunner().invoke(main, ["status", "-c", str(cfg), "--json"]).stdout)
     assert st["database"] == str(path) and any("DAMAGED" in m for m in st["problems"])
     r = CliRunner().invoke(main, ["doctor", "-c", str(cfg)])
-    assert r.exit_code == 1 and "FAIL  database:" in r.stdout and ".recover" in r.stdout
+    assert r.exit_code == 1 and "FAIL  database:" in r.stdout and "yh-edge db recover" in r.stdout
     before = path.read_bytes()
     r = CliRunner().invoke(main, ["analyze", str(wav), "-c", str(cfg)])
     assert r.exit_code != 0 and isinstance(r.exception, SystemExit)
     assert "damaged" in r.output and "nothing is written" in r.output
     assert path.read_bytes() == before and not (path.parent / "detections.sqlite-wal").exists()
+    # the advice works (the sqlite3 shell's .recover fails on Debian 12): a new file the store opens
+    new = path.with_name("detections.recovered.sqlite")
+    r = CliRunner().invoke(main, ["db", "recover", str(path), str(new)])
+    assert r.exit_code == 0, r.output
+    assert path.read_bytes() == before
+    store = SqliteStore(new)
+    n = store.counts()["detections"]
+    assert 200 < n < 300, n  # one overwritten page's rows are lost, the rest copied
+    assert store.integrity_check() == "ok"
+    store.add(big_det(1000))
+    store.close()
+    r = CliRunner().invoke(main, ["db", "recover", str(path), str(new)])
+    assert r.exit_code == 1 and "exists already" in r.output and "Traceback" not in r.output
 
 
 def test_status_and_doctor_create_nothing_and_name_the_database(tmp_path):
