@@ -18,8 +18,9 @@ held meanwhile must reach the database and the server); "disk stays full" frees 
 the daemon has stopped. Both then drain the outbox with ``edge.app.sync``.
 
 created: distinct detection ids the device stored (polled during the run, so rows deleted on
-the device before they were synced still count) plus those the daemon reports it could not
-store (its "N detections could not be stored" log line); stored: those ids at the server; lost:
+the device before they were synced still count), plus those it could not store and sent from
+memory (its "song ID is not stored on this device" log lines), plus those the daemon reports it
+lost (its "N detections could not be stored before exit" log line); stored: those ids at the server; lost:
 created but not stored at the server (of which "in transit": stored on the device, never at the
 server); duplicated: server rows that are not a created id, plus the same song
 (device, source, start time to 0.1 s) stored more than once. Exit status 1 if lost or
@@ -189,10 +190,21 @@ def _dropped(rig: Rig) -> int:
         log = (rig.work / "daemon.log").read_text(errors="replace")
     except FileNotFoundError:
         return 0
-    return sum(int(n) for n in re.findall(r"(\d+) detections could not be stored", log))
+    return sum(int(n) for n in re.findall(r"(\d+) detections could not be stored before exit", log))
+
+
+def _sent_from_memory(rig: Rig) -> set[str]:
+    """Detections the disk could not take that the daemon sent from memory (its log names each)."""
+    try:
+        log = (rig.work / "daemon.log").read_text(errors="replace")
+    except FileNotFoundError:
+        return set()
+    return set(re.findall(r"song (\S+) is not stored on this device", log))
 
 
 def _report(name: str, rig: Rig) -> dict:
+    memory = _sent_from_memory(rig)
+    rig.created |= memory
     rows = rig.server_ids()
     stored_ids = {r[0] for r in rows}
     songs = collections.Counter((r[1], round(r[2], 1)) for r in rows)
@@ -200,7 +212,8 @@ def _report(name: str, rig: Rig) -> dict:
     out = {"created": len(rig.created) + dropped, "stored": len(stored_ids & rig.created),
            "lost": len(rig.created - stored_ids) + dropped,
            "duplicated": len(stored_ids - rig.created) + sum(n - 1 for n in songs.values())}  # fmt: skip
-    print(f"{name}: created {out['created']} (stored on the device {len(rig.created)}, dropped by the device "
+    print(f"{name}: created {out['created']} (stored on the device {len(rig.created - memory)}, sent from "
+          f"memory without being stored {len(memory)}, dropped by the device "
           f"{dropped}) / stored at server {out['stored']} / lost {out['lost']} "
           f"(in transit {len(rig.created - stored_ids)}) / duplicated {out['duplicated']}", flush=True)  # fmt: skip
     return out

@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 
 #: on stop: how long to keep draining and waiting for acknowledgements before disconnecting
 SHUTDOWN_GRACE_S = 2.0
+#: ... and while detections the disk could not take (held in memory) are still unacknowledged:
+#: they are lost when the process ends (below the daemon's 8-s thread join)
+HELD_GRACE_S = 6.0
 
 
 class MqttPublisher(ClipUploads, Reconcile):
@@ -97,6 +100,8 @@ class MqttPublisher(ClipUploads, Reconcile):
         self._early_acks: set[int] = set()  # PUBACK seen before publish() returned its mid
         self._inflight_ids: set[str] = set()  # published, not yet committed as synced
         self._acked: list[str | tuple[str, int]] = []
+        self._unmarked: set[str] = set()  # acknowledged, but the store could not record it yet
+        self._next_mark = 0.0
         self._clip_inflight: set[tuple[str, int]] = set()
         self._clip_requests: list[tuple[str, ...]] = []
         self._clip_data: dict[str, bytes] = {}  # the clips being uploaded (a few hundred kB each)
@@ -207,6 +212,8 @@ class MqttPublisher(ClipUploads, Reconcile):
         """Commit acknowledged ids to the store (one transaction per flush)."""
         with self._lock:
             keys, self._acked = self._acked, []
+        if self._unmarked and time.monotonic() >= self._next_mark:
+            self._mark(list(self._unmarked))
         if not keys:
             return 0
         acked = [k for k in keys if isinstance(k, str)]
@@ -225,16 +232,26 @@ class MqttPublisher(ClipUploads, Reconcile):
             for i in done:
                 self._clip_data.pop(i, None)
         if acked:
-            try:
-                self.store.mark_synced(acked)
-            except YellowhammerError as exc:
-                # not marked: they stay in the outbox and are sent again later (harmless, deduplicated)
-                log.error("mqtt: could not mark %d acknowledged detections synced: %s", len(acked), exc)
+            self._mark(acked)
             with self._lock:
                 self._inflight_ids.difference_update(acked)
             self.counters["acked"] += len(acked)
         self.counters["last_ack"] = time.time()
         return len(keys)
+
+    def _mark(self, ids: list[str]) -> None:
+        """Record acknowledged detections as synced; if the store cannot (full disk), remember
+        them so they are not sent again, and try again every few seconds."""
+        try:
+            self.store.mark_synced(ids)
+        except YellowhammerError as exc:
+            if not self._unmarked:
+                log.error("mqtt: could not mark %d acknowledged detections synced (trying again): %s",
+                          len(ids), exc)  # fmt: skip
+            self._unmarked.update(ids)
+            self._next_mark = time.monotonic() + 5.0
+        else:
+            self._unmarked.difference_update(ids)
 
     def _rate_room(self) -> int:
         rate = self.cfg.max_rate_per_s
@@ -248,15 +265,22 @@ class MqttPublisher(ClipUploads, Reconcile):
     def _fill(self, client: mqtt.Client) -> int:
         """Publish the oldest unsent detections into the free in-flight slots."""
         with self._lock:
-            busy = set(self._inflight_ids)
-        room = min(self.cfg.max_inflight - len(busy), self.cfg.batch_size, self._rate_room())
+            busy = self._inflight_ids | self._unmarked
+        room = min(self.cfg.max_inflight - len(self._inflight_ids), self.cfg.batch_size, self._rate_room())
         if room <= 0:
             return 0
-        candidates = self.store.unsynced(self.cfg.batch_size + len(busy) + len(self._skipped))
+        try:
+            candidates = self.store.unsynced(self.cfg.batch_size + len(busy) + len(self._skipped))
+        except YellowhammerError as exc:
+            self._note_error(f"cannot read the outbox: {exc}")
+            return 0
         todo = [d for d in candidates if d.id not in busy and d.id not in self._skipped][:room]
         if not todo:
             return 0
-        self.store.note_attempt([d.id for d in todo])
+        try:
+            self.store.note_attempt([d.id for d in todo])
+        except YellowhammerError as exc:  # bookkeeping only (a full disk): sending goes on
+            log.debug("mqtt: could not count the send attempt: %s", exc)
         sent = 0
         for d in todo:
             try:
@@ -360,21 +384,30 @@ class MqttPublisher(ClipUploads, Reconcile):
 
     def _pending_rows(self) -> bool:
         with self._lock:
-            busy = set(self._inflight_ids)
-        return any(
-            d.id not in busy and d.id not in self._skipped
-            for d in self.store.unsynced(len(busy) + len(self._skipped) + 1)
-        )
+            busy = self._inflight_ids | self._unmarked
+        try:
+            rows = self.store.unsynced(len(busy) + len(self._skipped) + 1)
+        except YellowhammerError:
+            return False
+        return any(d.id not in busy and d.id not in self._skipped for d in rows)
+
+    def _held(self) -> int:
+        """Detections held in memory (the disk could not take them) not yet acknowledged."""
+        fn = getattr(self.store, "undelivered", None)
+        return fn() if callable(fn) else 0
 
     def _shutdown(self, client: mqtt.Client) -> None:
         if self._connected.is_set():
             # a short last drain (the songs of the final seconds) and time for the in-flight
             # acknowledgements, bounded so that a stop stays prompt; the rest waits in the outbox
-            end = time.monotonic() + SHUTDOWN_GRACE_S
-            while self._connected.is_set() and time.monotonic() < end:
+            start = time.monotonic()
+            while self._connected.is_set():
                 self._flush_acks()
                 self._fill(client)
-                if self._idle() and not self._pending_rows():
+                held = self._held()
+                if self._idle() and not self._pending_rows() and not held:
+                    break
+                if time.monotonic() - start > (HELD_GRACE_S if held else SHUTDOWN_GRACE_S):
                     break
                 self._wake.wait(0.02)
                 self._wake.clear()
