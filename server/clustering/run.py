@@ -111,14 +111,36 @@ def assign_new(storage: Storage, run_id: str | None = None, encoder_version: str
         return out
     z = model.project(x)
     labels, probs = assign(model, z)
+    excluded = ["assigned later"] * len(ids)
+    held = _incomplete(storage, ids, run["params"])
+    labels[held], probs[held] = INCOMPLETE_CLUSTER, 0.0  # no terminal phrase: never a dialect cluster
+    for k in np.flatnonzero(held):
+        excluded[k] = "incomplete,assigned later"
     map3 = np.pad(z[:, :3], ((0, 0), (0, max(0, 3 - z.shape[1]))))  # PCA axes: the run's PCA maps' space
     members = [{"run_id": run["run_id"], "detection_id": i, "cluster": int(c), "probability": round(float(p), 5),
                 "x2": float(m[0]), "y2": float(m[1]), "x3": float(m[0]), "y3": float(m[1]), "z3": float(m[2]),
-                "fitted": 0, "excluded": "assigned later"}
-               for i, c, p, m in zip(ids, labels, probs, map3, strict=True)]  # fmt: skip
+                "fitted": 0, "excluded": e}
+               for i, c, p, m, e in zip(ids, labels, probs, map3, excluded, strict=True)]  # fmt: skip
     storage.add_cluster_members(members)
-    out["assigned"], out["outliers"] = int((labels >= 0).sum()), int((labels < 0).sum())
+    out["assigned"], out["outliers"] = int((labels >= 0).sum()), int((labels == -1).sum())
+    out["incomplete"] = int(held.sum())
     log.info(
         "cluster: %d new songs assigned to run %s (%d outliers)", len(ids), run["run_id"], out["outliers"]
     )
     return out
+
+
+def _incomplete(storage: Storage, ids: list[str], params: dict) -> np.ndarray:
+    """Which new songs the run's quality rule keeps out as incomplete (the encoder's complete
+    probability below ``min_complete``, unless the run included them; unknown passes)."""
+    held = np.zeros(len(ids), bool)
+    if params.get("include_incomplete"):
+        return held
+    min_complete = float(params.get("min_complete", ClusterParams.min_complete))
+    complete = {}
+    for k in range(0, len(ids), 500):
+        complete.update({r["id"]: r.get("complete") for r in storage.iter_detections(ids=ids[k : k + 500])})
+    for k, i in enumerate(ids):
+        c = complete.get(i)
+        held[k] = c is not None and float(c) < min_complete
+    return held
