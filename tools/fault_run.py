@@ -203,7 +203,8 @@ def _sent_from_memory(rig: Rig) -> set[str]:
 
 
 def _report(name: str, rig: Rig) -> dict:
-    memory = _sent_from_memory(rig)
+    polled = set(rig.created)
+    memory = _sent_from_memory(rig) - polled  # sent from memory and never stored on the device
     rig.created |= memory
     rows = rig.server_ids()
     stored_ids = {r[0] for r in rows}
@@ -212,8 +213,8 @@ def _report(name: str, rig: Rig) -> dict:
     out = {"created": len(rig.created) + dropped, "stored": len(stored_ids & rig.created),
            "lost": len(rig.created - stored_ids) + dropped,
            "duplicated": len(stored_ids - rig.created) + sum(n - 1 for n in songs.values())}  # fmt: skip
-    print(f"{name}: created {out['created']} (stored on the device {len(rig.created - memory)}, sent from "
-          f"memory without being stored {len(memory)}, dropped by the device "
+    print(f"{name}: created {out['created']} (stored on the device {len(polled)}, sent from "
+          f"memory and never stored there {len(memory)}, dropped by the device "
           f"{dropped}) / stored at server {out['stored']} / lost {out['lost']} "
           f"(in transit {len(rig.created - stored_ids)}) / duplicated {out['duplicated']}", flush=True)  # fmt: skip
     return out

@@ -75,6 +75,8 @@ class Daemon:
         self._heartbeat = time.monotonic()
         self._pipeline_failures = 0
         self.publisher_restarts = 0
+        # the publisher stops after the pipeline: the songs finished at stop are sent too
+        self._publisher_stop = threading.Event()
         self._pipeline_restarts = 0
         self._source_finished = False
         self._failed: str | None = None
@@ -192,15 +194,15 @@ class Daemon:
 
         def run_publisher():
             backoff = 1.0
-            while not self.stop.is_set():
+            while not self._publisher_stop.is_set():
                 try:
-                    self._publisher.run(self.stop)
+                    self._publisher.run(self._publisher_stop)
                     return
                 except Exception:  # noqa: BLE001 - a sync failure must never stop the recording
                     self.publisher_restarts += 1
                     log.exception("mqtt publisher crashed; restarting it in %.0f s (detections stay queued)",
                                   backoff)  # fmt: skip
-                if self.stop.wait(backoff):
+                if self._publisher_stop.wait(backoff):
                     return
                 backoff = min(backoff * 2, 60.0)
 
@@ -297,6 +299,7 @@ class Daemon:
             log.error("pipeline thread did not stop within %.0f s", JOIN_TIMEOUT_S)
         c = self._components
         pending = c.writer.retry()
+        self._publisher_stop.set()
         for t in self._threads:  # the publisher's last drain also sends what is held in memory
             t.join(JOIN_TIMEOUT_S)
             if t.is_alive():
