@@ -104,9 +104,14 @@ def domain_randomise(
 
 
 def train_dr(model, train, val, classes, objective="arcface", epochs=20, batch=96, lr=2e-3, seed=0,
-             progress=None, opts: dict = DR):  # fmt: skip
+             progress=None, opts: dict = DR, ssl_real=None, ssl_weight: float = 0.0,
+             ssl_batch: int = 32):  # fmt: skip
     """Supervised training (ArcFace/softmax head) with :func:`domain_randomise` after the base
-    augmentation; keeps the weights with the best validation 1-NN accuracy."""
+    augmentation; keeps the weights with the best validation 1-NN accuracy.
+
+    ``ssl_real`` (:class:`model_export.encoder_ssl.RealSongWindows`) with ``ssl_weight > 0`` adds the
+    BYOL term of :mod:`model_export.encoder_ssl` on ``ssl_batch`` pairs of real-song views per step
+    (its own random stream: the supervised batches are the same as without it)."""
     import tensorflow as tf
 
     from model_export.train import (
@@ -126,6 +131,33 @@ def train_dr(model, train, val, classes, objective="arcface", epochs=20, batch=9
     opt = tf.keras.optimizers.Adam(tf.keras.optimizers.schedules.CosineDecay(lr, epochs * steps))
     n_classes, emb_dim = len(classes), int(model.output.shape[-1])
     head = tf.Variable(tf.random.normal((emb_dim, n_classes), stddev=0.1, seed=seed), name="head")
+    use_ssl = ssl_real is not None and ssl_weight > 0 and len(ssl_real) > 0
+    if use_ssl:
+        from model_export.encoder_ssl import SSLTerm, sample_views
+
+        term = SSLTerm(model, seed=seed)
+        ssl_rng = np.random.default_rng(seed + 7)
+
+        def view(xb, r):
+            return domain_randomise(augment(xb, r, max_shift=opts["max_shift_frames"]), r, cfg, opts)[
+                ..., None
+            ]
+
+        @tf.function
+        def step_ssl(x, labels, v1, v2):
+            with tf.GradientTape() as tape:
+                emb = model(x, training=True)
+                if objective == "arcface":
+                    logits = _arcface_logits(tf, emb, head, labels, n_classes)
+                else:
+                    logits = tf.matmul(emb, head)
+                sup = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+                sup += _norm_penalty(tf, emb)
+                byol = term.loss(v1, v2)
+                loss = sup + ssl_weight * byol
+            vars_ = model.trainable_variables + [head] + term.trainable_variables
+            opt.apply_gradients(zip(tape.gradient(loss, vars_), vars_))
+            return sup, byol
 
     @tf.function
     def step(x, labels):
@@ -141,18 +173,29 @@ def train_dr(model, train, val, classes, objective="arcface", epochs=20, batch=9
         opt.apply_gradients(zip(tape.gradient(loss, vars_), vars_))
         return loss
 
-    best, best_w, hist, t0 = -1.0, None, [], time.time()
+    best, best_w, hist, t0, k = -1.0, None, [], time.time(), 0
     for ep in range(epochs):
-        losses = []
+        losses, ssl_losses = [], []
         for idx in balanced_batches(y, batch, steps, rng):
             xb = augment(train.x[idx], rng, max_shift=opts["max_shift_frames"])
             xb = domain_randomise(xb, rng, cfg, opts)[..., None]
-            losses.append(float(step(tf.constant(xb), tf.constant(y[idx]))))
+            if use_ssl:
+                v1, v2, _, _ = sample_views(ssl_real, ssl_batch, ssl_rng, view)
+                sup, byol = step_ssl(tf.constant(xb), tf.constant(y[idx]), tf.constant(v1), tf.constant(v2))
+                losses.append(float(sup))
+                ssl_losses.append(float(byol))
+                k += 1
+                term.update_teacher(term.tau(k, epochs * steps))
+            else:
+                losses.append(float(step(tf.constant(xb), tf.constant(y[idx]))))
             if progress:
                 progress(1)
         score = knn_accuracy(embed(model, val.x), val.dialect)
         hist.append({"epoch": ep + 1, "loss": float(np.mean(losses)), "val_1nn_acc": score})
-        click.echo(f"epoch {ep + 1}: loss {np.mean(losses):.4f} val 1-NN {score:.4f}", err=True)
+        if use_ssl:
+            hist[-1]["ssl_loss"] = float(np.mean(ssl_losses))
+        click.echo(f"epoch {ep + 1}: loss {np.mean(losses):.4f} val 1-NN {score:.4f}"
+                   + (f" ssl {np.mean(ssl_losses):.4f}" if use_ssl else ""), err=True)  # fmt: skip
         if score >= best:
             best, best_w = score, model.get_weights()
     model.set_weights(best_w)
@@ -179,7 +222,11 @@ def _load_split(train_cli, cache, split: str, scale: float, seed: int):
 @click.option("--cache", default="runs/cache", show_default=True, type=click.Path(path_type=Path))
 @click.option("--scale", default=1.0, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def train_encoder_dr_cmd(out, epochs, objective, emb_dim, cache, scale, seed):
+@click.option("--ssl-real", "ssl_weight", default=0.0, show_default=True,
+              help="Weight of the BYOL term on real songs cut from the train-split recordings "
+              "(model_export/encoder_ssl.py); 0 = off.")  # fmt: skip
+@click.option("--ssl-batch", default=32, show_default=True, help="Real-song view pairs per step.")
+def train_encoder_dr_cmd(out, epochs, objective, emb_dim, cache, scale, seed, ssl_weight, ssl_batch):
     """Train the encoder with wide domain randomisation; export int8 + manifest into OUT."""
     import keras
 
@@ -194,14 +241,28 @@ def train_encoder_dr_cmd(out, epochs, objective, emb_dim, cache, scale, seed):
     model = build_encoder(
         "cnn", train_cli.ENC_FRAMES, FrontendConfig().n_mels, emb_dim, train_cli.ENC_STEM_TIME_STRIDE
     )
+    real_songs, ssl_info = None, None
+    if ssl_weight > 0:
+        from edge.core.pipeline import ENCODER_MARGIN_S
+        from model_export.encoder_ssl import load_real_songs
+
+        real_songs = load_real_songs(
+            cache, None, train_cli.ENC_FRAMES, FrontendConfig().frames_for(ENCODER_MARGIN_S)
+        )
+        ssl_info = {"weight": ssl_weight, "batch": ssl_batch, "songs": len(real_songs),
+                    "recordings": real_songs.files, "split": "train", "cut_by": "runtime detector+segmenter"}  # fmt: skip
+        click.echo(
+            f"SSL: {len(real_songs)} real songs from {len(real_songs.files)} train recordings", err=True
+        )
     steps = epochs * max(1, len(train.dialect) // 96)
     bar = train_cli._bar(steps, f"train encoder-dr {objective}")
-    tl = train_dr(model, train, val, classes, objective, epochs=epochs, seed=seed, progress=bar.update)
+    tl = train_dr(model, train, val, classes, objective, epochs=epochs, seed=seed, progress=bar.update,
+                  ssl_real=real_songs, ssl_weight=ssl_weight, ssl_batch=ssl_batch)  # fmt: skip
     bar.close()
     training = {"objective": objective, "arch": "cnn", "leave_out": None, "epochs": epochs,
                 "seconds": round(tl.seconds), "history": tl.history, "seed": seed,
                 "stem_time_stride": train_cli.ENC_STEM_TIME_STRIDE, "domain_randomisation": DR,
-                "embedding_dim": emb_dim}  # fmt: skip
+                "embedding_dim": emb_dim, "scale": scale, "ssl_real": ssl_info}  # fmt: skip
     Path(out).mkdir(parents=True, exist_ok=True)
     model.save(Path(out) / "encoder_float.keras")
     np.save(Path(out) / "head.npy", tl.head)
