@@ -226,7 +226,12 @@ def _load_split(train_cli, cache, split: str, scale: float, seed: int):
               help="Weight of the BYOL term on real songs cut from the train-split recordings "
               "(model_export/encoder_ssl.py); 0 = off.")  # fmt: skip
 @click.option("--ssl-batch", default=32, show_default=True, help="Real-song view pairs per step.")
-def train_encoder_dr_cmd(out, epochs, objective, emb_dim, cache, scale, seed, ssl_weight, ssl_batch):
+@click.option("--ssl-source", type=click.Choice(["real", "synth"]), default="real", show_default=True,
+              help="'synth': the same term on the training generator's songs (positives: songs of one "
+              "bird) instead of real ones, a control for what the real songs add.")  # fmt: skip
+def train_encoder_dr_cmd(
+    out, epochs, objective, emb_dim, cache, scale, seed, ssl_weight, ssl_batch, ssl_source
+):
     """Train the encoder with wide domain randomisation; export int8 + manifest into OUT."""
     import keras
 
@@ -242,7 +247,12 @@ def train_encoder_dr_cmd(out, epochs, objective, emb_dim, cache, scale, seed, ss
         "cnn", train_cli.ENC_FRAMES, FrontendConfig().n_mels, emb_dim, train_cli.ENC_STEM_TIME_STRIDE
     )
     real_songs, ssl_info = None, None
-    if ssl_weight > 0:
+    if ssl_weight > 0 and ssl_source == "synth":
+        from model_export.encoder_ssl import RealSongWindows
+
+        real_songs = RealSongWindows(train.x, train.bird, [], np.zeros(len(train.bird), np.float32))
+        ssl_info = {"weight": ssl_weight, "batch": ssl_batch, "songs": len(real_songs), "source": "synth"}
+    elif ssl_weight > 0:
         from edge.core.pipeline import ENCODER_MARGIN_S
         from model_export.encoder_ssl import load_real_songs
 
