@@ -14,8 +14,8 @@ runtime embeds (``tools/eval_valsynth.py``'s and ``tools/eval_real_songs.py``'s 
   class); 1-NN dialect from another bird (complete songs, cosine);
 - **real songs** (``model_export/labels/real_songs.csv``): the nearest song from another recording
   has the same dialect (XsB/XlB songs), and the pair score over XsB/XlB/incomplete, on the test-split
-  recordings (never trained on, by any encoder) and on all 46 songs (the train-split recordings may
-  have been used, without labels, by ``--ssl-real``);
+  recordings (never trained on, by any encoder), on the train-split recordings' songs (which
+  ``--ssl-real`` may have used, without labels) and on all 46 songs;
 - **int8 vs float** cosine (mean / min over the training generator's test windows, from the manifest)
   and the training generator's test 1-NN; the training budget (epochs, data scale, seconds, SSL weight).
 
@@ -71,7 +71,11 @@ def valsynth_scores(enc: TFLiteEncoder, truth: list[dict], min_cluster_size: int
 
 def real_scores(enc: TFLiteEncoder, songs, test_files: set[str]) -> dict:
     out = {}
-    for name, sel in (("test", [s for s in songs if s.file in test_files]), ("all", songs)):
+    for name, sel in (
+        ("test", [s for s in songs if s.file in test_files]),
+        ("train", [s for s in songs if s.file not in test_files]),
+        ("all", songs),
+    ):
         rep = ers.embedding_report(sel, enc)
         d = rep["dialect_songs_nn_across_recordings"]
         p = rep["dialect_and_incomplete_nn_across_recordings"]
@@ -109,16 +113,17 @@ def _f(v, nd=3):
 
 def table(rows: list[dict]) -> str:
     head = ("| encoder | dim | epochs / scale / s | SSL | valsynth ARI / NMI complete | ARI / NMI all songs "
-            "| 1-NN other bird | real test: NN dialect (n) / with incompl. / pair | real all 46: NN dialect (n) "
-            "/ with incompl. / pair | int8 cos mean / min | own test 1-NN |")  # fmt: skip
-    lines = [head, "|" + "---|" * 11]
+            "| 1-NN other bird | real test: NN dialect (n) / with incompl. / pair | real train-split: NN dialect (n) "
+            "/ pair | real all 46: NN dialect (n) / with incompl. / pair | int8 cos mean / min | own test 1-NN |")  # fmt: skip
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
-        v, rt, ra = r["valsynth"], r["real"]["test"], r["real"]["all"]
+        v, rt, rr, ra = r["valsynth"], r["real"]["test"], r["real"]["train"], r["real"]["all"]
         lines.append(
             f"| {r['name']} | {r['dim']} | {r['epochs']} / {r['scale']} / {r['seconds']} | {r['ssl_weight'] or '-'} "
             f"| {_f(v['ari_complete'])} / {_f(v['nmi_complete'])} | {_f(v['ari_all'])} / {_f(v['nmi_all'])} "
             f"| {_f(v['nn1_other_bird'])} | {_f(rt['nn_dialect'])} ({rt['nn_n']}) / {_f(rt['nn_with_incomplete'])} "
-            f"/ {_f(rt['pair_score'])} | {_f(ra['nn_dialect'])} ({ra['nn_n']}) / {_f(ra['nn_with_incomplete'])} "
+            f"/ {_f(rt['pair_score'])} | {_f(rr['nn_dialect'])} ({rr['nn_n']}) / {_f(rr['pair_score'])} "
+            f"| {_f(ra['nn_dialect'])} ({ra['nn_n']}) / {_f(ra['nn_with_incomplete'])} "
             f"/ {_f(ra['pair_score'])} | {_f(r['int8_cos_mean'], 4)} / {_f(r['int8_cos_min'], 4)} "
             f"| {_f(r['gen_test_1nn'])} |"
         )
