@@ -164,6 +164,8 @@ def worker_pipeline(wav: Path, gate_db: float | None) -> dict:
         "startup_wall_s": t0 - t_start,
         "peak_rss_bytes": _peak_rss(),
         "songs": counts["detections"],
+        "candidates": p.stats.candidates,
+        "verifier": comp.pipeline.verifier is not None,
         "windows": p.stats.windows,
         "windows_gated": p.stats.windows_gated,
         "detector": comp.detector.version,
@@ -227,10 +229,11 @@ def worker_birdnet(wav: Path, minutes: float) -> dict:
     }
 
 
-def _run_worker(args: list[str]) -> dict:
+def _run_worker(args: list[str], extra_env: dict | None = None) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
     # as yh-edge run does (edge/cli.py): one BLAS thread; an explicit setting wins
-    env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **os.environ}
+    env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **os.environ,
+           **(extra_env or {})}  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if r.returncode != 0:
         raise SystemExit(f"worker {args[0]} failed:\n{r.stderr[-3000:]}")
@@ -252,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="segmenter.energy_gate_db for the run (default: the config default)",
+    )
+    p.add_argument(
+        "--without-verifier",
+        action="store_true",
+        help="also run the pipeline with models.verifier off (the detector alone), same audio and run",
     )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -285,6 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     pipe = _run_worker(
         ["pipeline", str(wav), "default" if args.energy_gate_db is None else str(args.energy_gate_db)]
     )
+    plain = None
+    if args.without_verifier:
+        print("running the pipeline without its verifier ...", file=sys.stderr)
+        plain = _run_worker(
+            ["pipeline", str(wav), "default" if args.energy_gate_db is None else str(args.energy_gate_db)],
+            {"YH_MODELS__VERIFIER": "false"},
+        )
     print("running BirdNET ...", file=sys.stderr)
     bird = _run_worker(["birdnet", str(wav), str(args.birdnet_minutes)])
 
@@ -306,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             "peak_rss_mb": round(pipe["peak_rss_bytes"] / 2**20, 1),
             "startup_cpu_s": round(pipe["startup_cpu_s"], 2),
             "songs": pipe["songs"],
+            "candidate_songs": pipe["candidates"],
+            "verifier": pipe["verifier"],
             "detector_windows": pipe["windows"],
             "windows_gated": pipe["windows_gated"],
         },
@@ -318,6 +335,21 @@ def main(argv: list[str] | None = None) -> int:
         },
         "ratio_birdnet_over_pipeline": round(bird_ms / total_ms, 1),
         "targets": {"ratio_at_least": 30, "peak_rss_mb_below": 150},
+        **(
+            {
+                "without_verifier": {
+                    "cpu_ms_per_audio_s_total": round(1000.0 * plain["cpu_s"] / plain["audio_s"], 3),
+                    "ratio_birdnet_over_pipeline": round(
+                        bird_ms / (1000.0 * plain["cpu_s"] / plain["audio_s"]), 1
+                    ),
+                    "peak_rss_mb": round(plain["peak_rss_bytes"] / 2**20, 1),
+                    "songs": plain["songs"],
+                    "verifier": plain["verifier"],
+                }
+            }
+            if plain
+            else {}
+        ),
         "machine": {"cpus": os.cpu_count(), "platform": sys.platform, "python": sys.version.split()[0]},
     }
     if args.json:
@@ -341,6 +373,13 @@ def main(argv: list[str] | None = None) -> int:
         f"BirdNET V2.4: {bird_ms:.2f} CPU ms per audio s ({bird['audio_s'] / 60:.1f} min, {result['birdnet']['windows']})"
     )
     print(f"ratio BirdNET / pipeline: {result['ratio_birdnet_over_pipeline']}x (target >= 30x)")
+    if plain:
+        w = result["without_verifier"]
+        print(
+            f"without the verifier: {w['cpu_ms_per_audio_s_total']:.3f} CPU ms per audio s, ratio "
+            f"{w['ratio_birdnet_over_pipeline']}x, peak RSS {w['peak_rss_mb']} MB, {w['songs']} songs stored "
+            f"(with it: {pl['songs']} of {pl['candidate_songs']} candidates)"
+        )
     return 0
 
 

@@ -151,11 +151,15 @@ def build_pipeline(
         )
     writer = store if memory else DetectionWriter(store, clips)
     s = config.segmenter
+    verifier = getattr(encoder, "verifier", None) if config.models.verifier else None
+    threshold = detector.threshold
+    if verifier is not None and verifier.candidate_threshold is not None and config.models.threshold < 0:
+        threshold = verifier.candidate_threshold  # the cascade's first stage proposes at high recall
     segmenter = SongSegmenter(
         frontend,
         detector.window_frames,
         detector.hop_frames,
-        detector.threshold,
+        threshold,
         min_song_s=s.min_song_s,
         max_song_s=s.max_song_s,
         merge_gap_s=s.merge_gap_s,
@@ -183,5 +187,6 @@ def build_pipeline(
         encoder_margin_frames=margin,
         spectrogram=spectrogram,
         position=position,
+        verifier=verifier,
     )
     return Components(pipeline, store, writer, clips, detector, encoder)

@@ -24,6 +24,7 @@ from edge.core.level import InputLevel
 from edge.core.ports import AudioSource, ClipSink, DetectionSink, Detector, Encoder
 from edge.core.records import AudioChunk, Detection, Song
 from edge.core.segmenter import SongSegmenter
+from edge.core.verifier import SongVerifier
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,8 @@ class PipelineStats:
     windows: int = 0
     windows_gated: int = 0
     songs: int = 0
+    candidates: int = 0
+    rejected: int = 0
     detections: int = 0
     held: int = 0
     last_detection: float | None = None
@@ -127,6 +130,7 @@ class PipelineStats:
             "detector": 0.0,
             "segmenter": 0.0,
             "encoder": 0.0,
+            "verifier": 0.0,
             "spectrogram": 0.0,
             "store": 0.0,
         }
@@ -140,6 +144,8 @@ class PipelineStats:
             "windows": self.windows,
             "windows_gated": self.windows_gated,
             "songs": self.songs,
+            "candidates": self.candidates,
+            "rejected": self.rejected,
             "detections": self.detections,
             "held_in_memory": self.held,
             "last_detection": self.last_detection,
@@ -182,6 +188,13 @@ class Pipeline:
         Attach each song's quantised log-mel spectrogram to its detection (None: no spectrogram).
     position
         ``(latitude, longitude)`` of the recorder written into every detection (None: unknown).
+    verifier
+        The cascade's second stage (:class:`~edge.core.verifier.SongVerifier`, from the encoder
+        manifest): each candidate song the segmenter closes is scored once, and only those at or
+        above its threshold are stored (None: every candidate is stored).
+    on_candidate
+        Attribute (not an argument), None by default: called with ``(song, probability, kept)``
+        for every candidate song (``probability`` None without a verifier). For evaluations.
     """
 
     def __init__(
@@ -198,6 +211,7 @@ class Pipeline:
         encoder_margin_frames: int | None = None,
         spectrogram: SpectrogramSpec | None = None,
         position: tuple[float, float] | None = None,
+        verifier: SongVerifier | None = None,
     ) -> None:
         self.frontend_cfg = frontend
         self.detector = detector
@@ -214,6 +228,8 @@ class Pipeline:
         self.encoder_margin = int(encoder_margin_frames)
         self.spectrogram = spectrogram
         self.position = position
+        self.verifier = verifier
+        self.on_candidate: Callable[[Song, float | None, bool], None] | None = None
         self.stats = PipelineStats()
         self.level = InputLevel()
         self._fe = StreamingLogMel(frontend)
@@ -352,6 +368,23 @@ class Pipeline:
             embedding = self.encoder.embed(self._frames.get(end - self.encoder.window_frames, end))
             t1 = time.thread_time()
             cpu["encoder"] += t1 - t
+            self.stats.candidates += 1
+            p = None
+            if self.verifier is not None:
+                lo = song.start_sample // self.frontend_cfg.hop_length
+                frames = self._frames.get(lo, max(lo + 1, song.end_frame))
+                p = self.verifier.probability(song, frames, embedding, sr)
+                t2 = time.thread_time()
+                cpu["verifier"] += t2 - t1
+                t1 = t2
+            kept = p is None or p >= self.verifier.threshold
+            if self.on_candidate is not None:
+                self.on_candidate(song, p, kept)
+            if not kept:
+                self.stats.rejected += 1
+                log.debug("candidate %.2f-%.2f s rejected by the verifier (p %.3f)",
+                          song.start_sample / sr, song.end_sample / sr, p)  # fmt: skip
+                continue
             spec = None
             if self.spectrogram is not None:
                 spec = self._spectrogram(song)
@@ -388,6 +421,8 @@ class Pipeline:
             clip_path = self._save_clip(d, song) if self.clips is not None else None
             made.append((d, clip_path))
             cpu["store"] += time.thread_time() - t1
+        if not made:
+            return []
         t = time.thread_time()
         stored = self.sink.add_many(made)
         cpu["store"] += time.thread_time() - t
