@@ -13,7 +13,10 @@ The recorder's own pipeline (:func:`edge.app.compose.build_pipeline`) proposes c
 - **synthetic scenes** without a yellowhammer (the generator's distractors: cirl bunting, chaffinch,
   trills, warbles) are hard negatives.
 
-Every real file is used once at its decoded rate and once through a 16-kHz recorder. Each candidate
+Every real file is used once at its decoded rate and once through a 16-kHz recorder. Short streams
+are added too (a song cut by the stream's start or end must still pass): 2-s clips around every
+real train song and every composite's song (positives), and up to ``CLIPS_PER_FILE`` random 2-s clips
+of every clean train file (negatives), each its own stream. Each candidate
 keeps the features of :mod:`edge.core.verifier`; a small classifier (logistic, or an MLP with one
 hidden layer) is fitted on them, cross-validated by recording (every composite belongs to its
 background's recording), and its threshold chosen on the out-of-fold scores of the train split.
@@ -44,6 +47,8 @@ ALL_FEATURES = ("embedding", "score_logit", "duration_s", "snr_db", "mel_profile
                 "peak_band")  # fmt: skip
 DEFAULT_FEATURES = ALL_FEATURES
 CHUNK_S = 3.0
+CLIP_S = 2.0
+CLIPS_PER_FILE = 3
 
 
 def feature_slices(dim: int) -> dict[str, slice]:
@@ -172,6 +177,20 @@ def _composite(bg: np.ndarray, rng: np.random.Generator, real_songs: list, secon
     return x.astype(np.float32), [(start / SR + on, start / SR + off)], kind
 
 
+def _clip_at(audio: np.ndarray, centre_s: float) -> np.ndarray:
+    n = int(CLIP_S * SR)
+    s = int(round((centre_s - CLIP_S / 2) * SR))
+    s = min(max(0, s), max(0, len(audio) - n))
+    return audio[s : s + n]
+
+
+def _clip_labels(rows, centre_s: float, audio_len: int, spans) -> list:
+    """Candidates of a clip, labelled against the spans moved into the clip's time."""
+    n = int(CLIP_S * SR)
+    s = min(max(0, int(round((centre_s - CLIP_S / 2) * SR))), max(0, audio_len - n)) / SR
+    return _label(rows, [(on - s, off - s) for on, off in spans], False)
+
+
 def collect(
     runner: CandidateRunner,
     root=None,
@@ -213,6 +232,11 @@ def collect(
             real_song_audio.append((a[i0:i1].copy(), on - i0 / SR, off - i0 / SR))
         for variant, audio in (("", a), ("_16k", _through_16k(a))):
             add(_label(runner.run(audio, f.file), songs[f.file], True), f.file, "real_pos" + variant, "-")
+            for on, off in songs[f.file]:
+                c = 0.5 * (on + off)
+                rows = runner.run(_clip_at(audio, c), f.file)
+                lab = [(r, y) for r, y in _clip_labels(rows, c, len(audio), songs[f.file]) if y == 1]
+                add(lab, f.file, "clip_pos" + variant, "-")
         if progress:
             progress(1)
     for f in neg_files:
@@ -222,14 +246,26 @@ def collect(
             log.warning("%s: %s", f.file, exc)
             continue
         tag = "real_neg" if f.label == "other" else "scape_neg"
+        frng = np.random.default_rng(int(hashlib.sha1(f"{seed}:{f.file}".encode()).hexdigest()[:8], 16))
         for variant, audio in (("", a), ("_16k", _through_16k(a))):
             add(_label(runner.run(audio, f.file), [], False), f.file, "-", tag + variant)
             hours[tag + variant] = hours.get(tag + variant, 0.0) + len(audio) / SR / 3600
-        frng = np.random.default_rng(int(hashlib.sha1(f"{seed}:{f.file}".encode()).hexdigest()[:8], 16))
+            dur = len(audio) / SR
+            if dur >= CLIP_S:
+                for c in frng.uniform(CLIP_S / 2, dur - CLIP_S / 2, min(CLIPS_PER_FILE, int(dur // CLIP_S))):
+                    add(_label(runner.run(_clip_at(audio, c), f.file), [], False), f.file, "-", "clip_neg")
+                    hours["clip_neg"] = hours.get("clip_neg", 0.0) + CLIP_S / 3600
         for _ in range(composites_per_file):
             x, spans, src = _composite(a, frng, real_song_audio)
             add(_label(runner.run(x, f.file), spans, False), f.file, f"comp_pos_{src}", "comp_neg")
             hours["comp_neg"] = hours.get("comp_neg", 0.0) + len(x) / SR / 3600
+            c = 0.5 * (spans[0][0] + spans[0][1])
+            lab = [
+                (r, y)
+                for r, y in _clip_labels(runner.run(_clip_at(x, c), f.file), c, len(x), spans)
+                if y == 1
+            ]
+            add(lab, f.file, "clip_pos_comp", "-")
         if progress:
             progress(1)
     for i in range(synth_scenes):
@@ -261,7 +297,7 @@ def load_or_collect(cache: Path, models_dir, candidate_threshold, composites_per
                     root=None, progress=None) -> dict:  # fmt: skip
     runner = CandidateRunner(models_dir, candidate_threshold)
     key = hashlib.sha1(repr((runner.detector.version, runner.encoder.version, runner.detector.threshold,
-                             composites_per_file, synth_scenes, seed, ALL_FEATURES, MEL_GROUPS, RHYTHM_LAGS)).encode()
+                             composites_per_file, synth_scenes, seed, ALL_FEATURES, MEL_GROUPS, RHYTHM_LAGS, CLIP_S, CLIPS_PER_FILE)).encode()
                        ).hexdigest()[:10]  # fmt: skip
     path = Path(cache) / f"verifier-candidates-{key}.npz"
     if path.exists():
@@ -281,9 +317,18 @@ def load_or_collect(cache: Path, models_dir, candidate_threshold, composites_per
 
 # ------------------------------------------------------------------------------------------
 # fit
-def fit(x: np.ndarray, y: np.ndarray, hidden: int = 0, c: float = 1.0, seed: int = 0, weight=None) -> dict:
+def fit(x: np.ndarray, y: np.ndarray, hidden: int = 0, c: float = 1.0, seed: int = 0, weight=None,
+        bag: int = 1) -> dict:  # fmt: skip
     """Standardise, then logistic regression (``hidden`` 0) or a one-hidden-layer ReLU MLP;
-    returns the manifest's ``mean``/``scale``/``layers``."""
+    returns the manifest's ``mean``/``scale``/``layers``. ``bag`` > 1 MLPs (each on its own class-
+    balanced resample, own seed) are merged into one wider MLP whose logit is their mean logit."""
+    if hidden > 0 and bag > 1:
+        parts = [fit(x, y, hidden, c, seed + 1000 * i, weight) for i in range(bag)]
+        w1 = np.concatenate([m["layers"][0][0] for m in parts], axis=1)
+        b1 = np.concatenate([m["layers"][0][1] for m in parts])
+        w2 = np.concatenate([m["layers"][1][0] for m in parts], axis=0) / bag
+        b2 = np.mean([m["layers"][1][1] for m in parts], axis=0)
+        return {"mean": parts[0]["mean"], "scale": parts[0]["scale"], "layers": [(w1, b1), (w2, b2)]}
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-6] = 1.0
@@ -300,7 +345,10 @@ def fit(x: np.ndarray, y: np.ndarray, hidden: int = 0, c: float = 1.0, seed: int
         rng = np.random.default_rng(seed)
         pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
         k = max(len(pos), len(neg))
-        idx = np.concatenate([rng.choice(pos, k), rng.choice(neg, k)])
+        w = np.ones(len(y)) if weight is None else np.asarray(weight, float)
+        idx = np.concatenate(
+            [rng.choice(pos, k, p=w[pos] / w[pos].sum()), rng.choice(neg, k, p=w[neg] / w[neg].sum())]
+        )
         mlp = MLPClassifier((hidden,), alpha=1.0 / c, max_iter=600, early_stopping=False,
                             random_state=seed).fit(z[idx], y[idx])  # fmt: skip
         layers = [(w.astype(np.float64), b.astype(np.float64)) for w, b in zip(mlp.coefs_, mlp.intercepts_)]
@@ -321,13 +369,21 @@ def group_folds(groups: np.ndarray, k: int = 5) -> np.ndarray:
     return np.array([int(hashlib.sha1(g.encode()).hexdigest()[:8], 16) % k for g in groups])
 
 
-def out_of_fold(x, y, groups, hidden, c, k=5, seed=0) -> np.ndarray:
+def weights(kind: np.ndarray, real_weight: float) -> np.ndarray:
+    """Real (not composite) train songs count ``real_weight`` times: few, and the closest to the target."""
+    return np.where(np.char.startswith(kind.astype(str), "real_pos") | np.isin(kind, ["clip_pos", "clip_pos_16k"]),
+                    real_weight, 1.0)  # fmt: skip
+
+
+def out_of_fold(x, y, groups, hidden, c, k=5, seed=0, weight=None, bag=1) -> np.ndarray:
     folds = group_folds(groups, k)
     p = np.zeros(len(y))
     for i in range(k):
         tr, te = folds != i, folds == i
         if te.any():
-            p[te] = predict(fit(x[tr], y[tr], hidden, c, seed), x[te])
+            p[te] = predict(
+                fit(x[tr], y[tr], hidden, c, seed, None if weight is None else weight[tr], bag), x[te]
+            )
     return p
 
 
@@ -397,7 +453,7 @@ def table(rows: list[dict]) -> str:
 @click.option(
     "--recall",
     "target_recall",
-    default=0.9,
+    default=0.95,
     show_default=True,
     help="Threshold: the highest that keeps this share of the out-of-fold real train songs "
     "(candidates at the recorder's candidate threshold).",
@@ -407,11 +463,13 @@ def table(rows: list[dict]) -> str:
 @click.option("--threshold", default=None, type=float, help="Use this threshold instead.")
 @click.option("--composites", default=3, show_default=True, help="Composites per clean train file.")
 @click.option("--synth-scenes", default=60, show_default=True)
+@click.option("--real-weight", default=1.0, show_default=True, help="Weight of the real train songs.")
+@click.option("--bag", default=5, show_default=True, help="MLPs averaged (merged into one wider MLP).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--compare", is_flag=True, help="Also print out-of-fold figures of other feature sets/heads.")
 @click.option("--dry-run", is_flag=True, help="Print the figures; leave the manifest alone.")
 def verifier_cmd(models_dir, cache, real, collect_threshold, candidate_threshold, features, hidden, c_reg,
-                 target_recall, target_per_hour, threshold, composites, synth_scenes, seed, compare,
+                 target_recall, target_per_hour, threshold, composites, synth_scenes, real_weight, bag, seed, compare,
                  dry_run):  # fmt: skip
     """Fit the cascade's song verifier on train-split candidates and write it into the encoder manifest."""
     from edge.adapters.models.manifest import load_manifest, manifest_path, write_manifest
@@ -429,7 +487,7 @@ def verifier_cmd(models_dir, cache, real, collect_threshold, candidate_threshold
     cand = det_thr if candidate_threshold is None else float(candidate_threshold)
     score = 1 / (1 + np.exp(-x_all[:, columns(("score_logit",), dim)][:, 0]))
     deploy = score >= cand  # the candidates the recorder would propose
-    counts = {k: int(v) for k, v in zip(*np.unique(kind, return_counts=True))}
+    counts = {str(k): int(v) for k, v in zip(*np.unique(kind, return_counts=True))}
     click.echo(f"candidates: {counts}; hours: { {k: round(v, 2) for k, v in hours.items()} }", err=True)
     rows = []
     variants = [(names, hidden, c_reg)]
@@ -441,7 +499,7 @@ def verifier_cmd(models_dir, cache, real, collect_threshold, candidate_threshold
     chosen = None
     for fs, h, c in variants:
         x = x_all[:, columns(fs, dim)]
-        p = out_of_fold(x, y, groups, h, c, seed=seed)
+        p = out_of_fold(x, y, groups, h, c, seed=seed, weight=weights(kind, real_weight), bag=bag)
         if threshold is not None:
             thr = threshold
         elif target_per_hour is not None:
@@ -463,11 +521,11 @@ def verifier_cmd(models_dir, cache, real, collect_threshold, candidate_threshold
     click.echo(table(sweep))
     if dry_run:
         return
-    model = fit(x_all[:, columns(fs, dim)], y, h, c, seed)
+    model = fit(x_all[:, columns(fs, dim)], y, h, c, seed, weights(kind, real_weight), bag)
     enc_path = (Path(models_dir) / "encoder.tflite") if models_dir else MODELS_DIR / "encoder.tflite"
     data = json.loads(manifest_path(enc_path).read_text(encoding="utf-8"))
     data["verifier"] = {
-        "kind": "mlp" if h > 0 else "logistic",
+        "kind": (f"mlp ({bag} bagged, merged)" if bag > 1 else "mlp") if h > 0 else "logistic",
         "features": list(fs),
         "mean": [round(float(v), 6) for v in model["mean"]],
         "scale": [round(float(v), 6) for v in model["scale"]],
