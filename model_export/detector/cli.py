@@ -40,13 +40,14 @@ def _table(s: dict) -> str:
         row(f"2-s clips ({v}): recall at 1 % false clips", "recall_at_1pct_false_clips", f"clips_{v}")
         row(f"2-s clips ({v}): ROC-AUC", "auc", f"clips_{v}")
     if s.get("cascade_sweep"):
+        heads = {"verifier_threshold": "verifier thr", "files_detected": "yh files", "other_files_false": "false files",
+                 "false_songs_per_hour_other": "false/h other", "false_songs_per_hour_soundscape": "false/h scape",
+                 "clips_native_recall": "clips recall", "clips_native_false": "clips false",
+                 "clips_16k_recall": "16k recall", "clips_16k_false": "16k false"}  # fmt: skip
         keys = list(s["cascade_sweep"][0])
-        lines += [
-            "",
-            "cascade at other verifier thresholds (same run):",
-            "  ".join(f"{k:>12s}"[-12:] for k in keys),
-        ]
-        lines += ["  ".join(f"{r[k]!s:>12s}" for k in keys) for r in s["cascade_sweep"]]
+        lines += ["", "cascade at other verifier thresholds (same run; clips: share at or above the threshold):",
+                  "  ".join(f"{heads.get(k, k)[:13]:>13s}" for k in keys)]  # fmt: skip
+        lines += ["  ".join(f"{r[k]!s:>13s}" for k in keys) for r in s["cascade_sweep"]]
     return "\n".join(lines)
 
 
