@@ -152,6 +152,14 @@ def build_pipeline(
     writer = store if memory else DetectionWriter(store, clips)
     s = config.segmenter
     verifier = getattr(encoder, "verifier", None) if config.models.verifier else None
+    if verifier is not None and verifier.detector_version and verifier.detector_version != detector.version:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "the song verifier was fitted behind %s, not %s: refit it (yh-model verifier)",
+            verifier.detector_version,
+            detector.version,
+        )
     threshold = detector.threshold
     if verifier is not None and verifier.candidate_threshold is not None and config.models.threshold < 0:
         threshold = verifier.candidate_threshold  # the cascade's first stage proposes at high recall
