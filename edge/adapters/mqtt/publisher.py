@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 #: on stop: how long to keep draining and waiting for acknowledgements before disconnecting
 SHUTDOWN_GRACE_S = 2.0
 #: ... and while detections the disk could not take (held in memory) are still unacknowledged:
-#: they are lost when the process ends (below the daemon's 8-s thread join)
+#: they are lost when the process ends (below the daemon's 8-s thread join; sent without the rate cap)
 HELD_GRACE_S = 6.0
 
 
@@ -99,6 +99,7 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
         self._early_acks: set[int] = set()  # PUBACK seen before publish() returned its mid
         self._inflight_ids: set[str] = set()  # published, not yet committed as synced
         self._acked: list[str | tuple[str, int]] = []
+        self._unthrottled = False  # at stop, while detections only held in memory are unsent
         self._unmarked: set[str] = set()  # acknowledged, but the store could not record it yet
         self._next_mark = 0.0
         self._clip_inflight: set[tuple[str, int]] = set()
@@ -191,7 +192,7 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
     # -- the drain ------------------------------------------------------------------------------
     def _rate_room(self) -> int:
         rate = self.cfg.max_rate_per_s
-        if rate <= 0:
+        if rate <= 0 or self._unthrottled:
             return 1 << 30
         now = time.monotonic()
         self._tokens = min(max(rate, 1.0), self._tokens + (now - self._token_time) * rate)
@@ -307,6 +308,8 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
             # a short last drain (the songs of the final seconds) and time for the in-flight
             # acknowledgements, bounded so that a stop stays prompt; the rest waits in the outbox
             start = time.monotonic()
+            # what is held in memory is lost when the process ends: no rate cap for the last drain
+            self._unthrottled = self._held() > 0
             while self._connected.is_set():
                 self._flush_acks()
                 self._fill(client)
