@@ -26,7 +26,16 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
                    progress: Callable[[str], None] | None = None) -> dict:  # fmt: skip
     """Cluster one encoder version (the only one, or the one with most detections, when None),
     store the run and return its summary with metrics and the novelty report."""
-    encoder_version = _pick_encoder(storage, encoder_version)
+    versions = {e["encoder_version"]: e["detections"] for e in storage.encoder_summary()}
+    if not versions:
+        raise ClusterError("no detections in the database yet")
+    if encoder_version is None:
+        encoder_version = max(versions, key=versions.get)
+        if len(versions) > 1:
+            log.info("cluster: several encoder versions present; clustering %s (pass --encoder for another)",
+                     encoder_version)  # fmt: skip
+    elif encoder_version not in versions:
+        raise ClusterError(f"unknown encoder version {encoder_version!r} (known: {', '.join(versions)})")
     ids, x, quality = storage.load_points(encoder_version)
     excluded = quality_exclusions(quality, params)
     passed = np.array([e is None for e in excluded], bool)
@@ -75,21 +84,6 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
     summary = {**run, "params": asdict(params), "metrics": metrics}
     summary["novelty"] = novelty_report(storage, run_id)
     return summary
-
-
-def _pick_encoder(storage: Storage, encoder_version: str | None) -> str:
-    """The encoder version to cluster: the given one (it must be known), or the one with most detections."""
-    versions = {e["encoder_version"]: e["detections"] for e in storage.encoder_summary()}
-    if not versions:
-        raise ClusterError("no detections in the database yet")
-    if encoder_version is None:
-        encoder_version = max(versions, key=versions.get)
-        if len(versions) > 1:
-            log.info("cluster: several encoder versions present; clustering %s (pass --encoder for another)",
-                     encoder_version)  # fmt: skip
-    elif encoder_version not in versions:
-        raise ClusterError(f"unknown encoder version {encoder_version!r} (known: {', '.join(versions)})")
-    return encoder_version
 
 
 def assign_new(storage: Storage, run_id: str | None = None, encoder_version: str | None = None) -> dict:
