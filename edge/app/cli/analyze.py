@@ -122,30 +122,61 @@ def analyze(
     printed as CSV, JSON or a Raven selection table. Unreadable files are reported one per line
     and skipped; the exit status is then 1.
     """
-    from edge.adapters.audio.replay import ReplaySource
+    import dataclasses
+
+    from edge.adapters.audio.replay import ReplaySource, expand_paths
+    from edge.adapters.audio.sfreader import audio_info
     from edge.app.compose import build_pipeline
 
-    cfg = _config(config_path, threshold, db_path)
+    cfg = load_config(config_path)
+    if threshold is not None:
+        cfg = dataclasses.replace(cfg, models=dataclasses.replace(cfg.models, threshold=threshold))
+    if db_path is not None:
+        cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=str(db_path)))
     if windows and fmt == "raven":
         raise click.UsageError("--windows prints CSV or JSON, not a Raven table")
     if output is not None and fmt != "raven" and output.is_dir():
         raise click.UsageError(f"{output} is a folder; only --format raven writes one file per input")
-    durations, failed = _readable(paths)
+    files = expand_paths(paths)
+    if not files:
+        raise click.UsageError("no WAV files (nor FLAC, MP3 or Ogg) found in the given paths")
+    durations: dict[str, float] = {}
+    failed: list[str] = []
+    for f in files:
+        try:
+            durations[str(f)] = audio_info(f).duration
+        except YellowhammerError as exc:
+            failed.append(str(exc))
     comp = build_pipeline(cfg, memory=no_store)
     before = None if no_store else _store_figures(comp.store)
     pipeline = comp.pipeline
-    src = ReplaySource([Path(f) for f in durations], pipeline.frontend_cfg.sample_rate,
-                       on_error=lambda p, e: failed.append(str(e)), rate_multiples=True)  # fmt: skip
+    good = [Path(f) for f in durations]
+    src = ReplaySource(
+        good,
+        pipeline.frontend_cfg.sample_rate,
+        on_error=lambda p, e: failed.append(str(e)),
+        rate_multiples=True,
+    )
     src.fmax_hz = pipeline.frontend_cfg.fmax
     window_rows: list[dict] = []
     current = {"file": ""}
     if windows:
         pipeline.on_windows = _window_recorder(window_rows, current, pipeline)
+    detections = []
+    show = sys.stderr.isatty() if progress is None else progress
     total = sum(durations.values())
     try:
-        detections = _run(
-            pipeline, src, current, total, sys.stderr.isatty() if progress is None else progress
-        )
+        with click.progressbar(
+            length=max(1, int(round(total))), label="analysing", file=sys.stderr, hidden=not show
+        ) as bar:
+            done = 0.0
+            for chunk in src.chunks():
+                current["file"] = chunk.source
+                detections += pipeline.process(chunk)
+                done += chunk.duration
+                if int(done) > bar.pos:
+                    bar.update(int(done) - bar.pos)
+            detections += pipeline.end_stream()
     finally:
         if not no_store:
             comp.writer.retry()
@@ -161,53 +192,6 @@ def analyze(
         _report_storing(comp, before, len(rows))
     if failed:
         sys.exit(1)
-
-
-def _config(config_path: Path | None, threshold: float | None, db_path: Path | None):
-    """The config with the command line's threshold and database applied."""
-    import dataclasses
-
-    cfg = load_config(config_path)
-    if threshold is not None:
-        cfg = dataclasses.replace(cfg, models=dataclasses.replace(cfg.models, threshold=threshold))
-    if db_path is not None:
-        cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=str(db_path)))
-    return cfg
-
-
-def _readable(paths: tuple[Path, ...]) -> tuple[dict[str, float], list[str]]:
-    """Audio files under ``paths`` with their durations, and one message per unreadable file."""
-    from edge.adapters.audio.replay import expand_paths
-    from edge.adapters.audio.sfreader import audio_info
-
-    files = expand_paths(paths)
-    if not files:
-        raise click.UsageError("no WAV files (nor FLAC, MP3 or Ogg) found in the given paths")
-    durations: dict[str, float] = {}
-    failed: list[str] = []
-    for f in files:
-        try:
-            durations[str(f)] = audio_info(f).duration
-        except YellowhammerError as exc:
-            failed.append(str(exc))
-    return durations, failed
-
-
-def _run(pipeline, src, current: dict, total: float, show: bool) -> list:
-    """Every chunk of ``src`` through the pipeline (with a progress bar); the detections."""
-    detections = []
-    with click.progressbar(
-        length=max(1, int(round(total))), label="analysing", file=sys.stderr, hidden=not show
-    ) as bar:
-        done = 0.0
-        for chunk in src.chunks():
-            current["file"] = chunk.source
-            detections += pipeline.process(chunk)
-            done += chunk.duration
-            if int(done) > bar.pos:
-                bar.update(int(done) - bar.pos)
-        detections += pipeline.end_stream()
-    return detections
 
 
 def _window_recorder(rows: list[dict], current: dict, pipeline):
