@@ -112,25 +112,25 @@ def read_info(path: str | os.PathLike) -> WavInfo:
             elif cid == b"data":
                 if fmt is None:
                     raise _fail(path, "'data' chunk comes before the 'fmt ' chunk")
-                return _data_info(path, fmt, csize, size - body, body)
+                rate, channels, bits, is_float = fmt
+                avail = size - body
+                if csize == _UNKNOWN_SIZE:
+                    csize = avail - avail % (channels * bits // 8)
+                if csize == 0:
+                    raise _fail(path, "empty: the data chunk holds no samples")
+                if csize > avail:
+                    raise _fail(
+                        path, f"truncated: header promises {csize} bytes of samples, file has {avail}"
+                    )
+                block = channels * bits // 8
+                if csize % block:
+                    raise _fail(
+                        path, f"data size {csize} is not a whole number of {block}-byte sample frames"
+                    )
+                return WavInfo(path, rate, channels, bits, is_float, csize // block, body)
             pos = body + csize + (csize & 1)  # chunks are word-aligned
             if pos > size:
                 raise _fail(path, f"truncated inside the {cid!r} chunk")
-
-
-def _data_info(path: Path, fmt: tuple[int, int, int, bool], csize: int, avail: int, body: int) -> WavInfo:
-    """The file's :class:`WavInfo` from its 'data' chunk header (``avail``: bytes after it)."""
-    rate, channels, bits, is_float = fmt
-    block = channels * bits // 8
-    if csize == _UNKNOWN_SIZE:
-        csize = avail - avail % block
-    if csize == 0:
-        raise _fail(path, "empty: the data chunk holds no samples")
-    if csize > avail:
-        raise _fail(path, f"truncated: header promises {csize} bytes of samples, file has {avail}")
-    if csize % block:
-        raise _fail(path, f"data size {csize} is not a whole number of {block}-byte sample frames")
-    return WavInfo(path, rate, channels, bits, is_float, csize // block, body)
 
 
 def _parse_fmt(path: Path, raw: bytes) -> tuple[int, int, int, bool]:
