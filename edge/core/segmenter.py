@@ -33,7 +33,6 @@ from scipy.ndimage import maximum_filter1d
 
 from edge.core.frontend import FrontendConfig, mel_frequencies
 from edge.core.records import Song
-from edge.core.segmenter_songs import SongPlacing
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,8 @@ _TERMINAL_GAP_S = 0.8  # ... a short piece this close after a song is its termin
 _TERMINAL_MAX_S = 1.3  # (X up to 0.3 s, gaps, B up to 0.7 s, a trailing note)
 _HEAD_MAX_S = 1.6  # ... and only after a piece shorter than a whole song
 _MIN_CUT_S = 0.3  # a piece cut off by a stream edge shorter than this is not kept
+_TAIL_SHARE = 0.3  # a joined song's trailing runs weaker than this share of its peak (dB above
+# the floor) are not part of it
 _SLOW_S = 0.15  # slow envelope for finding where overlapping songs meet
 _STEP_BEFORE_S = 0.3  # averaged before a candidate step between overlapping songs
 _STEP_AFTER_S = 0.5  # after it, whose maximum must stay below (a dip is not an end)
@@ -110,7 +111,7 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
 
 
-class SongSegmenter(SongPlacing):
+class SongSegmenter:
     """Stateful segmenter for one stream at a time (call :meth:`reset` between streams).
 
     Parameters
@@ -340,7 +341,15 @@ class SongSegmenter(SongPlacing):
             e = max(s + 1, b - self.window_frames // 4)
             truncated = (at_start and a == 0) or (at_end and b >= self.n_frames)
             return [self._song(s, e, region, snr_floor, truncated=truncated, refined=False)]
-        joined = self._join(self._loud_runs(env, floor), env - floor)
+        # the threshold rises with the loudest frame nearby (a loud song's reverberation tail
+        # stays out), but a quiet song beside a loud sound gets its own, lower threshold
+        local = maximum_filter1d(env, size=2 * self._local_peak + 1, mode="nearest") - floor
+        thr = floor + np.clip(0.35 * local, 3.0, 12.0)
+        above = env > thr
+        for s, e in _runs(above):  # drop blips
+            if e - s < self._min_run:
+                above[s:e] = False
+        joined = self._join(_runs(above), env - floor)
         if forced and joined and joined[-1][1] >= env.size - self.gap_frames:
             start_abs = joined[-1][0] + lo
             if hi - start_abs < self._max_region // 2:  # never carry a never-ending sound
@@ -359,20 +368,126 @@ class SongSegmenter(SongPlacing):
                 truncated = (at_start and ps == s and cut and s <= self.gap_frames) or (
                     at_end and pe == e and e >= env.size - self.gap_frames
                 )
-                songs.append(self._song(ps + lo, pe + lo, region, snr_floor, truncated, overlap=overlap,
-                                        env=snr_env[ps:pe]))  # fmt: skip
+                songs.append(
+                    self._song(
+                        ps + lo, pe + lo, region, snr_floor, truncated, overlap=overlap, env=snr_env[ps:pe]
+                    )
+                )
         if songs:
             self._emitted_until = max(self._emitted_until, max(x.end_frame for x in songs))
         return songs
 
-    def _loud_runs(self, env: np.ndarray, floor: float) -> list[tuple[int, int]]:
-        """Runs of frames above the adaptive threshold, blips dropped. The threshold rises with
-        the loudest frame nearby (a loud song's reverberation tail stays out), but a quiet song
-        beside a loud sound gets its own, lower threshold."""
-        local = maximum_filter1d(env, size=2 * self._local_peak + 1, mode="nearest") - floor
-        thr = floor + np.clip(0.35 * local, 3.0, 12.0)
-        above = env > thr
-        for s, e in _runs(above):  # drop blips
-            if e - s < self._min_run:
-                above[s:e] = False
-        return _runs(above)
+    def _join(self, runs: list[tuple[int, int]], level: np.ndarray) -> list[list[int]]:
+        """Join runs across gaps up to ``merge_gap_s``; then drop the weak runs at a joined
+        group's tail (a background bird or reverberation after the song: its peak above the
+        floor is below ``_TAIL_SHARE`` of the group's loudest run)."""
+        groups: list[list[tuple[int, int, float]]] = []
+        for s, e in runs:
+            peak = float(level[s:e].max())
+            if groups and s - groups[-1][-1][1] <= self.gap_frames:
+                groups[-1].append((s, e, peak))
+            else:
+                groups.append([(s, e, peak)])
+        joined: list[list] = []  # [start, stop, peak]
+        for g in groups:
+            ref = max(p for _, _, p in g)
+            while len(g) > 1 and g[-1][2] < _TAIL_SHARE * ref:
+                g.pop()
+            s, e = g[0][0], g[-1][1]
+            # a terminal phrase after a longer pause (the last syllables of a song shorter than
+            # a whole one faded below the threshold) belongs to that song, not to a song of its
+            # own; a weaker sound after it (a background bird) does not
+            if (
+                joined
+                and s - joined[-1][1] <= self._terminal_gap
+                and e - s <= self._terminal_frames
+                and joined[-1][1] - joined[-1][0] <= self._head_frames
+                and e - joined[-1][0] <= self.max_frames
+                and ref >= _TAIL_SHARE * joined[-1][2]
+            ):
+                joined[-1][1] = e
+                joined[-1][2] = max(joined[-1][2], ref)
+            else:
+                joined.append([s, e, ref])
+        return [[s, e] for s, e, _ in joined]
+
+    def _split(self, env: np.ndarray, s: int, e: int) -> list[tuple[int, int, bool]]:
+        """Cut a run longer than a song into overlapping songs.
+
+        The first song ends where the slow envelope drops *for good* (its level before exceeds
+        anything in the next half second; a dip inside a song, such as the pause before the
+        terminal phrase, comes back up and does not count). The next song starts where the
+        level rises for good, or, when the louder first song hides that, a typical song length
+        before the run's end. Both get the ``overlap`` flag.
+        """
+        if e - s <= self.max_frames:
+            return [(s, e, False)]
+        n = e - s
+        power = np.power(10.0, env[s:e].astype(np.float64) / 10.0)
+        slow = 10.0 * np.log10(np.convolve(power, np.ones(self._slow) / self._slow, mode="same") + 1e-30)
+        pre, post = self._step_before, self._step_after
+        padded = np.concatenate([np.full(post, slow[0]), slow, np.full(post, slow[-1])])
+        # for every t: mean level of the `pre` frames before, max level of the `post` frames after
+        mean_before = np.convolve(padded, np.ones(pre) / pre, mode="valid")[post - pre : post - pre + n]
+        win = np.lib.stride_tricks.sliding_window_view(padded, post)
+        max_after = win.max(axis=1)[post : post + n]
+        max_before = win.max(axis=1)[:n]
+        mean_after = np.convolve(padded, np.ones(pre) / pre, mode="valid")[post : post + n]
+        drop = mean_before - max_after
+        rise = mean_after - max_before
+        lo, hi = self.piece_frames, min(self.max_frames, n - self.piece_frames)
+        t_drop = lo + int(np.argmax(drop[lo:hi])) if hi > lo else lo
+        t_rise = lo + int(np.argmax(rise[lo:hi])) if hi > lo else lo
+        d, r = (float(drop[t_drop]), float(rise[t_rise])) if hi > lo else (0.0, 0.0)
+        if r > max(d, 2.0):  # a louder bird starts and hides the end of the first song
+            t1 = t2 = t_rise
+        elif d > 1.0:  # the first song ends; the next one started somewhere under it
+            t1 = t_drop
+            lo2, hi2 = max(self.min_frames, t1 - self.max_frames + self.min_frames), t1 + self.gap_frames
+            if hi2 > lo2 and rise[lo2:hi2].max() > 2.0:
+                t2 = lo2 + int(np.argmax(rise[lo2:hi2]))
+            elif n - t1 <= self.max_frames:  # one song left: assume a typical length
+                t2 = min(t1, max(1, n - self.typical_frames))
+            else:
+                t2 = t1
+        else:
+            t1 = t2 = max(lo, min(self.typical_frames, n - self.piece_frames))
+        return [(s, s + t1, True)] + [(ps, pe, True) for ps, pe, _ in self._split(env, s + t2, e)]
+
+    def _song(
+        self,
+        s: int,
+        e: int,
+        region: list[tuple[int, float]],
+        floor: float,
+        truncated: bool,
+        overlap: bool = False,
+        refined: bool = True,
+        env: np.ndarray | None = None,
+    ) -> Song:
+        hop, half = self.cfg.hop_length, self.cfg.n_fft // 2
+        # a frame's energy is centred on its window: onset half a hop before the first loud
+        # frame's centre, offset half a hop after the last one's
+        start_sample = max(0, s * hop + half - hop // 2)
+        end_sample = max(start_sample + 1, (e - 1) * hop + half + hop // 2)
+        if s == 0:
+            start_sample = 0
+        score = max((p for ws, p in region if ws < e and ws + self.window_frames > s), default=region[0][1])
+        if env is None:
+            env = self.envelope(s, e)
+        if env.size:
+            p_song = float(np.mean(np.power(10.0, env.astype(np.float64) / 10.0)))
+            ratio = p_song / (10.0 ** (floor / 10.0)) - 1.0
+            snr = 10.0 * math.log10(ratio) if ratio > 1e-3 else -30.0
+        else:
+            snr = 0.0
+        return Song(
+            start_sample=int(start_sample),
+            end_sample=int(end_sample),
+            end_frame=int(e),
+            score=float(score),
+            snr_db=round(float(snr), 2),
+            truncated=bool(truncated),
+            overlap=overlap,
+            refined=refined,
+        )
