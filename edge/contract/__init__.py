@@ -14,7 +14,6 @@ The server imports only this package from ``edge``. It holds:
   SD card brought to the server goes through the same decode path as MQTT).
 """
 
-from edge.contract.clips import CLIP_CODECS, MAX_CLIP_BYTES, MAX_CLIP_CHUNK_BYTES, ClipChunk, ClipRequest
 from edge.contract.decode import decode_embedding
 from edge.contract.detection import (
     EMBEDDING_DTYPES,
@@ -28,9 +27,14 @@ from edge.contract.detection import (
     table_fields,
 )
 from edge.contract.messages import (
+    CLIP_CODECS,
     DEVICE_KINDS,
     DIGEST_BUCKET_S,
     MAX_BUCKETS,
+    MAX_CLIP_BYTES,
+    MAX_CLIP_CHUNK_BYTES,
+    ClipChunk,
+    ClipRequest,
     Deployment,
     Digest,
     Resend,

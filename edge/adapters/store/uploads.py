@@ -19,7 +19,7 @@ class ClipUploadsMixin:
         same bytes); None when the file cannot be read."""
         import hashlib
 
-        from edge.contract.clips import clip_chunks
+        from edge.contract.messages import clip_chunks
 
         try:
             data = Path(path).read_bytes()
