@@ -14,13 +14,13 @@ The server imports only this package from ``edge``. It holds:
   SD card brought to the server goes through the same decode path as MQTT).
 """
 
-from edge.contract.decode import decode_embedding
 from edge.contract.detection import (
     EMBEDDING_DTYPES,
     FIELD_NAMES,
     FIELDS,
     Detection,
     Field,
+    decode_embedding,
     detection_id,
     encode_embedding,
     sql_columns,
