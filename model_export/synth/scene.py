@@ -30,7 +30,8 @@ from scipy.signal import fftconvolve
 
 from .audio_io import AudioLibrary
 from .distractors import DISTRACTOR_KINDS, DistractorEvent, render_distractor
-from .song import _RECORD, Bird, SongEvent, render_song
+from .song import Bird, SongEvent, render_song
+from .song_spec import _RECORD
 
 logger = logging.getLogger(__name__)
 
