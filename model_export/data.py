@@ -15,7 +15,6 @@ Splits are by bird and by recording, never by clip:
 from __future__ import annotations
 
 import hashlib
-import logging
 import multiprocessing as mp
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,8 +31,6 @@ from model_export.real_data import (  # noqa: F401 - re-exported: the real recor
     real_library,
     real_manifest,
 )
-
-log = logging.getLogger(__name__)
 
 INCOMPLETE = "incomplete"
 
