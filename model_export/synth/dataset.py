@@ -31,7 +31,8 @@ import numpy as np
 
 from .audio_io import AudioLibrary, write_wav
 from .scene import Scene, make_scene
-from .song import _RECORD, DIALECTS, Bird, make_bird
+from .song import DIALECTS, Bird, make_bird
+from .song_spec import _RECORD
 
 logger = logging.getLogger(__name__)
 
