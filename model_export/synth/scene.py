@@ -235,6 +235,7 @@ def make_scene(
     -------
     Scene
     """
+    # size: its documented parameters; the body is four steps (background, songs, distractors, master)
     sr = int(sample_rate)
     n = int(round(duration_s * sr))
     bg, bg_desc = _background(rng, n, sr, background, background_dbfs_range)
