@@ -71,7 +71,7 @@ def _analyze(py: str, data: Path, db: Path, models_dir) -> list[dict]:
         [
             py,
             "-m",
-            "edge.app.cli",
+            "edge",
             "analyze",
             str(data / "audio"),
             "--db",
