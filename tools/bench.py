@@ -240,6 +240,92 @@ def _run_worker(args: list[str], extra_env: dict | None = None) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def _figures(pipe: dict, bird: dict, audio_info: dict, wav: Path) -> tuple[dict, dict, float]:
+    """The benchmark's figures from the two workers' measurements: the result (what ``--json``
+    prints), CPU ms per audio second by stage, and the process total."""
+    audio_s = pipe["audio_s"]
+    per_stage = {k: 1000.0 * v / audio_s for k, v in pipe["stages_cpu_s"].items()}
+    total_ms = 1000.0 * pipe["cpu_s"] / audio_s
+    always_on = {k: v for k, v in per_stage.items() if k not in ("encoder", "store")}
+    bird_ms = 1000.0 * bird["cpu_s"] / bird["audio_s"]
+    result = {
+        "audio": {**audio_info, "seconds": round(audio_s, 1), "file": str(wav)},
+        "pipeline": {
+            "models": {"detector": pipe["detector"], "encoder": pipe["encoder"]},
+            "cpu_ms_per_audio_s": {k: round(v, 3) for k, v in per_stage.items()},
+            "cpu_ms_per_audio_s_total": round(total_ms, 3),
+            "cpu_ms_per_audio_s_always_on": round(sum(always_on.values()), 3),
+            "real_time_factor_cpu": round(pipe["cpu_s"] / audio_s, 5),
+            "real_time_factor_wall": round(pipe["wall_s"] / audio_s, 5),
+            "speed_x_real_time": round(audio_s / pipe["wall_s"], 1),
+            "peak_rss_mb": round(pipe["peak_rss_bytes"] / 2**20, 1),
+            "startup_cpu_s": round(pipe["startup_cpu_s"], 2),
+            "songs": pipe["songs"],
+            "candidate_songs": pipe.get("candidates"),
+            "verifier": pipe.get("verifier", False),
+            "detector_windows": pipe["windows"],
+            "windows_gated": pipe["windows_gated"],
+        },
+        "birdnet": {
+            "cpu_ms_per_audio_s": round(bird_ms, 2),
+            "audio_seconds": bird["audio_s"],
+            "peak_rss_mb": round(bird["peak_rss_bytes"] / 2**20, 1),
+            "windows": "3 s at 48 kHz, consecutive, one per invoke, 1 thread",
+            "source": bird["source"],
+        },
+        "ratio_birdnet_over_pipeline": round(bird_ms / total_ms, 1),
+        "targets": {"ratio_at_least": 30, "peak_rss_mb_below": 150},
+        "machine": {"cpus": os.cpu_count(), "platform": sys.platform, "python": sys.version.split()[0]},
+    }
+    return result, per_stage, total_ms
+
+
+def _without_verifier(result: dict, plain: dict, bird: dict) -> None:
+    """The same run's pipeline with ``models.verifier`` off, beside the result."""
+    bird_ms = 1000.0 * bird["cpu_s"] / bird["audio_s"]
+    ms = 1000.0 * plain["cpu_s"] / plain["audio_s"]
+    result["without_verifier"] = {
+        "cpu_ms_per_audio_s_total": round(ms, 3),
+        "ratio_birdnet_over_pipeline": round(bird_ms / ms, 1),
+        "peak_rss_mb": round(plain["peak_rss_bytes"] / 2**20, 1),
+        "songs": plain["songs"],
+        "verifier": plain.get("verifier", False),
+    }
+
+
+def _print_text(
+    result: dict, per_stage: dict, total_ms: float, pipe: dict, bird: dict, audio_info: dict
+) -> None:
+    """The figures as text."""
+    audio_s = pipe["audio_s"]
+    bird_ms = 1000.0 * bird["cpu_s"] / bird["audio_s"]
+    pl = result["pipeline"]
+    print(f"audio: {audio_s / 3600:.2f} h ({audio_info['songs']} songs generated); models {pl['models']}")
+    print("CPU ms per audio second, by stage:")
+    for k, v in per_stage.items():
+        print(f"  {k:14s} {v:8.3f}")
+    print(f"  {'(sum)':14s} {sum(per_stage.values()):8.3f}")
+    print(f"  {'process total':14s} {total_ms:8.3f}   (everything the process spent, interpreter included)")
+    print(
+        f"real-time factor: {pl['real_time_factor_cpu']:.5f} CPU s per audio s ({pl['speed_x_real_time']}x real time, wall)"
+    )
+    print(f"peak RSS: {pl['peak_rss_mb']} MB (target < 150 MB)")
+    print(
+        f"songs stored: {pl['songs']}; detector windows: {pl['detector_windows']} ({pl['windows_gated']} gated)"
+    )
+    print(
+        f"BirdNET V2.4: {bird_ms:.2f} CPU ms per audio s ({bird['audio_s'] / 60:.1f} min, {result['birdnet']['windows']})"
+    )
+    print(f"ratio BirdNET / pipeline: {result['ratio_birdnet_over_pipeline']}x (target >= 30x)")
+    w = result.get("without_verifier")
+    if w:
+        print(
+            f"without the verifier: {w['cpu_ms_per_audio_s_total']:.3f} CPU ms per audio s, ratio "
+            f"{w['ratio_birdnet_over_pipeline']}x, peak RSS {w['peak_rss_mb']} MB, {w['songs']} songs stored "
+            f"(with it: {pl['songs']} of {pl['candidate_songs']} candidates)"
+        )
+
+
 # -- main -----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -303,83 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     print("running BirdNET ...", file=sys.stderr)
     bird = _run_worker(["birdnet", str(wav), str(args.birdnet_minutes)])
 
-    audio_s = pipe["audio_s"]
-    per_stage = {k: 1000.0 * v / audio_s for k, v in pipe["stages_cpu_s"].items()}
-    total_ms = 1000.0 * pipe["cpu_s"] / audio_s
-    always_on = {k: v for k, v in per_stage.items() if k not in ("encoder", "store")}
-    bird_ms = 1000.0 * bird["cpu_s"] / bird["audio_s"]
-    result = {
-        "audio": {**audio_info, "seconds": round(audio_s, 1), "file": str(wav)},
-        "pipeline": {
-            "models": {"detector": pipe["detector"], "encoder": pipe["encoder"]},
-            "cpu_ms_per_audio_s": {k: round(v, 3) for k, v in per_stage.items()},
-            "cpu_ms_per_audio_s_total": round(total_ms, 3),
-            "cpu_ms_per_audio_s_always_on": round(sum(always_on.values()), 3),
-            "real_time_factor_cpu": round(pipe["cpu_s"] / audio_s, 5),
-            "real_time_factor_wall": round(pipe["wall_s"] / audio_s, 5),
-            "speed_x_real_time": round(audio_s / pipe["wall_s"], 1),
-            "peak_rss_mb": round(pipe["peak_rss_bytes"] / 2**20, 1),
-            "startup_cpu_s": round(pipe["startup_cpu_s"], 2),
-            "songs": pipe["songs"],
-            "candidate_songs": pipe["candidates"],
-            "verifier": pipe["verifier"],
-            "detector_windows": pipe["windows"],
-            "windows_gated": pipe["windows_gated"],
-        },
-        "birdnet": {
-            "cpu_ms_per_audio_s": round(bird_ms, 2),
-            "audio_seconds": bird["audio_s"],
-            "peak_rss_mb": round(bird["peak_rss_bytes"] / 2**20, 1),
-            "windows": "3 s at 48 kHz, consecutive, one per invoke, 1 thread",
-            "source": bird["source"],
-        },
-        "ratio_birdnet_over_pipeline": round(bird_ms / total_ms, 1),
-        "targets": {"ratio_at_least": 30, "peak_rss_mb_below": 150},
-        **(
-            {
-                "without_verifier": {
-                    "cpu_ms_per_audio_s_total": round(1000.0 * plain["cpu_s"] / plain["audio_s"], 3),
-                    "ratio_birdnet_over_pipeline": round(
-                        bird_ms / (1000.0 * plain["cpu_s"] / plain["audio_s"]), 1
-                    ),
-                    "peak_rss_mb": round(plain["peak_rss_bytes"] / 2**20, 1),
-                    "songs": plain["songs"],
-                    "verifier": plain["verifier"],
-                }
-            }
-            if plain
-            else {}
-        ),
-        "machine": {"cpus": os.cpu_count(), "platform": sys.platform, "python": sys.version.split()[0]},
-    }
+    result, per_stage, total_ms = _figures(pipe, bird, audio_info, wav)
+    if plain:
+        _without_verifier(result, plain, bird)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    pl = result["pipeline"]
-    print(f"audio: {audio_s / 3600:.2f} h ({audio_info['songs']} songs generated); models {pl['models']}")
-    print("CPU ms per audio second, by stage:")
-    for k, v in per_stage.items():
-        print(f"  {k:14s} {v:8.3f}")
-    print(f"  {'(sum)':14s} {sum(per_stage.values()):8.3f}")
-    print(f"  {'process total':14s} {total_ms:8.3f}   (everything the process spent, interpreter included)")
-    print(
-        f"real-time factor: {pl['real_time_factor_cpu']:.5f} CPU s per audio s ({pl['speed_x_real_time']}x real time, wall)"
-    )
-    print(f"peak RSS: {pl['peak_rss_mb']} MB (target < 150 MB)")
-    print(
-        f"songs stored: {pl['songs']}; detector windows: {pl['detector_windows']} ({pl['windows_gated']} gated)"
-    )
-    print(
-        f"BirdNET V2.4: {bird_ms:.2f} CPU ms per audio s ({bird['audio_s'] / 60:.1f} min, {result['birdnet']['windows']})"
-    )
-    print(f"ratio BirdNET / pipeline: {result['ratio_birdnet_over_pipeline']}x (target >= 30x)")
-    if plain:
-        w = result["without_verifier"]
-        print(
-            f"without the verifier: {w['cpu_ms_per_audio_s_total']:.3f} CPU ms per audio s, ratio "
-            f"{w['ratio_birdnet_over_pipeline']}x, peak RSS {w['peak_rss_mb']} MB, {w['songs']} songs stored "
-            f"(with it: {pl['songs']} of {pl['candidate_songs']} candidates)"
-        )
+    _print_text(result, per_stage, total_ms, pipe, bird, audio_info)
     return 0
 
 

@@ -122,33 +122,12 @@ def build_pipeline(
     unless given; ``memory=True``: the in-memory store, nothing written), persist-first writer
     and, if enabled, the clip saver. Overrides: a store, models (e.g. candidates under
     evaluation), a callback per detection."""
-    from edge.adapters.store.clips import ClipSaver, UploadPolicy, pick_codec
-    from edge.adapters.store.memory import MemoryStore
-    from edge.adapters.store.sqlite import SqliteStore
     from edge.adapters.store.writer import DetectionWriter
 
     if detector is None or encoder is None:
         detector, encoder = load_models(config)
     frontend: FrontendConfig = getattr(detector, "frontend", None) or FrontendConfig()
-    sc, cc = config.store, config.clips
-    policy = UploadPolicy(cc.per_hour) if cc.upload and not memory else None
-    if store is None:
-        store = MemoryStore() if memory else SqliteStore(config.db_path, upload_policy=policy,
-                                                         clip_chunk_bytes=cc.chunk_kb * 1024)  # fmt: skip
-    elif policy is not None and getattr(store, "upload_policy", policy) is None:
-        store.upload_policy = policy
-        policy.seed(store.uploads_per_hour())
-    clips = None
-    if (sc.save_clips or cc.upload) and not memory:
-        clips = ClipSaver(
-            Path(config.device.data_dir) / "clips",
-            int(sc.clip_quota_mb * 1024 * 1024),
-            int(sc.min_free_mb * 1024 * 1024),
-            codec=pick_codec(cc.format),
-            keep_all=sc.save_clips,
-            policy=policy,
-            protect=getattr(store, "pending_clip_paths", None),
-        )
+    store, clips = _store_and_clips(config, store, memory)
     writer = store if memory else DetectionWriter(store, clips)
     s = config.segmenter
     verifier = getattr(encoder, "verifier", None) if config.models.verifier else None
@@ -178,10 +157,6 @@ def build_pipeline(
     position = (
         (dev.latitude, dev.longitude) if dev.latitude is not None and dev.longitude is not None else None
     )
-    margin = None
-    manifest = getattr(getattr(encoder, "model", None), "manifest", None)
-    if manifest is not None and "margin_frames" in manifest.raw.get("window", {}):
-        margin = int(manifest.raw["window"]["margin_frames"])
     pipeline = Pipeline(
         frontend,
         detector,
@@ -192,9 +167,47 @@ def build_pipeline(
         energy_gate_db=s.energy_gate_db,
         clips=clips,
         on_detection=on_detection,
-        encoder_margin_frames=margin,
+        encoder_margin_frames=_encoder_margin(encoder),
         spectrogram=spectrogram,
         position=position,
         verifier=verifier,
     )
     return Components(pipeline, store, writer, clips, detector, encoder)
+
+
+def _store_and_clips(config: Config, store, memory: bool):
+    """The detection store (the given one, else opened here; ``memory``: the in-memory store)
+    with the clip upload policy, and the clip saver when clips are kept or uploaded."""
+    from edge.adapters.store.clips import ClipSaver, UploadPolicy, pick_codec
+    from edge.adapters.store.memory import MemoryStore
+    from edge.adapters.store.sqlite import SqliteStore
+
+    sc, cc = config.store, config.clips
+    policy = UploadPolicy(cc.per_hour) if cc.upload and not memory else None
+    if store is None:
+        store = MemoryStore() if memory else SqliteStore(config.db_path, upload_policy=policy,
+                                                         clip_chunk_bytes=cc.chunk_kb * 1024)  # fmt: skip
+    elif policy is not None and getattr(store, "upload_policy", policy) is None:
+        store.upload_policy = policy
+        policy.seed(store.uploads_per_hour())
+    clips = None
+    if (sc.save_clips or cc.upload) and not memory:
+        clips = ClipSaver(
+            Path(config.device.data_dir) / "clips",
+            int(sc.clip_quota_mb * 1024 * 1024),
+            int(sc.min_free_mb * 1024 * 1024),
+            codec=pick_codec(cc.format),
+            keep_all=sc.save_clips,
+            policy=policy,
+            protect=getattr(store, "pending_clip_paths", None),
+        )
+    return store, clips
+
+
+def _encoder_margin(encoder: Encoder) -> int | None:
+    """Frames between a song's last frame and the end of its encoder window, from the
+    encoder's manifest (None: the pipeline's default)."""
+    manifest = getattr(getattr(encoder, "model", None), "manifest", None)
+    if manifest is not None and "margin_frames" in manifest.raw.get("window", {}):
+        return int(manifest.raw["window"]["margin_frames"])
+    return None

@@ -74,6 +74,9 @@ class Daemon:
         self._source = None
         self._heartbeat = time.monotonic()
         self._pipeline_failures = 0
+        self.publisher_restarts = 0
+        # the publisher stops after the pipeline: the songs finished at stop are sent too
+        self._publisher_stop = threading.Event()
         self._pipeline_restarts = 0
         self._source_finished = False
         self._failed: str | None = None
@@ -177,17 +180,31 @@ class Daemon:
                 "mqtt.enabled is set but the publisher is not available (%s); detections stay queued", exc
             )
             return
+        c = self._components
+        outbox = c.store
+        if c.writer is not c.store:  # the persist-first writer: what it holds in memory is sent too
+            from edge.adapters.store.held import OutboxWithHold
+
+            outbox = OutboxWithHold(c.store, c.writer)
         try:
-            self._publisher = MqttPublisher(self.config, self._components.store, self.health)
+            self._publisher = MqttPublisher(self.config, outbox, self.health)
         except YellowhammerError as exc:
             log.error("mqtt: not syncing: %s (detections stay queued)", exc)
             return
 
         def run_publisher():
-            try:
-                self._publisher.run(self.stop)
-            except Exception:  # noqa: BLE001 - a sync failure must never stop the recording
-                log.exception("mqtt publisher crashed; detections stay queued")
+            backoff = 1.0
+            while not self._publisher_stop.is_set():
+                try:
+                    self._publisher.run(self._publisher_stop)
+                    return
+                except Exception:  # noqa: BLE001 - a sync failure must never stop the recording
+                    self.publisher_restarts += 1
+                    log.exception("mqtt publisher crashed; restarting it in %.0f s (detections stay queued)",
+                                  backoff)  # fmt: skip
+                if self._publisher_stop.wait(backoff):
+                    return
+                backoff = min(backoff * 2, 60.0)
 
         t = threading.Thread(target=run_publisher, name="publisher", daemon=True)
         t.start()
@@ -282,16 +299,21 @@ class Daemon:
             log.error("pipeline thread did not stop within %.0f s", JOIN_TIMEOUT_S)
         c = self._components
         pending = c.writer.retry()
-        for t in self._threads:
+        self._publisher_stop.set()
+        for t in self._threads:  # the publisher's last drain also sends what is held in memory
             t.join(JOIN_TIMEOUT_S)
             if t.is_alive():
                 log.error("%s thread did not stop within %.0f s", t.name, JOIN_TIMEOUT_S)
         self.state = "stopped"
         snap = self.health()
         write_health(self.config.device.data_dir, snap)
-        lost = pending + c.writer.dropped
-        if pending:
-            log.error("%d detections could not be stored before exit (they are lost): %s", pending,
+        undelivered = getattr(c.writer, "undelivered", pending)
+        lost = undelivered + c.writer.dropped
+        if pending > undelivered:
+            log.error("%d detections could not be stored on this device (%s); the server has them "
+                      "(acknowledged by the broker)", pending - undelivered, c.writer.last_error)  # fmt: skip
+        if undelivered:
+            log.error("%d detections could not be stored before exit (they are lost): %s", undelivered,
                       c.writer.last_error)  # fmt: skip
         if c.writer.dropped:
             log.error("%d detections were dropped from the full memory hold", c.writer.dropped)

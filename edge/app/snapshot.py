@@ -62,6 +62,7 @@ def build_snapshot(daemon) -> dict:
             snap["publisher"] = daemon._publisher.summary()
         except Exception as exc:  # noqa: BLE001 - a publisher bug must not break health
             snap["publisher"] = {"error": str(exc)}
+        snap["publisher"]["restarts"] = getattr(daemon, "publisher_restarts", 0)
     snap["problems"] = problems(snap)
     return snap
 
@@ -81,12 +82,17 @@ def problems(snap: dict) -> list[str]:
     store = snap.get("store") or {}
     if store.get("pending_in_memory"):
         why = store.get("last_store_error") or "unknown error"
+        held, sent = store["pending_in_memory"], store.get("held_delivered", 0)
         if snap.get("state") == "stopped":
-            out.append(f"{store['pending_in_memory']} detections were lost at stop: the database could not be "
-                       f"written ({why})")  # fmt: skip
+            if held - sent:
+                out.append(f"{held - sent} detections were lost at stop: the database could not be "
+                           f"written ({why})")  # fmt: skip
+            if sent:
+                out.append(f"{sent} detections are at the server but not in this device's database: it "
+                           f"could not be written ({why})")  # fmt: skip
         else:
-            out.append(f"{store['pending_in_memory']} detections held in memory: the database cannot be written "
-                       f"({why})")  # fmt: skip
+            out.append(f"{held} detections held in memory ({sent} of them already at the server): the "
+                       f"database cannot be written ({why})")  # fmt: skip
     if store.get("dropped_in_memory"):
         out.append(f"{store['dropped_in_memory']} detections were lost: the database could not be written")
     if snap.get("store_error"):

@@ -79,7 +79,7 @@ def status_problems(status: dict) -> list[str]:
         out = [
             f"last run: {m}"
             for m in daemon.get("problems") or []
-            if "held in memory" in m or "lost" in m or "deleted" in m
+            if "held in memory" in m or "lost" in m or "deleted" in m or "not in this device's database" in m
         ]
     if "store_error" in status and not status.get("database_missing"):
         out.append(f"database: {status['store_error']}")

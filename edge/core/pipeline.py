@@ -1,6 +1,7 @@
 """The edge pipeline: source -> frontend -> detector (every hop) -> segmenter -> encoder -> store.
 
-Plain orchestration of the ports; everything is composed in :func:`build_pipeline` from the
+Plain orchestration of the ports (the frame history is a :class:`~edge.core.ring.FrameRing`,
+re-exported here); everything is composed in :func:`build_pipeline` from the
 config. The detector runs on every complete window (``window.frames`` / ``window.hop_frames``
 from its manifest), the encoder once per song on ``window.frames`` frames ending
 ``window.margin_frames`` after the song's offset (from the encoder's manifest). Audio is never
@@ -23,6 +24,7 @@ from edge.core.frontend import FrontendConfig, StreamingLogMel
 from edge.core.level import InputLevel
 from edge.core.ports import AudioSource, ClipSink, DetectionSink, Detector, Encoder
 from edge.core.records import AudioChunk, Detection, Song
+from edge.core.ring import FrameRing
 from edge.core.segmenter import SongSegmenter
 from edge.core.verifier import SongVerifier
 
@@ -32,60 +34,6 @@ ENCODER_MARGIN_S = 0.1  # the encoder window closes this long after a song (trai
 # used when an encoder manifest gives no margin_frames)
 _HISTORY_S = 40.0  # log-mel (and clip audio) history: the longest region plus windows and margins
 _CLIP_PAD_S = 0.5
-
-
-class FrameRing:
-    """The last ``capacity`` rows of a stream of frames (or samples), by absolute index.
-
-    :meth:`get` pads what lies outside the kept range with the per-column minimum of the rows
-    it returns (the quietest level: a stand-in for silence before a stream started).
-    """
-
-    def __init__(self, capacity: int, width: int | None = None, dtype=np.float32) -> None:
-        self.capacity = int(capacity)
-        shape = (2 * self.capacity,) if width is None else (2 * self.capacity, width)
-        self._buf = np.zeros(shape, dtype=dtype)
-        self._n = 0  # rows in the buffer
-        self.start = 0  # absolute index of self._buf[0]
-
-    @property
-    def end(self) -> int:
-        """Absolute index after the last row."""
-        return self.start + self._n
-
-    def reset(self) -> None:
-        self._n = 0
-        self.start = 0
-
-    def append(self, rows: np.ndarray) -> None:
-        k = rows.shape[0]
-        if k == 0:
-            return
-        if k >= self.capacity:
-            self.start += self._n + k - self.capacity
-            self._buf[: self.capacity] = rows[-self.capacity :]
-            self._n = self.capacity
-            return
-        if self._n + k > self._buf.shape[0]:
-            drop = self._n + k - self.capacity
-            self._buf[: self._n - drop] = self._buf[drop : self._n]
-            self._n -= drop
-            self.start += drop
-        self._buf[self._n : self._n + k] = rows
-        self._n += k
-
-    def get(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``[start, stop)``; rows not held are padded (see the class docstring)."""
-        lo, hi = max(start, self.start), min(stop, self.end)
-        if hi <= lo:
-            return np.zeros((stop - start, *self._buf.shape[1:]), dtype=self._buf.dtype)
-        part = self._buf[lo - self.start : hi - self.start]
-        if lo == start and hi == stop:
-            return part.copy()
-        fill = part.min(axis=0)
-        before = np.broadcast_to(fill, (lo - start, *part.shape[1:]))
-        after = np.broadcast_to(fill, (stop - hi, *part.shape[1:]))
-        return np.concatenate([before, part, after]).astype(self._buf.dtype)
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,65 +307,12 @@ class Pipeline:
         if chunk is None or not songs:
             return []
         cpu = self.stats.cpu_s
-        sr = self.frontend_cfg.sample_rate
         source = clean_text(chunk.source)
         made: list[tuple[Detection, str | None]] = []
         for song in songs:
-            t = time.thread_time()
-            end = song.end_frame + self.encoder_margin
-            embedding = self.encoder.embed(self._frames.get(end - self.encoder.window_frames, end))
-            t1 = time.thread_time()
-            cpu["encoder"] += t1 - t
-            self.stats.candidates += 1
-            p = None
-            if self.verifier is not None:
-                lo = song.start_sample // self.frontend_cfg.hop_length
-                frames = self._frames.get(lo, max(lo + 1, song.end_frame))
-                p = self.verifier.probability(song, frames, embedding, sr)
-                t2 = time.thread_time()
-                cpu["verifier"] += t2 - t1
-                t1 = t2
-            kept = p is None or p >= self.verifier.threshold
-            if self.on_candidate is not None:
-                self.on_candidate(song, p, kept)
-            if not kept:
-                self.stats.rejected += 1
-                log.debug("candidate %.2f-%.2f s rejected by the verifier (p %.3f)",
-                          song.start_sample / sr, song.end_sample / sr, p)  # fmt: skip
+            d, t1 = self._detection(song, chunk, source)
+            if d is None:  # rejected by the verifier
                 continue
-            spec = None
-            if self.spectrogram is not None:
-                spec = self._spectrogram(song)
-                t2 = time.thread_time()
-                cpu["spectrogram"] += t2 - t1
-                t1 = t2
-            start_time = chunk.time_at(song.start_sample * self._rate_k)
-            end_time = chunk.time_at(song.end_sample * self._rate_k)
-            onset_s, offset_s = round(song.start_sample / sr, 3), round(song.end_sample / sr, 3)
-            d = Detection(
-                id=detection_id(self.device_id, source, onset_s, offset_s, start_time, self.encoder.version),
-                device_id=self.device_id,
-                start_time=start_time,
-                end_time=end_time,
-                embedding=embedding.astype(np.float32),
-                encoder_version=self.encoder.version,
-                clock_synced=chunk.clock_synced,
-                score=round(song.score, 4),
-                duration_s=round(end_time - start_time, 3),
-                snr_db=song.snr_db,
-                truncated=song.truncated,
-                overlap=song.overlap,
-                refined=song.refined,
-                complete=self.encoder.complete_probability(embedding),
-                onset_s=onset_s,
-                offset_s=offset_s,
-                detector_version=self.detector.version,
-                source=source,
-                created_at=time.time(),
-                latitude=None if self.position is None else self.position[0],
-                longitude=None if self.position is None else self.position[1],
-                spectrogram=spec,
-            )
             clip_path = self._save_clip(d, song) if self.clips is not None else None
             made.append((d, clip_path))
             cpu["store"] += time.thread_time() - t1
@@ -426,6 +321,81 @@ class Pipeline:
         t = time.thread_time()
         stored = self.sink.add_many(made)
         cpu["store"] += time.thread_time() - t
+        self._count(made, stored)
+        return [d for d, _ in made]
+
+    def _detection(self, song: Song, chunk: AudioChunk, source: str) -> tuple[Detection | None, float]:
+        """The song embedded (and its spectrogram) as a :class:`Detection` (None when the verifier
+        rejects it); also the thread CPU time after the encoder, verifier and spectrogram, from
+        which the store's share is counted."""
+        cpu = self.stats.cpu_s
+        sr = self.frontend_cfg.sample_rate
+        t = time.thread_time()
+        end = song.end_frame + self.encoder_margin
+        embedding = self.encoder.embed(self._frames.get(end - self.encoder.window_frames, end))
+        t1 = time.thread_time()
+        cpu["encoder"] += t1 - t
+        kept = self._verify(song, embedding)
+        t1 = time.thread_time()
+        if not kept:
+            return None, t1
+        spec = None
+        if self.spectrogram is not None:
+            spec = self._spectrogram(song)
+            t2 = time.thread_time()
+            cpu["spectrogram"] += t2 - t1
+            t1 = t2
+        start_time = chunk.time_at(song.start_sample * self._rate_k)
+        end_time = chunk.time_at(song.end_sample * self._rate_k)
+        onset_s, offset_s = round(song.start_sample / sr, 3), round(song.end_sample / sr, 3)
+        d = Detection(
+            id=detection_id(self.device_id, source, onset_s, offset_s, start_time, self.encoder.version),
+            device_id=self.device_id,
+            start_time=start_time,
+            end_time=end_time,
+            embedding=embedding.astype(np.float32),
+            encoder_version=self.encoder.version,
+            clock_synced=chunk.clock_synced,
+            score=round(song.score, 4),
+            duration_s=round(end_time - start_time, 3),
+            snr_db=song.snr_db,
+            truncated=song.truncated,
+            overlap=song.overlap,
+            refined=song.refined,
+            complete=self.encoder.complete_probability(embedding),
+            onset_s=onset_s,
+            offset_s=offset_s,
+            detector_version=self.detector.version,
+            source=source,
+            created_at=time.time(),
+            latitude=None if self.position is None else self.position[0],
+            longitude=None if self.position is None else self.position[1],
+            spectrogram=spec,
+        )
+        return d, t1
+
+    def _verify(self, song: Song, embedding: np.ndarray) -> bool:
+        """Score one candidate with the verifier (if any); True when it is to be stored."""
+        self.stats.candidates += 1
+        p = None
+        if self.verifier is not None:
+            t = time.thread_time()
+            lo = song.start_sample // self.frontend_cfg.hop_length
+            frames = self._frames.get(lo, max(lo + 1, song.end_frame))
+            p = self.verifier.probability(song, frames, embedding, self.frontend_cfg.sample_rate)
+            self.stats.cpu_s["verifier"] += time.thread_time() - t
+        kept = p is None or p >= self.verifier.threshold
+        if self.on_candidate is not None:
+            self.on_candidate(song, p, kept)
+        if not kept:
+            self.stats.rejected += 1
+            sr = self.frontend_cfg.sample_rate
+            log.debug("candidate %.2f-%.2f s rejected by the verifier (p %.3f)",
+                      song.start_sample / sr, song.end_sample / sr, p)  # fmt: skip
+        return kept
+
+    def _count(self, made: list[tuple[Detection, str | None]], stored: list) -> None:
+        """Statistics, debug log and ``on_detection`` for the songs the sink took."""
         for (d, _), ok in zip(made, stored, strict=True):
             self.stats.songs += 1
             self.stats.detections += 1
@@ -436,7 +406,6 @@ class Pipeline:
                       " (truncated)" if d.truncated else "")  # fmt: skip
             if self.on_detection is not None:
                 self.on_detection(d)
-        return [d for d, _ in made]
 
     def _spectrogram(self, song: Song) -> Spectrogram:
         """The song's frames from ``margin_s`` before its onset to ``margin_s`` after its offset

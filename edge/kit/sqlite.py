@@ -246,14 +246,17 @@ class Database:
 
 
 RECOVER_HINT = (
-    "stop the service, keep the file, and recover what is readable into a new one: "
-    "`sqlite3 damaged.sqlite .recover | sqlite3 recovered.sqlite`"
+    "stop the service, keep the file, and copy what is readable into a new one: "
+    "`yh-edge db recover DAMAGED.sqlite NEW.sqlite`"
 )
 
 
 def recover_hint(path: str | Path) -> str:
-    """What to do with a damaged database file, with its name filled in."""
+    """What to do with a damaged database file, with its name filled in.
+
+    Not the sqlite3 shell's ``.recover``: the shell of Debian 12 / Raspberry Pi OS bookworm
+    (3.40.1) fails on it; ``yh-edge db recover`` needs only Python (:mod:`edge.kit.sqlite_recover`)."""
     p = Path(path)
     new = p.with_name(p.stem + ".recovered" + p.suffix)
-    return (f"stop the service, keep the file, and recover what is readable into a new one: "
-            f"`sqlite3 {p} .recover | sqlite3 {new}`, then move {new.name} in its place")  # fmt: skip
+    return (f"stop the service, keep the file, and copy what is readable into a new one: "
+            f"`yh-edge db recover {p} {new}`, then move {new.name} in its place")  # fmt: skip

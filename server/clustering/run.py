@@ -26,16 +26,7 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
                    progress: Callable[[str], None] | None = None) -> dict:  # fmt: skip
     """Cluster one encoder version (the only one, or the one with most detections, when None),
     store the run and return its summary with metrics and the novelty report."""
-    versions = {e["encoder_version"]: e["detections"] for e in storage.encoder_summary()}
-    if not versions:
-        raise ClusterError("no detections in the database yet")
-    if encoder_version is None:
-        encoder_version = max(versions, key=versions.get)
-        if len(versions) > 1:
-            log.info("cluster: several encoder versions present; clustering %s (pass --encoder for another)",
-                     encoder_version)  # fmt: skip
-    elif encoder_version not in versions:
-        raise ClusterError(f"unknown encoder version {encoder_version!r} (known: {', '.join(versions)})")
+    encoder_version = _pick_version(storage, encoder_version)
     ids, x, quality = storage.load_points(encoder_version)
     excluded = quality_exclusions(quality, params)
     passed = np.array([e is None for e in excluded], bool)
@@ -46,15 +37,7 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
     incomplete = np.array([e is not None and "incomplete" in e.split(",") for e in excluded], bool)
     res = cluster_embeddings(x, params, progress, fit_mask=passed, incomplete_mask=incomplete, groups=groups)
     elapsed = time.perf_counter() - t0
-    truth = storage.labels()
-    # headline metrics: over the songs that passed the quality filter (what HDBSCAN clustered)
-    metrics = evaluate([i for i, ok in zip(ids, passed, strict=True) if ok], res.labels[passed], truth)
-    metrics["seconds"] = round(elapsed, 3)
-    metrics["fitted_points"] = res.fitted
-    metrics["coverage"] = coverage(excluded, res.labels)
-    metrics["incomplete_songs"] = int((res.labels == INCOMPLETE_CLUSTER).sum())
-    if not passed.all():  # and over every song of the encoder version, the excluded ones included
-        metrics["all_songs"] = {k: v for k, v in evaluate(ids, res.labels, truth).items() if k != "purity"}
+    metrics = _metrics(ids, passed, excluded, res, storage.labels(), elapsed)
     created = time.time()
     run_id = time.strftime("run-%Y%m%dT%H%M%SZ", time.gmtime(created)) + "-" + uuid.uuid4().hex[:6]
     n_clusters = int(len({c for c in res.labels.tolist() if c >= 0}))
@@ -86,6 +69,35 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
     return summary
 
 
+def _pick_version(storage: Storage, encoder_version: str | None) -> str:
+    """The encoder version to cluster: the given one (it must have detections), else the only
+    one or the one with most detections."""
+    versions = {e["encoder_version"]: e["detections"] for e in storage.encoder_summary()}
+    if not versions:
+        raise ClusterError("no detections in the database yet")
+    if encoder_version is None:
+        encoder_version = max(versions, key=versions.get)
+        if len(versions) > 1:
+            log.info("cluster: several encoder versions present; clustering %s (pass --encoder for another)",
+                     encoder_version)  # fmt: skip
+    elif encoder_version not in versions:
+        raise ClusterError(f"unknown encoder version {encoder_version!r} (known: {', '.join(versions)})")
+    return encoder_version
+
+
+def _metrics(ids: list[str], passed: np.ndarray, excluded: list, res, truth: dict, elapsed: float) -> dict:
+    """The run's metrics against the researchers' labels ``truth``."""
+    # headline metrics: over the songs that passed the quality filter (what HDBSCAN clustered)
+    metrics = evaluate([i for i, ok in zip(ids, passed, strict=True) if ok], res.labels[passed], truth)
+    metrics["seconds"] = round(elapsed, 3)
+    metrics["fitted_points"] = res.fitted
+    metrics["coverage"] = coverage(excluded, res.labels)
+    metrics["incomplete_songs"] = int((res.labels == INCOMPLETE_CLUSTER).sum())
+    if not passed.all():  # and over every song of the encoder version, the excluded ones included
+        metrics["all_songs"] = {k: v for k, v in evaluate(ids, res.labels, truth).items() if k != "purity"}
+    return metrics
+
+
 def assign_new(storage: Storage, run_id: str | None = None, encoder_version: str | None = None) -> dict:
     """Between full runs: give the songs that arrived since a prototype run (default: the latest
     run that has a model, of ``encoder_version`` when given) the cluster of their nearest
@@ -111,14 +123,36 @@ def assign_new(storage: Storage, run_id: str | None = None, encoder_version: str
         return out
     z = model.project(x)
     labels, probs = assign(model, z)
+    excluded = ["assigned later"] * len(ids)
+    held = _incomplete(storage, ids, run["params"])
+    labels[held], probs[held] = INCOMPLETE_CLUSTER, 0.0  # no terminal phrase: never a dialect cluster
+    for k in np.flatnonzero(held):
+        excluded[k] = "incomplete,assigned later"
     map3 = np.pad(z[:, :3], ((0, 0), (0, max(0, 3 - z.shape[1]))))  # PCA axes: the run's PCA maps' space
     members = [{"run_id": run["run_id"], "detection_id": i, "cluster": int(c), "probability": round(float(p), 5),
                 "x2": float(m[0]), "y2": float(m[1]), "x3": float(m[0]), "y3": float(m[1]), "z3": float(m[2]),
-                "fitted": 0, "excluded": "assigned later"}
-               for i, c, p, m in zip(ids, labels, probs, map3, strict=True)]  # fmt: skip
+                "fitted": 0, "excluded": e}
+               for i, c, p, m, e in zip(ids, labels, probs, map3, excluded, strict=True)]  # fmt: skip
     storage.add_cluster_members(members)
-    out["assigned"], out["outliers"] = int((labels >= 0).sum()), int((labels < 0).sum())
+    out["assigned"], out["outliers"] = int((labels >= 0).sum()), int((labels == -1).sum())
+    out["incomplete"] = int(held.sum())
     log.info(
         "cluster: %d new songs assigned to run %s (%d outliers)", len(ids), run["run_id"], out["outliers"]
     )
     return out
+
+
+def _incomplete(storage: Storage, ids: list[str], params: dict) -> np.ndarray:
+    """Which new songs the run's quality rule keeps out as incomplete (the encoder's complete
+    probability below ``min_complete``, unless the run included them; unknown passes)."""
+    held = np.zeros(len(ids), bool)
+    if params.get("include_incomplete"):
+        return held
+    min_complete = float(params.get("min_complete", ClusterParams.min_complete))
+    complete = {}
+    for k in range(0, len(ids), 500):
+        complete.update({r["id"]: r.get("complete") for r in storage.iter_detections(ids=ids[k : k + 500])})
+    for k, i in enumerate(ids):
+        c = complete.get(i)
+        held[k] = c is not None and float(c) < min_complete
+    return held

@@ -19,6 +19,7 @@ from edge.app.compose import build_pipeline
 from edge.app.config import load_config
 from edge.app.daemon import Daemon
 from tests.edge.helpers import make_song_stream, write_config
+from tests.factories import wait_for
 
 LATIN1_NAME = b"p\xf8sen \xe9t\xe9.wav"  # what a FAT stick written on Windows gives
 
@@ -254,6 +255,120 @@ def test_full_disk_status_stays_truthful_and_a_stop_that_loses_songs_exits_non_z
     assert "PROBLEM     last run: 2 detections were lost at stop" in format_status(st)
 
 
+def test_on_a_disk_that_stays_full_the_songs_held_in_memory_reach_the_server_and_none_is_lost(
+    small_fs, tmp_path, two_songs, models, mqtt_broker
+):
+    """The same full disk, now with a broker: what the store cannot take is sent from memory; once
+    the broker acknowledged it the server has it, so the stop loses nothing (exit 0) and status
+    says where those songs are."""
+    from edge.adapters.audio.replay import ReplaySource
+    from edge.app.status import collect_status
+    from tests.edge.helpers import SR
+    from tests.sync.helpers import IngestThread, server_rows
+
+    wav, truth = two_songs
+    data = small_fs / "data"
+    extra = f"""
+[mqtt]
+enabled = true
+host = "{mqtt_broker.host}"
+port = {mqtt_broker.port}
+max_backoff_s = 1.0
+"""
+    cfg = load_config(write_config(tmp_path / "edge.toml", data, extra=extra, replay=str(wav)))
+    det, enc = models
+    sdb = tmp_path / "server.sqlite"
+    with IngestThread(mqtt_broker, sdb, client_id="ingest-full"):
+        comp = build_pipeline(cfg, detector=det, encoder=enc)
+        src = DiskFillingSource(ReplaySource([wav], SR), small_fs, data / "health.json")
+        d = Daemon(cfg, once=True, components=comp, source_factory=lambda: src)
+        assert d.run() == 0  # every song reached the server: nothing lost
+        wait_for(lambda: len(server_rows(sdb)) >= len(truth), timeout=30, what="the songs at the server")
+    assert {r[1] for r in server_rows(sdb)} == {"test-device"} and len(server_rows(sdb)) == len(truth)
+    st = collect_status(cfg)
+    h = st["daemon"]
+    assert h["store"]["pending_in_memory"] == h["store"]["held_delivered"] == len(truth)
+    assert h["store"]["stored"] == 0  # the database really could not take them
+    assert not any("lost" in m for m in st["problems"]), st["problems"]
+    assert any(f"{len(truth)} detections are at the server but not in this device's database" in m
+               for m in st["problems"]), st["problems"]  # fmt: skip
+
+
+def test_the_publisher_keeps_sending_when_the_disk_is_full_and_sends_each_row_once(
+    small_fs, tmp_path, mqtt_broker
+):
+    """Rows already in the outbox go out on a full disk although the store can neither count the
+    attempt nor mark them synced: no crash, no endless resending; they are marked once it can."""
+    from edge.adapters.mqtt.publisher import MqttPublisher
+    from tests.edge.helpers import fill_disk
+    from tests.sync.helpers import IngestThread, edge_config, server_rows
+
+    db = small_fs / "data" / "detections.sqlite"
+    store = SqliteStore(db)
+    store.add_many([(big_det(i), None) for i in range(20)])
+    store.checkpoint()
+    filler = fill_disk(small_fs, leave_bytes=0)
+    for reserve in small_fs.rglob("*.reserve"):
+        reserve.unlink()
+    _fill_more(small_fs)
+    with pytest.raises(Exception, match="disk full"):
+        store.mark_synced(["id-000000"])
+    sdb = tmp_path / "server.sqlite"
+    with IngestThread(mqtt_broker, sdb, client_id="ingest-pub"):
+        pub = MqttPublisher(edge_config(mqtt_broker, "dev", db), store)
+        out = pub.publish_pending(timeout=60)
+        wait_for(lambda: len(server_rows(sdb)) >= 20, timeout=30, what="20 rows at the server")
+    assert out["drained"] and pub.counters["published"] == 20 and pub.counters["acked"] == 20
+    assert store.counts()["unsynced"] == 20  # could not be marked on the full disk
+    filler.unlink()
+    pub._next_mark = 0.0
+    pub._flush_acks()  # space is back: the acknowledged rows are marked synced, not sent again
+    assert store.counts()["unsynced"] == 0
+    store.close()
+
+
+def test_a_crashed_publisher_thread_is_restarted_and_the_songs_still_reach_the_server(
+    tmp_path, two_songs, models, mqtt_broker, monkeypatch, caplog
+):
+    """Any unexpected error in the MQTT publisher (here injected into its first send) restarts it
+    with a backoff instead of leaving the daemon recording without syncing until the next stop."""
+    from edge.adapters.mqtt.publisher import MqttPublisher
+    from tests.sync.helpers import IngestThread, server_rows
+
+    wav, truth = two_songs
+    real_fill, calls = MqttPublisher._fill, []
+
+    def failing_once(self, client):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("injected publisher bug")
+        return real_fill(self, client)
+
+    monkeypatch.setattr(MqttPublisher, "_fill", failing_once)
+    extra = f"""
+[mqtt]
+enabled = true
+host = "{mqtt_broker.host}"
+port = {mqtt_broker.port}
+"""
+    cfg = load_config(write_config(tmp_path / "edge.toml", tmp_path / "data", extra=extra, replay=str(wav)))
+    det, enc = models
+    sdb = tmp_path / "server.sqlite"
+    with IngestThread(mqtt_broker, sdb, client_id="ingest-restart"):
+        d = Daemon(cfg, once=False, components=build_pipeline(cfg, detector=det, encoder=enc))
+        import threading
+
+        t = threading.Thread(target=d.run)
+        t.start()
+        try:
+            wait_for(lambda: len(server_rows(sdb)) >= len(truth), timeout=60, what="the songs at the server")
+        finally:
+            d.stop.set()
+            t.join(30)
+    assert d.publisher_restarts == 1 and "restarting it in 1 s" in caplog.text
+    assert SqliteStore(tmp_path / "data" / "detections.sqlite", readonly=True).counts()["unsynced"] == 0
+
+
 # -- item 8: a database with a corrupt page ----------------------------------------------------------
 @pytest.fixture()
 def damaged_db(tmp_path):
@@ -278,19 +393,34 @@ def test_a_damaged_database_is_named_in_one_line_and_never_written(damaged_db, t
     wav, _ = two_songs
     r = CliRunner().invoke(main, ["db", "check", "-c", str(cfg)])
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
-    assert "integrity: DAMAGED" in r.stdout and ".recover" in r.stdout and "Traceback" not in r.output
+    assert (
+        "integrity: DAMAGED" in r.stdout and "yh-edge db recover" in r.stdout and "Traceback" not in r.output
+    )
     r = CliRunner().invoke(main, ["status", "-c", str(cfg)])
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
-    assert "DAMAGED" in r.stdout and ".recover" in r.stdout
+    assert "DAMAGED" in r.stdout and "yh-edge db recover" in r.stdout
     st = json.loads(CliRunner().invoke(main, ["status", "-c", str(cfg), "--json"]).stdout)
     assert st["database"] == str(path) and any("DAMAGED" in m for m in st["problems"])
     r = CliRunner().invoke(main, ["doctor", "-c", str(cfg)])
-    assert r.exit_code == 1 and "FAIL  database:" in r.stdout and ".recover" in r.stdout
+    assert r.exit_code == 1 and "FAIL  database:" in r.stdout and "yh-edge db recover" in r.stdout
     before = path.read_bytes()
     r = CliRunner().invoke(main, ["analyze", str(wav), "-c", str(cfg)])
     assert r.exit_code != 0 and isinstance(r.exception, SystemExit)
     assert "damaged" in r.output and "nothing is written" in r.output
     assert path.read_bytes() == before and not (path.parent / "detections.sqlite-wal").exists()
+    # the advice works (the sqlite3 shell's .recover fails on Debian 12): a new file the store opens
+    new = path.with_name("detections.recovered.sqlite")
+    r = CliRunner().invoke(main, ["db", "recover", str(path), str(new)])
+    assert r.exit_code == 0, r.output
+    assert path.read_bytes() == before
+    store = SqliteStore(new)
+    n = store.counts()["detections"]
+    assert 200 < n < 300, n  # one overwritten page's rows are lost, the rest copied
+    assert store.integrity_check() == "ok"
+    store.add(big_det(1000))
+    store.close()
+    r = CliRunner().invoke(main, ["db", "recover", str(path), str(new)])
+    assert r.exit_code == 1 and "exists already" in r.output and "Traceback" not in r.output
 
 
 def test_status_and_doctor_create_nothing_and_name_the_database(tmp_path):

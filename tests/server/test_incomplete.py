@@ -77,6 +77,28 @@ def test_prototype_runs_keep_incomplete_songs_out_too(storage):
     assert all(members[d.id] != INCOMPLETE_CLUSTER for d, _ in dialects)
 
 
+def test_songs_assigned_between_runs_keep_incomplete_songs_out_too(storage):
+    """`yh-server assign` (between prototype runs) applies the run's complete rule: a new song in
+    the middle of a dialect but without its terminal phrase goes to "incomplete", not the dialect."""
+    from server.clustering import assign_new
+
+    dialects, incomplete, _ = _songs()
+    load_into_server(storage, [d for d, _ in dialects + incomplete])
+    s = run_clustering(storage, None, ClusterParams(min_cluster_size=5, method="prototypes", per_prototype=4))
+    assert s["n_clusters"] == 3
+    later = blob_detections(k=3, n_per=10, seed=4, start=5000)  # the same three dialects
+    done = [d.with_(complete=0.95) for d, _ in later[::2]]
+    cut = [d.with_(complete=0.1) for d, _ in later[1::2]]
+    load_into_server(storage, done + cut)
+    out = assign_new(storage)
+    assert (out["songs"], out["incomplete"]) == (30, 15)
+    members = {m["detection_id"]: m for m in storage.run_members(s["run_id"])}
+    assert {members[d.id]["cluster"] for d in cut} == {INCOMPLETE_CLUSTER}
+    assert all(members[d.id]["excluded"] == "incomplete,assigned later" for d in cut)
+    assert all(members[d.id]["cluster"] != INCOMPLETE_CLUSTER for d in done)
+    assert all(members[d.id]["cluster"] >= 0 for d in done)
+
+
 def test_without_the_filter_they_would_form_a_cluster_of_their_own(storage):
     # the counter-check: the same songs with --include-incomplete make a 4th "dialect"
     dialects, incomplete, _ = _songs()

@@ -191,3 +191,20 @@ def test_damaged_database_is_refused_in_one_line(mqtt_broker, tmp_path):
     h = MessageHandler(s)
     assert h.handle([Message("yh/v1/dev-c/detections", make_detection("dev-c", 1000).to_payload())]).new == 1
     s.close()
+
+
+def test_doctor_test_publish_does_not_replace_the_devices_stats(tmp_path):
+    """`yh-edge doctor` publishes a stats message marked ``"doctor": true`` to prove the account may
+    write; the server must keep the device's real latest stats, not that test message."""
+    from edge.contract import Stats
+
+    storage = SqliteStorage(tmp_path / "server.sqlite")
+    h = MessageHandler(storage)
+    real = {"store": {"unsynced": 7}, "health": {"state": "running"}}
+    h.handle([Message("yh/v1/dev-d/stats", Stats("dev-d", 1_780_000_000.0, real).to_payload())])
+    probe = {"doctor": True, "note": "test message of yh-edge doctor", "token": "doctor-1"}
+    h.handle([Message("yh/v1/dev-d/stats", Stats("dev-d", 1_780_000_060.0, probe).to_payload())])
+    (dev,) = [d for d in storage.devices() if d["device_id"] == "dev-d"]
+    assert json.loads(dev["stats"])["store"] == {"unsynced": 7}
+    assert "doctor" not in json.loads(dev["stats"])
+    storage.close()

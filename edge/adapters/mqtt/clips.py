@@ -90,7 +90,10 @@ class ClipUploads:
                 sent += 1
                 spent += len(payload)
         if spent:
-            self.store.add_upload_bytes(time.strftime("%Y-%m-%d", time.gmtime()), spent)
+            try:
+                self.store.add_upload_bytes(time.strftime("%Y-%m-%d", time.gmtime()), spent)
+            except YellowhammerError as exc:  # a full disk: the quota undercounts, sending goes on
+                log.warning("mqtt: could not count %d clip bytes against the daily quota: %s", spent, exc)
             self.counters["clip_bytes"] += spent
             if self.cfg.max_rate_per_s > 0:
                 self._tokens -= sent

@@ -24,6 +24,11 @@ class DetectionWriter:
     the store is read-only, the detection is held in memory (bounded by ``max_pending``) and
     retried on every later :meth:`add` and :meth:`retry`; each failure is logged and counted.
 
+    What is held in memory is also offered to the MQTT publisher (:meth:`held`, through
+    :class:`~edge.adapters.store.held.OutboxWithHold`): a detection the broker acknowledged
+    (:meth:`mark_delivered`) has reached the server, so a stop on a disk that stays full loses
+    only what the broker never acknowledged; if it is stored later, it is stored as synced.
+
     Parameters
     ----------
     store
@@ -47,6 +52,8 @@ class DetectionWriter:
         self.emergency_rows = emergency_rows
         self.max_pending = max_pending
         self._pending: list[tuple[Detection, str | None]] = []
+        self._delivered: set[str] = set()  # held ids the broker acknowledged
+        self.delivered_unstored = 0  # acknowledged while held (the server has them)
         self._lock = threading.Lock()
         self.stored = 0
         self.write_failures = 0
@@ -62,6 +69,31 @@ class DetectionWriter:
     def pending(self) -> int:
         """Detections held in memory because the store could not take them."""
         return len(self._pending)
+
+    @property
+    def undelivered(self) -> int:
+        """Held in memory and not acknowledged by the broker: lost if the process ends now."""
+        with self._lock:
+            return sum(1 for d, _ in self._pending if d.id not in self._delivered)
+
+    def held(self, limit: int) -> list[Detection]:
+        """The oldest held detections the broker has not acknowledged (for the publisher)."""
+        with self._lock:
+            out = [d for d, _ in self._pending if d.id not in self._delivered]
+        return out[: max(0, int(limit))]
+
+    def mark_delivered(self, ids) -> set[str]:
+        """The broker acknowledged these; returns the ones that are held here (the others are
+        rows of the store)."""
+        with self._lock:
+            held = {d.id for d, _ in self._pending}
+            mine = {i for i in ids if i in held}
+            for i in mine - self._delivered:
+                self.delivered_unstored += 1
+                log.warning("song %s is not stored on this device (%s) but reached the broker", i,
+                            self.last_error or "store failing")  # fmt: skip
+            self._delivered |= mine
+        return mine
 
     def add(self, detection: Detection, clip_path: str | None = None) -> bool:
         """Store a detection (or hold it); True when it is committed to the database."""
@@ -114,13 +146,26 @@ class DetectionWriter:
                 self._retry_after = time.monotonic() + 5.0
                 return
             self._pending.pop(0)
+            if d.id in self._delivered:  # the broker has it: stored as synced, not sent again
+                self._delivered.discard(d.id)
+                self.delivered_unstored -= 1
+                try:
+                    self.store.mark_synced([d.id])
+                except StoreError as exc:
+                    log.warning("store: %s stays queued (sent again, harmless): %s", d.id, exc)
         log.info("store: writing again; every detection held in memory is now stored")
 
     def _hold(self, detection: Detection, clip_path: str | None) -> None:
         if len(self._pending) >= self.max_pending:
-            self._pending.pop(0)
-            self.dropped += 1
-            log.error("store: memory hold is full; dropped the oldest unstored detection")
+            # the oldest one the server already has goes first; else the oldest of all (lost)
+            k = next((k for k, (d, _) in enumerate(self._pending) if d.id in self._delivered), None)
+            if k is not None:
+                gone, _ = self._pending.pop(k)
+                self._delivered.discard(gone.id)
+            else:
+                self._pending.pop(0)
+                self.dropped += 1
+                log.error("store: memory hold is full; dropped the oldest unstored detection")
         self._pending.append((detection, clip_path))
         self._retry_after = time.monotonic() + 5.0
         log.error(
@@ -200,6 +245,8 @@ class DetectionWriter:
             "write_failures": self.write_failures,
             "disk_emergencies": self.emergencies,
             "dropped_in_memory": self.dropped,
+            "held_delivered": sum(1 for d, _ in self._pending if d.id in self._delivered),
+            "delivered_not_stored": self.delivered_unstored,
             "unsynced_deleted": self.unsynced_deleted,
             "last_store_error": self.last_error,
         }

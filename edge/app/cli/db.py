@@ -56,6 +56,25 @@ def db_check(config_path: Path | None, db: Path | None) -> None:
     )
 
 
+@db_group.command("recover")
+@click.argument("damaged", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+def db_recover(damaged: Path, new: Path) -> None:
+    """Copy what is readable of a DAMAGED database into a NEW file (DAMAGED is only read).
+
+    Stop the service first; then move NEW in the place of the damaged file (keep that one)."""
+    from edge.kit.sqlite import DatabaseError
+    from edge.kit.sqlite_recover import recover
+
+    try:
+        r = recover(damaged, new)
+    except DatabaseError as exc:
+        raise click.ClickException(str(exc)) from None
+    lost = {k: v for k, v in r["skipped"].items() if v}
+    click.echo(f"{new}: {r['tables'].get('detections', 0)} detections and {sum(r['tables'].values())} rows "
+               f"in all copied; unreadable stretches skipped: {lost or 'none'}")  # fmt: skip
+
+
 @db_group.command("vacuum")
 @config_option
 @db_option
