@@ -3,7 +3,9 @@
 - an encoder manifest without ``verifier`` composes exactly the pipeline of before (same songs);
 - a fitted verifier (``tests/fixtures/verifier.json``: the head ``yh-model verifier`` fitted on the
   real train split behind the shipped detector, as it stands in a manifest) keeps true songs and
-  drops a candidate it should (a synthetic cirl-bunting-like distractor the detector proposes);
+  drops a candidate it should (``tests/fixtures/verifier_false_candidate.wav``, synthetic: the
+  project's ``render_distractor("two_note_call", np.random.default_rng(12), 24000)`` placed 1 s
+  into 5 s of N(0, 0.003) noise drawn next from the same generator, 16-bit; the detector proposes it);
 - malformed verifier specs are refused when the model is loaded.
 """
 
