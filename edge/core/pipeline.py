@@ -1,6 +1,8 @@
 """The edge pipeline: source -> frontend -> detector (every hop) -> segmenter -> encoder -> store.
 
-Plain orchestration of the ports (the frame history is a :class:`~edge.core.ring.FrameRing`,
+Plain orchestration of the ports (the frame history is a :class:`~edge.core.ring.FrameRing`;
+the running figures, :class:`~edge.core.pipeline_stats.PipelineStats`, and the song spectrogram,
+:class:`~edge.core.song_spectrogram.SpectrogramSpec`, live in their own modules and are
 re-exported here); everything is composed in :func:`build_pipeline` from the
 config. The detector runs on every complete window (``window.frames`` / ``window.hop_frames``
 from its manifest), the encoder once per song on ``window.frames`` frames ending
@@ -13,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,10 +23,12 @@ from edge.contract.spectrogram import Spectrogram
 from edge.contract.wire import clean_text
 from edge.core.frontend import FrontendConfig, StreamingLogMel
 from edge.core.level import InputLevel
+from edge.core.pipeline_stats import PipelineStats
 from edge.core.ports import AudioSource, ClipSink, DetectionSink, Detector, Encoder
 from edge.core.records import AudioChunk, Detection, Song
 from edge.core.ring import FrameRing
 from edge.core.segmenter import SongSegmenter
+from edge.core.song_spectrogram import SpectrogramSpec, song_spectrogram
 from edge.core.verifier import SongVerifier
 
 log = logging.getLogger(__name__)
@@ -34,73 +37,6 @@ ENCODER_MARGIN_S = 0.1  # the encoder window closes this long after a song (trai
 # used when an encoder manifest gives no margin_frames)
 _HISTORY_S = 40.0  # log-mel (and clip audio) history: the longest region plus windows and margins
 _CLIP_PAD_S = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class SpectrogramSpec:
-    """What of a song's log-mel frames goes into its detection (see :class:`edge.contract.Spectrogram`).
-
-    Attributes
-    ----------
-    margin_s
-        Seconds before the onset and after the offset, s.
-    max_seconds
-        At most this long, s; a longer song keeps its end (the terminal phrase).
-    db_step
-        Quantisation step, dB.
-    """
-
-    margin_s: float = 0.3
-    max_seconds: float = 8.0
-    db_step: float = 1.5
-
-
-@dataclass
-class PipelineStats:
-    """Running figures of a pipeline (health log, stats topic, benchmark)."""
-
-    chunks: int = 0
-    streams: int = 0
-    audio_seconds: float = 0.0
-    windows: int = 0
-    windows_gated: int = 0
-    songs: int = 0
-    candidates: int = 0
-    rejected: int = 0
-    detections: int = 0
-    held: int = 0
-    last_detection: float | None = None
-    lag_s: float = 0.0
-    max_lag_s: float = 0.0
-    cpu_s: dict = field(
-        default_factory=lambda: {
-            "frontend": 0.0,
-            "detector": 0.0,
-            "segmenter": 0.0,
-            "encoder": 0.0,
-            "verifier": 0.0,
-            "spectrogram": 0.0,
-            "store": 0.0,
-        }
-    )
-
-    def as_dict(self) -> dict:
-        return {
-            "chunks": self.chunks,
-            "streams": self.streams,
-            "audio_seconds": round(self.audio_seconds, 3),
-            "windows": self.windows,
-            "windows_gated": self.windows_gated,
-            "songs": self.songs,
-            "candidates": self.candidates,
-            "rejected": self.rejected,
-            "detections": self.detections,
-            "held_in_memory": self.held,
-            "last_detection": self.last_detection,
-            "lag_s": round(self.lag_s, 3),
-            "max_lag_s": round(self.max_lag_s, 3),
-            "cpu_s": {k: round(v, 4) for k, v in self.cpu_s.items()},
-        }
 
 
 class Pipeline:
@@ -408,18 +344,8 @@ class Pipeline:
                 self.on_detection(d)
 
     def _spectrogram(self, song: Song) -> Spectrogram:
-        """The song's frames from ``margin_s`` before its onset to ``margin_s`` after its offset
-        (only frames the ring holds: nothing is made up at the edges), quantised."""
-        fe, spec = self.frontend_cfg, self.spectrogram
-        margin = int(round(spec.margin_s * fe.frame_rate))
-        hi = min(song.end_frame + margin, self._frames.end)
-        lo = max(song.start_sample // fe.hop_length - margin, hi - fe.frames_for(spec.max_seconds),
-                 self._frames.start)  # fmt: skip
-        hi = max(hi, lo + 1)
-        t0 = (lo * fe.hop_length - song.start_sample) / fe.sample_rate
-        return Spectrogram.quantise(
-            self._frames.get(lo, hi), fe.frame_rate, t0, fe.fmin, fe.fmax, spec.db_step
-        )
+        """The song's quantised spectrogram (see :func:`~edge.core.song_spectrogram.song_spectrogram`)."""
+        return song_spectrogram(self._frames, self.frontend_cfg, self.spectrogram, song)
 
     def _save_clip(self, d: Detection, song: Song) -> str | None:
         k = self._rate_k
