@@ -130,18 +130,7 @@ def build_pipeline(
     store, clips = _store_and_clips(config, store, memory)
     writer = store if memory else DetectionWriter(store, clips)
     s = config.segmenter
-    verifier = getattr(encoder, "verifier", None) if config.models.verifier else None
-    if verifier is not None and verifier.detector_version and verifier.detector_version != detector.version:
-        import logging
-
-        logging.getLogger(__name__).warning(
-            "the song verifier was fitted behind %s, not %s: refit it (yh-model verifier)",
-            verifier.detector_version,
-            detector.version,
-        )
-    threshold = detector.threshold
-    if verifier is not None and verifier.candidate_threshold is not None and config.models.threshold < 0:
-        threshold = verifier.candidate_threshold  # the cascade's first stage proposes at high recall
+    verifier, threshold = _cascade(config, detector, encoder)
     segmenter = SongSegmenter(
         frontend,
         detector.window_frames,
@@ -173,6 +162,25 @@ def build_pipeline(
         verifier=verifier,
     )
     return Components(pipeline, store, writer, clips, detector, encoder)
+
+
+def _cascade(config: Config, detector: Detector, encoder: Encoder):
+    """The cascade's two stages: the song verifier of the encoder manifest (None when the config
+    turns it off or the manifest has none) and the detector threshold the segmenter proposes
+    candidates at (the verifier's ``candidate_threshold`` unless the config sets a threshold)."""
+    verifier = getattr(encoder, "verifier", None) if config.models.verifier else None
+    if verifier is not None and verifier.detector_version and verifier.detector_version != detector.version:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "the song verifier was fitted behind %s, not %s: refit it (yh-model verifier)",
+            verifier.detector_version,
+            detector.version,
+        )
+    threshold = detector.threshold
+    if verifier is not None and verifier.candidate_threshold is not None and config.models.threshold < 0:
+        threshold = verifier.candidate_threshold  # the cascade's first stage proposes at high recall
+    return verifier, threshold
 
 
 def _store_and_clips(config: Config, store, memory: bool):
