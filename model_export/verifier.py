@@ -23,412 +23,163 @@ background's recording), and its threshold chosen on the out-of-fold scores of t
 
 ``yh-model verifier`` does all of this and writes the verifier into the encoder manifest
 (``verifier``; the TFLite files are unchanged). See ``docs/models.md``, "Song verifier".
+
+The data lives in :mod:`model_export.verifier_candidates`, the fit and the threshold rules in
+:mod:`model_export.verifier_fit` (both re-exported here); this module is the command.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import numpy as np
 
-from edge.core.verifier import FEATURE_SIZES, MEL_GROUPS, RHYTHM_LAGS, song_features
+from model_export.verifier_candidates import (
+    ALL_FEATURES,
+    CHUNK_S,
+    CLIP_S,
+    CLIPS_PER_FILE,
+    DEFAULT_FEATURES,
+    SR,
+    CandidateRunner,
+    collect,
+    columns,
+    feature_slices,
+    load_or_collect,
+)
+from model_export.verifier_fit import (
+    choose_threshold,
+    figures,
+    fit,
+    group_folds,
+    out_of_fold,
+    predict,
+    table,
+    threshold_for_recall,
+    weights,
+)
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "ALL_FEATURES",
+    "CHUNK_S",
+    "CLIP_S",
+    "CLIPS_PER_FILE",
+    "DEFAULT_FEATURES",
+    "SR",
+    "CandidateRunner",
+    "choose_threshold",
+    "collect",
+    "columns",
+    "feature_slices",
+    "figures",
+    "fit",
+    "group_folds",
+    "load_or_collect",
+    "out_of_fold",
+    "predict",
+    "table",
+    "threshold_for_recall",
+    "verifier_cmd",
+    "weights",
+]
 
-SR = 24000
-ALL_FEATURES = ("embedding", "score_logit", "duration_s", "snr_db", "mel_profile", "mel_modulation", "rhythm",
-                "peak_band")  # fmt: skip
-DEFAULT_FEATURES = ALL_FEATURES
-CHUNK_S = 3.0
-CLIP_S = 2.0
-CLIPS_PER_FILE = 3
-
-
-def feature_slices(dim: int) -> dict[str, slice]:
-    """Columns of each feature in a vector of :data:`ALL_FEATURES`."""
-    out, i = {}, 0
-    for n in ALL_FEATURES:
-        k = FEATURE_SIZES[n] or dim
-        out[n] = slice(i, i + k)
-        i += k
-    return out
-
-
-def columns(names, dim: int) -> np.ndarray:
-    sl = feature_slices(dim)
-    return np.concatenate([np.arange(sl[n].start, sl[n].stop) for n in names])
-
-
-# ------------------------------------------------------------------------------------------
-# candidates from the recorder's pipeline
-class _Recorder:
-    """Stands in for a verifier: keeps every candidate's features and lets it through."""
-
-    threshold = -1.0
-    candidate_threshold = None
-
-    def __init__(self) -> None:
-        self.rows: list[dict] = []
-
-    def probability(self, song, frames, embedding, sample_rate) -> float:
-        x = song_features(ALL_FEATURES, song, frames, embedding, sample_rate)
-        self.rows.append({"on": song.start_sample / sample_rate, "off": song.end_sample / sample_rate,
-                          "score": float(song.score), "x": x.astype(np.float32)})  # fmt: skip
-        return 1.0
-
-
-class CandidateRunner:
-    """The recorder's pipeline (memory store) with the detector at ``candidate_threshold``."""
-
-    def __init__(self, models_dir: Path | None, candidate_threshold: float | None) -> None:
-        import dataclasses
-
-        from edge.app.compose import build_pipeline, load_models
-        from edge.app.config import load_config
-
-        cfg = load_config(None)
-        m = cfg.models
-        if models_dir is not None:
-            m = dataclasses.replace(m, detector=str(Path(models_dir) / "detector.tflite"),
-                                    encoder=str(Path(models_dir) / "encoder.tflite"))  # fmt: skip
-        if candidate_threshold is not None:
-            m = dataclasses.replace(m, threshold=float(candidate_threshold))
-        m = dataclasses.replace(m, verifier=False)
-        cfg = dataclasses.replace(cfg, models=m)
-        self.detector, self.encoder = load_models(cfg)
-        self.comp = build_pipeline(cfg, detector=self.detector, encoder=self.encoder, memory=True)
-        self.rec = _Recorder()
-        self.comp.pipeline.verifier = self.rec
-        self.chunk = int(CHUNK_S * SR)
-
-    def run(self, audio: np.ndarray, name: str = "") -> list[dict]:
-        from edge.core.records import AudioChunk
-
-        pipe = self.comp.pipeline
-        self.rec.rows = []
-        for i in range(0, max(1, len(audio)), self.chunk):
-            pipe.process(
-                AudioChunk(audio[i : i + self.chunk], SR, i, i / SR, source=name, stream_start=i == 0)
-            )
-        pipe.end_stream()
-        return self.rec.rows
+#: the other feature sets and heads ``--compare`` prints beside the chosen one
+_OTHERS = tuple(n for n in ALL_FEATURES if n != "embedding")
+COMPARE_VARIANTS = [(("embedding",), 0, 1.0), (("embedding",), 16, 1.0), (_OTHERS, 0, 1.0), (_OTHERS, 16, 1.0),
+                    (ALL_FEATURES, 0, 1.0), (ALL_FEATURES, 16, 1.0), (ALL_FEATURES, 32, 1.0)]  # fmt: skip
+SWEEP = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95)
 
 
-def _label(rows: list[dict], spans, unknown_elsewhere: bool) -> list[tuple[dict, int]]:
-    """1: the candidate overlaps a song by >= min(0.3 s, half of either); 0: nothing within 0.5 s;
-    otherwise (or elsewhere in a file where unmarked sounds may be yellowhammers) left out."""
-    out = []
-    for r in rows:
-        best, near = 0.0, False
-        for on, off in spans:
-            ov = min(r["off"], off) - max(r["on"], on)
-            need = min(0.3, 0.5 * (off - on), 0.5 * (r["off"] - r["on"]))
-            if ov >= need:
-                best = 1.0
-            if ov > -0.5:
-                near = True
-        if best:
-            out.append((r, 1))
-        elif not near and not unknown_elsewhere:
-            out.append((r, 0))
-    return out
+@dataclass(frozen=True)
+class _Fitting:
+    """The collected candidates as the command fits them: every feature column, labels,
+    recordings, kinds, hours of audio per negative kind, which candidates the recorder would
+    propose (``deploy``: detector score at or above its candidate threshold) and the sample weights."""
+
+    x_all: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    kind: np.ndarray
+    hours: dict
+    dim: int
+    deploy: np.ndarray
+    weight: np.ndarray
+
+    @classmethod
+    def of(cls, d: dict, candidate_threshold: float, real_weight: float) -> _Fitting:
+        x_all, dim = d["x"], int(d["embedding_dim"])
+        score = 1 / (1 + np.exp(-x_all[:, columns(("score_logit",), dim)][:, 0]))
+        return cls(x_all, d["y"].astype(int), d["group"], d["kind"], d["hours"], dim,
+                   score >= candidate_threshold, weights(d["kind"], real_weight))  # fmt: skip
+
+    def x(self, names) -> np.ndarray:
+        return self.x_all[:, columns(names, self.dim)]
+
+    def figures(self, p: np.ndarray, thr: float) -> dict:
+        """Figures of the proposed candidates at ``thr``."""
+        dep = self.deploy
+        return figures(p[dep], self.y[dep], self.kind[dep], self.hours, thr)
+
+    def variant(
+        self, names, hidden: int, c: float, seed: int, bag: int, pick
+    ) -> tuple[float, dict, np.ndarray]:
+        """Out-of-fold scores of one feature set and head -> (threshold, table row, scores)."""
+        y, dep = self.y, self.deploy
+        p = out_of_fold(self.x(names), y, self.groups, hidden, c, seed=seed, weight=self.weight, bag=bag)
+        thr = pick(p[dep], y[dep], self.kind[dep], self.hours)
+        pos = y == 1
+        auc = float(np.mean(p[pos][:, None] > p[~pos][None, :])) if pos.any() and (~pos).any() else None
+        row = {
+            "features": "+".join(f[:5] for f in names),
+            "hidden": hidden,
+            "auc_oof": round(auc, 4),
+            "thr": thr,
+        }
+        row.update(self.figures(p, thr))
+        return thr, row, p
 
 
-def _through_16k(audio: np.ndarray) -> np.ndarray:
-    from model_export.detector.chain import band_limit
+def _threshold_rule(threshold, target_per_hour, target_recall):
+    """How the threshold is chosen from out-of-fold scores: a function of ``(p, y, kind, hours)``
+    of the proposed candidates, and its description for the manifest."""
+    if threshold is not None:
+        return (lambda p, y, kind, hours: threshold), "given"
+    if target_per_hour is not None:
 
-    return band_limit(audio, SR, 16000)
+        def per_hour(p, y, kind, hours):
+            return choose_threshold(p, y, kind, hours, target_per_hour)
 
-
-def _composite(bg: np.ndarray, rng: np.random.Generator, real_songs: list, seconds: float = 15.0):
-    """A segment of ``bg`` with one song mixed in -> (audio, [(onset, offset)], source of the song)."""
-    from model_export.detector.chain import random_chain
-    from model_export.detector.realdata import _band_rms
-    from model_export.synth import DIALECTS, make_bird, propagate, render_song
-
-    n = int(seconds * SR)
-    if len(bg) < n:
-        bg = np.tile(bg, n // max(1, len(bg)) + 1)
-    s = int(rng.integers(0, len(bg) - n + 1))
-    x = bg[s : s + n].astype(np.float32).copy()
-    if real_songs and rng.random() < 0.4:
-        song, on, off = real_songs[int(rng.integers(len(real_songs)))]
-        kind = "real"
-    else:
-        bird = make_bird(str(rng.choice(DIALECTS)), rng, int(rng.integers(1 << 30)))
-        song, ev = render_song(bird, rng, SR)
-        on, off, kind = ev.onset_s, ev.offset_s, "synth"
-    d = float(np.exp(rng.uniform(np.log(3.0), np.log(150.0))))
-    song = propagate(song, SR, d, rng)[: len(song) + SR // 2]
-    song = song[: n - SR]
-    start = int(rng.integers(SR // 2, n - len(song) + 1))
-    snr = rng.uniform(-5.0, 25.0)
-    g = _band_rms(x) * 10 ** (snr / 20) / (_band_rms(song[int(on * SR) : int(off * SR)]) + 1e-9)
-    x[start : start + len(song)] += g * song
-    x, _ = random_chain(x, SR, rng, 0.3)
-    x *= 10 ** (rng.uniform(-30, -1) / 20) / (np.max(np.abs(x)) + 1e-9)
-    return x.astype(np.float32), [(start / SR + on, start / SR + off)], kind
-
-
-def _clip_at(audio: np.ndarray, centre_s: float) -> np.ndarray:
-    n = int(CLIP_S * SR)
-    s = int(round((centre_s - CLIP_S / 2) * SR))
-    s = min(max(0, s), max(0, len(audio) - n))
-    return audio[s : s + n]
-
-
-def _clip_labels(rows, centre_s: float, audio_len: int, spans) -> list:
-    """Candidates of a clip, labelled against the spans moved into the clip's time."""
-    n = int(CLIP_S * SR)
-    s = min(max(0, int(round((centre_s - CLIP_S / 2) * SR))), max(0, audio_len - n)) / SR
-    return _label(rows, [(on - s, off - s) for on, off in spans], False)
-
-
-def collect(
-    runner: CandidateRunner,
-    root=None,
-    composites_per_file: int = 3,
-    synth_scenes: int = 60,
-    seed: int = 0,
-    progress=None,
-) -> dict:
-    """Candidates of the train split (see the module docstring) -> arrays ``x, y, group, kind`` and
-    the hours of audio behind each negative kind."""
-    from model_export.labels import real_files, real_songs
-    from model_export.synth import load_audio, make_scene
-
-    files = [f for f in real_files(root) if f.split == "train"]
-    train = {f.file for f in files}
-    songs: dict = {}
-    for s in real_songs(root):
-        if s.file in train:
-            songs.setdefault(s.file, []).append((s.onset_s, s.offset_s))
-    xs, ys, groups, kinds = [], [], [], []
-    hours: dict = {}
-
-    def add(labelled, group, kind_pos, kind_neg):
-        for r, y in labelled:
-            xs.append(r["x"]), ys.append(y), groups.append(group)
-            kinds.append(kind_pos if y else kind_neg)
-
-    real_song_audio = []
-    pos_files = [f for f in files if f.file in songs]
-    neg_files = [f for f in files if f.clean_negative and f.label in ("other", "soundscape")]
-    for f in pos_files:
-        try:
-            a = load_audio(f.path, SR)
-        except Exception as exc:  # noqa: BLE001 - a damaged file is skipped and named
-            log.warning("%s: %s", f.file, exc)
-            continue
-        for on, off in songs[f.file]:
-            i0, i1 = max(0, int((on - 0.15) * SR)), min(len(a), int((off + 0.15) * SR))
-            real_song_audio.append((a[i0:i1].copy(), on - i0 / SR, off - i0 / SR))
-        for variant, audio in (("", a), ("_16k", _through_16k(a))):
-            add(_label(runner.run(audio, f.file), songs[f.file], True), f.file, "real_pos" + variant, "-")
-            for on, off in songs[f.file]:
-                c = 0.5 * (on + off)
-                rows = runner.run(_clip_at(audio, c), f.file)
-                lab = [(r, y) for r, y in _clip_labels(rows, c, len(audio), songs[f.file]) if y == 1]
-                add(lab, f.file, "clip_pos" + variant, "-")
-        if progress:
-            progress(1)
-    for f in neg_files:
-        try:
-            a = load_audio(f.path, SR)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("%s: %s", f.file, exc)
-            continue
-        tag = "real_neg" if f.label == "other" else "scape_neg"
-        frng = np.random.default_rng(int(hashlib.sha1(f"{seed}:{f.file}".encode()).hexdigest()[:8], 16))
-        for variant, audio in (("", a), ("_16k", _through_16k(a))):
-            add(_label(runner.run(audio, f.file), [], False), f.file, "-", tag + variant)
-            hours[tag + variant] = hours.get(tag + variant, 0.0) + len(audio) / SR / 3600
-            dur = len(audio) / SR
-            if dur >= CLIP_S:
-                for c in frng.uniform(CLIP_S / 2, dur - CLIP_S / 2, min(CLIPS_PER_FILE, int(dur // CLIP_S))):
-                    add(_label(runner.run(_clip_at(audio, c), f.file), [], False), f.file, "-", "clip_neg")
-                    hours["clip_neg"] = hours.get("clip_neg", 0.0) + CLIP_S / 3600
-        for _ in range(composites_per_file):
-            x, spans, src = _composite(a, frng, real_song_audio)
-            add(_label(runner.run(x, f.file), spans, False), f.file, f"comp_pos_{src}", "comp_neg")
-            hours["comp_neg"] = hours.get("comp_neg", 0.0) + len(x) / SR / 3600
-            c = 0.5 * (spans[0][0] + spans[0][1])
-            lab = [
-                (r, y)
-                for r, y in _clip_labels(runner.run(_clip_at(x, c), f.file), c, len(x), spans)
-                if y == 1
-            ]
-            add(lab, f.file, "clip_pos_comp", "-")
-        if progress:
-            progress(1)
-    for i in range(synth_scenes):
-        srng = np.random.default_rng(10_000 + seed * 1000 + i)
-        sc = make_scene([], srng, SR, duration_s=30.0, distractor_rate_per_min=12.0)
-        add(
-            _label(runner.run(sc.audio.astype(np.float32), f"synth{i}"), [], False),
-            f"synth{i}",
-            "-",
-            "synth_neg",
+        return per_hour, (
+            f"out-of-fold (5 folds by recording) false candidates <= {target_per_hour}/h on train "
+            "other-species audio"
         )
-        hours["synth_neg"] = hours.get("synth_neg", 0.0) + 30.0 / 3600
-        if progress:
-            progress(1)
-    return {
-        "x": np.stack(xs).astype(np.float32) if xs else np.zeros((0, 0), np.float32),
-        "y": np.array(ys, np.int8),
-        "group": np.array(groups),
-        "kind": np.array(kinds),
-        "hours": hours,
-        "candidate_threshold": float(runner.detector.threshold),
-        "detector_version": runner.detector.version,
-        "encoder_version": runner.encoder.version,
-        "embedding_dim": int(runner.encoder.embedding_dim),
-    }
+
+    def for_recall(p, y, kind, hours):
+        return threshold_for_recall(p, y, kind, target_recall)
+
+    return for_recall, (
+        f"highest keeping {target_recall} of the out-of-fold real train song candidates (5 folds by recording)"
+    )
 
 
-def load_or_collect(cache: Path, models_dir, candidate_threshold, composites_per_file, synth_scenes, seed,
-                    root=None, progress=None) -> dict:  # fmt: skip
-    runner = CandidateRunner(models_dir, candidate_threshold)
-    key = hashlib.sha1(repr((runner.detector.version, runner.encoder.version, runner.detector.threshold,
-                             composites_per_file, synth_scenes, seed, ALL_FEATURES, MEL_GROUPS, RHYTHM_LAGS, CLIP_S, CLIPS_PER_FILE)).encode()
-                       ).hexdigest()[:10]  # fmt: skip
-    path = Path(cache) / f"verifier-candidates-{key}.npz"
-    if path.exists():
-        z = np.load(path, allow_pickle=False)
-        d = {k: z[k] for k in ("x", "y", "group", "kind")}
-        d.update(json.loads(str(z["meta"])))
-        return d
-    d = collect(runner, root, composites_per_file, synth_scenes, seed, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {k: v for k, v in d.items() if k not in ("x", "y", "group", "kind")}
-    tmp = path.with_name(path.name + ".part.npz")
-    np.savez(tmp, x=d["x"], y=d["y"], group=d["group"].astype(str), kind=d["kind"].astype(str),
-             meta=json.dumps(meta))  # fmt: skip
-    tmp.replace(path)
-    return d
+def _write_verifier(models_dir, entry: dict) -> None:
+    """``entry`` as the ``verifier`` of the encoder manifest, checked by the runtime's loaders."""
+    from edge.adapters.models.manifest import load_manifest, manifest_path, write_manifest
+    from edge.adapters.models.tflite import MODELS_DIR, TFLiteEncoder
 
-
-# ------------------------------------------------------------------------------------------
-# fit
-def fit(x: np.ndarray, y: np.ndarray, hidden: int = 0, c: float = 1.0, seed: int = 0, weight=None,
-        bag: int = 1) -> dict:  # fmt: skip
-    """Standardise, then logistic regression (``hidden`` 0) or a one-hidden-layer ReLU MLP;
-    returns the manifest's ``mean``/``scale``/``layers``. ``bag`` > 1 MLPs (each on its own class-
-    balanced resample, own seed) are merged into one wider MLP whose logit is their mean logit."""
-    if hidden > 0 and bag > 1:
-        parts = [fit(x, y, hidden, c, seed + 1000 * i, weight) for i in range(bag)]
-        w1 = np.concatenate([m["layers"][0][0] for m in parts], axis=1)
-        b1 = np.concatenate([m["layers"][0][1] for m in parts])
-        w2 = np.concatenate([m["layers"][1][0] for m in parts], axis=0) / bag
-        b2 = np.mean([m["layers"][1][1] for m in parts], axis=0)
-        return {"mean": parts[0]["mean"], "scale": parts[0]["scale"], "layers": [(w1, b1), (w2, b2)]}
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale < 1e-6] = 1.0
-    z = (x - mean) / scale
-    if hidden <= 0:
-        from sklearn.linear_model import LogisticRegression
-
-        lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(z, y, sample_weight=weight)
-        layers = [(lr.coef_.T.astype(np.float64), lr.intercept_.astype(np.float64))]
-    else:
-        from sklearn.neural_network import MLPClassifier
-
-        # balance the classes by resampling (MLPClassifier takes no class weights)
-        rng = np.random.default_rng(seed)
-        pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-        k = max(len(pos), len(neg))
-        w = np.ones(len(y)) if weight is None else np.asarray(weight, float)
-        idx = np.concatenate(
-            [rng.choice(pos, k, p=w[pos] / w[pos].sum()), rng.choice(neg, k, p=w[neg] / w[neg].sum())]
-        )
-        mlp = MLPClassifier((hidden,), alpha=1.0 / c, max_iter=600, early_stopping=False,
-                            random_state=seed).fit(z[idx], y[idx])  # fmt: skip
-        layers = [(w.astype(np.float64), b.astype(np.float64)) for w, b in zip(mlp.coefs_, mlp.intercepts_)]
-    return {"mean": mean, "scale": scale, "layers": layers}
-
-
-def predict(model: dict, x: np.ndarray) -> np.ndarray:
-    h = (x - model["mean"]) / model["scale"]
-    for i, (w, b) in enumerate(model["layers"]):
-        h = h @ w + b
-        if i < len(model["layers"]) - 1:
-            h = np.maximum(h, 0.0)
-    return 1.0 / (1.0 + np.exp(-np.clip(h[:, 0], -60, 60)))
-
-
-def group_folds(groups: np.ndarray, k: int = 5) -> np.ndarray:
-    """Fold of every row by a hash of its recording (a recording never straddles folds)."""
-    return np.array([int(hashlib.sha1(g.encode()).hexdigest()[:8], 16) % k for g in groups])
-
-
-def weights(kind: np.ndarray, real_weight: float) -> np.ndarray:
-    """Real (not composite) train songs count ``real_weight`` times: few, and the closest to the target."""
-    return np.where(np.char.startswith(kind.astype(str), "real_pos") | np.isin(kind, ["clip_pos", "clip_pos_16k"]),
-                    real_weight, 1.0)  # fmt: skip
-
-
-def out_of_fold(x, y, groups, hidden, c, k=5, seed=0, weight=None, bag=1) -> np.ndarray:
-    folds = group_folds(groups, k)
-    p = np.zeros(len(y))
-    for i in range(k):
-        tr, te = folds != i, folds == i
-        if te.any():
-            p[te] = predict(
-                fit(x[tr], y[tr], hidden, c, seed, None if weight is None else weight[tr], bag), x[te]
-            )
-    return p
-
-
-def figures(p: np.ndarray, y: np.ndarray, kind: np.ndarray, hours: dict, thr: float) -> dict:
-    """Recall per positive kind and false candidates per hour per negative kind at ``thr``."""
-    out = {}
-    for k in sorted(set(kind.tolist())):
-        sel = kind == k
-        if y[sel].max() > 0:
-            out[f"recall_{k}"] = round(float(np.mean(p[sel] >= thr)), 3)
-        else:
-            h = hours.get(k, 0.0)
-            out[f"false_per_h_{k}"] = round(float(np.sum(p[sel] >= thr)) / h, 2) if h else None
-    return out
-
-
-def threshold_for_recall(p, y, kind, recall: float = 0.9) -> float:
-    """The highest threshold that keeps at least ``recall`` of the out-of-fold real train song
-    candidates (hand-marked songs, native and through 16 kHz)."""
-    s = np.sort(p[np.isin(kind, ["real_pos", "real_pos_16k"]) & (y == 1)])
-    if not s.size:
-        return 0.5
-    missed = int(np.floor((1 - recall) * s.size + 1e-9))
-    return round(float(s[missed]) - 1e-4, 4)
-
-
-def choose_threshold(p, y, kind, hours, target_per_h: float = 1.0) -> float:
-    """The lowest threshold whose out-of-fold false candidates per hour on the real other-species
-    train audio (native and through 16 kHz together) is at most ``target_per_h``."""
-    neg = np.isin(kind, ["real_neg", "real_neg_16k"])
-    h = hours.get("real_neg", 0.0) + hours.get("real_neg_16k", 0.0)
-    allowed = int(np.floor(target_per_h * h))
-    s = np.sort(p[neg])[::-1]
-    thr = float(s[allowed]) + 1e-4 if allowed < len(s) else 0.0
-    return round(min(thr, 0.999), 4)
-
-
-def table(rows: list[dict]) -> str:
-    keys = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    lines = ["  ".join(f"{k:>14s}"[-14:] for k in keys)]
-    for r in rows:
-        lines.append("  ".join(f"{r.get(k, '')!s:>14s}"[-14:] for k in keys))
-    return "\n".join(lines)
+    enc_path = (Path(models_dir) / "encoder.tflite") if models_dir else MODELS_DIR / "encoder.tflite"
+    data = json.loads(manifest_path(enc_path).read_text(encoding="utf-8"))
+    data["verifier"] = entry
+    write_manifest(enc_path, data)
+    load_manifest(enc_path)
+    TFLiteEncoder(enc_path)  # the runtime accepts the verifier
+    click.echo(f"verifier written to {manifest_path(enc_path)}")
 
 
 @click.command("verifier")
@@ -472,7 +223,7 @@ def verifier_cmd(models_dir, cache, real, collect_threshold, candidate_threshold
                  target_recall, target_per_hour, threshold, composites, synth_scenes, real_weight, bag, seed, compare,
                  dry_run):  # fmt: skip
     """Fit the cascade's song verifier on train-split candidates and write it into the encoder manifest."""
-    from edge.adapters.models.manifest import load_manifest, manifest_path, write_manifest
+    from edge.adapters.models.manifest import load_manifest
     from edge.adapters.models.tflite import MODELS_DIR
 
     t0 = time.time()
@@ -481,50 +232,23 @@ def verifier_cmd(models_dir, cache, real, collect_threshold, candidate_threshold
     if bad:
         raise click.BadParameter(f"unknown features {bad}; choose from {ALL_FEATURES}")
     d = load_or_collect(cache, models_dir, collect_threshold, composites, synth_scenes, seed, real)
-    x_all, y, groups, kind, hours = d["x"], d["y"].astype(int), d["group"], d["kind"], d["hours"]
-    dim = int(d["embedding_dim"])
     det_thr = load_manifest((Path(models_dir) if models_dir else MODELS_DIR) / "detector.tflite").threshold
     cand = det_thr if candidate_threshold is None else float(candidate_threshold)
-    score = 1 / (1 + np.exp(-x_all[:, columns(("score_logit",), dim)][:, 0]))
-    deploy = score >= cand  # the candidates the recorder would propose
-    counts = {str(k): int(v) for k, v in zip(*np.unique(kind, return_counts=True))}
+    data = _Fitting.of(d, cand, real_weight)  # deploy: the candidates the recorder would propose
+    hours = data.hours
+    counts = {str(k): int(v) for k, v in zip(*np.unique(data.kind, return_counts=True))}
     click.echo(f"candidates: {counts}; hours: { {k: round(v, 2) for k, v in hours.items()} }", err=True)
-    rows = []
-    variants = [(names, hidden, c_reg)]
-    if compare:
-        variants += [(("embedding",), 0, 1.0), (("embedding",), 16, 1.0),
-                     (tuple(n for n in ALL_FEATURES if n != "embedding"), 0, 1.0),
-                     (tuple(n for n in ALL_FEATURES if n != "embedding"), 16, 1.0),
-                     (ALL_FEATURES, 0, 1.0), (ALL_FEATURES, 16, 1.0), (ALL_FEATURES, 32, 1.0)]  # fmt: skip
-    chosen = None
-    for fs, h, c in variants:
-        x = x_all[:, columns(fs, dim)]
-        p = out_of_fold(x, y, groups, h, c, seed=seed, weight=weights(kind, real_weight), bag=bag)
-        if threshold is not None:
-            thr = threshold
-        elif target_per_hour is not None:
-            thr = choose_threshold(p[deploy], y[deploy], kind[deploy], hours, target_per_hour)
-        else:
-            thr = threshold_for_recall(p[deploy], y[deploy], kind[deploy], target_recall)
-        pos = y == 1
-        auc = float(np.mean(p[pos][:, None] > p[~pos][None, :])) if pos.any() and (~pos).any() else None
-        row = {"features": "+".join(f[:5] for f in fs), "hidden": h, "auc_oof": round(auc, 4), "thr": thr}
-        row.update(figures(p[deploy], y[deploy], kind[deploy], hours, thr))
-        rows.append(row)
-        if chosen is None:
-            chosen = (fs, h, c, thr, row, p)
-    click.echo(table(rows))
-    fs, h, c, thr, row, p_oof = chosen
+    pick, rule = _threshold_rule(threshold, target_per_hour, target_recall)
+    variants = [(names, hidden, c_reg)] + (COMPARE_VARIANTS if compare else [])
+    results = [data.variant(fs, h, c, seed, bag, pick) for fs, h, c in variants]
+    click.echo(table([row for _, row, _ in results]))
+    (fs, h, c), (thr, row, p_oof) = variants[0], results[0]
     click.echo(f"out-of-fold figures of the candidates at detector threshold {cand} (the recorder's):")
-    sweep = [dict(thr=t, **figures(p_oof[deploy], y[deploy], kind[deploy], hours, t))
-             for t in (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95)]  # fmt: skip
-    click.echo(table(sweep))
+    click.echo(table([dict(thr=t, **data.figures(p_oof, t)) for t in SWEEP]))
     if dry_run:
         return
-    model = fit(x_all[:, columns(fs, dim)], y, h, c, seed, weights(kind, real_weight), bag)
-    enc_path = (Path(models_dir) / "encoder.tflite") if models_dir else MODELS_DIR / "encoder.tflite"
-    data = json.loads(manifest_path(enc_path).read_text(encoding="utf-8"))
-    data["verifier"] = {
+    model = fit(data.x(fs), data.y, h, c, seed, data.weight, bag)
+    entry = {
         "kind": (f"mlp ({bag} bagged, merged)" if bag > 1 else "mlp") if h > 0 else "logistic",
         "features": list(fs),
         "mean": [round(float(v), 6) for v in model["mean"]],
@@ -538,19 +262,9 @@ def verifier_cmd(models_dir, cache, real, collect_threshold, candidate_threshold
         f"distractor scenes: {counts}",
         "hours": {k: round(v, 3) for k, v in hours.items()},
         "collect_threshold": float(collect_threshold),
-        "threshold_rule": "given"
-        if threshold is not None
-        else f"out-of-fold (5 folds by recording) false candidates <= {target_per_hour}/h on train other-species "
-        "audio"
-        if target_per_hour is not None
-        else f"highest keeping {target_recall} of the out-of-fold real train song candidates (5 folds by recording)",
+        "threshold_rule": rule,
         "metrics_out_of_fold": row,
         "reproduce": "yh-model " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "seconds": round(time.time() - t0),
     }
-    write_manifest(enc_path, data)
-    load_manifest(enc_path)
-    from edge.adapters.models.tflite import TFLiteEncoder
-
-    TFLiteEncoder(enc_path)  # the runtime accepts the verifier
-    click.echo(f"verifier written to {manifest_path(enc_path)}")
+    _write_verifier(models_dir, entry)
