@@ -287,12 +287,7 @@ def evaluate(
         songs_by_file.setdefault(s.file, []).append(s)
     rows, clips = [], {"native": [], "16k": []}
     for f in files:
-        if f.label == "yellowhammer" and f.yellowhammer == "yes":
-            group = "yellowhammer"
-        elif f.label in ("other", "soundscape") and f.clean_negative:
-            group = f.label
-        else:
-            group = None
+        group = _group(f)
         spans = [(0.5 * (s.onset_s + s.offset_s), 1) for s in songs_by_file.get(f.file, [])]
         if group in ("other", "soundscape"):
             spans += [(c, 0) for c in _neg_clip_centres(f.file, _duration(f.path))]
@@ -306,18 +301,7 @@ def evaluate(
             log.warning("%s: %s", f.file, exc)
             continue
         if group is not None:
-            probs, n_songs = runner.run(audio, f.file)
-            row = {"file": f.file, "group": group, "seconds": round(len(audio) / MODEL_RATE, 2),
-                   "max_prob": float(probs.max()) if probs.size else 0.0, "songs": n_songs}  # fmt: skip
-            if runner.verifier_threshold is not None:
-                row["candidates"] = len(runner.candidates)
-                row["verifier_p"] = [p for _, p, _ in runner.candidates]
-                row["cascade_max"] = max(row["verifier_p"], default=0.0)
-            if bn is not None:
-                s = bn.scores(f"{f.file}|file|1", lambda f=f: load_audio(f.path, 48000), 1.0)
-                row["birdnet_max"] = float(s.max())
-                row["birdnet_events"] = events(s, BIRDNET_THRESHOLD)
-            rows.append(row)
+            rows.append(_file_row(runner, bn, f, group, audio))
         _score_clips(runner, bn, f.file, audio, spans, clips)
         if progress:
             progress(1)
@@ -328,6 +312,35 @@ def evaluate(
         summary["cascade_sweep"] = cascade_sweep(rows, clips, sweep)
     summary["detector_version"] = runner.detector.version
     return {"summary": summary, "rows": rows, "clips": clips}
+
+
+def _group(f) -> str | None:
+    """The file's group in the per-file figures: "yellowhammer" (a focal one), "other" or
+    "soundscape" (clean negatives); None: only its hand-marked songs count (as clips)."""
+    if f.label == "yellowhammer" and f.yellowhammer == "yes":
+        return "yellowhammer"
+    if f.label in ("other", "soundscape") and f.clean_negative:
+        return f.label
+    return None
+
+
+def _file_row(runner, bn, f, group: str, audio: np.ndarray) -> dict:
+    """One file's row: the detector's highest window probability and the pipeline's songs (with
+    the verifier's probability of every candidate when there is one), and BirdNET's scores."""
+    from model_export.synth import load_audio
+
+    probs, n_songs = runner.run(audio, f.file)
+    row = {"file": f.file, "group": group, "seconds": round(len(audio) / MODEL_RATE, 2),
+           "max_prob": float(probs.max()) if probs.size else 0.0, "songs": n_songs}  # fmt: skip
+    if runner.verifier_threshold is not None:
+        row["candidates"] = len(runner.candidates)
+        row["verifier_p"] = [p for _, p, _ in runner.candidates]
+        row["cascade_max"] = max(row["verifier_p"], default=0.0)
+    if bn is not None:
+        s = bn.scores(f"{f.file}|file|1", lambda f=f: load_audio(f.path, 48000), 1.0)
+        row["birdnet_max"] = float(s.max())
+        row["birdnet_events"] = events(s, BIRDNET_THRESHOLD)
+    return row
 
 
 def _score_clips(runner, bn, rel: str, audio: np.ndarray, spans, clips: dict) -> None:
