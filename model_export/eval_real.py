@@ -18,38 +18,23 @@ from edge.core.frontend import FrontendConfig, logmel
 log = logging.getLogger(__name__)
 
 
-class _ListSink:
-    def __init__(self) -> None:
-        self.items = []
-
-    def add(self, detection, clip_path=None) -> None:
-        self.items.append(detection)
-
-
 def run_pipeline(audio: np.ndarray, detector, encoder, cfg: FrontendConfig, source: str = ""):
-    """The edge pipeline (frontend -> detector -> segmenter -> encoder) on one clip -> detections."""
-    from edge.core.pipeline import Pipeline
+    """The recorder's pipeline on one clip -> detections: composed by
+    :func:`edge.app.compose.build_pipeline` as on the Pi (energy gate, the encoder manifest's
+    verifier if it has one; an in-memory store), fed in half-second chunks."""
+    from edge.app.compose import build_pipeline
+    from edge.app.config import load_config
     from edge.core.records import AudioChunk
-    from edge.core.segmenter import SongSegmenter
 
-    seg = SongSegmenter(cfg, detector.window_frames, detector.hop_frames, detector.threshold)
-    sink = _ListSink()
-    margin = encoder.model.manifest.raw.get("window", {}).get("margin_frames")
-    pipe = Pipeline(cfg, detector, encoder, sink, "eval", seg, encoder_margin_frames=margin)
+    pipe = build_pipeline(load_config(None), detector=detector, encoder=encoder, memory=True).pipeline
     step = cfg.sample_rate // 2
+    out = []
     for i in range(0, len(audio), step):
-        pipe.process(
-            AudioChunk(
-                audio[i : i + step],
-                cfg.sample_rate,
-                i,
-                i / cfg.sample_rate,
-                source=source,
-                stream_start=(i == 0),
-            )
-        )
-    pipe.end_stream()
-    return sink.items
+        chunk = AudioChunk(audio[i : i + step], cfg.sample_rate, i, i / cfg.sample_rate, source=source,
+                           stream_start=(i == 0))  # fmt: skip
+        out += pipe.process(chunk)
+    out += pipe.end_stream()
+    return out
 
 
 def _windows(feats: np.ndarray, frames: int, hop: int) -> np.ndarray:
