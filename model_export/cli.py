@@ -30,6 +30,7 @@ def _register() -> None:
         ("model_export.valsynth.cli", "valsynth"),
         ("model_export.embed_songs", "embed_cmd"),
         ("model_export.complete_head", "complete_head_cmd"),
+        ("model_export.verifier", "verifier_cmd"),
     ):
         try:
             mod = importlib.import_module(module)

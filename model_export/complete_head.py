@@ -85,12 +85,9 @@ def probabilities(z: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
 @click.option("--dry-run", is_flag=True, help="Print the figures; leave the manifest alone.")
 def complete_head_cmd(encoder_path: Path, cache: Path, scale: float, seed: int, dry_run: bool) -> None:
     """Fit the encoder's complete head on the training generator's songs and store it in the manifest."""
-    from model_export import train_cli
     from model_export.encoder_dr import _load_split
 
-    (train, _), (val, _), (test, _) = (
-        _load_split(train_cli, cache, k, scale, seed) for k in ("train", "val", "test")
-    )
+    (train, _), (val, _), (test, _) = (_load_split(cache, k, scale, seed) for k in ("train", "val", "test"))
     enc = TFLiteEncoder(encoder_path, FrontendConfig())
     x = np.concatenate([train.x, val.x])
     y = np.concatenate([train.dialect, val.dialect]) != INCOMPLETE

@@ -1,6 +1,7 @@
 """Training data for the detector and the encoder, built from the synthesiser and real audio.
 
-Everything goes through the project's one frontend (:func:`edge.core.frontend.logmel`), so the
+The real recordings' side (manifest, splits, BirdNET-teacher windows, background libraries) is
+:mod:`model_export.real_data`, re-exported here. Everything goes through the project's one frontend (:func:`edge.core.frontend.logmel`), so the
 features are those the Pi computes.
 
 Splits are by bird and by recording, never by clip:
@@ -13,9 +14,7 @@ Splits are by bird and by recording, never by clip:
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import logging
 import multiprocessing as mp
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,151 +24,15 @@ import numpy as np
 
 from edge.core.frontend import FrontendConfig, logmel
 from edge.core.pipeline import ENCODER_MARGIN_S
-
-log = logging.getLogger(__name__)
+from model_export.real_data import (  # noqa: F401 - re-exported: the real recordings' side of the data
+    TEST_FRACTION_MOD,
+    _is_test_file,
+    real_detector_windows,
+    real_library,
+    real_manifest,
+)
 
 INCOMPLETE = "incomplete"
-TEST_FRACTION_MOD = 3  # hash % 3 == 0 -> test
-
-
-# --------------------------------------------------------------------------------------------
-# real recordings
-def _is_test_file(relpath: str) -> bool:
-    return int(hashlib.sha1(relpath.encode()).hexdigest(), 16) % TEST_FRACTION_MOD == 0
-
-
-def _sha(relpath: str) -> str:
-    return hashlib.sha1(relpath.encode()).hexdigest()
-
-
-def real_manifest(root: str | Path) -> list[dict]:
-    """Rows of ``manifest.csv`` with an added ``split`` ("train"/"test") and absolute ``path``.
-
-    Other-species and soundscape files: a third (by hash) are test files. Yellowhammer files:
-    the half with the lowest hashes are test files, never trained on; the other half may give
-    the detector real positives (weakly labelled by BirdNET, see :func:`real_detector_windows`).
-    """
-    root = Path(root)
-    rows = []
-    with open(root / "manifest.csv", newline="") as fh:
-        for r in csv.DictReader(fh):
-            p = root / r["file"]
-            if p.exists():
-                rows.append({**r, "path": p})
-    yh = sorted((r["file"] for r in rows if r["label"] == "yellowhammer"), key=_sha)
-    yh_test = set(yh[: (len(yh) + 1) // 2])
-    for r in rows:
-        if r["label"] == "yellowhammer":
-            r["split"] = "test" if r["file"] in yh_test else "train"
-        else:
-            r["split"] = "test" if _is_test_file(r["file"]) else "train"
-    return rows
-
-
-def real_detector_windows(
-    root: str | Path,
-    cfg: FrontendConfig,
-    frames: int,
-    hop: int,
-    progress=None,
-    pos_score: float = 0.5,
-    neg_score: float = 0.05,
-    min_band_db: float = 10.0,
-):
-    """Detector windows from the *train* split of real recordings, labelled with BirdNET as an
-    offline teacher (DESIGN.md section 3).
-
-    BirdNET scores 3-s windows every 1 s. A 1-s detector window is
-    - positive when a 3-s window containing it scores >= ``pos_score`` for the yellowhammer and
-      its own 2.8-8.5 kHz level is ``min_band_db`` above the file's median there (a song, not the
-      gap between songs);
-    - negative when every 3-s window overlapping it scores < ``neg_score`` (other-species and
-      soundscape files too, which also catches unlabelled background yellowhammers);
-    - left out otherwise.
-    Returns a :class:`DetectorSet` (kind ``real_song``/``real_other``) and a summary.
-    """
-    from edge.core.frontend import mel_frequencies
-    from model_export.birdnet import YELLOWHAMMER_INDEX, BirdNET
-    from model_export.synth import load_audio
-
-    bn = BirdNET()
-    band = (mel_frequencies(cfg) >= 2800) & (mel_frequencies(cfg) <= 8500)
-    xs, ys, gs, ks = [], [], [], []
-    files = [r for r in real_manifest(root) if r["split"] == "train"]
-    used = {"yellowhammer": 0, "other": 0, "soundscape": 0}
-    for gi, r in enumerate(files):
-        audio = load_audio(r["path"], cfg.sample_rate)
-        a48 = load_audio(r["path"], 48000)
-        if len(a48) < 3 * 48000:
-            a48 = np.pad(a48, (0, 3 * 48000 - len(a48)))
-        scores = bn.scores(a48, 48000, hop_s=1.0)[:, YELLOWHAMMER_INDEX]  # window k covers [k, k+3) s
-        feats = logmel(audio, cfg)
-        n = (len(feats) - frames) // hop + 1
-        if n <= 0:
-            continue
-        idx = np.arange(n)[:, None] * hop + np.arange(frames)[None, :]
-        w = feats[idx]
-        t0 = np.arange(n) * hop * cfg.hop_length / cfg.sample_rate
-        t1 = t0 + ((frames - 1) * cfg.hop_length + cfg.n_fft) / cfg.sample_rate
-        k = np.arange(len(scores), dtype=float)
-        level = w[:, :, band].mean(axis=2).max(axis=1) - np.median(feats[:, band].mean(axis=1))
-        y = np.full(n, -1.0, np.float32)
-        for i in range(n):
-            inside = scores[(k <= t0[i]) & (k + 3.0 >= t1[i])]
-            overl = scores[(k < t1[i]) & (k + 3.0 > t0[i])]
-            if (
-                r["label"] == "yellowhammer"
-                and inside.size
-                and inside.max() >= pos_score
-                and level[i] >= min_band_db
-            ):
-                y[i] = 1.0
-            elif overl.size and overl.max() < neg_score:
-                y[i] = 0.0
-        keep = y >= 0
-        if keep.any():
-            used[r["label"]] += 1
-        xs.append(w[keep].astype(np.float16))
-        ys.append(y[keep])
-        gs.append(np.full(keep.sum(), 500_000 + gi))
-        ks.append(np.where(y[keep] > 0, "real_song", "real_other"))
-        if progress:
-            progress(1)
-    ds = DetectorSet(np.concatenate(xs), np.concatenate(ys), np.concatenate(gs), np.concatenate(ks))
-    summary = {
-        "real_files_used": used,
-        "windows": int(len(ds.y)),
-        "positives": int(ds.y.sum()),
-        "teacher": "BirdNET V2.4",
-        "pos_score": pos_score,
-        "neg_score": neg_score,
-    }
-    return ds, summary
-
-
-_LIBRARIES: dict = {}
-
-
-def real_library(root: str | Path | None, split: str, sample_rate: int, labels: Sequence[str]):
-    """An :class:`~model_export.synth.AudioLibrary` restricted to one split and some labels.
-
-    Libraries are kept per process, so decoded recordings are reused across jobs.
-    """
-    key = (str(root), split, sample_rate, tuple(labels))
-    if key not in _LIBRARIES:
-        _LIBRARIES[key] = _real_library(root, split, sample_rate, labels)
-    return _LIBRARIES[key]
-
-
-def _real_library(root, split, sample_rate, labels):
-    if root is None or not (Path(root) / "manifest.csv").exists():
-        return None
-    from model_export.synth import AudioLibrary
-
-    keep = {r["path"].resolve() for r in real_manifest(root) if r["split"] == split and r["label"] in labels}
-    lib = AudioLibrary(root, sample_rate, exclude_labels=(), include_labels=tuple(labels), cache_files=200)
-    lib.files = [f for f in lib.files if Path(f).resolve() in keep]
-    return lib if lib.files else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,62 +307,80 @@ def load_or_build(
     spec = dataset_specs(scale)[kind][split]
     real_split = "train" if split in ("train", "val") else "test"
     if path.exists():
-        z = np.load(path, allow_pickle=False)
-        if kind == "encoder":
-            return EncoderSet(z["x"], z["dialect"], z["bird"], z["snr"]), json_summary(z)
-        return DetectorSet(z["x"], z["y"], z["group"], z["kind"]), json_summary(z)
+        return _load_cached(path, kind)
+    args = (path, split, spec, cfg, dialects, real_root, real_split, seed, frames, progress_factory)
     if kind == "encoder":
-        per_dialect, songs = spec
-        birds = split_birds(split, per_dialect, dialects, seed)
-        n_jobs = (len(birds) + 7) // 8
-        bar = progress_factory(n_jobs, f"encoder {split} data") if progress_factory else None
-        ds = build_encoder_set(
-            birds,
-            songs,
-            SPLIT_SEEDS[split] + seed,
-            frames,
-            ENCODER_MARGIN_S,
-            jitter,
-            cfg,
-            real_root,
-            real_split,
-            progress=bar.update if bar else None,
-        )
-        summary = {
-            "kind": kind,
-            "split": split,
-            "birds": len(birds),
-            "songs": int(len(ds.dialect)),
-            "dialects": sorted(set(ds.dialect.tolist())),
-            "real_backgrounds": bool(real_root),
-        }
-        _save(path, x=ds.x, dialect=ds.dialect, bird=ds.bird, snr=ds.snr, summary=np.array(repr(summary)))
-    else:
-        birds = split_birds(split, 3, dialects, seed + 1)
-        bar = progress_factory(spec, f"detector {split} data") if progress_factory else None
-        ds, secs = build_detector_set(
-            spec,
-            SPLIT_SEEDS[split] + seed,
-            frames,
-            hop_frames,
-            cfg,
-            birds,
-            real_root,
-            real_split,
-            progress=bar.update if bar else None,
-        )
-        summary = {
-            "kind": kind,
-            "split": split,
-            "scenes": spec,
-            "audio_hours": round(secs / 3600, 3),
-            "windows": int(len(ds.y)),
-            "positive_fraction": round(float(ds.y.mean()), 3),
-            "real_backgrounds": bool(real_root),
-        }
-        np.savez(
-            path, x=ds.x, y=ds.y, group=ds.group, kind=ds.kind.astype(str), summary=np.array(repr(summary))
-        )
+        return _build_encoder_split(*args, jitter)
+    return _build_detector_split(*args, hop_frames)
+
+
+def _load_cached(path: Path, kind: str):
+    """A standard dataset and its summary from its cached ``.npz``."""
+    z = np.load(path, allow_pickle=False)
+    if kind == "encoder":
+        return EncoderSet(z["x"], z["dialect"], z["bird"], z["snr"]), json_summary(z)
+    return DetectorSet(z["x"], z["y"], z["group"], z["kind"]), json_summary(z)
+
+
+def _build_encoder_split(path, split, spec, cfg, dialects, real_root, real_split, seed, frames, progress_factory,
+                         jitter):  # fmt: skip
+    """Build, cache at ``path`` and summarise one split of the standard encoder set."""
+    per_dialect, songs = spec
+    birds = split_birds(split, per_dialect, dialects, seed)
+    n_jobs = (len(birds) + 7) // 8
+    bar = progress_factory(n_jobs, f"encoder {split} data") if progress_factory else None
+    ds = build_encoder_set(
+        birds,
+        songs,
+        SPLIT_SEEDS[split] + seed,
+        frames,
+        ENCODER_MARGIN_S,
+        jitter,
+        cfg,
+        real_root,
+        real_split,
+        progress=bar.update if bar else None,
+    )
+    summary = {
+        "kind": "encoder",
+        "split": split,
+        "birds": len(birds),
+        "songs": int(len(ds.dialect)),
+        "dialects": sorted(set(ds.dialect.tolist())),
+        "real_backgrounds": bool(real_root),
+    }
+    _save(path, x=ds.x, dialect=ds.dialect, bird=ds.bird, snr=ds.snr, summary=np.array(repr(summary)))
+    if bar:
+        bar.close()
+    return ds, summary
+
+
+def _build_detector_split(path, split, spec, cfg, dialects, real_root, real_split, seed, frames, progress_factory,
+                          hop_frames):  # fmt: skip
+    """Build, cache at ``path`` and summarise one split of the standard detector set."""
+    birds = split_birds(split, 3, dialects, seed + 1)
+    bar = progress_factory(spec, f"detector {split} data") if progress_factory else None
+    ds, secs = build_detector_set(
+        spec,
+        SPLIT_SEEDS[split] + seed,
+        frames,
+        hop_frames,
+        cfg,
+        birds,
+        real_root,
+        real_split,
+        progress=bar.update if bar else None,
+    )
+    summary = {
+        "kind": "detector",
+        "split": split,
+        "scenes": spec,
+        "audio_hours": round(secs / 3600, 3),
+        "windows": int(len(ds.y)),
+        "positive_fraction": round(float(ds.y.mean()), 3),
+        "real_backgrounds": bool(real_root),
+    }
+    np.savez(path, x=ds.x, y=ds.y, group=ds.group, kind=ds.kind.astype(str), summary=np.array(repr(summary)))
     if bar:
         bar.close()
     return ds, summary

@@ -204,13 +204,15 @@ def train_dr(model, train, val, classes, objective="arcface", epochs=20, batch=9
     return tl
 
 
-def _load_split(train_cli, cache, split: str, scale: float, seed: int):
+def _load_split(cache, split: str, scale: float, seed: int):
     """One standard encoder set (the cache ``train encoder`` uses; real backgrounds as its default)."""
     from model_export.data import DEFAULT_END_JITTER_S, load_or_build
+    from model_export.geometry import DET_TRAIN_HOP, ENC_FRAMES
+    from model_export.runkit import progress_bar, real_folder
     from model_export.synth import DIALECTS
 
-    return load_or_build(cache, "encoder", split, FrontendConfig(), DIALECTS, train_cli._real(None), scale, seed,
-                         train_cli.ENC_FRAMES, train_cli.DET_TRAIN_HOP, progress_factory=train_cli._bar,
+    return load_or_build(cache, "encoder", split, FrontendConfig(), DIALECTS, real_folder(None), scale, seed,
+                         ENC_FRAMES, DET_TRAIN_HOP, progress_factory=progress_bar,
                          end_jitter_s=DEFAULT_END_JITTER_S)  # fmt: skip
 
 
@@ -235,17 +237,15 @@ def train_encoder_dr_cmd(
     """Train the encoder with wide domain randomisation; export int8 + manifest into OUT."""
     import keras
 
-    from model_export import train_cli
+    from model_export.encoder_training import export_evaluate_encoder
+    from model_export.geometry import ENC_FRAMES, ENC_STEM_TIME_STRIDE
     from model_export.models import build_encoder
+    from model_export.runkit import dumps, progress_bar, reproduce_command
 
     keras.utils.set_random_seed(seed)
-    (train, tsum), (val, vsum) = (
-        _load_split(train_cli, cache, split, scale, seed) for split in ("train", "val")
-    )
+    (train, tsum), (val, vsum) = (_load_split(cache, split, scale, seed) for split in ("train", "val"))
     classes = sorted(set(train.dialect.tolist()))
-    model = build_encoder(
-        "cnn", train_cli.ENC_FRAMES, FrontendConfig().n_mels, emb_dim, train_cli.ENC_STEM_TIME_STRIDE
-    )
+    model = build_encoder("cnn", ENC_FRAMES, FrontendConfig().n_mels, emb_dim, ENC_STEM_TIME_STRIDE)
     real_songs, ssl_info = None, None
     if ssl_weight > 0 and ssl_source == "synth":
         from model_export.encoder_ssl import RealSongWindows
@@ -256,33 +256,26 @@ def train_encoder_dr_cmd(
         from edge.core.pipeline import ENCODER_MARGIN_S
         from model_export.encoder_ssl import load_real_songs
 
-        real_songs = load_real_songs(
-            cache, None, train_cli.ENC_FRAMES, FrontendConfig().frames_for(ENCODER_MARGIN_S)
-        )
+        real_songs = load_real_songs(cache, None, ENC_FRAMES, FrontendConfig().frames_for(ENCODER_MARGIN_S))
         ssl_info = {"weight": ssl_weight, "batch": ssl_batch, "songs": len(real_songs),
                     "recordings": real_songs.files, "split": "train", "cut_by": "runtime detector+segmenter"}  # fmt: skip
         click.echo(
             f"SSL: {len(real_songs)} real songs from {len(real_songs.files)} train recordings", err=True
         )
     steps = epochs * max(1, len(train.dialect) // 96)
-    bar = train_cli._bar(steps, f"train encoder-dr {objective}")
+    bar = progress_bar(steps, f"train encoder-dr {objective}")
     tl = train_dr(model, train, val, classes, objective, epochs=epochs, seed=seed, progress=bar.update,
                   ssl_real=real_songs, ssl_weight=ssl_weight, ssl_batch=ssl_batch)  # fmt: skip
     bar.close()
     training = {"objective": objective, "arch": "cnn", "leave_out": None, "epochs": epochs,
                 "seconds": round(tl.seconds), "history": tl.history, "seed": seed,
-                "stem_time_stride": train_cli.ENC_STEM_TIME_STRIDE, "domain_randomisation": DR,
+                "stem_time_stride": ENC_STEM_TIME_STRIDE, "domain_randomisation": DR,
                 "embedding_dim": emb_dim, "scale": scale, "ssl_real": ssl_info}  # fmt: skip
     Path(out).mkdir(parents=True, exist_ok=True)
     model.save(Path(out) / "encoder_float.keras")
     np.save(Path(out) / "head.npy", tl.head)
-    test, esum = _load_split(train_cli, cache, "test", scale, seed)  # loaded (or built) after training
+    test, esum = _load_split(cache, "test", scale, seed)  # loaded (or built) after training
     summaries = {"train": tsum, "val": vsum, "test": esum}
-    old = train_cli.EMB_DIM
-    train_cli.EMB_DIM = emb_dim  # the manifest's embedding_dim
-    try:
-        res = train_cli.export_evaluate_encoder(model, tl.head, classes, training, out, train, test, summaries,
-                                                True, train_cli._reproduce())  # fmt: skip
-    finally:
-        train_cli.EMB_DIM = old
-    click.echo(train_cli._dumps({k: v for k, v in res.items() if k != "classes"}))
+    res = export_evaluate_encoder(model, tl.head, classes, training, out, train, test, summaries, True,
+                                  reproduce_command(), embedding_dim=emb_dim)  # fmt: skip
+    click.echo(dumps({k: v for k, v in res.items() if k != "classes"}))

@@ -13,6 +13,13 @@ gate included) fed the decoded recording in 3-s chunks, one stream per file or p
   clips of the clean negative test files; at the decoded native rate and resampled through 16 kHz.
   Recall at <= 1 % false clips.
 
+**Cascade** (a song verifier in the encoder manifest, :mod:`edge.core.verifier`): the pipeline
+stores only the candidate songs the verifier passes. The ``detector`` block then counts every
+candidate (the first stage alone, at the candidate threshold) and scores a file by its best window;
+the ``cascade`` block counts the stored songs and scores a file (or clip) by its best candidate's
+verifier probability (0 without a candidate); ``cascade_sweep`` repeats the cascade's song figures at
+other verifier thresholds from the same run.
+
 BirdNET V2.4 gets the same files and clips in the same run (3-s windows every 1 s on files; a clip
 is one zero-padded window). Its scores are cached (``birdnet_cache``), since the test audio does
 not change.
@@ -92,6 +99,10 @@ class PipelineRunner:
         self.chunk = int(cfg.audio.chunk_seconds * MODEL_RATE)
         self._windows: list = []
         self.comp.pipeline.on_windows = self._windows.extend
+        self.candidates: list = []  # (detector score, verifier probability or None, stored)
+        self.comp.pipeline.on_candidate = lambda song, p, kept: self.candidates.append((song.score, p, kept))
+        v = self.comp.pipeline.verifier
+        self.verifier_threshold = None if v is None else float(v.threshold)
 
     def run(self, audio: np.ndarray, name: str = "") -> tuple[np.ndarray, int]:
         """-> (window probabilities in time order, songs stored)."""
@@ -99,6 +110,7 @@ class PipelineRunner:
 
         pipe = self.comp.pipeline
         self._windows.clear()
+        self.candidates.clear()
         songs = 0
         for i in range(0, max(1, len(audio)), self.chunk):
             c = AudioChunk(
@@ -166,16 +178,22 @@ def _neg_clip_centres(rel: str, seconds: float) -> list[float]:
     return sorted(rng.uniform(CLIP_S / 2, seconds - CLIP_S / 2, size=k).tolist())
 
 
-def _summary(rows: list[dict], clips: dict, threshold: float, with_bn: bool) -> dict:
+def _summary(
+    rows: list[dict], clips: dict, threshold: float, with_bn: bool, vthr: float | None = None
+) -> dict:
     pos = [r for r in rows if r["group"] == "yellowhammer"]
     neg = [r for r in rows if r["group"] == "other"]
     scape = [r for r in rows if r["group"] == "soundscape"]
     out: dict = {"files": {"yellowhammer": len(pos), "other": len(neg), "soundscape": len(scape)}}
     hours = {g: sum(r["seconds"] for r in rs) / 3600 for g, rs in (("other", neg), ("soundscape", scape))}
     out["hours"] = {k: round(v, 3) for k, v in hours.items()}
-    for who, score, songs, thr in (("detector", "max_prob", "songs", threshold),) + (
-        (("birdnet", "birdnet_max", "birdnet_events", BIRDNET_THRESHOLD),) if with_bn else ()
-    ):
+    cascade = vthr is not None
+    stages = (("detector", "max_prob", "candidates" if cascade else "songs", threshold),)
+    if cascade:
+        stages += (("cascade", "cascade_max", "songs", vthr),)
+    if with_bn:
+        stages += (("birdnet", "birdnet_max", "birdnet_events", BIRDNET_THRESHOLD),)
+    for who, score, songs, thr in stages:
         p, n = [r[score] for r in pos], [r[score] for r in neg]
         r1, t1 = recall_at_false(p, n, 0.01)
         r2, t2 = recall_at_false(p, n, 0.02)
@@ -218,6 +236,36 @@ def _summary(rows: list[dict], clips: dict, threshold: float, with_bn: bool) -> 
     return out
 
 
+def cascade_sweep(rows: list[dict], clips: dict, thresholds) -> list[dict]:
+    """The cascade's song and clip figures at other verifier thresholds (from the candidates'
+    probabilities of one run)."""
+    neg = [r for r in rows if r["group"] == "other"]
+    scape = [r for r in rows if r["group"] == "soundscape"]
+    pos = [r for r in rows if r["group"] == "yellowhammer"]
+    h_o = max(sum(r["seconds"] for r in neg) / 3600, 1e-9)
+    h_s = max(sum(r["seconds"] for r in scape) / 3600, 1e-9)
+    out = []
+    for t in thresholds:
+
+        def n(r, t=t):
+            return sum(p >= t for p in r["verifier_p"])
+
+        d = {
+            "verifier_threshold": t,
+            "files_detected": sum(n(r) > 0 for r in pos),
+            "other_files_false": sum(n(r) > 0 for r in neg),
+            "false_songs_per_hour_other": round(sum(n(r) for r in neg) / h_o, 2),
+            "false_songs_per_hour_soundscape": round(sum(n(r) for r in scape) / h_s, 2),
+        }
+        for variant in ("native", "16k"):
+            cp = np.array([c["cascade"] for c in clips[variant] if c["y"] == 1])
+            cn = np.array([c["cascade"] for c in clips[variant] if c["y"] == 0])
+            d[f"clips_{variant}_recall"] = round(float(np.mean(cp >= t)), 3) if cp.size else None
+            d[f"clips_{variant}_false"] = round(float(np.mean(cn >= t)), 4) if cn.size else None
+        out.append(d)
+    return out
+
+
 def evaluate(
     models_dir: Path | None = None,
     with_birdnet: bool = True,
@@ -225,6 +273,7 @@ def evaluate(
     root: Path | None = None,
     progress=None,
     config_path: Path | None = None,
+    sweep=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
 ) -> dict:
     """Run the whole evaluation; see the module docstring. Returns ``{summary, rows, clips}``."""
     from model_export.labels import real_files, real_songs
@@ -238,12 +287,7 @@ def evaluate(
         songs_by_file.setdefault(s.file, []).append(s)
     rows, clips = [], {"native": [], "16k": []}
     for f in files:
-        if f.label == "yellowhammer" and f.yellowhammer == "yes":
-            group = "yellowhammer"
-        elif f.label in ("other", "soundscape") and f.clean_negative:
-            group = f.label
-        else:
-            group = None
+        group = _group(f)
         spans = [(0.5 * (s.onset_s + s.offset_s), 1) for s in songs_by_file.get(f.file, [])]
         if group in ("other", "soundscape"):
             spans += [(c, 0) for c in _neg_clip_centres(f.file, _duration(f.path))]
@@ -257,22 +301,46 @@ def evaluate(
             log.warning("%s: %s", f.file, exc)
             continue
         if group is not None:
-            probs, n_songs = runner.run(audio, f.file)
-            row = {"file": f.file, "group": group, "seconds": round(len(audio) / MODEL_RATE, 2),
-                   "max_prob": float(probs.max()) if probs.size else 0.0, "songs": n_songs}  # fmt: skip
-            if bn is not None:
-                s = bn.scores(f"{f.file}|file|1", lambda f=f: load_audio(f.path, 48000), 1.0)
-                row["birdnet_max"] = float(s.max())
-                row["birdnet_events"] = events(s, BIRDNET_THRESHOLD)
-            rows.append(row)
+            rows.append(_file_row(runner, bn, f, group, audio))
         _score_clips(runner, bn, f.file, audio, spans, clips)
         if progress:
             progress(1)
     if bn is not None:
         bn.save()
-    summary = _summary(rows, clips, runner.detector.threshold, bn is not None)
+    summary = _summary(rows, clips, runner.detector.threshold, bn is not None, runner.verifier_threshold)
+    if runner.verifier_threshold is not None:
+        summary["cascade_sweep"] = cascade_sweep(rows, clips, sweep)
     summary["detector_version"] = runner.detector.version
     return {"summary": summary, "rows": rows, "clips": clips}
+
+
+def _group(f) -> str | None:
+    """The file's group in the per-file figures: "yellowhammer" (a focal one), "other" or
+    "soundscape" (clean negatives); None: only its hand-marked songs count (as clips)."""
+    if f.label == "yellowhammer" and f.yellowhammer == "yes":
+        return "yellowhammer"
+    if f.label in ("other", "soundscape") and f.clean_negative:
+        return f.label
+    return None
+
+
+def _file_row(runner, bn, f, group: str, audio: np.ndarray) -> dict:
+    """One file's row: the detector's highest window probability and the pipeline's songs (with
+    the verifier's probability of every candidate when there is one), and BirdNET's scores."""
+    from model_export.synth import load_audio
+
+    probs, n_songs = runner.run(audio, f.file)
+    row = {"file": f.file, "group": group, "seconds": round(len(audio) / MODEL_RATE, 2),
+           "max_prob": float(probs.max()) if probs.size else 0.0, "songs": n_songs}  # fmt: skip
+    if runner.verifier_threshold is not None:
+        row["candidates"] = len(runner.candidates)
+        row["verifier_p"] = [p for _, p, _ in runner.candidates]
+        row["cascade_max"] = max(row["verifier_p"], default=0.0)
+    if bn is not None:
+        s = bn.scores(f"{f.file}|file|1", lambda f=f: load_audio(f.path, 48000), 1.0)
+        row["birdnet_max"] = float(s.max())
+        row["birdnet_events"] = events(s, BIRDNET_THRESHOLD)
+    return row
 
 
 def _score_clips(runner, bn, rel: str, audio: np.ndarray, spans, clips: dict) -> None:
@@ -287,6 +355,8 @@ def _score_clips(runner, bn, rel: str, audio: np.ndarray, spans, clips: dict) ->
             probs, _ = runner.run(clip, rel)
             c = {"file": rel, "centre_s": round(centre, 2), "y": y,
                  "detector": float(probs.max()) if probs.size else 0.0}  # fmt: skip
+            if runner.verifier_threshold is not None:
+                c["cascade"] = max((p for _, p, _ in runner.candidates), default=0.0)
             if bn is not None:
                 c["birdnet"] = float(
                     bn.scores(f"{rel}|clip|{variant}|{centre:.2f}",

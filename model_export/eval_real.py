@@ -18,38 +18,23 @@ from edge.core.frontend import FrontendConfig, logmel
 log = logging.getLogger(__name__)
 
 
-class _ListSink:
-    def __init__(self) -> None:
-        self.items = []
-
-    def add(self, detection, clip_path=None) -> None:
-        self.items.append(detection)
-
-
 def run_pipeline(audio: np.ndarray, detector, encoder, cfg: FrontendConfig, source: str = ""):
-    """The edge pipeline (frontend -> detector -> segmenter -> encoder) on one clip -> detections."""
-    from edge.core.pipeline import Pipeline
+    """The recorder's pipeline on one clip -> detections: composed by
+    :func:`edge.app.compose.build_pipeline` as on the Pi (energy gate, the encoder manifest's
+    verifier if it has one; an in-memory store), fed in half-second chunks."""
+    from edge.app.compose import build_pipeline
+    from edge.app.config import load_config
     from edge.core.records import AudioChunk
-    from edge.core.segmenter import SongSegmenter
 
-    seg = SongSegmenter(cfg, detector.window_frames, detector.hop_frames, detector.threshold)
-    sink = _ListSink()
-    margin = encoder.model.manifest.raw.get("window", {}).get("margin_frames")
-    pipe = Pipeline(cfg, detector, encoder, sink, "eval", seg, encoder_margin_frames=margin)
+    pipe = build_pipeline(load_config(None), detector=detector, encoder=encoder, memory=True).pipeline
     step = cfg.sample_rate // 2
+    out = []
     for i in range(0, len(audio), step):
-        pipe.process(
-            AudioChunk(
-                audio[i : i + step],
-                cfg.sample_rate,
-                i,
-                i / cfg.sample_rate,
-                source=source,
-                stream_start=(i == 0),
-            )
-        )
-    pipe.end_stream()
-    return sink.items
+        chunk = AudioChunk(audio[i : i + step], cfg.sample_rate, i, i / cfg.sample_rate, source=source,
+                           stream_start=(i == 0))  # fmt: skip
+        out += pipe.process(chunk)
+    out += pipe.end_stream()
+    return out
 
 
 def _windows(feats: np.ndarray, frames: int, hop: int) -> np.ndarray:
@@ -57,6 +42,90 @@ def _windows(feats: np.ndarray, frames: int, hop: int) -> np.ndarray:
     if n <= 0:
         return np.zeros((0, frames, feats.shape[1]), np.float32)
     return np.stack([feats[i * hop : i * hop + frames] for i in range(n)])
+
+
+def _birdnet(with_birdnet: bool):
+    """BirdNET for the comparison (None when not wanted or not installed)."""
+    if not with_birdnet:
+        return None
+    from model_export.birdnet import BirdNET, BirdNETUnavailable
+
+    try:
+        return BirdNET()
+    except BirdNETUnavailable as exc:
+        log.warning("BirdNET unavailable: %s", exc)
+        return None
+
+
+def _file_row(r: dict, det, enc, cfg: FrontendConfig, bn, embeddings: list) -> dict:
+    """One file's row: the detector's highest window probability, the pipeline's songs (a real
+    yellowhammer file's song embeddings go to ``embeddings``) and BirdNET's highest score."""
+    from model_export.synth import load_audio
+
+    audio = load_audio(r["path"], cfg.sample_rate)
+    probs = det.predict(_windows(logmel(audio, cfg), det.window_frames, det.hop_frames))
+    dets = run_pipeline(audio, det, enc, cfg, str(r["path"]))
+    row = {
+        "file": r["file"],
+        "label": r["label"],
+        "seconds": round(len(audio) / cfg.sample_rate, 1),
+        "max_prob": round(float(probs.max()) if probs.size else 0.0, 3),
+        "songs": len(dets),
+        "detected": bool(dets),
+    }
+    if r["label"] == "yellowhammer":
+        embeddings += [(r["file"], d.embedding) for d in dets]
+    if bn is not None:
+        a48 = load_audio(r["path"], 48000)
+        row["birdnet_max"] = round(float(bn.yellowhammer_score(a48, 48000).max()), 3)
+    return row
+
+
+def _summary(rows: list[dict], threshold: float, with_birdnet: bool) -> dict:
+    """Per label: files, the fraction detected, and BirdNET's fraction and agreement."""
+    summary = {}
+    for label in ("yellowhammer", "other", "soundscape"):
+        sel = [x for x in rows if x["label"] == label]
+        if not sel:
+            continue
+        s = {
+            "files": len(sel),
+            "detected_fraction": round(float(np.mean([x["detected"] for x in sel])), 3),
+            "threshold": threshold,
+        }
+        if with_birdnet:
+            s["birdnet_ge_0.5_fraction"] = round(float(np.mean([x["birdnet_max"] >= 0.5 for x in sel])), 3)
+            s["agree_with_birdnet"] = round(
+                float(np.mean([x["detected"] == (x["birdnet_max"] >= 0.5) for x in sel])), 3
+            )
+        summary[label] = s
+    return summary
+
+
+def _clusters(embeddings: list) -> dict:
+    """How the real yellowhammer songs' embeddings cluster (empty below 5 songs)."""
+    if len(embeddings) < 5:
+        return {}
+    from model_export.evaluate_models import cluster
+
+    e = np.stack([v for _, v in embeddings])
+    labels = cluster(e, min_cluster_size=max(3, len(e) // 20), min_samples=3)
+    counts = sorted(np.bincount(labels[labels >= 0]).tolist(), reverse=True) if (labels >= 0).any() else []
+    clusters = {
+        "songs": len(e),
+        "files": len({f for f, _ in embeddings}),
+        "clusters": len(counts),
+        "sizes": counts,
+        "noise_fraction": round(float(np.mean(labels == -1)), 3),
+        "largest_cluster_fraction": round(counts[0] / len(e), 3) if counts else 0.0,
+    }
+    by_cluster: dict[int, set] = {}
+    for (f, _), c in zip(embeddings, labels):
+        by_cluster.setdefault(int(c), set()).add(f)
+    clusters["files_per_cluster"] = {str(c): len(fs) for c, fs in sorted(by_cluster.items())}
+    clusters["embeddings"] = e.tolist()
+    clusters["song_files"] = [f for f, _ in embeddings]
+    return clusters
 
 
 def evaluate_real(
@@ -69,85 +138,21 @@ def evaluate_real(
     """Per-file table and summary; see the module docstring for what counts as unseen."""
     from edge.adapters.models.tflite import TFLiteDetector, TFLiteEncoder
     from model_export.data import real_manifest
-    from model_export.synth import load_audio
 
     models_dir = Path(models_dir) if models_dir else None
     det = TFLiteDetector(models_dir / "detector.tflite" if models_dir else None)
     enc = TFLiteEncoder(models_dir / "encoder.tflite" if models_dir else None)
     cfg = det.frontend
-    bn = None
-    if with_birdnet:
-        from model_export.birdnet import BirdNET, BirdNETUnavailable
-
-        try:
-            bn = BirdNET()
-        except BirdNETUnavailable as exc:
-            log.warning("BirdNET unavailable: %s", exc)
+    bn = _birdnet(with_birdnet)
     rows, embeddings = [], []
-    files = [r for r in real_manifest(real_root) if r["split"] in splits]
-    for r in files:
-        audio = load_audio(r["path"], cfg.sample_rate)
-        probs = det.predict(_windows(logmel(audio, cfg), det.window_frames, det.hop_frames))
-        dets = run_pipeline(audio, det, enc, cfg, str(r["path"]))
-        row = {
-            "file": r["file"],
-            "label": r["label"],
-            "seconds": round(len(audio) / cfg.sample_rate, 1),
-            "max_prob": round(float(probs.max()) if probs.size else 0.0, 3),
-            "songs": len(dets),
-            "detected": bool(dets),
-        }
-        if r["label"] == "yellowhammer":
-            embeddings += [(r["file"], d.embedding) for d in dets]
-        if bn is not None:
-            a48 = load_audio(r["path"], 48000)
-            row["birdnet_max"] = round(float(bn.yellowhammer_score(a48, 48000).max()), 3)
-        rows.append(row)
+    for r in [r for r in real_manifest(real_root) if r["split"] in splits]:
+        rows.append(_file_row(r, det, enc, cfg, bn, embeddings))
         if progress:
             progress(1)
-    summary = {}
-    for label in ("yellowhammer", "other", "soundscape"):
-        sel = [x for x in rows if x["label"] == label]
-        if not sel:
-            continue
-        s = {
-            "files": len(sel),
-            "detected_fraction": round(float(np.mean([x["detected"] for x in sel])), 3),
-            "threshold": det.threshold,
-        }
-        if bn is not None:
-            s["birdnet_ge_0.5_fraction"] = round(float(np.mean([x["birdnet_max"] >= 0.5 for x in sel])), 3)
-            s["agree_with_birdnet"] = round(
-                float(np.mean([x["detected"] == (x["birdnet_max"] >= 0.5) for x in sel])), 3
-            )
-        summary[label] = s
-    clusters = {}
-    if len(embeddings) >= 5:
-        from model_export.evaluate_models import cluster
-
-        e = np.stack([v for _, v in embeddings])
-        labels = cluster(e, min_cluster_size=max(3, len(e) // 20), min_samples=3)
-        counts = (
-            sorted(np.bincount(labels[labels >= 0]).tolist(), reverse=True) if (labels >= 0).any() else []
-        )
-        clusters = {
-            "songs": len(e),
-            "files": len({f for f, _ in embeddings}),
-            "clusters": len(counts),
-            "sizes": counts,
-            "noise_fraction": round(float(np.mean(labels == -1)), 3),
-            "largest_cluster_fraction": round(counts[0] / len(e), 3) if counts else 0.0,
-        }
-        by_cluster: dict[int, set] = {}
-        for (f, _), c in zip(embeddings, labels):
-            by_cluster.setdefault(int(c), set()).add(f)
-        clusters["files_per_cluster"] = {str(c): len(fs) for c, fs in sorted(by_cluster.items())}
-        clusters["embeddings"] = e.tolist()
-        clusters["song_files"] = [f for f, _ in embeddings]
     return {
         "rows": rows,
-        "summary": summary,
-        "real_yellowhammer_clusters": clusters,
+        "summary": _summary(rows, det.threshold, bn is not None),
+        "real_yellowhammer_clusters": _clusters(embeddings),
         "models": {"detector": det.version, "encoder": enc.version},
     }
 

@@ -82,25 +82,52 @@ def export_model(
     version_tag: str = "",
 ) -> Path:
     """Convert, write ``<kind>.tflite`` and its manifest into ``out_dir``; returns the model path."""
+    import hashlib
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{kind}.tflite"
     data = convert_int8(model, representative)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    import hashlib
-
+    write_model_file(path, data)
     now = dt.datetime.now(dt.timezone.utc)
     version = f"{kind}-{now:%Y%m%d}-{hashlib.sha256(data).hexdigest()[:8]}" + (
         f"-{version_tag}" if version_tag else ""
     )
+    manifest = build_manifest(path, kind, version, cfg, window_frames, hop_frames, extra, created=now)
+    write_manifest(path, manifest)
+    log.info("exported %s (%d bytes) as %s", path, len(data), version)
+    return path
+
+
+def write_model_file(path: Path, data: bytes) -> None:
+    """Write a converted model's bytes (atomically: temporary file, then rename)."""
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def build_manifest(
+    path: Path,
+    kind: str,
+    version: str,
+    cfg: FrontendConfig,
+    window_frames: int,
+    hop_frames: int,
+    extra: dict,
+    created: dt.datetime | None = None,
+) -> dict:
+    """The manifest of the model file at ``path`` (``detector``/``encoder``): identity, frontend,
+    window (the encoder's ends a margin after the song's offset), tensor specs read back from the
+    file, then ``extra`` (labels, threshold, training, metrics, ...). Every model the project
+    ships, trained or placeholder, gets its manifest from here; write it with
+    :func:`edge.adapters.models.manifest.write_manifest`."""
+    created = created or dt.datetime.now(dt.timezone.utc)
     ispec, ospec = tensor_specs(path)
     key = "probability" if kind == "detector" else "embedding"
-    manifest = {
+    return {
         "kind": kind,
         "version": version,
-        "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "frontend": cfg.to_dict(),
         "window": {
             "frames": window_frames,
@@ -113,9 +140,6 @@ def export_model(
         "outputs": {key: ospec},
         **extra,
     }
-    write_manifest(path, manifest)
-    log.info("exported %s (%d bytes) as %s", path, len(data), version)
-    return path
 
 
 def compare_int8(kind: str, model_path: Path, float_model, x: np.ndarray, threshold: float = 0.5) -> dict:

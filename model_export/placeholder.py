@@ -1,9 +1,9 @@
 """Placeholder int8 TFLite models with the real interface, until the trained ones exist.
 
 Both are genuine Keras models converted to full-int8 TFLite with a representative dataset, and
-both ship with a real manifest written by :func:`edge.adapters.models.manifest.write_manifest`, so the runtime
-path (manifest check, tensors by name, int8 quantise/dequantise) is exactly the one the trained
-models take. Only the weights are set by hand:
+both ship with a real manifest built by the export's own builder
+(:func:`model_export.export.build_manifest`), so the runtime path (manifest check, tensors by
+name, int8 quantise/dequantise) is exactly the one the trained models take. Only the weights are set by hand:
 
 - **detector** (``placeholder-detector-1``): window of 1 s, hop 0.5 s (in frames of the default
   frontend). Per frame,
@@ -137,28 +137,23 @@ def _convert(model, frames: int, rep: np.ndarray, n_samples: int = 200) -> bytes
     return convert_int8(model, crops, n_samples=n_samples, seed=SEED)
 
 
-def _io_specs(path: Path) -> tuple[dict, dict]:
-    from model_export.export import tensor_specs
-
-    return tensor_specs(path)
-
-
 def build_placeholders(out_dir: str | Path, cfg: FrontendConfig | None = None) -> tuple[Path, Path]:
-    """Write ``detector.tflite/.json`` and ``encoder.tflite/.json`` into ``out_dir``.
+    """Write ``detector.tflite/.json`` and ``encoder.tflite/.json`` into ``out_dir`` (manifests
+    by the export's builder, :func:`model_export.export.build_manifest`).
 
     Returns
     -------
     (Path, Path)
         The detector and encoder model files.
     """
+    from model_export.export import build_manifest, write_model_file
+
     cfg = cfg or FrontendConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rep = _representative_logmel(cfg)
-    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = datetime.now(timezone.utc)
     common = {
-        "created": created,
-        "frontend": cfg.to_dict(),
         "training": {
             "data": "none: weights set by hand (placeholder)",
             "calibration": "synthetic songs + noise",
@@ -167,45 +162,30 @@ def build_placeholders(out_dir: str | Path, cfg: FrontendConfig | None = None) -
         "reproduce": "python -m model_export.placeholder OUT_DIR",
     }
     det_path = out / "detector.tflite"
-    det_path.write_bytes(_convert(build_detector_keras(cfg), DET_FRAMES, rep))
-    inp, outp = _io_specs(det_path)
-    write_manifest(
-        det_path,
-        {
-            "kind": "detector",
-            "version": DETECTOR_VERSION,
-            **common,
-            "window": {"frames": DET_FRAMES, "hop_frames": DET_HOP, "align": "start"},
-            "input": inp,
-            "outputs": {"probability": outp},
-            "labels": ["yellowhammer"],
-            "threshold": 0.5,
-            "description": f"band-energy rule: mean log-mel {SONG_BAND_HZ[0]:.0f}-{SONG_BAND_HZ[1]:.0f} Hz minus "
-            f"the other bands, sigmoid({DET_SCALE} * (contrast - {DET_OFFSET_DB} dB))",
-        },
+    write_model_file(det_path, _convert(build_detector_keras(cfg), DET_FRAMES, rep))
+    det_extra = {
+        **common,
+        "labels": ["yellowhammer"],
+        "threshold": 0.5,
+        "description": f"band-energy rule: mean log-mel {SONG_BAND_HZ[0]:.0f}-{SONG_BAND_HZ[1]:.0f} Hz minus "
+        f"the other bands, sigmoid({DET_SCALE} * (contrast - {DET_OFFSET_DB} dB))",
+    }
+    manifest = build_manifest(
+        det_path, "detector", DETECTOR_VERSION, cfg, DET_FRAMES, DET_HOP, det_extra, created
     )
+    write_manifest(det_path, manifest)
     enc_path = out / "encoder.tflite"
-    enc_path.write_bytes(_convert(build_encoder_keras(cfg), ENC_FRAMES, rep))
-    inp, outp = _io_specs(enc_path)
-    write_manifest(
-        enc_path,
-        {
-            "kind": "encoder",
-            "version": ENCODER_VERSION,
-            **common,
-            "window": {
-                "frames": ENC_FRAMES,
-                "hop_frames": ENC_FRAMES,
-                "align": "end",
-                "margin_frames": ENC_MARGIN_FRAMES,
-            },
-            "input": inp,
-            "outputs": {"embedding": outp},
-            "labels": [],
-            "embedding_dim": EMBEDDING_DIM,
-            "description": "fixed random projection of per-band time mean (level removed) and mean absolute deviation",
-        },
+    write_model_file(enc_path, _convert(build_encoder_keras(cfg), ENC_FRAMES, rep))
+    enc_extra = {
+        **common,
+        "labels": [],
+        "embedding_dim": EMBEDDING_DIM,
+        "description": "fixed random projection of per-band time mean (level removed) and mean absolute deviation",
+    }
+    manifest = build_manifest(
+        enc_path, "encoder", ENCODER_VERSION, cfg, ENC_FRAMES, ENC_FRAMES, enc_extra, created
     )
+    write_manifest(enc_path, manifest)
     log.info("wrote placeholder models to %s", out)
     return det_path, enc_path
 

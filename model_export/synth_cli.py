@@ -199,6 +199,11 @@ def birdnet_check_cmd(
     if as_json:
         click.echo(json.dumps(res, indent=2))
         return
+    click.echo(_birdnet_table(res))
+
+
+def _birdnet_table(res: dict) -> str:
+    """The text table of :func:`model_export.synth.evaluate.birdnet_check`'s result."""
     rows = [
         [
             "group",
@@ -228,7 +233,7 @@ def birdnet_check_cmd(
                 ", ".join(f"{s} {c}" for s, c in r["top_species"]),
             ]
         )
-    click.echo(_table(rows))
+    return _table(rows)
 
 
 @synth.command("compare-real")

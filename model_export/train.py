@@ -223,22 +223,31 @@ def train_encoder(
     head = None
     if objective in ("softmax", "arcface"):
         head = tf.Variable(tf.random.normal((emb_dim, n_classes), stddev=0.1, seed=seed), name="head")
-    extra = [head] if head is not None else []
-
     if objective == "byol":
-        import keras
-
-        teacher = keras.models.clone_model(model)
-        teacher.set_weights(model.get_weights())
-        proj = keras.Sequential(
-            [keras.layers.Dense(64, activation="relu"), keras.layers.Dense(emb_dim)], name="predictor"
+        run_epoch = _byol_epochs(tf, model, train, opt, emb_dim, batch, steps, epochs * steps, rng, progress)
+    else:
+        step = _supervised_step(tf, model, head, opt, objective, n_classes)
+        run_epoch = _supervised_epochs(tf, step, train, y, batch, steps, rng, progress)
+    best, best_w, hist, t0 = -1.0, None, [], time.time()
+    for ep in range(epochs):
+        losses = run_epoch()
+        emb = embed(model, val.x)
+        score = knn_accuracy(emb, val.dialect)
+        hist.append({"epoch": ep + 1, "loss": float(np.mean(losses)), "val_1nn_acc": score})
+        log.info(
+            "encoder[%s] epoch %d: loss %.4f val 1-NN acc %.4f", objective, ep + 1, np.mean(losses), score
         )
-        proj.build((None, emb_dim))
-        extra = list(proj.trainable_variables)
-        bird_songs = {}
-        for i, b in enumerate(train.bird):
-            bird_songs.setdefault(int(b), []).append(i)
-        birds = np.array(sorted(bird_songs))
+        if score >= best:
+            best, best_w = score, model.get_weights()
+    model.set_weights(best_w)
+    tl = TrainLog(epochs, time.time() - t0, hist)
+    tl.head = None if head is None else head.numpy()
+    return tl
+
+
+def _supervised_step(tf, model, head, opt, objective: str, n_classes: int):
+    """One optimiser step of a supervised objective (softmax, arcface: with the head; supcon)."""
+    extra = [head] if head is not None else []
 
     @tf.function
     def step_sup(x, labels):
@@ -257,6 +266,41 @@ def train_encoder(
         grads = tape.gradient(loss, vars_)
         opt.apply_gradients(zip(grads, vars_))
         return loss
+
+    return step_sup
+
+
+def _supervised_epochs(tf, step, train, y, batch: int, steps: int, rng, progress):
+    """A function that runs one epoch of class-balanced batches and returns its step losses."""
+
+    def run_epoch() -> list[float]:
+        losses = []
+        for idx in balanced_batches(y, batch, steps, rng):
+            xb = augment(train.x[idx], rng)[..., None]
+            losses.append(float(step(tf.constant(xb), tf.constant(y[idx]))))
+            if progress:
+                progress(1)
+        return losses
+
+    return run_epoch
+
+
+def _byol_epochs(tf, model, train, opt, emb_dim: int, batch: int, steps: int, total: int, rng, progress):
+    """BYOL: an EMA teacher (a copy of the model), a predictor, and a function that runs one
+    epoch of two-view batches (two songs of the same bird) and returns its step losses."""
+    import keras
+
+    teacher = keras.models.clone_model(model)
+    teacher.set_weights(model.get_weights())
+    proj = keras.Sequential(
+        [keras.layers.Dense(64, activation="relu"), keras.layers.Dense(emb_dim)], name="predictor"
+    )
+    proj.build((None, emb_dim))
+    extra = list(proj.trainable_variables)
+    bird_songs = {}
+    for i, b in enumerate(train.bird):
+        bird_songs.setdefault(int(b), []).append(i)
+    birds = np.array(sorted(bird_songs))
 
     @tf.function
     def step_byol(x1, x2):
@@ -281,41 +325,24 @@ def train_encoder(
         for tv, sv in zip(teacher.weights, model.weights):
             tv.assign(tau * tv + (1.0 - tau) * sv)
 
-    best, best_w, hist, t0 = -1.0, None, [], time.time()
-    total = epochs * steps
-    k = 0
-    for ep in range(epochs):
+    done = [0]  # steps taken, over all epochs (the EMA schedule)
+
+    def run_epoch() -> list[float]:
         losses = []
-        if objective == "byol":
-            for _ in range(steps):
-                bs = rng.choice(birds, size=batch, replace=True)
-                i1 = np.array([rng.choice(bird_songs[b]) for b in bs])
-                i2 = np.array([rng.choice(bird_songs[b]) for b in bs])
-                x1 = augment(train.x[i1], rng)[..., None]
-                x2 = augment(train.x[i2], rng)[..., None]
-                losses.append(float(step_byol(tf.constant(x1), tf.constant(x2))))
-                k += 1
-                ema(1.0 - (1.0 - 0.99) * (math.cos(math.pi * k / total) + 1) / 2)
-                if progress:
-                    progress(1)
-        else:
-            for idx in balanced_batches(y, batch, steps, rng):
-                xb = augment(train.x[idx], rng)[..., None]
-                losses.append(float(step_sup(tf.constant(xb), tf.constant(y[idx]))))
-                if progress:
-                    progress(1)
-        emb = embed(model, val.x)
-        score = knn_accuracy(emb, val.dialect)
-        hist.append({"epoch": ep + 1, "loss": float(np.mean(losses)), "val_1nn_acc": score})
-        log.info(
-            "encoder[%s] epoch %d: loss %.4f val 1-NN acc %.4f", objective, ep + 1, np.mean(losses), score
-        )
-        if score >= best:
-            best, best_w = score, model.get_weights()
-    model.set_weights(best_w)
-    tl = TrainLog(epochs, time.time() - t0, hist)
-    tl.head = None if head is None else head.numpy()
-    return tl
+        for _ in range(steps):
+            bs = rng.choice(birds, size=batch, replace=True)
+            i1 = np.array([rng.choice(bird_songs[b]) for b in bs])
+            i2 = np.array([rng.choice(bird_songs[b]) for b in bs])
+            x1 = augment(train.x[i1], rng)[..., None]
+            x2 = augment(train.x[i2], rng)[..., None]
+            losses.append(float(step_byol(tf.constant(x1), tf.constant(x2))))
+            done[0] += 1
+            ema(1.0 - (1.0 - 0.99) * (math.cos(math.pi * done[0] / total) + 1) / 2)
+            if progress:
+                progress(1)
+        return losses
+
+    return run_epoch
 
 
 def embed(model, x: np.ndarray) -> np.ndarray:

@@ -36,24 +36,21 @@ import numpy as np
 
 from edge.contract import (
     ClipChunk,
-    ClipRequest,
     ContractError,
     Detection,
     Digest,
-    Resend,
     Stats,
     Status,
     Topics,
 )
 
+from .reconcile import Reconcile
 from .storage import RAW_KEEP, Storage, StorageCorruptError, StorageError, WriteResult
 
 #: the server's name for a message that breaks the contract (it is quarantined with the reason)
 Reject = ContractError
 
 log = logging.getLogger("server.ingest")
-
-MAX_RESEND_TRIES = 3
 
 
 @dataclass
@@ -68,7 +65,7 @@ class Message:
     origin: str = "mqtt"  # what a quarantine row names as its origin
 
 
-class MessageHandler:
+class MessageHandler(Reconcile):
     """Validates and stores batches of messages; the part of ingest that needs no broker."""
 
     def __init__(self, storage: Storage, prefix: str = "yh/v1") -> None:
@@ -144,15 +141,6 @@ class MessageHandler:
             except Exception as exc:  # noqa: BLE001  the batch is stored: never retried for a digest
                 log.error("ingest: cannot answer the digest of %s: %s", digest[0], str(exc)[:300])
         return result
-
-    def _answer_digest(self, device: str, bucket_s: int, counts: list[tuple[int, int]], clips) -> None:
-        self._reconcile(device, bucket_s, counts)
-        if clips:
-            missing = [i for i in clips if i not in self.storage.clip_ids(clips)]
-            if missing:
-                log.warning("ingest: %s uploaded %d clips the server does not hold; asking again", device,
-                            len(missing))  # fmt: skip
-                self.request_clips(device, missing, "lost after upload")
 
     def _one(self, m: Message, b: _Batch) -> None:
         """Validate one message into the batch (status, stats and deployments are written now)."""
@@ -310,49 +298,6 @@ class MessageHandler:
     def _store_failed(self, m: Message, exc: BaseException) -> dict:
         log.error("ingest: storing a message from %r failed, quarantined: %s", m.topic[:200], str(exc)[:300])
         return self._reject(m, f"store failed: {_ascii(str(exc), 300)}")
-
-    def request_clips(self, device_id: str, detection_ids, why: str = "requested") -> int:
-        """Ask a device for the clips of these detections (each at most 3 times): recorded in the
-        storage and published by the ingest's MQTT loop (:meth:`clip_request_messages`), so the
-        web app can ask too. Returns how many were asked for."""
-        return len(self.storage.note_clip_requests(device_id, list(detection_ids), why))
-
-    def clip_request_messages(self) -> list[tuple[str, bytes]]:
-        """``(topic, payload)`` of the clip requests not published yet (then marked published)."""
-        out = []
-        for device, ids in self.storage.unsent_clip_requests().items():
-            for i in range(0, len(ids), 1000):
-                out.append(
-                    (self.topics.clip_request(device), ClipRequest(tuple(ids[i : i + 1000])).to_payload())
-                )
-            self.storage.mark_clip_requests_sent(ids)
-        return out
-
-    def _reconcile(self, device: str, bucket_s: int, counts: list[tuple[int, int]]) -> None:
-        """Compare a device's digest with what is stored; queue a resend request for short hours."""
-        have = self.storage.bucket_counts(device, bucket_s, [b for b, _ in counts])
-        missing = []
-        for b, n in counts:
-            key = (device, b)
-            if have.get(b, 0) >= n:
-                self._resend_tries.pop(key, None)
-                continue
-            tries = self._resend_tries.get(key, 0)
-            if tries < MAX_RESEND_TRIES:
-                missing.append(b)
-            elif tries == MAX_RESEND_TRIES:
-                log.warning("ingest: %s still reports %d detections in bucket %d (x %d s), %d stored, after "
-                            "%d resends; giving up on it (see the quarantine)", device, n, b, bucket_s,
-                            have.get(b, 0), tries)  # fmt: skip
-            self._resend_tries[key] = tries + 1
-        if len(self._resend_tries) > 100_000:  # bounded memory; forgetting only allows more retries
-            self._resend_tries.clear()
-        if missing:
-            log.warning("ingest: %s is missing detections in %d bucket(s); asking it to resend them",
-                        device, len(missing))  # fmt: skip
-            self.resend_requests.append(
-                (self.topics.resend(device), Resend(bucket_s, tuple(missing)).to_payload())
-            )
 
     @staticmethod
     def _reject(m: Message, reason: str) -> dict:

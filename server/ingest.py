@@ -34,7 +34,8 @@ from edge.contract.edgedb import EdgeDatabaseError, read_messages
 from edge.kit.mqtt import MqttSetupError, Warner, make_client
 
 from .config import MqttConfig
-from .handler import MAX_RESEND_TRIES, Message, MessageHandler, Reject, _Batch
+from .handler import Message, MessageHandler, Reject, _Batch
+from .reconcile import MAX_RESEND_TRIES
 from .storage import Storage, StorageCorruptError, StorageError
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 
 from .dialects import cluster_table, colour, display_names
 from .storage import Storage
-from .storage.sqlite import POSITION_KEY_DEG
+from .storage.sql_devices import POSITION_KEY_DEG
 
 
 def _key(lat: float, lon: float) -> tuple[int, int]:

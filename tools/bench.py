@@ -8,7 +8,7 @@ Usage::
 1. **Audio**: ``--hours`` of generated soundscape (``model_export.synth`` scenes: 1-3 singing
    yellowhammers per minute, distractors, wind/pink noise) written once as a 48 kHz 16-bit WAV
    into ``--cache`` (what a USB microphone delivers); without the generator, the test fixtures
-   tiled over noise.
+   tiled over noise (:mod:`tools.bench_audio`).
 2. **Pipeline** (a fresh subprocess, so its peak RSS is the pipeline's own): WAV read +
    resampling to 24 kHz, log-mel frontend, detector every hop, segmenter, encoder once per song,
    SQLite store, exactly as ``yh-edge run`` composes them (``build_pipeline``), one thread, not
@@ -32,7 +32,6 @@ import sys
 import tempfile
 import threading
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -40,62 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-MIC_RATE = 48000
-SEED = 777
-
-
-# -- audio --------------------------------------------------------------------------------
-def _write_pcm(w: wave.Wave_write, x: np.ndarray) -> None:
-    w.writeframes(np.clip(np.round(x * 32767.0), -32768, 32767).astype("<i2").tobytes())
-
-
-def make_audio(path: Path, hours: float) -> dict:
-    """Write the benchmark WAV (streaming, one minute at a time); returns what it contains."""
-    n_min = max(1, int(round(hours * 60)))
-    tmp = path.with_name(path.name + ".part")
-    info = {"minutes": n_min, "generator": "", "songs": 0}
-    with wave.open(str(tmp), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(MIC_RATE)
-        try:
-            from model_export.synth import DatasetConfig, make_birds
-            from model_export.synth.dataset import render_file
-
-            cfg = DatasetConfig(
-                out_dir=str(path.parent), hours=hours, file_seconds=60.0, sample_rate=MIC_RATE, seed=SEED
-            )
-            birds = make_birds(cfg.n_birds, cfg.dialects, cfg.seed)
-            info["generator"] = "model_export.synth scenes"
-            for i in range(n_min):
-                scene = render_file(cfg, birds, i)
-                info["songs"] += len(scene.songs)
-                _write_pcm(w, scene.audio)
-                print(f"\rgenerating audio: {i + 1}/{n_min} min", end="", file=sys.stderr, flush=True)
-            print(file=sys.stderr)
-        except ImportError:
-            from edge.adapters.audio.wavfile import read_wav, to_mono
-            from edge.core.resample import resample
-
-            fx = sorted((ROOT / "tests" / "fixtures" / "synth").glob("*.wav"))
-            clips = [resample(to_mono(read_wav(f)[0]), 24000, MIC_RATE) for f in fx]
-            rng = np.random.default_rng(SEED)
-            info["generator"] = "test fixtures tiled over noise"
-            for _ in range(n_min):
-                minute = (10 ** (-55 / 20) * rng.standard_normal(60 * MIC_RATE)).astype(np.float32)
-                t = 0
-                while True:
-                    c = clips[int(rng.integers(len(clips)))]
-                    t += int(rng.uniform(3, 8) * MIC_RATE)
-                    if t + c.size > minute.size:
-                        break
-                    minute[t : t + c.size] += c
-                    t += c.size
-                    info["songs"] += 1
-                _write_pcm(w, minute)
-    os.replace(tmp, path)
-    path.with_suffix(".json").write_text(json.dumps(info))
-    return info
+from tools.bench_audio import MIC_RATE, make_audio  # noqa: E402
 
 
 # -- workers (run in subprocesses) ---------------------------------------------------------
@@ -164,6 +108,8 @@ def worker_pipeline(wav: Path, gate_db: float | None) -> dict:
         "startup_wall_s": t0 - t_start,
         "peak_rss_bytes": _peak_rss(),
         "songs": counts["detections"],
+        "candidates": p.stats.candidates,
+        "verifier": comp.pipeline.verifier is not None,
         "windows": p.stats.windows,
         "windows_gated": p.stats.windows_gated,
         "detector": comp.detector.version,
@@ -227,67 +173,20 @@ def worker_birdnet(wav: Path, minutes: float) -> dict:
     }
 
 
-def _run_worker(args: list[str]) -> dict:
+def _run_worker(args: list[str], extra_env: dict | None = None) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
     # as yh-edge run does (edge/cli.py): one BLAS thread; an explicit setting wins
-    env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **os.environ}
+    env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **os.environ,
+           **(extra_env or {})}  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if r.returncode != 0:
         raise SystemExit(f"worker {args[0]} failed:\n{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-# -- main -----------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--hours", type=float, default=1.0, help="audio to process (default 1 h)")
-    p.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "yh-bench", help="where the WAV is kept"
-    )
-    p.add_argument(
-        "--birdnet-minutes", type=float, default=10.0, help="audio BirdNET analyses (default 10 min)"
-    )
-    p.add_argument(
-        "--energy-gate-db",
-        type=float,
-        default=None,
-        help="segmenter.energy_gate_db for the run (default: the config default)",
-    )
-    p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.worker:
-        kind, wav, *rest = args.worker
-        res = (
-            worker_pipeline(Path(wav), None if rest[0] == "default" else float(rest[0]))
-            if kind == "pipeline"
-            else worker_birdnet(Path(wav), float(rest[0]))
-        )
-        print(json.dumps(res))
-        return 0
-
-    args.cache.mkdir(parents=True, exist_ok=True)
-    wav = args.cache / f"bench_{args.hours:g}h_{MIC_RATE // 1000}k.wav"
-    if wav.exists() and wav.with_suffix(".json").exists():
-        audio_info = json.loads(wav.with_suffix(".json").read_text())
-    else:
-        audio_info = make_audio(wav, args.hours)
-    print(
-        f"audio: {wav} ({audio_info['minutes']} min, {audio_info['songs']} songs, {audio_info['generator']})",
-        file=sys.stderr,
-    )
-    # read the file once, so that the pipeline's read stage measures decoding, not the disk (a
-    # microphone has none; a cold page cache added up to 0.1 ms per audio s)
-    with open(wav, "rb") as fh:
-        while fh.read(1 << 20):
-            pass
-    print("running the pipeline ...", file=sys.stderr)
-    pipe = _run_worker(
-        ["pipeline", str(wav), "default" if args.energy_gate_db is None else str(args.energy_gate_db)]
-    )
-    print("running BirdNET ...", file=sys.stderr)
-    bird = _run_worker(["birdnet", str(wav), str(args.birdnet_minutes)])
-
+def _figures(pipe: dict, bird: dict, audio_info: dict, wav: Path) -> tuple[dict, dict, float]:
+    """The benchmark's figures from the two workers' measurements: the result (what ``--json``
+    prints), CPU ms per audio second by stage, and the process total."""
     audio_s = pipe["audio_s"]
     per_stage = {k: 1000.0 * v / audio_s for k, v in pipe["stages_cpu_s"].items()}
     total_ms = 1000.0 * pipe["cpu_s"] / audio_s
@@ -306,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             "peak_rss_mb": round(pipe["peak_rss_bytes"] / 2**20, 1),
             "startup_cpu_s": round(pipe["startup_cpu_s"], 2),
             "songs": pipe["songs"],
+            "candidate_songs": pipe.get("candidates"),
+            "verifier": pipe.get("verifier", False),
             "detector_windows": pipe["windows"],
             "windows_gated": pipe["windows_gated"],
         },
@@ -320,9 +221,28 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {"ratio_at_least": 30, "peak_rss_mb_below": 150},
         "machine": {"cpus": os.cpu_count(), "platform": sys.platform, "python": sys.version.split()[0]},
     }
-    if args.json:
-        print(json.dumps(result, indent=1))
-        return 0
+    return result, per_stage, total_ms
+
+
+def _without_verifier(result: dict, plain: dict, bird: dict) -> None:
+    """The same run's pipeline with ``models.verifier`` off, beside the result."""
+    bird_ms = 1000.0 * bird["cpu_s"] / bird["audio_s"]
+    ms = 1000.0 * plain["cpu_s"] / plain["audio_s"]
+    result["without_verifier"] = {
+        "cpu_ms_per_audio_s_total": round(ms, 3),
+        "ratio_birdnet_over_pipeline": round(bird_ms / ms, 1),
+        "peak_rss_mb": round(plain["peak_rss_bytes"] / 2**20, 1),
+        "songs": plain["songs"],
+        "verifier": plain.get("verifier", False),
+    }
+
+
+def _print_text(
+    result: dict, per_stage: dict, total_ms: float, pipe: dict, bird: dict, audio_info: dict
+) -> None:
+    """The figures as text."""
+    audio_s = pipe["audio_s"]
+    bird_ms = 1000.0 * bird["cpu_s"] / bird["audio_s"]
     pl = result["pipeline"]
     print(f"audio: {audio_s / 3600:.2f} h ({audio_info['songs']} songs generated); models {pl['models']}")
     print("CPU ms per audio second, by stage:")
@@ -341,6 +261,95 @@ def main(argv: list[str] | None = None) -> int:
         f"BirdNET V2.4: {bird_ms:.2f} CPU ms per audio s ({bird['audio_s'] / 60:.1f} min, {result['birdnet']['windows']})"
     )
     print(f"ratio BirdNET / pipeline: {result['ratio_birdnet_over_pipeline']}x (target >= 30x)")
+    w = result.get("without_verifier")
+    if w:
+        print(
+            f"without the verifier: {w['cpu_ms_per_audio_s_total']:.3f} CPU ms per audio s, ratio "
+            f"{w['ratio_birdnet_over_pipeline']}x, peak RSS {w['peak_rss_mb']} MB, {w['songs']} songs stored "
+            f"(with it: {pl['songs']} of {pl['candidate_songs']} candidates)"
+        )
+
+
+# -- main -----------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--hours", type=float, default=1.0, help="audio to process (default 1 h)")
+    p.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "yh-bench", help="where the WAV is kept"
+    )
+    p.add_argument(
+        "--birdnet-minutes", type=float, default=10.0, help="audio BirdNET analyses (default 10 min)"
+    )
+    p.add_argument(
+        "--energy-gate-db",
+        type=float,
+        default=None,
+        help="segmenter.energy_gate_db for the run (default: the config default)",
+    )
+    p.add_argument(
+        "--without-verifier",
+        action="store_true",
+        help="also run the pipeline with models.verifier off (the detector alone), same audio and run",
+    )
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    return p
+
+
+def _worker(spec: list[str]) -> int:
+    """Inside a worker subprocess: ``pipeline WAV GATE`` or ``birdnet WAV MINUTES``; prints JSON."""
+    kind, wav, *rest = spec
+    res = (
+        worker_pipeline(Path(wav), None if rest[0] == "default" else float(rest[0]))
+        if kind == "pipeline"
+        else worker_birdnet(Path(wav), float(rest[0]))
+    )
+    print(json.dumps(res))
+    return 0
+
+
+def _audio(cache: Path, hours: float) -> tuple[Path, dict]:
+    """The benchmark WAV (made once per length) and what it contains, read once so that the
+    pipeline's read stage measures decoding, not the disk (a microphone has none; a cold page
+    cache added up to 0.1 ms per audio s)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    wav = cache / f"bench_{hours:g}h_{MIC_RATE // 1000}k.wav"
+    if wav.exists() and wav.with_suffix(".json").exists():
+        audio_info = json.loads(wav.with_suffix(".json").read_text())
+    else:
+        audio_info = make_audio(wav, hours)
+    print(
+        f"audio: {wav} ({audio_info['minutes']} min, {audio_info['songs']} songs, {audio_info['generator']})",
+        file=sys.stderr,
+    )
+    with open(wav, "rb") as fh:
+        while fh.read(1 << 20):
+            pass
+    return wav, audio_info
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.worker:
+        return _worker(args.worker)
+    wav, audio_info = _audio(args.cache, args.hours)
+    print("running the pipeline ...", file=sys.stderr)
+    gate = "default" if args.energy_gate_db is None else str(args.energy_gate_db)
+    pipe = _run_worker(["pipeline", str(wav), gate])
+    plain = None
+    if args.without_verifier:
+        print("running the pipeline without its verifier ...", file=sys.stderr)
+        plain = _run_worker(["pipeline", str(wav), gate], {"YH_MODELS__VERIFIER": "false"})
+    print("running BirdNET ...", file=sys.stderr)
+    bird = _run_worker(["birdnet", str(wav), str(args.birdnet_minutes)])
+
+    result, per_stage, total_ms = _figures(pipe, bird, audio_info, wav)
+    if plain:
+        _without_verifier(result, plain, bird)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    _print_text(result, per_stage, total_ms, pipe, bird, audio_info)
     return 0
 
 

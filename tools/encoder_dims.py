@@ -40,7 +40,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import eval_real_songs as ers  # noqa: E402
-import eval_valsynth as evs  # noqa: E402
+
+try:  # the encoder half of tools/eval_valsynth.py (split out on main)
+    import eval_valsynth_encoder as evs  # noqa: E402
+except ImportError:
+    import eval_valsynth as evs  # noqa: E402
 
 from edge.adapters.models.tflite import MODELS_DIR, TFLiteEncoder  # noqa: E402
 from edge.core.frontend import FrontendConfig  # noqa: E402

@@ -11,7 +11,7 @@ table with columns ``file, onset_s, offset_s`` (times from the file's start). Op
 ``--`` go to ``yh-edge analyze`` (e.g. ``-- --threshold 0.6 -c edge.toml``); the models are the
 ones ``analyze`` uses (``edge/models/`` unless configured otherwise).
 
-It runs the real command (``python -m edge.app.cli analyze DIR --no-store --format csv``), matches
+It runs the real command (``python -m edge analyze DIR --no-store --format csv``), matches
 detections to labelled songs one-to-one (greedy by overlap, intersection-over-union >= 0.3) and
 prints:
 
@@ -72,7 +72,7 @@ def run_analyze(files: list[Path], extra: list[str]) -> tuple[list[dict], float]
     cmd = [
         sys.executable,
         "-m",
-        "edge.app.cli",
+        "edge",
         "-q",
         "analyze",
         *map(str, files),

@@ -36,44 +36,32 @@ def _run(args: list[str], env=None) -> str:
     return out.stdout
 
 
-@click.command()
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--n-birds", default=32, show_default=True)
-@click.option("--hours", default=0.5, show_default=True)
-@click.option("--seed", default=777, show_default=True)
-@click.option("--hide", default="", help="Comma list of dialects left unlabelled (novelty check).")
-@click.option("--models", "models_dir", default=None, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--background", default=None, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--min-cluster-size", default=15, show_default=True)
-@click.option("--cluster-option", "cluster_options", multiple=True,
-              help="Passed on to tools/eval_clusters.py, e.g. --cluster-option=--no-quality-filter.")  # fmt: skip
-def main(out_dir, n_birds, hours, seed, hide, models_dir, background, min_cluster_size, cluster_options):
-    py = sys.executable
-    data = out_dir / "data"
-    if not (data / "songs.csv").exists():
-        # model_export.cli has no __main__ guard: call its click group explicitly
-        args = [
-            py,
-            "-c",
-            "from model_export.cli import main; main()",
-            "synth",
-            "generate",
-            "--out",
-            str(data),
-            "--n-birds",
-            str(n_birds),
-            "--hours",
-            str(hours),
-            "--seed",
-            str(seed),
-            "--overwrite",
-        ]
-        if background:
-            args += ["--background", str(background)]
-        _run(args)
-    db = out_dir / "edge.sqlite"
-    if db.exists():
-        db.unlink()
+def _generate(py: str, data: Path, n_birds: int, hours: float, seed: int, background) -> None:
+    """The synthetic dataset (``yh-model synth generate``) in ``data``."""
+    # model_export.cli has no __main__ guard: call its click group explicitly
+    args = [
+        py,
+        "-c",
+        "from model_export.cli import main; main()",
+        "synth",
+        "generate",
+        "--out",
+        str(data),
+        "--n-birds",
+        str(n_birds),
+        "--hours",
+        str(hours),
+        "--seed",
+        str(seed),
+        "--overwrite",
+    ]
+    if background:
+        args += ["--background", str(background)]
+    _run(args)
+
+
+def _analyze(py: str, data: Path, db: Path, models_dir) -> list[dict]:
+    """``yh-edge analyze`` on the dataset's audio into ``db`` (the given models); its CSV rows."""
     env = dict(os.environ)
     if models_dir:
         env["YH_MODELS__DETECTOR"] = str(Path(models_dir) / "detector.tflite")
@@ -83,7 +71,7 @@ def main(out_dir, n_birds, hours, seed, hide, models_dir, background, min_cluste
         [
             py,
             "-m",
-            "edge.app.cli",
+            "edge",
             "analyze",
             str(data / "audio"),
             "--db",
@@ -95,6 +83,12 @@ def main(out_dir, n_birds, hours, seed, hide, models_dir, background, min_cluste
         env=env,
     )
     dets = list(csv.DictReader(io.StringIO(csv_out)))
+    return dets
+
+
+def _label(dets: list[dict], data: Path) -> tuple[dict[str, list[dict]], list[dict], int]:
+    """Each detection labelled with the song it overlaps most (its dialect, ``incomplete``, or
+    ``false`` for none); returns the songs by file, the labels and how many matched no song."""
     songs: dict[str, list[dict]] = {}
     with open(data / "songs.csv") as fh:
         for r in csv.DictReader(fh):
@@ -113,6 +107,30 @@ def main(out_dir, n_birds, hours, seed, hide, models_dir, background, min_cluste
         else:
             label = best["dialect"] if best["complete"].lower() == "true" else "incomplete"
         labels.append({"detection_id": d["id"], "label": label})
+    return songs, labels, unmatched
+
+
+@click.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--n-birds", default=32, show_default=True)
+@click.option("--hours", default=0.5, show_default=True)
+@click.option("--seed", default=777, show_default=True)
+@click.option("--hide", default="", help="Comma list of dialects left unlabelled (novelty check).")
+@click.option("--models", "models_dir", default=None, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--background", default=None, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--min-cluster-size", default=15, show_default=True)
+@click.option("--cluster-option", "cluster_options", multiple=True,
+              help="Passed on to tools/eval_clusters.py, e.g. --cluster-option=--no-quality-filter.")  # fmt: skip
+def main(out_dir, n_birds, hours, seed, hide, models_dir, background, min_cluster_size, cluster_options):
+    py = sys.executable
+    data = out_dir / "data"
+    if not (data / "songs.csv").exists():
+        _generate(py, data, n_birds, hours, seed, background)
+    db = out_dir / "edge.sqlite"
+    if db.exists():
+        db.unlink()
+    dets = _analyze(py, data, db, models_dir)
+    songs, labels, unmatched = _label(dets, data)
     lab_path = out_dir / "labels.csv"
     with open(lab_path, "w", newline="") as fh:
         w = csv.DictWriter(fh, ["detection_id", "label"])

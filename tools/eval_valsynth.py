@@ -63,9 +63,11 @@ sys.path.insert(0, str(ROOT))
 
 from edge.adapters.audio.wavfile import read_wav, to_mono  # noqa: E402
 from edge.adapters.models.tflite import MODELS_DIR, TFLiteEncoder  # noqa: E402
-from edge.core.frontend import StreamingLogMel  # noqa: E402
-from edge.core.pipeline import FrameRing  # noqa: E402
 from model_export.valsynth.sets import load_truth  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules
+from eval_valsynth_encoder import embed_given_ends, encoder_report  # noqa: E402
+from eval_valsynth_print import print_report  # noqa: E402
 
 SNR_BANDS = ((-99.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 99.0))
 
@@ -176,73 +178,6 @@ def segmentation_report(matched: list[dict], false: list[dict], hours: float, n_
     return rep
 
 
-# -- encoder with the song ends given ---------------------------------------------------------------
-def embed_given_ends(truth: list[dict], encoder: TFLiteEncoder, margin: int, progress=None) -> np.ndarray:
-    """Embeddings of every song's runtime window (see the module docstring)."""
-    cfg = encoder.frontend
-    hop, half = cfg.hop_length, cfg.n_fft // 2
-    w = encoder.window_frames
-    out = np.zeros((len(truth), encoder.embedding_dim), np.float32)
-    by_file: dict[str, list[int]] = defaultdict(list)
-    for i, s in enumerate(truth):
-        by_file[s["path"]].append(i)
-    for path, idx in by_file.items():
-        x, sr = read_wav(path)
-        x = to_mono(x)
-        fe = StreamingLogMel(cfg, input_rate=sr)
-        frames = fe.process(x.astype(np.float32))
-        ring = FrameRing(max(frames.shape[0], 2 * w), cfg.n_mels)
-        ring.append(frames)
-        for i in idx:
-            end_sample = truth[i]["offset_s"] * cfg.sample_rate  # in model-rate samples
-            # the segmenter's convention: end_sample = (e - 1) * hop + n_fft/2 + hop/2
-            e = int(round((end_sample - half - hop // 2) / hop)) + 1
-            end = e + margin
-            out[i] = encoder.embed(ring.get(end - w, end))
-        if progress:
-            progress(len(idx))
-    return out
-
-
-def one_nn_other_bird(z: np.ndarray, labels: list[str], birds: list[str]) -> dict:
-    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-    sim = z @ z.T
-    b = np.asarray(birds)
-    sim[b[:, None] == b[None, :]] = -np.inf
-    nn = np.argmax(sim, axis=1)
-    lab = np.asarray(labels)
-    hit = lab[nn] == lab
-    per = {}
-    for d in sorted(set(labels)):
-        m = lab == d
-        conf = Counter(lab[nn[m]])
-        per[d] = {
-            "n": int(m.sum()),
-            "accuracy": round(float(hit[m].mean()), 4),
-            "neighbours": dict(conf.most_common()),
-        }
-    return {"accuracy": round(float(hit.mean()), 4), "n": int(len(lab)), "per_label": per}
-
-
-def cluster_report(z: np.ndarray, labels: list[str], min_cluster_size: int) -> dict:
-    from server.clustering import ClusterParams, cluster_embeddings, evaluate
-
-    res = cluster_embeddings(z, ClusterParams(min_cluster_size=min_cluster_size))
-    ids = [str(i) for i in range(len(labels))]
-    ev = evaluate(ids, res.labels, dict(zip(ids, labels, strict=True)))
-    comp = defaultdict(Counter)
-    for c, lab in zip(res.labels, labels, strict=True):
-        comp[int(c)][lab] += 1
-    return {
-        "ari": ev["ari"],
-        "nmi": ev["nmi"],
-        "ari_clustered": ev.get("ari_clustered"),
-        "outlier_fraction": ev["outlier_fraction"],
-        "clusters": int(res.labels.max() + 1),
-        "composition": {str(c): dict(cnt.most_common()) for c, cnt in sorted(comp.items())},
-    }
-
-
 # -- BirdNET side by side ---------------------------------------------------------------------------
 def birdnet_report(truth: list[dict], matched: list[dict] | None, progress=None) -> dict:
     """BirdNET V2.4 on a 3-s window around every song (centred; the last 3 s of a longer song)."""
@@ -346,74 +281,6 @@ def end_to_end(work: Path, matched: list[dict], min_cluster_size: int) -> dict:
     }
 
 
-# -- output ---------------------------------------------------------------------------------------
-def _print(rep: dict) -> None:
-    seg = rep.get("segmentation")
-    if seg:
-        click.echo(f"SEGMENTATION ({seg['files']} files, {seg['hours']} h, yh-edge analyze)")
-        click.echo(
-            f"{'songs':<22}{'n':>5}{'one':>7}{'none':>7}{'2+':>7}{'|end err| med':>15}{'p90':>7}"
-            f"{'signed med':>12}{'<=0.25s':>9}{'one,own':>9}"
-        )
-        for k, b in seg.items():
-            if isinstance(b, dict) and b.get("songs"):
-                click.echo(
-                    f"{k:<22}{b['songs']:>5}{b['exactly_one']:>7.3f}{b['none']:>7.3f}{b['two_or_more']:>7.3f}"
-                    f"{b['end_error_abs_median_s'] or float('nan'):>15.3f}{b['end_error_abs_p90_s'] or float('nan'):>7.3f}"
-                    f"{b['end_error_signed_median_s'] or float('nan'):>12.3f}{b['end_error_within_0.25s'] or 0:>9.3f}"
-                    f"{b['one_and_not_shared']:>9.3f}"
-                )
-        click.echo(
-            f"false detections: {seg['false_detections']} ({seg['false_per_hour']} per hour), in "
-            f"{seg['files_with_false_detection']} of {seg['files']} files"
-        )
-    enc = rep.get("encoder_song_ends_given")
-    if enc:
-        click.echo(f"\nENCODER, song ends given ({enc['encoder_version']}, {enc['songs']} songs)")
-        for k in ("complete_songs", "all_songs"):
-            c = enc[k]["hdbscan"]
-            nn = enc[k]["one_nn_other_bird"]
-            click.echo(
-                f"{k:<15} HDBSCAN ARI {c['ari']:.3f}  NMI {c['nmi']:.3f}  ARI(clustered) "
-                f"{c['ari_clustered'] or float('nan'):.3f}  outliers {100 * c['outlier_fraction']:.1f} %  "
-                f"clusters {c['clusters']}   1-NN other bird {nn['accuracy']:.3f} (n={nn['n']})"
-            )
-            for cl, comp in c["composition"].items():
-                click.echo(f"    cluster {cl:>3}: " + ", ".join(f"{k2} {v}" for k2, v in comp.items()))
-            click.echo(
-                "    1-NN per label: "
-                + ", ".join(f"{d} {v['accuracy']:.2f}" for d, v in nn["per_label"].items())
-            )
-        if enc.get("complete_head"):
-            click.echo("complete head: " + "  ".join(f"{k} {v}" for k, v in enc["complete_head"].items()))
-    bn = rep.get("birdnet")
-    if bn:
-        click.echo("\nBIRDNET V2.4 on a 3-s window around each song (top-1 YH | YH or pine | mean YH score)")
-        for k, b in bn.items():
-            if b.get("songs"):
-                click.echo(
-                    f"  {k:<36}{b['songs']:>5}  {b['top1_yellowhammer']:.3f} | "
-                    f"{b['top1_yellowhammer_or_pine']:.3f} | {b['yellowhammer_score_mean']:.3f}"
-                )
-    e2e = rep.get("end_to_end")
-    if e2e:
-        cov = e2e["coverage"]
-        click.echo(
-            f"\nEND TO END (analyze -> server import -> cluster, quality filter on): {e2e['songs_with_a_detection']} "
-            f"of {e2e['songs']} songs detected; fitted {cov.get('passed_filter')} of {cov.get('songs')} detections; "
-            f"{e2e['clusters']} clusters"
-        )
-        for k in ("fitted_songs", "detected_songs", "all_songs_missed_as_outliers"):
-            m = e2e[k]
-            if m:
-                click.echo(
-                    f"  {k:<30} ARI {m['ari']:.3f}  NMI {m['nmi']:.3f}  outliers {100 * m['outlier_fraction']:.1f} %  "
-                    f"(n={m['labelled_points']})"
-                )
-        for cl, c in e2e["composition"].items():
-            click.echo(f"    cluster {cl:>3}: " + ", ".join(f"{k2} {v}" for k2, v in c.items()))
-
-
 @click.command()
 @click.argument("set_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -458,36 +325,7 @@ def main(set_dir, models, work, reanalyze, skip_analyze, end_to_end, birdnet, mi
     with click.progressbar(length=len(truth), label="embedding", file=sys.stderr) as bar:
         z = embed_given_ends(truth, encoder, margin, bar.update)
     np.save(work / "embeddings_song_ends_given.npy", z)
-    comp = np.array([bool(s["complete"]) for s in truth])
-    lab_all = [s["dialect"] if s["complete"] else "incomplete" for s in truth]
-    birds = [s["bird_id"] for s in truth]
-    enc = {
-        "encoder_version": encoder.version,
-        "songs": len(truth),
-        "margin_frames": margin,
-        "window_frames": encoder.window_frames,
-    }
-    zc = z[comp]
-    lab_c = [lab for lab, c in zip(lab_all, comp, strict=True) if c]
-    birds_c = [b for b, c in zip(birds, comp, strict=True) if c]
-    enc["complete_songs"] = {
-        "hdbscan": cluster_report(zc, lab_c, min_cluster_size),
-        "one_nn_other_bird": one_nn_other_bird(zc, lab_c, birds_c),
-    }
-    enc["all_songs"] = {
-        "hdbscan": cluster_report(z, lab_all, min_cluster_size),
-        "one_nn_other_bird": one_nn_other_bird(z, lab_all, birds),
-    }
-    if encoder.complete_probability(z[0]) is not None:  # the encoder's complete head (issue 14)
-        p = np.array([encoder.complete_probability(e) for e in z])
-        pos, neg = p[comp], p[~comp]
-        enc["complete_head"] = {
-            "accuracy_at_0.5": round(float(np.mean((p >= 0.5) == comp)), 4),
-            "incomplete_recall": round(float(np.mean(neg < 0.5)), 4) if neg.size else None,
-            "complete_recall": round(float(np.mean(pos >= 0.5)), 4) if pos.size else None,
-            "auc": round(float(np.mean(pos[:, None] > neg[None, :])), 4) if pos.size and neg.size else None,
-        }
-    rep["encoder_song_ends_given"] = enc
+    rep["encoder_song_ends_given"] = encoder_report(truth, encoder, z, margin, min_cluster_size)
     if end_to_end and not skip_analyze:
         rep["end_to_end"] = end_to_end_fn(work, matched, min_cluster_size)
     if birdnet:
@@ -497,7 +335,7 @@ def main(set_dir, models, work, reanalyze, skip_analyze, end_to_end, birdnet, mi
     if as_json:
         click.echo(json.dumps(rep, indent=1, default=str))
     else:
-        _print(rep)
+        print_report(rep)
 
 
 end_to_end_fn = end_to_end

@@ -280,35 +280,7 @@ def full_disk(work: Path, size_kb: int, copies: int, rate: float, freed: bool) -
         rig.replay = rig.work / "replay-b"
         _copy_wavs(rig.replay, f"{tag}b", copies)
         rig.start_daemon(once=not freed)
-        if freed:
-            log = rig.work / "daemon.log"
-            deadline = time.monotonic() + 120
-            while "disk full" not in log.read_text(errors="replace") and time.monotonic() < deadline:
-                time.sleep(0.2)
-            time.sleep(2.0)
-            filler.unlink()  # the space comes back while the daemon runs
-            while (
-                "audio source finished" not in log.read_text(errors="replace") and time.monotonic() < deadline
-            ):
-                time.sleep(0.5)
-            _settle(rig, 60)
-            stuck = rig.unsynced()
-            rig.stop("daemon")
-            code = "stopped by SIGTERM"
-            crashed = "publisher crashed" in log.read_text(errors="replace")
-            print(f"{tag}: {stuck} detections still unsynced on the device while the daemon ran"
-                  f"{' (its MQTT publisher thread had crashed)' if crashed else ''}", flush=True)  # fmt: skip
-        else:
-            try:
-                code = rig.daemon.wait(600)
-            except subprocess.TimeoutExpired:
-                rig.kill("daemon")
-                code = "killed after 600 s"
-            rig.daemon = None
-            print(
-                f"{tag}: daemon exit status {code}; {shutil.disk_usage(mnt).free // 1024} KB free", flush=True
-            )
-            filler.unlink()
+        code = _while_freed(rig, filler) if freed else _while_full(rig, mnt, filler)
         # drain what the daemon left unsynced, as `yh-edge sync` would after a restart
         sync = subprocess.run([PY, "-m", "edge.app.sync", "--db", str(rig.edb), "--host", rig.broker.host,
                                "--port", str(rig.broker.port), "--device-id", rig.device, "--timeout", "120"],
@@ -316,19 +288,55 @@ def full_disk(work: Path, size_kb: int, copies: int, rate: float, freed: bool) -
         print(f"{tag}: drain after the daemon stopped: exit {sync.returncode} {sync.stdout.strip()[-200:]}")
         _settle(rig, 120)
         rig.end()
-        text = (rig.work / "daemon.log").read_text(errors="replace")
-        errors = [ln for ln in text.splitlines() if ln.startswith(("ERROR", "CRITICAL")) or " ERROR " in ln]
-        print(f"{tag}: daemon {code}; its log has {len(errors)} error lines; last: "
-              f"{errors[-1][:200] if errors else '-'}")  # fmt: skip
+        _say_errors(rig, tag, code)
         what = "disk freed while running" if freed else "disk stays full"
         return _report(f"full disk, {what} (tmpfs {size_kb} KB)", rig)
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+def _while_freed(rig: Rig, filler: Path) -> str:
+    """Free the disk once the daemon reports it full, let it finish its replay, stop it."""
+    log = rig.work / "daemon.log"
+    deadline = time.monotonic() + 120
+    while "disk full" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)
+    filler.unlink()  # the space comes back while the daemon runs
+    while "audio source finished" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    _settle(rig, 60)
+    stuck = rig.unsynced()
+    rig.stop("daemon")
+    crashed = "publisher crashed" in log.read_text(errors="replace")
+    print(f"freed: {stuck} detections still unsynced on the device while the daemon ran"
+          f"{' (its MQTT publisher thread had crashed)' if crashed else ''}", flush=True)  # fmt: skip
+    return "stopped by SIGTERM"
+
+
+def _while_full(rig: Rig, mnt: Path, filler: Path) -> str:
+    """Let the daemon replay and stop on the full disk; free it only afterwards."""
+    try:
+        code = str(rig.daemon.wait(600))
+    except subprocess.TimeoutExpired:
+        rig.kill("daemon")
+        code = "killed after 600 s"
+    rig.daemon = None
+    print(f"full: daemon exit status {code}; {shutil.disk_usage(mnt).free // 1024} KB free", flush=True)
+    filler.unlink()
+    return code
+
+
+def _say_errors(rig: Rig, tag: str, code: str) -> None:
+    text = (rig.work / "daemon.log").read_text(errors="replace")
+    errors = [ln for ln in text.splitlines() if ln.startswith(("ERROR", "CRITICAL")) or " ERROR " in ln]
+    print(f"{tag}: daemon {code}; its log has {len(errors)} error lines; last: "
+          f"{errors[-1][:200] if errors else '-'}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=20, help="kill-loop rounds (0: only the full-disk runs)")
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--copies", type=int, default=2, help="copies of the WAV fixtures per round")
     ap.add_argument("--rate", type=float, default=15.0, help="device publish rate cap, messages/s")
@@ -339,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.work.exists():
         shutil.rmtree(a.work)
     a.work.mkdir(parents=True)
-    results = [kill_loops(a.work / "kills", a.rounds, a.seed, a.copies, a.rate)]
+    results = [kill_loops(a.work / "kills", a.rounds, a.seed, a.copies, a.rate)] if a.rounds > 0 else []
     if not a.no_disk:
         for freed in (True, False):
             results.append(full_disk(a.work, a.disk_kb, a.copies * 4, a.rate, freed))

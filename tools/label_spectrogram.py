@@ -83,7 +83,8 @@ def _draw_songs(ax, plt, songs: list[dict], t0: float, t1: float, fmax: float) -
                 ax.add_patch(plt.Rectangle((s0, f - 0.4), s1 - s0, 0.8, fill=False, ec=col, lw=0.8, ls="--"))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The command line (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("file", type=Path)
     ap.add_argument("--start", type=float, default=0.0)
@@ -104,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --labels: one panel per labelled song (onset-0.3 to offset+0.3 s)",
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
 
     import matplotlib
 

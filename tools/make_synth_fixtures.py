@@ -68,6 +68,50 @@ def _song_file(out: Path, name: str, bird, rng, complete: bool, rows: list) -> N
     )
 
 
+def _distractor_scene(quiet, rng) -> tuple[np.ndarray, list[dict]]:
+    """The distractor-only scene: a fixed set of kinds over ``quiet``'s background (every kind is
+    covered somewhere); its audio and distractor rows."""
+    mix = quiet.audio.copy()
+    dis = []
+    t = 0.3
+    for kind in ("cirl_rattle", "chaffinch", "two_note_call"):
+        a, ev = render_distractor(kind, rng, SR)
+        i0 = int(t * SR)
+        n = min(a.size, mix.size - i0)
+        mix[i0 : i0 + n] += 0.6 * a[:n]
+        dis.append(
+            {
+                "file": "scene_distractors.wav",
+                "kind": kind,
+                "onset_s": f"{ev.onset_s + t:.4f}",
+                "offset_s": f"{ev.offset_s + t:.4f}",
+                "source": "synthetic",
+                "distance_m": "",
+                "snr_db": "",
+            }
+        )
+        t += ev.offset_s + 0.3
+    mix = np.clip(mix, -1.0, 1.0)
+    return mix, dis
+
+
+def _write_tables(out: Path, rows: list[dict], dist_rows: list[dict], scenes: list[dict]) -> None:
+    """``labels.csv``, ``distractors.csv`` and ``scenes.jsonl``."""
+    with open(out / "labels.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(SONG_COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
+    with open(out / "distractors.csv", "w", newline="") as fh:
+        w = csv.DictWriter(
+            fh, fieldnames=["file", "kind", "onset_s", "offset_s", "source", "distance_m", "snr_db"]
+        )
+        w.writeheader()
+        w.writerows(dist_rows)
+    with open(out / "scenes.jsonl", "w") as fh:
+        for s in scenes:
+            fh.write(json.dumps(s) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests/fixtures/synth"))
@@ -97,28 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         incomplete_fraction=0.0,
     )
     quiet = make_scene([], rng, SR, duration_s=8.0, distractor_rate_per_min=0.0, clip_prob=0.0)
-    # the distractor-only scene gets a fixed set of kinds so every kind is covered somewhere
-    mix = quiet.audio.copy()
-    dis = []
-    t = 0.3
-    for kind in ("cirl_rattle", "chaffinch", "two_note_call"):
-        a, ev = render_distractor(kind, rng, SR)
-        i0 = int(t * SR)
-        n = min(a.size, mix.size - i0)
-        mix[i0 : i0 + n] += 0.6 * a[:n]
-        dis.append(
-            {
-                "file": "scene_distractors.wav",
-                "kind": kind,
-                "onset_s": f"{ev.onset_s + t:.4f}",
-                "offset_s": f"{ev.offset_s + t:.4f}",
-                "source": "synthetic",
-                "distance_m": "",
-                "snr_db": "",
-            }
-        )
-        t += ev.offset_s + 0.3
-    mix = np.clip(mix, -1.0, 1.0)
+    mix, dis = _distractor_scene(quiet, rng)
     write_wav(out / "scene_noisy.wav", noisy.audio, SR)
     write_wav(out / "scene_distractors.wav", mix, SR)
     rows += song_rows("scene_noisy.wav", noisy)
@@ -141,19 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     assert all(isinstance(s, SceneSong) for s in noisy.songs)
 
-    with open(out / "labels.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(SONG_COLUMNS))
-        w.writeheader()
-        w.writerows(rows)
-    with open(out / "distractors.csv", "w", newline="") as fh:
-        w = csv.DictWriter(
-            fh, fieldnames=["file", "kind", "onset_s", "offset_s", "source", "distance_m", "snr_db"]
-        )
-        w.writeheader()
-        w.writerows(dist_rows)
-    with open(out / "scenes.jsonl", "w") as fh:
-        for s in scenes:
-            fh.write(json.dumps(s) + "\n")
+    _write_tables(out, rows, dist_rows, scenes)
     total = sum(p.stat().st_size for p in out.iterdir())
     print(f"wrote {len(list(out.iterdir()))} files, {total / 1e6:.2f} MB to {out}")
     return 0

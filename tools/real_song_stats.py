@@ -110,21 +110,9 @@ def fill_khz(csv_path: Path, root: Path) -> int:
     return n
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", type=Path, default=None, help="realaudio folder (default ../shared/realaudio)")
-    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
-    ap.add_argument("--fill-khz", type=Path, help="rewrite x_khz / b_khz of this CSV from the audio and stop")
-    args = ap.parse_args(argv)
-
-    from model_export.labels import default_root, real_songs
-
-    root = args.root or default_root()
-    if args.fill_khz:
-        print(f"{fill_khz(args.fill_khz, root)} element frequencies measured", file=sys.stderr)
-        return 0
-    songs = real_songs()
-    have_audio = (root / "manifest.csv").exists()
+def _measure(songs, root: Path, have_audio: bool):
+    """Per dialect: durations of the songs not cut by a file edge, initial-phrase syllable
+    periods (quality A/B songs, from the audio when present) and terminal element figures."""
     from model_export.synth.audio_io import _read_soundfile
 
     dur: dict[str, list[float]] = defaultdict(list)
@@ -151,7 +139,41 @@ def main(argv: list[str] | None = None) -> int:
             per = syllable_period(x, sr, s.onset_s, end)
             if per is not None:
                 period[s.dialect].append(per)
+    return dur, period, el
 
+
+def _print_summary(summary: dict, root: Path) -> None:
+    """The summary as text."""
+    print(
+        f"{summary['songs']} songs; audio {'measured' if summary['audio'] else 'not present (labels only)'} at {root}"
+    )
+    print("\nsong duration (s), songs not cut by the file edges:")
+    for d, v in summary["duration_s"].items():
+        print(f"  {d:11s} {v}")
+    print("\ninitial-phrase syllable period (s), quality A/B songs:")
+    for d, v in summary["syllable_period_s"].items():
+        print(f"  {d:11s} {v}   ({summary['syllables_per_s'].get(d, '-')} syllables/s)")
+    print("\nterminal elements (durations from the labels, kHz measured from the audio):")
+    for k, v in summary["terminal"].items():
+        print(f"  {k:22s} {v}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=Path, default=None, help="realaudio folder (default ../shared/realaudio)")
+    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ap.add_argument("--fill-khz", type=Path, help="rewrite x_khz / b_khz of this CSV from the audio and stop")
+    args = ap.parse_args(argv)
+
+    from model_export.labels import default_root, real_songs
+
+    root = args.root or default_root()
+    if args.fill_khz:
+        print(f"{fill_khz(args.fill_khz, root)} element frequencies measured", file=sys.stderr)
+        return 0
+    songs = real_songs()
+    have_audio = (root / "manifest.csv").exists()
+    dur, period, el = _measure(songs, root, have_audio)
     summary = {
         "songs": len(songs),
         "audio": have_audio,
@@ -163,16 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"{len(songs)} songs; audio {'measured' if have_audio else 'not present (labels only)'} at {root}")
-    print("\nsong duration (s), songs not cut by the file edges:")
-    for d, v in summary["duration_s"].items():
-        print(f"  {d:11s} {v}")
-    print("\ninitial-phrase syllable period (s), quality A/B songs:")
-    for d, v in summary["syllable_period_s"].items():
-        print(f"  {d:11s} {v}   ({summary['syllables_per_s'].get(d, '-')} syllables/s)")
-    print("\nterminal elements (durations from the labels, kHz measured from the audio):")
-    for k, v in summary["terminal"].items():
-        print(f"  {k:22s} {v}")
+    _print_summary(summary, root)
     return 0
 
 

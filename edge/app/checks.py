@@ -28,8 +28,14 @@ def check_models(cfg: Config) -> Check:
         return Check("models", "fail", str(exc),
                      "model files missing, corrupt, or exported for another frontend: reinstall the package or "
                      "copy a matching .tflite/.json pair")  # fmt: skip
+    v = getattr(enc, "verifier", None)
+    cascade = ""
+    if v is not None:
+        cascade = (f", song verifier {'on' if cfg.models.verifier else 'off (models.verifier)'} (threshold "
+                   f"{v.threshold:.2f})")  # fmt: skip
     return Check("models", "ok", f"detector {det.version} (window {det.window_frames}/{det.hop_frames} frames, "
-                                 f"threshold {det.threshold:.2f}), encoder {enc.version} ({enc.embedding_dim}-d)")  # fmt: skip
+                                 f"threshold {det.threshold:.2f}), encoder {enc.version} ({enc.embedding_dim}-d)"
+                                 + cascade)  # fmt: skip
 
 
 def check_audio(cfg: Config) -> Check:

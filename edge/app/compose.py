@@ -122,14 +122,74 @@ def build_pipeline(
     unless given; ``memory=True``: the in-memory store, nothing written), persist-first writer
     and, if enabled, the clip saver. Overrides: a store, models (e.g. candidates under
     evaluation), a callback per detection."""
-    from edge.adapters.store.clips import ClipSaver, UploadPolicy, pick_codec
-    from edge.adapters.store.memory import MemoryStore
-    from edge.adapters.store.sqlite import SqliteStore
     from edge.adapters.store.writer import DetectionWriter
 
     if detector is None or encoder is None:
         detector, encoder = load_models(config)
     frontend: FrontendConfig = getattr(detector, "frontend", None) or FrontendConfig()
+    store, clips = _store_and_clips(config, store, memory)
+    writer = store if memory else DetectionWriter(store, clips)
+    s = config.segmenter
+    verifier, threshold = _cascade(config, detector, encoder)
+    segmenter = SongSegmenter(
+        frontend,
+        detector.window_frames,
+        detector.hop_frames,
+        threshold,
+        min_song_s=s.min_song_s,
+        max_song_s=s.max_song_s,
+        merge_gap_s=s.merge_gap_s,
+    )
+    sp = config.spectrogram
+    spectrogram = SpectrogramSpec(sp.margin_s, sp.max_seconds, sp.db_step) if sp.enabled else None
+    dev = config.device
+    position = (
+        (dev.latitude, dev.longitude) if dev.latitude is not None and dev.longitude is not None else None
+    )
+    pipeline = Pipeline(
+        frontend,
+        detector,
+        encoder,
+        writer,
+        config.device_id,
+        segmenter,
+        energy_gate_db=s.energy_gate_db,
+        clips=clips,
+        on_detection=on_detection,
+        encoder_margin_frames=_encoder_margin(encoder),
+        spectrogram=spectrogram,
+        position=position,
+        verifier=verifier,
+    )
+    return Components(pipeline, store, writer, clips, detector, encoder)
+
+
+def _cascade(config: Config, detector: Detector, encoder: Encoder):
+    """The cascade's two stages: the song verifier of the encoder manifest (None when the config
+    turns it off or the manifest has none) and the detector threshold the segmenter proposes
+    candidates at (the verifier's ``candidate_threshold`` unless the config sets a threshold)."""
+    verifier = getattr(encoder, "verifier", None) if config.models.verifier else None
+    if verifier is not None and verifier.detector_version and verifier.detector_version != detector.version:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "the song verifier was fitted behind %s, not %s: refit it (yh-model verifier)",
+            verifier.detector_version,
+            detector.version,
+        )
+    threshold = detector.threshold
+    if verifier is not None and verifier.candidate_threshold is not None and config.models.threshold < 0:
+        threshold = verifier.candidate_threshold  # the cascade's first stage proposes at high recall
+    return verifier, threshold
+
+
+def _store_and_clips(config: Config, store, memory: bool):
+    """The detection store (the given one, else opened here; ``memory``: the in-memory store)
+    with the clip upload policy, and the clip saver when clips are kept or uploaded."""
+    from edge.adapters.store.clips import ClipSaver, UploadPolicy, pick_codec
+    from edge.adapters.store.memory import MemoryStore
+    from edge.adapters.store.sqlite import SqliteStore
+
     sc, cc = config.store, config.clips
     policy = UploadPolicy(cc.per_hour) if cc.upload and not memory else None
     if store is None:
@@ -149,39 +209,13 @@ def build_pipeline(
             policy=policy,
             protect=getattr(store, "pending_clip_paths", None),
         )
-    writer = store if memory else DetectionWriter(store, clips)
-    s = config.segmenter
-    segmenter = SongSegmenter(
-        frontend,
-        detector.window_frames,
-        detector.hop_frames,
-        detector.threshold,
-        min_song_s=s.min_song_s,
-        max_song_s=s.max_song_s,
-        merge_gap_s=s.merge_gap_s,
-    )
-    sp = config.spectrogram
-    spectrogram = SpectrogramSpec(sp.margin_s, sp.max_seconds, sp.db_step) if sp.enabled else None
-    dev = config.device
-    position = (
-        (dev.latitude, dev.longitude) if dev.latitude is not None and dev.longitude is not None else None
-    )
-    margin = None
+    return store, clips
+
+
+def _encoder_margin(encoder: Encoder) -> int | None:
+    """Frames between a song's last frame and the end of its encoder window, from the
+    encoder's manifest (None: the pipeline's default)."""
     manifest = getattr(getattr(encoder, "model", None), "manifest", None)
     if manifest is not None and "margin_frames" in manifest.raw.get("window", {}):
-        margin = int(manifest.raw["window"]["margin_frames"])
-    pipeline = Pipeline(
-        frontend,
-        detector,
-        encoder,
-        writer,
-        config.device_id,
-        segmenter,
-        energy_gate_db=s.energy_gate_db,
-        clips=clips,
-        on_detection=on_detection,
-        encoder_margin_frames=margin,
-        spectrogram=spectrogram,
-        position=position,
-    )
-    return Components(pipeline, store, writer, clips, detector, encoder)
+        return int(manifest.raw["window"]["margin_frames"])
+    return None

@@ -24,14 +24,12 @@ readers bumps ``schema``. ``latitude``/``longitude`` and ``spectrogram`` were ad
 (optional: absent when unknown or turned off), and so was ``complete`` (``"complete": 0.93``, the
 probability that the song has its terminal phrase; absent from devices whose encoder has no
 complete head); the spectrogram's wire form and size budget are in
-:mod:`edge.contract.spectrogram` and ``docs/mqtt.md``. Embeddings travel as little-endian float16: a 32-d unit vector is 64
+:mod:`edge.contract.spectrogram` and ``docs/mqtt.md``, the embedding's in :mod:`edge.contract.embedding`. Embeddings travel as little-endian float16: a 32-d unit vector is 64
 bytes, and float16 rounding (relative error < 5e-4) is far below what separates dialects.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import time
 import uuid
@@ -39,26 +37,21 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
+from edge.contract.embedding import (  # noqa: F401 - re-exported with the detection
+    EMBEDDING_DTYPES,
+    MAX_EMBEDDING_DIM,
+    NORM_TOLERANCE,
+    decode_embedding,
+    encode_embedding,
+)
 from edge.contract.spectrogram import Spectrogram
 from edge.contract.wire import (
     SCHEMA_VERSION,
-    ContractError,
-    check_bool,
-    check_id,
-    check_number,
-    check_schema,
-    check_text,
-    check_version,
     dumps,
     finite_or,
     parse_json,
 )
 
-#: wire dtypes of the embedding
-EMBEDDING_DTYPES = {"f16": "<f2", "f32": "<f4"}
-MAX_EMBEDDING_DIM = 4096
-#: an embedding's L2 norm may differ from 1 by this much (float16 rounding, int8 models)
-NORM_TOLERANCE = 0.05
 MIN_TIME = 946_684_800.0  # 2000-01-01T00:00:00Z
 MAX_FUTURE_S = 86_400.0
 MAX_SONG_S = 60.0
@@ -237,8 +230,10 @@ class Detection:
 
         ``topic_device`` is the device level of the topic the message came on (``None`` for
         imports): it must equal ``device_id``."""
+        from edge.contract.detection_decode import decode_detection
+
         body = parse_json(payload) if not isinstance(payload, dict) else payload
-        return _decode(body, topic_device, time.time() if now is None else now)
+        return decode_detection(body, topic_device, time.time() if now is None else now)
 
     # -- database rows (edge store and server share the columns) -----------------------------
     def to_row(self) -> dict:
@@ -294,149 +289,6 @@ _LEGACY_EXTRA = ("overlap", "refined", "onset_s", "offset_s")
 assert set(FIELD_NAMES) == {f.name for f in fields(Detection)}, (
     "FIELDS and Detection must list the same fields"
 )
-
-
-def encode_embedding(embedding, dtype: str = "f16") -> dict:
-    arr = np.asarray(embedding, dtype=EMBEDDING_DTYPES[dtype]).reshape(-1)
-    return {"dtype": dtype, "dim": int(arr.shape[0]), "b64": base64.b64encode(arr.tobytes()).decode("ascii")}
-
-
-def decode_embedding(emb) -> np.ndarray:
-    """A wire embedding ``{dtype, dim, b64}`` -> float32 unit vector; raises ContractError."""
-    if not isinstance(emb, dict):
-        raise ContractError("field 'embedding' must be an object {dtype, dim, b64}")
-    dtype = emb.get("dtype")
-    if not isinstance(dtype, str) or dtype not in EMBEDDING_DTYPES:
-        raise ContractError(f"embedding dtype {str(dtype)[:20]!r} not supported (use f16 or f32)")
-    dim = emb.get("dim")
-    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_EMBEDDING_DIM:
-        raise ContractError(f"embedding dim must be an integer 1..{MAX_EMBEDDING_DIM}")
-    data = emb.get("b64")
-    if not isinstance(data, str):
-        raise ContractError("embedding b64 must be a string")
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise ContractError("embedding b64 is not valid base64") from None
-    np_dtype = np.dtype(EMBEDDING_DTYPES[dtype])
-    if len(raw) != dim * np_dtype.itemsize:
-        raise ContractError(
-            f"embedding has {len(raw)} bytes, expected {dim * np_dtype.itemsize} for dim {dim} {dtype}"
-        )
-    x = np.frombuffer(raw, dtype=np_dtype).astype(np.float32)
-    if not np.all(np.isfinite(x)):
-        raise ContractError("embedding contains NaN or infinite values")
-    norm = float(np.linalg.norm(x))
-    if abs(norm - 1.0) > NORM_TOLERANCE:
-        raise ContractError(f"embedding is not L2-normalised (norm {norm:.3g})")
-    return x
-
-
-def _opt(body: dict, key: str, check, default):
-    v = body.get(key)
-    return default if v is None else check(v, key)
-
-
-def _legacy_flag(body: dict, key: str, extra, default):
-    """A flag or figure from the top level or, from devices that only kept it in ``extra``
-    (schema 1 before the field existed), from ``extra``."""
-    if key in body:
-        return body[key]
-    if isinstance(extra, dict) and key in extra:
-        return extra[key]
-    return default
-
-
-def _decode(body: dict, topic_device: str | None, now: float) -> Detection:
-    check_schema(body, "detection")
-    det_id = check_id(body.get("id"), "field 'id'") if "id" in body else _missing("id")
-    if "device_id" not in body:
-        _missing("device_id")
-    device_id = check_id(body["device_id"], "field 'device_id'")
-    if topic_device is not None and device_id != topic_device:
-        raise ContractError(f"device_id {device_id!r} does not match the topic's device {topic_device!r}")
-    times = {}
-    for key in ("start_time", "end_time"):
-        if key not in body:
-            _missing(key)
-        t = check_number(body[key], key)
-        if t < MIN_TIME:
-            raise ContractError(f"{key} {t:.0f} is before 2000-01-01")
-        if t > now + MAX_FUTURE_S:
-            raise ContractError(f"{key} {t:.0f} is more than a day in the future")
-        times[key] = t
-    start, end = times["start_time"], times["end_time"]
-    if not 0 <= end - start <= MAX_SONG_S:
-        raise ContractError(
-            f"end_time - start_time = {end - start:.3g} s is not a song length (0..{MAX_SONG_S:.0f} s)"
-        )
-    if "encoder_version" not in body:
-        _missing("encoder_version")
-    encoder = check_version(body["encoder_version"], "encoder_version")
-    detector = body.get("detector_version") or ""
-    if detector:
-        detector = check_version(detector, "detector_version")
-    if "embedding" not in body:
-        _missing("embedding")
-    emb = decode_embedding(body["embedding"])
-    extra = body.get("extra")
-    if extra is None:
-        extra = {}
-    elif not isinstance(extra, dict):
-        raise ContractError("field 'extra' must be an object")
-    elif extra:
-        try:
-            dumps(extra)
-        except ContractError as exc:
-            raise ContractError(f"field 'extra': {exc}") from None
-    created = _opt(body, "created_at", check_number, end)
-    if created and not MIN_TIME <= created <= now + MAX_FUTURE_S:
-        raise ContractError("created_at is not a sane time")
-
-    def num(key, lo, hi, default):
-        v = _legacy_flag(body, key, extra, None)
-        return default if v is None else check_number(v, key, lo, hi)
-
-    def flag(key, default):
-        if key in body:  # present: must be a boolean (null too is refused)
-            return check_bool(body[key], key)
-        v = extra.get(key) if key in _LEGACY_EXTRA else None
-        return v if isinstance(v, bool) else default  # a non-bool legacy extra: not ours to judge
-
-    spec = body.get("spectrogram")
-    spec = None if spec is None else Spectrogram.from_wire(spec)
-    onset, offset = num("onset_s", 0.0, MAX_STREAM_S, None), num("offset_s", 0.0, MAX_STREAM_S, None)
-    if onset is not None and offset is not None and offset < onset:
-        raise ContractError("offset_s is before onset_s")
-    return Detection(
-        id=det_id,
-        device_id=device_id,
-        start_time=start,
-        end_time=end,
-        embedding=emb,
-        encoder_version=encoder,
-        clock_synced=flag("clock_synced", False),
-        score=num("score", 0.0, 1.0, 0.0),
-        duration_s=num("duration_s", 0.0, MAX_SONG_S, end - start),
-        snr_db=num("snr_db", -200.0, 200.0, 0.0),
-        truncated=flag("truncated", False),
-        overlap=flag("overlap", False),
-        refined=flag("refined", True),
-        onset_s=onset,
-        offset_s=offset,
-        detector_version=detector,
-        source=_opt(body, "source", check_text, ""),
-        created_at=created,
-        latitude=_opt(body, "latitude", lambda v, k: check_number(v, k, -90.0, 90.0), None),
-        longitude=_opt(body, "longitude", lambda v, k: check_number(v, k, -180.0, 180.0), None),
-        spectrogram=spec,
-        complete=_opt(body, "complete", lambda v, k: check_number(v, k, 0.0, 1.0), None),
-        extra={k: v for k, v in extra.items() if k not in _LEGACY_EXTRA},
-    )
-
-
-def _missing(key: str):
-    raise ContractError(f"missing field {key!r}")
 
 
 def field_doc(name: str) -> str:

@@ -107,12 +107,15 @@ class ModelsConfig:
     """Model files; ``""`` means the ones bundled with the package.
 
     ``threshold``: detector probability for "yellowhammer present"; negative = the manifest's.
+    ``verifier``: score each candidate song with the encoder manifest's song verifier and store only
+    those it passes (the detection cascade; no effect when the manifest has no verifier).
     """
 
     detector: str = ""
     encoder: str = ""
     threshold: float = -1.0
     num_threads: int = 1
+    verifier: bool = True
 
     def __post_init__(self):
         if self.threshold > 1:

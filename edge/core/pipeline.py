@@ -1,6 +1,9 @@
 """The edge pipeline: source -> frontend -> detector (every hop) -> segmenter -> encoder -> store.
 
-Plain orchestration of the ports; everything is composed in :func:`build_pipeline` from the
+Plain orchestration of the ports (the frame history is a :class:`~edge.core.ring.FrameRing`;
+the running figures, :class:`~edge.core.pipeline_stats.PipelineStats`, and the song spectrogram,
+:class:`~edge.core.song_spectrogram.SpectrogramSpec`, live in their own modules and are
+re-exported here); everything is composed in :func:`build_pipeline` from the
 config. The detector runs on every complete window (``window.frames`` / ``window.hop_frames``
 from its manifest), the encoder once per song on ``window.frames`` frames ending
 ``window.margin_frames`` after the song's offset (from the encoder's manifest). Audio is never
@@ -12,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,9 +23,13 @@ from edge.contract.spectrogram import Spectrogram
 from edge.contract.wire import clean_text
 from edge.core.frontend import FrontendConfig, StreamingLogMel
 from edge.core.level import InputLevel
+from edge.core.pipeline_stats import PipelineStats
 from edge.core.ports import AudioSource, ClipSink, DetectionSink, Detector, Encoder
 from edge.core.records import AudioChunk, Detection, Song
+from edge.core.ring import FrameRing
 from edge.core.segmenter import SongSegmenter
+from edge.core.song_spectrogram import SpectrogramSpec, song_spectrogram
+from edge.core.verifier import SongVerifier
 
 log = logging.getLogger(__name__)
 
@@ -31,122 +37,6 @@ ENCODER_MARGIN_S = 0.1  # the encoder window closes this long after a song (trai
 # used when an encoder manifest gives no margin_frames)
 _HISTORY_S = 40.0  # log-mel (and clip audio) history: the longest region plus windows and margins
 _CLIP_PAD_S = 0.5
-
-
-class FrameRing:
-    """The last ``capacity`` rows of a stream of frames (or samples), by absolute index.
-
-    :meth:`get` pads what lies outside the kept range with the per-column minimum of the rows
-    it returns (the quietest level: a stand-in for silence before a stream started).
-    """
-
-    def __init__(self, capacity: int, width: int | None = None, dtype=np.float32) -> None:
-        self.capacity = int(capacity)
-        shape = (2 * self.capacity,) if width is None else (2 * self.capacity, width)
-        self._buf = np.zeros(shape, dtype=dtype)
-        self._n = 0  # rows in the buffer
-        self.start = 0  # absolute index of self._buf[0]
-
-    @property
-    def end(self) -> int:
-        """Absolute index after the last row."""
-        return self.start + self._n
-
-    def reset(self) -> None:
-        self._n = 0
-        self.start = 0
-
-    def append(self, rows: np.ndarray) -> None:
-        k = rows.shape[0]
-        if k == 0:
-            return
-        if k >= self.capacity:
-            self.start += self._n + k - self.capacity
-            self._buf[: self.capacity] = rows[-self.capacity :]
-            self._n = self.capacity
-            return
-        if self._n + k > self._buf.shape[0]:
-            drop = self._n + k - self.capacity
-            self._buf[: self._n - drop] = self._buf[drop : self._n]
-            self._n -= drop
-            self.start += drop
-        self._buf[self._n : self._n + k] = rows
-        self._n += k
-
-    def get(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``[start, stop)``; rows not held are padded (see the class docstring)."""
-        lo, hi = max(start, self.start), min(stop, self.end)
-        if hi <= lo:
-            return np.zeros((stop - start, *self._buf.shape[1:]), dtype=self._buf.dtype)
-        part = self._buf[lo - self.start : hi - self.start]
-        if lo == start and hi == stop:
-            return part.copy()
-        fill = part.min(axis=0)
-        before = np.broadcast_to(fill, (lo - start, *part.shape[1:]))
-        after = np.broadcast_to(fill, (stop - hi, *part.shape[1:]))
-        return np.concatenate([before, part, after]).astype(self._buf.dtype)
-
-
-@dataclass(frozen=True, slots=True)
-class SpectrogramSpec:
-    """What of a song's log-mel frames goes into its detection (see :class:`edge.contract.Spectrogram`).
-
-    Attributes
-    ----------
-    margin_s
-        Seconds before the onset and after the offset, s.
-    max_seconds
-        At most this long, s; a longer song keeps its end (the terminal phrase).
-    db_step
-        Quantisation step, dB.
-    """
-
-    margin_s: float = 0.3
-    max_seconds: float = 8.0
-    db_step: float = 1.5
-
-
-@dataclass
-class PipelineStats:
-    """Running figures of a pipeline (health log, stats topic, benchmark)."""
-
-    chunks: int = 0
-    streams: int = 0
-    audio_seconds: float = 0.0
-    windows: int = 0
-    windows_gated: int = 0
-    songs: int = 0
-    detections: int = 0
-    held: int = 0
-    last_detection: float | None = None
-    lag_s: float = 0.0
-    max_lag_s: float = 0.0
-    cpu_s: dict = field(
-        default_factory=lambda: {
-            "frontend": 0.0,
-            "detector": 0.0,
-            "segmenter": 0.0,
-            "encoder": 0.0,
-            "spectrogram": 0.0,
-            "store": 0.0,
-        }
-    )
-
-    def as_dict(self) -> dict:
-        return {
-            "chunks": self.chunks,
-            "streams": self.streams,
-            "audio_seconds": round(self.audio_seconds, 3),
-            "windows": self.windows,
-            "windows_gated": self.windows_gated,
-            "songs": self.songs,
-            "detections": self.detections,
-            "held_in_memory": self.held,
-            "last_detection": self.last_detection,
-            "lag_s": round(self.lag_s, 3),
-            "max_lag_s": round(self.max_lag_s, 3),
-            "cpu_s": {k: round(v, 4) for k, v in self.cpu_s.items()},
-        }
 
 
 class Pipeline:
@@ -182,6 +72,13 @@ class Pipeline:
         Attach each song's quantised log-mel spectrogram to its detection (None: no spectrogram).
     position
         ``(latitude, longitude)`` of the recorder written into every detection (None: unknown).
+    verifier
+        The cascade's second stage (:class:`~edge.core.verifier.SongVerifier`, from the encoder
+        manifest): each candidate song the segmenter closes is scored once, and only those at or
+        above its threshold are stored (None: every candidate is stored).
+    on_candidate
+        Attribute (not an argument), None by default: called with ``(song, probability, kept)``
+        for every candidate song (``probability`` None without a verifier). For evaluations.
     """
 
     def __init__(
@@ -198,6 +95,7 @@ class Pipeline:
         encoder_margin_frames: int | None = None,
         spectrogram: SpectrogramSpec | None = None,
         position: tuple[float, float] | None = None,
+        verifier: SongVerifier | None = None,
     ) -> None:
         self.frontend_cfg = frontend
         self.detector = detector
@@ -214,6 +112,8 @@ class Pipeline:
         self.encoder_margin = int(encoder_margin_frames)
         self.spectrogram = spectrogram
         self.position = position
+        self.verifier = verifier
+        self.on_candidate: Callable[[Song, float | None, bool], None] | None = None
         self.stats = PipelineStats()
         self.level = InputLevel()
         self._fe = StreamingLogMel(frontend)
@@ -343,54 +243,95 @@ class Pipeline:
         if chunk is None or not songs:
             return []
         cpu = self.stats.cpu_s
-        sr = self.frontend_cfg.sample_rate
         source = clean_text(chunk.source)
         made: list[tuple[Detection, str | None]] = []
         for song in songs:
-            t = time.thread_time()
-            end = song.end_frame + self.encoder_margin
-            embedding = self.encoder.embed(self._frames.get(end - self.encoder.window_frames, end))
-            t1 = time.thread_time()
-            cpu["encoder"] += t1 - t
-            spec = None
-            if self.spectrogram is not None:
-                spec = self._spectrogram(song)
-                t2 = time.thread_time()
-                cpu["spectrogram"] += t2 - t1
-                t1 = t2
-            start_time = chunk.time_at(song.start_sample * self._rate_k)
-            end_time = chunk.time_at(song.end_sample * self._rate_k)
-            onset_s, offset_s = round(song.start_sample / sr, 3), round(song.end_sample / sr, 3)
-            d = Detection(
-                id=detection_id(self.device_id, source, onset_s, offset_s, start_time, self.encoder.version),
-                device_id=self.device_id,
-                start_time=start_time,
-                end_time=end_time,
-                embedding=embedding.astype(np.float32),
-                encoder_version=self.encoder.version,
-                clock_synced=chunk.clock_synced,
-                score=round(song.score, 4),
-                duration_s=round(end_time - start_time, 3),
-                snr_db=song.snr_db,
-                truncated=song.truncated,
-                overlap=song.overlap,
-                refined=song.refined,
-                complete=self.encoder.complete_probability(embedding),
-                onset_s=onset_s,
-                offset_s=offset_s,
-                detector_version=self.detector.version,
-                source=source,
-                created_at=time.time(),
-                latitude=None if self.position is None else self.position[0],
-                longitude=None if self.position is None else self.position[1],
-                spectrogram=spec,
-            )
+            d, t1 = self._detection(song, chunk, source)
+            if d is None:  # rejected by the verifier
+                continue
             clip_path = self._save_clip(d, song) if self.clips is not None else None
             made.append((d, clip_path))
             cpu["store"] += time.thread_time() - t1
+        if not made:
+            return []
         t = time.thread_time()
         stored = self.sink.add_many(made)
         cpu["store"] += time.thread_time() - t
+        self._count(made, stored)
+        return [d for d, _ in made]
+
+    def _detection(self, song: Song, chunk: AudioChunk, source: str) -> tuple[Detection | None, float]:
+        """The song embedded (and its spectrogram) as a :class:`Detection` (None when the verifier
+        rejects it); also the thread CPU time after the encoder, verifier and spectrogram, from
+        which the store's share is counted."""
+        cpu = self.stats.cpu_s
+        sr = self.frontend_cfg.sample_rate
+        t = time.thread_time()
+        end = song.end_frame + self.encoder_margin
+        embedding = self.encoder.embed(self._frames.get(end - self.encoder.window_frames, end))
+        t1 = time.thread_time()
+        cpu["encoder"] += t1 - t
+        kept = self._verify(song, embedding)
+        t1 = time.thread_time()
+        if not kept:
+            return None, t1
+        spec = None
+        if self.spectrogram is not None:
+            spec = self._spectrogram(song)
+            t2 = time.thread_time()
+            cpu["spectrogram"] += t2 - t1
+            t1 = t2
+        start_time = chunk.time_at(song.start_sample * self._rate_k)
+        end_time = chunk.time_at(song.end_sample * self._rate_k)
+        onset_s, offset_s = round(song.start_sample / sr, 3), round(song.end_sample / sr, 3)
+        d = Detection(
+            id=detection_id(self.device_id, source, onset_s, offset_s, start_time, self.encoder.version),
+            device_id=self.device_id,
+            start_time=start_time,
+            end_time=end_time,
+            embedding=embedding.astype(np.float32),
+            encoder_version=self.encoder.version,
+            clock_synced=chunk.clock_synced,
+            score=round(song.score, 4),
+            duration_s=round(end_time - start_time, 3),
+            snr_db=song.snr_db,
+            truncated=song.truncated,
+            overlap=song.overlap,
+            refined=song.refined,
+            complete=self.encoder.complete_probability(embedding),
+            onset_s=onset_s,
+            offset_s=offset_s,
+            detector_version=self.detector.version,
+            source=source,
+            created_at=time.time(),
+            latitude=None if self.position is None else self.position[0],
+            longitude=None if self.position is None else self.position[1],
+            spectrogram=spec,
+        )
+        return d, t1
+
+    def _verify(self, song: Song, embedding: np.ndarray) -> bool:
+        """Score one candidate with the verifier (if any); True when it is to be stored."""
+        self.stats.candidates += 1
+        p = None
+        if self.verifier is not None:
+            t = time.thread_time()
+            lo = song.start_sample // self.frontend_cfg.hop_length
+            frames = self._frames.get(lo, max(lo + 1, song.end_frame))
+            p = self.verifier.probability(song, frames, embedding, self.frontend_cfg.sample_rate)
+            self.stats.cpu_s["verifier"] += time.thread_time() - t
+        kept = p is None or p >= self.verifier.threshold
+        if self.on_candidate is not None:
+            self.on_candidate(song, p, kept)
+        if not kept:
+            self.stats.rejected += 1
+            sr = self.frontend_cfg.sample_rate
+            log.debug("candidate %.2f-%.2f s rejected by the verifier (p %.3f)",
+                      song.start_sample / sr, song.end_sample / sr, p)  # fmt: skip
+        return kept
+
+    def _count(self, made: list[tuple[Detection, str | None]], stored: list) -> None:
+        """Statistics, debug log and ``on_detection`` for the songs the sink took."""
         for (d, _), ok in zip(made, stored, strict=True):
             self.stats.songs += 1
             self.stats.detections += 1
@@ -401,21 +342,10 @@ class Pipeline:
                       " (truncated)" if d.truncated else "")  # fmt: skip
             if self.on_detection is not None:
                 self.on_detection(d)
-        return [d for d, _ in made]
 
     def _spectrogram(self, song: Song) -> Spectrogram:
-        """The song's frames from ``margin_s`` before its onset to ``margin_s`` after its offset
-        (only frames the ring holds: nothing is made up at the edges), quantised."""
-        fe, spec = self.frontend_cfg, self.spectrogram
-        margin = int(round(spec.margin_s * fe.frame_rate))
-        hi = min(song.end_frame + margin, self._frames.end)
-        lo = max(song.start_sample // fe.hop_length - margin, hi - fe.frames_for(spec.max_seconds),
-                 self._frames.start)  # fmt: skip
-        hi = max(hi, lo + 1)
-        t0 = (lo * fe.hop_length - song.start_sample) / fe.sample_rate
-        return Spectrogram.quantise(
-            self._frames.get(lo, hi), fe.frame_rate, t0, fe.fmin, fe.fmax, spec.db_step
-        )
+        """The song's quantised spectrogram (see :func:`~edge.core.song_spectrogram.song_spectrogram`)."""
+        return song_spectrogram(self._frames, self.frontend_cfg, self.spectrogram, song)
 
     def _save_clip(self, d: Detection, song: Song) -> str | None:
         k = self._rate_k

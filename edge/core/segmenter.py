@@ -31,15 +31,12 @@ import math
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
-from edge.core.frontend import FrontendConfig, mel_frequencies
+from edge.core.band import SONG_BAND_HZ, _as_slice, _runs, band_envelope, band_mask  # noqa: F401 - re-exported
+from edge.core.frontend import FrontendConfig
+from edge.core.placement import join_runs, split_run
 from edge.core.records import Song
 
 log = logging.getLogger(__name__)
-
-SONG_BAND_HZ = (2800.0, 9500.0)
-"""Band of the energy envelope: the song's initial syllables and terminal whistles (3-7.5 kHz)
-with the brief excursions and the X note, which real birds often sing near 8 kHz and up to about
-9 kHz (issue 14: an 8.5-kHz edge cut high X notes off the song's end), but not the wind below."""
 
 # Time constants in seconds; in frames they follow the frontend (FrontendConfig.frames_for).
 _FLOOR_SECONDS = 20.0  # noise floor: a low percentile of the envelope over this much history
@@ -50,8 +47,6 @@ _TERMINAL_GAP_S = 0.8  # ... a short piece this close after a song is its termin
 _TERMINAL_MAX_S = 1.3  # (X up to 0.3 s, gaps, B up to 0.7 s, a trailing note)
 _HEAD_MAX_S = 1.6  # ... and only after a piece shorter than a whole song
 _MIN_CUT_S = 0.3  # a piece cut off by a stream edge shorter than this is not kept
-_TAIL_SHARE = 0.3  # a joined song's trailing runs weaker than this share of its peak (dB above
-# the floor) are not part of it
 _SLOW_S = 0.15  # slow envelope for finding where overlapping songs meet
 _STEP_BEFORE_S = 0.3  # averaged before a candidate step between overlapping songs
 _STEP_AFTER_S = 0.5  # after it, whose maximum must stay below (a dip is not an end)
@@ -61,54 +56,6 @@ _LOCAL_PEAK_S = 0.5  # ... thresholded relative to the loudest frame within this
 _MIN_PIECE_S = 1.2  # a piece cut out of a long run is at least this long: a terminal phrase
 # (X up to 0.3 s, gap, B up to 0.7 s) is never cut off on its own as a "second song"
 _MAX_REGION_S = 30.0  # a region longer than this is closed anyway (a chorus must not grow memory)
-
-
-def band_mask(cfg: FrontendConfig, band_hz: tuple[float, float] = SONG_BAND_HZ) -> np.ndarray:
-    """Boolean ``(n_mels,)``: the mel bands whose centre lies in ``band_hz``."""
-    f = mel_frequencies(cfg)
-    mask = (f >= band_hz[0]) & (f <= band_hz[1])
-    if not mask.any():
-        raise ValueError(f"no mel band of this frontend lies in {band_hz} Hz")
-    return mask
-
-
-_NEPER_PER_DB = math.log(10.0) / 10.0
-
-
-def band_envelope(frames: np.ndarray, mask: np.ndarray | slice) -> np.ndarray:
-    """Per-frame level (dB) of the mean power of the masked bands; ``(k, n_mels)`` -> ``(k,)``.
-
-    ``mask``: boolean per band, or the equivalent slice (cheaper). Power is ``exp(dB * ln10/10)``
-    in float64: several times cheaper than ``10 ** (dB/10)`` (this runs on every frame, always
-    on), and the same float32 envelope (no value differed over an hour of benchmark audio).
-    """
-    if frames.shape[0] == 0:
-        return np.zeros(0, dtype=np.float32)
-    x = frames[:, mask].astype(np.float64)
-    x *= _NEPER_PER_DB
-    np.exp(x, out=x)
-    p = np.add.reduce(x, axis=1)  # x.mean(axis=1) without its Python overhead, same values
-    p /= x.shape[1]
-    np.maximum(p, 1e-30, out=p)
-    np.log10(p, out=p)
-    p *= 10.0
-    return p.astype(np.float32)
-
-
-def _as_slice(mask: np.ndarray) -> np.ndarray | slice:
-    """A contiguous boolean mask as a slice (a view instead of a gather), else the mask."""
-    idx = np.flatnonzero(mask)
-    if idx.size and idx[-1] - idx[0] + 1 == idx.size:
-        return slice(int(idx[0]), int(idx[-1]) + 1)
-    return mask
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """``[start, stop)`` of every run of True."""
-    if mask.size == 0:
-        return []
-    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
 
 
 class SongSegmenter:
@@ -341,15 +288,7 @@ class SongSegmenter:
             e = max(s + 1, b - self.window_frames // 4)
             truncated = (at_start and a == 0) or (at_end and b >= self.n_frames)
             return [self._song(s, e, region, snr_floor, truncated=truncated, refined=False)]
-        # the threshold rises with the loudest frame nearby (a loud song's reverberation tail
-        # stays out), but a quiet song beside a loud sound gets its own, lower threshold
-        local = maximum_filter1d(env, size=2 * self._local_peak + 1, mode="nearest") - floor
-        thr = floor + np.clip(0.35 * local, 3.0, 12.0)
-        above = env > thr
-        for s, e in _runs(above):  # drop blips
-            if e - s < self._min_run:
-                above[s:e] = False
-        joined = self._join(_runs(above), env - floor)
+        joined = self._loud_runs(env, floor)
         if forced and joined and joined[-1][1] >= env.size - self.gap_frames:
             start_abs = joined[-1][0] + lo
             if hi - start_abs < self._max_region // 2:  # never carry a never-ending sound
@@ -364,7 +303,7 @@ class SongSegmenter:
             cut = (at_start and s <= self.gap_frames) or (at_end and e >= env.size - self.gap_frames)
             if e_abs - s_abs < (self._min_cut if cut else self.min_frames):
                 continue
-            for ps, pe, overlap in self._split(env, s, e):
+            for ps, pe, overlap in split_run(self, env, s, e):
                 truncated = (at_start and ps == s and cut and s <= self.gap_frames) or (
                     at_end and pe == e and e >= env.size - self.gap_frames
                 )
@@ -377,82 +316,18 @@ class SongSegmenter:
             self._emitted_until = max(self._emitted_until, max(x.end_frame for x in songs))
         return songs
 
-    def _join(self, runs: list[tuple[int, int]], level: np.ndarray) -> list[list[int]]:
-        """Join runs across gaps up to ``merge_gap_s``; then drop the weak runs at a joined
-        group's tail (a background bird or reverberation after the song: its peak above the
-        floor is below ``_TAIL_SHARE`` of the group's loudest run)."""
-        groups: list[list[tuple[int, int, float]]] = []
-        for s, e in runs:
-            peak = float(level[s:e].max())
-            if groups and s - groups[-1][-1][1] <= self.gap_frames:
-                groups[-1].append((s, e, peak))
-            else:
-                groups.append([(s, e, peak)])
-        joined: list[list] = []  # [start, stop, peak]
-        for g in groups:
-            ref = max(p for _, _, p in g)
-            while len(g) > 1 and g[-1][2] < _TAIL_SHARE * ref:
-                g.pop()
-            s, e = g[0][0], g[-1][1]
-            # a terminal phrase after a longer pause (the last syllables of a song shorter than
-            # a whole one faded below the threshold) belongs to that song, not to a song of its
-            # own; a weaker sound after it (a background bird) does not
-            if (
-                joined
-                and s - joined[-1][1] <= self._terminal_gap
-                and e - s <= self._terminal_frames
-                and joined[-1][1] - joined[-1][0] <= self._head_frames
-                and e - joined[-1][0] <= self.max_frames
-                and ref >= _TAIL_SHARE * joined[-1][2]
-            ):
-                joined[-1][1] = e
-                joined[-1][2] = max(joined[-1][2], ref)
-            else:
-                joined.append([s, e, ref])
-        return [[s, e] for s, e, _ in joined]
-
-    def _split(self, env: np.ndarray, s: int, e: int) -> list[tuple[int, int, bool]]:
-        """Cut a run longer than a song into overlapping songs.
-
-        The first song ends where the slow envelope drops *for good* (its level before exceeds
-        anything in the next half second; a dip inside a song, such as the pause before the
-        terminal phrase, comes back up and does not count). The next song starts where the
-        level rises for good, or, when the louder first song hides that, a typical song length
-        before the run's end. Both get the ``overlap`` flag.
-        """
-        if e - s <= self.max_frames:
-            return [(s, e, False)]
-        n = e - s
-        power = np.power(10.0, env[s:e].astype(np.float64) / 10.0)
-        slow = 10.0 * np.log10(np.convolve(power, np.ones(self._slow) / self._slow, mode="same") + 1e-30)
-        pre, post = self._step_before, self._step_after
-        padded = np.concatenate([np.full(post, slow[0]), slow, np.full(post, slow[-1])])
-        # for every t: mean level of the `pre` frames before, max level of the `post` frames after
-        mean_before = np.convolve(padded, np.ones(pre) / pre, mode="valid")[post - pre : post - pre + n]
-        win = np.lib.stride_tricks.sliding_window_view(padded, post)
-        max_after = win.max(axis=1)[post : post + n]
-        max_before = win.max(axis=1)[:n]
-        mean_after = np.convolve(padded, np.ones(pre) / pre, mode="valid")[post : post + n]
-        drop = mean_before - max_after
-        rise = mean_after - max_before
-        lo, hi = self.piece_frames, min(self.max_frames, n - self.piece_frames)
-        t_drop = lo + int(np.argmax(drop[lo:hi])) if hi > lo else lo
-        t_rise = lo + int(np.argmax(rise[lo:hi])) if hi > lo else lo
-        d, r = (float(drop[t_drop]), float(rise[t_rise])) if hi > lo else (0.0, 0.0)
-        if r > max(d, 2.0):  # a louder bird starts and hides the end of the first song
-            t1 = t2 = t_rise
-        elif d > 1.0:  # the first song ends; the next one started somewhere under it
-            t1 = t_drop
-            lo2, hi2 = max(self.min_frames, t1 - self.max_frames + self.min_frames), t1 + self.gap_frames
-            if hi2 > lo2 and rise[lo2:hi2].max() > 2.0:
-                t2 = lo2 + int(np.argmax(rise[lo2:hi2]))
-            elif n - t1 <= self.max_frames:  # one song left: assume a typical length
-                t2 = min(t1, max(1, n - self.typical_frames))
-            else:
-                t2 = t1
-        else:
-            t1 = t2 = max(lo, min(self.typical_frames, n - self.piece_frames))
-        return [(s, s + t1, True)] + [(ps, pe, True) for ps, pe, _ in self._split(env, s + t2, e)]
+    def _loud_runs(self, env: np.ndarray, floor: float) -> list[list[int]]:
+        """The runs of frames above the adaptive threshold, blips dropped, joined into songs
+        (:func:`~edge.core.placement.join_runs`); ``[start, stop)`` relative to ``env``."""
+        # the threshold rises with the loudest frame nearby (a loud song's reverberation tail
+        # stays out), but a quiet song beside a loud sound gets its own, lower threshold
+        local = maximum_filter1d(env, size=2 * self._local_peak + 1, mode="nearest") - floor
+        thr = floor + np.clip(0.35 * local, 3.0, 12.0)
+        above = env > thr
+        for s, e in _runs(above):  # drop blips
+            if e - s < self._min_run:
+                above[s:e] = False
+        return join_runs(self, _runs(above), env - floor)
 
     def _song(
         self,

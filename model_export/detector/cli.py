@@ -14,16 +14,20 @@ def _table(s: dict) -> str:
     """The must-show figures, detector next to BirdNET."""
     bn = s.get("birdnet", {})
     d = s["detector"]
+    cas = s.get("cascade")
     lines = [
         f"real test split: {s['files']['yellowhammer']} yellowhammer / {s['files']['other']} other-species "
         f"({s['hours']['other']} h) / {s['files']['soundscape']} soundscape files ({s['hours']['soundscape']} h); "
         f"{s['clips']['positive']} song clips, {s['clips']['negative']} other clips",
-        f"{'figure':52s} {'detector':>12s} {'BirdNET V2.4':>12s}",
+        f"{'figure':52s} {'detector':>12s}"
+        + (f" {'+verifier':>12s}" if cas else "")
+        + f" {'BirdNET V2.4':>12s}",
     ]
 
     def row(name, key, sub=None):
         get = (lambda x: x.get(sub, {}).get(key, "-")) if sub else (lambda x: x.get(key, "-"))
-        lines.append(f"{name:52s} {get(d)!s:>12s} {get(bn) if bn else '-'!s:>12s}")
+        mid = f" {get(cas)!s:>12s}" if cas else ""
+        lines.append(f"{name:52s} {get(d)!s:>12s}{mid} {get(bn) if bn else '-'!s:>12s}")
 
     row("file-level ROC-AUC", "file_auc")
     row("recall at <= 1 % false other-species files", "recall_at_1pct_false_files")
@@ -35,6 +39,15 @@ def _table(s: dict) -> str:
     for v in ("native", "16k"):
         row(f"2-s clips ({v}): recall at 1 % false clips", "recall_at_1pct_false_clips", f"clips_{v}")
         row(f"2-s clips ({v}): ROC-AUC", "auc", f"clips_{v}")
+    if s.get("cascade_sweep"):
+        heads = {"verifier_threshold": "verifier thr", "files_detected": "yh files", "other_files_false": "false files",
+                 "false_songs_per_hour_other": "false/h other", "false_songs_per_hour_soundscape": "false/h scape",
+                 "clips_native_recall": "clips recall", "clips_native_false": "clips false",
+                 "clips_16k_recall": "16k recall", "clips_16k_false": "16k false"}  # fmt: skip
+        keys = list(s["cascade_sweep"][0])
+        lines += ["", "cascade at other verifier thresholds (same run; clips: share at or above the threshold):",
+                  "  ".join(f"{heads.get(k, k)[:13]:>13s}" for k in keys)]  # fmt: skip
+        lines += ["  ".join(f"{r[k]!s:>13s}" for k in keys) for r in s["cascade_sweep"]]
     return "\n".join(lines)
 
 

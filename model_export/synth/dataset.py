@@ -31,7 +31,8 @@ import numpy as np
 
 from .audio_io import AudioLibrary, write_wav
 from .scene import Scene, make_scene
-from .song import _RECORD, DIALECTS, Bird, make_bird
+from .song import DIALECTS, Bird, make_bird
+from .song_spec import _RECORD
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +197,66 @@ def song_rows(file: str, scene: Scene) -> list[dict]:
     ]
 
 
+def distractor_rows(rel: str, scene) -> list[dict]:
+    """``distractors.csv`` rows of one file."""
+    return [
+        {
+            "file": rel,
+            "kind": d.event.kind,
+            "onset_s": _fmt(d.event.onset_s),
+            "offset_s": _fmt(d.event.offset_s),
+            "source": d.event.source,
+            "distance_m": _fmt(d.distance_m, 1),
+            "snr_db": _fmt(d.snr_db, 2),
+        }
+        for d in scene.distractors
+    ]
+
+
+def scene_row(rel: str, scene, sample_rate: int) -> dict:
+    """The ``scenes.csv`` row of one file."""
+    return {
+        "file": rel,
+        "duration_s": _fmt(scene.audio.size / sample_rate, 3),
+        "background": scene.background,
+        "n_songs": len(scene.songs),
+        "n_distractors": len(scene.distractors),
+        "bird_ids": " ".join(str(b["bird_id"]) for b in scene.birds),
+        "gain_db": _fmt(scene.gain_db, 2),
+        "clipped": str(scene.clipped).lower(),
+    }
+
+
+def _check(cfg: DatasetConfig, out: Path) -> None:
+    """Refuse bad parameters and an existing dataset (unless ``overwrite``)."""
+    if (out / "songs.csv").exists() and not cfg.overwrite:
+        raise DatasetError(f"{out} already holds a dataset (songs.csv); choose another folder or overwrite")
+    if cfg.hours <= 0 or cfg.file_seconds <= 5:
+        raise DatasetError("hours must be > 0 and file_seconds > 5")
+    if cfg.incomplete_fraction is not None and not 0.0 <= cfg.incomplete_fraction <= 1.0:
+        raise DatasetError("incomplete_fraction must be within [0, 1]")
+
+
+def _write_tables(out: Path, songs: list[dict], dists: list[dict], scenes: list[dict], birds) -> None:
+    """``songs.csv``, ``distractors.csv``, ``scenes.csv`` and ``birds.csv``."""
+    _write_csv(out / "songs.csv", SONG_COLUMNS, songs)
+    _write_csv(out / "distractors.csv", DISTRACTOR_COLUMNS, dists)
+    _write_csv(out / "scenes.csv", SCENE_COLUMNS, scenes)
+    _write_csv(
+        out / "birds.csv",
+        ("bird_id", "dialect", "n_song_types", "incomplete_prob"),
+        [
+            {
+                "bird_id": b.bird_id,
+                "dialect": b.dialect,
+                "n_song_types": len(b.song_types),
+                "incomplete_prob": _fmt(b.incomplete_prob, 3),
+            }
+            for b in birds
+        ],
+    )
+
+
 def write_dataset(cfg: DatasetConfig, progress: Callable[[int], None] | None = None) -> dict:
     """Render and write the whole dataset; returns the summary also saved as ``dataset.json``.
 
@@ -212,12 +273,7 @@ def write_dataset(cfg: DatasetConfig, progress: Callable[[int], None] | None = N
         Bad parameters or an existing dataset in ``out_dir`` without ``overwrite``.
     """
     out = Path(cfg.out_dir)
-    if (out / "songs.csv").exists() and not cfg.overwrite:
-        raise DatasetError(f"{out} already holds a dataset (songs.csv); choose another folder or overwrite")
-    if cfg.hours <= 0 or cfg.file_seconds <= 5:
-        raise DatasetError("hours must be > 0 and file_seconds > 5")
-    if cfg.incomplete_fraction is not None and not 0.0 <= cfg.incomplete_fraction <= 1.0:
-        raise DatasetError("incomplete_fraction must be within [0, 1]")
+    _check(cfg, out)
     birds = make_birds(cfg.n_birds, cfg.dialects, cfg.seed)
     bg = AudioLibrary(cfg.background_dir, cfg.sample_rate) if cfg.background_dir else None
     dis = (
@@ -235,50 +291,13 @@ def write_dataset(cfg: DatasetConfig, progress: Callable[[int], None] | None = N
             rel = f"audio/scene_{i:05d}.wav"
             write_wav(out / rel, scene.audio, cfg.sample_rate)
             songs += song_rows(rel, scene)
-            dists += [
-                {
-                    "file": rel,
-                    "kind": d.event.kind,
-                    "onset_s": _fmt(d.event.onset_s),
-                    "offset_s": _fmt(d.event.offset_s),
-                    "source": d.event.source,
-                    "distance_m": _fmt(d.distance_m, 1),
-                    "snr_db": _fmt(d.snr_db, 2),
-                }
-                for d in scene.distractors
-            ]
-            scenes.append(
-                {
-                    "file": rel,
-                    "duration_s": _fmt(scene.audio.size / cfg.sample_rate, 3),
-                    "background": scene.background,
-                    "n_songs": len(scene.songs),
-                    "n_distractors": len(scene.distractors),
-                    "bird_ids": " ".join(str(b["bird_id"]) for b in scene.birds),
-                    "gain_db": _fmt(scene.gain_db, 2),
-                    "clipped": str(scene.clipped).lower(),
-                }
-            )
+            dists += distractor_rows(rel, scene)
+            scenes.append(scene_row(rel, scene, cfg.sample_rate))
             jfh.write(json.dumps({"file": rel, **scene.description()}) + "\n")
             if progress is not None:
                 progress(1)
     os.replace(jsonl_tmp, out / "scenes.jsonl")
-    _write_csv(out / "songs.csv", SONG_COLUMNS, songs)
-    _write_csv(out / "distractors.csv", DISTRACTOR_COLUMNS, dists)
-    _write_csv(out / "scenes.csv", SCENE_COLUMNS, scenes)
-    _write_csv(
-        out / "birds.csv",
-        ("bird_id", "dialect", "n_song_types", "incomplete_prob"),
-        [
-            {
-                "bird_id": b.bird_id,
-                "dialect": b.dialect,
-                "n_song_types": len(b.song_types),
-                "incomplete_prob": _fmt(b.incomplete_prob, 3),
-            }
-            for b in birds
-        ],
-    )
+    _write_tables(out, songs, dists, scenes, birds)
     summary = {
         "generator": "model_export.synth",
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .song import _RECORD, SONG_PEAK, _envelope, _Tracks
+from .song_render import _envelope, _Tracks
+from .song_spec import _RECORD, SONG_PEAK
 
 logger = logging.getLogger(__name__)
 

@@ -184,53 +184,8 @@ def make_bird(
     pitch = float(np.exp(rng.normal(0, 0.03)))
     slow = rng.random() < 0.12
     period = float(np.clip(rng.normal(0.15, 0.015) if slow else rng.normal(0.11, 0.011), 0.075, 0.2))
-    types = []
-    for j in chosen:
-        syl = pool[int(j)]
-        p = float(np.clip(period * (1 + 0.05 * rng.standard_normal()), 0.07, 0.21))
-        trend = _u(rng, 0.88, 1.06)
-        target = _u(rng, 1.7, 2.9)
-        n = int(round((target - term_len) / (p * (1 + trend) / 2)))
-        n = int(np.clip(n, 6, 18)) if rng.random() < 0.9 else int(np.clip(n, 5, 20))
-        intro = None
-        if rng.random() < 0.3:
-            f = _u(rng, 7500, 8500)
-            intro = Part(
-                "tone",
-                0.0,
-                _u(rng, 0.03, 0.05),
-                (0.0, 1.0),
-                (f, f * _u(rng, 0.93, 1.02)),
-                buzz_rate=_u(rng, 150, 250),
-                buzz_depth=_u(rng, 50, 300),
-                am_depth=_u(rng, 0.1, 0.6),
-                attack_s=0.004,
-                release_s=0.01,
-                harmonic_boost_db=4.0,
-            )
-        types.append(
-            SongType(
-                syllable=syl,
-                n_syllables=n,
-                period_s=p,
-                tempo_trend=trend,
-                growth=_u(rng, 0.9, 1.3),
-                pitch_drift=_u(rng, -0.03, 0.06),
-                pitch=pitch * float(np.exp(rng.normal(0, 0.02))),
-                crescendo=int(rng.integers(1, 5)),
-                crescendo_db=_u(rng, -14, -3),
-                intro=intro,
-                terminal_pitch=float(1 + rng.normal(0, 0.01)),
-            )
-        )
-    if dialect == "XsB" and rng.random() < 0.25:
-        variant, vprob = "post_note", _u(rng, 0.4, 0.9)
-    elif dialect in ("XlB", "XsB") and rng.random() < 0.15:
-        variant, vprob = "x_only", _u(rng, 0.15, 0.4)
-    elif dialect in ("XlB", "XsB") and rng.random() < 0.12:
-        variant, vprob = "double_b", _u(rng, 0.3, 0.7)
-    else:
-        variant, vprob = "plain", 0.0
+    types = [_song_type(pool[int(j)], period, pitch, term_len, rng) for j in chosen]
+    variant, vprob = _variant(dialect, rng)
     harm = Harmonics(
         level_db=(_u(rng, -42, -26), _u(rng, -54, -38), _u(rng, -66, -48)),
         resonance_hz=_u(rng, 6500, 10500),
@@ -252,6 +207,58 @@ def make_bird(
     )
 
 
+def _song_type(
+    syl: SyllableType, period: float, pitch: float, term_len: float, rng: np.random.Generator
+) -> SongType:
+    """One song type of a bird: its syllable's count, tempo, growth and pitch habits, and
+    (three times in ten) an intro note."""
+    p = float(np.clip(period * (1 + 0.05 * rng.standard_normal()), 0.07, 0.21))
+    trend = _u(rng, 0.88, 1.06)
+    target = _u(rng, 1.7, 2.9)
+    n = int(round((target - term_len) / (p * (1 + trend) / 2)))
+    n = int(np.clip(n, 6, 18)) if rng.random() < 0.9 else int(np.clip(n, 5, 20))
+    intro = None
+    if rng.random() < 0.3:
+        f = _u(rng, 7500, 8500)
+        intro = Part(
+            "tone",
+            0.0,
+            _u(rng, 0.03, 0.05),
+            (0.0, 1.0),
+            (f, f * _u(rng, 0.93, 1.02)),
+            buzz_rate=_u(rng, 150, 250),
+            buzz_depth=_u(rng, 50, 300),
+            am_depth=_u(rng, 0.1, 0.6),
+            attack_s=0.004,
+            release_s=0.01,
+            harmonic_boost_db=4.0,
+        )
+    return SongType(
+        syllable=syl,
+        n_syllables=n,
+        period_s=p,
+        tempo_trend=trend,
+        growth=_u(rng, 0.9, 1.3),
+        pitch_drift=_u(rng, -0.03, 0.06),
+        pitch=pitch * float(np.exp(rng.normal(0, 0.02))),
+        crescendo=int(rng.integers(1, 5)),
+        crescendo_db=_u(rng, -14, -3),
+        intro=intro,
+        terminal_pitch=float(1 + rng.normal(0, 0.01)),
+    )
+
+
+def _variant(dialect: str, rng: np.random.Generator) -> tuple[str, float]:
+    """The bird's habitual terminal variant and how often it sings it."""
+    if dialect == "XsB" and rng.random() < 0.25:
+        return "post_note", _u(rng, 0.4, 0.9)
+    if dialect in ("XlB", "XsB") and rng.random() < 0.15:
+        return "x_only", _u(rng, 0.15, 0.4)
+    if dialect in ("XlB", "XsB") and rng.random() < 0.12:
+        return "double_b", _u(rng, 0.3, 0.7)
+    return "plain", 0.0
+
+
 def _add(out: np.ndarray, y: np.ndarray, i0: int) -> None:
     i1 = min(out.size, i0 + y.size)
     out[i0:i1] += y[: i1 - i0]
@@ -270,19 +277,8 @@ def render_song(
     ``complete``/``variant``/``song_type`` force those choices; by default they are drawn
     from the bird's habits. A ``variant`` the bird's dialect cannot sing is refused.
     """
-    if song_type is None:
-        song_type = int(rng.integers(len(bird.song_types)))
+    song_type, complete, variant = _choices(bird, rng, song_type, complete, variant)
     st = bird.song_types[song_type]
-    if complete is None:
-        complete = bool(rng.random() >= bird.incomplete_prob)
-    if variant is None:
-        variant = bird.variant if rng.random() < bird.variant_prob else "plain"
-    if variant in ("x_only", "double_b") and bird.dialect not in ("XlB", "XsB"):
-        raise ValueError(f"variant {variant!r} needs an XlB or XsB bird, not {bird.dialect}")
-    if variant == "post_note" and bird.dialect != "XsB":
-        raise ValueError("variant 'post_note' needs an XsB bird")
-    if not complete:
-        variant = "plain"
     sr = int(sample_rate)
     n_syl = st.n_syllables + int(rng.integers(-2, 3))
     if not complete:
@@ -298,44 +294,10 @@ def render_song(
         events.append((t, mix_parts((p,), sr, bird.harmonics, rng, bird.am_phase) * 0.6))
         elements.append(Element("intro", t, t + p.dur_s, p.f_start, p.f_end))
         t += p.dur_s + _u(rng, 0.03, 0.08)
-    syl_on = []
-    for i in range(n_syl):
-        x = i / max(1, n_syl - 1)
-        f = pitch * (1 + st.pitch_drift * x) * (1 + 0.008 * rng.standard_normal())
-        tm = (1 + (st.growth - 1) * x) * (1 + 0.03 * rng.standard_normal())
-        parts = tuple(
-            q.scaled(pitch=f, time=tm, depth=1 + 0.1 * rng.standard_normal()) for q in st.syllable.parts
-        )
-        y = mix_parts(parts, sr, bird.harmonics, rng, bird.am_phase)
-        lev = st.crescendo_db * max(0.0, 1 - i / st.crescendo) + 1.5 * rng.standard_normal()
-        events.append((t, y * 10 ** (lev / 20)))
-        syl_on.append(t)
-        syl_end = t + max(q.end_s for q in parts)
-        period = st.period_s * tempo * (1 + (st.tempo_trend - 1) * x) * (1 + 0.025 * rng.standard_normal())
-        if i < n_syl - 1:
-            t += max(period, max(q.end_s for q in parts) + 0.015)  # real syllables never touch
-    end = syl_end
-    terminal_onset = None
+    syl_on, syl_end = _syllables(bird, st, n_syl, tempo, pitch, t, sr, rng, events)
+    end, terminal_onset = syl_end, None
     if complete:
-        term = jitter_terminal(bird.terminal, rng, pitch=st.terminal_pitch)
-        if variant == "x_only":
-            term = term[:1]
-        elif variant == "double_b":
-            term = term + (second_b(term[-1], rng),)
-        elif variant == "post_note":
-            term = term + (post_note(rng),)
-        t = syl_end
-        g = 10 ** (bird.terminal_level_db / 20)
-        for k, e in enumerate(term):
-            t += e.gap_s
-            if k == 0:
-                terminal_onset = t
-            y = mix_parts(e.parts, sr, bird.harmonics, rng, bird.am_phase)
-            events.append((t, y * g))
-            main = e.parts[0]
-            elements.append(Element(e.kind, t, t + e.dur_s, main.f_start, main.f_end))
-            t += e.dur_s
-        end = t
+        end, terminal_onset = _terminal(bird, st, variant, syl_end, sr, rng, events, elements)
     n = int(np.ceil((end + PAD_S) * sr)) + 16
     out = np.zeros(n)
     for t0, y in events:
@@ -359,3 +321,72 @@ def render_song(
         elements=tuple(elements),
     )
     return out, truth
+
+
+def _choices(bird: Bird, rng: np.random.Generator, song_type: int | None, complete: bool | None,
+             variant: str | None) -> tuple[int, bool, str]:  # fmt: skip
+    """The rendition's song type, completeness and variant: as forced, else drawn from the
+    bird's habits (an incomplete song is always plain); a variant the dialect cannot sing is
+    refused."""
+    if song_type is None:
+        song_type = int(rng.integers(len(bird.song_types)))
+    if complete is None:
+        complete = bool(rng.random() >= bird.incomplete_prob)
+    if variant is None:
+        variant = bird.variant if rng.random() < bird.variant_prob else "plain"
+    if variant in ("x_only", "double_b") and bird.dialect not in ("XlB", "XsB"):
+        raise ValueError(f"variant {variant!r} needs an XlB or XsB bird, not {bird.dialect}")
+    if variant == "post_note" and bird.dialect != "XsB":
+        raise ValueError("variant 'post_note' needs an XsB bird")
+    if not complete:
+        variant = "plain"
+    return song_type, complete, variant
+
+
+def _syllables(bird: Bird, st: SongType, n_syl: int, tempo: float, pitch: float, t: float, sr: int,
+               rng: np.random.Generator, events: list) -> tuple[list[float], float]:  # fmt: skip
+    """The initial phrase from time ``t``: each syllable's audio into ``events``; returns the
+    syllable onsets and the end of the last syllable."""
+    syl_on = []
+    for i in range(n_syl):
+        x = i / max(1, n_syl - 1)
+        f = pitch * (1 + st.pitch_drift * x) * (1 + 0.008 * rng.standard_normal())
+        tm = (1 + (st.growth - 1) * x) * (1 + 0.03 * rng.standard_normal())
+        parts = tuple(
+            q.scaled(pitch=f, time=tm, depth=1 + 0.1 * rng.standard_normal()) for q in st.syllable.parts
+        )
+        y = mix_parts(parts, sr, bird.harmonics, rng, bird.am_phase)
+        lev = st.crescendo_db * max(0.0, 1 - i / st.crescendo) + 1.5 * rng.standard_normal()
+        events.append((t, y * 10 ** (lev / 20)))
+        syl_on.append(t)
+        syl_end = t + max(q.end_s for q in parts)
+        period = st.period_s * tempo * (1 + (st.tempo_trend - 1) * x) * (1 + 0.025 * rng.standard_normal())
+        if i < n_syl - 1:
+            t += max(period, max(q.end_s for q in parts) + 0.015)  # real syllables never touch
+    return syl_on, syl_end
+
+
+def _terminal(bird: Bird, st: SongType, variant: str, syl_end: float, sr: int, rng: np.random.Generator,
+              events: list, elements: list) -> tuple[float, float]:  # fmt: skip
+    """The terminal phrase (with the rendition's variant) after the syllables: each element's
+    audio into ``events`` and its truth into ``elements``; returns its end and onset."""
+    terminal_onset = None
+    term = jitter_terminal(bird.terminal, rng, pitch=st.terminal_pitch)
+    if variant == "x_only":
+        term = term[:1]
+    elif variant == "double_b":
+        term = term + (second_b(term[-1], rng),)
+    elif variant == "post_note":
+        term = term + (post_note(rng),)
+    t = syl_end
+    g = 10 ** (bird.terminal_level_db / 20)
+    for k, e in enumerate(term):
+        t += e.gap_s
+        if k == 0:
+            terminal_onset = t
+        y = mix_parts(e.parts, sr, bird.harmonics, rng, bird.am_phase)
+        events.append((t, y * g))
+        main = e.parts[0]
+        elements.append(Element(e.kind, t, t + e.dur_s, main.f_start, main.f_end))
+        t += e.dur_s
+    return t, terminal_onset

@@ -179,8 +179,6 @@ def cluster_embeddings(
     ``groups`` (int, ``(n,)``): the device-day of each song, for ``params.method == "prototypes"`` (without
     it, runs of ``per_prototype * 50`` consecutive songs stand in).
     """
-    from sklearn.cluster import HDBSCAN
-
     say = progress or (lambda s: None)
     n = x.shape[0]
     mask = np.ones(n, bool) if fit_mask is None else np.asarray(fit_mask, bool)
@@ -204,6 +202,16 @@ def cluster_embeddings(
         res.labels[held] = INCOMPLETE_CLUSTER  # never a dialect cluster, whatever they were assigned
         res.probabilities[held] = 0.0
         return res
+    return _by_sample(z, pool, mask, held, params, min_samples, say)
+
+
+def _by_sample(z, pool, mask, held, params: ClusterParams, min_samples: int, say) -> ClusterResult:
+    """HDBSCAN fitted on the quality-filtered songs (a sample of ``max_fit`` of them at most);
+    the rest (and, with ``excluded == "assign"``, the filtered-out complete songs) assigned by
+    their nearest fitted neighbours."""
+    from sklearn.cluster import HDBSCAN
+
+    n = len(z)
     rng = np.random.default_rng(params.seed)
     fit_idx = np.sort(rng.choice(pool, params.max_fit, replace=False)) if len(pool) > params.max_fit else pool
     say(f"HDBSCAN on {len(fit_idx)} of {n} points in {z.shape[1]} dimensions")

@@ -26,16 +26,7 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
                    progress: Callable[[str], None] | None = None) -> dict:  # fmt: skip
     """Cluster one encoder version (the only one, or the one with most detections, when None),
     store the run and return its summary with metrics and the novelty report."""
-    versions = {e["encoder_version"]: e["detections"] for e in storage.encoder_summary()}
-    if not versions:
-        raise ClusterError("no detections in the database yet")
-    if encoder_version is None:
-        encoder_version = max(versions, key=versions.get)
-        if len(versions) > 1:
-            log.info("cluster: several encoder versions present; clustering %s (pass --encoder for another)",
-                     encoder_version)  # fmt: skip
-    elif encoder_version not in versions:
-        raise ClusterError(f"unknown encoder version {encoder_version!r} (known: {', '.join(versions)})")
+    encoder_version = _pick_version(storage, encoder_version)
     ids, x, quality = storage.load_points(encoder_version)
     excluded = quality_exclusions(quality, params)
     passed = np.array([e is None for e in excluded], bool)
@@ -46,15 +37,7 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
     incomplete = np.array([e is not None and "incomplete" in e.split(",") for e in excluded], bool)
     res = cluster_embeddings(x, params, progress, fit_mask=passed, incomplete_mask=incomplete, groups=groups)
     elapsed = time.perf_counter() - t0
-    truth = storage.labels()
-    # headline metrics: over the songs that passed the quality filter (what HDBSCAN clustered)
-    metrics = evaluate([i for i, ok in zip(ids, passed, strict=True) if ok], res.labels[passed], truth)
-    metrics["seconds"] = round(elapsed, 3)
-    metrics["fitted_points"] = res.fitted
-    metrics["coverage"] = coverage(excluded, res.labels)
-    metrics["incomplete_songs"] = int((res.labels == INCOMPLETE_CLUSTER).sum())
-    if not passed.all():  # and over every song of the encoder version, the excluded ones included
-        metrics["all_songs"] = {k: v for k, v in evaluate(ids, res.labels, truth).items() if k != "purity"}
+    metrics = _metrics(ids, passed, excluded, res, storage.labels(), elapsed)
     created = time.time()
     run_id = time.strftime("run-%Y%m%dT%H%M%SZ", time.gmtime(created)) + "-" + uuid.uuid4().hex[:6]
     n_clusters = int(len({c for c in res.labels.tolist() if c >= 0}))
@@ -84,6 +67,35 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
     summary = {**run, "params": asdict(params), "metrics": metrics}
     summary["novelty"] = novelty_report(storage, run_id)
     return summary
+
+
+def _pick_version(storage: Storage, encoder_version: str | None) -> str:
+    """The encoder version to cluster: the given one (it must have detections), else the only
+    one or the one with most detections."""
+    versions = {e["encoder_version"]: e["detections"] for e in storage.encoder_summary()}
+    if not versions:
+        raise ClusterError("no detections in the database yet")
+    if encoder_version is None:
+        encoder_version = max(versions, key=versions.get)
+        if len(versions) > 1:
+            log.info("cluster: several encoder versions present; clustering %s (pass --encoder for another)",
+                     encoder_version)  # fmt: skip
+    elif encoder_version not in versions:
+        raise ClusterError(f"unknown encoder version {encoder_version!r} (known: {', '.join(versions)})")
+    return encoder_version
+
+
+def _metrics(ids: list[str], passed: np.ndarray, excluded: list, res, truth: dict, elapsed: float) -> dict:
+    """The run's metrics against the researchers' labels ``truth``."""
+    # headline metrics: over the songs that passed the quality filter (what HDBSCAN clustered)
+    metrics = evaluate([i for i, ok in zip(ids, passed, strict=True) if ok], res.labels[passed], truth)
+    metrics["seconds"] = round(elapsed, 3)
+    metrics["fitted_points"] = res.fitted
+    metrics["coverage"] = coverage(excluded, res.labels)
+    metrics["incomplete_songs"] = int((res.labels == INCOMPLETE_CLUSTER).sum())
+    if not passed.all():  # and over every song of the encoder version, the excluded ones included
+        metrics["all_songs"] = {k: v for k, v in evaluate(ids, res.labels, truth).items() if k != "purity"}
+    return metrics
 
 
 def assign_new(storage: Storage, run_id: str | None = None, encoder_version: str | None = None) -> dict:

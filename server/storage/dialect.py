@@ -1,6 +1,6 @@
 """The few SQLite idioms of the shared storage SQL, rewritten for PostgreSQL.
 
-The storage methods are written once (:mod:`.sqlite`) in SQL that both engines run, except for
+The storage methods are written once (:mod:`.sql`) in SQL that both engines run, except for
 these spellings, which :func:`to_postgres` rewrites (and tests pin, ``tests/server/test_postgres.py``):
 
 - ``?`` placeholders -> ``%s`` (psycopg);

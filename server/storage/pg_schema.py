@@ -1,5 +1,5 @@
 """The server schema on PostgreSQL: the same tables, columns and migration numbers as the SQLite
-backend (:mod:`.sqlite`), in PostgreSQL types.
+backend (:mod:`.sqlite_schema`), in PostgreSQL types.
 
 SQLite ``REAL`` is ``double precision``, ``INTEGER`` is ``bigint``, ``BLOB`` is ``bytea``; the
 embedding is ``real[]`` (float32, as received). Migration ``n`` here brings a database to the

@@ -1,9 +1,9 @@
 """The server database on PostgreSQL (``postgresql://user@host:port/db``), through psycopg 3.
 
 For a server beyond one machine: several ingest workers write at once (row locks, not one file
-lock), researchers read while ingest runs. The storage methods are the SQLite backend's, run on
-PostgreSQL: one shared SQL text, its few SQLite spellings rewritten by :mod:`.dialect`; only
-what differs in kind is here (connection and transactions, the schema in PostgreSQL types
+lock), researchers read while ingest runs. The storage methods both backends share
+(:class:`.sql.SqlStorage`) run on PostgreSQL: one shared SQL text, its few SQLite spellings
+rewritten by :mod:`.dialect`; only what differs in kind is here (connection and transactions, the schema in PostgreSQL types
 (:mod:`.pg_schema`), embeddings as ``real[]``, loading points, snapshots).
 
 pgvector: if the ``vector`` extension is *available* on the server, the storage says so
@@ -27,17 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from edge.contract import sql_columns
-from server.storage import (
-    QUALITY_COLUMNS,
-    RAW_KEEP,
-    SERVER_COLUMNS,
-    StorageError,
-    WriteResult,
-    display_address,
-)
+from server.storage import QUALITY_COLUMNS, SERVER_COLUMNS, StorageError, WriteResult, display_address
 from server.storage.dialect import to_postgres
 from server.storage.pg_schema import MIGRATIONS, PG_TYPES, TABLES
-from server.storage.sqlite import POSITION_KEY_DEG, SqliteStorage
+from server.storage.sql import SqlStorage
+from server.storage.sql_devices import POSITION_KEY_DEG
+from server.storage.sqlite import SqliteStorage
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +89,7 @@ def _error(exc: Exception) -> Exception:
     return exc
 
 
-class PostgresStorage(SqliteStorage):
+class PostgresStorage(SqlStorage):
     """:class:`server.storage.Storage` on a PostgreSQL database (``readonly``: every session
     read-only, for ``serve``, ``report``, ``export``)."""
 
@@ -257,20 +252,12 @@ class PostgresStorage(SqliteStorage):
                 self.db.execute(
                     "UPDATE detections SET receive_count = receive_count - 1 WHERE id = ?", [d["id"]]
                 )
-                rejects.append({"reason": f"detection id {d['id']} already belongs to device {owner}",
-                                "topic": d.get("origin", ""), "origin": d.get("origin", ""), "payload": raws[d["id"]]})  # fmt: skip
+                rejects.append(self._foreign_id(d, owner, raws[d["id"]]))
             key = POSITION_KEY_DEG
             for d in sorted(placed, key=lambda d: (d["device_id"], round(d["latitude"] / key),
                                                    round(d["longitude"] / key))):  # fmt: skip
                 self._seen_at(d["device_id"], d["latitude"], d["longitude"], d["start_time"], 1)
-            for r in rejects:
-                raw = r.get("payload") or b""
-                raw = raw.encode("utf-8", "replace") if isinstance(raw, str) else raw
-                self.db.execute(
-                    "INSERT INTO quarantine(received_at, origin, topic, reason, payload_size, payload) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", [now, r.get("origin", ""), r.get("topic", ""), r["reason"][:500],
-                                                  r.get("size", len(raw)), bytes(raw[:RAW_KEEP])])  # fmt: skip
-                res.quarantined += 1
+            res.quarantined += self._quarantine(rejects, now)
         return res
 
     def counts(self) -> dict:

@@ -18,7 +18,7 @@ from server.clustering import ClusterError, ClusterParams, quality_exclusions, r
 from server.export import export
 from server.ingest import Message, MessageHandler, import_edge_db
 from server.labels import import_labels
-from server.storage import sqlite as storage_mod
+from server.storage import sqlite_schema as storage_mod
 from server.storage.sqlite import SqliteStorage
 from tests.sync.helpers import blob_detections, fill_store, load_into_server, make_detection, write_labels
 

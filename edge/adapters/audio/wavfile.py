@@ -112,25 +112,27 @@ def read_info(path: str | os.PathLike) -> WavInfo:
             elif cid == b"data":
                 if fmt is None:
                     raise _fail(path, "'data' chunk comes before the 'fmt ' chunk")
-                rate, channels, bits, is_float = fmt
-                avail = size - body
-                if csize == _UNKNOWN_SIZE:
-                    csize = avail - avail % (channels * bits // 8)
-                if csize == 0:
-                    raise _fail(path, "empty: the data chunk holds no samples")
-                if csize > avail:
-                    raise _fail(
-                        path, f"truncated: header promises {csize} bytes of samples, file has {avail}"
-                    )
-                block = channels * bits // 8
-                if csize % block:
-                    raise _fail(
-                        path, f"data size {csize} is not a whole number of {block}-byte sample frames"
-                    )
-                return WavInfo(path, rate, channels, bits, is_float, csize // block, body)
+                return _data_info(path, fmt, csize, body, size)
             pos = body + csize + (csize & 1)  # chunks are word-aligned
             if pos > size:
                 raise _fail(path, f"truncated inside the {cid!r} chunk")
+
+
+def _data_info(path: Path, fmt: tuple[int, int, int, bool], csize: int, body: int, size: int) -> WavInfo:
+    """The file's :class:`WavInfo` from its format and its data chunk (size ``csize`` at byte
+    ``body`` of a ``size``-byte file; an unknown size means "to the end")."""
+    rate, channels, bits, is_float = fmt
+    avail = size - body
+    if csize == _UNKNOWN_SIZE:
+        csize = avail - avail % (channels * bits // 8)
+    if csize == 0:
+        raise _fail(path, "empty: the data chunk holds no samples")
+    if csize > avail:
+        raise _fail(path, f"truncated: header promises {csize} bytes of samples, file has {avail}")
+    block = channels * bits // 8
+    if csize % block:
+        raise _fail(path, f"data size {csize} is not a whole number of {block}-byte sample frames")
+    return WavInfo(path, rate, channels, bits, is_float, csize // block, body)
 
 
 def _parse_fmt(path: Path, raw: bytes) -> tuple[int, int, int, bool]:

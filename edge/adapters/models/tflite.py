@@ -207,6 +207,13 @@ class TFLiteEncoder:
             raise ModelError(f"{self.model.path}: embedding output size differs from embedding_dim")
         self._complete_w, self._complete_b = _complete_head(m.raw.get("complete_head"), self.embedding_dim,
                                                             str(self.model.path))  # fmt: skip
+        self.verifier = None  # the cascade's song verifier (edge.core.verifier), when the manifest has one
+        if m.raw.get("verifier") is not None:
+            from edge.core.verifier import SongVerifier
+
+            self.verifier = SongVerifier.from_spec(
+                m.raw["verifier"], self.embedding_dim, str(self.model.path)
+            )
 
     def embed(self, window: np.ndarray) -> np.ndarray:
         e = self.model.run(window)["embedding"].reshape(-1).astype(np.float32)

@@ -33,7 +33,6 @@ The wire format is in :mod:`edge.contract` and ``docs/mqtt.md``; the client come
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -44,7 +43,6 @@ import paho.mqtt.client as mqtt
 from edge.contract import (
     MAX_PAYLOAD_BYTES,
     ContractError,
-    Stats,
     Status,
     Topics,
     check_device_id,
@@ -54,6 +52,7 @@ from edge.core.errors import SyncError, YellowhammerError
 from edge.core.ports import Outbox
 from edge.kit.mqtt import MqttSetupError, Warner, make_client
 
+from .acks import Acks
 from .clips import ClipUploads
 from .probe import reachability_checks
 from .reconcile import Reconcile
@@ -64,11 +63,11 @@ log = logging.getLogger(__name__)
 #: on stop: how long to keep draining and waiting for acknowledgements before disconnecting
 SHUTDOWN_GRACE_S = 2.0
 #: ... and while detections the disk could not take (held in memory) are still unacknowledged:
-#: they are lost when the process ends (below the daemon's 8-s thread join)
+#: they are lost when the process ends (below the daemon's 8-s thread join; sent without the rate cap)
 HELD_GRACE_S = 6.0
 
 
-class MqttPublisher(ClipUploads, Reconcile):
+class MqttPublisher(Acks, ClipUploads, Reconcile):
     """Publishes the store's outbox to MQTT.
 
     Parameters
@@ -100,6 +99,7 @@ class MqttPublisher(ClipUploads, Reconcile):
         self._early_acks: set[int] = set()  # PUBACK seen before publish() returned its mid
         self._inflight_ids: set[str] = set()  # published, not yet committed as synced
         self._acked: list[str | tuple[str, int]] = []
+        self._unthrottled = False  # at stop, while detections only held in memory are unsent
         self._unmarked: set[str] = set()  # acknowledged, but the store could not record it yet
         self._next_mark = 0.0
         self._clip_inflight: set[tuple[str, int]] = set()
@@ -189,73 +189,10 @@ class MqttPublisher(ClipUploads, Reconcile):
                     "mqtt: connection lost (%s); %d messages in flight", reason_code, len(self._mid_to_id)
                 )
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        # paho calls this on PUBACK (QoS 1): the broker has the message
-        with self._lock:
-            did = self._mid_to_id.pop(mid, None)
-            if did is None:
-                self._early_acks.add(mid)
-            else:
-                self._acked.append(did)
-        self._wake.set()
-
-    def _register(self, mid: int, key: str | tuple[str, int]) -> None:
-        with self._lock:
-            if mid in self._early_acks:
-                self._early_acks.discard(mid)
-                self._acked.append(key)
-            else:
-                self._mid_to_id[mid] = key
-
     # -- the drain ------------------------------------------------------------------------------
-    def _flush_acks(self) -> int:
-        """Commit acknowledged ids to the store (one transaction per flush)."""
-        with self._lock:
-            keys, self._acked = self._acked, []
-        if self._unmarked and time.monotonic() >= self._next_mark:
-            self._mark(list(self._unmarked))
-        if not keys:
-            return 0
-        acked = [k for k in keys if isinstance(k, str)]
-        pieces = [k for k in keys if not isinstance(k, str)]
-        if pieces:
-            try:
-                done = self.store.mark_clip_chunks_acked(pieces)
-            except YellowhammerError as exc:
-                # not recorded: those pieces are sent again (the server overwrites them harmlessly)
-                log.error("mqtt: could not record %d acknowledged clip pieces: %s", len(pieces), exc)
-                done = []
-            self.counters["clip_pieces"] += len(pieces)
-            self.counters["clips_uploaded"] += len(done)
-            with self._lock:
-                self._clip_inflight.difference_update(pieces)
-            for i in done:
-                self._clip_data.pop(i, None)
-        if acked:
-            self._mark(acked)
-            with self._lock:
-                self._inflight_ids.difference_update(acked)
-            self.counters["acked"] += len(acked)
-        self.counters["last_ack"] = time.time()
-        return len(keys)
-
-    def _mark(self, ids: list[str]) -> None:
-        """Record acknowledged detections as synced; if the store cannot (full disk), remember
-        them so they are not sent again, and try again every few seconds."""
-        try:
-            self.store.mark_synced(ids)
-        except YellowhammerError as exc:
-            if not self._unmarked:
-                log.error("mqtt: could not mark %d acknowledged detections synced (trying again): %s",
-                          len(ids), exc)  # fmt: skip
-            self._unmarked.update(ids)
-            self._next_mark = time.monotonic() + 5.0
-        else:
-            self._unmarked.difference_update(ids)
-
     def _rate_room(self) -> int:
         rate = self.cfg.max_rate_per_s
-        if rate <= 0:
+        if rate <= 0 or self._unthrottled:
             return 1 << 30
         now = time.monotonic()
         self._tokens = min(max(rate, 1.0), self._tokens + (now - self._token_time) * rate)
@@ -309,36 +246,6 @@ class MqttPublisher(ClipUploads, Reconcile):
             self._tokens -= sent
         self.counters["published"] += sent
         return sent
-
-    # -- clips ----------------------------------------------------------------------------------
-
-    def _stats_payload(self) -> bytes:
-        health: dict = {}
-        if self.stats_fn is not None:
-            try:
-                health = self.stats_fn() or {}
-            except Exception as exc:  # a broken stats callable must not stop the sync
-                log.warning("mqtt: stats callback failed: %s", exc)
-        try:
-            store = self.store.counts()
-        except YellowhammerError as exc:
-            store = {"error": str(exc)}
-        with self._lock:
-            inflight = len(self._inflight_ids)
-        extra: dict = {}
-        if self._deployment:
-            extra["deployment"] = self._deployment
-        if self._clips_on:
-            try:
-                extra["clips"] = {**self.store.clip_counts(), "budget_left_bytes": self._clip_budget_left()}
-            except YellowhammerError as exc:
-                extra["clips"] = {"error": str(exc)}
-        body = json.loads(json.dumps({"store": store, "publisher": {**self.counters, "inflight": inflight},
-                                      "health": health, **extra}, default=str))  # fmt: skip
-        return Stats(self.device_id, time.time(), body).to_payload()
-
-    def publish_stats(self, client: mqtt.Client) -> None:
-        client.publish(self.topics.stats(self.device_id), self._stats_payload(), qos=1, retain=True)
 
     def _idle(self) -> bool:
         with self._lock:
@@ -401,6 +308,8 @@ class MqttPublisher(ClipUploads, Reconcile):
             # a short last drain (the songs of the final seconds) and time for the in-flight
             # acknowledgements, bounded so that a stop stays prompt; the rest waits in the outbox
             start = time.monotonic()
+            # what is held in memory is lost when the process ends: no rate cap for the last drain
+            self._unthrottled = self._held() > 0
             while self._connected.is_set():
                 self._flush_acks()
                 self._fill(client)

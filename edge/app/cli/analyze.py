@@ -122,17 +122,10 @@ def analyze(
     printed as CSV, JSON or a Raven selection table. Unreadable files are reported one per line
     and skipped; the exit status is then 1.
     """
-    import dataclasses
-
     from edge.adapters.audio.replay import ReplaySource, expand_paths
-    from edge.adapters.audio.sfreader import audio_info
     from edge.app.compose import build_pipeline
 
-    cfg = load_config(config_path)
-    if threshold is not None:
-        cfg = dataclasses.replace(cfg, models=dataclasses.replace(cfg.models, threshold=threshold))
-    if db_path is not None:
-        cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=str(db_path)))
+    cfg = _analyze_config(config_path, threshold, db_path)
     if windows and fmt == "raven":
         raise click.UsageError("--windows prints CSV or JSON, not a Raven table")
     if output is not None and fmt != "raven" and output.is_dir():
@@ -140,13 +133,8 @@ def analyze(
     files = expand_paths(paths)
     if not files:
         raise click.UsageError("no WAV files (nor FLAC, MP3 or Ogg) found in the given paths")
-    durations: dict[str, float] = {}
     failed: list[str] = []
-    for f in files:
-        try:
-            durations[str(f)] = audio_info(f).duration
-        except YellowhammerError as exc:
-            failed.append(str(exc))
+    durations = _durations(files, failed)
     comp = build_pipeline(cfg, memory=no_store)
     before = None if no_store else _store_figures(comp.store)
     pipeline = comp.pipeline
@@ -162,36 +150,74 @@ def analyze(
     current = {"file": ""}
     if windows:
         pipeline.on_windows = _window_recorder(window_rows, current, pipeline)
-    detections = []
     show = sys.stderr.isatty() if progress is None else progress
     total = sum(durations.values())
     try:
-        with click.progressbar(
-            length=max(1, int(round(total))), label="analysing", file=sys.stderr, hidden=not show
-        ) as bar:
-            done = 0.0
-            for chunk in src.chunks():
-                current["file"] = chunk.source
-                detections += pipeline.process(chunk)
-                done += chunk.duration
-                if int(done) > bar.pos:
-                    bar.update(int(done) - bar.pos)
-            detections += pipeline.end_stream()
+        detections = _run(pipeline, src, current, total, show)
     finally:
         if not no_store:
             comp.writer.retry()
     rows = detection_rows(detections)
-    out_rows, columns = (window_rows, WINDOW_COLUMNS) if windows else (rows, CSV_COLUMNS)
+    _write(rows, window_rows if windows else None, fmt, output, durations, failed, total)
+    if not no_store:
+        _report_storing(comp, before, len(rows))
+    if failed:
+        sys.exit(1)
+
+
+def _analyze_config(config_path: Path | None, threshold: float | None, db_path: Path | None):
+    """The config with the command's overrides (threshold, database)."""
+    import dataclasses
+
+    cfg = load_config(config_path)
+    if threshold is not None:
+        cfg = dataclasses.replace(cfg, models=dataclasses.replace(cfg.models, threshold=threshold))
+    if db_path is not None:
+        cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=str(db_path)))
+    return cfg
+
+
+def _durations(files, failed: list[str]) -> dict[str, float]:
+    """Each readable file's duration, s; the unreadable ones' messages go to ``failed``."""
+    from edge.adapters.audio.sfreader import audio_info
+
+    durations: dict[str, float] = {}
+    for f in files:
+        try:
+            durations[str(f)] = audio_info(f).duration
+        except YellowhammerError as exc:
+            failed.append(str(exc))
+    return durations
+
+
+def _run(pipeline, src, current: dict, total: float, show: bool) -> list:
+    """Every chunk of ``src`` through the pipeline (``current["file"]``: the file being read),
+    with a progress bar in audio seconds; the detections."""
+    detections = []
+    with click.progressbar(
+        length=max(1, int(round(total))), label="analysing", file=sys.stderr, hidden=not show
+    ) as bar:
+        done = 0.0
+        for chunk in src.chunks():
+            current["file"] = chunk.source
+            detections += pipeline.process(chunk)
+            done += chunk.duration
+            if int(done) > bar.pos:
+                bar.update(int(done) - bar.pos)
+        detections += pipeline.end_stream()
+    return detections
+
+
+def _write(rows: list[dict], window_rows: list[dict] | None, fmt: str, output: Path | None,
+           durations: dict[str, float], failed: list[str], total: float) -> None:  # fmt: skip
+    """Write the songs (or, with ``--windows``, the window rows) and the summary lines."""
+    out_rows, columns = (window_rows, WINDOW_COLUMNS) if window_rows is not None else (rows, CSV_COLUMNS)
     for p in write_output(out_rows, fmt, output, durations, columns):
         click.echo(f"wrote {p}", err=True)
     n_files = len(durations) - len([m for m in failed if any(m.startswith(f) for f in durations)])
     click.echo(f"{len(rows)} songs in {n_files} files ({total / 60:.1f} min of audio)", err=True)
     for msg in failed:
         click.echo(f"error: {msg}", err=True)
-    if not no_store:
-        _report_storing(comp, before, len(rows))
-    if failed:
-        sys.exit(1)
 
 
 def _window_recorder(rows: list[dict], current: dict, pipeline):

@@ -1,0 +1,58 @@
+"""What the training and evaluation commands share: a progress bar on stderr, the real
+recordings folder (``--real``), JSON of results with numpy values, and the command line that
+reproduces a run (written into each manifest).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from model_export.geometry import DEFAULT_REAL
+
+log = logging.getLogger("model_export.train_cli")  # the logger these messages always had
+
+
+def progress_bar(total: int, desc: str):
+    """A tqdm bar on stderr (gone when done)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="it", leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
+def real_folder(real: str | None) -> Path | None:
+    """The folder of real recordings ``--real`` names (``None``: the default if present;
+    ``"none"``: synthetic only)."""
+    if real == "none":
+        return None
+    p = Path(real) if real else DEFAULT_REAL
+    if not (p / "manifest.csv").exists():
+        if real:
+            raise click.ClickException(f"{p}: no manifest.csv (expected a realaudio-style folder)")
+        log.warning("no real recordings at %s: training on synthetic backgrounds only", p)
+        return None
+    return p
+
+
+def dumps(obj) -> str:
+    """JSON with numpy scalars and arrays converted."""
+
+    def conv(o):
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+    return json.dumps(obj, indent=2, default=conv)
+
+
+def reproduce_command() -> str:
+    """The ``yh-model`` command line of this run."""
+    return "yh-model " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -1,0 +1,5 @@
+"""``python -m server.cli``: the same as ``yh-server``."""
+
+from server.cli import main
+
+main()
