@@ -114,15 +114,7 @@ def train_dr(model, train, val, classes, objective="arcface", epochs=20, batch=9
     (its own random stream: the supervised batches are the same as without it)."""
     import tensorflow as tf
 
-    from model_export.train import (
-        TrainLog,
-        _arcface_logits,
-        _norm_penalty,
-        augment,
-        balanced_batches,
-        embed,
-        knn_accuracy,
-    )
+    from model_export.train import TrainLog, balanced_batches, embed, knn_accuracy
 
     cfg = FrontendConfig()
     rng = np.random.default_rng(seed)
@@ -131,77 +123,101 @@ def train_dr(model, train, val, classes, objective="arcface", epochs=20, batch=9
     opt = tf.keras.optimizers.Adam(tf.keras.optimizers.schedules.CosineDecay(lr, epochs * steps))
     n_classes, emb_dim = len(classes), int(model.output.shape[-1])
     head = tf.Variable(tf.random.normal((emb_dim, n_classes), stddev=0.1, seed=seed), name="head")
-    use_ssl = ssl_real is not None and ssl_weight > 0 and len(ssl_real) > 0
-    if use_ssl:
-        from model_export.encoder_ssl import SSLTerm, sample_views
+    ssl = None
+    if ssl_real is not None and ssl_weight > 0 and len(ssl_real) > 0:
+        from model_export.encoder_ssl import SSLTerm
 
-        term = SSLTerm(model, seed=seed)
-        ssl_rng = np.random.default_rng(seed + 7)
+        ssl = _Ssl(SSLTerm(model, seed=seed), np.random.default_rng(seed + 7), ssl_real, ssl_batch, ssl_weight,
+                   epochs * steps)  # fmt: skip
+    step, step_ssl = _make_steps(tf, model, head, opt, objective, n_classes, ssl)
 
-        def view(xb, r):
-            return domain_randomise(augment(xb, r, max_shift=opts["max_shift_frames"]), r, cfg, opts)[
-                ..., None
-            ]
-
-        @tf.function
-        def step_ssl(x, labels, v1, v2):
-            with tf.GradientTape() as tape:
-                emb = model(x, training=True)
-                if objective == "arcface":
-                    logits = _arcface_logits(tf, emb, head, labels, n_classes)
-                else:
-                    logits = tf.matmul(emb, head)
-                sup = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-                sup += _norm_penalty(tf, emb)
-                byol = term.loss(v1, v2)
-                loss = sup + ssl_weight * byol
-            vars_ = model.trainable_variables + [head] + term.trainable_variables
-            opt.apply_gradients(zip(tape.gradient(loss, vars_), vars_))
-            return sup, byol
-
-    @tf.function
-    def step(x, labels):
-        with tf.GradientTape() as tape:
-            emb = model(x, training=True)
-            if objective == "arcface":
-                logits = _arcface_logits(tf, emb, head, labels, n_classes)
-            else:
-                logits = tf.matmul(emb, head)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-            loss += _norm_penalty(tf, emb)
-        vars_ = model.trainable_variables + [head]
-        opt.apply_gradients(zip(tape.gradient(loss, vars_), vars_))
-        return loss
-
-    best, best_w, hist, t0, k = -1.0, None, [], time.time(), 0
+    best, best_w, hist, t0 = -1.0, None, [], time.time()
     for ep in range(epochs):
         losses, ssl_losses = [], []
         for idx in balanced_batches(y, batch, steps, rng):
-            xb = augment(train.x[idx], rng, max_shift=opts["max_shift_frames"])
-            xb = domain_randomise(xb, rng, cfg, opts)[..., None]
-            if use_ssl:
-                v1, v2, _, _ = sample_views(ssl_real, ssl_batch, ssl_rng, view)
-                sup, byol = step_ssl(tf.constant(xb), tf.constant(y[idx]), tf.constant(v1), tf.constant(v2))
-                losses.append(float(sup))
-                ssl_losses.append(float(byol))
-                k += 1
-                term.update_teacher(term.tau(k, epochs * steps))
+            xb = augment_dr(train.x[idx], rng, cfg, opts)
+            if ssl is not None:
+                sup, byol = ssl.run(tf, step_ssl, xb, y[idx], lambda xv, r: augment_dr(xv, r, cfg, opts))
+                losses.append(sup)
+                ssl_losses.append(byol)
             else:
                 losses.append(float(step(tf.constant(xb), tf.constant(y[idx]))))
             if progress:
                 progress(1)
         score = knn_accuracy(embed(model, val.x), val.dialect)
         hist.append({"epoch": ep + 1, "loss": float(np.mean(losses)), "val_1nn_acc": score})
-        if use_ssl:
+        if ssl is not None:
             hist[-1]["ssl_loss"] = float(np.mean(ssl_losses))
         click.echo(f"epoch {ep + 1}: loss {np.mean(losses):.4f} val 1-NN {score:.4f}"
-                   + (f" ssl {np.mean(ssl_losses):.4f}" if use_ssl else ""), err=True)  # fmt: skip
+                   + (f" ssl {np.mean(ssl_losses):.4f}" if ssl is not None else ""), err=True)  # fmt: skip
         if score >= best:
             best, best_w = score, model.get_weights()
     model.set_weights(best_w)
     tl = TrainLog(epochs, time.time() - t0, hist)
     tl.head = head.numpy()
     return tl
+
+
+def augment_dr(x: np.ndarray, rng: np.random.Generator, cfg: FrontendConfig, opts: dict) -> np.ndarray:
+    """The base augmentation then :func:`domain_randomise`, with a channel axis: one training batch."""
+    from model_export.train import augment
+
+    return domain_randomise(augment(x, rng, max_shift=opts["max_shift_frames"]), rng, cfg, opts)[..., None]
+
+
+class _Ssl:
+    """The BYOL term's state during :func:`train_dr`: the term, its own random stream, the real
+    songs, the batch of view pairs, its weight and the teacher's schedule."""
+
+    def __init__(self, term, rng, songs, batch: int, weight: float, total_steps: int) -> None:
+        self.term, self.rng, self.songs, self.batch = term, rng, songs, batch
+        self.weight, self.total, self.k = float(weight), total_steps, 0
+
+    def run(self, tf, step_ssl, xb, labels, view) -> tuple[float, float]:
+        from model_export.encoder_ssl import sample_views
+
+        v1, v2, _, _ = sample_views(self.songs, self.batch, self.rng, view)
+        sup, byol = step_ssl(tf.constant(xb), tf.constant(labels), tf.constant(v1), tf.constant(v2))
+        self.k += 1
+        self.term.update_teacher(self.term.tau(self.k, self.total))
+        return float(sup), float(byol)
+
+
+def _make_steps(tf, model, head, opt, objective: str, n_classes: int, ssl: _Ssl | None):
+    """The compiled training steps: supervised, and (with ``ssl``) supervised + weighted BYOL."""
+    from model_export.train import _arcface_logits, _norm_penalty
+
+    def sup_loss(x, labels):
+        emb = model(x, training=True)
+        if objective == "arcface":
+            logits = _arcface_logits(tf, emb, head, labels, n_classes)
+        else:
+            logits = tf.matmul(emb, head)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        return loss + _norm_penalty(tf, emb)
+
+    @tf.function
+    def step(x, labels):
+        with tf.GradientTape() as tape:
+            loss = sup_loss(x, labels)
+        vars_ = model.trainable_variables + [head]
+        opt.apply_gradients(zip(tape.gradient(loss, vars_), vars_))
+        return loss
+
+    if ssl is None:
+        return step, None
+
+    @tf.function
+    def step_ssl(x, labels, v1, v2):
+        with tf.GradientTape() as tape:
+            sup = sup_loss(x, labels)
+            byol = ssl.term.loss(v1, v2)
+            loss = sup + ssl.weight * byol
+        vars_ = model.trainable_variables + [head] + ssl.term.trainable_variables
+        opt.apply_gradients(zip(tape.gradient(loss, vars_), vars_))
+        return sup, byol
+
+    return step, step_ssl
 
 
 def _load_split(cache, split: str, scale: float, seed: int):
