@@ -4,7 +4,8 @@ could not take it.
 
 On a disk that stays full, a detection the store could not write is still sent: once the broker
 acknowledged it, the server has it and a stop loses nothing of it (the writer stores it as synced
-if space comes back). Everything else is the store's (``__getattr__`` passes it through).
+if space comes back). Everything else is the store's (``__getattr__`` passes it through; ``note_attempt`` ignores ids
+it does not hold).
 """
 
 from __future__ import annotations
@@ -35,12 +36,6 @@ class OutboxWithHold:
             have = {d.id for d in rows}
             rows += [d for d in self.writer.held(limit - len(rows) + len(have)) if d.id not in have]
         return rows[:limit]
-
-    def note_attempt(self, ids: Iterable[str]) -> None:
-        held = {d.id for d in self.writer.held(1 << 30)}
-        rest = [i for i in ids if i not in held]
-        if rest:
-            self.store.note_attempt(rest)
 
     def mark_synced(self, ids: Iterable[str]) -> None:
         ids = list(ids)
