@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import numpy as np
 
@@ -34,7 +34,7 @@ def run_clustering(storage: Storage, encoder_version: str | None, params: Cluste
         device_days(quality["device_id"], quality["start_time"]) if params.method == "prototypes" else None
     )
     t0 = time.perf_counter()
-    incomplete = np.array([e is not None and "incomplete" in e.split(",") for e in excluded], bool)
+    incomplete = _incomplete_mask(excluded)
     res = cluster_embeddings(x, params, progress, fit_mask=passed, incomplete_mask=incomplete, groups=groups)
     elapsed = time.perf_counter() - t0
     metrics = _metrics(ids, passed, excluded, res, storage.labels(), elapsed)
@@ -143,16 +143,17 @@ def assign_new(storage: Storage, run_id: str | None = None, encoder_version: str
 
 
 def _incomplete(storage: Storage, ids: list[str], params: dict) -> np.ndarray:
-    """Which new songs the run's quality rule keeps out as incomplete (the encoder's complete
-    probability below ``min_complete``, unless the run included them; unknown passes)."""
-    held = np.zeros(len(ids), bool)
-    if params.get("include_incomplete"):
-        return held
-    min_complete = float(params.get("min_complete", ClusterParams.min_complete))
+    """Which new songs the run's quality rule (:func:`quality_exclusions`, with the run's own
+    ``min_complete`` and ``include_incomplete``) keeps out as incomplete; unknown passes."""
+    known = {f.name for f in fields(ClusterParams)}
+    run_params = ClusterParams(**{k: v for k, v in params.items() if k in known})
     complete = {}
     for k in range(0, len(ids), 500):
         complete.update({r["id"]: r.get("complete") for r in storage.iter_detections(ids=ids[k : k + 500])})
-    for k, i in enumerate(ids):
-        c = complete.get(i)
-        held[k] = c is not None and float(c) < min_complete
-    return held
+    values = np.array([np.nan if complete.get(i) is None else float(complete[i]) for i in ids], np.float64)
+    return _incomplete_mask(quality_exclusions({"complete": values}, run_params))
+
+
+def _incomplete_mask(excluded: list[str | None]) -> np.ndarray:
+    """Songs the quality filter kept out as incomplete (one of their reasons)."""
+    return np.array([e is not None and "incomplete" in e.split(",") for e in excluded], bool)
