@@ -6,11 +6,10 @@ server (:func:`decode_embedding` raises :class:`~edge.contract.wire.ContractErro
 from __future__ import annotations
 
 import base64
-import binascii
 
 import numpy as np
 
-from edge.contract.wire import ContractError
+from edge.contract.wire import ContractError, check_b64
 
 #: wire dtypes of the embedding
 EMBEDDING_DTYPES = {"f16": "<f2", "f32": "<f4"}
@@ -34,13 +33,7 @@ def decode_embedding(emb) -> np.ndarray:
     dim = emb.get("dim")
     if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_EMBEDDING_DIM:
         raise ContractError(f"embedding dim must be an integer 1..{MAX_EMBEDDING_DIM}")
-    data = emb.get("b64")
-    if not isinstance(data, str):
-        raise ContractError("embedding b64 must be a string")
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise ContractError("embedding b64 is not valid base64") from None
+    raw = check_b64(emb.get("b64"), "embedding")
     np_dtype = np.dtype(EMBEDDING_DTYPES[dtype])
     if len(raw) != dim * np_dtype.itemsize:
         raise ContractError(

@@ -21,14 +21,13 @@ quieter). Rows are frames (time), columns mel bands from ``fmin`` (low) to ``fma
 from __future__ import annotations
 
 import base64
-import binascii
 import math
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from edge.contract.wire import ContractError, check_number
+from edge.contract.wire import ContractError, check_b64, check_number
 
 #: wire format names: ``u8z`` = uint8 cells, zlib-deflated
 FORMATS = ("u8z",)
@@ -126,13 +125,7 @@ class Spectrogram:
             raise ContractError("spectrogram fmax must be above fmin")
         db_max = check_number(body.get("db_max"), "spectrogram.db_max", -1000.0, 1000.0)
         db_step = check_number(body.get("db_step"), "spectrogram.db_step", 0.01, 10.0)
-        data = body.get("b64")
-        if not isinstance(data, str):
-            raise ContractError("spectrogram b64 must be a string")
-        try:
-            packed = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError):
-            raise ContractError("spectrogram b64 is not valid base64") from None
+        packed = check_b64(body.get("b64"), "spectrogram")
         want = frames * mels
         d = zlib.decompressobj()
         try:

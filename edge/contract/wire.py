@@ -8,6 +8,8 @@ page should see (free text). Every check raises :class:`ContractError` with a on
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import re
@@ -158,6 +160,16 @@ def check_bool(value, what: str) -> bool:
     if not isinstance(value, bool):
         raise ContractError(f"field {what!r} must be true or false")
     return value
+
+
+def check_b64(value, what: str) -> bytes:
+    """The bytes of a strict base64 string field ``what`` (e.g. ``"embedding"``); ContractError else."""
+    if not isinstance(value, str):
+        raise ContractError(f"{what} b64 must be a string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ContractError(f"{what} b64 is not valid base64") from None
 
 
 def finite_or(x, default: float = 0.0) -> float:
