@@ -59,12 +59,15 @@ def test_the_page_is_local_by_default_and_read_only(running_daemon):
 @skip_without_browser
 def test_the_status_page_in_a_real_browser(running_daemon):
     d, truth = running_daemon
+    from playwright.sync_api import expect
+
     with browser() as b:
         page = b.new_page(viewport={"width": 1100, "height": 900})
         page.goto(d.web.url)
-        page.wait_for_function(f"document.querySelectorAll('canvas.spec[data-drawn=\"1\"]').length == {len(truth)}",
-                               timeout=30_000)  # fmt: skip
-        page.wait_for_function("document.getElementById('device').textContent === 'test-device'")
+        # locator waits, not wait_for_function: the page's CSP forbids the eval Playwright's
+        # polling of a string predicate needs (it failed whenever the first check was too early)
+        expect(page.locator('canvas.spec[data-drawn="1"]')).to_have_count(len(truth), timeout=30_000)
+        expect(page.locator("#device")).to_have_text("test-device")
         assert page.text_content("#state").startswith("finished")
         assert page.text_content("#songs") == str(len(truth))
         assert page.text_content("#backlog") == str(len(truth))
