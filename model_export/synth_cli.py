@@ -8,6 +8,7 @@ Commands
 ``synth spectrograms``   PNGs: one generated song per dialect next to a real song
 ``synth baseline``       terminal-phrase features + logistic regression, split by bird
 ``synth speed``          songs rendered per second
+``synth syllable-check`` initial-syllable features: real train-split songs vs base vs wide generator
 """
 
 from __future__ import annotations
@@ -160,6 +161,8 @@ def _table(rows: list[list[str]]) -> str:
     show_default=True,
     help="Remove a realism feature from the songs (ablation).",
 )
+@click.option("--variety", type=click.Choice(["base", "wide"]), default="base", show_default=True,
+              help="Generator variety (wide: measured syllable library from --real's train split).")  # fmt: skip
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def birdnet_check_cmd(
@@ -171,10 +174,13 @@ def birdnet_check_cmd(
     real_dir,
     sample_rate,
     variant,
+    variety,
     seed,
     as_json,
 ) -> None:
     """Fraction of generated songs BirdNET V2.4 takes for a yellowhammer (and of distractors)."""
+    if variety != "base":
+        _set_wide(real_dir)
     from model_export.birdnet import BirdNETUnavailable
     from model_export.synth.distractors import DISTRACTOR_KINDS
     from model_export.synth.evaluate import birdnet_check
@@ -342,6 +348,34 @@ def speed_cmd(n, sample_rate) -> None:
         samples += a.size
     dt = time.perf_counter() - t0
     click.echo(f"{n / dt:.0f} songs/s, {samples / sample_rate / dt:.0f}x realtime at {sample_rate} Hz")
+
+
+def _set_wide(real_dir, cache="/work/scratch/det/cache") -> list:
+    """Make ``wide`` the process's variety, with the library measured from the train split."""
+    from model_export.labels import default_root
+    from model_export.synth.syllable_library import load_library
+    from model_export.synth.variety import set_variety
+
+    lib = load_library(cache, real_dir or default_root())
+    set_variety("wide", lib)
+    return lib
+
+
+@synth.command("syllable-check")
+@click.option("--real", "real_dir", type=click.Path(exists=True, file_okay=False), help="realaudio folder.")
+@click.option("--cache", default="/work/scratch/det/cache", show_default=True, help="Syllable library cache.")
+@click.option("--n-birds", default=6, show_default=True, help="Generated birds per dialect and variety.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def syllable_check_cmd(real_dir, cache, n_birds, seed, as_json) -> None:
+    """Initial-syllable features (duration, period, start/peak/end frequency, bandwidth, slope, h2):
+    real train-split songs vs the base and the wide generator (median [IQR] (n), KS statistic)."""
+    from model_export.synth.syllable_check import compare, generated_syllables, table
+
+    real = _set_wide(real_dir, cache)
+    groups = {v: generated_syllables(v, n_birds, seed) for v in ("base", "wide")}
+    res = compare(real, groups)
+    click.echo(json.dumps(res, indent=1) if as_json else table(res))
 
 
 def main() -> None:

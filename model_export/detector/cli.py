@@ -98,15 +98,20 @@ def _test_files(real) -> list:
 @click.option("--bands", default=None, type=int, help="Keep only the lowest N mel bands (51: 16-kHz safe).")
 @click.option("--p16k", default=0.3, show_default=True, help="Share of composites through a 16-kHz recorder.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--synth-variety", default="base", show_default=True, type=click.Choice(["base", "wide"]),
+              help="Synthetic songs: base (the original generator) or wide (syllable families, shapes "
+                   "measured from the train-split songs, wider dialect ranges; docs/synth.md).")  # fmt: skip
+@click.option("--codec", default=0.0, show_default=True,
+              help="Share of composites also encoded/decoded through MP3 (64-192 kbps) or Ogg Vorbis.")  # fmt: skip
 def train_detector_real_cmd(out, cache, real, use, scale, composites, epochs, hard_epochs, steps, width, bands,
-                            p16k, seed):  # fmt: skip
+                            p16k, seed, synth_variety, codec):  # fmt: skip
     """Train the detector for real recordings (model_export/detector) and export it with a logit output."""
     from model_export.detector.run import run
     from model_export.labels import default_root
 
     command = "yh-model train detector-real " + " ".join(shlex.quote(a) for a in sys.argv[3:])
     res = run(out, cache, real or default_root(), tuple(use.split(",")), scale, composites, epochs, hard_epochs,
-              steps, width, bands, seed, p16k, command)  # fmt: skip
+              steps, width, bands, seed, p16k, command, synth_variety, codec)  # fmt: skip
     click.echo(json.dumps({k: v for k, v in res.items() if k != "summary"}, indent=1))
 
 

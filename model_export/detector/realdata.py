@@ -148,7 +148,7 @@ def _song(rng: np.random.Generator) -> np.ndarray:
 
 
 def _composite_job(args):
-    seed, keys, frames, p16k = args
+    seed, keys, frames, p16k, codec = args
     from model_export.detector.chain import random_chain
     from model_export.synth import propagate
 
@@ -170,7 +170,7 @@ def _composite_job(args):
     if rng.random() < 0.3:  # another species louder than the rest
         other = _segment(rng, keys, n)
         x += other * (_band_rms(x) / (_band_rms(other) + 1e-9)) * 10 ** (rng.uniform(0, 12) / 20)
-    x, _ = random_chain(x, SR, rng, p16k)
+    x, _ = random_chain(x, SR, rng, p16k, codec)
     peak = np.max(np.abs(x)) + 1e-9
     x *= 10 ** (rng.uniform(-30, -1) / 20) / peak
     hop = frames // 4
@@ -191,8 +191,10 @@ def build_composites(
     workers: int = 2,
     p16k: float = 0.3,
     progress=None,
+    codec: float = 0.0,
 ) -> WindowSet:
-    """``n`` composites (see the module docstring) from the fit or val part of the pool."""
+    """``n`` composites (see the module docstring) from the fit or val part of the pool; ``codec``:
+    the share that also goes through an MP3/Ogg round trip (:func:`.chain.random_codec`)."""
     from model_export.synth import load_audio
 
     keys = sorted(k for k in pool if _is_val(k) == val)
@@ -203,7 +205,7 @@ def build_composites(
             i0, i1 = max(0, int((s.onset_s - 0.15) * SR)), min(len(a), int((s.offset_s + 0.15) * SR))
             real.append((a[i0:i1].copy(), s.onset_s - i0 / SR, s.offset_s - i0 / SR))
     _BG.update(pool=pool, songs=real)
-    jobs = [(seed * 7919 + i, keys, frames, p16k) for i in range(n)]
+    jobs = [(seed * 7919 + i, keys, frames, p16k, codec) for i in range(n)]
     xs, ys, ks = [], [], []
     with mp.get_context("fork").Pool(workers) as p:
         for x, y, k in p.imap(_composite_job, jobs, chunksize=16):

@@ -28,8 +28,13 @@ def _cached(path: Path, build):
     return ws
 
 
-def datasets(cache: Path, real_root, scale: float, composites: int, seed: int, p16k: float, progress=None):
-    """(synthetic train, synthetic val, real fit, real val, composites fit, composites val, pool)."""
+def datasets(cache: Path, real_root, scale: float, composites: int, seed: int, p16k: float, progress=None,
+             variety: str = "base", codec: float = 0.0):  # fmt: skip
+    """(synthetic train, synthetic val, real fit, real val, composites fit, composites val, pool).
+
+    ``variety="wide"``: every synthetic song (scenes and composites) from the wide variety
+    (:mod:`model_export.synth.variety`, with the syllable library measured from the train split),
+    cached apart (``cache/variety-wide``); ``codec``: the share of composites through MP3/Ogg."""
     from edge.core.frontend import FrontendConfig
     from model_export.data import load_or_build
     from model_export.detector.realdata import WindowSet, build_composites, real_windows, train_files
@@ -37,12 +42,18 @@ def datasets(cache: Path, real_root, scale: float, composites: int, seed: int, p
     from model_export.train_cli import DET_FRAMES, DET_TRAIN_HOP
 
     cache = Path(cache)
-    cache.mkdir(parents=True, exist_ok=True)
+    if variety != "base":
+        from model_export.synth.syllable_library import load_library
+        from model_export.synth.variety import set_variety
+
+        set_variety(variety, load_library(cache, real_root))  # inherited by the forked builders
+    vcache = cache / f"variety-{variety}" if variety != "base" else cache  # synthetic songs' sets
+    vcache.mkdir(parents=True, exist_ok=True)
     cfg = FrontendConfig()
     syn = {}
     for split in ("train", "val"):
         ds, _ = load_or_build(
-            cache, "detector", split, cfg, DIALECTS, real_root, scale, seed, DET_FRAMES, DET_TRAIN_HOP
+            vcache, "detector", split, cfg, DIALECTS, real_root, scale, seed, DET_FRAMES, DET_TRAIN_HOP
         )
         syn[split] = WindowSet(ds.x, ds.y, ds.kind)
     neg, songs, _ = train_files(real_root)
@@ -62,18 +73,20 @@ def datasets(cache: Path, real_root, scale: float, composites: int, seed: int, p
     if "pool" not in pool_box:
         real("fit")
     pool = pool_box["pool"]
-    ctag = f"{tag}-{composites}-{seed}-{p16k}"
-    cfit = _cached(cache / f"compfit-{ctag}.npz",
-                   lambda: build_composites(pool, songs, composites, seed, DET_FRAMES, False, p16k=p16k))  # fmt: skip
-    cval = _cached(cache / f"compval-{ctag}.npz",
-                   lambda: build_composites(pool, songs, max(200, composites // 6), seed + 1, DET_FRAMES, True, p16k=p16k))  # fmt: skip
+    ctag = f"{tag}-{composites}-{seed}-{p16k}" + (f"-codec{codec}" if codec else "")
+    cfit = _cached(vcache / f"compfit-{ctag}.npz",
+                   lambda: build_composites(pool, songs, composites, seed, DET_FRAMES, False, p16k=p16k, codec=codec))  # fmt: skip
+    cval = _cached(vcache / f"compval-{ctag}.npz",
+                   lambda: build_composites(pool, songs, max(200, composites // 6), seed + 1, DET_FRAMES, True, p16k=p16k,
+                                            codec=codec))  # fmt: skip
     return syn["train"], syn["val"], rfit, rval, cfit, cval, pool
 
 
 def run(
     out: Path, cache: Path, real_root, use: tuple[str, ...] = VARIANTS, scale: float = 0.4,
     composites: int = 3000, epochs: int = 8, hard_epochs: int = 4, steps: int = 250, width: float = 1.0,
-    bands: int | None = None, seed: int = 0, p16k: float = 0.3, command: str = "",
+    bands: int | None = None, seed: int = 0, p16k: float = 0.3, command: str = "", variety: str = "base",
+    codec: float = 0.0,
 ) -> dict:  # fmt: skip
     """Train, mine, fine-tune, export ``out/detector.tflite`` + manifest; returns the summary."""
     import keras
@@ -86,7 +99,8 @@ def run(
 
     keras.utils.set_random_seed(seed)
     t0 = time.time()
-    syn, synv, rfit, rval, cfit, cval, pool = datasets(cache, real_root, scale, composites, seed, p16k)
+    syn, synv, rfit, rval, cfit, cval, pool = datasets(cache, real_root, scale, composites, seed, p16k,
+                                                       variety=variety, codec=codec)  # fmt: skip
     parts = [syn]
     if "real" in use:
         parts.append(rfit)
@@ -110,6 +124,7 @@ def run(
     summary = {
         "use": list(use), "scale": scale, "composites": composites, "epochs": epochs, "hard_epochs": hard_epochs,
         "steps_per_epoch": steps, "width": width, "bands": bands, "seed": seed, "p16k": p16k,
+        "synth_variety": variety, "codec": codec,
         "train_strata": counts, "hard_negatives": mined, "val_windows": int(len(val.y)),
         "seconds": round(time.time() - t0), "history": hist,
     }  # fmt: skip

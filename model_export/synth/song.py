@@ -154,6 +154,7 @@ def make_bird(
     bird_id: int = 0,
     n_types: int | None = None,
     incomplete_prob: float | None = None,
+    variety: str | None = None,
 ) -> Bird:
     """Draw one bird with its fixed song types.
 
@@ -169,6 +170,8 @@ def make_bird(
         Number of song types (default: drawn, 1-3).
     incomplete_prob : float, optional
         Probability that a song is incomplete (default: drawn, 0.1-0.4).
+    variety : str, optional
+        ``base`` (the original generator) or ``wide`` (:mod:`.variety`); default: the process's.
 
     Returns
     -------
@@ -176,6 +179,10 @@ def make_bird(
     """
     if dialect not in _TABLE:
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {', '.join(DIALECTS)}")
+    from .variety import make_bird_wide, resolve_variety
+
+    if resolve_variety(variety) == "wide":
+        return make_bird_wide(dialect, rng, bird_id, n_types, incomplete_prob)
     if n_types is None:
         n_types = int(rng.choice([1, 2, 3], p=[0.35, 0.4, 0.25]))
     if incomplete_prob is None:

@@ -49,6 +49,15 @@ class _Tracks:
     def __init__(self, n: int) -> None:
         self.f = np.full(n, 4500.0)
         self.a = np.zeros((3, n))
+        self.extra: np.ndarray | None = None  # direct audio (noisy syllable parts); None: unused
+
+    def add_audio(self, i0: int, x: np.ndarray) -> None:
+        n = min(len(x), self.f.size - i0)
+        if n <= 0:
+            return
+        if self.extra is None:
+            self.extra = np.zeros(self.f.size)
+        self.extra[i0 : i0 + n] += x[:n]
 
     def put(self, i0: int, f: np.ndarray, a1: np.ndarray, h2: float, h3: float) -> None:
         n = min(len(f), self.f.size - i0)
@@ -71,6 +80,8 @@ class _Tracks:
             # fade each harmonic out before Nyquist so nothing aliases
             guard = np.clip((0.46 * sr - (k + 1) * f32) / (0.03 * sr), 0.0, 1.0)
             out += self.a[k].astype(np.float32) * guard * np.sin(ph)
+        if self.extra is not None:
+            out += self.extra.astype(np.float32)
         return out
 
 
@@ -195,6 +206,11 @@ def _vary(bird: Bird, st: SongType, complete: bool, rng: np.random.Generator):
     tempo = _jit(rng, 1.0, 0.03)
     pitch = _jit(rng, 1.0, 0.012)
     s = st.syllable
+    wide = bird.variety == "wide"
+    if wide:
+        from .syllable_shapes import vary_shaped
+
+        return _vary_terminal(bird, st, complete, rng, vary_shaped(s, tempo, pitch, rng), (5, 20))
     syl = replace(
         s,
         period_s=s.period_s * tempo,
@@ -204,10 +220,15 @@ def _vary(bird: Bird, st: SongType, complete: bool, rng: np.random.Generator):
         fm_rate_hz=_jit(rng, s.fm_rate_hz, 0.04),
         fm_depth_hz=_jit(rng, s.fm_depth_hz, 0.08),
     )
-    n_syl = int(np.clip(st.n_syllables + rng.integers(-2, 3), 6, 18))
+    return _vary_terminal(bird, st, complete, rng, syl, (6, 18))
+
+
+def _vary_terminal(bird: Bird, st: SongType, complete: bool, rng: np.random.Generator, syl, bounds):
+    """The rest of :func:`_vary`: syllable count within ``bounds`` and the terminal elements."""
+    n_syl = int(np.clip(st.n_syllables + rng.integers(-2, 3), *bounds))
     if not complete:
         # incomplete songs are cut short, often before the full number of syllables
-        n_syl = int(np.clip(n_syl - rng.integers(0, 4), 4, 18))
+        n_syl = int(np.clip(n_syl - rng.integers(0, 4), 4, bounds[1]))
     term = tuple(
         replace(
             e,
@@ -218,7 +239,7 @@ def _vary(bird: Bird, st: SongType, complete: bool, rng: np.random.Generator):
         )
         for e in st.terminal
     )
-    term = _clip_terminal(term, bird.dialect)
+    term = _clip_terminal(term, bird.dialect, bird.variety == "wide")
     return syl, n_syl, term
 
 
@@ -253,7 +274,13 @@ def _sing(
     for i in range(n_syl):
         level = min(1.0, 0.55 + 0.18 * i) * _jit(rng, 1.0, 0.05)  # crescendo over the first syllables
         shift = syl.phrase_rise_hz * (i / max(n_syl - 1, 1) - 1.0)  # ends on the plateau
-        _syllable(tr, int(round((t + i * syl.period_s) * sr)), syl, sr, level, rng, shift)
+        i0 = int(round((t + i * syl.period_s) * sr))
+        if isinstance(syl, SyllableSpec):
+            _syllable(tr, i0, syl, sr, level, rng, shift)
+        else:  # a shaped syllable (the wide variety)
+            from .syllable_shapes import render_shaped
+
+            render_shaped(tr, i0, syl, sr, level, rng)
     t += (n_syl - 1) * syl.period_s + syl.duration_s
     terminal_onset = None
     if complete:

@@ -46,6 +46,21 @@ _TABLE: dict[
     "BBe": (("B", (0.30, 0.45), (4300.0, 5000.0), None), ("Be", (0.30, 0.45), (4300.0, 5000.0), None)),
 }
 
+# The ``wide`` variety's table: every range to and a little beyond DESIGN.md §3 (X notes to
+# ~8.8 kHz, B whistles 0.22-0.78 s at 4.2-5.5 kHz, C/D/E sweeps and Bh/Bl whistles widened).
+_B_WIDE = ((0.22, 0.78), (4200.0, 5500.0), None)
+_B2_WIDE = ((0.25, 0.56), (4100.0, 5200.0), None)
+WIDE_TABLE: dict = {
+    "XlB": (("X", (0.08, 0.34), (6200.0, 8800.0), None), ("B", *_B_WIDE)),
+    "XsB": (("X", (0.015, 0.07), (6200.0, 8800.0), None), ("B", *_B_WIDE)),
+    "BC": (("B", *_B2_WIDE), ("C", (0.16, 0.40), (6700.0, 7900.0), (5200.0, 6500.0))),
+    "BE": (("B", *_B2_WIDE), ("E", (0.16, 0.40), (4400.0, 5500.0), (6200.0, 7900.0))),
+    "BD": (("B", *_B2_WIDE), ("D", (0.12, 0.34), (4700.0, 5300.0), (3500.0, 4400.0))),
+    "BhBl": (("Bh", (0.25, 0.50), (5400.0, 6800.0), None), ("Bl", (0.25, 0.50), (4100.0, 5200.0), None)),
+    "BlBh": (("Bl", (0.25, 0.50), (4100.0, 5200.0), None), ("Bh", (0.25, 0.50), (5400.0, 6800.0), None)),
+    "BBe": (("B", (0.25, 0.50), (4100.0, 5200.0), None), ("Be", (0.25, 0.50), (4100.0, 5200.0), None)),
+}
+
 
 def terminal_band(kind: str, dialect: str) -> tuple[float, float]:
     """Frequency range (Hz) the table allows for terminal element ``kind`` of ``dialect``.
@@ -205,12 +220,16 @@ class Bird:
         1-3 song types.
     incomplete_prob : float
         Probability (0-1) that a rendition stops after the initial phrase.
+    variety : str
+        ``base`` (the original generator) or ``wide`` (shaped syllables, the wide table
+        ``WIDE_TABLE``; see :mod:`.variety`).
     """
 
     bird_id: int
     dialect: str
     song_types: tuple[SongType, ...]
     incomplete_prob: float
+    variety: str = "base"
 
 
 @dataclass(**_RECORD)
@@ -291,11 +310,14 @@ def _terminal_length(terminal: tuple[ElementSpec, ...]) -> float:
     return sum(e.duration_s for e in terminal) + sum(e.gap_before_s for e in terminal[1:])
 
 
-def _clip_terminal(term: tuple[ElementSpec, ...], dialect: str) -> tuple[ElementSpec, ...]:
-    """Keep every element inside the table's ranges after jitter."""
+def _clip_terminal(
+    term: tuple[ElementSpec, ...], dialect: str, wide: bool = False
+) -> tuple[ElementSpec, ...]:
+    """Keep every element inside the table's ranges (``WIDE_TABLE`` if ``wide``) after jitter."""
     out = []
+    table = WIDE_TABLE if wide else _TABLE
     for i, e in enumerate(term):
-        _k, dur, f0, f1 = _TABLE[dialect][i]
+        _k, dur, f0, f1 = table[dialect][i]
         f1r = f1 or f0
         out.append(
             replace(
