@@ -59,6 +59,7 @@ from .song_spec import (
     terminal_band,
     terminal_duration,
 )
+from .variety import make_bird_wide, resolve_variety
 
 logger = logging.getLogger(__name__)
 
@@ -179,8 +180,6 @@ def make_bird(
     """
     if dialect not in _TABLE:
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {', '.join(DIALECTS)}")
-    from .variety import make_bird_wide, resolve_variety
-
     if resolve_variety(variety) == "wide":
         return make_bird_wide(dialect, rng, bird_id, n_types, incomplete_prob)
     if n_types is None:
