@@ -163,6 +163,9 @@ def _table(rows: list[list[str]]) -> str:
 )
 @click.option("--variety", type=click.Choice(["base", "wide"]), default="base", show_default=True,
               help="Generator variety (wide: measured syllable library from --real's train split).")  # fmt: skip
+@click.option(
+    "--families", default="", help="wide only: comma list of syllable families to draw (default all)."
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def birdnet_check_cmd(
@@ -175,12 +178,13 @@ def birdnet_check_cmd(
     sample_rate,
     variant,
     variety,
+    families,
     seed,
     as_json,
 ) -> None:
     """Fraction of generated songs BirdNET V2.4 takes for a yellowhammer (and of distractors)."""
     if variety != "base":
-        _set_wide(real_dir)
+        _set_wide(real_dir, families=tuple(f for f in families.split(",") if f))
     from model_export.birdnet import BirdNETUnavailable
     from model_export.synth.distractors import DISTRACTOR_KINDS
     from model_export.synth.evaluate import birdnet_check
@@ -350,14 +354,14 @@ def speed_cmd(n, sample_rate) -> None:
     click.echo(f"{n / dt:.0f} songs/s, {samples / sample_rate / dt:.0f}x realtime at {sample_rate} Hz")
 
 
-def _set_wide(real_dir, cache="/work/scratch/det/cache") -> list:
+def _set_wide(real_dir, cache="/work/scratch/det/cache", families=None) -> list:
     """Make ``wide`` the process's variety, with the library measured from the train split."""
     from model_export.labels import default_root
     from model_export.synth.syllable_library import load_library
     from model_export.synth.variety import set_variety
 
     lib = load_library(cache, real_dir or default_root())
-    set_variety("wide", lib)
+    set_variety("wide", lib, families)
     return lib
 
 

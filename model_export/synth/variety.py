@@ -26,15 +26,21 @@ from .syllable_shapes import ShapedSyllable, SyllablePart
 VARIETIES = ("base", "wide")
 FAMILY_WEIGHTS = {"library": 0.35, "classic": 0.25, "down": 0.1, "up": 0.07, "multi": 0.09,
                   "click_buzz": 0.07, "noisy": 0.07}  # fmt: skip
-_STATE: dict = {"variety": "base", "library": None}
+_STATE: dict = {"variety": "base", "library": None, "families": None}
 
 
-def set_variety(variety: str, library: list | None = None) -> None:
+def set_variety(variety: str, library: list | None = None, families: tuple[str, ...] | None = None) -> None:
     """Process-wide default variety of ``make_bird`` (and the measured syllable shapes it draws
-    ``library`` syllables from; without shapes that family's share goes to ``classic``)."""
+    ``library`` syllables from; without shapes that family's share goes to ``classic``).
+    ``families``: draw only these (their weights renormalised), for checks family by family."""
     if variety not in VARIETIES:
         raise ValueError(f"unknown variety {variety!r}; expected one of {', '.join(VARIETIES)}")
-    _STATE.update(variety=variety, library=library or None)
+    bad = set(families or ()) - set(FAMILY_WEIGHTS)
+    if bad:
+        raise ValueError(
+            f"unknown syllable families {sorted(bad)}; expected some of {', '.join(FAMILY_WEIGHTS)}"
+        )
+    _STATE.update(variety=variety, library=library or None, families=tuple(families) if families else None)
 
 
 def default_variety() -> str:
@@ -132,6 +138,8 @@ def draw_shaped(rng: np.random.Generator, family: str | None = None) -> ShapedSy
         w = dict(FAMILY_WEIGHTS)
         if not shapes:
             w["classic"] += w.pop("library")
+        if _STATE["families"]:
+            w = {k: v for k, v in w.items() if k in _STATE["families"]}
         names = list(w)
         family = names[int(rng.choice(len(names), p=np.array([w[k] for k in names]) / sum(w.values())))]
     shape = shapes[int(rng.integers(len(shapes)))] if family == "library" else None
