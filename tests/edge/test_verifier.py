@@ -2,10 +2,12 @@
 
 - an encoder manifest without ``verifier`` composes exactly the pipeline of before (same songs);
 - a fitted verifier (``tests/fixtures/verifier.json``: the head ``yh-model verifier`` fitted on the
-  real train split behind the shipped detector, as it stands in a manifest) keeps true songs and
+  real train split behind the previous detector, ef5f8a16-real, as it stands in a manifest) keeps true songs and
   drops a candidate it should (``tests/fixtures/verifier_false_candidate.wav``, synthetic: the
   project's ``render_distractor("two_note_call", np.random.default_rng(12), 24000)`` placed 1 s
-  into 5 s of N(0, 0.003) noise drawn next from the same generator, 16-bit; the detector proposes it);
+  into 5 s of N(0, 0.003) noise drawn next from the same generator, 16-bit; the detector proposes it
+  at a candidate threshold of 0.25: the detector it was picked for, ``ef5f8a16-real``, proposed it at its
+  own threshold; the wide-variety one, ``034dee5c-real``, scores its 1-s windows at most 0.32 against 0.98);
 - malformed verifier specs are refused when the model is loaded.
 """
 
@@ -98,6 +100,7 @@ def test_the_fitted_verifier_keeps_songs_and_drops_a_false_candidate(tmp_path, s
     found, seen, comp = _run([path], models)
     assert len(found) == len(truth), [(s.start_sample / SR, p) for s, p, _ in seen]
     assert comp.pipeline.stats.rejected == 0
+    models = _encoder_dir(tmp_path / "low", dict(_fitted(), candidate_threshold=0.25))
     found, seen, comp = _run([FIXTURES / "verifier_false_candidate.wav"], models)
     assert seen, "the detector proposes the distractor"
     assert not found and comp.pipeline.stats.rejected == len(seen)
