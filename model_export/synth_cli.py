@@ -354,7 +354,7 @@ def speed_cmd(n, sample_rate) -> None:
     click.echo(f"{n / dt:.0f} songs/s, {samples / sample_rate / dt:.0f}x realtime at {sample_rate} Hz")
 
 
-def _set_wide(real_dir, cache="/work/scratch/det/cache", families=None) -> list:
+def _set_wide(real_dir, cache="runs/cache", families=None) -> list:
     """Make ``wide`` the process's variety, with the library measured from the train split."""
     from model_export.labels import default_root
     from model_export.synth.syllable_library import load_library
@@ -367,7 +367,9 @@ def _set_wide(real_dir, cache="/work/scratch/det/cache", families=None) -> list:
 
 @synth.command("syllable-check")
 @click.option("--real", "real_dir", type=click.Path(exists=True, file_okay=False), help="realaudio folder.")
-@click.option("--cache", default="/work/scratch/det/cache", show_default=True, help="Syllable library cache.")
+@click.option(
+    "--cache", default="runs/cache", show_default=True, help="Syllable library cache (as train --cache)."
+)
 @click.option("--n-birds", default=6, show_default=True, help="Generated birds per dialect and variety.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
