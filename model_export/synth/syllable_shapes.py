@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .song_render import _envelope, _fm_wave
 from .song_spec import _RECORD
 
 
@@ -87,12 +88,6 @@ def vary_shaped(s: ShapedSyllable, tempo: float, pitch: float, rng: np.random.Ge
     return replace(out, period_s=max(out.period_s, out.duration_s + 0.012))
 
 
-def _fm_wave(t: np.ndarray, rate: float, shape: float, phase0: float) -> np.ndarray:
-    from .song_render import _fm_wave
-
-    return _fm_wave(t, rate, shape, phase0)
-
-
 def _band_noise(f: np.ndarray, bw: float, sr: int, rng: np.random.Generator) -> np.ndarray:
     """Noise of bandwidth ``bw`` centred on the carrier track ``f`` (unit rms)."""
     from scipy.signal import butter, sosfilt
@@ -102,12 +97,6 @@ def _band_noise(f: np.ndarray, bw: float, sr: int, rng: np.random.Generator) -> 
     lp = sosfilt(butter(2, cut, "low", fs=sr, output="sos"), rng.standard_normal(n + 64))[64:]
     z = lp * np.sin(2 * np.pi * np.cumsum(f) / sr)
     return z / (np.sqrt(np.mean(z**2)) + 1e-12)
-
-
-def _edges(n: int, sr: int, attack_s: float, release_s: float) -> np.ndarray:
-    from .song_render import _envelope
-
-    return _envelope(n, sr, attack_s, release_s)
 
 
 def render_shaped(tr, i0: int, s: ShapedSyllable, sr: int, level: float, rng: np.random.Generator) -> None:
@@ -124,7 +113,7 @@ def render_shaped(tr, i0: int, s: ShapedSyllable, sr: int, level: float, rng: np
         f = np.clip(carrier + depth * _fm_wave(t, p.fm_rate_hz, p.fm_shape, ph0), 1500.0, 0.45 * sr)
         pulses = 1.0 - p.am_depth * (0.5 - 0.5 * np.cos(2 * np.pi * (p.fm_rate_hz * t + ph0 + 0.5)))
         env = np.interp(x, np.linspace(0.0, 1.0, len(p.envelope)), p.envelope)
-        env = env * _edges(n, sr, 0.002, min(0.008, 0.3 * p.duration_s)) * pulses * level
+        env = env * _envelope(n, sr, 0.002, min(0.008, 0.3 * p.duration_s)) * pulses * level
         j0 = i0 + int(round(p.onset_s * sr))
         tr.put(j0, f, (1.0 - p.noise) * env, s.h2, s.h3)
         if p.noise > 0:
