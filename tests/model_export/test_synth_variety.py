@@ -152,3 +152,20 @@ def test_codec_off_draws_nothing():
     a, i1 = random_chain(x, SR, r1)
     b, i2 = random_chain(x, SR, r2, codec=0.0)
     assert np.array_equal(a, b) and i1 == i2 and r1.random() == r2.random()
+
+
+def test_syllable_check_compares_distributions():
+    from model_export.synth.syllable_check import compare, table
+    from model_export.synth.syllable_library import FEATURES
+
+    rng = np.random.default_rng(0)
+
+    def syl(shift):
+        return [{f: float(rng.normal(shift, 1.0)) for f in (*FEATURES, "h2")} for _ in range(200)]
+
+    res = compare(syl(0.0), {"same": syl(0.0), "moved": syl(3.0)})
+    for f in FEATURES:
+        assert res[f]["same"]["ks"] < 0.2 < 0.8 < res[f]["moved"]["ks"]
+        assert abs(res[f]["moved"]["median"] - res[f]["real"]["median"] - 3.0) < 0.5
+    text = table(res)
+    assert len(text.splitlines()) == 1 + len(FEATURES) + 1 and "duration (ms)" in text
