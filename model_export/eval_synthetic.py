@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SNR_BINS = ((-99.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 99.0))
 DISTANCE_BINS = ((0.0, 20.0), (20.0, 50.0), (50.0, 1e9))
+_BINS = {"snr_db": (SNR_BINS,), "distance_m": (DISTANCE_BINS,)}
 
 
 def load_truth_rows(set_dir: Path) -> dict[str, list[dict]]:
@@ -86,7 +87,8 @@ def summarise(songs: list[dict], false_detections: int, seconds: float) -> dict:
         parts: dict[str, list[int]] = defaultdict(list)
         for s in songs:
             parts[key(s)].append(s["count"])
-        out[name] = {k: _rates(v) for k, v in sorted(parts.items())}
+        order = [_bin_name(lo, b) for b in _BINS.get(name, ()) for lo, _ in b] or sorted(parts)
+        out[name] = {k: _rates(parts[k]) for k in order + sorted(set(parts) - set(order)) if k in parts}
     return out
 
 
