@@ -83,11 +83,19 @@ def probabilities(z: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
 @click.option("--scale", default=1.0, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Print the figures; leave the manifest alone.")
-def complete_head_cmd(encoder_path: Path, cache: Path, scale: float, seed: int, dry_run: bool) -> None:
+@click.option(
+    "--leave-out", default=None, help="Fit without every song of this dialect's birds (novelty encoders)."
+)
+def complete_head_cmd(
+    encoder_path: Path, cache: Path, scale: float, seed: int, dry_run: bool, leave_out
+) -> None:
     """Fit the encoder's complete head on the training generator's songs and store it in the manifest."""
     from model_export.encoder_dr import _load_split
+    from model_export.train_sets import drop_dialect
 
     (train, _), (val, _), (test, _) = (_load_split(cache, k, scale, seed) for k in ("train", "val", "test"))
+    if leave_out:
+        train, val = drop_dialect(train, leave_out), drop_dialect(val, leave_out)
     enc = TFLiteEncoder(encoder_path, FrontendConfig())
     x = np.concatenate([train.x, val.x])
     y = np.concatenate([train.dialect, val.dialect]) != INCOMPLETE
@@ -106,7 +114,8 @@ def complete_head_cmd(encoder_path: Path, cache: Path, scale: float, seed: int, 
         "bias": round(b, 6),
         "threshold": 0.5,
         "fitted_on": f"training generator (model_export/synth) encoder sets, train+val birds, {len(y)} songs, "
-        f"{int((~y).sum())} incomplete; int8 embeddings",
+        f"{int((~y).sum())} incomplete; int8 embeddings"
+        + (f"; without {leave_out}'s birds" if leave_out else ""),
         "metrics": m,
         "reproduce": "yh-model " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     }

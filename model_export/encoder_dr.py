@@ -247,8 +247,10 @@ def _load_split(cache, split: str, scale: float, seed: int):
 @click.option("--ssl-source", type=click.Choice(["real", "synth"]), default="real", show_default=True,
               help="'synth': the same term on the training generator's songs (positives: songs of one "
               "bird) instead of real ones, a control for what the real songs add.")  # fmt: skip
+@click.option("--leave-out", default=None,
+              help="Hold one dialect out of training entirely (every song of its birds; novelty test).")  # fmt: skip
 def train_encoder_dr_cmd(
-    out, epochs, objective, emb_dim, cache, scale, seed, ssl_weight, ssl_batch, ssl_source
+    out, epochs, objective, emb_dim, cache, scale, seed, ssl_weight, ssl_batch, ssl_source, leave_out
 ):
     """Train the encoder with wide domain randomisation; export int8 + manifest into OUT."""
     import keras
@@ -260,6 +262,10 @@ def train_encoder_dr_cmd(
 
     keras.utils.set_random_seed(seed)
     (train, tsum), (val, vsum) = (_load_split(cache, split, scale, seed) for split in ("train", "val"))
+    if leave_out:
+        from model_export.train_sets import drop_dialect
+
+        train, val = drop_dialect(train, leave_out), drop_dialect(val, leave_out)
     classes = sorted(set(train.dialect.tolist()))
     model = build_encoder("cnn", ENC_FRAMES, FrontendConfig().n_mels, emb_dim, ENC_STEM_TIME_STRIDE)
     real_songs, ssl_info = None, None
@@ -283,7 +289,7 @@ def train_encoder_dr_cmd(
     tl = train_dr(model, train, val, classes, objective, epochs=epochs, seed=seed, progress=bar.update,
                   ssl_real=real_songs, ssl_weight=ssl_weight, ssl_batch=ssl_batch)  # fmt: skip
     bar.close()
-    training = {"objective": objective, "arch": "cnn", "leave_out": None, "epochs": epochs,
+    training = {"objective": objective, "arch": "cnn", "leave_out": leave_out, "epochs": epochs,
                 "seconds": round(tl.seconds), "history": tl.history, "seed": seed,
                 "stem_time_stride": ENC_STEM_TIME_STRIDE, "domain_randomisation": DR,
                 "embedding_dim": emb_dim, "scale": scale, "ssl_real": ssl_info}  # fmt: skip

@@ -111,15 +111,15 @@ class PipelineRunner:
         pipe = self.comp.pipeline
         self._windows.clear()
         self.candidates.clear()
-        songs = 0
+        self.songs = []  # the stored detections of this stream, in order
         for i in range(0, max(1, len(audio)), self.chunk):
             c = AudioChunk(
                 audio[i : i + self.chunk], MODEL_RATE, i, i / MODEL_RATE, source=name, stream_start=i == 0
             )
-            songs += len(pipe.process(c))
-        songs += len(pipe.end_stream())
+            self.songs += pipe.process(c)
+        self.songs += pipe.end_stream()
         probs = np.array([p for _, p, _ in self._windows], np.float32)
-        return probs, songs
+        return probs, len(self.songs)
 
 
 # ------------------------------------------------------------------------------------------

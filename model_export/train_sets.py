@@ -82,7 +82,6 @@ def real_teacher_set(cache: Path, real: Path):
 def encoder_sets(cache, real, labels_csv, scale, seed, leave_out, end_jitter_s=None):
     """The encoder's train, val and test sets and their summaries; ``leave_out``: every song of
     that dialect's birds is dropped from train and val."""
-    from model_export.data import EncoderSet
     from model_export.synth import DIALECTS
 
     sets = add_labelled(
@@ -92,12 +91,17 @@ def encoder_sets(cache, real, labels_csv, scale, seed, leave_out, end_jitter_s=N
     )
     (train, tsum), (val, vsum), (test, esum) = sets["train"], sets["val"], sets["test"]
     if leave_out:
-        if leave_out not in DIALECTS:
-            raise click.ClickException(f"--leave-out must be one of {DIALECTS}")
-
-        def drop(ds):  # every song of the left-out dialect's birds, incomplete ones included
-            keep = ~np.isin(ds.bird, list(set(ds.bird[ds.dialect == leave_out].tolist())))
-            return EncoderSet(ds.x[keep], ds.dialect[keep], ds.bird[keep], ds.snr[keep])
-
-        train, val = drop(train), drop(val)
+        train, val = drop_dialect(train, leave_out), drop_dialect(val, leave_out)
     return train, val, test, {"train": tsum, "val": vsum, "test": esum}
+
+
+def drop_dialect(ds, leave_out: str):
+    """``ds`` without every song of ``leave_out``'s birds, incomplete ones included (a
+    ``--leave-out`` training never sees the dialect)."""
+    from model_export.data import EncoderSet
+    from model_export.synth import DIALECTS
+
+    if leave_out not in DIALECTS:
+        raise click.ClickException(f"--leave-out must be one of {DIALECTS}")
+    keep = ~np.isin(ds.bird, list(set(ds.bird[ds.dialect == leave_out].tolist())))
+    return EncoderSet(ds.x[keep], ds.dialect[keep], ds.bird[keep], ds.snr[keep])

@@ -8,10 +8,18 @@ samples equal to the one before (a stuck input), and names what is wrong. To sta
 the models (a few numpy passes per chunk, ~0.03 ms of CPU per second of audio), the figures are
 measured on every ``every``-th chunk (a quarter of the audio by default): a sample of each
 minute, which is what the shares and levels need.
+
+It also watches the **bandwidth** of what arrives (issue 13): a 48-kHz stream from a microphone,
+sound card or codec that holds nothing above 8 kHz looks like any other stream by its rate, but
+its top log-mel bands sit on the frontend's floor. :meth:`InputLevel.add_frames` takes the
+pipeline's log-mel frames of the measured chunks; per period, when the mid bands (2-6 kHz) carry
+sound and at least ``BAND_EMPTY_MIN`` bands at the top sit within ``BAND_EMPTY_DB`` of the floor,
+the period's ``band_limit_hz`` says where the input ends and the warning says what it costs.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 
@@ -19,12 +27,20 @@ import numpy as np
 
 #: a sample at or beyond this magnitude counts as clipped (full scale is 1.0)
 CLIP_LEVEL = 0.99
+log = logging.getLogger(__name__)
+
 #: thresholds of the warnings (per minute of audio)
 SILENT_DBFS = -90.0
 SILENT_ZERO_SHARE = 0.95
 STUCK_SHARE = 0.95
 CLIPPED_SHARE = 0.01
 FLOOR_DBFS = -120.0
+#: a log-mel band whose mean level over a period is within this of the frontend's floor is empty
+BAND_EMPTY_DB = 3.0
+#: this many empty bands at the top of the frontend's range make a band-limited input
+BAND_EMPTY_MIN = 3
+#: the 2-6 kHz bands must be this far above the floor for the bandwidth to be judged
+BAND_SOUND_DB = 15.0
 
 
 def dbfs(x: float) -> float:
@@ -43,9 +59,19 @@ class InputLevel:
         Measure every ``every``-th chunk (1 = all of them).
     """
 
-    def __init__(self, period_s: float = 60.0, every: int = 4) -> None:
+    def __init__(
+        self,
+        period_s: float = 60.0,
+        every: int = 4,
+        band_hz: np.ndarray | None = None,
+        floor_db: float = -100.0,
+    ) -> None:
         self.period_s = float(period_s)
         self.every = max(1, int(every))
+        self.band_hz = None if band_hz is None else np.asarray(band_hz, dtype=np.float64)
+        self.floor_db = float(floor_db)
+        self._measuring = False
+        self._band_warned = False
         self._chunks = 0
         self._lock = threading.Lock()
         self._reset()
@@ -62,6 +88,8 @@ class InputLevel:
         self._prev: float | None = None
         self._seconds = 0.0
         self._measured = 0.0
+        self._band_pow: np.ndarray | None = None
+        self._band_frames = 0
 
     def add(self, samples: np.ndarray, sample_rate: int) -> None:
         """Account one chunk (float samples, full scale 1.0)."""
@@ -69,7 +97,8 @@ class InputLevel:
         if not x.size:
             return
         self._chunks += 1
-        if (self._chunks - 1) % self.every:
+        self._measuring = not (self._chunks - 1) % self.every
+        if not self._measuring:
             with self._lock:
                 self._seconds += x.size / sample_rate
                 self._prev = None  # the next measured chunk does not follow on from the last one
@@ -96,6 +125,16 @@ class InputLevel:
             self.now = {"rms_dbfs": dbfs(math.sqrt(sumsq / x.size)), "peak_dbfs": dbfs(peak)}
             self._period_done()
 
+    def add_frames(self, frames: np.ndarray) -> None:
+        """Account the log-mel frames (dB, ``(k, n_mels)``) of the chunk just passed to :meth:`add`;
+        only those of measured chunks count."""
+        if self.band_hz is None or not self._measuring or not len(frames):
+            return
+        pw = np.power(10.0, np.asarray(frames, dtype=np.float64) / 10.0).sum(axis=0)
+        with self._lock:
+            self._band_pow = pw if self._band_pow is None else self._band_pow + pw
+            self._band_frames += len(frames)
+
     def _period_done(self) -> None:
         if self._seconds >= self.period_s - 1e-6 and self._n:
             self.last = self._figures()
@@ -112,6 +151,14 @@ class InputLevel:
             "zero_share": round(self._zero / n, 4),
             "stuck_share": round(self._same / n, 4),
         }
+        if self._band_pow is not None and self.band_hz is not None:
+            levels = 10.0 * np.log10(self._band_pow / self._band_frames)
+            fig["band_limit_hz"] = band_limit(levels, self.band_hz, self.floor_db)
+            fig["frontend_top_hz"] = round(float(self.band_hz[-1]))
+            if fig["band_limit_hz"] and not self._band_warned:
+                self._band_warned = True  # once: the period's figures and status keep saying it
+                log.warning("input holds nothing above %.0f Hz; the frontend reads up to %.0f Hz (shown once)",
+                            fig["band_limit_hz"], fig["frontend_top_hz"])  # fmt: skip
         fig["warning"] = level_warning(fig)
         return fig
 
@@ -121,6 +168,21 @@ class InputLevel:
         with self._lock:
             last = dict(self.last) if self.last else None
             return {"last_minute": last, "now": dict(self.now), "warning": (last or {}).get("warning", "")}
+
+
+def band_limit(levels_db: np.ndarray, band_hz: np.ndarray, floor_db: float = -100.0) -> float | None:
+    """Where a band-limited input ends: the centre (Hz) of the highest band above the floor, when
+    at least ``BAND_EMPTY_MIN`` bands at the top are empty and the 2-6 kHz bands carry sound;
+    ``None`` otherwise (full band, or too quiet to tell)."""
+    levels_db, band_hz = np.asarray(levels_db, float), np.asarray(band_hz, float)
+    mid = levels_db[(band_hz >= 2000.0) & (band_hz <= 6000.0)]
+    if not mid.size or np.median(mid) < floor_db + BAND_SOUND_DB:
+        return None
+    full = np.flatnonzero(levels_db > floor_db + BAND_EMPTY_DB)
+    top = int(full[-1]) if full.size else -1
+    if len(levels_db) - 1 - top < BAND_EMPTY_MIN or top < 0:
+        return None
+    return round(float(band_hz[top]), -1)
 
 
 def level_warning(fig: dict) -> str:
@@ -134,4 +196,8 @@ def level_warning(fig: dict) -> str:
     if fig["clipped_share"] >= CLIPPED_SHARE:
         return (f"input clips ({fig['clipped_share']:.1%} of samples at full scale, peak {fig['peak_dbfs']:.1f} "
                 "dBFS): lower the gain")  # fmt: skip
+    if fig.get("band_limit_hz"):
+        return (f"input holds nothing above {fig['band_limit_hz'] / 1000:.1f} kHz (a band-limited microphone, "
+                f"sound card, sample rate or codec); the models read up to {fig['frontend_top_hz'] / 1000:.1f} kHz, "
+                "so its top bands are empty and detection may be weaker: record at 32 kHz or more if the input allows")  # fmt: skip
     return ""

@@ -21,7 +21,7 @@ import numpy as np
 from edge.contract.detection import detection_id
 from edge.contract.spectrogram import Spectrogram
 from edge.contract.wire import clean_text
-from edge.core.frontend import FrontendConfig, StreamingLogMel
+from edge.core.frontend import FrontendConfig, StreamingLogMel, mel_frequencies
 from edge.core.level import InputLevel
 from edge.core.pipeline_stats import PipelineStats
 from edge.core.ports import AudioSource, ClipSink, DetectionSink, Detector, Encoder
@@ -115,7 +115,10 @@ class Pipeline:
         self.verifier = verifier
         self.on_candidate: Callable[[Song, float | None, bool], None] | None = None
         self.stats = PipelineStats()
-        self.level = InputLevel()
+        self.level = InputLevel(  # the bandwidth watch reads un-normalised dB only
+            band_hz=mel_frequencies(frontend) if frontend.normalization == "none" else None,
+            floor_db=10.0 * np.log10(frontend.log_floor),
+        )
         self._fe = StreamingLogMel(frontend)
         history = int(_HISTORY_S * frontend.frame_rate)
         self._frames = FrameRing(max(history, 2 * encoder.window_frames), frontend.n_mels)
@@ -156,6 +159,7 @@ class Pipeline:
         t = time.thread_time()
         self.level.add(chunk.samples, chunk.sample_rate)
         frames = self._fe.process(chunk.samples)
+        self.level.add_frames(frames)
         self._frames.append(frames)
         if self._audio is not None:
             self._audio.append(chunk.samples)

@@ -39,3 +39,23 @@ def test_the_complete_head_separates_what_is_separable_and_reports_it():
     assert m["accuracy"] > 0.95 and m["auc"] > 0.99
     m_random = head_metrics(probabilities(z, w, b), rng.random(400) > 0.5)
     assert m_random["auc"] < 0.65
+
+
+def test_a_left_out_dialect_leaves_no_song_of_its_birds_in_training():
+    import click
+    import pytest
+
+    from model_export.data import EncoderSet
+    from model_export.train_sets import drop_dialect
+
+    # bird 2 sings BD and an incomplete song; bird 3 sings BD only; birds 1 and 4 other dialects
+    dialect = np.array(["BC", "BD", "incomplete", "BD", "XlB", "incomplete"])
+    bird = np.array([1, 2, 2, 3, 4, 4])
+    ds = EncoderSet(np.arange(6, dtype=np.float16)[:, None, None] * np.ones((6, 2, 3), np.float16),
+                    dialect, bird, np.zeros(6))  # fmt: skip
+    out = drop_dialect(ds, "BD")
+    assert out.bird.tolist() == [1, 4, 4]  # bird 2's incomplete song goes with its BD songs
+    assert out.dialect.tolist() == ["BC", "XlB", "incomplete"]
+    assert out.x[:, 0, 0].tolist() == [0.0, 4.0, 5.0]  # windows stay with their labels
+    with pytest.raises(click.ClickException, match="--leave-out must be one of"):
+        drop_dialect(ds, "BQ")
