@@ -98,15 +98,19 @@ def _test_files(real) -> list:
 @click.option("--bands", default=None, type=int, help="Keep only the lowest N mel bands (51: 16-kHz safe).")
 @click.option("--p16k", default=0.3, show_default=True, help="Share of composites through a 16-kHz recorder.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--teacher", type=click.Choice(["birdnet"]), default=None,
+              help="Add every window of the yes/possible/background train files with BirdNET soft labels.")  # fmt: skip
+@click.option("--teacher-scores", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="BirdNET teacher scores (JSON; default CACHE/birdnet_teacher.json, filled when missing).")  # fmt: skip
 def train_detector_real_cmd(out, cache, real, use, scale, composites, epochs, hard_epochs, steps, width, bands,
-                            p16k, seed):  # fmt: skip
+                            p16k, seed, teacher, teacher_scores):  # fmt: skip
     """Train the detector for real recordings (model_export/detector) and export it with a logit output."""
     from model_export.detector.run import run
     from model_export.labels import default_root
 
     command = "yh-model train detector-real " + " ".join(shlex.quote(a) for a in sys.argv[3:])
     res = run(out, cache, real or default_root(), tuple(use.split(",")), scale, composites, epochs, hard_epochs,
-              steps, width, bands, seed, p16k, command)  # fmt: skip
+              steps, width, bands, seed, p16k, command, teacher=teacher, teacher_scores=teacher_scores)  # fmt: skip
     click.echo(json.dumps({k: v for k, v in res.items() if k != "summary"}, indent=1))
 
 
