@@ -98,8 +98,9 @@ def _test_files(real) -> list:
 @click.option("--bands", default=None, type=int, help="Keep only the lowest N mel bands (51: 16-kHz safe).")
 @click.option("--p16k", default=0.3, show_default=True, help="Share of composites through a 16-kHz recorder.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--teacher", type=click.Choice(["birdnet"]), default=None,
-              help="Add every window of the yes/possible/background train files with BirdNET soft labels.")  # fmt: skip
+@click.option("--teacher", type=click.Choice(["birdnet", "birdnet-all"]), default=None,
+              help="Add every window of the yes/possible/background train files with BirdNET soft labels "
+                   "(birdnet: hand marks win in files with marked songs; birdnet-all: only on marked songs).")  # fmt: skip
 @click.option("--teacher-scores", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="BirdNET teacher scores (JSON; default CACHE/birdnet_teacher.json, filled when missing).")  # fmt: skip
 def train_detector_real_cmd(out, cache, real, use, scale, composites, epochs, hard_epochs, steps, width, bands,

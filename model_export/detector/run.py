@@ -77,17 +77,18 @@ def teacher_set(cache: Path, real_root, teacher: str, scores_path: Path | None =
     from model_export.detector import teacher as T
     from model_export.train_cli import DET_FRAMES
 
-    if teacher != "birdnet":
-        raise ValueError(f"unknown teacher {teacher!r} (only 'birdnet')")
+    if teacher not in ("birdnet", "birdnet-all"):
+        raise ValueError(f"unknown teacher {teacher!r} (birdnet, birdnet-all)")
     scores_path = Path(scores_path or Path(cache) / "birdnet_teacher.json")
     files = T.teacher_files(real_root, "yh")
     scores = T.score_files(files, scores_path)
     scores = {f.file: scores[f.file] for f in files}
     tag = hashlib.sha1(
-        repr((T.LABEL_VERSION, DET_FRAMES, json.dumps(scores, sort_keys=True))).encode()
+        repr((T.LABEL_VERSION, teacher, DET_FRAMES, json.dumps(scores, sort_keys=True))).encode()
     ).hexdigest()[:10]
     return _cached(
-        Path(cache) / f"teach-{tag}.npz", lambda: T.teacher_windows(DET_FRAMES, scores, real_root)[0]
+        Path(cache) / f"teach-{tag}.npz",
+        lambda: T.teacher_windows(DET_FRAMES, scores, real_root, hand_wins=teacher == "birdnet")[0],
     )
 
 

@@ -163,7 +163,7 @@ def file_parts(row: dict, audio24: np.ndarray, frames: int, hop: int, cfg=None):
     return x, t0, cov, one, act
 
 
-def teacher_windows(frames: int, scores: dict, root=None, progress=None):
+def teacher_windows(frames: int, scores: dict, root=None, progress=None, hand_wins: bool = True):
     """(fit, val) windows (0.24-s hop) of every ``yes``/``background``/``possible`` train file,
     native and through 16 kHz (stratum ``teach`` / ``teach_16k``), labelled:
 
@@ -174,6 +174,9 @@ def teacher_windows(frames: int, scores: dict, root=None, progress=None):
       0 where no song comes within 0.05 s -- and the teacher labels the windows partly on a song
       (left out before). BirdNET's highs clear of marked songs there are calls (XC390027 holds only
       calls), echoes and song edges: the detector detects songs.
+
+    ``hand_wins=False`` (``--teacher birdnet-all``, the ablation): the teacher labels every window
+    except those on a marked song (1), in all three kinds of file.
 
     Clean ``no`` files keep their hard 0 (elsewhere): BirdNET scored < 0.1 everywhere in them
     (that is how they were labelled). Files without BirdNET scores in ``scores`` are skipped
@@ -195,10 +198,11 @@ def teacher_windows(frames: int, scores: dict, root=None, progress=None):
         audio = load_audio(f.path, SR)
         x, _t0, cov, one, act = file_parts(scores[f.file], audio, frames, hop, cfg)
         y = soft_label(cov, one, act)
-        if f.yellowhammer in HAND_CHECKED:  # hand marks win; the teacher labels the song edges
-            marks = [(s.onset_s, s.offset_s) for s in songs.get(f.file, [])]
-            hand = _overlap_labels(len(x), hop, frames, cfg, marks)
+        marks = [(s.onset_s, s.offset_s) for s in songs.get(f.file, [])]
+        hand = _overlap_labels(len(x), hop, frames, cfg, marks)
+        if hand_wins and f.yellowhammer in HAND_CHECKED:  # hand marks win; the teacher labels song edges
             y[hand >= 0] = hand[hand >= 0]
+        y[hand == 1] = 1.0
         part = out["val" if _is_val(f.file) else "fit"]
         part.append(WindowSet(x, y, np.full(len(y), "teach")))
         x16 = _cut(logmel(band_limit(audio, SR, 16000), cfg), frames, hop)[: len(y)]
