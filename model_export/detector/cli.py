@@ -132,15 +132,21 @@ def _test_files(real) -> list:
                    "measured from the train-split songs, wider dialect ranges; docs/synth.md).")  # fmt: skip
 @click.option("--codec", default=0.0, show_default=True,
               help="Share of composites also encoded/decoded through MP3 (64-192 kbps) or Ogg Vorbis.")  # fmt: skip
+@click.option("--teacher", type=click.Choice(["birdnet", "birdnet-all"]), default=None,
+              help="Add every window of the yes/possible/background train files with BirdNET soft labels "
+                   "(birdnet: hand marks win in files with marked songs; birdnet-all: only on marked songs).")  # fmt: skip
+@click.option("--teacher-scores", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="BirdNET teacher scores (JSON; default CACHE/birdnet_teacher.json, filled when missing).")  # fmt: skip
 def train_detector_real_cmd(out, cache, real, use, scale, composites, epochs, hard_epochs, steps, width, bands,
-                            p16k, seed, synth_variety, codec):  # fmt: skip
+                            p16k, seed, synth_variety, codec, teacher, teacher_scores):  # fmt: skip
     """Train the detector for real recordings (model_export/detector) and export it with a logit output."""
     from model_export.detector.run import run
     from model_export.labels import default_root
 
     command = "yh-model train detector-real " + " ".join(shlex.quote(a) for a in sys.argv[3:])
     res = run(out, cache, real or default_root(), tuple(use.split(",")), scale, composites, epochs, hard_epochs,
-              steps, width, bands, seed, p16k, command, synth_variety, codec)  # fmt: skip
+              steps, width, bands, seed, p16k, command, synth_variety, codec, teacher=teacher,
+              teacher_scores=teacher_scores)  # fmt: skip
     click.echo(json.dumps({k: v for k, v in res.items() if k != "summary"}, indent=1))
 
 

@@ -61,12 +61,19 @@ SHARES = {
     "real_pos": 0.05, "real_pos_16k": 0.05,  # hand-marked real train songs
     "real_neg": 0.16, "real_neg_16k": 0.08,  # every clean other-species / soundscape window
     "hard": 0.08,  # mined: real negatives the previous model fired on
+    "teach": 0.06, "teach_16k": 0.04,  # --teacher birdnet: yes/possible/background files, soft labels
 }  # fmt: skip
 
 
 def strata(kind: np.ndarray, y: np.ndarray) -> np.ndarray:
     k = kind.astype(str)
     return np.where((y > 0.5) & (k == "song"), "pos", k)
+
+
+def loss_fn():
+    """Binary cross-entropy on logits. Targets may be soft (any value in [0, 1], e.g. the BirdNET
+    teacher's labels): the loss of a window is minimal where sigmoid(logit) equals its target."""
+    return keras.losses.BinaryCrossentropy(from_logits=True)
 
 
 def predict_logits(model, x: np.ndarray, batch: int = 1024) -> np.ndarray:
@@ -101,7 +108,7 @@ def train(model, train, val, epochs: int, steps: int, lr: float = 3e-3, seed: in
     present = set(st.tolist())
     sh = {k: v for k, v in (shares or SHARES).items() if k in present}
     opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, epochs * steps, alpha=0.05))
-    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    bce = loss_fn()
 
     @tf.function
     def step(x, y):

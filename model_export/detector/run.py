@@ -82,11 +82,33 @@ def datasets(cache: Path, real_root, scale: float, composites: int, seed: int, p
     return syn["train"], syn["val"], rfit, rval, cfit, cval, pool
 
 
+def teacher_set(cache: Path, real_root, teacher: str, scores_path: Path | None = None):
+    """The teacher's fit windows (``model_export.detector.teacher``): BirdNET scores of the
+    yes/possible/background train files from ``scores_path`` (default ``CACHE/birdnet_teacher.json``;
+    files missing there are scored now and added), soft-labelled windows cached by the scores' hash."""
+    from model_export.detector import teacher as T
+    from model_export.train_cli import DET_FRAMES
+
+    if teacher not in ("birdnet", "birdnet-all"):
+        raise ValueError(f"unknown teacher {teacher!r} (birdnet, birdnet-all)")
+    scores_path = Path(scores_path or Path(cache) / "birdnet_teacher.json")
+    files = T.teacher_files(real_root, "yh")
+    scores = T.score_files(files, scores_path)
+    scores = {f.file: scores[f.file] for f in files}
+    tag = hashlib.sha1(
+        repr((T.LABEL_VERSION, teacher, DET_FRAMES, json.dumps(scores, sort_keys=True))).encode()
+    ).hexdigest()[:10]
+    return _cached(
+        Path(cache) / f"teach-{tag}.npz",
+        lambda: T.teacher_windows(DET_FRAMES, scores, real_root, hand_wins=teacher == "birdnet")[0],
+    )
+
+
 def run(
     out: Path, cache: Path, real_root, use: tuple[str, ...] = VARIANTS, scale: float = 0.4,
     composites: int = 3000, epochs: int = 8, hard_epochs: int = 4, steps: int = 250, width: float = 1.0,
     bands: int | None = None, seed: int = 0, p16k: float = 0.3, command: str = "", variety: str = "base",
-    codec: float = 0.0,
+    codec: float = 0.0, teacher: str | None = None, teacher_scores: Path | None = None,
 ) -> dict:  # fmt: skip
     """Train, mine, fine-tune, export ``out/detector.tflite`` + manifest; returns the summary."""
     import keras
@@ -106,6 +128,8 @@ def run(
         parts.append(rfit)
     if "composite" in use:
         parts.append(cfit)
+    if teacher:
+        parts.append(teacher_set(cache, real_root, teacher, teacher_scores))
     train = WindowSet.concat(*parts)
     val = WindowSet.concat(synv, rval, cval)
     counts = {k: int(v) for k, v in zip(*np.unique(fit.strata(train.kind, train.y), return_counts=True))}
@@ -124,7 +148,7 @@ def run(
     summary = {
         "use": list(use), "scale": scale, "composites": composites, "epochs": epochs, "hard_epochs": hard_epochs,
         "steps_per_epoch": steps, "width": width, "bands": bands, "seed": seed, "p16k": p16k,
-        "synth_variety": variety, "codec": codec,
+        "synth_variety": variety, "codec": codec, "teacher": teacher,
         "train_strata": counts, "hard_negatives": mined, "val_windows": int(len(val.y)),
         "seconds": round(time.time() - t0), "history": hist,
     }  # fmt: skip
