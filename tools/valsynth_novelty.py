@@ -57,7 +57,7 @@ for hide in sys.argv[3:]:
     for c in s["novelty"]["candidate_new_dialects"]:
         ids = [m["detection_id"] for m in members if m["cluster"] == c["cluster"]]
         if "subgroup" in c:
-            ids = c.get("ids", ids)
+            ids = c.get("detection_ids", ids)  # an under-labelled part: its own songs
         cnt = Counter(lab.get(i, "?") for i in ids)
         out.append(
             {
