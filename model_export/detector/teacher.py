@@ -50,7 +50,7 @@ def _starts(n: int, win: int, hop: int) -> np.ndarray:
 def birdnet_series(bn, audio48: np.ndarray, seconds: float, hop_s: float, batch: int = 16) -> np.ndarray:
     """BirdNET yellowhammer score of ``seconds``-long windows (zero-padded to 3 s) every ``hop_s``
     s of 48-kHz audio, computed in batches (a whole file's windows would not fit in memory)."""
-    from model_export.birdnet import WINDOW, YELLOWHAMMER_INDEX
+    from model_export.birdnet import WINDOW, YELLOWHAMMER_INDEX, sigmoid
 
     win = int(round(seconds * 48000))
     starts = _starts(len(audio48), win, int(round(hop_s * 48000)))
@@ -60,8 +60,7 @@ def birdnet_series(bn, audio48: np.ndarray, seconds: float, hop_s: float, batch:
         for j, s in enumerate(starts[i : i + batch]):
             seg = audio48[s : s + win]
             chunk[j, : len(seg)] = seg
-        z = bn.logits_of_windows(chunk, batch=batch)[:, YELLOWHAMMER_INDEX]
-        out.append(1 / (1 + np.exp(-np.clip(z, -30, 30))))
+        out.append(sigmoid(bn.logits_of_windows(chunk, batch=batch)[:, YELLOWHAMMER_INDEX]))
     return np.concatenate(out).astype(np.float32)
 
 
