@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 SNR_BINS = ((-99.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 99.0))
 DISTANCE_BINS = ((0.0, 20.0), (20.0, 50.0), (50.0, 1e9))
-_BINS = {"snr_db": (SNR_BINS,), "distance_m": (DISTANCE_BINS,)}
+_BINS = {"snr_db": SNR_BINS, "distance_m": DISTANCE_BINS}
 
 
 def load_truth_rows(set_dir: Path) -> dict[str, list[dict]]:
@@ -79,15 +79,15 @@ def summarise(songs: list[dict], false_detections: int, seconds: float) -> dict:
            "false_detections_per_hour": round(false_detections / max(seconds / 3600, 1e-9), 2)}  # fmt: skip
     groups = {
         "complete": lambda s: "complete" if s.get("complete", "1") == "1" else "incomplete",
-        "snr_db": lambda s: _bin_name(float(s.get("snr_db") or 0.0), SNR_BINS),
-        "distance_m": lambda s: _bin_name(float(s.get("distance_m") or 0.0), DISTANCE_BINS),
+        "snr_db": lambda s: _bin_name(float(s.get("snr_db") or 0.0), _BINS["snr_db"]),
+        "distance_m": lambda s: _bin_name(float(s.get("distance_m") or 0.0), _BINS["distance_m"]),
         "syllable_family": lambda s: (s.get("syllable_type") or "?").split("-")[-1],
     }
     for name, key in groups.items():
         parts: dict[str, list[int]] = defaultdict(list)
         for s in songs:
             parts[key(s)].append(s["count"])
-        order = [_bin_name(lo, b) for b in _BINS.get(name, ()) for lo, _ in b] or sorted(parts)
+        order = [_bin_name(lo, _BINS[name]) for lo, _ in _BINS.get(name, ())] or sorted(parts)
         out[name] = {k: _rates(parts[k]) for k in order + sorted(set(parts) - set(order)) if k in parts}
     return out
 
