@@ -18,7 +18,11 @@ Pure numpy and stream-based; no I/O. Two time scales work together:
 
 Runs longer than ``max_song_s`` are two (or more) birds singing into each other: they are cut
 where the slow envelope drops most (end of the first song) and rises most (start of the next),
-and the songs are flagged ``overlap``. A song already sounding at the first frame of a stream, or
+and the songs are flagged ``overlap`` (not when the second starts after the first ended and other
+sound filled the pause). A piece the detector did not hear (no active window over its own part)
+is dropped, and a run going on past the last active window is cut where its level drops for good
+(:mod:`edge.core.placement`): other sound joined to the song across the pause after it is
+neither part of it nor a second song. A song already sounding at the first frame of a stream, or
 still sounding at its last, is flagged ``truncated``. Nothing is ever time-stretched: a song is an
 interval of the original stream.
 """
@@ -33,7 +37,7 @@ from scipy.ndimage import maximum_filter1d
 
 from edge.core.band import SONG_BAND_HZ, _as_slice, _runs, band_envelope, band_mask  # noqa: F401 - re-exported
 from edge.core.frontend import FrontendConfig
-from edge.core.placement import join_runs, split_run
+from edge.core.placement import heard_pieces, join_runs, split_run, unheard_tail
 from edge.core.records import Song
 
 log = logging.getLogger(__name__)
@@ -303,7 +307,9 @@ class SongSegmenter:
             cut = (at_start and s <= self.gap_frames) or (at_end and e >= env.size - self.gap_frames)
             if e_abs - s_abs < (self._min_cut if cut else self.min_frames):
                 continue
-            for ps, pe, overlap in split_run(self, env, s, e):
+            if not (at_end and e >= env.size - self.gap_frames):  # past the detector's windows
+                e = unheard_tail(self, env, s, e, b - lo)
+            for ps, pe, overlap in heard_pieces(self, split_run(self, env, s, e), region, lo):
                 truncated = (at_start and ps == s and cut and s <= self.gap_frames) or (
                     at_end and pe == e and e >= env.size - self.gap_frames
                 )

@@ -49,7 +49,10 @@ def fake_probs(frames: np.ndarray, starts: list[int]) -> list[tuple[int, float]]
     return [(s, float(loud[s : s + W].mean() * 1.6)) for s in starts]
 
 
-def run(frames: np.ndarray, chunk: int = 37, **kw) -> list:
+def run(frames: np.ndarray, chunk: int = 37, probs=None, **kw) -> list:
+    """The segmenter over ``frames`` in chunks; ``probs(frames, starts)`` is the detector
+    (default :func:`fake_probs`)."""
+    probs = probs or fake_probs
     seg = SongSegmenter(CFG, W, HOP, threshold=0.5, **kw)
     out, nxt = [], 0
     for i in range(0, frames.shape[0], chunk):
@@ -59,10 +62,10 @@ def run(frames: np.ndarray, chunk: int = 37, **kw) -> list:
         while nxt + W <= seg.n_frames:
             starts.append(nxt)
             nxt += HOP
-        out += seg.add_windows(fake_probs(frames, starts))
+        out += seg.add_windows(probs(frames, starts))
     n = seg.n_frames
     if nxt - HOP + W < n:
-        out += seg.add_windows(fake_probs(frames, [n - W]))
+        out += seg.add_windows(probs(frames, [n - W]))
     return out + seg.flush()
 
 
@@ -240,3 +243,40 @@ def test_a_high_x_note_near_9_khz_belongs_to_the_song():
     songs = run(x)
     assert len(songs) == 1
     assert abs(secs(songs[0])[1] - 4.0) <= 0.03
+
+
+def _heard_only_in(spans):
+    """A detector stand-in that scores a window 0.9 when most of it lies in one of ``spans``
+    (seconds), else 0.1: it hears the yellowhammer, not the other sounds."""
+
+    def probs(frames, starts):
+        return [
+            (st, 0.9 if any(min(st + W, b * FPS) - max(st, a * FPS) >= W / 2 for a, b in spans) else 0.1)
+            for st in starts
+        ]
+
+    return probs
+
+
+def test_other_sound_joined_to_a_song_is_not_a_second_song():
+    # a song 1.0-3.3 s, then a weaker bird of another species in the song band, 3.45-6.0 s:
+    # one loud run of 5 s, longer than a song. The detector hears only the song: one song, its
+    # end where the song ends, not two overlapping songs of which the second is invented
+    x = frames_with([(1.0, 3.3, -50), (3.45, 6.0, -60)], 9.0)
+    songs = run(x, probs=_heard_only_in([(1.0, 3.3)]))
+    assert len(songs) == 1, [secs(s) for s in songs]
+    on, off = secs(songs[0])
+    assert abs(on - 1.0) <= 0.05 and abs(off - 3.3) <= 0.1 and not songs[0].overlap
+
+
+def test_a_song_after_a_pause_bridged_by_other_sound_starts_after_the_first_one():
+    # two songs 1.0-3.3 s and 4.0-6.3 s, the pause between them filled by a weaker sound of
+    # another species (one run of 5.3 s): two songs one after the other, the second starting
+    # where it starts, not under the first as an overlapping song
+    x = frames_with([(1.0, 3.3, -50), (3.35, 3.95, -62), (4.0, 6.3, -50)], 9.0)
+    songs = run(x, probs=_heard_only_in([(1.0, 3.3), (4.0, 6.3)]))
+    assert len(songs) == 2, [secs(s) for s in songs]
+    (a_on, a_off), (b_on, b_off) = secs(songs[0]), secs(songs[1])
+    assert abs(a_on - 1.0) <= 0.05 and abs(a_off - 3.3) <= 0.15
+    assert abs(b_on - 4.0) <= 0.1 and abs(b_off - 6.3) <= 0.05
+    assert not any(s.overlap for s in songs)
