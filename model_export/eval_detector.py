@@ -269,7 +269,7 @@ def cascade_sweep(rows: list[dict], clips: dict, thresholds) -> list[dict]:
 def evaluate(
     models_dir: Path | None = None,
     with_birdnet: bool = True,
-    cache: Path | None = Path("/work/scratch/det/birdnet_cache.json"),
+    cache: Path | None = Path("runs/cache/birdnet_eval_cache.json"),
     root: Path | None = None,
     progress=None,
     config_path: Path | None = None,

@@ -56,7 +56,7 @@ def _table(s: dict) -> str:
               help="Folder with detector.tflite (and encoder.tflite); default: the shipped models.")  # fmt: skip
 @click.option("--real", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Folder of real recordings (default $YH_REALAUDIO or ../shared/realaudio).")  # fmt: skip
-@click.option("--birdnet-cache", default="/work/scratch/det/birdnet_cache.json", show_default=True,
+@click.option("--birdnet-cache", default="runs/cache/birdnet_eval_cache.json", show_default=True,
               type=click.Path(dir_okay=False, path_type=Path), help="BirdNET scores cache ('' for none).")  # fmt: skip
 @click.option("--no-birdnet", is_flag=True, help="Skip BirdNET.")
 @click.option("--json", "as_json", is_flag=True, help="Summary, per-file rows and per-clip scores as JSON.")
