@@ -65,6 +65,13 @@ def probabilities(z: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z @ w + b, -60, 60)))
 
 
+def trained_variety(encoder_path: Path) -> str:
+    """The song variety the encoder's synthetic sets had (``training.synth_variety`` of its
+    manifest; ``base`` for encoders trained before the option)."""
+    data = json.loads(manifest_path(encoder_path).read_text(encoding="utf-8"))
+    return (data.get("training") or {}).get("synth_variety") or "base"
+
+
 @click.command("complete-head")
 @click.option(
     "--encoder",
@@ -86,14 +93,23 @@ def probabilities(z: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
 @click.option(
     "--leave-out", default=None, help="Fit without every song of this dialect's birds (novelty encoders)."
 )
+@click.option(
+    "--synth-variety",
+    default=None,
+    type=click.Choice(["base", "wide"]),
+    help="Song variety of the sets to fit on (default: the one the encoder was trained on, "
+    "its manifest's training.synth_variety; base if absent); wide: sets in CACHE/variety-wide.",
+)
 def complete_head_cmd(
-    encoder_path: Path, cache: Path, scale: float, seed: int, dry_run: bool, leave_out
+    encoder_path: Path, cache: Path, scale: float, seed: int, dry_run: bool, leave_out, synth_variety
 ) -> None:
     """Fit the encoder's complete head on the training generator's songs and store it in the manifest."""
-    from model_export.encoder_dr import _load_split
+    from model_export.encoder_dr import _load_split, synth_cache
     from model_export.train_sets import drop_dialect
 
-    (train, _), (val, _), (test, _) = (_load_split(cache, k, scale, seed) for k in ("train", "val", "test"))
+    variety = synth_variety or trained_variety(encoder_path)
+    vcache = synth_cache(cache, variety)
+    (train, _), (val, _), (test, _) = (_load_split(vcache, k, scale, seed) for k in ("train", "val", "test"))
     if leave_out:
         train, val = drop_dialect(train, leave_out), drop_dialect(val, leave_out)
     enc = TFLiteEncoder(encoder_path, FrontendConfig())
@@ -113,7 +129,8 @@ def complete_head_cmd(
         "weights": [round(float(v), 6) for v in w],
         "bias": round(b, 6),
         "threshold": 0.5,
-        "fitted_on": f"training generator (model_export/synth) encoder sets, train+val birds, {len(y)} songs, "
+        "fitted_on": f"training generator (model_export/synth, {variety} variety) encoder sets, train+val birds, "
+        f"{len(y)} songs, "
         f"{int((~y).sum())} incomplete; int8 embeddings"
         + (f"; without {leave_out}'s birds" if leave_out else ""),
         "metrics": m,

@@ -220,8 +220,26 @@ def _make_steps(tf, model, head, opt, objective: str, n_classes: int, ssl: _Ssl 
     return step, step_ssl
 
 
+def synth_cache(cache, variety: str = "base") -> Path:
+    """The cache of the synthetic sets of ``variety``: ``cache`` itself for ``base`` (the sets of
+    before), ``cache/variety-wide`` for ``wide``, after making it the process's variety (inherited by
+    the forked set builders; its syllable library measured from the train split and cached in
+    ``cache``), as ``train detector --synth-variety wide`` does."""
+    from model_export.runkit import real_folder
+
+    if variety == "base":
+        return Path(cache)
+    from model_export.synth.syllable_library import use_variety
+
+    use_variety(variety, cache, real_folder(None))
+    vcache = Path(cache) / f"variety-{variety}"
+    vcache.mkdir(parents=True, exist_ok=True)
+    return vcache
+
+
 def _load_split(cache, split: str, scale: float, seed: int):
-    """One standard encoder set (the cache ``train encoder`` uses; real backgrounds as its default)."""
+    """One standard encoder set (the cache ``train encoder`` uses; real backgrounds as its default;
+    ``cache``: :func:`synth_cache`'s)."""
     from model_export.data import DEFAULT_END_JITTER_S, load_or_build
     from model_export.geometry import DET_TRAIN_HOP, ENC_FRAMES
     from model_export.runkit import progress_bar, real_folder
@@ -230,6 +248,26 @@ def _load_split(cache, split: str, scale: float, seed: int):
     return load_or_build(cache, "encoder", split, FrontendConfig(), DIALECTS, real_folder(None), scale, seed,
                          ENC_FRAMES, DET_TRAIN_HOP, progress_factory=progress_bar,
                          end_jitter_s=DEFAULT_END_JITTER_S)  # fmt: skip
+
+
+def _ssl_songs(cache, train, ssl_weight: float, ssl_batch: int, ssl_source: str):
+    """The BYOL term's songs and their manifest block (``(None, None)`` without the term): real
+    songs cut from the train-split recordings (cached in ``cache``), or the training set's own."""
+    if ssl_weight <= 0:
+        return None, None
+    if ssl_source == "synth":
+        from model_export.encoder_ssl import RealSongWindows
+
+        songs = RealSongWindows(train.x, train.bird, [], np.zeros(len(train.bird), np.float32))
+        return songs, {"weight": ssl_weight, "batch": ssl_batch, "songs": len(songs), "source": "synth"}
+    from edge.core.pipeline import ENCODER_MARGIN_S
+    from model_export.encoder_ssl import load_real_songs
+    from model_export.geometry import ENC_FRAMES
+
+    songs = load_real_songs(cache, None, ENC_FRAMES, FrontendConfig().frames_for(ENCODER_MARGIN_S))
+    click.echo(f"SSL: {len(songs)} real songs from {len(songs.files)} train recordings", err=True)
+    return songs, {"weight": ssl_weight, "batch": ssl_batch, "songs": len(songs), "recordings": songs.files,
+                   "split": "train", "cut_by": "runtime detector+segmenter"}  # fmt: skip
 
 
 @click.command("encoder-dr")
@@ -249,8 +287,22 @@ def _load_split(cache, split: str, scale: float, seed: int):
               "bird) instead of real ones, a control for what the real songs add.")  # fmt: skip
 @click.option("--leave-out", default=None,
               help="Hold one dialect out of training entirely (every song of its birds; novelty test).")  # fmt: skip
+@click.option("--synth-variety", default="base", show_default=True, type=click.Choice(["base", "wide"]),
+              help="Song variety of the synthetic train/val/test sets (model_export/synth/variety.py); "
+              "wide: syllable library measured from the train split, sets cached in CACHE/variety-wide.")  # fmt: skip
 def train_encoder_dr_cmd(
-    out, epochs, objective, emb_dim, cache, scale, seed, ssl_weight, ssl_batch, ssl_source, leave_out
+    out,
+    epochs,
+    objective,
+    emb_dim,
+    cache,
+    scale,
+    seed,
+    ssl_weight,
+    ssl_batch,
+    ssl_source,
+    leave_out,
+    synth_variety,
 ):
     """Train the encoder with wide domain randomisation; export int8 + manifest into OUT."""
     import keras
@@ -261,29 +313,15 @@ def train_encoder_dr_cmd(
     from model_export.runkit import dumps, progress_bar, reproduce_command
 
     keras.utils.set_random_seed(seed)
-    (train, tsum), (val, vsum) = (_load_split(cache, split, scale, seed) for split in ("train", "val"))
+    vcache = synth_cache(cache, synth_variety)  # before any set is built
+    (train, tsum), (val, vsum) = (_load_split(vcache, split, scale, seed) for split in ("train", "val"))
     if leave_out:
         from model_export.train_sets import drop_dialect
 
         train, val = drop_dialect(train, leave_out), drop_dialect(val, leave_out)
     classes = sorted(set(train.dialect.tolist()))
     model = build_encoder("cnn", ENC_FRAMES, FrontendConfig().n_mels, emb_dim, ENC_STEM_TIME_STRIDE)
-    real_songs, ssl_info = None, None
-    if ssl_weight > 0 and ssl_source == "synth":
-        from model_export.encoder_ssl import RealSongWindows
-
-        real_songs = RealSongWindows(train.x, train.bird, [], np.zeros(len(train.bird), np.float32))
-        ssl_info = {"weight": ssl_weight, "batch": ssl_batch, "songs": len(real_songs), "source": "synth"}
-    elif ssl_weight > 0:
-        from edge.core.pipeline import ENCODER_MARGIN_S
-        from model_export.encoder_ssl import load_real_songs
-
-        real_songs = load_real_songs(cache, None, ENC_FRAMES, FrontendConfig().frames_for(ENCODER_MARGIN_S))
-        ssl_info = {"weight": ssl_weight, "batch": ssl_batch, "songs": len(real_songs),
-                    "recordings": real_songs.files, "split": "train", "cut_by": "runtime detector+segmenter"}  # fmt: skip
-        click.echo(
-            f"SSL: {len(real_songs)} real songs from {len(real_songs.files)} train recordings", err=True
-        )
+    real_songs, ssl_info = _ssl_songs(cache, train, ssl_weight, ssl_batch, ssl_source)
     steps = epochs * max(1, len(train.dialect) // 96)
     bar = progress_bar(steps, f"train encoder-dr {objective}")
     tl = train_dr(model, train, val, classes, objective, epochs=epochs, seed=seed, progress=bar.update,
@@ -292,11 +330,11 @@ def train_encoder_dr_cmd(
     training = {"objective": objective, "arch": "cnn", "leave_out": leave_out, "epochs": epochs,
                 "seconds": round(tl.seconds), "history": tl.history, "seed": seed,
                 "stem_time_stride": ENC_STEM_TIME_STRIDE, "domain_randomisation": DR,
-                "embedding_dim": emb_dim, "scale": scale, "ssl_real": ssl_info}  # fmt: skip
+                "embedding_dim": emb_dim, "scale": scale, "ssl_real": ssl_info, "synth_variety": synth_variety}  # fmt: skip
     Path(out).mkdir(parents=True, exist_ok=True)
     model.save(Path(out) / "encoder_float.keras")
     np.save(Path(out) / "head.npy", tl.head)
-    test, esum = _load_split(cache, "test", scale, seed)  # loaded (or built) after training
+    test, esum = _load_split(vcache, "test", scale, seed)  # loaded (or built) after training
     summaries = {"train": tsum, "val": vsum, "test": esum}
     res = export_evaluate_encoder(model, tl.head, classes, training, out, train, test, summaries, True,
                                   reproduce_command(), embedding_dim=emb_dim)  # fmt: skip
