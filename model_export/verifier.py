@@ -8,8 +8,9 @@ The recorder's own pipeline (:func:`edge.app.compose.build_pipeline`) proposes c
 - **real negatives**: every candidate on the clean train other-species files (``anki_ce_birds/``,
   ``vogelstimmen_de/``, the rest) and the train soundscapes;
 - **composites**: segments of those clean train files with one song mixed in (a synthetic song of the
-  training generator or a hand-marked real train song, moved to 3-150 m, then a random recorder
-  chain): candidates on the song are positives, the others negatives;
+  training generator, of its base or, with ``--synth-variety wide``, its wide variety, or a
+  hand-marked real train song, moved to 3-150 m, then a random recorder chain): candidates on the
+  song are positives, the others negatives;
 - **synthetic scenes** without a yellowhammer (the generator's distractors: cirl bunting, chaffinch,
   trills, warbles) are hard negatives.
 
@@ -217,11 +218,14 @@ def _write_verifier(models_dir, entry: dict) -> None:
 @click.option("--real-weight", default=1.0, show_default=True, help="Weight of the real train songs.")
 @click.option("--bag", default=5, show_default=True, help="MLPs averaged (merged into one wider MLP).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--synth-variety", default="base", show_default=True, type=click.Choice(["base", "wide"]),
+              help="The composites' synthetic songs: base (the original generator) or wide (as the detector's "
+                   "--synth-variety wide: syllable library measured from the train split, cached in --cache).")  # fmt: skip
 @click.option("--compare", is_flag=True, help="Also print out-of-fold figures of other feature sets/heads.")
 @click.option("--dry-run", is_flag=True, help="Print the figures; leave the manifest alone.")
 def verifier_cmd(models_dir, cache, real, collect_threshold, candidate_threshold, features, hidden, c_reg,
-                 target_recall, target_per_hour, threshold, composites, synth_scenes, real_weight, bag, seed, compare,
-                 dry_run):  # fmt: skip
+                 target_recall, target_per_hour, threshold, composites, synth_scenes, real_weight, bag, seed,
+                 synth_variety, compare, dry_run):  # fmt: skip
     """Fit the cascade's song verifier on train-split candidates and write it into the encoder manifest."""
     from edge.adapters.models.manifest import load_manifest
     from edge.adapters.models.tflite import MODELS_DIR
@@ -231,7 +235,8 @@ def verifier_cmd(models_dir, cache, real, collect_threshold, candidate_threshold
     bad = [n for n in names if n not in ALL_FEATURES]
     if bad:
         raise click.BadParameter(f"unknown features {bad}; choose from {ALL_FEATURES}")
-    d = load_or_collect(cache, models_dir, collect_threshold, composites, synth_scenes, seed, real)
+    d = load_or_collect(cache, models_dir, collect_threshold, composites, synth_scenes, seed, real,
+                        variety=synth_variety)  # fmt: skip
     det_thr = load_manifest((Path(models_dir) if models_dir else MODELS_DIR) / "detector.tflite").threshold
     cand = det_thr if candidate_threshold is None else float(candidate_threshold)
     data = _Fitting.of(d, cand, real_weight)  # deploy: the candidates the recorder would propose
@@ -258,8 +263,9 @@ def verifier_cmd(models_dir, cache, real, collect_threshold, candidate_threshold
         "candidate_threshold": None if candidate_threshold is None else float(candidate_threshold),
         "detector_version": d["detector_version"],
         "fitted_on": f"candidate songs of the recorder's pipeline on the real train split (native and through "
-        f"16 kHz), composites of train backgrounds with synthetic and real train songs, and synthetic "
-        f"distractor scenes: {counts}",
+        f"16 kHz), composites of train backgrounds with synthetic ({synth_variety} variety) and real train "
+        f"songs, and synthetic distractor scenes: {counts}",
+        "synth_variety": synth_variety,
         "hours": {k: round(v, 3) for k, v in hours.items()},
         "collect_threshold": float(collect_threshold),
         "threshold_rule": rule,

@@ -311,19 +311,39 @@ def collect(
     }
 
 
+def candidates_key(
+    runner: CandidateRunner, composites_per_file, synth_scenes, seed, variety: str = "base"
+) -> str:
+    """The cache key of the candidates: the models, the collection's settings, the feature layout and
+    the synthetic songs' variety (absent for ``base``, so the keys of before stay valid)."""
+    parts = (runner.detector.version, runner.encoder.version, runner.detector.threshold, composites_per_file,
+             synth_scenes, seed, ALL_FEATURES, MEL_GROUPS, RHYTHM_LAGS, CLIP_S, CLIPS_PER_FILE)  # fmt: skip
+    if variety != "base":
+        parts += (f"variety-{variety}",)
+    return hashlib.sha1(repr(parts).encode()).hexdigest()[:10]
+
+
 def load_or_collect(cache: Path, models_dir, candidate_threshold, composites_per_file, synth_scenes, seed,
-                    root=None, progress=None) -> dict:  # fmt: skip
+                    root=None, progress=None, variety: str = "base") -> dict:  # fmt: skip
+    """The candidates of :func:`collect`, from ``cache`` when collected before with the same key.
+    ``variety="wide"``: the composites' synthetic songs from the wide variety (the detector's
+    ``--synth-variety wide``; syllable library measured from the train split, cached in ``cache``)."""
+    from model_export.synth.syllable_library import use_variety
+
     runner = CandidateRunner(models_dir, candidate_threshold)
-    key = hashlib.sha1(repr((runner.detector.version, runner.encoder.version, runner.detector.threshold,
-                             composites_per_file, synth_scenes, seed, ALL_FEATURES, MEL_GROUPS, RHYTHM_LAGS, CLIP_S, CLIPS_PER_FILE)).encode()
-                       ).hexdigest()[:10]  # fmt: skip
+    key = candidates_key(runner, composites_per_file, synth_scenes, seed, variety)
     path = Path(cache) / f"verifier-candidates-{key}.npz"
     if path.exists():
         z = np.load(path, allow_pickle=False)
         d = {k: z[k] for k in ("x", "y", "group", "kind")}
         d.update(json.loads(str(z["meta"])))
         return d
-    d = collect(runner, root, composites_per_file, synth_scenes, seed, progress)
+    use_variety(variety, cache, root)
+    try:
+        d = collect(runner, root, composites_per_file, synth_scenes, seed, progress)
+    finally:
+        use_variety("base", cache)
+    d["synth_variety"] = variety
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {k: v for k, v in d.items() if k not in ("x", "y", "group", "kind")}
     tmp = path.with_name(path.name + ".part.npz")

@@ -43,10 +43,9 @@ def datasets(cache: Path, real_root, scale: float, composites: int, seed: int, p
 
     cache = Path(cache)
     if variety != "base":
-        from model_export.synth.syllable_library import load_library
-        from model_export.synth.variety import set_variety
+        from model_export.synth.syllable_library import use_variety
 
-        set_variety(variety, load_library(cache, real_root))  # inherited by the forked builders
+        use_variety(variety, cache, real_root)  # inherited by the forked builders
     vcache = cache / f"variety-{variety}" if variety != "base" else cache  # synthetic songs' sets
     vcache.mkdir(parents=True, exist_ok=True)
     cfg = FrontendConfig()

@@ -181,3 +181,12 @@ def load_library(cache_dir, root=None) -> list[dict]:
     tmp.replace(path)
     log.warning("syllable library: %d syllables from %d train songs -> %s", len(lib), len(songs), path)
     return lib
+
+
+def use_variety(variety: str, cache_dir, root=None) -> None:
+    """Make ``variety`` the default of every ``make_bird`` call of this process and of the processes
+    forked from it (:func:`model_export.synth.variety.set_variety`); ``wide`` draws its ``library``
+    syllables from the train-split library of :func:`load_library` (cached in ``cache_dir``)."""
+    from .variety import set_variety
+
+    set_variety(variety, load_library(cache_dir, root) if variety == "wide" else None)
