@@ -314,13 +314,38 @@ def collect(
 def candidates_key(
     runner: CandidateRunner, composites_per_file, synth_scenes, seed, variety: str = "base"
 ) -> str:
-    """The cache key of the candidates: the models, the collection's settings, the feature layout and
-    the synthetic songs' variety (absent for ``base``, so the keys of before stay valid)."""
+    """The cache key of the candidates: the models, the collection's settings, the feature layout,
+    the synthetic songs' variety and the source of the runtime code that proposes the candidates
+    and computes their features (:func:`pipeline_code`: a segmenter change makes new candidates)."""
     parts = (runner.detector.version, runner.encoder.version, runner.detector.threshold, composites_per_file,
              synth_scenes, seed, ALL_FEATURES, MEL_GROUPS, RHYTHM_LAGS, CLIP_S, CLIPS_PER_FILE)  # fmt: skip
     if variety != "base":
         parts += (f"variety-{variety}",)
+    parts += (pipeline_code(),)
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:10]
+
+
+_PIPELINE_MODULES = (
+    "frontend",
+    "band",
+    "level",
+    "segmenter",
+    "placement",
+    "pipeline",
+    "resample",
+    "verifier",
+)
+
+
+def pipeline_code() -> str:
+    """A digest of the ``edge.core`` modules that turn audio into candidate songs and features."""
+    import edge.core
+
+    root = Path(edge.core.__file__).parent
+    h = hashlib.sha1()
+    for name in _PIPELINE_MODULES:
+        h.update((root / f"{name}.py").read_bytes())
+    return h.hexdigest()[:12]
 
 
 def load_or_collect(cache: Path, models_dir, candidate_threshold, composites_per_file, synth_scenes, seed,

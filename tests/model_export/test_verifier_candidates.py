@@ -1,8 +1,7 @@
 """``yh-model verifier --synth-variety``: the training candidates' composites draw their synthetic
-songs from the chosen variety, and the variety is part of the candidate cache key (``base`` keeps
-the key of before). No models, no real audio: a stand-in runner and collection."""
+songs from the chosen variety; the variety and the runtime code that proposes the candidates are
+part of the candidate cache key. No models, no real audio: a stand-in runner and collection."""
 
-import hashlib
 from types import SimpleNamespace
 
 import numpy as np
@@ -25,12 +24,15 @@ class _Runner:
         self.encoder = SimpleNamespace(version="enc-1", embedding_dim=32)
 
 
-def test_base_key_is_the_key_of_before_and_wide_differs():
+def test_the_key_follows_the_variety_and_the_runtime_code(monkeypatch):
     r = _Runner(None, None)
-    before = hashlib.sha1(repr(("det-1", "enc-1", 0.98, 3, 60, 0, vc.ALL_FEATURES, vc.MEL_GROUPS, vc.RHYTHM_LAGS,
-                                vc.CLIP_S, vc.CLIPS_PER_FILE)).encode()).hexdigest()[:10]  # fmt: skip
-    assert vc.candidates_key(r, 3, 60, 0) == before == vc.candidates_key(r, 3, 60, 0, "base")
-    assert vc.candidates_key(r, 3, 60, 0, "wide") != before
+    base = vc.candidates_key(r, 3, 60, 0)
+    assert base == vc.candidates_key(r, 3, 60, 0, "base")
+    assert vc.candidates_key(r, 3, 60, 0, "wide") != base
+    assert len(vc.pipeline_code()) == 12
+    # candidates collected with another segmenter are not taken from the cache
+    monkeypatch.setattr(vc, "pipeline_code", lambda: "another-code")
+    assert vc.candidates_key(r, 3, 60, 0) != base
 
 
 @pytest.mark.parametrize("variety", ["base", "wide"])
