@@ -96,7 +96,7 @@ def trained_variety(encoder_path: Path) -> str:
 @click.option(
     "--synth-variety",
     default=None,
-    type=click.Choice(["base", "wide"]),
+    type=click.Choice(["base", "wide", "wide-variants"]),
     help="Song variety of the sets to fit on (default: the one the encoder was trained on, "
     "its manifest's training.synth_variety; base if absent); wide: sets in CACHE/variety-wide.",
 )

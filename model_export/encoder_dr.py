@@ -287,7 +287,7 @@ def _ssl_songs(cache, train, ssl_weight: float, ssl_batch: int, ssl_source: str)
               "bird) instead of real ones, a control for what the real songs add.")  # fmt: skip
 @click.option("--leave-out", default=None,
               help="Hold one dialect out of training entirely (every song of its birds; novelty test).")  # fmt: skip
-@click.option("--synth-variety", default="base", show_default=True, type=click.Choice(["base", "wide"]),
+@click.option("--synth-variety", default="base", show_default=True, type=click.Choice(["base", "wide", "wide-variants"]),
               help="Song variety of the synthetic train/val/test sets (model_export/synth/variety.py); "
               "wide: syllable library measured from the train split, sets cached in CACHE/variety-wide.")  # fmt: skip
 def train_encoder_dr_cmd(

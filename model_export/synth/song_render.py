@@ -112,7 +112,7 @@ def _element(tr: _Tracks, i0: int, e: ElementSpec, sr: int, rng: np.random.Gener
     n = int(e.duration_s * sr)
     t = np.arange(n) / sr
     x = t / max(e.duration_s, 1e-6)
-    if e.kind in ("C", "D", "E"):
+    if e.kind in ("C", "D", "E", "P"):
         # sweeps: slightly curved (faster change early)
         curve = 1.0 - (1.0 - x) ** 1.4
         carrier = e.f_start_hz + (e.f_end_hz - e.f_start_hz) * curve

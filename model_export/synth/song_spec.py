@@ -316,8 +316,12 @@ def _clip_terminal(
     """Keep every element inside the table's ranges (``WIDE_TABLE`` if ``wide``) after jitter."""
     out = []
     table = WIDE_TABLE if wide else _TABLE
+    rows = table[dialect]
     for i, e in enumerate(term):
-        _k, dur, f0, f1 = table[dialect][i]
+        if i >= len(rows) or e.kind != rows[i][0]:  # a structural variant's extra element
+            out.append(e)
+            continue
+        _k, dur, f0, f1 = rows[i]
         f1r = f1 or f0
         out.append(
             replace(
@@ -327,6 +331,6 @@ def _clip_terminal(
                 f_end_hz=float(np.clip(e.f_end_hz, f1r[0], f1r[1])),
             )
         )
-    if dialect == "BBe":
+    if dialect == "BBe" and len(out) > 1:
         out[1] = replace(out[1], f_start_hz=out[0].f_start_hz, f_end_hz=out[0].f_start_hz)
     return tuple(out)

@@ -189,4 +189,4 @@ def use_variety(variety: str, cache_dir, root=None) -> None:
     syllables from the train-split library of :func:`load_library` (cached in ``cache_dir``)."""
     from .variety import set_variety
 
-    set_variety(variety, load_library(cache_dir, root) if variety == "wide" else None)
+    set_variety(variety, load_library(cache_dir, root) if variety != "base" else None)

@@ -23,7 +23,7 @@ import numpy as np
 from .song_spec import WIDE_TABLE, Bird, ElementSpec, SongType, _clip_terminal, _terminal_length
 from .syllable_shapes import ShapedSyllable, SyllablePart
 
-VARIETIES = ("base", "wide")
+VARIETIES = ("base", "wide", "wide-variants")
 FAMILY_WEIGHTS = {"library": 0.35, "classic": 0.25, "down": 0.1, "up": 0.07, "multi": 0.09,
                   "click_buzz": 0.07, "noisy": 0.07}  # fmt: skip
 _STATE: dict = {"variety": "base", "library": None, "families": None}
@@ -175,13 +175,38 @@ def _terminal_wide(dialect: str, rng: np.random.Generator) -> tuple[ElementSpec,
     return tuple(out)
 
 
-def make_bird_wide(dialect: str, rng: np.random.Generator, bird_id: int, n_types, incomplete_prob) -> Bird:
-    """``make_bird`` of the wide variety (the dialect is checked by the caller)."""
+def _variant(dialect: str, terminal: tuple[ElementSpec, ...], rng: np.random.Generator) -> tuple:
+    """DESIGN.md §3's structural variants, drawn once per bird: a note after the terminal phrase
+    (a buzzy fall from ~9 to ~6 kHz, most often after XsB), a song ending on X without B, or X and
+    two B whistles. The dialect label stays the bird's."""
+    u = rng.random()
+    post_p = 0.2 if dialect == "XsB" else 0.05
+    if u < post_p:
+        note = _element_wide("P", (0.08, 0.25), (8300.0, 9400.0), (5600.0, 6600.0), rng, False)
+        return terminal + (replace(note, fm_depth_hz=_u(rng, 120.0, 400.0)),)
+    if dialect in ("XlB", "XsB") and u < post_p + 0.12:
+        return terminal[:1]
+    if dialect in ("XlB", "XsB") and u < post_p + 0.22:
+        b = terminal[1]
+        second = replace(b, duration_s=b.duration_s * _u(rng, 0.6, 1.0), f_start_hz=b.f_start_hz * _u(rng, 0.96, 1.04),
+                         gap_before_s=_u(rng, 0.03, 0.12))  # fmt: skip
+        second = replace(second, f_end_hz=second.f_start_hz)
+        return terminal + (second,)
+    return terminal
+
+
+def make_bird_wide(
+    dialect: str, rng: np.random.Generator, bird_id: int, n_types, incomplete_prob, variants: bool = False
+) -> Bird:
+    """``make_bird`` of the wide variety (the dialect is checked by the caller); ``variants``: the
+    bird may habitually sing one of DESIGN.md §3's structural variants (:func:`_variant`)."""
     if n_types is None:
         n_types = int(rng.choice([1, 2, 3], p=[0.35, 0.4, 0.25]))
     if incomplete_prob is None:
         incomplete_prob = _u(rng, 0.1, 0.4)
     terminal = _terminal_wide(dialect, rng)
+    if variants:
+        terminal = _variant(dialect, terminal, rng)
     types = []
     for t in range(n_types):
         syl = draw_shaped(rng)
