@@ -304,15 +304,14 @@ class SongSegmenter:
             if e_abs <= a or s_abs >= b:  # must overlap what the detector heard
                 continue
             # within a syllable pause of the edge counts as cut off: the song may go on
-            cut = (at_start and s <= self.gap_frames) or (at_end and e >= env.size - self.gap_frames)
+            cut_end = at_end and e >= env.size - self.gap_frames
+            cut = (at_start and s <= self.gap_frames) or cut_end
             if e_abs - s_abs < (self._min_cut if cut else self.min_frames):
                 continue
-            if not (at_end and e >= env.size - self.gap_frames):  # past the detector's windows
+            if not cut_end:  # a run going on past the detector's windows ends where the song does
                 e = unheard_tail(self, env, s, e, b - lo)
             for ps, pe, overlap in heard_pieces(self, split_run(self, env, s, e), region, lo):
-                truncated = (at_start and ps == s and cut and s <= self.gap_frames) or (
-                    at_end and pe == e and e >= env.size - self.gap_frames
-                )
+                truncated = (at_start and ps == s and cut and s <= self.gap_frames) or (cut_end and pe == e)
                 songs.append(
                     self._song(
                         ps + lo, pe + lo, region, snr_floor, truncated, overlap=overlap, env=snr_env[ps:pe]
