@@ -25,6 +25,7 @@ import numpy as np
 from edge.adapters.models.manifest import load_manifest, manifest_path, write_manifest
 from edge.adapters.models.tflite import MODELS_DIR, TFLiteEncoder
 from edge.core.frontend import FrontendConfig
+from model_export.synth.variety import VARIETIES
 
 INCOMPLETE = "incomplete"
 
@@ -96,7 +97,7 @@ def trained_variety(encoder_path: Path) -> str:
 @click.option(
     "--synth-variety",
     default=None,
-    type=click.Choice(["base", "wide", "wide-variants"]),
+    type=click.Choice(VARIETIES),
     help="Song variety of the sets to fit on (default: the one the encoder was trained on, "
     "its manifest's training.synth_variety; base if absent); wide: sets in CACHE/variety-wide.",
 )

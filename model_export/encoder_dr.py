@@ -31,6 +31,7 @@ import click
 import numpy as np
 
 from edge.core.frontend import FrontendConfig, mel_frequencies
+from model_export.synth.variety import VARIETIES
 
 DR = {
     "tilt_db": 8.0,
@@ -221,20 +222,11 @@ def _make_steps(tf, model, head, opt, objective: str, n_classes: int, ssl: _Ssl 
 
 
 def synth_cache(cache, variety: str = "base") -> Path:
-    """The cache of the synthetic sets of ``variety``: ``cache`` itself for ``base`` (the sets of
-    before), ``cache/variety-wide`` for ``wide``, after making it the process's variety (inherited by
-    the forked set builders; its syllable library measured from the train split and cached in
-    ``cache``), as ``train detector --synth-variety wide`` does."""
+    """:func:`model_export.synth.syllable_library.synth_cache` with the default real recordings."""
     from model_export.runkit import real_folder
+    from model_export.synth.syllable_library import synth_cache as variety_cache
 
-    if variety == "base":
-        return Path(cache)
-    from model_export.synth.syllable_library import use_variety
-
-    use_variety(variety, cache, real_folder(None))
-    vcache = Path(cache) / f"variety-{variety}"
-    vcache.mkdir(parents=True, exist_ok=True)
-    return vcache
+    return variety_cache(cache, variety, real_folder(None))
 
 
 def _load_split(cache, split: str, scale: float, seed: int):
@@ -287,7 +279,7 @@ def _ssl_songs(cache, train, ssl_weight: float, ssl_batch: int, ssl_source: str)
               "bird) instead of real ones, a control for what the real songs add.")  # fmt: skip
 @click.option("--leave-out", default=None,
               help="Hold one dialect out of training entirely (every song of its birds; novelty test).")  # fmt: skip
-@click.option("--synth-variety", default="base", show_default=True, type=click.Choice(["base", "wide", "wide-variants"]),
+@click.option("--synth-variety", default="base", show_default=True, type=click.Choice(VARIETIES),
               help="Song variety of the synthetic train/val/test sets (model_export/synth/variety.py); "
               "wide: syllable library measured from the train split, sets cached in CACHE/variety-wide.")  # fmt: skip
 def train_encoder_dr_cmd(

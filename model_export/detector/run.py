@@ -39,15 +39,11 @@ def datasets(cache: Path, real_root, scale: float, composites: int, seed: int, p
     from model_export.data import load_or_build
     from model_export.detector.realdata import WindowSet, build_composites, real_windows, train_files
     from model_export.synth import DIALECTS
+    from model_export.synth.syllable_library import synth_cache
     from model_export.train_cli import DET_FRAMES, DET_TRAIN_HOP
 
     cache = Path(cache)
-    if variety != "base":
-        from model_export.synth.syllable_library import use_variety
-
-        use_variety(variety, cache, real_root)  # inherited by the forked builders
-    vcache = cache / f"variety-{variety}" if variety != "base" else cache  # synthetic songs' sets
-    vcache.mkdir(parents=True, exist_ok=True)
+    vcache = synth_cache(cache, variety, real_root)  # synthetic songs' sets, the variety set up first
     cfg = FrontendConfig()
     syn = {}
     for split in ("train", "val"):

@@ -190,3 +190,16 @@ def use_variety(variety: str, cache_dir, root=None) -> None:
     from .variety import set_variety
 
     set_variety(variety, load_library(cache_dir, root) if variety != "base" else None)
+
+
+def synth_cache(cache, variety: str = "base", root=None) -> Path:
+    """The cache of the synthetic sets of ``variety`` (created): ``cache`` itself for ``base`` (the
+    sets of before), ``cache/variety-<variety>`` otherwise, after :func:`use_variety` made it the
+    process's variety (inherited by the forked set builders; the syllable library is measured from
+    the train split of ``root`` and cached in ``cache``). Call it before any set is built."""
+    cache = Path(cache)
+    if variety != "base":
+        use_variety(variety, cache, root)
+    vcache = cache / f"variety-{variety}" if variety != "base" else cache
+    vcache.mkdir(parents=True, exist_ok=True)
+    return vcache
