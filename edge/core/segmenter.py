@@ -22,8 +22,9 @@ and the songs are flagged ``overlap`` (not when the second starts after the firs
 sound filled the pause). A piece the detector did not hear (no active window over its own part)
 is dropped, and a run going on past the last active window is cut where its level drops for good
 (:mod:`edge.core.placement`): other sound joined to the song across the pause after it is
-neither part of it nor a second song. A song already sounding at the first frame of a stream, or
-still sounding at its last, is flagged ``truncated``. Nothing is ever time-stretched: a song is an
+neither part of it nor a second song. A song already sounding within 0.15 s of a stream's first frame,
+or still sounding within 0.15 s of its last (closer than a pause inside a song), is flagged
+``truncated``. Nothing is ever time-stretched: a song is an
 interval of the original stream.
 """
 
@@ -51,6 +52,9 @@ _TERMINAL_GAP_S = 0.8  # ... a short piece this close after a song is its termin
 _TERMINAL_MAX_S = 1.3  # (X up to 0.3 s, gaps, B up to 0.7 s, a trailing note)
 _HEAD_MAX_S = 1.6  # ... and only after a piece shorter than a whole song
 _MIN_CUT_S = 0.3  # a piece cut off by a stream edge shorter than this is not kept
+_EDGE_S = 0.15  # a song sounding this close to a stream edge may go on beyond it: cut off
+# (longer than the gaps inside a song, 0.02-0.1 s between syllables and before the terminal
+# phrase; a quiet stretch longer than this at the edge means the song began or ended in the stream)
 _SLOW_S = 0.15  # slow envelope for finding where overlapping songs meet
 _STEP_BEFORE_S = 0.3  # averaged before a candidate step between overlapping songs
 _STEP_AFTER_S = 0.5  # after it, whose maximum must stay below (a dip is not an end)
@@ -108,6 +112,7 @@ class SongSegmenter:
         self._terminal_frames = frontend.frames_for(_TERMINAL_MAX_S)
         self._head_frames = frontend.frames_for(_HEAD_MAX_S)
         self._min_cut = min(self.min_frames, frontend.frames_for(_MIN_CUT_S))
+        self._edge_frames = frontend.frames_for(_EDGE_S)
         self.typical_frames = int(round(min(max(_TYPICAL_SONG_S, min_song_s), max_song_s) * fr))
         mask = band_mask(frontend)
         self._n_bands = int(mask.sum())
@@ -304,14 +309,14 @@ class SongSegmenter:
             if e_abs <= a or s_abs >= b:  # must overlap what the detector heard
                 continue
             # within a syllable pause of the edge counts as cut off: the song may go on
-            cut_end = at_end and e >= env.size - self.gap_frames
-            cut = (at_start and s <= self.gap_frames) or cut_end
+            cut_end = at_end and e >= env.size - self._edge_frames
+            cut = (at_start and s <= self._edge_frames) or cut_end
             if e_abs - s_abs < (self._min_cut if cut else self.min_frames):
                 continue
             if not cut_end:  # a run going on past the detector's windows ends where the song does
                 e = unheard_tail(self, env, s, e, b - lo)
             for ps, pe, overlap in heard_pieces(self, split_run(self, env, s, e), region, lo):
-                truncated = (at_start and ps == s and cut and s <= self.gap_frames) or (cut_end and pe == e)
+                truncated = (at_start and ps == s and s <= self._edge_frames) or (cut_end and pe == e)
                 songs.append(
                     self._song(
                         ps + lo, pe + lo, region, snr_floor, truncated, overlap=overlap, env=snr_env[ps:pe]

@@ -104,6 +104,16 @@ def test_song_cut_by_stream_start_and_end_is_truncated():
     assert songs[1].truncated and secs(songs[1])[1] == pytest.approx(6.0, abs=0.03)
 
 
+def test_song_that_begins_and_ends_inside_the_stream_is_not_truncated():
+    # a quarter second of quiet at each edge: longer than any pause inside a song, so these songs
+    # were not cut by the stream (4-s clips put many songs this close to an edge)
+    songs = run(frames_with([(0.25, 1.9, -50), (4.0, 5.75, -50)], 6.0))
+    assert [tuple(round(t, 1) for t in secs(s)) for s in songs] == [(0.2, 1.9), (4.0, 5.7)]
+    assert not songs[0].truncated and not songs[1].truncated
+    cut = run(frames_with([(0.08, 1.9, -50), (4.0, 5.93, -50)], 6.0))
+    assert len(cut) == 2 and cut[0].truncated and cut[1].truncated
+
+
 def test_short_blip_is_not_a_song():
     assert run(frames_with([(2.0, 2.3, -45)], 6.0)) == []
 
