@@ -38,11 +38,17 @@ DR = {
     "lowpass_p": 0.35,
     "smear_f_p": 0.3,
     "reverb_p": 0.4,
+    "reverb_rt_s": (0.1, 0.8),
+    "reverb_db": (-18.0, -6.0),
     "noise_p": 0.4,
     "mix_p": 0.2,
     "shift_band_p": 0.3,
     "max_shift_frames": 8,
 }
+# ``--dr-reverb strong``: reverberation as far rooms and forests give it (rt60 to 1.2 s, the tail as
+# loud as the direct sound beyond the critical distance): a click with such a tail looks like a
+# long note, the XsB/XlB confusion the independent generator's propagation showed
+DR_STRONG_REVERB = {"reverb_p": 0.6, "reverb_rt_s": (0.1, 1.2), "reverb_db": (-15.0, 3.0)}
 _LN10_10 = np.log(10.0) / 10.0
 
 
@@ -80,10 +86,10 @@ def domain_randomise(
             q[:, :-1] += hi * p[:, 1:]
             p = q / (1.0 + lo + hi)
         if rng.random() < opts["reverb_p"]:
-            rt = rng.uniform(0.1, 0.8)  # s to -60 dB
+            rt = rng.uniform(*opts.get("reverb_rt_s", (0.1, 0.8)))  # s to -60 dB
             frames = int(round(rt * cfg.frame_rate))
             decay = 10 ** (-6.0 * np.arange(1, frames + 1) / max(frames, 1))
-            g = 10 ** (rng.uniform(-18.0, -6.0) / 10)
+            g = 10 ** (rng.uniform(*opts.get("reverb_db", (-18.0, -6.0))) / 10)
             tail = np.zeros_like(p)
             for j, a in enumerate(decay, start=1):
                 tail[j:] += a * p[:-j]
@@ -282,6 +288,10 @@ def _ssl_songs(cache, train, ssl_weight: float, ssl_batch: int, ssl_source: str)
 @click.option("--synth-variety", default="base", show_default=True, type=click.Choice(VARIETIES),
               help="Song variety of the synthetic train/val/test sets (model_export/synth/variety.py); "
               "wide: syllable library measured from the train split, sets cached in CACHE/variety-wide.")  # fmt: skip
+@click.option("--arch", type=click.Choice(["cnn", "cnn-tail"]), default="cnn", show_default=True,
+              help="cnn-tail: the pooled features plus the window's last 0.8 s in order (models.py).")  # fmt: skip
+@click.option("--dr-reverb", type=click.Choice(["default", "strong"]), default="default", show_default=True,
+              help="strong: DR_STRONG_REVERB (longer and louder reverberation tails, more often).")  # fmt: skip
 def train_encoder_dr_cmd(
     out,
     epochs,
@@ -295,6 +305,8 @@ def train_encoder_dr_cmd(
     ssl_source,
     leave_out,
     synth_variety,
+    arch,
+    dr_reverb,
 ):
     """Train the encoder with wide domain randomisation; export int8 + manifest into OUT."""
     import keras
@@ -312,16 +324,17 @@ def train_encoder_dr_cmd(
 
         train, val = drop_dialect(train, leave_out), drop_dialect(val, leave_out)
     classes = sorted(set(train.dialect.tolist()))
-    model = build_encoder("cnn", ENC_FRAMES, FrontendConfig().n_mels, emb_dim, ENC_STEM_TIME_STRIDE)
+    model = build_encoder(arch, ENC_FRAMES, FrontendConfig().n_mels, emb_dim, ENC_STEM_TIME_STRIDE)
     real_songs, ssl_info = _ssl_songs(cache, train, ssl_weight, ssl_batch, ssl_source)
     steps = epochs * max(1, len(train.dialect) // 96)
     bar = progress_bar(steps, f"train encoder-dr {objective}")
+    opts = {**DR, **(DR_STRONG_REVERB if dr_reverb == "strong" else {})}
     tl = train_dr(model, train, val, classes, objective, epochs=epochs, seed=seed, progress=bar.update,
-                  ssl_real=real_songs, ssl_weight=ssl_weight, ssl_batch=ssl_batch)  # fmt: skip
+                  opts=opts, ssl_real=real_songs, ssl_weight=ssl_weight, ssl_batch=ssl_batch)  # fmt: skip
     bar.close()
-    training = {"objective": objective, "arch": "cnn", "leave_out": leave_out, "epochs": epochs,
+    training = {"objective": objective, "arch": arch, "leave_out": leave_out, "epochs": epochs,
                 "seconds": round(tl.seconds), "history": tl.history, "seed": seed,
-                "stem_time_stride": ENC_STEM_TIME_STRIDE, "domain_randomisation": DR,
+                "stem_time_stride": ENC_STEM_TIME_STRIDE, "domain_randomisation": opts,
                 "embedding_dim": emb_dim, "scale": scale, "ssl_real": ssl_info, "synth_variety": synth_variety}  # fmt: skip
     Path(out).mkdir(parents=True, exist_ok=True)
     model.save(Path(out) / "encoder_float.keras")

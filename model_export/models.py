@@ -17,6 +17,8 @@ import keras
 from keras import layers, ops
 
 DB_SCALE = 20.0  # dB -> roughly unit range
+TAIL_CHANNELS = 8  # channels of the terminal-phrase steps kept in order (``cnn-tail``)
+TAIL_STEPS = 5  # of the 10 steps (160 ms each) of an 80-frame window: the last 0.8 s
 
 
 @keras.saving.register_keras_serializable(package="yh")
@@ -92,12 +94,24 @@ def _res_block(x, filters, stride, name):
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 
 
-def _time_pool_head(x, embedding_dim, name="emb"):
-    """Pool over time (mean and max), keep frequency x channels, reduce with dense layers."""
+def _time_pool_head(x, embedding_dim, name="emb", tail_steps: int = 0):
+    """Pool over time (mean and max), keep frequency x channels, reduce with dense layers.
+
+    ``tail_steps`` > 0 adds the last ``tail_steps`` time steps *in order* (channels first reduced
+    to ``TAIL_CHANNELS`` by a 1x1 convolution): the window ends just after the song, so these steps
+    hold the terminal phrase, and the pooled features alone cannot say where in the window a note
+    was or how long it lasted next to similar notes of the initial phrase (XlB vs XsB).
+    """
     mean = TimeMean(name="time_mean")(x)
     mx = TimeMax(name="time_max")(x)
-    x = layers.Concatenate(name="time_pool")([mean, mx])
-    x = layers.Flatten(name="flat")(x)
+    pooled = layers.Flatten(name="flat")(layers.Concatenate(name="time_pool")([mean, mx]))
+    if tail_steps > 0:
+        t = layers.Conv2D(TAIL_CHANNELS, 1, use_bias=False, name="tail_reduce")(x)
+        t = layers.BatchNormalization(name="tail_bn")(t)
+        t = layers.ReLU(name="tail_relu")(t)
+        t = layers.Cropping2D(((int(x.shape[1]) - tail_steps, 0), (0, 0)), name="tail")(t)
+        pooled = layers.Concatenate(name="with_tail")([pooled, layers.Flatten(name="tail_flat")(t)])
+    x = pooled
     x = layers.Dropout(0.3, name="drop")(x)
     x = layers.Dense(128, name="reduce")(x)
     x = layers.BatchNormalization(name="reduce_bn")(x)
@@ -106,13 +120,14 @@ def _time_pool_head(x, embedding_dim, name="emb"):
 
 
 def build_cnn_encoder(
-    frames: int, n_mels: int, embedding_dim: int = 32, stem_time_stride: int = 2
+    frames: int, n_mels: int, embedding_dim: int = 32, stem_time_stride: int = 2, tail_steps: int = 0
 ) -> keras.Model:
     """ResNet-style encoder (about 25 M multiply-adds per song) -> un-normalised embedding.
 
     Frequency is downsampled 4x (64 -> 16 bands, each ~0.5 kHz at 5 kHz), time 8x after the stem
     before the time pooling. ``stem_time_stride``: 2 for 100 frames/s, 1 for 50 frames/s (the
-    residual blocks then see the same 20-ms steps and the same shapes).
+    residual blocks then see the same 20-ms steps and the same shapes). ``tail_steps``: see
+    :func:`_time_pool_head` (arch ``cnn-tail``).
     """
     inp = keras.Input((frames, n_mels, 1), name="logmel")
     x = LogMelNorm(name="norm")(inp)
@@ -122,7 +137,8 @@ def build_cnn_encoder(
     x = _res_block(x, 24, (2, 2), "r1")
     x = _res_block(x, 32, (2, 2), "r2")
     x = _res_block(x, 48, (2, 1), "r3")
-    return keras.Model(inp, _time_pool_head(x, embedding_dim), name="encoder_cnn")
+    head = _time_pool_head(x, embedding_dim, tail_steps=tail_steps)
+    return keras.Model(inp, head, name="encoder_cnn" + ("_tail" if tail_steps else ""))
 
 
 def build_vit_encoder(
@@ -166,6 +182,8 @@ def build_encoder(
 ) -> keras.Model:
     if arch == "cnn":
         return build_cnn_encoder(frames, n_mels, embedding_dim, stem_time_stride)
+    if arch == "cnn-tail":
+        return build_cnn_encoder(frames, n_mels, embedding_dim, stem_time_stride, TAIL_STEPS)
     if arch == "vit":
         return build_vit_encoder(frames, n_mels, embedding_dim)
     raise ValueError(f"unknown encoder architecture {arch!r}")

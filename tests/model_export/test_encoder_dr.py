@@ -59,3 +59,35 @@ def test_a_left_out_dialect_leaves_no_song_of_its_birds_in_training():
     assert out.x[:, 0, 0].tolist() == [0.0, 4.0, 5.0]  # windows stay with their labels
     with pytest.raises(click.ClickException, match="--leave-out must be one of"):
         drop_dialect(ds, "BQ")
+
+
+def test_strong_reverberation_gives_a_click_a_longer_louder_tail():
+    from model_export.encoder_dr import DR, DR_STRONG_REVERB
+
+    x = np.full((64, 80, CFG.n_mels), -80.0, np.float32)
+    x[:, 40:42, 50] = -30.0  # a 40-ms click (an XsB X note)
+    only_reverb = {**DR, "tilt_db": 0.0, "lowpass_p": 0.0, "smear_f_p": 0.0, "reverb_p": 1.0, "mix_p": 0.0,
+                   "noise_p": 0.0, "shift_band_p": 0.0}  # fmt: skip
+
+    def tail_db(opts):
+        y = domain_randomise(x, np.random.default_rng(3), CFG, opts)
+        return float(np.mean(y[:, 44:50, 50]))  # 40-160 ms after the click
+
+    assert tail_db({**only_reverb, **DR_STRONG_REVERB, "reverb_p": 1.0}) > tail_db(only_reverb) + 3.0
+
+
+def test_the_tail_encoder_exports_to_int8_and_embeds_through_the_runtime(tmp_path):
+    import pytest
+
+    pytest.importorskip("tensorflow")
+    from edge.adapters.models.tflite import TFLiteEncoder
+    from model_export.export import compare_int8, export_model
+    from model_export.models import build_encoder
+
+    rep = np.random.default_rng(0).normal(-60, 10, (32, 80, CFG.n_mels)).astype(np.float32)
+    enc = build_encoder("cnn-tail", 80, CFG.n_mels, 32, 1)
+    assert enc.get_layer("tail").output.shape[1] == 5  # the last 5 of 10 time steps, in order
+    p = export_model(enc, "encoder", tmp_path, rep, CFG, 80, 80, {"embedding_dim": 32, "labels": ["a"]})
+    e = TFLiteEncoder(p).embed(rep[0])
+    assert e.shape == (32,) and abs(np.linalg.norm(e) - 1) < 1e-4
+    assert compare_int8("encoder", p, enc, rep)["cosine_mean"] > 0.9
