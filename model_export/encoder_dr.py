@@ -49,6 +49,7 @@ DR = {
 # loud as the direct sound beyond the critical distance): a click with such a tail looks like a
 # long note, the XsB/XlB confusion the independent generator's propagation showed
 DR_STRONG_REVERB = {"reverb_p": 0.6, "reverb_rt_s": (0.1, 1.2), "reverb_db": (-15.0, 3.0)}
+DR_MEDIUM_REVERB = {"reverb_p": 0.5, "reverb_rt_s": (0.1, 1.0), "reverb_db": (-15.0, -3.0)}
 _LN10_10 = np.log(10.0) / 10.0
 
 
@@ -290,8 +291,9 @@ def _ssl_songs(cache, train, ssl_weight: float, ssl_batch: int, ssl_source: str)
               "wide: syllable library measured from the train split, sets cached in CACHE/variety-wide.")  # fmt: skip
 @click.option("--arch", type=click.Choice(["cnn", "cnn-tail"]), default="cnn", show_default=True,
               help="cnn-tail: the pooled features plus the window's last 0.8 s in order (models.py).")  # fmt: skip
-@click.option("--dr-reverb", type=click.Choice(["default", "strong"]), default="default", show_default=True,
-              help="strong: DR_STRONG_REVERB (longer and louder reverberation tails, more often).")  # fmt: skip
+@click.option("--dr-reverb", type=click.Choice(["default", "medium", "strong"]), default="default",
+              show_default=True, help="medium/strong: DR_MEDIUM_REVERB/DR_STRONG_REVERB (longer and "
+              "louder reverberation tails, more often).")  # fmt: skip
 def train_encoder_dr_cmd(
     out,
     epochs,
@@ -328,7 +330,7 @@ def train_encoder_dr_cmd(
     real_songs, ssl_info = _ssl_songs(cache, train, ssl_weight, ssl_batch, ssl_source)
     steps = epochs * max(1, len(train.dialect) // 96)
     bar = progress_bar(steps, f"train encoder-dr {objective}")
-    opts = {**DR, **(DR_STRONG_REVERB if dr_reverb == "strong" else {})}
+    opts = {**DR, **{"medium": DR_MEDIUM_REVERB, "strong": DR_STRONG_REVERB}.get(dr_reverb, {})}
     tl = train_dr(model, train, val, classes, objective, epochs=epochs, seed=seed, progress=bar.update,
                   opts=opts, ssl_real=real_songs, ssl_weight=ssl_weight, ssl_batch=ssl_batch)  # fmt: skip
     bar.close()

@@ -120,7 +120,12 @@ def _element(tr: _Tracks, i0: int, e: ElementSpec, sr: int, rng: np.random.Gener
         carrier = np.full(n, e.f_start_hz)
         if e.kind != "X":
             # whistles start a little high and settle within ~40 ms
-            carrier = carrier + rng.uniform(100.0, 350.0) * np.exp(-t / 0.015)
+            over_hz = rng.uniform(100.0, 350.0)
+            if e.glide is None:
+                carrier = carrier + over_hz * np.exp(-t / 0.015)
+            else:  # wide-glide: a slower settle from further above, then a drift
+                over, settle_s, drift = e.glide
+                carrier = carrier * (1.0 + drift * x) + over * e.f_start_hz * np.exp(-t / settle_s)
     ph0 = rng.uniform(0, 1)
     wob = e.fm_depth_hz * np.sin(2 * np.pi * (e.fm_rate_hz * t + ph0))
     f = carrier + wob

@@ -8,7 +8,7 @@ described with (:class:`SyllableSpec`, :class:`ElementSpec`, :class:`SongType`, 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -162,6 +162,11 @@ class ElementSpec:
         Element amplitude relative to the initial syllables.
     pulse_hz : float
         Pulse rate of harmonic-rich notes (X), Hz; 0 for none.
+    glide : tuple of float, optional
+        Flat whistles of the ``wide-glide`` variety: ``(overshoot, settle_s, drift)`` — the pitch
+        starts ``overshoot`` (relative) above the carrier and settles with time constant
+        ``settle_s``, then drifts linearly by ``drift`` (relative) to the element's end. ``None``
+        (every other variety): a fixed 100-350 Hz overshoot settling within ~15 ms, no drift.
     """
 
     kind: str
@@ -176,6 +181,7 @@ class ElementSpec:
     h3: float
     level: float
     pulse_hz: float
+    glide: tuple[float, float, float] | None = field(default=None, repr=False)  # repr as before
 
 
 @dataclass(**_RECORD)

@@ -23,7 +23,7 @@ import numpy as np
 from .song_spec import WIDE_TABLE, Bird, ElementSpec, SongType, _clip_terminal, _terminal_length
 from .syllable_shapes import ShapedSyllable, SyllablePart
 
-VARIETIES = ("base", "wide", "wide-variants")
+VARIETIES = ("base", "wide", "wide-variants", "wide-glide")
 FAMILY_WEIGHTS = {"library": 0.35, "classic": 0.25, "down": 0.1, "up": 0.07, "multi": 0.09,
                   "click_buzz": 0.07, "noisy": 0.07}  # fmt: skip
 _STATE: dict = {"variety": "base", "library": None, "families": None}
@@ -195,11 +195,27 @@ def _variant(dialect: str, terminal: tuple[ElementSpec, ...], rng: np.random.Gen
     return terminal
 
 
+def _glide(terminal: tuple[ElementSpec, ...], rng: np.random.Generator) -> tuple[ElementSpec, ...]:
+    """The ``wide-glide`` variety's flat whistles (B, Bh, Bl, Be), drawn once per bird: in 60 % of
+    birds each settles from 1-9 % above its pitch with a time constant of 20-120 ms, then drifts by
+    -6 to +1.5 % to its end (whistles that are not quite flat); the others keep the wide ones."""
+    if rng.random() >= 0.6:
+        return terminal
+    out = []
+    for e in terminal:
+        if e.kind in ("B", "Bh", "Bl", "Be", "B2"):
+            e = replace(e, glide=(_u(rng, 0.01, 0.09), _u(rng, 0.02, 0.12), _u(rng, -0.06, 0.015)))
+        out.append(e)
+    return tuple(out)
+
+
 def make_bird_wide(
-    dialect: str, rng: np.random.Generator, bird_id: int, n_types, incomplete_prob, variants: bool = False
-) -> Bird:
+    dialect: str, rng: np.random.Generator, bird_id: int, n_types, incomplete_prob, variants: bool = False,
+    glide: bool = False,
+) -> Bird:  # fmt: skip
     """``make_bird`` of the wide variety (the dialect is checked by the caller); ``variants``: the
-    bird may habitually sing one of DESIGN.md §3's structural variants (:func:`_variant`)."""
+    bird may habitually sing one of DESIGN.md §3's structural variants (:func:`_variant`);
+    ``glide``: its flat whistles may settle slowly and drift (:func:`_glide`, ``wide-glide``)."""
     if n_types is None:
         n_types = int(rng.choice([1, 2, 3], p=[0.35, 0.4, 0.25]))
     if incomplete_prob is None:
@@ -207,6 +223,8 @@ def make_bird_wide(
     terminal = _terminal_wide(dialect, rng)
     if variants:
         terminal = _variant(dialect, terminal, rng)
+    if glide:
+        terminal = _glide(terminal, rng)
     types = []
     for t in range(n_types):
         syl = draw_shaped(rng)
