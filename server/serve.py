@@ -9,6 +9,7 @@ every write.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -55,13 +56,21 @@ class WebServer:
         self._server = create_server(self.app, host=settings.host, port=settings.port, threads=threads,
                                      ident="yh-server", clear_untrusted_proxy_headers=True)  # fmt: skip
         self.port = int(self._server.effective_port)
+        self._closing = False
 
     @property
     def url(self) -> str:
         return f"http://{self.settings.host}:{self.port}"
 
     def serve_forever(self) -> None:
-        self._server.run()
+        try:
+            self._server.run()
+        except OSError as e:
+            # shutdown() from another thread closes the sockets the loop may be waiting on: its
+            # select() then fails with EBADF, which is the end of serving, not an error
+            if not (self._closing and e.errno == errno.EBADF):
+                raise
 
     def shutdown(self) -> None:
+        self._closing = True
         self._server.close()
