@@ -182,8 +182,7 @@ def make_bird(
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {', '.join(DIALECTS)}")
     v = resolve_variety(variety)
     if v != "base":
-        return make_bird_wide(dialect, rng, bird_id, n_types, incomplete_prob, variants=v == "wide-variants",
-                              glide=v == "wide-glide")  # fmt: skip
+        return make_bird_wide(dialect, rng, bird_id, n_types, incomplete_prob, variety=v)
     if n_types is None:
         n_types = int(rng.choice([1, 2, 3], p=[0.35, 0.4, 0.25]))
     if incomplete_prob is None:

@@ -210,20 +210,19 @@ def _glide(terminal: tuple[ElementSpec, ...], rng: np.random.Generator) -> tuple
 
 
 def make_bird_wide(
-    dialect: str, rng: np.random.Generator, bird_id: int, n_types, incomplete_prob, variants: bool = False,
-    glide: bool = False,
-) -> Bird:  # fmt: skip
-    """``make_bird`` of the wide variety (the dialect is checked by the caller); ``variants``: the
-    bird may habitually sing one of DESIGN.md §3's structural variants (:func:`_variant`);
-    ``glide``: its flat whistles may settle slowly and drift (:func:`_glide`, ``wide-glide``)."""
+    dialect: str, rng: np.random.Generator, bird_id: int, n_types, incomplete_prob, variety: str = "wide"
+) -> Bird:
+    """``make_bird`` of the wide varieties (the dialect is checked by the caller). ``wide-variants``:
+    the bird may habitually sing one of DESIGN.md §3's structural variants (:func:`_variant`);
+    ``wide-glide``: its flat whistles may settle slowly and drift (:func:`_glide`)."""
     if n_types is None:
         n_types = int(rng.choice([1, 2, 3], p=[0.35, 0.4, 0.25]))
     if incomplete_prob is None:
         incomplete_prob = _u(rng, 0.1, 0.4)
     terminal = _terminal_wide(dialect, rng)
-    if variants:
+    if variety == "wide-variants":
         terminal = _variant(dialect, terminal, rng)
-    if glide:
+    if variety == "wide-glide":
         terminal = _glide(terminal, rng)
     types = []
     for t in range(n_types):
