@@ -19,6 +19,8 @@ import click
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_valsynth_encoder import one_nn_other_bird  # noqa: E402
 
 SR = 24000
 DIALECTS = ("XlB", "XsB", "BBe")
@@ -85,17 +87,12 @@ def main(generator: str, distance: float, birds: int, seed: int, encoder_path: P
                 z.append(enc.embed(stream_frames(x, SR, cfg)[end - w : end]))
                 labels.append(d)
                 bird_ids.append(f"{d}{k}")
-    z, lab, b = np.array(z), np.array(labels), np.array(bird_ids)
-    sim = z @ z.T
-    sim[b[:, None] == b[None, :]] = -np.inf
-    nn = lab[sim.argmax(axis=1)]
+    per = one_nn_other_bird(np.array(z), labels, bird_ids)["per_label"]
     where = "dry" if distance <= 0 else f"propagated {distance:g} m"
     click.echo(f"{generator} generator, {where}, {birds} birds x 3 songs per dialect, {encoder_path}")
     for d in DIALECTS:
-        m = lab == d
-        counts = dict(zip(*np.unique(nn[m], return_counts=True)))
         click.echo(
-            f"  {d}: 1-NN other bird {np.mean(nn[m] == d):.2f}  { ({str(k): int(v) for k, v in counts.items()}) }"
+            f"  {d}: 1-NN other bird {per[d]['accuracy']:.2f}  { {str(k): v for k, v in per[d]['neighbours'].items()} }"
         )
 
 

@@ -309,14 +309,14 @@ class SongSegmenter:
             if e_abs <= a or s_abs >= b:  # must overlap what the detector heard
                 continue
             # within a syllable pause of the edge counts as cut off: the song may go on
+            cut_start = at_start and s <= self._edge_frames
             cut_end = at_end and e >= env.size - self._edge_frames
-            cut = (at_start and s <= self._edge_frames) or cut_end
-            if e_abs - s_abs < (self._min_cut if cut else self.min_frames):
+            if e_abs - s_abs < (self._min_cut if cut_start or cut_end else self.min_frames):
                 continue
             if not cut_end:  # a run going on past the detector's windows ends where the song does
                 e = unheard_tail(self, env, s, e, b - lo)
             for ps, pe, overlap in heard_pieces(self, split_run(self, env, s, e), region, lo):
-                truncated = (at_start and ps == s and s <= self._edge_frames) or (cut_end and pe == e)
+                truncated = (cut_start and ps == s) or (cut_end and pe == e)
                 songs.append(
                     self._song(
                         ps + lo, pe + lo, region, snr_floor, truncated, overlap=overlap, env=snr_env[ps:pe]

@@ -203,7 +203,7 @@ def _glide(terminal: tuple[ElementSpec, ...], rng: np.random.Generator) -> tuple
         return terminal
     out = []
     for e in terminal:
-        if e.kind in ("B", "Bh", "Bl", "Be", "B2"):
+        if e.kind in ("B", "Bh", "Bl", "Be"):
             e = replace(e, glide=(_u(rng, 0.01, 0.09), _u(rng, 0.02, 0.12), _u(rng, -0.06, 0.015)))
         out.append(e)
     return tuple(out)
