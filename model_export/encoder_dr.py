@@ -87,10 +87,10 @@ def domain_randomise(
             q[:, :-1] += hi * p[:, 1:]
             p = q / (1.0 + lo + hi)
         if rng.random() < opts["reverb_p"]:
-            rt = rng.uniform(*opts["reverb_rt_s"])  # s to -60 dB
+            rt = rng.uniform(*opts.get("reverb_rt_s", DR["reverb_rt_s"]))  # s to -60 dB
             frames = int(round(rt * cfg.frame_rate))
             decay = 10 ** (-6.0 * np.arange(1, frames + 1) / max(frames, 1))
-            g = 10 ** (rng.uniform(*opts["reverb_db"]) / 10)
+            g = 10 ** (rng.uniform(*opts.get("reverb_db", DR["reverb_db"])) / 10)
             tail = np.zeros_like(p)
             for j, a in enumerate(decay, start=1):
                 tail[j:] += a * p[:-j]
