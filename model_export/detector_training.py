@@ -1,4 +1,4 @@
-"""One detector training run (``yh-model train detector`` and ``train all``): its training
+"""One detector training run (``yh-model train detector``, the first recipe): its training
 set, training, the threshold chosen on validation windows, the int8 export with its manifest
 and the evaluation of the int8 model on the test windows.
 """

@@ -249,6 +249,22 @@ def _load_split(cache, split: str, scale: float, seed: int):
                          end_jitter_s=DEFAULT_END_JITTER_S)  # fmt: skip
 
 
+def _add_own(labels_csv, train, val, tsum, vsum):
+    """The train/val sets with the songs of a label CSV's recordings added (``--labels``; rows of its
+    test split are left out), and their summaries saying so."""
+    if not labels_csv:
+        return train, val, tsum, vsum
+    from model_export.geometry import DET_FRAMES, DET_TRAIN_HOP, ENC_FRAMES
+    from model_export.labelled import concat_encoder, labelled_sets
+
+    own = labelled_sets(labels_csv, FrontendConfig(), ENC_FRAMES, DET_FRAMES, DET_TRAIN_HOP)
+    extra = {k: own[k][0] if k in own else None for k in ("train", "val")}
+    note = {"labelled_csv": str(labels_csv)}
+    return (concat_encoder(train, extra["train"]), concat_encoder(val, extra["val"]),
+            {**tsum, **note, "labelled_songs": 0 if extra["train"] is None else len(extra["train"].dialect)},
+            {**vsum, **note, "labelled_songs": 0 if extra["val"] is None else len(extra["val"].dialect)})  # fmt: skip
+
+
 def _ssl_songs(cache, train, ssl_weight: float, ssl_batch: int, ssl_source: str):
     """The BYOL term's songs and their manifest block (``(None, None)`` without the term): real
     songs cut from the train-split recordings (cached in ``cache``), or the training set's own."""
@@ -291,6 +307,9 @@ def _ssl_songs(cache, train, ssl_weight: float, ssl_batch: int, ssl_source: str)
               "wide: syllable library measured from the train split, sets cached in CACHE/variety-wide.")  # fmt: skip
 @click.option("--arch", type=click.Choice(["cnn", "cnn-tail"]), default="cnn", show_default=True,
               help="cnn-tail: the pooled features plus the window's last 0.8 s in order (models.py).")  # fmt: skip
+@click.option("--labels", "labels_csv", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Label CSV of your own recordings (file,onset_s,offset_s,dialect[,complete,bird_id,split]); "
+              "their train/val songs are added to the synthetic train/val sets.")  # fmt: skip
 @click.option("--dr-reverb", type=click.Choice(["default", "medium", "strong"]), default="default",
               show_default=True, help="medium/strong: DR_MEDIUM_REVERB/DR_STRONG_REVERB (longer and "
               "louder reverberation tails, more often).")  # fmt: skip
@@ -308,6 +327,7 @@ def train_encoder_dr_cmd(
     leave_out,
     synth_variety,
     arch,
+    labels_csv,
     dr_reverb,
 ):
     """Train the encoder with wide domain randomisation; export int8 + manifest into OUT."""
@@ -321,6 +341,7 @@ def train_encoder_dr_cmd(
     keras.utils.set_random_seed(seed)
     vcache = synth_cache(cache, synth_variety)  # before any set is built
     (train, tsum), (val, vsum) = (_load_split(vcache, split, scale, seed) for split in ("train", "val"))
+    train, val, tsum, vsum = _add_own(labels_csv, train, val, tsum, vsum)
     if leave_out:
         from model_export.train_sets import drop_dialect
 

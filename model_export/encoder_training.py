@@ -1,4 +1,4 @@
-"""One encoder training run (``yh-model train encoder``, ``train all``, ``compare``, and the
+"""One encoder training run (``yh-model train encoder``, the first recipe, ``compare``, and the
 re-export of a trained one): training with a training-only head, the int8 export (unit-norm
 output, manifest) and the evaluation on held-out birds with the int8 model.
 """

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from model_export.geometry import DEFAULT_REAL
+from model_export.labels import default_root
 
 log = logging.getLogger("model_export.train_cli")  # the logger these messages always had
 
@@ -27,11 +27,11 @@ def progress_bar(total: int, desc: str):
 
 
 def real_folder(real: str | None) -> Path | None:
-    """The folder of real recordings ``--real`` names (``None``: the default if present;
-    ``"none"``: synthetic only)."""
+    """The folder of real recordings ``--real`` names (``None``: ``$YH_REALAUDIO`` or
+    ``../shared/realaudio`` if present; ``"none"``: synthetic only)."""
     if real == "none":
         return None
-    p = Path(real) if real else DEFAULT_REAL
+    p = Path(real) if real else default_root()
     if not (p / "manifest.csv").exists():
         if real:
             raise click.ClickException(f"{p}: no manifest.csv (expected a realaudio-style folder)")

@@ -9,7 +9,6 @@ here for the detector package). Heavy imports (TensorFlow, scikit-learn) happen 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import click
@@ -145,19 +144,6 @@ def train_encoder_cmd(
     click.echo(dumps(res))
 
 
-@train_group.command("all")
-@click.option("--out", default=str(EDGE_MODELS), show_default=True, type=click.Path(path_type=Path))
-@click.option("--det-epochs", default=12, show_default=True)
-@click.option("--enc-epochs", default=20, show_default=True)
-@with_common
-def train_all_cmd(out, det_epochs, enc_epochs, cache, real, labels_csv, scale, seed):
-    """One command: train and export both shipped models (detector and arcface CNN encoder)."""
-    t0 = time.time()
-    det = train_detector_impl(out, cache, real, labels_csv, scale, seed, det_epochs, 1)
-    enc = train_encoder_impl(out, cache, real, labels_csv, scale, seed, enc_epochs, "arcface", "cnn", None)
-    click.echo(dumps({"detector": det, "encoder": enc, "total_seconds": round(time.time() - t0)}))
-
-
 commands = [data_cmd, train_group]
 train_group.add_command(reexport_encoder_cmd)
 
@@ -249,5 +235,7 @@ commands.append(compare_cmd)
 
 # the domain-randomised encoder trainer (issue 14) lives in its own module
 from model_export.encoder_dr import train_encoder_dr_cmd  # noqa: E402
+from model_export.train_all import train_all_cmd  # noqa: E402
 
 train_group.add_command(train_encoder_dr_cmd)
+train_group.add_command(train_all_cmd)  # the shipped recipes (model_export/train_all.py)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from pathlib import Path
 
 import click
+
+from model_export.synth.variety import VARIETIES
 
 
 def _table(s: dict) -> str:
@@ -127,9 +128,10 @@ def _test_files(real) -> list:
 @click.option("--bands", default=None, type=int, help="Keep only the lowest N mel bands (51: 16-kHz safe).")
 @click.option("--p16k", default=0.3, show_default=True, help="Share of composites through a 16-kHz recorder.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--synth-variety", default="base", show_default=True, type=click.Choice(["base", "wide"]),
-              help="Synthetic songs: base (the original generator) or wide (syllable families, shapes "
-                   "measured from the train-split songs, wider dialect ranges; docs/synth.md).")  # fmt: skip
+@click.option("--synth-variety", default="base", show_default=True, type=click.Choice(VARIETIES),
+              help="Synthetic songs: base (the original generator), wide (syllable families, shapes "
+                   "measured from the train-split songs, wider dialect ranges) or one of its variants "
+                   "(docs/synth.md).")  # fmt: skip
 @click.option("--codec", default=0.0, show_default=True,
               help="Share of composites also encoded/decoded through MP3 (64-192 kbps) or Ogg Vorbis.")  # fmt: skip
 @click.option("--teacher", type=click.Choice(["birdnet", "birdnet-all"]), default=None,
@@ -137,16 +139,20 @@ def _test_files(real) -> list:
                    "(birdnet: hand marks win in files with marked songs; birdnet-all: only on marked songs).")  # fmt: skip
 @click.option("--teacher-scores", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="BirdNET teacher scores (JSON; default CACHE/birdnet_teacher.json, filled when missing).")  # fmt: skip
+@click.option("--labels", "labels_csv", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Label CSV of your own recordings (file,onset_s,offset_s,dialect[,complete,bird_id,split]); "
+                   "their train/val rows are added to training and validation.")  # fmt: skip
 def train_detector_real_cmd(out, cache, real, use, scale, composites, epochs, hard_epochs, steps, width, bands,
-                            p16k, seed, synth_variety, codec, teacher, teacher_scores):  # fmt: skip
+                            p16k, seed, synth_variety, codec, teacher, teacher_scores, labels_csv):  # fmt: skip
     """Train the detector for real recordings (model_export/detector) and export it with a logit output."""
     from model_export.detector.run import run
     from model_export.labels import default_root
+    from model_export.runkit import reproduce_command
 
-    command = "yh-model train detector-real " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    command = reproduce_command()
     res = run(out, cache, real or default_root(), tuple(use.split(",")), scale, composites, epochs, hard_epochs,
               steps, width, bands, seed, p16k, command, synth_variety, codec, teacher=teacher,
-              teacher_scores=teacher_scores)  # fmt: skip
+              teacher_scores=teacher_scores, labels_csv=labels_csv)  # fmt: skip
     click.echo(json.dumps({k: v for k, v in res.items() if k != "summary"}, indent=1))
 
 

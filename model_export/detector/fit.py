@@ -62,6 +62,7 @@ SHARES = {
     "real_neg": 0.16, "real_neg_16k": 0.08,  # every clean other-species / soundscape window
     "hard": 0.08,  # mined: real negatives the previous model fired on
     "teach": 0.06, "teach_16k": 0.04,  # --teacher birdnet: yes/possible/background files, soft labels
+    "own_pos": 0.08, "own_neg": 0.04,  # --labels: a researcher's own labelled recordings
 }  # fmt: skip
 
 

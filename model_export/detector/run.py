@@ -77,6 +77,27 @@ def datasets(cache: Path, real_root, scale: float, composites: int, seed: int, p
     return syn["train"], syn["val"], rfit, rval, cfit, cval, pool
 
 
+def own_windows(labels_csv) -> dict:
+    """{split: WindowSet} of the detector windows of a label CSV's recordings (``--labels``; the
+    format of :mod:`model_export.labelled`), strata ``own_pos`` / ``own_neg``; rows of the test
+    split are never trained on."""
+    from edge.core.frontend import FrontendConfig
+    from model_export.detector.realdata import WindowSet
+    from model_export.geometry import DET_FRAMES, DET_TRAIN_HOP, ENC_FRAMES
+    from model_export.labelled import labelled_sets
+
+    if not labels_csv:
+        return {}
+    out = {}
+    for split, (_, det) in labelled_sets(
+        labels_csv, FrontendConfig(), ENC_FRAMES, DET_FRAMES, DET_TRAIN_HOP
+    ).items():
+        if det is not None and split in ("train", "val"):
+            y = (det.y > 0.5).astype(np.float32)
+            out[split] = WindowSet(det.x.astype(np.float16), y, np.where(y > 0.5, "own_pos", "own_neg"))
+    return out
+
+
 def teacher_set(cache: Path, real_root, teacher: str, scores_path: Path | None = None):
     """The teacher's fit windows (``model_export.detector.teacher``): BirdNET scores of the
     yes/possible/background train files from ``scores_path`` (default ``CACHE/birdnet_teacher.json``;
@@ -103,9 +124,10 @@ def run(
     out: Path, cache: Path, real_root, use: tuple[str, ...] = VARIANTS, scale: float = 0.4,
     composites: int = 3000, epochs: int = 8, hard_epochs: int = 4, steps: int = 250, width: float = 1.0,
     bands: int | None = None, seed: int = 0, p16k: float = 0.3, command: str = "", variety: str = "base",
-    codec: float = 0.0, teacher: str | None = None, teacher_scores: Path | None = None,
+    codec: float = 0.0, teacher: str | None = None, teacher_scores: Path | None = None, labels_csv=None,
 ) -> dict:  # fmt: skip
-    """Train, mine, fine-tune, export ``out/detector.tflite`` + manifest; returns the summary."""
+    """Train, mine, fine-tune, export ``out/detector.tflite`` + manifest; returns the summary.
+    ``labels_csv``: a researcher's own labelled recordings (:func:`own_windows`), added to train/val."""
     import keras
 
     from edge.core.frontend import FrontendConfig
@@ -125,8 +147,9 @@ def run(
         parts.append(cfit)
     if teacher:
         parts.append(teacher_set(cache, real_root, teacher, teacher_scores))
-    train = WindowSet.concat(*parts)
-    val = WindowSet.concat(synv, rval, cval)
+    own = own_windows(labels_csv)
+    train = WindowSet.concat(*parts, own.get("train"))
+    val = WindowSet.concat(synv, rval, cval, own.get("val"))
     counts = {k: int(v) for k, v in zip(*np.unique(fit.strata(train.kind, train.y), return_counts=True))}
     log.warning("train strata %s; val %d windows (%d positive)", counts, len(val.y), int(val.y.sum()))
     model = fit.build(DET_FRAMES, FrontendConfig().n_mels, width, bands)
@@ -144,7 +167,7 @@ def run(
         "use": list(use), "scale": scale, "composites": composites, "epochs": epochs, "hard_epochs": hard_epochs,
         "steps_per_epoch": steps, "width": width, "bands": bands, "seed": seed, "p16k": p16k,
         "synth_variety": variety, "codec": codec, "teacher": teacher,
-        "train_strata": counts, "hard_negatives": mined, "val_windows": int(len(val.y)),
+        "labels_csv": str(labels_csv) if labels_csv else None, "train_strata": counts, "hard_negatives": mined, "val_windows": int(len(val.y)),
         "seconds": round(time.time() - t0), "history": hist,
     }  # fmt: skip
     Path(out).mkdir(parents=True, exist_ok=True)
