@@ -69,7 +69,11 @@ def load_models(config: Config, frontend: FrontendConfig | None = None) -> tuple
 
     m = config.models
     det = TFLiteDetector(
-        m.detector or None, frontend=frontend, threshold=m.threshold, num_threads=m.num_threads
+        m.detector or None,
+        frontend=frontend,
+        threshold=m.threshold,
+        num_threads=m.num_threads,
+        support_threshold=m.support_threshold,
     )
     enc = TFLiteEncoder(m.encoder or None, frontend=det.frontend, num_threads=m.num_threads)
     if frontend is None:
@@ -139,6 +143,7 @@ def build_pipeline(
         min_song_s=s.min_song_s,
         max_song_s=s.max_song_s,
         merge_gap_s=s.merge_gap_s,
+        support_threshold=getattr(detector, "support_threshold", None),
     )
     sp = config.spectrogram
     spectrogram = SpectrogramSpec(sp.margin_s, sp.max_seconds, sp.db_step) if sp.enabled else None

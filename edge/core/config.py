@@ -107,6 +107,8 @@ class ModelsConfig:
     """Model files; ``""`` means the ones bundled with the package.
 
     ``threshold``: detector probability for "yellowhammer present"; negative = the manifest's.
+    ``support_threshold``: two consecutive detector windows at or above it count as present too
+    (negative = the manifest's ``support_threshold``, if it has one; 0 = off).
     ``verifier``: score each candidate song with the encoder manifest's song verifier and store only
     those it passes (the detection cascade; no effect when the manifest has no verifier).
     """
@@ -116,10 +118,13 @@ class ModelsConfig:
     threshold: float = -1.0
     num_threads: int = 1
     verifier: bool = True
+    support_threshold: float = -1.0
 
     def __post_init__(self):
         if self.threshold > 1:
             raise ValueError("models.threshold must be <= 1 (negative = use the manifest's)")
+        if self.support_threshold > 1:
+            raise ValueError("models.support_threshold must be <= 1 (negative = the manifest's, 0 = off)")
         if self.num_threads < 1:
             raise ValueError("models.num_threads must be >= 1")
 

@@ -3,7 +3,9 @@
 Pure numpy and stream-based; no I/O. Two time scales work together:
 
 1. **Detector windows** (e.g. 1 s every 1 s) say *where* a yellowhammer sings. Active windows
-   (probability >= threshold) that overlap or lie closer than ``merge_gap_s`` form a *region*.
+   (probability >= threshold, or two or more consecutive windows each >= ``support_threshold``
+   when one is set: a song the detector is fairly sure of twice running) that overlap or lie
+   closer than ``merge_gap_s`` form a *region*.
    A region is closed once a later window starts more than ``merge_gap_s`` after its end, so a
    song that spans chunk boundaries is simply a region that stays open across calls.
 2. The **band-contrast envelope** (one value per frame, 20 ms, see :meth:`SongSegmenter.
@@ -77,6 +79,9 @@ class SongSegmenter:
         The detector's window and hop, from its manifest.
     threshold
         Detector probability for "yellowhammer present".
+    support_threshold
+        Optional lower probability: consecutive windows (one hop apart, none gated) that all reach
+        it are active too, although none reaches ``threshold`` (None: off).
     min_song_s, max_song_s, merge_gap_s
         Plausible song lengths and the longest silence bridged inside a song.
 
@@ -94,15 +99,19 @@ class SongSegmenter:
         min_song_s: float = 0.6,
         max_song_s: float = 3.6,
         merge_gap_s: float = 0.35,
+        support_threshold: float | None = None,
     ) -> None:
         if window_frames <= 0 or hop_frames <= 0:
             raise ValueError("window and hop must be positive")
+        if support_threshold is not None and not 0 < support_threshold <= 1:
+            raise ValueError("support_threshold must be in (0, 1] or None")
         if not 0 < min_song_s < max_song_s:
             raise ValueError("need 0 < min_song_s < max_song_s")
         self.cfg = frontend
         self.window_frames = int(window_frames)
         self.hop_frames = int(hop_frames)
         self.threshold = float(threshold)
+        self.support_threshold = None if support_threshold is None else float(support_threshold)
         fr = frontend.frame_rate
         self.min_frames = max(1, int(round(min_song_s * fr)))
         self.max_frames = max(self.min_frames + 1, int(round(max_song_s * fr)))
@@ -143,6 +152,7 @@ class SongSegmenter:
         self._last_window_start = -1
         self._emitted_until = 0  # frames before this belong to songs already emitted
         self._carry_from: int | None = None
+        self._support: tuple[int, float, bool] | None = None  # last window in [support, threshold)
 
     def add_frames(self, frames: np.ndarray) -> None:
         """Append the stream's next log-mel frames ``(k, n_mels)``."""
@@ -255,11 +265,27 @@ class SongSegmenter:
                     carry = self._carry_from
                     self._region = [w for w in region if w[0] + self.window_frames > carry] if carry else None
                     self._region = self._region or None
-            if p >= self.threshold:
+            for w in self._active(int(start), float(p)):
                 if self._region is None:
                     self._region = []
-                self._region.append((int(start), float(p)))
+                self._region.append(w)
         return out
+
+    def _active(self, start: int, p: float) -> list[tuple[int, float]]:
+        """The windows that become active with this one: itself at or above the threshold; with a
+        support threshold, two consecutive windows at or above it (the first one retroactively)."""
+        if p >= self.threshold:
+            self._support = None
+            return [(start, p)]
+        sup, prev = self.support_threshold, self._support
+        if sup is None or p < sup:
+            self._support = None
+            return []
+        paired = prev is not None and start - prev[0] <= self.hop_frames
+        self._support = (start, p, paired)
+        if not paired:
+            return []
+        return [(start, p)] if prev[2] else [(prev[0], prev[1]), (start, p)]
 
     def flush(self) -> list[Song]:
         """End of stream: finish the open region (songs still sounding are truncated)."""

@@ -321,3 +321,24 @@ def test_a_malformed_complete_head_is_refused_and_none_means_no_field(tmp_path):
     (tmp_path / "encoder.json").write_text(json.dumps(manifest))
     enc = TFLiteEncoder(tmp_path / "encoder.tflite", FrontendConfig())
     assert enc.complete_probability(np.ones(enc.embedding_dim) / np.sqrt(enc.embedding_dim)) is None
+
+
+def test_the_support_threshold_comes_from_the_manifest_and_the_config_can_switch_it_off(tmp_path):
+    _copy_models(tmp_path)
+    m = json.loads((tmp_path / "detector.json").read_text())
+    m["support_threshold"] = 0.9
+    (tmp_path / "detector.json").write_text(json.dumps(m))
+    env = {"YH_MODELS__DETECTOR": str(tmp_path / "detector.tflite")}
+    assert build_pipeline(load_config(None, env=env), memory=True).pipeline.segmenter.support_threshold == 0.9
+    off = {**env, "YH_MODELS__SUPPORT_THRESHOLD": "0"}
+    assert (
+        build_pipeline(load_config(None, env=off), memory=True).pipeline.segmenter.support_threshold is None
+    )
+    other = {**env, "YH_MODELS__SUPPORT_THRESHOLD": "0.7"}
+    assert (
+        build_pipeline(load_config(None, env=other), memory=True).pipeline.segmenter.support_threshold == 0.7
+    )
+    m["support_threshold"] = 2.0
+    (tmp_path / "detector.json").write_text(json.dumps(m))
+    with pytest.raises(ModelError, match="support_threshold"):
+        build_pipeline(load_config(None, env=env), memory=True)

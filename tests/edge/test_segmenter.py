@@ -290,3 +290,48 @@ def test_a_song_after_a_pause_bridged_by_other_sound_starts_after_the_first_one(
     assert abs(a_on - 1.0) <= 0.05 and abs(a_off - 3.3) <= 0.15
     assert abs(b_on - 4.0) <= 0.1 and abs(b_off - 6.3) <= 0.05
     assert not any(s.overlap for s in songs)
+
+
+def _scored(score_of):
+    """A detector stand-in scoring each window by ``score_of(start_s)``."""
+
+    def probs(frames, starts):
+        return [(st, score_of(st / FPS)) for st in starts]
+
+    return probs
+
+
+def test_consecutive_windows_at_the_support_threshold_make_a_song_one_alone_does_not():
+    x = frames_with([(2.0, 4.3, -50)], 8.0)
+    # the detector is fairly sure of the song (0.4) but never reaches the threshold (0.5)
+    fairly_sure = _scored(lambda t: 0.4 if 1.5 <= t <= 3.5 else 0.05)
+    assert run(x, probs=fairly_sure) == []
+    songs = run(x, probs=fairly_sure, support_threshold=0.35)
+    assert len(songs) == 1
+    on, off = secs(songs[0])
+    assert abs(on - 2.0) <= 0.04 and abs(off - 4.3) <= 0.04
+    # the same song with only one window at 0.4 (a lone support window), or two of them with a
+    # window below the support threshold between (a gated window scores 0): no song
+    once = _scored(lambda t: 0.4 if t == 2.5 else 0.05)
+    apart = _scored(lambda t: 0.4 if t in (2.0, 3.0) else 0.05)
+    assert run(x, probs=once, support_threshold=0.35) == []
+    assert run(x, probs=apart, support_threshold=0.35) == []
+    # a window at the threshold makes a song as before, with or without support
+    sure_once = _scored(lambda t: 0.6 if t == 2.5 else 0.05)
+    assert len(run(x, probs=sure_once)) == len(run(x, probs=sure_once, support_threshold=0.35)) == 1
+
+
+@pytest.mark.parametrize("chunk", [1, 50, 10_000])
+def test_support_windows_give_the_same_songs_in_any_chunking(chunk):
+    x = frames_with([(1.3, 3.6, -55), (7.05, 9.2, -45), (12.0, 13.9, -60)], 16.0, seed=3)
+    probs = _scored(
+        lambda t: 0.6 if 6.5 <= t <= 8.5 else 0.4 if (0.5 <= t <= 3.0 or 11.5 <= t <= 13.5) else 0.05
+    )
+    ref = run(x, chunk=10_000, probs=probs, support_threshold=0.35)
+    assert len(ref) == 3
+    assert run(x, chunk=chunk, probs=probs, support_threshold=0.35) == ref
+
+
+def test_a_support_threshold_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match="support_threshold"):
+        SongSegmenter(CFG, W, HOP, 0.5, support_threshold=1.5)

@@ -19,6 +19,8 @@ Format (``format: "yellowhammer-model/1"``)::
       "labels": ["XlB", ...],                      # encoder: dialects its training head knew
       "embedding_dim": 32,                         # encoder only
       "threshold": 0.5,                            # detector only
+      "support_threshold": 0.9,                    # detector, optional: two consecutive windows
+                                                   # at or above it are active too (segmenter)
       "training": {...data summary...},
       "metrics": {...held-out figures...},
       "reproduce": "yh-model train detector ..."
@@ -89,6 +91,7 @@ class Manifest:
     labels: tuple[str, ...] = ()
     embedding_dim: int = 0
     threshold: float = 0.5
+    support_threshold: float | None = None
     raw: dict = field(default_factory=dict, compare=False)
 
 
@@ -131,6 +134,9 @@ def parse_manifest(data: dict, where: str = "manifest") -> Manifest:
             labels=tuple(str(x) for x in data.get("labels", ())),
             embedding_dim=int(data.get("embedding_dim", 0)),
             threshold=float(data.get("threshold", 0.5)),
+            support_threshold=None
+            if data.get("support_threshold") is None
+            else float(data["support_threshold"]),
             raw=data,
         )
     except ModelError as exc:
@@ -139,6 +145,8 @@ def parse_manifest(data: dict, where: str = "manifest") -> Manifest:
         raise ModelError(f"{where}: missing or malformed field ({exc!r})") from None
     if m.window_frames <= 0 or m.hop_frames <= 0:
         raise ModelError(f"{where}: window sizes must be positive")
+    if m.support_threshold is not None and not 0 < m.support_threshold <= 1:
+        raise ModelError(f"{where}: support_threshold must be in (0, 1]")
     if kind == "encoder" and m.embedding_dim <= 0:
         raise ModelError(f"{where}: an encoder manifest needs embedding_dim")
     return m

@@ -158,7 +158,10 @@ class TFLiteDetector:
         frontend: FrontendConfig | None = None,
         threshold: float | None = None,
         num_threads: int = 1,
+        support_threshold: float | None = None,
     ) -> None:
+        """``threshold``/``support_threshold``: None or negative = the manifest's; a support
+        threshold of 0 switches the manifest's off."""
         self.model = TFLiteModel(path or MODELS_DIR / "detector.tflite", "detector", frontend, num_threads)
         m = self.model.manifest
         # a 'logit' output (int8 steps of ~0.1 in logit) resolves scores near 1, where an int8
@@ -171,6 +174,12 @@ class TFLiteDetector:
         self.window_frames = m.window_frames
         self.hop_frames = m.hop_frames
         self.threshold = m.threshold if threshold is None or threshold < 0 else float(threshold)
+        sup = (
+            m.support_threshold
+            if support_threshold is None or support_threshold < 0
+            else float(support_threshold)
+        )
+        self.support_threshold = sup or None
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         windows = np.asarray(windows, dtype=np.float32)
