@@ -8,7 +8,9 @@ keeps making what is shipped. Three steps, each the command of its own (same cod
    composites through recorder chains and mined hard negatives;
 2. ``train encoder-dr``: the dialect encoder with domain randomisation;
 3. ``complete-head``: the encoder's complete head, fitted on the training generator's songs and
-   stored in its manifest.
+   stored in its manifest;
+4. ``support-threshold --write``: the detector's support threshold, chosen on its real
+   validation files and stored in its manifest.
 
 ``--labels`` adds a researcher's own labelled recordings to steps 1 and 2.
 """
@@ -60,10 +62,11 @@ def recipe_params(step: str, **overrides) -> dict:
 def train_all_cmd(ctx, out, cache, real, labels_csv, seed, det_epochs, det_hard_epochs, det_steps, det_scale,
                   composites, enc_epochs, enc_scale):  # fmt: skip
     """Train and export both shipped models with their shipped recipes (detector-real, encoder-dr,
-    complete-head; docs/models.md "Reproduce"): about 1.5 h on two cores, most of it building the
+    complete-head, support-threshold; docs/models.md "Reproduce"): about 1.5 h on two cores, most of it building the
     datasets the first time (cached in CACHE). The options change a recipe for a quicker or bigger run."""
     from model_export.complete_head import complete_head_cmd
     from model_export.detector.cli import train_detector_real_cmd
+    from model_export.detector.support import support_threshold_cmd
     from model_export.encoder_dr import train_encoder_dr_cmd
 
     if real is not None:  # every step reads the real recordings from here
@@ -72,15 +75,17 @@ def train_all_cmd(ctx, out, cache, real, labels_csv, seed, det_epochs, det_hard_
     det = recipe_params("detector-real", out=out, cache=cache, real=real, labels_csv=labels_csv, seed=seed,
                         epochs=det_epochs, hard_epochs=det_hard_epochs, steps=det_steps, scale=det_scale,
                         composites=composites)  # fmt: skip
-    click.echo(f"train all 1/3: detector-real {_show(det)}", err=True)
+    click.echo(f"train all 1/4: detector-real {_show(det)}", err=True)
     ctx.invoke(train_detector_real_cmd, **det)
     enc = recipe_params("encoder-dr", out=out, cache=cache, labels_csv=labels_csv, seed=seed, epochs=enc_epochs,
                         scale=enc_scale)  # fmt: skip
-    click.echo(f"train all 2/3: encoder-dr {_show(enc)}", err=True)
+    click.echo(f"train all 2/4: encoder-dr {_show(enc)}", err=True)
     ctx.invoke(train_encoder_dr_cmd, **enc)
-    click.echo("train all 3/3: complete-head", err=True)
+    click.echo("train all 3/4: complete-head", err=True)
     ctx.invoke(complete_head_cmd, encoder_path=out / "encoder.tflite", cache=cache, seed=seed,
                scale=enc.get("scale", 1.0))  # fmt: skip
+    click.echo("train all 4/4: support-threshold", err=True)
+    ctx.invoke(support_threshold_cmd, models=out, sets=(), write=True)
     versions = {
         k: json.loads((out / f"{k}.json").read_text(encoding="utf-8"))["version"]
         for k in ("detector", "encoder")

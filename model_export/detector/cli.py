@@ -164,3 +164,6 @@ def _register_train() -> None:
 
 _register_train()
 commands = [eval_real_cmd]
+from model_export.detector.support import support_threshold_cmd  # noqa: E402
+
+commands.append(support_threshold_cmd)

@@ -107,3 +107,16 @@ def test_own_recordings_join_the_encoders_train_and_val_sets(fixtures_dir, tmp_p
     # 12 songs: song_XlB.wav to val, song_BC.wav (test) left out, the other 10 to train
     assert tsum["labelled_songs"] == len(train.dialect) == 10 and "XsB" in train.dialect.tolist()
     assert train.x.shape[1:] == (ENC_FRAMES, 64)
+
+
+def test_the_shipped_detector_has_the_support_threshold_its_rule_chose():
+    m = json.loads((EDGE_MODELS / "detector.json").read_text(encoding="utf-8"))
+    chosen = m["support_threshold_chosen"]
+    assert chosen["reproduce"].startswith(("yh-model support-threshold", "yh-model train all"))
+    base = chosen["table"][0]
+    assert base["support_threshold"] is None
+    # the rule: the lowest candidate that adds no false run on the validation files
+    ok = [
+        r["support_threshold"] for r in chosen["table"][1:] if r["val_false_runs"] <= base["val_false_runs"]
+    ]
+    assert m["support_threshold"] == min(ok) < m["threshold"]

@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
-"""Choose a detector's ``support_threshold`` (two consecutive windows at or above it count as a
-song; ``edge/core/segmenter.py``) without the real test split.
+"""``yh-model support-threshold``: choose a detector's ``support_threshold`` (two consecutive
+windows at or above it count as a song; ``edge/core/segmenter.py``) without the real test split.
 
 Usage::
 
-    python tools/support_threshold.py [--models DIR] --valsynth SET [--valsynth SET2] [--write]
+    yh-model support-threshold [--models DIR] [--valsynth SET ...] [--write]
 
 Every detector window comes from the recorder's own path (``yh-edge analyze --windows``, the
 models in DIR). Two kinds of audio:
@@ -13,13 +12,13 @@ models in DIR). Two kinds of audio:
   (``model_export.detector.realdata._is_val``) that are clean negatives (``yellowhammer == no``).
   The detector never trained on them; the test split is never read. Here a run of consecutive
   windows that passes the rule is a false song;
-- **independent-generator sets** (``yh-model valsynth clips|scenes``): the share of songs (and of
-  complete songs) that a passing window overlaps.
+- **independent-generator sets** (``yh-model valsynth clips|scenes``, optional, for the table only):
+  the share of songs (and of complete songs) that a passing window overlaps.
 
 For each candidate value the rule is "a window at the threshold, or two consecutive windows at the
 candidate". The choice is the lowest candidate that adds no false run on the validation files; the
 table says what each candidate costs and finds. ``--write`` stores the choice, the table and this
-command in DIR/detector.json. The figures that count are measured afterwards through the whole
+command in DIR/detector.json (``yh-model train all`` does, as its last step). The figures that count are measured afterwards through the whole
 pipeline (``yh-model eval-real``, ``tools/eval_valsynth.py``).
 """
 
@@ -37,7 +36,8 @@ from pathlib import Path
 
 import click
 
-ROOT = Path(__file__).resolve().parents[1]
+from model_export.geometry import EDGE_MODELS
+
 GRID = (0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.92, 0.95)
 
 
@@ -107,21 +107,15 @@ def _set_config(set_dir: Path) -> dict:
             **{k: cfg[k] for k in keys if k in cfg}}  # fmt: skip
 
 
-@click.command()
-@click.option(
-    "--models",
-    default=str(ROOT / "edge" / "models"),
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-)
-@click.option(
-    "--valsynth",
-    "sets",
-    multiple=True,
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-)
+@click.command("support-threshold")
+@click.option("--models", default=str(EDGE_MODELS), show_default=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder with detector.* and encoder.*.")  # fmt: skip
+@click.option("--valsynth", "sets", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A set of the independent generator (repeatable): songs found per candidate, for the table.")  # fmt: skip
 @click.option("--write", is_flag=True, help="Store the choice in MODELS/detector.json.")
-def main(models: Path, sets: tuple[Path, ...], write: bool) -> None:
+def support_threshold_cmd(models: Path, sets: tuple[Path, ...], write: bool) -> None:
+    """Choose the detector's support threshold on its real validation files (never the test split):
+    the lowest value that adds no false song there; --write stores it in the manifest."""
     from model_export.detector.realdata import _is_val
     from model_export.labels import real_files
 
@@ -156,11 +150,7 @@ def main(models: Path, sets: tuple[Path, ...], write: bool) -> None:
             "held out; clean negatives) over the threshold alone",
             "validation_files": len(neg), "validation_hours": round(hours, 3), "table": table,
             "valsynth_sets": {s.name: _set_config(s) for s in sets},
-            "reproduce": "python tools/support_threshold.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            "reproduce": "yh-model " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         }  # fmt: skip
         (models / "detector.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         click.echo(f"written to {models / 'detector.json'}")
-
-
-if __name__ == "__main__":
-    main()
