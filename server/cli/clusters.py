@@ -25,7 +25,11 @@ def _progress(msg: str) -> None:
 @click.option("--all-encoders", is_flag=True, help="Run once per encoder version.")
 @click.option("--min-cluster-size", type=int, default=15, show_default=True)
 @click.option(
-    "--min-samples", type=int, default=None, help="HDBSCAN min_samples (default min(min-cluster-size, 10))."
+    "--min-samples",
+    type=int,
+    default=None,
+    help="HDBSCAN min_samples (default 3 on songs, min(min-cluster-size, 10) on prototypes; "
+    "songs HDBSCAN was not fitted on take the majority of min(min-cluster-size, 10) neighbours).",
 )
 @click.option(
     "--reduce-dim", type=int, default=12, show_default=True, help="PCA components before HDBSCAN (0 = none)."

@@ -19,6 +19,10 @@ TSNE_MAX = 20_000
 #: 2-D/3-D map methods: ``auto`` = a t-SNE 2-D map up to ``tsne_max`` songs with a PCA 3-D map,
 #: PCA above; ``umap`` needs the umap-learn package
 MAP_METHODS = ("auto", "pca", "tsne", "umap")
+#: HDBSCAN's ``min_samples`` on songs (method "sample") when a run does not set it: chosen on the
+#: independent generator's sets (docs/models.md, "Clustering: HDBSCAN's min_samples"); the
+#: prototypes method keeps min(min_cluster_size, 10)
+SAMPLE_MIN_SAMPLES = 3
 #: the cluster id of songs kept out as incomplete (no terminal phrase): never a dialect cluster
 INCOMPLETE_CLUSTER = -2
 
@@ -193,19 +197,24 @@ def cluster_embeddings(
     reduce = params.reduce_dim and params.reduce_dim < x.shape[1]
     pca: list = []
     z = _pca(x, params.reduce_dim, params.seed, fit_rows=pool, model=pca) if reduce else x
-    min_samples = params.min_samples or min(params.min_cluster_size, 10)
+    # HDBSCAN's min_samples and the neighbours that place the songs it was not fitted on: unless
+    # given, SAMPLE_MIN_SAMPLES for HDBSCAN on songs and min(min_cluster_size, 10) neighbours
+    assign_k = params.min_samples or min(params.min_cluster_size, 10)
     held = np.zeros(n, bool) if incomplete_mask is None else np.asarray(incomplete_mask, bool)
     if (held & mask).any():
         raise ClusterError("incomplete songs cannot be fitted")
     if params.method == "prototypes":
-        res = _by_prototypes(x, z, pool, mask, groups, pca, params, min_samples, say)
+        res = _by_prototypes(x, z, pool, mask, groups, pca, params, assign_k, say)
         res.labels[held] = INCOMPLETE_CLUSTER  # never a dialect cluster, whatever they were assigned
         res.probabilities[held] = 0.0
         return res
-    return _by_sample(z, pool, mask, held, params, min_samples, say)
+    min_samples = params.min_samples or min(SAMPLE_MIN_SAMPLES, params.min_cluster_size)
+    return _by_sample(z, pool, mask, held, params, min_samples, assign_k, say)
 
 
-def _by_sample(z, pool, mask, held, params: ClusterParams, min_samples: int, say) -> ClusterResult:
+def _by_sample(
+    z, pool, mask, held, params: ClusterParams, min_samples: int, assign_k: int, say
+) -> ClusterResult:
     """HDBSCAN fitted on the quality-filtered songs (a sample of ``max_fit`` of them at most);
     the rest (and, with ``excluded == "assign"``, the filtered-out complete songs) assigned by
     their nearest fitted neighbours."""
@@ -230,7 +239,7 @@ def _by_sample(z, pool, mask, held, params: ClusterParams, min_samples: int, say
         rest = np.union1d(rest, np.flatnonzero(~mask & ~held))
     if len(rest):
         say(f"assigning the other {len(rest)} points by their nearest fitted neighbours")
-        labels[rest], probs[rest] = _assign(z[fit_idx], hdb.labels_, hdb.probabilities_, z[rest], min_samples)
+        labels[rest], probs[rest] = _assign(z[fit_idx], hdb.labels_, hdb.probabilities_, z[rest], assign_k)
     say("map coordinates")
     labels[held] = INCOMPLETE_CLUSTER
     probs[held] = 0.0
