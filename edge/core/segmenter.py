@@ -274,18 +274,13 @@ class SongSegmenter:
     def _active(self, start: int, p: float) -> list[tuple[int, float]]:
         """The windows that become active with this one: itself at or above the threshold; with a
         support threshold, two consecutive windows at or above it (the first one retroactively)."""
-        if p >= self.threshold:
-            self._support = None
-            return [(start, p)]
         sup, prev = self.support_threshold, self._support
-        if sup is None or p < sup:
-            self._support = None
-            return []
-        paired = prev is not None and start - prev[0] <= self.hop_frames
-        self._support = (start, p, paired)
-        if not paired:
-            return []
-        return [(start, p)] if prev[2] else [(prev[0], prev[1]), (start, p)]
+        supported = p < self.threshold and sup is not None and p >= sup
+        paired = supported and prev is not None and start - prev[0] <= self.hop_frames
+        self._support = (start, p, paired) if supported else None
+        if p >= self.threshold or (paired and prev[2]):
+            return [(start, p)]
+        return [(prev[0], prev[1]), (start, p)] if paired else []
 
     def flush(self) -> list[Song]:
         """End of stream: finish the open region (songs still sounding are truncated)."""
