@@ -34,8 +34,14 @@ def check_models(cfg: Config) -> Check:
         cascade = (f", song verifier {'on' if cfg.models.verifier else 'off (models.verifier)'} (threshold "
                    f"{v.threshold:.2f})")  # fmt: skip
     return Check("models", "ok", f"detector {det.version} (window {det.window_frames}/{det.hop_frames} frames, "
-                                 f"threshold {det.threshold:.2f}), encoder {enc.version} ({enc.embedding_dim}-d)"
+                                 f"threshold {det.threshold:.2f}{_support(det)}), encoder {enc.version} "
+                                 f"({enc.embedding_dim}-d)"
                                  + cascade)  # fmt: skip
+
+
+def _support(det) -> str:
+    sup = getattr(det, "support_threshold", None)
+    return f", or two consecutive windows at {sup:.2f}" if sup else ""
 
 
 def check_audio(cfg: Config) -> Check:

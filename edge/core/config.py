@@ -121,9 +121,9 @@ class ModelsConfig:
     support_threshold: float = -1.0
 
     def __post_init__(self):
-        if self.threshold > 1:
+        if not self.threshold <= 1:  # NaN too
             raise ValueError("models.threshold must be <= 1 (negative = use the manifest's)")
-        if self.support_threshold > 1:
+        if not self.support_threshold <= 1:
             raise ValueError("models.support_threshold must be <= 1 (negative = the manifest's, 0 = off)")
         if self.num_threads < 1:
             raise ValueError("models.num_threads must be >= 1")

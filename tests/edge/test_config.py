@@ -43,6 +43,9 @@ def test_env_overrides_are_typed(tmp_path):
         ("typo = 1\n", "unknown config key 'typo'"),
         ("mqtt = 3\n", "mqtt: expected a table"),
         ("[mqtt]\nport = 70000\n", "mqtt.port must be"),
+        ("[models]\nsupport_threshold = 1.5\n", "models.support_threshold must be"),
+        ("[models]\nsupport_threshold = nan\n", "models.support_threshold must be"),
+        ("[models]\nthreshold = nan\n", "models.threshold must be"),
     ],
 )
 def test_bad_configs_give_one_line_errors(tmp_path, text, fragment):
