@@ -31,6 +31,7 @@ import click
 import numpy as np
 
 from edge.core.frontend import FrontendConfig, mel_frequencies
+from model_export.runkit import labels_option
 from model_export.synth.variety import VARIETIES
 
 DR = {
@@ -307,7 +308,8 @@ def _ssl_songs(cache, train, ssl_weight: float, ssl_batch: int, ssl_source: str)
               "wide: syllable library measured from the train split, sets cached in CACHE/variety-wide.")  # fmt: skip
 @click.option("--arch", type=click.Choice(["cnn", "cnn-tail"]), default="cnn", show_default=True,
               help="cnn-tail: the pooled features plus the window's last 0.8 s in order (models.py).")  # fmt: skip
-@click.option("--labels", "labels_csv", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--labels", "labels_csv", default=None, callback=labels_option,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Label CSV of your own recordings (file,onset_s,offset_s,dialect[,complete,bird_id,split]); "
               "their train/val songs are added to the synthetic train/val sets.")  # fmt: skip
 @click.option("--dr-reverb", type=click.Choice(["default", "medium", "strong"]), default="default",

@@ -41,6 +41,38 @@ def read_labels(csv_path: str | Path) -> dict[Path, list[dict]]:
     return by_file
 
 
+def check_labels(csv_path: str | Path) -> Path:
+    """A label CSV checked before any training starts: readable, the required columns, every row's
+    times (0 <= onset_s < offset_s), split (train/val/test or empty) and recording (readable audio).
+    Raises ValueError with one line naming the row; returns the path."""
+    csv_path = Path(csv_path)
+    try:
+        by_file = read_labels(csv_path)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{csv_path}: unreadable label CSV ({exc})") from None
+    if not by_file:
+        raise ValueError(f"{csv_path}: no songs in the label CSV")
+    for path, rows in by_file.items():
+        for r in rows:
+            try:
+                onset, offset = float(r["onset_s"]), float(r["offset_s"])
+            except (TypeError, ValueError):
+                raise ValueError(f"{csv_path}: {r['file']}: onset_s/offset_s must be numbers") from None
+            if not 0 <= onset < offset:
+                raise ValueError(
+                    f"{csv_path}: {r['file']}: need 0 <= onset_s < offset_s (got {onset}, {offset})"
+                )
+            if (r.get("split") or "") not in ("", "train", "val", "test"):
+                raise ValueError(f"{csv_path}: {r['file']}: split must be train, val or test")
+        try:
+            read_wav(path)
+        except Exception as exc:  # noqa: BLE001 - any unreadable recording is the same one-line error
+            raise ValueError(
+                f"{csv_path}: {path.name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
+    return csv_path
+
+
 def _truthy(v) -> bool:
     return str(v).strip().lower() not in ("0", "false", "no", "")
 

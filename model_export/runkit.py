@@ -40,6 +40,19 @@ def real_folder(real: str | None) -> Path | None:
     return p
 
 
+def labels_option(ctx, param, value):
+    """Click callback of every ``--labels`` option: the CSV checked before training starts
+    (:func:`model_export.labelled.check_labels`), a one-line error otherwise."""
+    if value is None:
+        return None
+    from model_export.labelled import check_labels
+
+    try:
+        return check_labels(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
 def dumps(obj) -> str:
     """JSON with numpy scalars and arrays converted."""
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import click
 
 from model_export.geometry import EDGE_MODELS
+from model_export.runkit import labels_option
 
 #: The options of the shipped models' commands that differ from the commands' defaults.
 SHIPPED_RECIPE = {
@@ -45,7 +46,8 @@ def recipe_params(step: str, **overrides) -> dict:
 @click.option("--cache", default="runs/cache", show_default=True, type=click.Path(path_type=Path))
 @click.option("--real", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of real recordings (default $YH_REALAUDIO or ../shared/realaudio); needed by the detector.")  # fmt: skip
-@click.option("--labels", "labels_csv", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--labels", "labels_csv", default=None, callback=labels_option,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Label CSV of your own recordings (file,onset_s,offset_s,dialect[,complete,bird_id,split]), "
               "added to both models' training and validation.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True)

@@ -17,7 +17,7 @@ from model_export.detector_training import train_detector_impl
 from model_export.encoder_compare import compare_encoders, compare_table
 from model_export.encoder_training import reexport_encoder, train_encoder_impl
 from model_export.geometry import DET_FRAMES, DET_HOP, DET_TRAIN_HOP, EDGE_MODELS, EMB_DIM, ENC_FRAMES
-from model_export.runkit import dumps, progress_bar, real_folder
+from model_export.runkit import dumps, labels_option, progress_bar, real_folder
 from model_export.train_sets import dataset_splits
 
 __all__ = ["DET_FRAMES", "DET_HOP", "DET_TRAIN_HOP", "EMB_DIM", "ENC_FRAMES", "commands", "train_group"]
@@ -42,6 +42,7 @@ common = [
         "labels_csv",
         default=None,
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        callback=labels_option,
         help="Label CSV of your own recordings (file,onset_s,offset_s,dialect[,complete,bird_id,split]) "
         "added to the training data.",
     ),

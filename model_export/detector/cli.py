@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from model_export.runkit import labels_option
 from model_export.synth.variety import VARIETIES
 
 
@@ -139,7 +140,8 @@ def _test_files(real) -> list:
                    "(birdnet: hand marks win in files with marked songs; birdnet-all: only on marked songs).")  # fmt: skip
 @click.option("--teacher-scores", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="BirdNET teacher scores (JSON; default CACHE/birdnet_teacher.json, filled when missing).")  # fmt: skip
-@click.option("--labels", "labels_csv", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--labels", "labels_csv", default=None, callback=labels_option,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Label CSV of your own recordings (file,onset_s,offset_s,dialect[,complete,bird_id,split]); "
                    "their train/val rows are added to training and validation.")  # fmt: skip
 def train_detector_real_cmd(out, cache, real, use, scale, composites, epochs, hard_epochs, steps, width, bands,

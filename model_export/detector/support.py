@@ -117,12 +117,26 @@ def support_threshold_cmd(models: Path, sets: tuple[Path, ...], write: bool) -> 
     """Choose the detector's support threshold on its real validation files (never the test split):
     the lowest value that adds no false song there; --write stores it in the manifest."""
     from model_export.detector.realdata import _is_val
-    from model_export.labels import real_files
+    from model_export.labels import LabelError, default_root, real_files
 
-    manifest = json.loads((models / "detector.json").read_text(encoding="utf-8"))
-    thr = float(manifest["threshold"])
-    val = [f for f in real_files() if f.split == "train" and _is_val(f.file) and f.yellowhammer == "no"]
+    try:
+        manifest = json.loads((models / "detector.json").read_text(encoding="utf-8"))
+        thr = float(manifest["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise click.ClickException(
+            f"{models}: no readable detector manifest with a threshold ({exc})"
+        ) from None
+    try:
+        val = [
+            f
+            for f in real_files(default_root())
+            if f.split == "train" and _is_val(f.file) and f.yellowhammer == "no"
+        ]
+    except LabelError as exc:  # a validation file is missing: a choice on fewer files would be wrong
+        raise click.ClickException(f"the real validation recordings are needed ({exc})") from None
     neg = windows([f.path for f in val], models)
+    if len(neg) < len(val):
+        raise click.ClickException(f"only {len(neg)} of {len(val)} validation recordings could be analysed")
     hours = sum(ws[-1][1] for ws in neg.values() if ws) / 3600
     synth = []
     for s in sets:

@@ -120,3 +120,28 @@ def test_the_shipped_detector_has_the_support_threshold_its_rule_chose():
         r["support_threshold"] for r in chosen["table"][1:] if r["val_false_runs"] <= base["val_false_runs"]
     ]
     assert m["support_threshold"] == min(ok) < m["threshold"]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("file,onset_s\nx.wav,1\n", "lacks columns ['dialect', 'offset_s']"),
+        ("file,onset_s,offset_s,dialect\n", "no songs"),
+        ("file,onset_s,offset_s,dialect\nSONG,one,2,XlB\n", "must be numbers"),
+        ("file,onset_s,offset_s,dialect\nSONG,2,1,XlB\n", "need 0 <= onset_s < offset_s"),
+        ("file,onset_s,offset_s,dialect,split\nSONG,1,2,XlB,holdout\n", "split must be"),
+        ("file,onset_s,offset_s,dialect\nmissing.wav,1,2,XlB\n", "missing.wav"),
+        ("file,onset_s,offset_s,dialect\nBROKEN,1,2,XlB\n", "not_riff.wav"),
+    ],
+)
+def test_a_bad_label_csv_is_refused_before_training_with_one_line(fixtures_dir, tmp_path, text, fragment):
+    from model_export.labelled import check_labels
+
+    song = fixtures_dir / "synth" / "song_XlB.wav"
+    broken = fixtures_dir / "audio" / "broken" / "not_riff.wav"
+    path = tmp_path / "labels.csv"
+    path.write_text(text.replace("SONG", str(song)).replace("BROKEN", str(broken)), encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        check_labels(path)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+    assert check_labels(fixtures_dir / "synth" / "labels.csv") == fixtures_dir / "synth" / "labels.csv"
