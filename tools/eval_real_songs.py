@@ -198,14 +198,20 @@ def embedding_report(songs, enc) -> dict:
 @click.option("--no-segmentation", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 def main(root, models, split, no_segmentation, as_json):
-    songs = real_songs(root)
-    if split != "all":
-        keep = {f.file for f in real_files(root) if f.split == split}
-        songs = [s for s in songs if s.file in keep]
-    mdir = models or MODELS_DIR
-    cfg = FrontendConfig()
-    det = TFLiteDetector(mdir / "detector.tflite", cfg)
-    enc = TFLiteEncoder(mdir / "encoder.tflite", cfg)
+    from edge.core.errors import ModelError
+    from model_export.labels import LabelError
+
+    try:
+        songs = real_songs(root)
+        if split != "all":
+            keep = {f.file for f in real_files(root) if f.split == split}
+            songs = [s for s in songs if s.file in keep]
+        mdir = models or MODELS_DIR
+        cfg = FrontendConfig()
+        det = TFLiteDetector(mdir / "detector.tflite", cfg)
+        enc = TFLiteEncoder(mdir / "encoder.tflite", cfg)
+    except (ModelError, LabelError) as exc:  # one line: --models needs detector.* and encoder.*
+        raise click.ClickException(str(exc)) from None
     rep = {"split": split, "encoder": enc.version, "detector": det.version}
     if not no_segmentation:
         rep["segmentation"] = segmentation(songs, det, enc)
