@@ -250,22 +250,6 @@ def _load_split(cache, split: str, scale: float, seed: int):
                          end_jitter_s=DEFAULT_END_JITTER_S)  # fmt: skip
 
 
-def _add_own(labels_csv, train, val, tsum, vsum):
-    """The train/val sets with the songs of a label CSV's recordings added (``--labels``; rows of its
-    test split are left out), and their summaries saying so."""
-    if not labels_csv:
-        return train, val, tsum, vsum
-    from model_export.geometry import DET_FRAMES, DET_TRAIN_HOP, ENC_FRAMES
-    from model_export.labelled import concat_encoder, labelled_sets
-
-    own = labelled_sets(labels_csv, FrontendConfig(), ENC_FRAMES, DET_FRAMES, DET_TRAIN_HOP)
-    extra = {k: own[k][0] if k in own else None for k in ("train", "val")}
-    note = {"labelled_csv": str(labels_csv)}
-    return (concat_encoder(train, extra["train"]), concat_encoder(val, extra["val"]),
-            {**tsum, **note, "labelled_songs": 0 if extra["train"] is None else len(extra["train"].dialect)},
-            {**vsum, **note, "labelled_songs": 0 if extra["val"] is None else len(extra["val"].dialect)})  # fmt: skip
-
-
 def _ssl_songs(cache, train, ssl_weight: float, ssl_batch: int, ssl_source: str):
     """The BYOL term's songs and their manifest block (``(None, None)`` without the term): real
     songs cut from the train-split recordings (cached in ``cache``), or the training set's own."""
@@ -343,7 +327,11 @@ def train_encoder_dr_cmd(
     keras.utils.set_random_seed(seed)
     vcache = synth_cache(cache, synth_variety)  # before any set is built
     (train, tsum), (val, vsum) = (_load_split(vcache, split, scale, seed) for split in ("train", "val"))
-    train, val, tsum, vsum = _add_own(labels_csv, train, val, tsum, vsum)
+    if labels_csv:  # a researcher's own songs: train/val rows to train/val, test rows left out
+        from model_export.train_sets import add_labelled
+
+        own = add_labelled({"train": (train, tsum), "val": (val, vsum)}, labels_csv, "encoder")
+        (train, tsum), (val, vsum) = own["train"], own["val"]
     if leave_out:
         from model_export.train_sets import drop_dialect
 

@@ -43,16 +43,24 @@ def dataset_splits(kind, cache, real, scale, seed, dialects, end_jitter_s=None):
 
 
 def add_labelled(sets, labels_csv, kind):
-    """The splits with the windows of a label CSV's recordings added (each to its split)."""
+    """The splits with the windows of a label CSV's recordings added (each to its split; rows of a
+    split ``sets`` does not hold are left out), their summaries naming the CSV and, for the
+    encoder, how many songs it added."""
     if not labels_csv:
         return sets
     from model_export.labelled import concat_detector, concat_encoder, labelled_sets
 
     extra = labelled_sets(labels_csv, FrontendConfig(), ENC_FRAMES, DET_FRAMES, DET_TRAIN_HOP)
     for split, (enc, det) in extra.items():
+        if split not in sets:
+            continue
         ds, summ = sets[split]
-        ds = concat_encoder(ds, enc) if kind == "encoder" else concat_detector(ds, det)
-        sets[split] = (ds, {**summ, "labelled_csv": str(labels_csv)})
+        note = {"labelled_csv": str(labels_csv)}
+        if kind == "encoder":
+            ds, note["labelled_songs"] = concat_encoder(ds, enc), len(enc.dialect)
+        else:
+            ds = concat_detector(ds, det)
+        sets[split] = (ds, {**summ, **note})
     return sets
 
 

@@ -95,14 +95,18 @@ def test_own_recordings_give_detector_windows_to_train_and_val_but_never_from_te
 
 def test_own_recordings_join_the_encoders_train_and_val_sets(fixtures_dir, tmp_path):
     from model_export.data import EncoderSet
-    from model_export.encoder_dr import _add_own
+    from model_export.train_sets import add_labelled
 
     def empty():
         return EncoderSet(
             np.zeros((0, ENC_FRAMES, 64), np.float16), np.array([], str), np.array([], int), np.zeros(0)
         )
 
-    train, val, tsum, vsum = _add_own(_labels_with_splits(fixtures_dir, tmp_path), empty(), empty(), {}, {})
+    # encoder-dr's route: only train and val are held, so the CSV's test rows have nowhere to go
+    own = add_labelled(
+        {"train": (empty(), {}), "val": (empty(), {})}, _labels_with_splits(fixtures_dir, tmp_path), "encoder"
+    )
+    (train, tsum), (val, vsum) = own["train"], own["val"]
     assert val.dialect.tolist() == ["XlB"] and vsum["labelled_songs"] == 1
     # 12 songs: song_XlB.wav to val, song_BC.wav (test) left out, the other 10 to train
     assert tsum["labelled_songs"] == len(train.dialect) == 10 and "XsB" in train.dialect.tolist()
