@@ -51,6 +51,8 @@ def windows(paths: list[Path], models: Path) -> dict[str, list[tuple[float, floa
                "--format", "csv", "-o", str(out), *map(str, paths)]  # fmt: skip
         subprocess.run(cmd, env=env, check=False, stderr=subprocess.DEVNULL)
         rows = defaultdict(list)
+        if not out.exists():  # analyze could read none of them: the caller counts what is missing
+            return rows
         with open(out, newline="") as fh:
             for r in csv.DictReader(fh):
                 rows[r["file"]].append((float(r["start_s"]), float(r["end_s"]), float(r["probability"])))
@@ -64,8 +66,9 @@ def runs(ws, low: float) -> list[list[float]]:
         if p >= low:
             cur.append(p)
         elif cur:
-            out, cur = [*out, cur], []
-    return [*out, cur] if cur else out
+            out.append(cur)
+            cur = []
+    return out + [cur] if cur else out
 
 
 def passes(scores: list[float], threshold: float, support: float | None) -> bool:
@@ -74,8 +77,13 @@ def passes(scores: list[float], threshold: float, support: float | None) -> bool
     )
 
 
+def _low(threshold: float, support: float | None) -> float:
+    """The lowest score a window of a passing run can have."""
+    return threshold if support is None else min(support, threshold)
+
+
 def false_runs(neg: dict, threshold: float, support: float | None) -> int:
-    low = threshold if support is None else min(support, threshold)
+    low = _low(threshold, support)
     return sum(passes(r, threshold, support) for ws in neg.values() for r in runs(ws, low))
 
 
@@ -83,12 +91,11 @@ def songs_found(
     ws_by_file: dict, truth: list[dict], set_dir: Path, threshold: float, support
 ) -> tuple[float, float]:
     """Share of songs (and of complete songs) that a passing run of overlapping windows covers."""
-    hits = []
+    hits, low = [], _low(threshold, support)
     for t in truth:
         on, off = float(t["onset_s"]), float(t["offset_s"])
         ws = ws_by_file.get(str(set_dir / t["file"]), [])
         seq = [(s, e, p if min(e, off) - max(s, on) >= min(0.3, 0.5 * (off - on)) else 0.0) for s, e, p in ws]
-        low = threshold if support is None else min(support, threshold)
         hits.append(
             (any(passes(r, threshold, support) for r in runs(seq, low)), t.get("complete", "1") == "1")
         )
