@@ -3,7 +3,7 @@ windows at or above it count as a song; ``edge/core/segmenter.py``) without the 
 
 Usage::
 
-    yh-model support-threshold [--models DIR] [--valsynth SET ...] [--write]
+    yh-model support-threshold [--models DIR] [--valsynth SET ...] [--thresholds T1,T2] [--write]
 
 Every detector window comes from the recorder's own path (``yh-edge analyze --windows``, the
 models in DIR). Two kinds of audio:
@@ -17,7 +17,8 @@ models in DIR). Two kinds of audio:
 
 For each candidate value the rule is "a window at the threshold, or two consecutive windows at the
 candidate". The choice is the lowest candidate that adds no false run on the validation files; the
-table says what each candidate costs and finds. ``--write`` stores the choice, the table and this
+table says what each candidate costs and finds; ``--thresholds`` prints the same table at other
+single-window thresholds (the whole two-parameter rule's frontier; never written). ``--write`` stores the choice, the table and this
 command in DIR/detector.json (``yh-model train all`` does, as its last step). The figures that count are measured afterwards through the whole
 pipeline (``yh-model eval-real``, ``tools/eval_valsynth.py``).
 """
@@ -103,6 +104,30 @@ def songs_found(
     return sum(h for h, _ in hits) / len(hits), sum(h for h, c in hits if c) / n_c
 
 
+def rule_table(neg: dict, synth: list, threshold: float) -> list[dict]:
+    """One row per support candidate (None first) at ``threshold``: false runs on the negatives
+    and, per valsynth set ``(dir, truth rows, windows)``, the share of songs and complete songs found.
+    Candidates at or above ``threshold`` add nothing and are left out."""
+    table = []
+    for sup in (None, *(g for g in GRID if g < threshold)):
+        row = {"support_threshold": sup, "val_false_runs": false_runs(neg, threshold, sup)}
+        for s, truth, ws in synth:
+            allf, comp = songs_found(ws, truth, s, threshold, sup)
+            row[f"{s.name}_songs_found"], row[f"{s.name}_complete_found"] = round(allf, 3), round(comp, 3)
+        table.append(row)
+    return table
+
+
+def _thresholds(ctx, param, value: str) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"not a comma-separated list of numbers: {value!r}") from None
+    if any(not 0 < t <= 1.5 for t in out):
+        raise click.BadParameter("thresholds must lie in (0, 1.5] (above 1: no single window suffices)")
+    return out
+
+
 def _set_config(set_dir: Path) -> dict:
     """How a valsynth set was made (its info.json's config), so the choice can be redone."""
     try:
@@ -119,8 +144,13 @@ def _set_config(set_dir: Path) -> dict:
               type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder with detector.* and encoder.*.")  # fmt: skip
 @click.option("--valsynth", "sets", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A set of the independent generator (repeatable): songs found per candidate, for the table.")  # fmt: skip
+@click.option("--thresholds", default="", callback=_thresholds, metavar="T1,T2,...",
+              help="Also print the table at these single-window thresholds instead of the manifest's "
+                   "(above 1: songs only from two consecutive windows); never written.")  # fmt: skip
 @click.option("--write", is_flag=True, help="Store the choice in MODELS/detector.json.")
-def support_threshold_cmd(models: Path, sets: tuple[Path, ...], write: bool) -> None:
+def support_threshold_cmd(
+    models: Path, sets: tuple[Path, ...], thresholds: tuple[float, ...], write: bool
+) -> None:
     """Choose the detector's support threshold on its real validation files (never the test split):
     the lowest value that adds no false song there; --write stores it in the manifest."""
     from model_export.detector.realdata import _is_val
@@ -149,13 +179,7 @@ def support_threshold_cmd(models: Path, sets: tuple[Path, ...], write: bool) -> 
     for s in sets:
         with open(s / "truth.csv", newline="") as fh:
             synth.append((s, list(csv.DictReader(fh)), windows([s / "audio"], models)))
-    table = []
-    for sup in (None, *GRID):
-        row = {"support_threshold": sup, "val_false_runs": false_runs(neg, thr, sup)}
-        for s, truth, ws in synth:
-            allf, comp = songs_found(ws, truth, s, thr, sup)
-            row[f"{s.name}_songs_found"], row[f"{s.name}_complete_found"] = round(allf, 3), round(comp, 3)
-        table.append(row)
+    table = rule_table(neg, synth, thr)
     base = table[0]["val_false_runs"]
     choice = min((r["support_threshold"] for r in table[1:] if r["val_false_runs"] <= base), default=None)
     click.echo(
@@ -164,6 +188,10 @@ def support_threshold_cmd(models: Path, sets: tuple[Path, ...], write: bool) -> 
     for r in table:
         click.echo("  ".join(f"{k}={v}" for k, v in r.items()))
     click.echo(f"choice: support_threshold = {choice}")
+    for t in thresholds:  # the frontier at other single-window thresholds: printed, never written
+        click.echo(f"with threshold {t} instead of {thr}:")
+        for r in rule_table(neg, synth, t):
+            click.echo("  ".join(f"{k}={v}" for k, v in r.items()))
     if write:
         manifest["support_threshold"] = choice
         manifest["support_threshold_chosen"] = {
