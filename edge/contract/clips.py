@@ -32,7 +32,7 @@ MAX_CLIP_CHUNK_BYTES = 60 * 1024
 MAX_CLIP_CHUNKS = 1024
 #: detection ids in one clip request or digest at most
 MAX_CLIP_IDS = 1000
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 
 def clip_chunks(data: bytes, chunk_bytes: int) -> int:
@@ -82,7 +82,7 @@ class ClipChunk:
             raise ContractError("clip piece lies outside the clip")
         if not 4000 <= self.rate <= 192000:
             raise ContractError("clip rate must be 4000..192000 Hz")
-        if not _SHA256.match(self.sha256):
+        if not _SHA256.fullmatch(self.sha256):
             raise ContractError("clip sha256 must be 64 lower-case hex digits")
 
     @classmethod

@@ -19,9 +19,10 @@ import unicodedata
 MAX_PAYLOAD_BYTES = 64 * 1024
 #: the longest free-text field (file names, mic names), in characters
 MAX_TEXT = 512
-#: device ids and detection ids are topic levels / keys: no MQTT wildcards, no separators
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+:-]{0,127}$")
+#: device ids and detection ids are topic levels / keys: no MQTT wildcards, no separators. Use
+#: ``fullmatch``: ``\Z`` (not ``$``, which also matches before a trailing newline) ends them
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+:-]{0,127}\Z")
 #: the schema versions of every JSON message this software reads; a change that breaks readers bumps it
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMAS = (1,)
@@ -85,7 +86,7 @@ def check_schema(body: dict, what: str) -> int:
 
 def check_id(value, what: str) -> str:
     """An identifier usable as one MQTT topic level, a client id and a database key."""
-    if not isinstance(value, str) or not ID_RE.match(value):
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
         shown = value if isinstance(value, str) else type(value).__name__
         raise ContractError(
             f"{what} {str(shown)[:60]!r} is not usable on MQTT: use letters, digits and . _ : - "
@@ -100,7 +101,7 @@ def check_device_id(device_id) -> str:
 
 
 def check_version(value, what: str) -> str:
-    if not isinstance(value, str) or not VERSION_RE.match(value):
+    if not isinstance(value, str) or not VERSION_RE.fullmatch(value):
         raise ContractError(f"field {what!r} has characters or a length that are not allowed")
     return value
 
