@@ -19,6 +19,7 @@ raises :class:`~edge.contract.wire.ContractError` with a one-line reason.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ from edge.contract.clips import (
     ClipRequest,
     clip_chunks,
 )
+from edge.contract.detection import MAX_FUTURE_S, MIN_TIME
 from edge.contract.wire import (
     SCHEMA_VERSION,
     ContractError,
@@ -138,10 +140,26 @@ class Status:
         return cls(bytes(payload).decode("utf-8", "replace").strip())
 
 
+#: stats fields the server reads or shows: each, when present and not null, must be a JSON object
+STATS_OBJECTS = ("store", "publisher", "health", "clips", "deployment")
+
+
 @dataclass(frozen=True, slots=True)
 class Stats:
     """A device's health figures (JSON object; keys beyond ``schema``, ``device_id`` and ``time``
-    are informative and may grow)."""
+    are informative and may grow).
+
+    :meth:`from_payload` refuses (ContractError, one line) what the server could not keep or show:
+
+    - ``time`` follows the rules of a detection's times: a number from 2000-01-01 to a day ahead
+      of the receive time (``now``); a message with another ``time`` is refused, as a detection
+      with such a ``start_time`` is. Only an absent (or null) ``time``, from the earliest devices,
+      is taken as the receive time.
+    - the fields of :data:`STATS_OBJECTS` must be objects (``store.unsynced``, the backlog the
+      devices page shows, a non-negative integer) and ``deployment`` a valid :class:`Deployment`;
+    - no number anywhere in the message may be non-finite (``1e999`` parses as infinity), and
+      all text must be valid Unicode: the stats are served again as JSON.
+    """
 
     device_id: str
     time: float
@@ -151,17 +169,17 @@ class Stats:
         return dumps({**self.body, "schema": SCHEMA_VERSION, "device_id": self.device_id, "time": self.time})
 
     @classmethod
-    def from_payload(cls, payload: bytes, topic_device: str | None = None) -> Stats:
+    def from_payload(cls, payload: bytes, topic_device: str | None = None, now: float | None = None) -> Stats:
         body = parse_json(payload, "stats")
         if "schema" in body:  # the earliest devices sent no schema
             check_schema(body, "stats")
         device = body.get("device_id", topic_device)
         if topic_device is not None and device != topic_device:
             raise ContractError("stats: device_id does not match the topic")
-        t = body.get("time")
-        if isinstance(t, bool) or not isinstance(t, (int, float)):
-            t = time.time()
-        stats = cls(str(device), check_number(t, "stats time"), body)
+        check_device_id(device)
+        now = time.time() if now is None else now
+        stats = cls(device, _stats_time(body.get("time"), now), body)
+        _check_stats_body(body)
         stats.deployment  # a malformed deployment is refused with the message  # noqa: B018
         return stats
 
@@ -170,6 +188,56 @@ class Stats:
         """The recorder's deployment, when its stats carry one (raises ContractError if malformed)."""
         d = self.body.get("deployment")
         return None if d is None else Deployment.from_dict(d)
+
+
+def _stats_time(t, now: float) -> float:
+    """A stats message's ``time``: the receive time ``now`` when absent, else a sane epoch time."""
+    if t is None:
+        return now
+    t = check_number(t, "stats time")
+    if t < MIN_TIME:
+        raise ContractError(f"stats time {t:.6g} is before 2000-01-01")
+    if t > now + MAX_FUTURE_S:
+        raise ContractError(f"stats time {t:.6g} is more than a day in the future")
+    return t
+
+
+def _check_stats_body(body: dict) -> None:
+    """The shape of the fields the server reads, finite numbers and valid text everywhere."""
+    for key in STATS_OBJECTS:
+        v = body.get(key)
+        if v is not None and not isinstance(v, dict):
+            raise ContractError(f"stats: field {key!r} must be an object, got {type(v).__name__}")
+    unsynced = (body.get("store") or {}).get("unsynced")
+    if unsynced is not None and (type(unsynced) is not int or unsynced < 0):
+        raise ContractError("stats: field 'store.unsynced' must be a non-negative integer")
+    try:
+        dumps(body)  # refuses non-finite numbers and lone surrogates
+    except ContractError as exc:
+        path = _non_finite(body)
+        raise ContractError(
+            f"stats: field {path[:100]!r} is not finite" if path else f"stats: {exc}"
+        ) from None
+
+
+def _non_finite(body: dict) -> str:
+    """The path (``health.a[1]``) of the first non-finite number in ``body``, ``""`` if none.
+    Iterative, each item holding only a link to its parent (deep nesting costs no recursion and
+    no long path strings)."""
+    stack: list = [(body, None)]
+    while stack:
+        v, link = stack.pop()
+        if isinstance(v, dict):
+            stack.extend((x, (f".{k}", link)) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((x, (f"[{i}]", link)) for i, x in enumerate(v))
+        elif isinstance(v, float) and not math.isfinite(v):
+            parts = []
+            while link is not None:
+                parts.append(link[0])
+                link = link[1]
+            return "".join(reversed(parts)).lstrip(".")
+    return ""
 
 
 #: text fields of a deployment and their length limits

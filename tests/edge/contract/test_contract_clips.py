@@ -66,8 +66,8 @@ def test_deployment_in_stats():
     )
     st = Stats("yh-1", 1.7e9, {"store": {}, "deployment": dep.to_dict()})
     assert Stats.from_payload(st.to_payload(), "yh-1").deployment == dep
-    assert Stats.from_payload(Stats("yh-1", 1.0, {}).to_payload(), "yh-1").deployment is None
+    assert Stats.from_payload(Stats("yh-1", 1.7e9, {}).to_payload(), "yh-1").deployment is None
     for bad, reason in (({"latitude": 91, "longitude": 0}, "outside"), ({"latitude": 1.0}, "both"),
                         ({"site": "a\x07"}, "control"), ({"start": 10, "end": 5}, "before its start")):  # fmt: skip
         with pytest.raises(ContractError, match=reason):
-            Stats.from_payload(Stats("yh-1", 1.0, {"deployment": bad}).to_payload(), "yh-1")
+            Stats.from_payload(Stats("yh-1", 1.7e9, {"deployment": bad}).to_payload(), "yh-1")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from edge.contract import ClipChunk, ContractError, Detection, Topics, check_device_id
+from edge.contract import ClipChunk, ContractError, Detection, Stats, Topics, check_device_id
 from tests.edge.contract.test_contract_detection import NOW, golden_detection
 
 
@@ -38,3 +38,67 @@ def test_device_ids_topics_and_clip_hashes_with_a_trailing_newline_are_refused()
     (piece,) = ClipChunk.split("dev1", "det-1", "wav", 24000, b"RIFF" + bytes(50), 60000)
     with pytest.raises(ContractError, match="sha256"):
         ClipChunk(**{**{k: getattr(piece, k) for k in piece.__slots__}, "sha256": piece.sha256 + "\n"})
+
+
+def _stats(fields: str = "", head: str = '{"schema":1,"device_id":"dev2"') -> Stats:
+    """Stats of ``dev2`` received at ``NOW`` with the JSON ``fields`` after its head."""
+    return Stats.from_payload((head + ("," + fields if fields else "") + "}").encode(), "dev2", now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [('"store":[1]', "field 'store' must be an object, got list"),
+     ('"store":"broken"', "field 'store' must be an object, got str"),
+     ('"health":7', "field 'health' must be an object"),
+     ('"publisher":[]', "field 'publisher' must be an object"),
+     ('"clips":true', "field 'clips' must be an object"),
+     ('"deployment":[49,16]', "field 'deployment' must be an object"),
+     ('"store":{"unsynced":"5"}', "'store.unsynced' must be a non-negative integer"),
+     ('"store":{"unsynced":-1}', "'store.unsynced' must be a non-negative integer")],
+)  # fmt: skip
+def test_stats_fields_the_server_reads_must_have_their_shape(fields, reason):
+    with pytest.raises(ContractError) as exc:
+        _stats(fields)
+    assert reason in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_stats_of_the_expected_shape_are_kept():
+    st = _stats(f'"time":{NOW!r},"store":{{"unsynced":3,"counters":{{}}}},"health":{{"x":1.5}},"publisher":{{}},'
+                '"clips":null,"deployment":{"latitude":49.0,"longitude":16.0},"new":[1]')  # fmt: skip
+    assert (st.device_id, st.time, st.body["store"]["unsynced"], st.deployment.latitude) == (
+        "dev2",
+        NOW,
+        3,
+        49.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("t", "reason"),
+    [("1e300", "more than a day in the future"), ("-1e300", "before 2000-01-01"), ("0", "before 2000-01-01"),
+     (repr(NOW + 2 * 86400), "more than a day in the future"), ('"soon"', "must be a number"),
+     ("true", "must be a number")],
+)  # fmt: skip
+def test_stats_time_follows_the_rules_of_detection_times(t, reason):
+    with pytest.raises(ContractError, match=reason):
+        _stats(f'"time":{t},"deployment":{{"latitude":1.0,"longitude":2.0}}')
+
+
+def test_stats_time_within_range_is_kept_and_an_absent_one_is_the_receive_time():
+    assert _stats(f'"time":{NOW - 3600!r}').time == NOW - 3600
+    assert _stats(f'"time":{NOW + 3600!r}').time == NOW + 3600
+    assert _stats().time == NOW
+    assert _stats('"time":null', head='{"device_id":"dev2"').time == NOW  # the earliest devices
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [('"x":1e999', "'x'"), ('"health":{"a":[1,-1e999]}', "'health.a[1]'"),
+     ('"x":[[[{"y":[1E400]}]]]', "'x[0][0][0].y[0]'"), ('"time":1e999', "'stats time'")],
+)  # fmt: skip
+def test_stats_with_a_non_finite_number_anywhere_are_refused(fields, path):
+    with pytest.raises(ContractError) as exc:
+        _stats(fields)
+    assert path in str(exc.value) and "finite" in str(exc.value)
+    with pytest.raises(ContractError, match="not valid Unicode"):
+        _stats('"x":"\\ud800"')
