@@ -260,10 +260,12 @@ class Detection:
     def from_row(cls, row: dict) -> Detection:
         """The inverse of :meth:`to_row`; columns missing from an older database take their defaults
         (and the quality flags and onset/offset are recovered from ``extra`` where older devices
-        kept them)."""
+        kept them). Raises ValueError when ``extra`` is not a JSON object."""
         kw = {}
         extra = row.get("extra")
         extra = json.loads(extra) if isinstance(extra, str) and extra else (extra or {})
+        if not isinstance(extra, dict):
+            raise ValueError(f"extra is a JSON {type(extra).__name__}, not an object")
         for f in FIELDS:
             if f.name not in row or row[f.name] is None:
                 if f.name in _LEGACY_EXTRA and f.name in extra:

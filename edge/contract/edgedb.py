@@ -5,17 +5,20 @@ file (SD card, ``scp``) and hand it to ``yh-server import``. Each row is turned 
 payload the recorder would have published (:meth:`Detection.to_payload`), so the server decodes
 it through the same checks as an MQTT message. The table layout is the edge store's
 (``detections``, columns from :func:`edge.contract.detection.sql_columns`).
+
+A row that cannot become a payload (a column of the wrong type, ``extra`` that is not a JSON
+object, a figure that is not a number) is returned as a :class:`ContractError` with a one-line
+reason, which the import quarantines; the other rows of its batch are read as usual.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from edge.contract.detection import Detection
+from edge.contract.detection import FIELDS, Detection
 from edge.contract.wire import ContractError
 
 log = logging.getLogger(__name__)
@@ -74,15 +77,38 @@ def read_messages(path: str | Path, batch: int = 1000) -> Iterator[list[tuple[di
         conn.close()
 
 
+#: the Python types SQLite returns for the column types of :func:`~edge.contract.detection.sql_columns`
+_SQL_TYPES = {"TEXT": (str,), "REAL": (int, float), "INTEGER": (int,), "BLOB": (bytes,)}
+_TYPE_NAMES = {str: "text", bytes: "a blob", int: "an integer", float: "a number"}
+
+
+def _check_columns(row: dict) -> None:
+    """Each field's column holds its SQL type (or NULL; required fields may not be NULL)."""
+    for f in FIELDS:
+        v = row.get(f.name)
+        if v is None:
+            if f.required:
+                raise ContractError(f"edge row has no {f.name!r}")
+            continue
+        if not isinstance(v, _SQL_TYPES[f.sql]):
+            held = _TYPE_NAMES.get(type(v), type(v).__name__)
+            raise ContractError(f"edge row: column {f.name!r} holds {held}, not {f.sql.lower()}")
+
+
 def _payload(row: dict) -> bytes | ContractError:
     emb = row.get("embedding")
     if not isinstance(emb, (bytes, memoryview)) or len(bytes(emb)) % 4:
         return ContractError("edge row has no float32 embedding blob")
     try:
+        _check_columns(row)
         d = Detection.from_row(row)
-    except (TypeError, ValueError, json.JSONDecodeError) as exc:
-        return ContractError(f"edge row cannot be read ({str(exc)[:100]})")
+    except ContractError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001  one row the device got wrong never stops an import
+        return ContractError(f"edge row cannot be read ({type(exc).__name__}: {str(exc)[:100]})")
     try:
         return d.to_payload(dtype="f32")
     except ContractError as exc:
         return exc
+    except Exception as exc:  # noqa: BLE001
+        return ContractError(f"edge row cannot be encoded ({type(exc).__name__}: {str(exc)[:100]})")

@@ -4,6 +4,7 @@ newline, stats of the wrong shape, out-of-range or non-finite stats, non-string 
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
@@ -102,3 +103,26 @@ def test_stats_with_a_non_finite_number_anywhere_are_refused(fields, path):
     assert path in str(exc.value) and "finite" in str(exc.value)
     with pytest.raises(ContractError, match="not valid Unicode"):
         _stats('"x":"\\ud800"')
+
+
+def test_edge_rows_that_cannot_become_payloads_are_errors_not_crashes(tmp_path):
+    from edge.contract.edgedb import read_messages
+    from tests.sync.helpers import fill_store
+
+    db = tmp_path / "edge.sqlite"
+    fill_store(db, "dev1", 5)
+    c = sqlite3.connect(db)
+    with c:
+        c.execute("UPDATE detections SET extra = '[1]' WHERE rowid = 1")
+        c.execute("UPDATE detections SET score = 'abc' WHERE rowid = 2")
+        c.execute("UPDATE detections SET source = X'6162' WHERE rowid = 3")
+    c.close()
+    (batch,) = list(read_messages(db))
+    out = [p for _, p in batch]
+    errors = [str(p) for p in out if isinstance(p, ContractError)]
+    assert len(out) == 5 and sum(isinstance(p, bytes) for p in out) == 2
+    assert sorted(errors) == ["edge row cannot be read (ValueError: extra is a JSON list, not an object)",
+                              "edge row: column 'score' holds text, not real",
+                              "edge row: column 'source' holds a blob, not text"]  # fmt: skip
+    with pytest.raises(ValueError, match="not an object"):
+        Detection.from_row({**golden_detection().to_row(), "extra": '"abc"'})
