@@ -70,6 +70,10 @@ class ClusterParams:
             raise ClusterError("method must be 'sample' or 'prototypes'")
         if self.per_prototype < 1:
             raise ClusterError("per_prototype must be >= 1")
+        if self.reduce_dim < 0:
+            raise ClusterError(f"reduce_dim must be >= 0 (0 = no PCA), got {self.reduce_dim}")
+        if self.max_fit < 2:
+            raise ClusterError(f"max_fit must be >= 2, got {self.max_fit}")
         if self.map_method == "umap" and importlib.util.find_spec("umap") is None:
             raise ClusterError("map method 'umap' needs the umap-learn package (pip install umap-learn)")
 
@@ -90,15 +94,18 @@ def _pca(
 ) -> np.ndarray:
     """``x`` projected on its first ``k`` principal components (fitted on ``fit_rows`` only
     when given, so songs kept out of the fit do not shape the space); ``model`` (a list) gets
-    the PCA's mean and components."""
+    the PCA's mean and components. Always ``k`` columns: when ``x`` has fewer dimensions (or
+    ``fit_rows`` fewer songs), the missing components are zero."""
     from sklearn.decomposition import PCA
 
     src = x if fit_rows is None else x[fit_rows]
-    k = min(k, x.shape[1], src.shape[0])
-    pca = PCA(n_components=k, random_state=seed).fit(src)
+    fit_k = min(k, x.shape[1], src.shape[0])
+    with np.errstate(invalid="ignore", divide="ignore"):  # identical songs: zero variance to divide by
+        pca = PCA(n_components=fit_k, random_state=seed).fit(src)
     out = pca.transform(x)
+    comps = np.pad(pca.components_, ((0, k - fit_k), (0, 0)))  # zero components project to zero
     if model is not None:
-        model += [pca.mean_.astype(np.float32), pca.components_.astype(np.float32)]
+        model += [pca.mean_.astype(np.float32), comps.astype(np.float32)]
     if out.shape[1] < k:
         out = np.pad(out, ((0, 0), (0, k - out.shape[1])))
     return out.astype(np.float32)
@@ -264,19 +271,35 @@ def _by_prototypes(x, z, pool, mask, groups, pca, params, min_samples, say) -> C
     return ClusterResult(labels, probs, map2, map3, len(pool), mask.copy(), model)
 
 
+#: below this spread (standard deviation along the widest principal axis of the L2-normalised
+#: songs) the songs are one point to a map: t-SNE's PCA start divides by that spread (and crashes
+#: the process on identical songs), so such maps are PCA's (all songs at the centre)
+MIN_MAP_SPREAD = 1e-6
+
+
 def _tsne(z: np.ndarray, dim: int, seed: int) -> np.ndarray:
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
     # t-SNE's OpenMP threads thrash on small shared machines; one thread is faster there
     with threadpool_limits(1):
-        kw = dict(init="pca", random_state=seed, perplexity=min(30.0, max(2.0, z.shape[0] / 4)))
+        init = "pca" if z.shape[1] >= dim else "random"  # a PCA start needs as many dimensions as the map
+        kw = dict(init=init, random_state=seed, perplexity=min(30.0, max(2.0, z.shape[0] / 4)))
         return TSNE(dim, **kw).fit_transform(z).astype(np.float32)
 
 
+def _degenerate(p: np.ndarray) -> bool:
+    """Whether the songs (their PCA map ``p``, widest axis first) are (nearly) one point."""
+    return not np.isfinite(p).all() or float(np.std(p[:, 0])) < MIN_MAP_SPREAD
+
+
 def _maps(z: np.ndarray, params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
+    """2-D and 3-D map coordinates (always 2 and 3 columns, whatever the songs' dimension)."""
     n, method = z.shape[0], params.map_method
     p = _pca(z, 3, params.seed)
+    if method != "pca" and _degenerate(p):
+        log.warning("cluster: the %d songs are (nearly) identical; using PCA maps, not %s", n, method)
+        return p[:, :2].copy(), p
     if method == "umap":
         import umap  # optional: checked in ClusterParams
 
