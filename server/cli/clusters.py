@@ -103,12 +103,10 @@ def cluster(ctx, encoder_version, all_encoders, as_json, **options) -> None:
         params = _cluster_params(server_config(ctx).cluster, **options)
         storage = open_db(ctx)
         try:
-            versions = (
-                [e["encoder_version"] for e in storage.encoder_summary()]
-                if all_encoders
-                else [encoder_version]
-            )
-            summaries = [run_clustering(storage, v, params, None if as_json else _progress) for v in versions]
+            if all_encoders:
+                summaries = _each_version(storage, params, None if as_json else _progress)
+            else:
+                summaries = [run_clustering(storage, encoder_version, params, None if as_json else _progress)]
         finally:
             storage.close()
     except ClusterError as exc:
@@ -117,6 +115,25 @@ def cluster(ctx, encoder_version, all_encoders, as_json, **options) -> None:
         echo_json(summaries if all_encoders else summaries[0])
     else:
         click.echo("\n\n".join(format_report(s) for s in summaries))
+
+
+def _each_version(storage, params, progress) -> list[dict]:
+    """``--all-encoders``: a run per encoder version; a version that cannot be clustered (too few
+    songs) is skipped with a message on stderr, the others are clustered. Fails when none was."""
+    from ..clustering import ClusterError, run_clustering
+
+    summaries, skipped = [], []
+    for e in storage.encoder_summary():
+        try:
+            summaries.append(run_clustering(storage, e["encoder_version"], params, progress))
+        except ClusterError as exc:
+            skipped.append(f"{e['encoder_version']}: {exc}")
+            click.echo(f"skipped encoder version {e['encoder_version']}: {exc}", err=True)
+    if not summaries:
+        raise ClusterError(
+            "no encoder version could be clustered (" + "; ".join(skipped or ["no detections"]) + ")"
+        )
+    return summaries
 
 
 def _cluster_params(ccfg, *, no_quality_filter, map_method, include_truncated, include_overlap,

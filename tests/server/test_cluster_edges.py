@@ -1,6 +1,7 @@
 """``yh-server cluster`` on awkward data: identical songs (t-SNE must not be called on them: it
 crashes the process), encoders with very few dimensions, ``--reduce-dim`` below the map's 2/3
-columns. Real SQLite databases, the real CLI."""
+columns, and ``--all-encoders`` with one version too small to cluster. Real SQLite databases,
+the real CLI."""
 
 from __future__ import annotations
 
@@ -116,3 +117,22 @@ def test_negative_reduce_dim_is_a_one_line_error(tmp_path):
     assert r.exit_code == 1 and r.exception is not None and isinstance(r.exception, SystemExit)
     assert r.output.strip().splitlines() == ["Error: reduce_dim must be >= 0 (0 = no PCA), got -3"]
     assert _members(db) == []
+
+
+def test_all_encoders_skips_a_version_with_too_few_songs(tmp_path):
+    old = np.eye(32)[:3]  # three songs of an old encoder version, seen first
+    db = _db(tmp_path, [("enc-0", old), ("enc-1", _blobs(60, 32, seed=5))])
+    r = CliRunner().invoke(main, ["--db", str(db), "cluster", "--all-encoders", "--map", "pca", "--min-cluster-size",
+                                  "5", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "skipped encoder version enc-0: 3 embeddings are too few" in r.stderr
+    summaries = json.loads(r.stdout)
+    assert [s["encoder_version"] for s in summaries] == ["enc-1"]
+    assert len(_members(db)) == 60
+
+
+def test_all_encoders_fails_when_no_version_can_be_clustered(tmp_path):
+    db = _db(tmp_path, [("enc-0", np.eye(32)[:3])])
+    r = CliRunner().invoke(main, ["--db", str(db), "cluster", "--all-encoders", "--map", "pca"])
+    assert r.exit_code == 1
+    assert "no encoder version could be clustered" in r.output and "enc-0" in r.output
