@@ -1,6 +1,7 @@
 """Researcher labels: ``label import CSV``.
 
-Two CSV layouts (header row required, extra columns ignored):
+Two CSV layouts (header row required, extra columns ignored; empty cells past the header's
+columns, as spreadsheets write them, are ignored, a row with text there is reported and skipped):
 
 - ``detection_id,label``
 - ``device_id,start_time,label`` where ``start_time`` is UTC epoch seconds or ISO 8601 (naive
@@ -63,6 +64,11 @@ def import_labels(storage: Storage, path: str | Path, tolerance: float = 1.0, by
                              f"(found: {', '.join(sorted(cols)) or 'none'})")  # fmt: skip
         try:
             for n, rec in enumerate(reader, start=2):
+                beyond = [c for c in rec.pop(None, None) or [] if c.strip()]  # cells past the header's
+                if beyond:
+                    errors.append(f"line {n}: {len(beyond)} non-empty cell(s) beyond the header's "
+                                  f"{len(reader.fieldnames)} columns ({beyond[0][:40]!r}); row skipped")  # fmt: skip
+                    continue
                 rec = {(k or "").strip(): (v or "").strip() for k, v in rec.items()}
                 label = rec.get("label", "")
                 if not label:
