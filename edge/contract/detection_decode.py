@@ -131,14 +131,17 @@ def _times(body: dict, now: float) -> tuple[float, float]:
 
 
 def _versions(body: dict) -> tuple[str, str]:
-    """The encoder version (required) and the detector version (``""`` when absent)."""
+    """The encoder version (required) and the detector version (``""`` when absent, null or empty;
+    any other value must be a version string: ``0``, ``false``, ``[]`` are refused, not taken as ``""``)."""
     if "encoder_version" not in body:
         _missing("encoder_version")
     encoder = check_version(body["encoder_version"], "encoder_version")
-    detector = body.get("detector_version") or ""
-    if detector:
-        detector = check_version(detector, "detector_version")
-    return encoder, detector
+    detector = body.get("detector_version")
+    if detector is None or detector == "":
+        return encoder, ""
+    if not isinstance(detector, str):
+        raise ContractError(f"field 'detector_version' must be a string, got {type(detector).__name__}")
+    return encoder, check_version(detector, "detector_version")
 
 
 def _extra(body: dict) -> dict:

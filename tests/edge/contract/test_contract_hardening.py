@@ -126,3 +126,20 @@ def test_edge_rows_that_cannot_become_payloads_are_errors_not_crashes(tmp_path):
                               "edge row: column 'source' holds a blob, not text"]  # fmt: skip
     with pytest.raises(ValueError, match="not an object"):
         Detection.from_row({**golden_detection().to_row(), "extra": '"abc"'})
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [(0, "int"), (False, "bool"), ([], "list"), ({}, "dict"), (1.5, "float")]
+)
+def test_a_detector_version_that_is_not_a_string_is_refused(value, kind):
+    with pytest.raises(ContractError, match=f"'detector_version' must be a string, got {kind}"):
+        Detection.from_payload(json.dumps(_body(detector_version=value)).encode(), None, now=NOW)
+
+
+def test_an_absent_null_or_empty_detector_version_is_empty():
+    body = _body()
+    assert Detection.from_payload(body, None, now=NOW).detector_version == "detector-20261124-0dd199cf"
+    for value in (None, ""):
+        assert Detection.from_payload(_body(detector_version=value), None, now=NOW).detector_version == ""
+    body.pop("detector_version")
+    assert Detection.from_payload(body, None, now=NOW).detector_version == ""
