@@ -128,11 +128,23 @@ def api_novelty():
             raise BadRequest(str(exc)) from None
 
 
+def _json_body():
+    """The request's JSON (None when it is not JSON); a string in it must be Unicode text: JSON's
+    escapes can spell a lone surrogate (``"\\ud800"``), which no database can store."""
+    body = request.get_json(silent=True)
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("the JSON holds a lone surrogate (a \\ud800..\\udfff escape without its pair), "
+                         "which is not text; send valid Unicode") from None  # fmt: skip
+    return body
+
+
 @bp.post("/labels")
 def api_labels():
     w = web()
     who = w.require_write()
-    body = request.get_json(silent=True)
+    body = _json_body()
     if not isinstance(body, list) or not all(isinstance(r, dict) for r in body) or len(body) > 10_000:
         raise BadRequest("send a JSON list of {detection_id, label} objects (at most 10000)")
     rows = []
@@ -151,13 +163,14 @@ def api_labels():
 def api_name(run_id: str, cluster: int):
     w = web()
     who = w.require_write()
-    body = request.get_json(silent=True) or {}
+    body = _json_body() or {}
     name = body.get("name", "") if isinstance(body, dict) else ""
     if not isinstance(name, str) or len(name) > LABEL_MAX:
         raise BadRequest(f"name must be a string of at most {LABEL_MAX} characters")
     if cluster < 0:
         raise BadRequest("outliers and incomplete songs are not a cluster and take no dialect name")
     with w.lock:
+        w.run_or_404(run_id)
         w.storage.set_cluster_name(run_id, cluster, name.strip(), who)
     return jsonify(run_id=run_id, cluster=cluster, name=name.strip(), named_by=who)
 
@@ -166,7 +179,7 @@ def api_name(run_id: str, cluster: int):
 def api_clip_requests():
     w = web()
     w.require_write()
-    body = request.get_json(silent=True)
+    body = _json_body()
     ids = body.get("ids") if isinstance(body, dict) else None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > 1000:
         raise BadRequest('send {"ids": [detection ids]} (at most 1000)')

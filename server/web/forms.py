@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from urllib.parse import urlparse
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 
@@ -24,9 +25,7 @@ def login():
     unknown = set(request.args) - {"token", "next", "name"}
     if unknown:
         raise BadRequest(f"unknown parameters {', '.join(sorted(unknown))} (known: name, next, token)")
-    given, nxt = src.get("token", ""), src.get("next", "/")
-    if not nxt.startswith("/") or nxt.startswith("//"):
-        nxt = "/"
+    given, nxt = src.get("token", ""), local_path(src.get("next", "/"), "/")
     if not given:
         return render_template("login.html", nxt=nxt, failed=False)
     if not w.writable or not hmac.compare_digest(given.encode(), w.token.encode()):
@@ -46,9 +45,25 @@ def logout():
     return resp
 
 
+def local_path(nxt: str, default: str) -> str:
+    """``nxt`` when it is a path on this site, else ``default``: a redirect target must not leave
+    the site. Browsers drop tabs and newlines inside a URL and read a backslash as a slash, so
+    "/<tab>/evil.example" or "/<backslash>evil.example" would take them to evil.example: any
+    control character or backslash is refused, and so is anything with a scheme or a host (also
+    once whitespace is stripped)."""
+    if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
+        return default
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in nxt):
+        return default
+    for form in (nxt, nxt.strip(), "".join(nxt.split())):
+        u = urlparse(form)
+        if u.scheme or u.netloc or form.startswith("//"):
+            return default
+    return nxt
+
+
 def _back(default: str) -> str:
-    nxt = request.form.get("next", default)
-    return nxt if nxt.startswith("/") and not nxt.startswith("//") else default
+    return local_path(request.form.get("next", default), default)
 
 
 @bp.post("/label")
@@ -78,6 +93,7 @@ def name_form(run_id: str, cluster: int):
     if cluster < 0:
         raise BadRequest("outliers and incomplete songs are not a cluster and take no dialect name")
     with w.lock:
+        w.run_or_404(run_id)
         w.storage.set_cluster_name(run_id, cluster, name, who)
     log.info("web: %s named cluster %s of %s %r", who, cluster, run_id, name)
     return redirect(_back(url_for("pages.cluster_page", run_id=run_id, cluster=cluster)), 303)

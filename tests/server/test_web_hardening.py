@@ -1,0 +1,106 @@
+"""The web app against hostile input (Flask's test client on the real web test database): redirect
+targets after a login or a form post stay on the site, the write API answers malformed text with
+400 (not 500), and naming a cluster of an unknown run is a 404."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.config import ServeConfig
+from server.storage.sqlite import SqliteStorage
+from server.web.app import create_app
+
+pytestmark = pytest.mark.slow  # the session's web database takes ~10 s to build
+
+TOKEN = "test-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+OFFSITE = [
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\r\n/evil.example",
+    "/\x00/evil.example",
+    "/\\evil.example",
+    "/\\/evil.example",
+    "//evil.example",
+    "///evil.example",
+    "https://evil.example/",
+    "javascript:alert(1)",
+    " //evil.example",
+    "/\u3000/evil.example",
+]
+
+
+@pytest.fixture()
+def client(web_db):
+    db, info = web_db
+    storage = SqliteStorage(db)
+    app = create_app(storage, ServeConfig(), TOKEN)
+    yield app.test_client(), storage, info
+    storage.close()
+
+
+@pytest.mark.parametrize("nxt", OFFSITE)
+def test_login_never_redirects_off_the_site(client, nxt):
+    c, _, _ = client
+    r = c.post("/login", data={"token": TOKEN, "next": nxt})
+    assert r.status_code == 302 and r.headers["Location"] == "/"
+    r = c.get("/login", query_string={"token": TOKEN, "next": nxt})
+    assert r.status_code == 302 and r.headers["Location"] == "/"
+    page = c.get("/login", query_string={"next": nxt}).get_data(as_text=True)
+    assert 'name="next" value="/"' in page and "evil.example" not in page
+
+
+@pytest.mark.parametrize("nxt", OFFSITE)
+def test_form_posts_never_redirect_off_the_site(client, nxt):
+    c, storage, info = client
+    det = info["songs"][0][0]
+    r = c.post("/label", data={"detection_id": det, "label": "BD", "next": nxt}, headers=AUTH)
+    assert r.status_code == 303 and r.headers["Location"] == f"/songs/{det}"
+    assert storage.label_rows([det])[0]["label"] == "BD"
+    r = c.post(f"/clusters/{info['run_id']}/0/name", data={"name": "BC", "next": nxt}, headers=AUTH)
+    assert r.status_code == 303 and r.headers["Location"] == f"/clusters/{info['run_id']}/0"
+
+
+def test_local_redirect_targets_are_kept(client):
+    c, _, info = client
+    r = c.post("/login", data={"token": TOKEN, "next": "/clusters?run=x#top"})
+    assert r.headers["Location"] == "/clusters?run=x#top"
+    det = info["songs"][0][0]
+    r = c.post("/label", data={"detection_id": det, "label": "BD", "next": "/devices"}, headers=AUTH)
+    assert r.headers["Location"] == "/devices"
+
+
+def _post_raw(c, url: str, raw: bytes):
+    return c.post(url, data=raw, headers={**AUTH, "Content-Type": "application/json"})
+
+
+def test_write_api_answers_lone_surrogates_with_400(client):
+    c, storage, info = client
+    det = info["songs"][0][0]
+    before = storage.label_rows([det])
+    run = info["run_id"]
+    cases = [
+        ("/api/labels", b'[{"detection_id": "%s", "label": "a\\ud800b"}]' % det.encode()),
+        ("/api/labels", b'[{"detection_id": "n3\\ud800", "label": "ok"}]'),
+        ("/api/labels", b'[{"detection_id": "%s", "label": "ok", "by": "\\udc00"}]' % det.encode()),
+        (f"/api/clusters/{run}/0/name", b'{"name": "x\\udfff"}'),
+        ("/api/clip-requests", b'{"ids": ["n1\\ud800"]}'),
+        ("/api/clip-requests", b'{"ids": [], "why": "\\ud800"}'),
+    ]
+    for url, raw in cases:
+        r = _post_raw(c, url, raw)
+        assert r.status_code == 400, (url, raw, r.status_code)
+        assert "surrogate" in r.json["error"]
+    assert storage.label_rows([det]) == before
+    assert c.get("/api/clusters").json["clusters"][0]["name"] != "x\udfff"
+    # a surrogate pair is one real character and is stored
+    r = _post_raw(c, "/api/labels", b'[{"detection_id": "%s", "label": "\\ud83d\\udc26"}]' % det.encode())
+    assert r.status_code == 200 and storage.label_rows([det])[0]["label"] == "\U0001f426"
+
+
+def test_naming_a_cluster_of_an_unknown_run_is_404(client):
+    c, _, _ = client
+    r = c.post("/api/clusters/nope/3/name", json={"name": "BC"}, headers=AUTH)
+    assert r.status_code == 404 and "nope" in r.json["error"]
+    r = c.post("/clusters/nope/3/name", data={"name": "BC"}, headers=AUTH)
+    assert r.status_code == 404
