@@ -80,23 +80,32 @@ class MessageHandler(Reconcile):
         self._retained_seen: set[str] = set()
         self._resend_tries: dict[tuple[str, int], int] = {}
 
-    def _dim_for(self, encoder: str, dim: int, device_id: str) -> int:
-        known = self._dims.get(encoder)
-        if known is None:
-            known = self.storage.register_encoder(encoder, dim, device_id)
-            self._dims[encoder] = known
-            log.info(
-                "ingest: new encoder version %s with %d-d embeddings (first from %s)",
-                encoder,
-                known,
-                device_id,
-            )
-        return known
+    def _learn_dims(self, rows: list[dict]) -> None:
+        """After a write: the dimensions of encoder versions this handler had not seen (the
+        storage registers a version with the first detection it *stores*, in the same
+        transaction, so a quarantined message registers nothing)."""
+        if all(r["encoder_version"] in self._dims for r in rows):
+            return
+        try:
+            dims = self.storage.encoder_dims()
+        except StorageCorruptError:
+            raise
+        except Exception as exc:  # noqa: BLE001  the batch is stored; the storage checks dims anyway
+            log.warning("ingest: cannot read the registered encoder versions: %s", str(exc)[:300])
+            return
+        for version, dim in dims.items():
+            if version not in self._dims:
+                self._dims[version] = dim
+                log.info("ingest: new encoder version %s with %d-d embeddings", version, dim)
 
     def check_detection(self, payload, topic_device: str | None) -> dict:
-        """Decode and check one detection (bytes or a parsed dict); returns the storage row or raises Reject."""
+        """Decode and check one detection (bytes or a parsed dict); returns the storage row or raises Reject.
+
+        An encoder version's dimension is checked here against the registered one; a version not
+        registered yet is registered by the storage when it stores the detection (and checked
+        there again against a version registered meanwhile)."""
         d = Detection.from_payload(payload, topic_device)
-        known = self._dim_for(d.encoder_version, d.embedding_dim, d.device_id)
+        known = self._dims.get(d.encoder_version, d.embedding_dim)
         if known != d.embedding_dim:
             raise Reject(
                 f"embedding dim {d.embedding_dim} does not match dim {known} registered for encoder {d.encoder_version}"
@@ -251,17 +260,19 @@ class MessageHandler(Reconcile):
         """Write the batch; if that fails, write its messages one by one so that a message whose
         store fails is quarantined and the others are stored (poison never blocks the batch)."""
         try:
-            return self.storage.write_batch([dict(r) for r in b.rows], list(b.rejects))
+            out = self.storage.write_batch([dict(r) for r in b.rows], list(b.rejects))
         except StorageCorruptError:
             raise
         except Exception as exc:  # noqa: BLE001  isolated below
             log.warning("ingest: storing a batch of %d failed (%s); storing its messages one by one",
                         len(b.rows) + len(b.rejects), str(exc)[:300])  # fmt: skip
-        out = WriteResult()
-        for row, m in zip(b.rows, b.sources, strict=True):
-            _add(out, self._write_one(row, m))
-        for r in b.rejects:
-            _add(out, self._quarantine_one(r))
+            out = WriteResult()
+            for row, m in zip(b.rows, b.sources, strict=True):
+                _add(out, self._write_one(row, m))
+            for r in b.rejects:
+                _add(out, self._quarantine_one(r))
+        if out.new:
+            self._learn_dims(b.rows)
         return out
 
     def _write_one(self, row: dict, m: Message) -> WriteResult:

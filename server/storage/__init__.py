@@ -51,7 +51,10 @@ class Storage(Protocol):
     def register_encoder(self, version: str, dim: int, device_id: str) -> int: ...
     def write_batch(self, detections: list[dict], rejects: list[dict]) -> WriteResult:
         """Upsert detections by id and quarantine rejects in one transaction; a new detection with
-        a position also marks its device's deployment there as seen at its start time.
+        a position also marks its device's deployment there as seen at its start time. A new
+        detection registers its encoder version (the first stored fixes the dimension; a message
+        that is quarantined registers nothing); one whose ``embedding_dim`` differs from its
+        version's registered dimension is quarantined.
 
         All or nothing. A failure caused by one row's content may raise any exception: the ingest
         then writes the batch row by row and quarantines the row that fails (a backend needs no

@@ -216,11 +216,42 @@ class PostgresStorage(SqlStorage):
                     raise _error(exc) from None
         return inserted
 
+    def _registered_dims(self, dets: list[dict], raws: dict, rejects: list[dict]) -> tuple[list[dict], dict]:
+        """Within the batch's transaction: the detections whose dimension is not their encoder
+        version's registered one are rejected; returns the others and the registered dims."""
+        versions = sorted({d["encoder_version"] for d in dets})
+        dims = {v: int(n) for v, n in self.db.execute(
+            "SELECT encoder_version, embedding_dim FROM encoders WHERE encoder_version = ANY(?)",
+            [versions]).fetchall()} if versions else {}  # fmt: skip
+        keep = []
+        for d in dets:
+            dim = dims.get(d["encoder_version"], d["embedding_dim"])
+            if dim == d["embedding_dim"]:
+                keep.append(d)
+            else:
+                rejects.append(self._dim_mismatch(d, dim, raws[d["id"]]))
+        return keep, dims
+
+    def _register_encoders(self, new: list[dict], dims: dict[str, int], now: float, raws: dict,
+                           rejects: list[dict]) -> set[str]:  # fmt: skip
+        """Within the batch's transaction, after inserting ``new`` (in id order): register the
+        encoder versions first seen in them. One whose version another worker (or an earlier row)
+        registered with another dimension is taken out again and rejected; returns their ids."""
+        out: set[str] = set()
+        for d in new:
+            if self._encoder_dim_tx(d, dims, now) != d["embedding_dim"]:
+                self.db.execute("DELETE FROM detections WHERE id = ?", [d["id"]])
+                rejects.append(self._dim_mismatch(d, dims[d["encoder_version"]], raws[d["id"]]))
+                out.add(d["id"])
+        return out
+
     def write_batch(self, detections: list[dict], rejects: list[dict]) -> WriteResult:
         """As :meth:`SqliteStorage.write_batch`, safe for concurrent workers: rows are written in
         id order (one lock order for every worker), ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
         decides new vs. resend in the database (not from an earlier read another worker may have
-        overtaken), and a deadlock rolls the batch back and runs it again (up to 5 times)."""
+        overtaken), encoder versions are registered by the rows inserted (their dimension checked
+        again in the transaction), and a deadlock rolls the batch back and runs it again (up to 5
+        times)."""
         for attempt in range(5):
             try:
                 return self._write_once([dict(d) for d in detections], list(rejects))
@@ -236,11 +267,15 @@ class PostgresStorage(SqlStorage):
         dets = sorted(detections, key=lambda d: d["id"])
         raws = {d["id"]: d.pop("_raw", b"") for d in dets}
         with self._tx():
+            dets, dims = self._registered_dims(dets, raws, rejects)
             inserted = self._insert_new(dets, now)
+            new = [d for d in dets if d["id"] in inserted]
+            dropped = self._register_encoders(new, dims, now, raws, rejects)
+            inserted -= dropped
             res.new = len(inserted)
             placed = [d for d in dets if d["id"] in inserted and d.get("latitude") is not None
                       and d.get("longitude") is not None]  # fmt: skip
-            known = [d for d in dets if d["id"] not in inserted]
+            known = [d for d in dets if d["id"] not in inserted and d["id"] not in dropped]
             owners = dict(self.db.execute(
                 "UPDATE detections SET receive_count = receive_count + 1, last_received_at = ? WHERE id = ANY(?) "
                 "RETURNING id, device_id", [now, [d["id"] for d in known]]).fetchall()) if known else {}  # fmt: skip

@@ -60,6 +60,35 @@ class SqlStorage(DevicesSql, ClipsSql, LabelsSql):
             ).fetchone()
         return int(row[0])
 
+    def _encoder_dim_tx(self, d: dict, dims: dict[str, int], now: float) -> int:
+        """Within a write transaction: the dimension registered for ``d``'s encoder version (``dims``
+        caches them for the transaction). A version not registered yet is registered now, with
+        ``d``'s dimension: the first *stored* detection of a version fixes it, so a message that
+        is quarantined registers nothing."""
+        version = d["encoder_version"]
+        if version not in dims:
+            self.db.execute(
+                "INSERT OR IGNORE INTO encoders(encoder_version, embedding_dim, first_seen, first_device) "
+                "VALUES (?, ?, ?, ?)",
+                [version, int(d["embedding_dim"]), now, d["device_id"]],
+            )
+            row = self.db.execute(
+                "SELECT embedding_dim FROM encoders WHERE encoder_version = ?", [version]
+            ).fetchone()
+            dims[version] = int(row[0])
+        return dims[version]
+
+    @staticmethod
+    def _dim_mismatch(d: dict, dim: int, raw) -> dict:
+        """The reject of a detection whose embedding dimension is not its encoder version's."""
+        return {
+            "reason": f"embedding dim {d['embedding_dim']} does not match dim {dim} registered for encoder "
+            f"{d['encoder_version']}",
+            "topic": d.get("origin", ""),
+            "origin": d.get("origin", ""),
+            "payload": raw,
+        }
+
     def _owners(self, ids: list[str]) -> dict[str, str]:
         """Within a transaction: the device each of these detection ids already belongs to
         (ids not stored yet are left out)."""

@@ -103,28 +103,34 @@ class SqliteStorage(SqlStorage):
         """Upsert valid detections (by id) and quarantine rejects, in one transaction.
 
         A resend of a known id only bumps ``receive_count``/``last_received_at`` (the first copy
-        wins); an id that already belongs to *another* device is quarantined, never overwritten.
+        wins); an id that already belongs to *another* device is quarantined, never overwritten. A
+        new detection registers its encoder version (its dimension) in the same transaction; one
+        whose dimension differs from its version's registered one is quarantined.
         """
         res = WriteResult()
         rejects = list(rejects)
         now = time.time()
         with self._tx():
             if detections:
-                owners = self._owners([d["id"] for d in detections])
+                owners, dims = self._owners([d["id"] for d in detections]), {}
                 for d in detections:
-                    self._write_detection(d, owners, now, res, rejects)
+                    self._write_detection(d, owners, dims, now, res, rejects)
             res.quarantined += self._quarantine(rejects, now)
         return res
 
-    def _write_detection(self, d: dict, owners: dict[str, str], now: float, res: WriteResult,
-                         rejects: list[dict]) -> None:  # fmt: skip
-        """Within :meth:`write_batch`'s transaction: insert a new detection (and mark its
-        deployment seen), count a resend, or reject an id that belongs to another device."""
+    def _write_detection(self, d: dict, owners: dict[str, str], dims: dict[str, int], now: float,
+                         res: WriteResult, rejects: list[dict]) -> None:  # fmt: skip
+        """Within :meth:`write_batch`'s transaction: insert a new detection (registering its
+        encoder version if new, and marking its deployment seen), count a resend, or reject an id
+        that belongs to another device or an embedding dimension not its encoder version's."""
         owner = owners.get(d["id"])
+        raw = d.pop("_raw", b"")
         if owner is not None and owner != d["device_id"]:
-            rejects.append(self._foreign_id(d, owner, d.pop("_raw", b"")))
+            rejects.append(self._foreign_id(d, owner, raw))
             return
-        d.pop("_raw", None)
+        if owner is None and (dim := self._encoder_dim_tx(d, dims, now)) != d["embedding_dim"]:
+            rejects.append(self._dim_mismatch(d, dim, raw))
+            return
         if owner is None:
             row = {**d, "received_at": now, "last_received_at": now, "receive_count": 1}
             self.db.execute(
