@@ -29,7 +29,7 @@ from pathlib import Path
 from edge.contract import FIELDS, Spectrogram
 from edge.kit.version import __version__
 
-from .places import DeploymentIndex, geojson, iso
+from .places import DeploymentIndex, geojson, in_range, iso
 from .storage import DETECTION_COLUMNS, Storage
 
 CLUSTER_COLUMNS = ["cluster_run", "cluster", "cluster_probability", "cluster_fitted", "cluster_excluded",
@@ -107,7 +107,7 @@ def _parquet(path: Path, rows: list[dict], embeddings: bool, spectrograms: bool)
         vals = [r[c] for r in rows]
         t = typ(c)
         if c in TIME_COLUMNS:
-            vals = [None if v is None else int(round(v * 1000)) for v in vals]
+            vals = [int(round(v * 1000)) if in_range(v) else None for v in vals]  # out of range: null
         arrays.append(pa.array(vals, type=t) if t is not None else pa.array(vals))
         names.append(c)
     if embeddings:
@@ -205,7 +205,8 @@ def _manifest(
         "time_columns": sorted(TIME_COLUMNS),
         "bool_columns": sorted(BOOL_COLUMNS),
         "cluster_runs": [{k: r[k] for k in RUN_KEYS} for r in runs],
-        "notes": "times: ISO 8601 UTC in CSV, timestamp[ms, UTC] in Parquet; flags: true/false in CSV, booleans in "
+        "notes": "times: ISO 8601 UTC in CSV, timestamp[ms, UTC] in Parquet (empty/null when a stored time is not "
+        "finite or outside the years 1..9999); flags: true/false in CSV, booleans in "
         "Parquet; embeddings are L2-normalised float32 (decoded from the wire dtype); cluster -1 = outlier, -2 = incomplete (the "
         "device's complete probability below 0.5: no terminal phrase, kept out of the fit and never assigned to a "
         "dialect cluster); "

@@ -9,8 +9,10 @@ device's deployment whose seen period covers the song, else to the device's curr
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, defaultdict
+from datetime import datetime, timedelta
 
 from .dialects import cluster_table, colour, display_names
 from .storage import Storage
@@ -94,10 +96,39 @@ def geojson(storage: Storage) -> dict:
                            "clusters from the latest run of each encoder version"}}  # fmt: skip
 
 
+#: the times ISO 8601 can write with four-digit years: 0001-01-01T00:00:00Z up to (not including)
+#: 10000-01-01T00:00:00Z, in epoch seconds
+ISO_MIN_T = -62_135_596_800.0
+ISO_END_T = 253_402_300_800.0
+_EPOCH = datetime(1970, 1, 1)
+
+
+def in_range(t) -> bool:
+    """Whether ``t`` is a time ISO 8601 (and so the exports, the pages, matplotlib) can write."""
+    try:
+        return math.isfinite(t) and ISO_MIN_T <= t < ISO_END_T
+    except TypeError:
+        return False
+
+
 def iso(t: float | None) -> str | None:
-    """UTC epoch seconds as ISO 8601 (``2025-05-03T05:12:03.250Z``), None stays None."""
+    """UTC epoch seconds as ISO 8601 (``2025-05-03T05:12:03.250Z``), rounded to the millisecond;
+    None stays None, and so does a time ISO 8601 cannot write (not finite, or outside the years
+    1..9999: a bad clock's value stored before the decode checked it)."""
     if t is None:
         return None
-    ms = int(round((t - int(t)) * 1000))
-    sec = int(t) + (1 if ms == 1000 else 0)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{ms % 1000:03d}Z"
+    try:
+        t = float(t)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not in_range(t):
+        return None
+    sec = math.floor(t)  # not int(): -0.5 s is 23:59:59.500 the day before
+    ms = round((t - sec) * 1000)  # t - sec is exact
+    if ms == 1000:
+        sec, ms = sec + 1, 0
+    try:
+        when = _EPOCH + timedelta(seconds=sec)
+    except OverflowError:  # rounded up past 9999-12-31T23:59:59.999
+        return None
+    return when.isoformat(timespec="seconds") + f".{ms:03d}Z"

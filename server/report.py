@@ -21,6 +21,7 @@ from edge.kit.version import __version__
 
 from .clustering import novelty_report
 from .dialects import cluster_label, cluster_table, colour, display_names
+from .places import in_range, iso
 from .storage import Storage
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,10 @@ def _per_day_figure(plt, detections: list[dict], path: Path) -> bool:
 
     per_day: dict[str, Counter] = defaultdict(Counter)
     for d in detections:
-        per_day[d["device_id"]][int(d["start_time"] // 86400)] += 1
+        # a time out of the calendar's range (a bad clock, stored before the decode checked it),
+        # or within two days of its ends, has no place on matplotlib's date axis
+        if in_range(d["start_time"] - 2 * 86400) and in_range(d["start_time"] + 2 * 86400):
+            per_day[d["device_id"]][int(d["start_time"] // 86400)] += 1
     if not per_day:
         return False
     days = sorted({day for c in per_day.values() for day in c})
@@ -184,9 +188,7 @@ def _page(storage: Storage, counts: dict, sections: list, link) -> str:
     body.append(f"<h2>{head}</h2><table><tr><th>device</th><th>status</th><th>songs</th><th>last song</th>"
                 "<th>site</th><th>position</th></tr>")  # fmt: skip
     for d in storage.devices():
-        last = (
-            time.strftime("%Y-%m-%d %H:%M", time.gmtime(d["last_detection"])) if d["last_detection"] else ""
-        )
+        last = (iso(d["last_detection"]) or "?")[:16].replace("T", " ") if d["last_detection"] else ""
         pos = f"{d['latitude']:.5f}, {d['longitude']:.5f}" if d.get("latitude") is not None else ""
         body.append(f"<tr><td>{html.escape(str(d['device_id']))}</td><td>{html.escape(str(d['status'] or ''))}</td>"
                     f"<td>{d['detections'] or 0}</td><td>{last}</td><td>{html.escape(d.get('site') or '')}</td>"

@@ -12,6 +12,7 @@ from flask import request
 from edge.contract import check_device_id
 
 from ..errors import BadRequest
+from ..places import iso
 
 MAX_LIMIT = 5000
 
@@ -83,7 +84,11 @@ def params(allowed: dict) -> dict:
 
 
 def fmt_time(t: float | None) -> str:
-    return "" if t is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+    """``2025-05-03 05:12:03 UTC``; a stored time out of ISO 8601's range is shown as its number."""
+    if t is None:
+        return ""
+    text = iso(t)
+    return f"{text[:10]} {text[11:19]} UTC" if text else f"time out of range ({t!r})"
 
 
 def ago(t: float | None) -> str:
