@@ -71,6 +71,17 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(tmp, path)  # nothing half-written under the final name
 
 
+#: a text cell starting with one of these is a formula to a spreadsheet (CSV injection):
+#: ``=HYPERLINK(...)`` in a site name, ``@SUM(...)`` in a label
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(v):
+    """A CSV cell: text that a spreadsheet would run as a formula gets a leading ``'`` (OWASP's
+    advice), so it shows as the text it is; numbers (negative ones too) stay numbers."""
+    return "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v
+
+
 def _csv_value(col: str, v):
     if v is None:
         return ""
@@ -78,7 +89,7 @@ def _csv_value(col: str, v):
         return iso(v)
     if col in BOOL_COLUMNS:
         return "true" if v else "false"
-    return v
+    return csv_text(v)
 
 
 def _spectrogram_struct(wire: str | None) -> dict | None:
@@ -178,7 +189,7 @@ def _write_places(storage: Storage, out: Path, deployments: list[dict]) -> list[
             w.writerow(DEPLOYMENT_COLUMNS)
             for d in deployments:
                 w.writerow([iso(d[c]) if c in ("start", "end", "first_seen", "last_seen") and d[c] is not None
-                            else ("true" if d[c] else "false") if c == "current" else ("" if d[c] is None else d[c])
+                            else ("true" if d[c] else "false") if c == "current" else ("" if d[c] is None else csv_text(d[c]))
                             for c in DEPLOYMENT_COLUMNS])  # fmt: skip
 
     _atomic(out / "deployments.csv", write_deployments)
@@ -206,7 +217,8 @@ def _manifest(
         "bool_columns": sorted(BOOL_COLUMNS),
         "cluster_runs": [{k: r[k] for k in RUN_KEYS} for r in runs],
         "notes": "times: ISO 8601 UTC in CSV, timestamp[ms, UTC] in Parquet (empty/null when a stored time is not "
-        "finite or outside the years 1..9999); flags: true/false in CSV, booleans in "
+        "finite or outside the years 1..9999); CSV text cells starting with = + - @ or a tab/CR have a leading ' "
+        "(so spreadsheets show them as text, not formulas; numbers are never changed); flags: true/false in CSV, booleans in "
         "Parquet; embeddings are L2-normalised float32 (decoded from the wire dtype); cluster -1 = outlier, -2 = incomplete (the "
         "device's complete probability below 0.5: no terminal phrase, kept out of the fit and never assigned to a "
         "dialect cluster); "

@@ -48,6 +48,34 @@ def _csv(path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def test_csv_text_that_spreadsheets_run_as_formulas_is_quoted(tmp_path):
+    db = tmp_path / "server.sqlite"
+    det = _fill(db, site='=HYPERLINK("http://x","y")', microphone="+1+1", source="=cmd|' /C calc'!A0",
+                snr_db=-3.5, longitude=-16.5)  # fmt: skip
+    storage = SqliteStorage(db)
+    try:
+        storage.put_labels([{"detection_id": det, "label": "@SUM(1+1)", "origin": "api", "labeled_by": "-2+3",
+                             "labeled_at": time.time(), "imported_at": time.time()}])  # fmt: skip
+    finally:
+        storage.close()
+    _export(db, tmp_path / "out")
+    (row,) = _csv(tmp_path / "out" / "detections.csv")
+    assert row["source"] == "'=cmd|' /C calc'!A0"
+    assert (row["label"], row["labeled_by"]) == ("'@SUM(1+1)", "'-2+3")
+    assert row["site"] == '\'=HYPERLINK("http://x","y")'
+    assert row["snr_db"] == "-3.5"  # numbers stay numbers, negative ones too
+    (dep,) = _csv(tmp_path / "out" / "deployments.csv")
+    assert (dep["site"], dep["microphone"]) == ('\'=HYPERLINK("http://x","y")', "'+1+1")
+    assert dep["longitude"] == "-16.5"
+    # no cell of either file starts with a formula character
+    for name in ("detections.csv", "deployments.csv"):
+        for r in _csv(tmp_path / "out" / name):
+            assert not [v for v in r.values() if v[:1] in ("=", "+", "@", "\t", "\r")], r
+    # Parquet keeps the exact text
+    t = pq.read_table(tmp_path / "out" / "detections.parquet").to_pylist()[0]
+    assert (t["label"], t["source"]) == ("@SUM(1+1)", "=cmd|' /C calc'!A0")
+
+
 @pytest.mark.parametrize("bad", [1e300, -1e300, 1e18, 2.6e11, -6.3e10])
 def test_stored_out_of_range_times_still_render_and_export(tmp_path, bad):
     db = tmp_path / "server.sqlite"
