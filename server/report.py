@@ -42,6 +42,12 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+def _tex(text: str) -> str:
+    """Text for a matplotlib label or title: a ``$`` would start mathtext (and a name like
+    ``$\\frac{$`` fail the whole figure), so each is escaped to show as itself."""
+    return str(text).replace("$", r"\$")
+
+
 def _legend_outside(ax, n: int) -> None:
     """The legend right of the axes, never over the data."""
     if n:
@@ -94,7 +100,7 @@ def _per_day_figure(plt, detections: list[dict], path: Path) -> bool:
     for i, (dev, c) in enumerate(sorted(per_day.items())):
         xs = sorted(c)
         ax.bar([mdates.num2date(x) for x in xs], [c[x] for x in xs], bottom=[bottom[x] for x in xs], width=0.9,
-               align="edge", label=dev, color=colour(i))  # fmt: skip
+               align="edge", label=_tex(dev), color=colour(i))  # fmt: skip
         for x in xs:
             bottom[x] += c[x]
     span = days[-1] - days[0] + 1
@@ -141,10 +147,10 @@ def _map_figure(plt, version: str, run: dict, members: list[dict], names: dict, 
     for c in sorted(by, key=lambda c: (c >= 0, c)):  # outliers first, underneath
         xs, ys = zip(*by[c], strict=True)
         ax.scatter(
-            xs, ys, s=4 if c < 0 else 7, color=colour(c), label=f"{names[c]} ({len(xs)})", linewidths=0
+            xs, ys, s=4 if c < 0 else 7, color=colour(c), label=_tex(f"{names[c]} ({len(xs)})"), linewidths=0
         )
-    ax.set_title(f"Dialect map of {version}\n{run['n_clusters']} clusters, {run['n_points']} songs, "
-                 f"{method} map, run {run['run_id']}", fontsize=10)  # fmt: skip
+    ax.set_title(_tex(f"Dialect map of {version}\n{run['n_clusters']} clusters, {run['n_points']} songs, "
+                      f"{method} map, run {run['run_id']}"), fontsize=10)  # fmt: skip
     ax.set_xticks([])
     ax.set_yticks([])
     _legend_outside(ax, len(by) if len(by) <= 45 else 0)
@@ -165,10 +171,12 @@ def _per_device_figure(
     bottom = [0] * len(devs)
     for c in clusters:
         vals = [per_dev[d].get(c, 0) for d in devs]
-        ax.bar(devs, vals, bottom=bottom, color=colour(c), label=names.get(c, str(c)))
+        ax.bar(
+            [_tex(d) for d in devs], vals, bottom=bottom, color=colour(c), label=_tex(names.get(c, str(c)))
+        )
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     ax.set_ylabel("songs")
-    ax.set_title(f"Clusters per device ({version})", fontsize=10)
+    ax.set_title(_tex(f"Clusters per device ({version})"), fontsize=10)
     ax.tick_params(axis="x", rotation=45, labelsize=7)
     _legend_outside(ax, len(clusters) if len(clusters) <= 45 else 0)
     fig.tight_layout()
