@@ -10,6 +10,7 @@ tables link to the app's pages.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import logging
@@ -39,7 +40,14 @@ def _plt():
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    """A file-name part for an encoder version, unique per version: the version itself when it is
+    lower-case letters, digits, ``-`` and ``.``; else those characters with ``_`` for the others
+    and a hash of the exact version (``enc+1`` and ``enc:1``, or ``Enc-1`` and ``enc-1`` on a
+    case-blind file system, would share a file otherwise)."""
+    if name and all(c in "abcdefghijklmnopqrstuvwxyz0123456789-." for c in name):
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-.") else "_" for c in name)[:80] + "_" + digest
 
 
 def _tex(text: str) -> str:

@@ -1,5 +1,6 @@
 """The report on awkward data (real SQLite databases, real cluster runs, matplotlib): cluster names
-that matplotlib would read as math."""
+that matplotlib would read as math, and encoder versions whose names differ only in characters
+a file name cannot hold."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 from server.cli import main
 from server.clustering import ClusterParams, run_clustering
 from server.config import ServeConfig
+from server.report import write_report
 from server.storage.sqlite import SqliteStorage
 from server.web.app import create_app
 from tests.factories import make_detection
@@ -51,3 +53,22 @@ def test_cluster_names_with_dollars_do_not_break_the_report(tmp_path):
     r = CliRunner().invoke(main, ["--db", str(db), "report", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "rep").glob("map_*.png"))) == 1
+
+
+def test_encoder_versions_that_differ_in_unsafe_characters_get_their_own_images(tmp_path):
+    storage = SqliteStorage(tmp_path / "server.sqlite")
+    try:
+        _songs(storage, "enc+1", seed=2)
+        _songs(storage, "enc:1", seed=3, start=100)
+        _run(storage, "enc+1")
+        _run(storage, "enc:1")
+        rep = write_report(storage, tmp_path / "rep")
+    finally:
+        storage.close()
+    html = (tmp_path / "rep" / "index.html").read_text()
+    maps = re.findall(r'<img src="(map_[^"]+)"', html)
+    per_device = re.findall(r'<img src="(clusters_per_device_[^"]+)"', html)
+    assert len(set(maps)) == 2 and len(set(per_device)) == 2
+    assert len(set(rep["images"])) == len(rep["images"]) == 5  # songs per day, a map and a bar chart each
+    assert all((tmp_path / "rep" / name).is_file() for name in rep["images"])
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", name) for name in rep["images"])
