@@ -9,8 +9,10 @@ full queue). A request for the same hour is repeated at most ``MAX_RESEND_TRIES`
 row, so a detection that keeps being quarantined does not make a device resend forever.
 
 Clips: the pieces of a song's audio clip (topic ``clip``) are stored as they come and assembled
-once complete (size and sha256 checked; a clip that fails is quarantined). A digest lists the
-clips a device uploaded recently; those the server lacks are asked for again (``clip_request``),
+once complete (size and sha256 checked; a clip that fails is quarantined). A clip belongs to its
+detection's device: a piece from another device is quarantined; the pieces of a detection not
+stored yet wait for it (the clip is assembled when it arrives). A digest lists the clips a device
+uploaded recently; those of its own songs the server lacks are asked for again (``clip_request``),
 at most 3 times each. :meth:`MessageHandler.request_clips` asks devices for clips (e.g. the
 members of a candidate new dialect).
 
@@ -138,6 +140,7 @@ class MessageHandler(Reconcile):
         if b.pieces:
             self._store_pieces(b)
         result = self._write(b)
+        self._settle_clips(b)
         self.totals.new += result.new
         self.totals.duplicate += result.duplicate
         self.totals.quarantined += result.quarantined
@@ -234,27 +237,50 @@ class MessageHandler(Reconcile):
         b.rows, b.sources = keep, keep_src
 
     def _store_pieces(self, b: _Batch) -> None:
+        """Store the batch's clip pieces; a piece the storage refuses (another device's detection),
+        or the message completing a clip that fails its check, is quarantined with the reason."""
         try:
-            done = self.storage.write_clip_pieces([p for p, _ in b.pieces])
+            results = [(b.pieces, self.storage.write_clip_pieces([p for p, _ in b.pieces]))]
         except StorageCorruptError:
             raise
         except Exception as exc:  # noqa: BLE001  one by one: a piece that cannot be stored is quarantined
-            done = {"completed": [], "bad": []}
+            results = []
             for p, m in b.pieces:
                 try:
-                    one = self.storage.write_clip_pieces([p])
+                    results.append(([(p, m)], self.storage.write_clip_pieces([p])))
                 except StorageCorruptError:
                     raise
                 except Exception as exc1:  # noqa: BLE001
                     b.rejects.append(self._store_failed(m, exc1))
-                    continue
-                done["completed"] += one["completed"]
-                done["bad"] += one["bad"]
             log.warning("ingest: a batch of clip pieces failed (%s); stored them one by one", exc)
+        for pieces, done in results:
+            self.clips_completed += len(done["completed"])
+            refused = dict(done.get("refused", ()))
+            for k, why in refused.items():
+                log.warning("ingest: %s", why)
+                b.rejects.append(self._reject(pieces[k][1], why))
+            for det_id, why in done["bad"]:
+                m = next(
+                    m for k, (p, m) in enumerate(pieces) if k not in refused and p["detection_id"] == det_id
+                )
+                b.rejects.append(self._reject(m, why))
+
+    def _settle_clips(self, b: _Batch) -> None:
+        """After the write: assemble the pending clips of the batch's detections and pieces (a
+        clip may arrive before its detection; whichever is stored last finds the other)."""
+        ids = {r["id"] for r in b.rows} | {p["detection_id"] for p, _ in b.pieces}
+        if not ids:
+            return
+        try:
+            done = self.storage.settle_clips(ids)
+        except StorageCorruptError:
+            raise
+        except Exception as exc:  # noqa: BLE001  the batch is stored; a later batch settles them
+            log.error("ingest: cannot assemble pending clips: %s", str(exc)[:300])
+            return
         self.clips_completed += len(done["completed"])
-        for det_id, why in done["bad"]:
-            m = next(m for p, m in b.pieces if p["detection_id"] == det_id)
-            b.rejects.append(self._reject(m, why))
+        for _, why in done["bad"]:
+            log.warning("ingest: %s (quarantined)", why)
 
     def _write(self, b: _Batch) -> WriteResult:
         """Write the batch; if that fails, write its messages one by one so that a message whose

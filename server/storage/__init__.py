@@ -71,12 +71,20 @@ class Storage(Protocol):
 
     def bucket_counts(self, device_id: str, bucket_s: int, buckets: Iterable[int]) -> dict[int, int]: ...
     def write_clip_pieces(self, pieces: list[dict]) -> dict:
-        """Store clip pieces; assemble and check (size, sha256) every clip now complete. Returns
-        ``{"stored", "completed": [ids], "bad": [(id, reason)], "known"}``."""
+        """Store clip pieces; assemble and check (size, sha256) every clip now complete whose
+        detection is stored from the pieces' device (others stay pending). Returns ``{"stored",
+        "completed": [ids], "bad": [(id, reason)], "known", "refused": [(index, reason)]}``: a
+        refused piece (another device's detection) is not stored, to be quarantined."""
+        ...
+
+    def settle_clips(self, detection_ids: Iterable[str]) -> dict:
+        """Pending clips of these detections once stored: another device's pieces quarantined, a
+        complete clip of the detection's device assembled. Returns ``{"completed", "bad"}``."""
         ...
 
     def note_clip_requests(self, device_id: str, detection_ids: Iterable[str], why: str) -> list[str]:
-        """Record clips asked of a device (to be published); returns the ids asked at most 3 times."""
+        """Record clips asked of a device (to be published); returns the ids asked at most 3 times.
+        A detection stored from another device is not asked of this one."""
         ...
 
     def unsent_clip_requests(self) -> dict[str, list[str]]: ...
