@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from edge.contract import table_fields
-from server.errors import StorageCorruptError, StorageError
+from server.errors import BadRequest, StorageCorruptError, StorageError
 
 #: columns of the server's detections beside the contract's fields
 SERVER_COLUMNS = {"schema": "INTEGER", "origin": "TEXT", "received_at": "REAL", "last_received_at": "REAL",
@@ -31,6 +31,12 @@ QUALITY_COLUMNS = ["truncated", "overlap", "refined", "duration_s", "score", "sn
 
 
 RAW_KEEP = 2048
+
+
+class UnstorableValueError(BadRequest, StorageError):
+    """A value the database cannot take or look up, through no fault of the database (on
+    PostgreSQL: text with a NUL character). The caller's input is wrong: the web app answers 400
+    (a :class:`BadRequest` first), the ingest quarantines the message (a :class:`StorageError`)."""
 
 
 @dataclass
@@ -183,4 +189,4 @@ def open_storage(address: str | Path, readonly: bool = False) -> Storage:
 
 
 __all__ = ["DETECTION_COLUMNS", "QUALITY_COLUMNS", "RAW_KEEP", "SERVER_COLUMNS", "Storage", "StorageCorruptError",
-           "StorageError", "WriteResult", "display_address", "open_storage"]  # fmt: skip
+           "StorageError", "UnstorableValueError", "WriteResult", "display_address", "open_storage"]  # fmt: skip

@@ -81,8 +81,13 @@ class RetryableError(StorageError):
 
 
 def _error(exc: Exception) -> Exception:
+    """The storage's exception for a psycopg one (NUL in text, which SQLite holds: the caller's input)."""
     import psycopg
 
+    from server.storage import UnstorableValueError
+
+    if isinstance(exc, psycopg.DataError) and any(k in str(exc) for k in ("NUL", "0x00", "\\u0000")):
+        return UnstorableValueError("text values cannot contain the NUL character (\\x00) on PostgreSQL")
     if isinstance(exc, psycopg.Error):
         kind = RetryableError if getattr(exc, "sqlstate", None) in ("40P01", "40001") else StorageError
         return kind(f"PostgreSQL: {str(exc).strip().splitlines()[0]}")
@@ -231,19 +236,6 @@ class PostgresStorage(SqlStorage):
             else:
                 rejects.append(self._dim_mismatch(d, dim, raws[d["id"]]))
         return keep, dims
-
-    def _register_encoders(self, new: list[dict], dims: dict[str, int], now: float, raws: dict,
-                           rejects: list[dict]) -> set[str]:  # fmt: skip
-        """Within the batch's transaction, after inserting ``new`` (in id order): register the
-        encoder versions first seen in them. One whose version another worker (or an earlier row)
-        registered with another dimension is taken out again and rejected; returns their ids."""
-        out: set[str] = set()
-        for d in new:
-            if self._encoder_dim_tx(d, dims, now) != d["embedding_dim"]:
-                self.db.execute("DELETE FROM detections WHERE id = ?", [d["id"]])
-                rejects.append(self._dim_mismatch(d, dims[d["encoder_version"]], raws[d["id"]]))
-                out.add(d["id"])
-        return out
 
     def write_batch(self, detections: list[dict], rejects: list[dict]) -> WriteResult:
         """As :meth:`SqliteStorage.write_batch`, safe for concurrent workers: rows are written in

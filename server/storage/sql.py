@@ -78,6 +78,20 @@ class SqlStorage(DevicesSql, ClipsSql, LabelsSql):
             dims[version] = int(row[0])
         return dims[version]
 
+    def _register_encoders(self, new: list[dict], dims: dict[str, int], now: float, raws: dict,
+                           rejects: list[dict]) -> set[str]:  # fmt: skip
+        """Within a write transaction, after inserting the detections ``new`` (PostgreSQL's batch,
+        in id order): register the encoder versions first seen in them. A detection whose version
+        another worker (or an earlier row) registered with another dimension is taken out again
+        and rejected; returns their ids."""
+        out: set[str] = set()
+        for d in new:
+            if self._encoder_dim_tx(d, dims, now) != d["embedding_dim"]:
+                self.db.execute("DELETE FROM detections WHERE id = ?", [d["id"]])
+                rejects.append(self._dim_mismatch(d, dims[d["encoder_version"]], raws[d["id"]]))
+                out.add(d["id"])
+        return out
+
     @staticmethod
     def _dim_mismatch(d: dict, dim: int, raw) -> dict:
         """The reject of a detection whose embedding dimension is not its encoder version's."""
