@@ -151,10 +151,10 @@ class Stats:
 
     :meth:`from_payload` refuses (ContractError, one line) what the server could not keep or show:
 
-    - ``time`` follows the rules of a detection's times: a number from 2000-01-01 to a day ahead
-      of the receive time (``now``); a message with another ``time`` is refused, as a detection
-      with such a ``start_time`` is. Only an absent (or null) ``time``, from the earliest devices,
-      is taken as the receive time.
+    - ``time`` must be a number (or absent/null, from the earliest devices: the receive time
+      ``now``). A number outside a detection's time range (2000-01-01 to a day ahead of ``now``)
+      comes from a device whose clock is wrong, when its status matters most: the message is
+      kept at the receive time and the device's own value stays in the body as ``device_time``.
     - the fields of :data:`STATS_OBJECTS` must be objects (``store.unsynced``, the backlog the
       devices page shows, a non-negative integer) and ``deployment`` a valid :class:`Deployment`;
     - no number anywhere in the message may be non-finite (``1e999`` parses as infinity), and
@@ -178,7 +178,10 @@ class Stats:
             raise ContractError("stats: device_id does not match the topic")
         check_device_id(device)
         now = time.time() if now is None else now
-        stats = cls(device, _stats_time(body.get("time"), now), body)
+        t = _stats_time(body.get("time"), now)
+        if body.get("time") is not None and t != body["time"]:
+            body = {**body, "device_time": body["time"]}
+        stats = cls(device, t, body)
         _check_stats_body(body)
         stats.deployment  # a malformed deployment is refused with the message  # noqa: B018
         return stats
@@ -191,15 +194,13 @@ class Stats:
 
 
 def _stats_time(t, now: float) -> float:
-    """A stats message's ``time``: the receive time ``now`` when absent, else a sane epoch time."""
+    """A stats message's ``time``: the device's when it is a sane epoch time, else the receive
+    time ``now`` (absent, or a clock before 2000-01-01 or more than a day ahead); not a finite
+    number: refused."""
     if t is None:
         return now
     t = check_number(t, "stats time")
-    if t < MIN_TIME:
-        raise ContractError(f"stats time {t:.6g} is before 2000-01-01")
-    if t > now + MAX_FUTURE_S:
-        raise ContractError(f"stats time {t:.6g} is more than a day in the future")
-    return t
+    return t if MIN_TIME <= t <= now + MAX_FUTURE_S else now
 
 
 def _check_stats_body(body: dict) -> None:
