@@ -36,9 +36,16 @@ RAVEN_BAND_HZ = (2500.0, 9000.0)
 
 
 def utc(t: float) -> str:
+    """ISO 8601 UTC of epoch seconds; a time no date can hold (year 10000, NaN: a damaged
+    database or a recorder with a wild clock) is shown as the raw number instead."""
     from datetime import datetime, timezone
 
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        return (
+            datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        )
+    except (ValueError, OverflowError, OSError, TypeError):
+        return str(t)
 
 
 def detection_rows(detections) -> list[dict]:

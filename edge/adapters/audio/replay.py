@@ -21,6 +21,7 @@ import numpy as np
 from edge.adapters.audio.sfreader import audio_suffixes, open_audio
 from edge.adapters.audio.wavfile import to_mono
 from edge.adapters.system.clock import clock_synchronized
+from edge.contract.detection import MAX_FUTURE_S, MIN_TIME
 from edge.contract.wire import clean_text
 from edge.core.errors import AudioFormatError
 from edge.core.frontend import MAX_RATE_MULTIPLE
@@ -69,14 +70,23 @@ def _warn_if_not_utf8(path: Path) -> None:
 
 
 def file_start_time(path: Path, duration: float) -> float:
-    """UTC start of a recording: from a timestamp in its name, else its mtime minus its length."""
+    """UTC start of a recording: from a timestamp in its name, else its mtime minus its length.
+
+    A name's time outside what the server accepts (2000-01-01 to a day ahead: an AudioMoth whose
+    clock was never set names its files 19700101_...) is not taken; one warning line says so."""
     m = _STAMP.search(path.stem)
     if m:
         try:
             dt = datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
-            return dt.timestamp()
+            t = dt.timestamp()
         except ValueError:
-            pass
+            t = None
+        if t is not None and MIN_TIME <= t <= time.time() + MAX_FUTURE_S:
+            return t
+        if t is not None:
+            log.warning("%s: the time in its name (%s) is not between 2000-01-01 and tomorrow (recorder clock "
+                        "not set?); using the file's modification time instead", clean_text(str(path)),
+                        m.group(0))  # fmt: skip
     try:
         return path.stat().st_mtime - duration
     except OSError:

@@ -1,0 +1,62 @@
+"""Hardening of analyze/status/config against odd input: wild file-name clocks, odd stored
+times, non-finite config numbers, stale health files, dropped audio, unnormalised float WAVs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import sqlite3
+import time
+from datetime import datetime
+
+import pytest
+from click.testing import CliRunner
+
+from edge.app.cli import main
+from tests.edge.helpers import make_song_stream, write_config
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(main, list(args), env=env or {}, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def song_wav(tmp_path_factory):
+    d = tmp_path_factory.mktemp("wavs")
+    truth = make_song_stream(d / "a.wav", ["song_XlB.wav", "song_BC.wav"], gap_s=2.0)
+    return d / "a.wav", truth
+
+
+@pytest.mark.parametrize("stamp", ["99991231_235959", "19700101_000000", "00010101_000000"])
+def test_a_file_name_time_out_of_range_is_not_taken(tmp_path, song_wav, stamp, caplog):
+    wav = tmp_path / f"{stamp}.wav"
+    wav.write_bytes(song_wav[0].read_bytes())
+    mtime = time.time() - 3600
+    os.utime(wav, (mtime, mtime))
+    db = tmp_path / "d.sqlite"
+    with caplog.at_level(logging.WARNING):
+        r = invoke("analyze", str(wav), "--db", str(db))
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(rows) == len(song_wav[1])
+    for row in rows:  # the file's mtime minus its length, not year 9999 / 1970
+        t = datetime.fromisoformat(row["start_utc"].replace("Z", "+00:00")).timestamp()
+        assert mtime - 60 < t < mtime + 1
+        assert row["clock_synced"] == "false"
+    assert any(stamp in m and "modification time" in m for m in caplog.messages)
+
+
+def test_status_shows_an_unformattable_stored_time_raw(tmp_path, song_wav):
+    wav, truth = song_wav
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "edge.toml", data, replay=str(wav))
+    assert invoke("analyze", str(wav), "-c", str(cfg)).exit_code == 0
+    con = sqlite3.connect(data / "detections.sqlite")
+    with con:  # a row stored by an older version from a 99991231_235959.wav
+        con.execute("UPDATE detections SET start_time = 253402300825.0, end_time = 253402300827.5")
+    con.close()
+    r = invoke("status", "-c", str(cfg))
+    assert r.exit_code == 3, r.output  # not running, nothing else wrong
+    assert f"{len(truth)} stored, last song 253402300827.5" in r.stdout
