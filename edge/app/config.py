@@ -4,12 +4,16 @@ environment overrides.
 - Unknown keys are rejected with their dotted path (a typo never passes silently).
 - ``YH_<SECTION>__<KEY>=value`` overrides a key (e.g. ``YH_MQTT__HOST=broker.lan``); values are
   parsed as TOML scalars, falling back to a plain string.
+- Every number must be finite: ``nan`` and ``inf`` (valid TOML) pass comparisons such as
+  ``<= 0`` and would break the daemon later, so they are refused here, naming the key.
 - Secrets are never inline: ``mqtt.password_file`` names a file, resolved against systemd's
   ``$CREDENTIALS_DIRECTORY`` when relative (``LoadCredential=``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 
 from edge.core.config import Config
@@ -31,6 +35,23 @@ def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | Non
         message is one line naming the file and the key.
     """
     try:
-        return load_tree(Config, path, env, ENV_PREFIX)
+        cfg = load_tree(Config, path, env, ENV_PREFIX)
     except ConfigFileError as exc:
         raise ConfigError(str(exc)) from None
+    bad = _non_finite(cfg)
+    if bad:
+        key, value = bad
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{key} = {value}: must be a finite number")
+    return cfg
+
+
+def _non_finite(cfg: Config) -> tuple[str, float] | None:
+    """The first number in the tree that is NaN or infinite, as (dotted key, value)."""
+    for section in dataclasses.fields(cfg):
+        values = getattr(cfg, section.name)
+        for f in dataclasses.fields(values):
+            v = getattr(values, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                return f"{section.name}.{f.name}", v
+    return None

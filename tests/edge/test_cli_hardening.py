@@ -60,3 +60,32 @@ def test_status_shows_an_unformattable_stored_time_raw(tmp_path, song_wav):
     r = invoke("status", "-c", str(cfg))
     assert r.exit_code == 3, r.output  # not running, nothing else wrong
     assert f"{len(truth)} stored, last song 253402300827.5" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("store", "min_free_mb", "nan"),
+        ("store", "retention_days", "inf"),
+        ("health", "log_interval_s", "nan"),
+        ("health", "stall_seconds", "nan"),
+        ("health", "maintenance_interval_s", "+inf"),
+        ("mqtt", "stats_interval_s", "nan"),
+        ("mqtt", "digest_window_s", "nan"),
+        ("models", "support_threshold", "-inf"),
+        ("clips", "daily_mb", "inf"),
+    ],
+)
+def test_config_refuses_non_finite_numbers_naming_the_key(tmp_path, section, key, value):
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text(f"[{section}]\n{key} = {value}\n")
+    r = CliRunner().invoke(main, ["config", "validate", str(cfg)])
+    assert r.exit_code != 0
+    assert f"{section}.{key}" in r.output and "finite" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    # the same through an environment override
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    env = {f"YH_{section.upper()}__{key.upper()}": value}
+    r = CliRunner().invoke(main, ["config", "validate", str(empty)], env=env)
+    assert r.exit_code != 0 and f"{section}.{key}" in r.output and "finite" in r.output
