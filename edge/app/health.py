@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -53,8 +54,13 @@ def write_health(data_dir: str | os.PathLike, snapshot: dict) -> bool:
     return True
 
 
-def read_health(data_dir: str | os.PathLike) -> dict | None:
-    """The daemon's last health snapshot, with ``running`` set from its pid and freshness."""
+def read_health(data_dir: str | os.PathLike, interval_s: float = 300.0, stall_s: float = 60.0) -> dict | None:
+    """The daemon's last health snapshot, with ``running`` set from its pid and freshness.
+
+    A live pid is not enough: after a reboot the pid of a recorder long gone may belong to
+    another process. The file must also have been written within three write intervals plus the
+    stall threshold (the daemon's own, recorded in the file; else ``interval_s``/``stall_s``);
+    a live pid with an older file is ``stale`` (gone, or hung), not running."""
     path = Path(data_dir) / HEALTH_FILE
     data = None
     for _ in range(5):  # written in place: a read may meet a write half done; try again
@@ -67,19 +73,41 @@ def read_health(data_dir: str | os.PathLike) -> dict | None:
             time.sleep(0.02)
     if not isinstance(data, dict):
         return None
-    pid = data.get("pid")
-    alive = False
-    if isinstance(pid, int) and data.get("state") not in ("stopped",):
-        try:
-            os.kill(pid, 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:  # exists, owned by the service user
-            alive = True
-    data["running"] = alive
-    data["age_s"] = round(time.time() - float(data.get("updated", 0)), 1)
+    alive = _pid_alive(data.get("pid")) and data.get("state") not in ("stopped",)
+    updated = _number(data.get("updated"))
+    age = time.time() - updated if updated is not None else None
+    max_age = 3 * (_number(data.get("health_interval_s"), True) or interval_s) + (
+        _number(data.get("stall_seconds"), True) or stall_s
+    )
+    fresh = age is not None and age <= max_age
+    data["running"] = alive and fresh
+    data["stale"] = alive and not fresh
+    data["age_s"] = round(age, 1) if age is not None else None
     return data
+
+
+def _pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except PermissionError:  # exists, owned by the service user
+        return True
+    except (OSError, OverflowError):  # ProcessLookupError: gone
+        return False
+    return True
+
+
+def _number(v, positive: bool = False) -> float | None:
+    """A finite number from the health file (written by any version, or damaged), else None."""
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, (int, float))
+        or not math.isfinite(v)
+        or (positive and v <= 0)
+    ):
+        return None
+    return float(v)
 
 
 def check_daemon(data_dir: str | os.PathLike) -> Check:

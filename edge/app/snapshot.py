@@ -32,6 +32,8 @@ def build_snapshot(daemon) -> dict:
         "state": daemon.state,
         "started": daemon.started,
         "updated": time.time(),
+        "health_interval_s": cfg.health.log_interval_s,  # status: how old the file may be
+        "stall_seconds": cfg.health.stall_seconds,
         "uptime_s": round(time.time() - daemon.started, 1),
         "source": {**source, "kind": cfg.audio.source, "file_errors": daemon._file_errors},
         "audio_overflows": source.get("overflows", 0),

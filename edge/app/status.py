@@ -35,7 +35,7 @@ def collect_status(cfg) -> dict:
     else:
         _store_status(cfg, status)
     status["disk"] = disk_usage(cfg.device.data_dir)
-    health = read_health(cfg.device.data_dir)
+    health = read_health(cfg.device.data_dir, cfg.health.log_interval_s, cfg.health.stall_seconds)
     status["daemon"] = health
     status["running"] = bool(health and health.get("running"))
     status["uptime_s"] = health.get("uptime_s") if status["running"] else None
@@ -99,6 +99,10 @@ def format_status(st: dict) -> str:
     h = st.get("daemon") or {}
     if st["running"]:
         state = f"running for {format_duration(st['uptime_s'])} ({h.get('state')})"
+    elif h.get("stale"):
+        state = (f"not running (last seen {format_duration(h.get('age_s'))} ago, {utc(h.get('updated'))}; "
+                 f"pid {h.get('pid')} exists but has not updated the health file since: the recorder "
+                 "hangs, or that pid is another process now)")  # fmt: skip
     elif h:
         state = f"not running (last seen {format_duration(h.get('age_s'))} ago, {h.get('state')})"
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 import sqlite3
@@ -89,3 +90,33 @@ def test_config_refuses_non_finite_numbers_naming_the_key(tmp_path, section, key
     env = {f"YH_{section.upper()}__{key.upper()}": value}
     r = CliRunner().invoke(main, ["config", "validate", str(empty)], env=env)
     assert r.exit_code != 0 and f"{section}.{key}" in r.output and "finite" in r.output
+
+
+def _health(data, age_s: float, **extra) -> None:
+    from edge.app.health import write_health
+
+    now = time.time()
+    data.mkdir(parents=True, exist_ok=True)
+    write_health(data, {"pid": os.getpid(), "device_id": "test-device", "state": "running", "started": now - 30 * 86400,
+                        "updated": now - age_s, "uptime_s": 30 * 86400 - age_s, "problems": [],
+                        "source": {"kind": "mic", "state": "capturing"}, "pipeline": {"audio_seconds": 3600},
+                        **extra})  # fmt: skip
+
+
+def test_a_stale_health_file_with_a_live_pid_is_not_running(tmp_path):
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "edge.toml", data)  # health.log_interval_s = 0.5
+    _health(data, age_s=7 * 86400)  # our pid is alive: the pid of a recorder gone a week ago, reused
+    r = invoke("status", "-c", str(cfg))
+    assert r.exit_code == 3, r.output
+    assert "not running (last seen 7d" in r.stdout and "running for" not in r.stdout
+    st = json.loads(invoke("status", "-c", str(cfg), "--json").stdout)
+    assert st["running"] is False and st["daemon"]["stale"] is True and st["uptime_s"] is None
+    # the daemon's own interval (in the file) decides: written every 0.5 s, 2 min old is stale
+    _health(data, age_s=120, health_interval_s=0.5, stall_seconds=5.0)
+    assert invoke("status", "-c", str(cfg)).exit_code == 3
+    # a fresh file with a live pid is running
+    _health(data, age_s=1, health_interval_s=0.5, stall_seconds=5.0)
+    r = invoke("status", "-c", str(cfg))
+    assert r.exit_code == 0, r.output
+    assert "running for 29d" in r.stdout
