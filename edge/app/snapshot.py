@@ -78,6 +78,8 @@ def problems(snap: dict) -> list[str]:
     )
     if src.get("kind") == "mic" and snap.get("state") not in ("stopping", "stopped") and waiting:
         out.append(f"no audio input: {src.get('last_error') or src.get('state') or 'no microphone'}")
+    if src.get("dropped_chunks"):
+        out.append(_dropped(src))
     warning = (snap.get("input_level") or {}).get("warning")
     if warning:
         out.append(warning)
@@ -103,6 +105,13 @@ def problems(snap: dict) -> list[str]:
         out.append(f"{store['unsynced_deleted']} unsynced detections were deleted in a disk emergency this run "
                    "(the disk is full)")  # fmt: skip
     return out
+
+
+def _dropped(src: dict) -> str:
+    secs = src.get("dropped_seconds")
+    what = f"{secs:.1f} s of audio" if isinstance(secs, (int, float)) and secs else "audio"
+    return (f"{what} lost this run ({src['dropped_chunks']} blocks dropped): processing fell behind the "
+            "input (CPU too slow or busy?)")  # fmt: skip
 
 
 def status_line(snap: dict) -> str:

@@ -127,7 +127,8 @@ def format_status(st: dict) -> str:
         lag = h.get("processing_lag_s")
         lines.append(
             f"this run    {p.get('audio_seconds', 0) / 3600:.2f} h of audio, {p.get('songs', 0)} songs, "
-            f"{h.get('audio_overflows', 0)} overflows" + (f", lag {lag:.1f} s" if lag is not None else "")
+            f"{h.get('audio_overflows', 0)} overflows, {(h.get('source') or {}).get('dropped_chunks', 0)} "
+            "blocks dropped" + (f", lag {lag:.1f} s" if lag is not None else "")
         )
         temp = h.get("cpu_temp_c")
         lines.append(

@@ -120,3 +120,44 @@ def test_a_stale_health_file_with_a_live_pid_is_not_running(tmp_path):
     r = invoke("status", "-c", str(cfg))
     assert r.exit_code == 0, r.output
     assert "running for 29d" in r.stdout
+
+
+def test_audio_dropped_behind_a_slow_consumer_is_a_problem_in_status(tmp_path):
+    import threading
+
+    import numpy as np
+
+    from edge.adapters.audio.mic import MicSource
+    from edge.adapters.audio.wavfile import write_wav
+    from edge.app.health import write_health
+    from edge.app.snapshot import problems
+    from tests.edge.fake_pyaudio import FakePyAudioModule
+
+    wav = tmp_path / "mic48k.wav"
+    rng = np.random.default_rng(1)
+    write_wav(wav, 0.01 * rng.standard_normal(48000 * 20).astype(np.float32), 48000)
+    mod = FakePyAudioModule(str(wav), speed=50.0)
+    src = MicSource(None, 48000, backend=mod, queue_seconds=2.0)  # a small queue fills quickly
+    stop = threading.Event()
+    deadline = time.monotonic() + 30
+    for _ in src.chunks(stop):
+        time.sleep(0.05)  # the consumer (the detector) is slower than the input
+        if src.stats()["dropped_chunks"] >= 5 or mod.finished or time.monotonic() > deadline:
+            break
+    stop.set()
+    st = src.stats()
+    assert st["dropped_chunks"] >= 5 and st["dropped_seconds"] == pytest.approx(st["dropped_chunks"] * 0.5)
+    now = time.time()
+    snap = {"pid": os.getpid(), "state": "running", "started": now - 60, "updated": now, "uptime_s": 60,
+            "source": {**st, "kind": "mic"}, "audio_overflows": st["overflows"], "store": {}, "input_level": None,
+            "pipeline": {"audio_seconds": st["seconds"], "songs": 0}}  # fmt: skip
+    snap["problems"] = problems(snap)
+    assert any(f"({st['dropped_chunks']} blocks dropped)" in p and "lost" in p for p in snap["problems"])
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "edge.toml", data)
+    data.mkdir()
+    write_health(data, snap)
+    r = invoke("status", "-c", str(cfg))
+    assert r.exit_code == 1, r.output
+    assert f"{st['dropped_chunks']} blocks dropped" in r.stdout
+    assert any(line.startswith("PROBLEM") and "blocks dropped" in line for line in r.stdout.splitlines())

@@ -90,7 +90,8 @@ class MicSource:
             "device": "",
             "capture_rate": 0,
             "overflows": 0,
-            "dropped_chunks": 0,
+            "dropped_chunks": 0,  # blocks lost because processing fell behind (the queue was full)
+            "dropped_seconds": 0.0,
             "reopens": 0,
             "errors": 0,
             "seconds": 0.0,
@@ -204,6 +205,7 @@ class MicSource:
                 q.put_nowait(in_data)
             except queue.Full:
                 self._stats["dropped_chunks"] += 1
+                self._stats["dropped_seconds"] += frame_count / rate
             return (None, _PA_CONTINUE)
 
         try:
