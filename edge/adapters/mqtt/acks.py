@@ -21,11 +21,14 @@ log = logging.getLogger("edge.adapters.mqtt.publisher")
 class Acks:
     """Acknowledgement bookkeeping of the publisher. Uses its ``store`` (``mark_synced``,
     ``mark_clip_chunks_acked``, ``counts``, ``clip_counts``), ``counters``, its lock, ``_wake``,
-    ``_mid_to_id``, ``_early_acks``, ``_acked``, ``_unmarked``, ``_inflight_ids`` and the clip state."""
+    ``_client``, ``_mid_to_id``, ``_early_acks``, ``_acked``, ``_unmarked``, ``_inflight_ids`` and the clip
+    state."""
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         # paho calls this on PUBACK (QoS 1): the broker has the message
         with self._lock:
+            if client is not self._client:
+                return  # a previous session's client: its message ids mean nothing now
             did = self._mid_to_id.pop(mid, None)
             if did is None:
                 self._early_acks.add(mid)
@@ -40,6 +43,18 @@ class Acks:
                 self._acked.append(key)
             else:
                 self._mid_to_id[mid] = key
+
+    def _new_session(self, client: mqtt.Client) -> None:
+        """Fresh acknowledgement bookkeeping for a new paho client, which numbers its messages
+        from 1 again: what the old client had in flight is not acknowledged by anything the new
+        one receives; it is still in the outbox (or the clip queue) and is sent again."""
+        self._flush_acks()  # what the old session had acknowledged is recorded first
+        with self._lock:
+            self._client = client
+            self._mid_to_id.clear()
+            self._early_acks.clear()
+            self._inflight_ids.clear()
+            self._clip_inflight.clear()
 
     def _flush_acks(self) -> int:
         """Commit acknowledged ids to the store (one transaction per flush)."""

@@ -34,6 +34,7 @@ The wire format is in :mod:`edge.contract` and ``docs/mqtt.md``; the client come
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +66,9 @@ SHUTDOWN_GRACE_S = 2.0
 #: ... and while detections the disk could not take (held in memory) are still unacknowledged:
 #: they are lost when the process ends (below the daemon's 8-s thread join; sent without the rate cap)
 HELD_GRACE_S = 6.0
+#: a store that cannot be read (some stores raise sqlite's own errors): the outbox is tried again after
+STORE_ERRORS = (YellowhammerError, sqlite3.Error)
+OUTBOX_RETRY_S = 5.0
 
 
 class MqttPublisher(Acks, ClipUploads, Reconcile):
@@ -94,6 +98,7 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
         self.prefix = self.topics.prefix
         self.topic = self.topics.detections(self.device_id)
         self._lock = threading.Lock()
+        self._client: mqtt.Client | None = None  # the current session's; acks of others are ignored
         # message id -> detection id, or (detection id, piece) for a piece of a clip
         self._mid_to_id: dict[int, str | tuple[str, int]] = {}
         self._early_acks: set[int] = set()  # PUBACK seen before publish() returned its mid
@@ -102,6 +107,7 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
         self._unthrottled = False  # at stop, while detections only held in memory are unsent
         self._unmarked: set[str] = set()  # acknowledged, but the store could not record it yet
         self._next_mark = 0.0
+        self._outbox_retry = 0.0  # the outbox could not be read: not before then
         self._clip_inflight: set[tuple[str, int]] = set()
         self._clip_requests: list[tuple[str, ...]] = []
         self._clip_data: dict[str, bytes] = {}  # the clips being uploaded (a few hundred kB each)
@@ -204,19 +210,20 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
         with self._lock:
             busy = self._inflight_ids | self._unmarked
         room = min(self.cfg.max_inflight - len(self._inflight_ids), self.cfg.batch_size, self._rate_room())
-        if room <= 0:
+        if room <= 0 or time.monotonic() < self._outbox_retry:
             return 0
         try:
             candidates = self.store.unsynced(self.cfg.batch_size + len(busy) + len(self._skipped))
-        except YellowhammerError as exc:
-            self._note_error(f"cannot read the outbox: {exc}")
+        except STORE_ERRORS as exc:  # a read failure of the disk must not stop the publisher
+            self._note_error(f"cannot read the outbox (trying again in {OUTBOX_RETRY_S:.0f} s): {exc}")
+            self._outbox_retry = time.monotonic() + OUTBOX_RETRY_S
             return 0
         todo = [d for d in candidates if d.id not in busy and d.id not in self._skipped][:room]
         if not todo:
             return 0
         try:
             self.store.note_attempt([d.id for d in todo])
-        except YellowhammerError as exc:  # bookkeeping only (a full disk): sending goes on
+        except STORE_ERRORS as exc:  # bookkeeping only (a full disk): sending goes on
             log.debug("mqtt: could not count the send attempt: %s", exc)
         sent = 0
         for d in todo:
@@ -253,6 +260,7 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
 
     def _session(self, stop: threading.Event, drain_only: bool, timeout: float | None) -> dict:
         client = self._make_client()
+        self._new_session(client)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive)
@@ -294,7 +302,7 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
             busy = self._inflight_ids | self._unmarked
         try:
             rows = self.store.unsynced(len(busy) + len(self._skipped) + 1)
-        except YellowhammerError:
+        except STORE_ERRORS:
             return False
         return any(d.id not in busy and d.id not in self._skipped for d in rows)
 
@@ -304,34 +312,39 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
         return fn() if callable(fn) else 0
 
     def _shutdown(self, client: mqtt.Client) -> None:
-        if self._connected.is_set():
-            # a short last drain (the songs of the final seconds) and time for the in-flight
-            # acknowledgements, bounded so that a stop stays prompt; the rest waits in the outbox
-            start = time.monotonic()
-            # what is held in memory is lost when the process ends: no rate cap for the last drain
-            self._unthrottled = self._held() > 0
-            while self._connected.is_set():
-                self._flush_acks()
-                self._fill(client)
-                held = self._held()
-                if self._idle() and not self._pending_rows() and not held:
-                    break
-                if time.monotonic() - start > (HELD_GRACE_S if held else SHUTDOWN_GRACE_S):
-                    break
-                self._wake.wait(0.02)
-                self._wake.clear()
-            try:
-                self.publish_stats(client)
-                info = client.publish(
-                    self.topics.status(self.device_id), Status("offline").to_payload(), qos=1, retain=True
-                )
-                info.wait_for_publish(1.0)
-            except (RuntimeError, ValueError) as exc:
-                log.debug("mqtt: could not publish offline status: %s", exc)
-            client.disconnect()
-        client.loop_stop()
-        self._connected.clear()
-        self._flush_acks()
+        try:
+            if self._connected.is_set():
+                self._last_drain(client)
+                try:
+                    self.publish_stats(client)
+                    info = client.publish(
+                        self.topics.status(self.device_id), Status("offline").to_payload(), qos=1, retain=True
+                    )
+                    info.wait_for_publish(1.0)
+                except (RuntimeError, ValueError) as exc:
+                    log.debug("mqtt: could not publish offline status: %s", exc)
+                client.disconnect()
+        finally:  # the client's thread always ends: no callbacks of an old client in the next session
+            client.loop_stop()
+            self._connected.clear()
+            self._flush_acks()
+
+    def _last_drain(self, client: mqtt.Client) -> None:
+        # a short last drain (the songs of the final seconds) and time for the in-flight
+        # acknowledgements, bounded so that a stop stays prompt; the rest waits in the outbox
+        start = time.monotonic()
+        # what is held in memory is lost when the process ends: no rate cap for the last drain
+        self._unthrottled = self._held() > 0
+        while self._connected.is_set():
+            self._flush_acks()
+            self._fill(client)
+            held = self._held()
+            if self._idle() and not self._pending_rows() and not held:
+                break
+            if time.monotonic() - start > (HELD_GRACE_S if held else SHUTDOWN_GRACE_S):
+                break
+            self._wake.wait(0.02)
+            self._wake.clear()
 
     def summary(self, drained: bool = False) -> dict:
         try:

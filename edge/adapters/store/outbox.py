@@ -77,8 +77,8 @@ class OutboxMixin:
         )
 
     def unsynced(self, limit: int) -> list[Detection]:
-        """Oldest unsynced detections first."""
-        with self._lock:
+        """Oldest unsynced detections first; a read failure raises a store error."""
+        with self._lock, self._reading("read the outbox"):
             rows = self.db.execute_returning_dicts(
                 "SELECT d.* FROM outbox o JOIN detections d ON d.id = o.detection_id "
                 "ORDER BY o.enqueued_at, d.start_time, d.id LIMIT ?",
@@ -94,7 +94,7 @@ class OutboxMixin:
         ``max_buckets`` of them; each count covers every synced detection in its bucket.
         """
         b = int(bucket_s)
-        with self._lock:
+        with self._lock, self._reading("count the synced detections"):
             rows = self.db.execute(
                 "SELECT CAST(start_time / ? AS INTEGER) AS bucket, COUNT(*) FROM detections "
                 "WHERE synced_at IS NOT NULL AND CAST(start_time / ? AS INTEGER) IN ("
