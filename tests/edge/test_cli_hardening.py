@@ -161,3 +161,37 @@ def test_audio_dropped_behind_a_slow_consumer_is_a_problem_in_status(tmp_path):
     assert r.exit_code == 1, r.output
     assert f"{st['dropped_chunks']} blocks dropped" in r.stdout
     assert any(line.startswith("PROBLEM") and "blocks dropped" in line for line in r.stdout.splitlines())
+
+
+def _float_wav(path, x, rate: int) -> None:
+    """A 32-bit IEEE float mono WAV holding ``x`` as it is (no clipping, no scaling)."""
+    import struct
+
+    import numpy as np
+
+    data = np.asarray(x, dtype="<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, rate, rate * 4, 4, 32)
+    path.write_bytes(b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE"
+                     + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data)  # fmt: skip
+
+
+def test_unnormalised_float_wav_is_named_not_silently_analysed_to_nothing(tmp_path, song_wav, caplog):
+    from edge.adapters.audio.wavfile import read_wav
+
+    x, rate = read_wav(song_wav[0])
+    ok, int16, absurd = tmp_path / "ok.wav", tmp_path / "int16scale.wav", tmp_path / "absurd.wav"
+    _float_wav(ok, x[:, 0], rate)
+    _float_wav(int16, x[:, 0] * 32768.0, rate)
+    _float_wav(absurd, x[:, 0] * 1e29, rate)
+    with caplog.at_level(logging.WARNING):
+        r = invoke("analyze", str(ok), "--db", str(tmp_path / "ok.sqlite"))
+    assert r.exit_code == 0 and len(list(csv.DictReader(io.StringIO(r.stdout)))) == len(song_wav[1])
+    assert not [m for m in caplog.messages if "normalised" in m]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        invoke("analyze", str(int16), "--db", str(tmp_path / "i.sqlite"))
+    warned = [m for m in caplog.messages if "normalised" in m]
+    assert len(warned) == 1 and str(int16) in warned[0] and "integer scale" in warned[0]
+    r = invoke("analyze", str(absurd), "--db", str(tmp_path / "a.sqlite"))
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and str(absurd) in errors[0] and "not audio at any scale" in errors[0]

@@ -8,6 +8,7 @@ the problem in one line. Reading is incremental so hour-long recordings never si
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from dataclasses import dataclass
@@ -17,6 +18,11 @@ import numpy as np
 
 from edge.core.errors import AudioFormatError
 
+log = logging.getLogger(__name__)
+
+#: float samples beyond this are no audio at any scale (32-bit integer full scale): the frontend's
+#: squares overflow to inf/NaN, so the file is refused rather than analysed to nothing
+_ABSURD_FLOAT = 2.0**31
 _PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
 _KNOWN_CODECS = {0x0002: "MS ADPCM", 0x0006: "A-law", 0x0007: "mu-law", 0x0011: "IMA ADPCM", 0x0055: "MP3"}
 _MAX_CHANNELS = 64
@@ -188,6 +194,7 @@ class WavReader:
         self._fh = open(self.info.path, "rb")  # noqa: SIM115 - closed in close()/__exit__
         self._fh.seek(self.info.data_offset)
         self._left = self.info.n_frames
+        self._warned_scale = False
 
     def read(self, n_frames: int) -> np.ndarray:
         """Up to ``n_frames`` frames; an empty array at the end."""
@@ -198,7 +205,24 @@ class WavReader:
         if len(raw) < n * self.info.block_align:
             raise _fail(self.info.path, "truncated while reading (file shrank?)")
         self._left -= n
-        return _decode(self.info.path, self.info, raw)
+        x = _decode(self.info.path, self.info, raw)
+        if self.info.is_float:
+            self._check_scale(x)
+        return x
+
+    def _check_scale(self, x: np.ndarray) -> None:
+        """Float samples belong within -1..1: one warning per file that leaves that range (e.g.
+        written at integer scale; analysed as it is, which misses or misjudges songs), an error
+        for values no audio has (the analysis would turn them into NaN)."""
+        peak = float(np.max(np.abs(x))) if x.size else 0.0
+        if peak > _ABSURD_FLOAT:
+            raise _fail(self.info.path, f"float samples reach {peak:.3g}: not audio at any scale (float WAV "
+                                        "samples belong within -1..1)")  # fmt: skip
+        if peak > 1.0 and not self._warned_scale:
+            self._warned_scale = True
+            hint = " (integer scale? 16-bit audio is divided by 32768)" if peak >= 2 else ""
+            log.warning("%s: float samples reach %.4g, outside -1..1: the file is not normalised%s; songs in it "
+                        "may be missed or scored wrongly", self.info.path, peak, hint)  # fmt: skip
 
     def close(self) -> None:
         self._fh.close()
