@@ -13,7 +13,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from edge.adapters.store.sqlite import SqliteStore
+from edge.adapters.store.sqlite import SqliteStore, StoreFullError
 from edge.app.cli import main
 from edge.app.compose import build_pipeline
 from edge.app.config import load_config
@@ -178,9 +178,15 @@ def test_unsynced_rows_go_only_when_a_write_fails_and_at_most_once_per_interval(
     store.checkpoint()  # an empty WAL: nothing to win there
     w = DetectionWriter(store, emergency_rows=100, emergency_interval_s=3600)
     fill_disk(small_fs, leave_bytes=0)
+    assert w.add(big_det(999))  # stored in the reserve file's room: no unsynced row went for it
+    assert w.unsynced_deleted == 0 and not store.reserve_path.exists()
+    store.checkpoint()
+    (small_fs / "filler.bin").unlink()  # room for the DELETE; inserts fail (simulated) until rows go
+    full = _FullUntilPruned(store)
+    w.store = full
     assert w.add(big_det(1000))  # stored, at the price of the 100 oldest unsynced rows
     assert w.unsynced_deleted == 100
-    assert _ids(store, synced=False) == {f"id-{i:06d}" for i in range(100, 300)} | {"id-001000"}
+    assert _ids(store, synced=False) == {f"id-{i:06d}" for i in range(100, 300)} | {"id-000999", "id-001000"}
     assert store.counts()["counters"]["emergency_unsynced_deleted"] == 100
     assert [r for r in caplog.records if r.levelname == "ERROR" and "100 UNSYNCED" in r.getMessage()]
     from edge.app.status import collect_status, format_status
@@ -192,10 +198,31 @@ def test_unsynced_rows_go_only_when_a_write_fails_and_at_most_once_per_interval(
     )
     assert w.stats()["unsynced_deleted"] == 100  # in the health snapshot, hence the stats message
     _fill_more(small_fs)
+    full.full = True
     held = [w.add(big_det(i)) for i in range(2000, 2010)]
     assert not all(held) and w.pending  # held in memory: no second deletion within the interval
     assert w.unsynced_deleted == 100
     assert store.counts()["counters"]["emergency_unsynced_deleted"] == 100
+
+
+class _FullUntilPruned:
+    """The store on a disk with no reserve left: inserts fail for lack of space until rows go."""
+
+    def __init__(self, store):
+        self.store, self.full = store, True
+
+    def add(self, d, clip_path=None):
+        if self.full:
+            raise StoreFullError(f"{self.store.path}: disk full")
+        self.store.add(d, clip_path=clip_path)
+
+    def emergency_prune(self, n_rows, unsynced=False):
+        n = self.store.emergency_prune(n_rows, unsynced=unsynced)
+        self.full = self.full and not n
+        return n
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
 
 
 def _fill_more(path) -> None:

@@ -19,8 +19,9 @@ class DetectionWriter:
     """Persist-first writing that survives a full or read-only disk without losing detections.
 
     :meth:`add` tries the store; when the disk is full it frees room per policy (:meth:`_emergency`:
-    oldest clips, then oldest synced rows, unsynced rows only when nothing else freed room and at
-    most once per ``emergency_interval_s``, which is logged and counted) and retries once. If that fails too, or
+    oldest clips, then oldest synced rows, then the store's reserve file; unsynced rows only when
+    nothing else freed room (no reserve left) and at most once per
+    ``emergency_interval_s``, which is logged and counted) and retries once. If that fails too, or
     the store is read-only, the detection is held in memory (bounded by ``max_pending``) and
     retried on every later :meth:`add` and :meth:`retry`; each failure is logged and counted.
 
@@ -179,29 +180,32 @@ class DetectionWriter:
         try:
             self.store.add(detection, clip_path=clip_path)
         except StoreFullError as exc:
-            self.write_failures += 1
-            self.last_error = str(exc)
+            self._failed(exc)
             if not self._emergency():
                 return False
             try:
                 self.store.add(detection, clip_path=clip_path)
             except StoreError as exc2:
-                self.write_failures += 1
-                self.last_error = str(exc2)
+                self._failed(exc2)
                 return False
         except StoreError as exc:
-            self.write_failures += 1
-            self.last_error = str(exc)
+            self._failed(exc)
             return False
         self.stored += 1
         _log_song(detection)
         return True
 
+    def _failed(self, exc: StoreError) -> None:
+        self.write_failures += 1
+        self.last_error = str(exc)
+
     def _emergency(self) -> bool:
         """A write failed for lack of space: free room per policy; True if anything was freed.
 
-        The WAL is folded back, then clips go (oldest first), then the oldest synced rows; only if
-        none of that freed anything are the oldest *unsynced* rows deleted (their space given
+        The WAL is folded back, then clips go (oldest first), then the reserve file is released
+        and the oldest synced rows are deleted (the reserve gives that DELETE room); if no synced
+        row was left, the reserve's room is what the retried write gets. Only if none of that
+        freed anything (no reserve left either) are the oldest *unsynced* rows deleted (their space given
         back to the file system), at most ``emergency_rows`` per ``emergency_interval_s``: logged
         at ERROR and counted (``unsynced_deleted`` here, ``counters.emergency_unsynced_deleted``
         in the store, both in status and the stats message)."""
@@ -217,7 +221,10 @@ class DetectionWriter:
             reserve = self.store.release_reserve()  # room for the DELETE's own WAL pages
             freed = bool(self._prune(unsynced=False))
             now = time.monotonic()
-            if not freed and now >= self._unsynced_after:
+            if not freed and reserve:  # the reserve's room is room for the write: nothing unsynced goes
+                freed = True
+                log.warning("store: disk full; the emergency reserve file is released for new detections")
+            elif not freed and now >= self._unsynced_after:
                 self._unsynced_after = now + self.emergency_interval_s
                 n = self._prune(unsynced=True)
                 self.unsynced_deleted += n

