@@ -47,3 +47,16 @@ def test_a_full_disk_releases_the_reserve_before_deleting_any_unsynced_row(small
     assert w.unsynced_deleted == 0
     assert store.counts()["counters"].get("emergency_unsynced_deleted", 0) == 0
     assert _unsynced(store) == {f"id-{i:06d}" for i in range(300)} | {"id-001000"}
+
+
+def test_the_store_opens_on_a_full_disk_in_the_room_of_its_reserve_file(small_fs):
+    store = SqliteStore(small_fs / "d.sqlite")
+    store.add_many([(big_det(i), None) for i in range(50)])
+    store.close()
+    assert store.reserve_path.exists()
+    fill_disk(small_fs, leave_bytes=0)
+    store = SqliteStore(small_fs / "d.sqlite")  # failed with "disk I/O error: the disk is full"
+    assert not store.reserve_path.exists()
+    assert store.counts()["detections"] == 50
+    assert DetectionWriter(store).add(big_det(1000))
+    assert len(_unsynced(store)) == 51

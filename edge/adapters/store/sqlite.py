@@ -82,6 +82,24 @@ class SqliteStore(OutboxMixin, ClipUploadsMixin, SpaceMixin):
         self.clip_chunk_bytes = int(clip_chunk_bytes)
         self.damaged = ""  # why the file is known to be damaged (then nothing is written)
         try:
+            self._open()
+        except (StoreCorruptError, StoreReadOnlyError):
+            raise
+        except StoreError:
+            # a full disk: the reserve file beside the database is room to open it and run
+            # (detections held in memory, housekeeping); the reserve is made again later
+            if readonly or not self._disk_full() or not self.release_reserve():
+                raise
+            log.warning("store: %s: the disk is full; released the emergency reserve file to open the database",
+                        self.path)  # fmt: skip
+            if getattr(self, "database", None) is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self.database.conn.close()
+            self._open()
+
+    def _open(self) -> None:
+        readonly, upload_policy = self.readonly, self.upload_policy
+        try:
             self.database = Database(
                 self.path, readonly=readonly, busy_timeout_ms=BUSY_TIMEOUT_MS, synchronous="FULL",
                 what="detection database",
@@ -126,12 +144,14 @@ class SqliteStore(OutboxMixin, ClipUploadsMixin, SpaceMixin):
             )
 
     def _with_disk_hint(self, exc: StoreError) -> StoreError:
+        return type(exc)(f"{exc}: the disk is full") if self._disk_full() else exc
+
+    def _disk_full(self) -> bool:
+        """Less than 1 MB free where the database is."""
         try:
-            if shutil.disk_usage(self.path.parent if self.path.parent.exists() else "/").free < 1 << 20:
-                return type(exc)(f"{exc}: the disk is full")
+            return shutil.disk_usage(self.path.parent if self.path.parent.exists() else "/").free < 1 << 20
         except OSError:
-            pass
-        return exc
+            return False
 
     def _probe_writable(self, conn: sqlite3.Connection) -> None:
         """SQLite silently opens an unwritable file read-only; find out now, not at the first song."""
