@@ -60,3 +60,18 @@ def test_the_store_opens_on_a_full_disk_in_the_room_of_its_reserve_file(small_fs
     assert store.counts()["detections"] == 50
     assert DetectionWriter(store).add(big_det(1000))
     assert len(_unsynced(store)) == 51
+
+
+def test_the_memory_hold_keeps_its_limit_and_counts_what_it_drops(small_fs):
+    store = SqliteStore(small_fs / "d.sqlite")
+    store.add(big_det(0))
+    store.checkpoint()
+    store.release_reserve()  # used up already
+    fill_disk(small_fs, leave_bytes=0)
+    w = DetectionWriter(store, max_pending=10, emergency_interval_s=3600)
+    added = [w.add(big_det(i)) for i in range(1, 101)]
+    assert not any(added)
+    assert w.pending == 10  # was 100: adds while something was held ignored the limit
+    assert w.dropped == 90 and w.stats()["dropped_in_memory"] == 90
+    assert [d.id for d in w.held(100)] == [f"id-{i:06d}" for i in range(91, 101)]  # the oldest went
+    assert _unsynced(store) == {"id-000000"}  # nothing stored was deleted for them

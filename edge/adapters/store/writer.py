@@ -100,6 +100,7 @@ class DetectionWriter:
         """Store a detection (or hold it); True when it is committed to the database."""
         with self._lock:
             if self._pending:
+                self._make_room_in_hold()
                 self._pending.append((detection, clip_path))
                 self._drain(force=False)
                 return not any(d.id == detection.id for d, _ in self._pending)
@@ -157,16 +158,7 @@ class DetectionWriter:
         log.info("store: writing again; every detection held in memory is now stored")
 
     def _hold(self, detection: Detection, clip_path: str | None) -> None:
-        if len(self._pending) >= self.max_pending:
-            # the oldest one the server already has goes first; else the oldest of all (lost)
-            k = next((k for k, (d, _) in enumerate(self._pending) if d.id in self._delivered), None)
-            if k is not None:
-                gone, _ = self._pending.pop(k)
-                self._delivered.discard(gone.id)
-            else:
-                self._pending.pop(0)
-                self.dropped += 1
-                log.error("store: memory hold is full; dropped the oldest unstored detection")
+        self._make_room_in_hold()
         self._pending.append((detection, clip_path))
         self._retry_after = time.monotonic() + 5.0
         log.error(
@@ -175,6 +167,19 @@ class DetectionWriter:
             len(self._pending),
             self.last_error,
         )
+
+    def _make_room_in_hold(self) -> None:
+        """Keep the memory hold within ``max_pending`` before one more goes in: the oldest one the
+        server already has goes first; else the oldest of all (lost: counted in ``dropped``)."""
+        while self._pending and len(self._pending) >= self.max_pending:
+            k = next((k for k, (d, _) in enumerate(self._pending) if d.id in self._delivered), None)
+            if k is not None:
+                gone, _ = self._pending.pop(k)
+                self._delivered.discard(gone.id)  # at the server: still counted in delivered_unstored
+            else:
+                gone, _ = self._pending.pop(0)
+                self.dropped += 1
+                log.error("store: memory hold is full; dropped the oldest unstored detection %s", gone.id)
 
     def _write(self, detection: Detection, clip_path: str | None) -> bool:
         try:
