@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import sqlite3
 import threading
+import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -164,4 +167,40 @@ def test_an_unreadable_outbox_does_not_stop_the_publisher(mqtt_broker, tmp_path)
         assert runner.crash is None
     finally:
         runner.stop.set()
+        store.close()
+
+
+def test_the_ack_of_a_status_message_does_not_count_for_a_detection_that_reuses_its_message_id(
+    mqtt_broker, tmp_path
+):
+    # paho's 16-bit message ids wrap; the PUBACK of the "online" status (message id 1) must not
+    # be kept and later taken for the detection that gets message id 1 again
+    edb = tmp_path / "edge.sqlite"
+    store = SqliteStore(edb)
+    for i in range(5):
+        store.add(make_detection("dev-ea", i))
+    pub = MqttPublisher(edge_config(mqtt_broker, "dev-ea", edb, digest_interval_s=0), store)
+    runner = Runner(pub)
+    sub, seen = subscribe(mqtt_broker, pub.topic)
+    try:
+        wait_for(lambda: pub.counters["acked"] == 5 and unsynced_count(edb) == 0, 20, what="the first drain")
+        wait_for(lambda: not pub._mid_to_id, 10, what="status and stats acknowledged")
+        os.kill(mqtt_broker.proc.pid, signal.SIGSTOP)  # the broker hangs: no PUBACK comes
+        try:
+            pub._client._last_mid = 0  # where the counter is after wrapping at 65535: the next id is 1
+            x = make_detection("dev-ea", 99)
+            store.add(x)
+            pub._wake.set()
+            wait_for(lambda: pub.counters["published"] == 6, 10, what="the new detection published")
+            time.sleep(1.0)  # time for a wrong acknowledgement to be recorded
+            assert x.id not in synced_ids(edb) and unsynced_count(edb) == 1
+        finally:
+            os.kill(mqtt_broker.proc.pid, signal.SIGCONT)
+        wait_for(lambda: x.id in synced_ids(edb), 30, what="the real acknowledgement")
+        wait_for(lambda: x.id in seen, 10, what="the broker delivering it")
+        runner.end()
+        assert runner.crash is None
+    finally:
+        runner.stop.set()
+        sub.loop_stop()
         store.close()

@@ -29,20 +29,31 @@ class Acks:
         with self._lock:
             if client is not self._client:
                 return  # a previous session's client: its message ids mean nothing now
-            did = self._mid_to_id.pop(mid, None)
-            if did is None:
-                self._early_acks.add(mid)
+            if mid in self._mid_to_id:
+                key = self._mid_to_id.pop(mid)
+                if key is not None:  # None: a status, stats or digest message
+                    self._acked.append(key)
             else:
-                self._acked.append(did)
+                self._early_acks.add(mid)  # publish() has not returned this mid yet
         self._wake.set()
 
-    def _register(self, mid: int, key: str | tuple[str, int]) -> None:
+    def _register(self, mid: int, key: str | tuple[str, int] | None) -> None:
+        """Which message ``mid`` carries: a detection id, a clip piece, or None for any other
+        message (registered too, so that its PUBACK is never taken for another message's)."""
         with self._lock:
             if mid in self._early_acks:
                 self._early_acks.discard(mid)
-                self._acked.append(key)
+                if key is not None:
+                    self._acked.append(key)
             else:
                 self._mid_to_id[mid] = key
+
+    def _publish_other(self, client: mqtt.Client, topic: str, payload: bytes, retain: bool = False):
+        """Publish a message that is neither a detection nor a clip piece (QoS 1)."""
+        info = client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_QUEUE_SIZE:
+            self._register(info.mid, None)
+        return info
 
     def _new_session(self, client: mqtt.Client) -> None:
         """Fresh acknowledgement bookkeeping for a new paho client, which numbers its messages
@@ -127,4 +138,4 @@ class Acks:
         return Stats(self.device_id, time.time(), body).to_payload()
 
     def publish_stats(self, client: mqtt.Client) -> None:
-        client.publish(self.topics.stats(self.device_id), self._stats_payload(), qos=1, retain=True)
+        self._publish_other(client, self.topics.stats(self.device_id), self._stats_payload(), retain=True)

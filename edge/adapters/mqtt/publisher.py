@@ -99,8 +99,8 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
         self.topic = self.topics.detections(self.device_id)
         self._lock = threading.Lock()
         self._client: mqtt.Client | None = None  # the current session's; acks of others are ignored
-        # message id -> detection id, or (detection id, piece) for a piece of a clip
-        self._mid_to_id: dict[int, str | tuple[str, int]] = {}
+        # message id -> detection id, (detection id, piece) for a piece of a clip, None for others
+        self._mid_to_id: dict[int, str | tuple[str, int] | None] = {}
         self._early_acks: set[int] = set()  # PUBACK seen before publish() returned its mid
         self._inflight_ids: set[str] = set()  # published, not yet committed as synced
         self._acked: list[str | tuple[str, int]] = []
@@ -176,7 +176,9 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
             self.device_id,
             flags.session_present,
         )
-        client.publish(self.topics.status(self.device_id), Status("online").to_payload(), qos=1, retain=True)
+        self._publish_other(
+            client, self.topics.status(self.device_id), Status("online").to_payload(), retain=True
+        )
         # the server's resend and clip requests; the persistent session keeps them while we are away
         client.subscribe([(self._resend_topic, 1), (self.topics.clip_request(self.device_id), 1)])
         self._connected.set()
@@ -317,9 +319,8 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
                 self._last_drain(client)
                 try:
                     self.publish_stats(client)
-                    info = client.publish(
-                        self.topics.status(self.device_id), Status("offline").to_payload(), qos=1, retain=True
-                    )
+                    status, offline = self.topics.status(self.device_id), Status("offline").to_payload()
+                    info = self._publish_other(client, status, offline, retain=True)
                     info.wait_for_publish(1.0)
                 except (RuntimeError, ValueError) as exc:
                     log.debug("mqtt: could not publish offline status: %s", exc)

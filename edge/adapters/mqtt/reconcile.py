@@ -96,6 +96,6 @@ class Reconcile:
         except YellowhammerError as exc:
             log.warning("mqtt: could not build the sync digest: %s", exc)
             return
-        client.publish(self._digest_topic, payload, qos=1)
+        self._publish_other(client, self._digest_topic, payload)
         self.counters["digests"] += 1
         self._next_digest = time.monotonic() + self.cfg.digest_interval_s
