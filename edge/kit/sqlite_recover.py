@@ -5,7 +5,8 @@ bookworm (3.40.1) fails with "SQL logic error" on every database. This copy need
 sqlite3: the schema from ``sqlite_master``, then each table in rowid order, in chunks; where a
 chunk meets a damaged page, it skips ahead (doubling the step) to the next readable rowid. The
 damaged file is opened read-only and never changed; the new file gets the damaged one's
-``user_version`` (schema version), so the server opens it as it was.
+``user_version`` (schema version), so the server opens it as it was. In the recorder's database
+every unsynced detection gets its outbox row again (one lost on a damaged page would never be sent).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ CHUNK = 500
 
 def recover(damaged: str | Path, out: str | Path) -> dict:
     """Copy every readable row of ``damaged`` into the new file ``out``; returns
-    ``{"file", "schema_version", "tables": {name: rows copied}, "skipped": {name: unreadable stretches}}``."""
+    ``{"file", "schema_version", "tables": {name: rows copied}, "skipped": {name: unreadable stretches},
+    "requeued": unsynced detections whose outbox row was lost and is made again}``."""
     damaged, out = Path(damaged), Path(out)
     if out.exists():
         raise DatabaseError(f"{out}: exists already (refusing to overwrite it)")
@@ -46,6 +48,7 @@ def recover(damaged: str | Path, out: str | Path) -> dict:
                 dst.execute(sql)
         for name in tables:
             result["tables"][name], result["skipped"][name] = _copy_table(src, dst, name)
+        result["requeued"] = _requeue_unsynced(dst, tables)
         for t, n, sql in schema:
             if t in ("index", "trigger", "view"):
                 try:
@@ -63,6 +66,21 @@ def recover(damaged: str | Path, out: str | Path) -> dict:
     dst.close()
     tmp.replace(out)
     return result
+
+
+def _requeue_unsynced(dst: sqlite3.Connection, tables: list[str]) -> int:
+    """The recorder's database: every unsynced detection (``synced_at IS NULL``) gets an outbox
+    row, so one whose row was on a damaged page is still sent and counted as unsynced; returns
+    how many were queued again. Other databases (the server's) are left as they are."""
+    if "detections" not in tables or "outbox" not in tables:
+        return 0
+    if "synced_at" not in {r[1] for r in dst.execute('PRAGMA table_info("detections")')}:
+        return 0
+    return dst.execute(
+        "INSERT OR IGNORE INTO outbox (detection_id, enqueued_at, attempts, last_attempt) "
+        "SELECT id, COALESCE(created_at, CAST(strftime('%s', 'now') AS REAL)), 0, NULL FROM detections "
+        "WHERE synced_at IS NULL AND id NOT IN (SELECT detection_id FROM outbox)"
+    ).rowcount
 
 
 def _copy_table(src: sqlite3.Connection, dst: sqlite3.Connection, name: str) -> tuple[int, int]:

@@ -75,3 +75,33 @@ def test_the_memory_hold_keeps_its_limit_and_counts_what_it_drops(small_fs):
     assert w.dropped == 90 and w.stats()["dropped_in_memory"] == 90
     assert [d.id for d in w.held(100)] == [f"id-{i:06d}" for i in range(91, 101)]  # the oldest went
     assert _unsynced(store) == {"id-000000"}  # nothing stored was deleted for them
+
+
+def test_a_recovered_database_queues_every_unsynced_detection_again(tmp_path):
+    import sqlite3
+
+    from edge.kit.sqlite_recover import recover
+
+    path = tmp_path / "d.sqlite"
+    store = SqliteStore(path)
+    store.add_many([(big_det(i), None) for i in range(600)])
+    store.mark_synced([f"id-{i:06d}" for i in range(0, 600, 2)])
+    store.checkpoint()
+    store.close()
+    with sqlite3.connect(path) as conn:
+        page = conn.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'outbox' AND pagetype = 'leaf'"
+        ).fetchone()[0]
+    conn.close()
+    with open(path, "r+b") as fh:  # one outbox page zeroed
+        fh.seek(4096 * (page - 1))
+        fh.write(b"\0" * 4096)
+    new = tmp_path / "d.rec.sqlite"
+    r = recover(path, new)
+    assert r["skipped"]["outbox"] and r["tables"]["detections"] == 600
+    store = SqliteStore(new)
+    unsynced = _unsynced(store)
+    assert len(unsynced) == 300
+    queued = {row[0] for row in store.db.execute("SELECT detection_id FROM outbox").fetchall()}
+    assert queued == unsynced  # each one is sent (and counted as unsynced) again
+    assert store.counts()["unsynced"] == 300 and r["requeued"] > 0
