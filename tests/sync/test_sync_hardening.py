@@ -8,8 +8,11 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -19,6 +22,8 @@ from edge.adapters.store.sqlite import SqliteStore
 from tests.broker import free_port
 
 from .helpers import edge_config, make_detection, unsynced_count, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class BlackHoleProxy:
@@ -204,3 +209,35 @@ def test_the_ack_of_a_status_message_does_not_count_for_a_detection_that_reuses_
         runner.stop.set()
         sub.loop_stop()
         store.close()
+
+
+def test_one_undecodable_row_does_not_block_the_outbox(mqtt_broker, tmp_path):
+    # a row with a truncated spectrogram: `yh-edge sync` sends all the others, reports the one it
+    # cannot decode, and the row stays in the database and in the outbox
+    edb = tmp_path / "edge.sqlite"
+    store = SqliteStore(edb)
+    dets = [make_detection("dev-bad", i) for i in range(6)]
+    for d in dets:
+        store.add(d)
+    store.close()
+    bad = dets[0].id  # the oldest: first in the outbox
+    with sqlite3.connect(edb) as c:
+        c.execute('UPDATE detections SET spectrogram = \'{"fmt": "u8z", "fra\' WHERE id = ?', [bad])
+    sub, seen = subscribe(mqtt_broker, "yh/v1/dev-bad/detections")
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "edge.app.sync", "--db", str(edb), "--host", mqtt_broker.host,
+             "--port", str(mqtt_broker.port), "--device-id", "dev-bad", "--timeout", "30", "--json"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        assert "Traceback" not in p.stderr, p.stderr[-2000:]
+        result = json.loads(p.stdout.strip().splitlines()[-1])
+        assert result["acked"] == 5 and result["remaining"] == 1 and result["skipped"] == 1
+        assert bad in p.stderr and "cannot be decoded" in p.stderr
+        assert synced_ids(edb) == {d.id for d in dets[1:]}
+        wait_for(lambda: seen >= {d.id for d in dets[1:]}, 10, what="the other five delivered")
+        with sqlite3.connect(edb) as c:  # never deleted
+            assert c.execute("SELECT COUNT(*) FROM detections WHERE id = ?", [bad]).fetchone()[0] == 1
+            assert c.execute("SELECT detection_id FROM outbox").fetchall() == [(bad,)]
+    finally:
+        sub.loop_stop()

@@ -352,12 +352,14 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
             remaining = self.store.counts()["unsynced"]
         except YellowhammerError:
             remaining = None
+        undecodable = getattr(self.store, "undecodable", None)  # rows the store cannot decode
+        skipped = self.counters["skipped"] + (undecodable() if callable(undecodable) else 0)
         return {
             "device_id": self.device_id,
             "broker": f"{self.cfg.host}:{self.cfg.port}",
             "published": self.counters["published"],
             "acked": self.counters["acked"],
-            "skipped": self.counters["skipped"],
+            "skipped": skipped,
             "remaining": remaining,
             "drained": drained,
             "connected": self._connected.is_set(),

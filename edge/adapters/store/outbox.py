@@ -4,10 +4,13 @@ the connection, the lock and ``_write``)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 
 from edge.contract import Detection
+
+log = logging.getLogger(__name__)
 
 
 class OutboxMixin:
@@ -77,14 +80,37 @@ class OutboxMixin:
         )
 
     def unsynced(self, limit: int) -> list[Detection]:
-        """Oldest unsynced detections first; a read failure raises a store error."""
+        """Oldest unsynced detections first; a read failure raises a store error.
+
+        A row that cannot be decoded (a damaged spectrogram or ``extra``) must not block the
+        ones behind it: it is logged once, left out (it stays in the database and in the outbox,
+        nothing is deleted) and no longer counts against ``limit``."""
+        bad = self._undecodable()
         with self._lock, self._reading("read the outbox"):
             rows = self.db.execute_returning_dicts(
                 "SELECT d.* FROM outbox o JOIN detections d ON d.id = o.detection_id "
                 "ORDER BY o.enqueued_at, d.start_time, d.id LIMIT ?",
-                [int(limit)],
+                [int(limit) + len(bad)],
             )
-        return [Detection.from_row(r) for r in rows]
+        out = []
+        for r in rows:
+            if r["id"] in bad:
+                continue
+            try:
+                out.append(Detection.from_row(r))
+            except (ValueError, TypeError, KeyError) as exc:
+                log.error("store: detection %s cannot be decoded, not sending it (it stays in the database): %s",
+                          r["id"], exc)  # fmt: skip
+                bad.add(r["id"])
+        return out[:limit]
+
+    def _undecodable(self) -> set[str]:
+        """Ids of outbox rows found undecodable (this process)."""
+        return self.__dict__.setdefault("_undecodable_ids", set())
+
+    def undecodable(self) -> int:
+        """How many outbox rows could not be decoded (left out of :meth:`unsynced`)."""
+        return len(self._undecodable())
 
     def sync_digest(self, bucket_s: int, since: float, max_buckets: int = 2000) -> list[tuple[int, int]]:
         """``(bucket, synced detections)`` per ``start_time`` bucket, for the server to compare.
