@@ -66,7 +66,9 @@ def sync_command(config_path, db, host, port, device_id, timeout, follow, max_ra
         cfg = build_config(config_path, db, host, port, device_id, max_rate, batch_size)
         store = SqliteStore(cfg.db_path)
         try:
-            pub = MqttPublisher(cfg, store)
+            # one-shot: beside a running daemon, under a client id of its own (the same one would
+            # throw the daemon's connection off the broker); --follow replaces the daemon's loop
+            pub = MqttPublisher(cfg, store, client_id=None if follow else f"{cfg.device_id}-sync")
             if follow:
                 stop = threading.Event()
                 for sig in (signal.SIGTERM, signal.SIGINT):

@@ -241,3 +241,48 @@ def test_one_undecodable_row_does_not_block_the_outbox(mqtt_broker, tmp_path):
             assert c.execute("SELECT detection_id FROM outbox").fetchall() == [(bad,)]
     finally:
         sub.loop_stop()
+
+
+def test_a_one_shot_sync_beside_the_running_publisher_does_not_take_over_its_connection(
+    mqtt_broker, tmp_path
+):
+    # `yh-edge sync` while the daemon runs: two connections under one client id would throw each
+    # other off the broker; the one-shot sync connects under its own
+    edb = tmp_path / "edge.sqlite"
+    store = SqliteStore(edb)
+    pub = MqttPublisher(edge_config(mqtt_broker, "dev-two", edb, digest_interval_s=0), store)
+    sub, status = subscribe_status(mqtt_broker, "yh/v1/dev-two/status")
+    runner = Runner(pub)
+    try:
+        wait_for(pub._connected.is_set, 20, what="the daemon's publisher connected")
+        wait_for(lambda: status and status[-1] == "online", 10, what="status online")
+        fill = [make_detection("dev-two", i) for i in range(20)]
+        for d in fill:
+            store.add(d)
+        p = subprocess.run(
+            [sys.executable, "-m", "edge.app.sync", "--db", str(edb), "--host", mqtt_broker.host,
+             "--port", str(mqtt_broker.port), "--device-id", "dev-two", "--timeout", "30", "--json"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr[-2000:]
+        wait_for(lambda: unsynced_count(edb) == 0, 20, what="everything synced")
+        assert pub.counters["disconnects"] == 0 and pub.counters["connects"] == 1
+        assert pub._connected.is_set()
+        assert status[-1] == "online"  # the recorder is still online: the sync did not say otherwise
+        runner.end()
+        assert runner.crash is None
+    finally:
+        runner.stop.set()
+        sub.loop_stop()
+        store.close()
+
+
+def subscribe_status(broker, topic: str) -> tuple[mqtt.Client, list[str]]:
+    """The retained status messages (``online``/``offline``), in order."""
+    states: list[str] = []
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{free_port()}", clean_session=True)
+    sub.on_message = lambda c, u, m: states.append(m.payload.decode())
+    sub.connect(broker.host, broker.port)
+    sub.subscribe(topic, 1)
+    sub.loop_start()
+    return sub, states

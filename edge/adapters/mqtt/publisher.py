@@ -84,14 +84,21 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
     stats
         Returns the daemon's health figures for the ``stats`` topic (called from the publisher
         thread; a failure there is logged, never fatal).
+    client_id
+        Another client id than the device id: a connection beside the recorder's own (the
+        one-shot ``yh-edge sync``), which only sends detections (no status, will, stats or
+        subscriptions), so neither takes the other's connection or session.
     """
 
-    def __init__(self, config: Config, store: Outbox, stats: Callable[[], dict] | None = None) -> None:
+    def __init__(self, config: Config, store: Outbox, stats: Callable[[], dict] | None = None,
+                 client_id: str | None = None) -> None:  # fmt: skip
         self.cfg = config.mqtt
         try:
             self.device_id = check_device_id(config.device_id)
         except ContractError as exc:
             raise SyncError(str(exc)) from None
+        self.client_id = client_id or self.device_id
+        self._side = self.client_id != self.device_id  # not the recorder's own connection
         self.store = store
         self.stats_fn = stats
         self.topics = Topics(self.cfg.topic_prefix)
@@ -144,11 +151,12 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
     # -- paho plumbing ------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
         try:
-            c = make_client(self.cfg, self.device_id, warn=self._note_error)
+            c = make_client(self.cfg, self.client_id, warn=self._note_error)
         except MqttSetupError as exc:
             raise SyncError(f"mqtt {exc}") from None
         c.max_inflight_messages_set(self.cfg.max_inflight)
-        c.will_set(self.topics.status(self.device_id), Status("offline").to_payload(), qos=1, retain=True)
+        if not self._side:
+            c.will_set(self.topics.status(self.device_id), Status("offline").to_payload(), qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
@@ -173,14 +181,14 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
             "mqtt: connected to %s:%s as %s (session present: %s)",
             self.cfg.host,
             self.cfg.port,
-            self.device_id,
+            self.client_id,
             flags.session_present,
         )
-        self._publish_other(
-            client, self.topics.status(self.device_id), Status("online").to_payload(), retain=True
-        )
-        # the server's resend and clip requests; the persistent session keeps them while we are away
-        client.subscribe([(self._resend_topic, 1), (self.topics.clip_request(self.device_id), 1)])
+        if not self._side:
+            online = Status("online").to_payload()
+            self._publish_other(client, self.topics.status(self.device_id), online, retain=True)
+            # the server's resend and clip requests; the persistent session keeps them while we are away
+            client.subscribe([(self._resend_topic, 1), (self.topics.clip_request(self.device_id), 1)])
         self._connected.set()
         self._wake.set()
 
@@ -317,18 +325,21 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
         try:
             if self._connected.is_set():
                 self._last_drain(client)
-                try:
-                    self.publish_stats(client)
-                    status, offline = self.topics.status(self.device_id), Status("offline").to_payload()
-                    info = self._publish_other(client, status, offline, retain=True)
-                    info.wait_for_publish(1.0)
-                except (RuntimeError, ValueError) as exc:
-                    log.debug("mqtt: could not publish offline status: %s", exc)
+                if not self._side:
+                    self._say_offline(client)
                 client.disconnect()
         finally:  # the client's thread always ends: no callbacks of an old client in the next session
             client.loop_stop()
             self._connected.clear()
             self._flush_acks()
+
+    def _say_offline(self, client: mqtt.Client) -> None:
+        try:
+            self.publish_stats(client)
+            status, offline = self.topics.status(self.device_id), Status("offline").to_payload()
+            self._publish_other(client, status, offline, retain=True).wait_for_publish(1.0)
+        except (RuntimeError, ValueError) as exc:
+            log.debug("mqtt: could not publish offline status: %s", exc)
 
     def _last_drain(self, client: mqtt.Client) -> None:
         # a short last drain (the songs of the final seconds) and time for the in-flight
