@@ -25,3 +25,15 @@ def tiny_fs(tmp_path):
         pytest.skip("cannot mount a tmpfs here (not root?)")
     yield path
     _umount(path)
+
+
+@pytest.fixture()
+def small_fs(tmp_path):
+    """A real 8 MB tmpfs as the data directory (needs root and mount): the disk-full tests."""
+    path = tmp_path / "small"
+    if not _mount_tmpfs(path, "8m"):
+        pytest.skip(
+            "cannot mount a tmpfs here (needs root and mount(8)); the disk-full tests need a real one"
+        )
+    yield path
+    _umount(path)

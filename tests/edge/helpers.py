@@ -133,3 +133,12 @@ def fill_disk(path: Path, leave_bytes: int) -> Path:
                 break
             left -= n
     return filler
+
+
+def big_det(i: int):
+    """A detection of ~2 kB in the database (a padded ``extra``), times 10 s apart."""
+    from tests.factories import make_detection
+
+    start = 1_700_000_000.0 + 10 * i
+    return make_detection("dev", i, dim=32).with_(id=f"id-{i:06d}", start_time=start, end_time=start + 2.0,
+                                                  created_at=start, extra={"pad": "x" * 2000})  # fmt: skip

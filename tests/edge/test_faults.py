@@ -18,7 +18,7 @@ from edge.app.cli import main
 from edge.app.compose import build_pipeline
 from edge.app.config import load_config
 from edge.app.daemon import Daemon
-from tests.edge.helpers import make_song_stream, write_config
+from tests.edge.helpers import big_det, make_song_stream, write_config
 from tests.factories import wait_for
 
 LATIN1_NAME = b"p\xf8sen \xe9t\xe9.wav"  # what a FAT stick written on Windows gives
@@ -104,29 +104,6 @@ def test_analyze_of_files_with_identical_times_keeps_every_song(tmp_path, two_so
 
 
 # -- item 3: the disk emergency ----------------------------------------------------------------------
-@pytest.fixture()
-def small_fs(tmp_path):
-    """A real 8 MB tmpfs as the data directory (needs root and mount)."""
-    from tests.edge.helpers import _mount_tmpfs, _umount
-
-    path = tmp_path / "small"
-    if not _mount_tmpfs(path, "8m"):
-        pytest.skip(
-            "cannot mount a tmpfs here (needs root and mount(8)); the disk-full tests need a real one"
-        )
-    yield path
-    _umount(path)
-
-
-def big_det(i: int):
-    """A detection of ~2 kB in the database (a padded ``extra``), times 10 s apart."""
-    from tests.factories import make_detection
-
-    start = 1_700_000_000.0 + 10 * i
-    return make_detection("dev", i, dim=32).with_(id=f"id-{i:06d}", start_time=start, end_time=start + 2.0,
-                                                  created_at=start, extra={"pad": "x" * 2000})  # fmt: skip
-
-
 def _ids(store, synced: bool) -> set[str]:
     op = "IS NOT NULL" if synced else "IS NULL"
     return {r[0] for r in store.db.execute(f"SELECT id FROM detections WHERE synced_at {op}").fetchall()}

@@ -4,31 +4,9 @@ recovered database sends its unsynced detections."""
 
 from __future__ import annotations
 
-import pytest
-
 from edge.adapters.store.sqlite import SqliteStore
 from edge.adapters.store.writer import DetectionWriter
-from tests.edge.helpers import _mount_tmpfs, _umount, fill_disk
-from tests.factories import make_detection
-
-
-@pytest.fixture()
-def small_fs(tmp_path):
-    """A real 8 MB tmpfs (needs root and mount)."""
-    path = tmp_path / "small"
-    if not _mount_tmpfs(path, "8m"):
-        pytest.skip(
-            "cannot mount a tmpfs here (needs root and mount(8)); the disk-full tests need a real one"
-        )
-    yield path
-    _umount(path)
-
-
-def big_det(i: int):
-    """A detection of ~2 kB in the database, times 10 s apart."""
-    start = 1_700_000_000.0 + 10 * i
-    return make_detection("dev", i, dim=32).with_(id=f"id-{i:06d}", start_time=start, end_time=start + 2.0,
-                                                  created_at=start, extra={"pad": "x" * 2000})  # fmt: skip
+from tests.edge.helpers import big_det, fill_disk
 
 
 def _unsynced(store) -> set[str]:
