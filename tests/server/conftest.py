@@ -43,3 +43,20 @@ def web_db(web_db_template, tmp_path):
     with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
         a.backup(b)
     return dst, info
+
+
+#: the web app's API token in the web tests
+WEB_TOKEN = "test-token-0123456789abcdef"
+
+
+@pytest.fixture()
+def client(web_db):
+    """(test client of the web app on a copy of the web database, its storage, the database info)."""
+    from server.config import ServeConfig
+    from server.web.app import create_app
+
+    db, info = web_db
+    storage = SqliteStorage(db)
+    app = create_app(storage, ServeConfig(), WEB_TOKEN)
+    yield app.test_client(), storage, info
+    storage.close()

@@ -10,19 +10,9 @@ import pytest
 from server.config import ServeConfig
 from server.storage.sqlite import SqliteStorage
 from server.web.app import create_app
+from tests.server.conftest import WEB_TOKEN as TOKEN
 
 pytestmark = pytest.mark.slow  # the session's web database takes ~10 s to build
-
-TOKEN = "test-token-0123456789abcdef"
-
-
-@pytest.fixture()
-def client(web_db):
-    db, info = web_db
-    storage = SqliteStorage(db)
-    app = create_app(storage, ServeConfig(), TOKEN)
-    yield app.test_client(), storage, info
-    storage.close()
 
 
 def test_unknown_parameters_are_refused_with_the_known_ones(client):

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from server.config import ServeConfig
-from server.storage.sqlite import SqliteStorage
-from server.web.app import create_app
+from tests.server.conftest import WEB_TOKEN as TOKEN
 
 pytestmark = pytest.mark.slow  # the session's web database takes ~10 s to build
 
-TOKEN = "test-token-0123456789abcdef"
+
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 OFFSITE = [
     "/\t/evil.example",
@@ -28,15 +26,6 @@ OFFSITE = [
     " //evil.example",
     "/\u3000/evil.example",
 ]
-
-
-@pytest.fixture()
-def client(web_db):
-    db, info = web_db
-    storage = SqliteStorage(db)
-    app = create_app(storage, ServeConfig(), TOKEN)
-    yield app.test_client(), storage, info
-    storage.close()
 
 
 @pytest.mark.parametrize("nxt", OFFSITE)
