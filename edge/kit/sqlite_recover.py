@@ -22,7 +22,8 @@ CHUNK = 500
 def recover(damaged: str | Path, out: str | Path) -> dict:
     """Copy every readable row of ``damaged`` into the new file ``out``; returns
     ``{"file", "schema_version", "tables": {name: rows copied}, "skipped": {name: unreadable stretches},
-    "requeued": unsynced detections whose outbox row was lost and is made again}``."""
+    "requeued": unsynced detections whose outbox row was lost and is made again, "unsynced": unsynced
+    detections in all (None for a database that is not the recorder's)}``."""
     damaged, out = Path(damaged), Path(out)
     if out.exists():
         raise DatabaseError(f"{out}: exists already (refusing to overwrite it)")
@@ -48,7 +49,7 @@ def recover(damaged: str | Path, out: str | Path) -> dict:
                 dst.execute(sql)
         for name in tables:
             result["tables"][name], result["skipped"][name] = _copy_table(src, dst, name)
-        result["requeued"] = _requeue_unsynced(dst, tables)
+        result["requeued"], result["unsynced"] = _requeue_unsynced(dst, tables)
         for t, n, sql in schema:
             if t in ("index", "trigger", "view"):
                 try:
@@ -68,19 +69,22 @@ def recover(damaged: str | Path, out: str | Path) -> dict:
     return result
 
 
-def _requeue_unsynced(dst: sqlite3.Connection, tables: list[str]) -> int:
+def _requeue_unsynced(dst: sqlite3.Connection, tables: list[str]) -> tuple[int, int | None]:
     """The recorder's database: every unsynced detection (``synced_at IS NULL``) gets an outbox
     row, so one whose row was on a damaged page is still sent and counted as unsynced; returns
-    how many were queued again. Other databases (the server's) are left as they are."""
+    how many were queued again and how many are unsynced in all. Other databases (the server's)
+    are left as they are: ``(0, None)``."""
     if "detections" not in tables or "outbox" not in tables:
-        return 0
+        return 0, None
     if "synced_at" not in {r[1] for r in dst.execute('PRAGMA table_info("detections")')}:
-        return 0
-    return dst.execute(
+        return 0, None
+    requeued = dst.execute(
         "INSERT OR IGNORE INTO outbox (detection_id, enqueued_at, attempts, last_attempt) "
         "SELECT id, COALESCE(created_at, CAST(strftime('%s', 'now') AS REAL)), 0, NULL FROM detections "
         "WHERE synced_at IS NULL AND id NOT IN (SELECT detection_id FROM outbox)"
     ).rowcount
+    unsynced = dst.execute("SELECT count(*) FROM detections WHERE synced_at IS NULL").fetchone()[0]
+    return requeued, int(unsynced)
 
 
 def _copy_table(src: sqlite3.Connection, dst: sqlite3.Connection, name: str) -> tuple[int, int]:

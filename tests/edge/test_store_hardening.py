@@ -55,12 +55,10 @@ def test_the_memory_hold_keeps_its_limit_and_counts_what_it_drops(small_fs):
     assert _unsynced(store) == {"id-000000"}  # nothing stored was deleted for them
 
 
-def test_a_recovered_database_queues_every_unsynced_detection_again(tmp_path):
+def _damaged_outbox(path) -> None:
+    """A database of 600 detections (every other one synced) with one outbox leaf page zeroed."""
     import sqlite3
 
-    from edge.kit.sqlite_recover import recover
-
-    path = tmp_path / "d.sqlite"
     store = SqliteStore(path)
     store.add_many([(big_det(i), None) for i in range(600)])
     store.mark_synced([f"id-{i:06d}" for i in range(0, 600, 2)])
@@ -74,6 +72,13 @@ def test_a_recovered_database_queues_every_unsynced_detection_again(tmp_path):
     with open(path, "r+b") as fh:  # one outbox page zeroed
         fh.seek(4096 * (page - 1))
         fh.write(b"\0" * 4096)
+
+
+def test_a_recovered_database_queues_every_unsynced_detection_again(tmp_path):
+    from edge.kit.sqlite_recover import recover
+
+    path = tmp_path / "d.sqlite"
+    _damaged_outbox(path)
     new = tmp_path / "d.rec.sqlite"
     r = recover(path, new)
     assert r["skipped"]["outbox"] and r["tables"]["detections"] == 600
@@ -83,3 +88,28 @@ def test_a_recovered_database_queues_every_unsynced_detection_again(tmp_path):
     queued = {row[0] for row in store.db.execute("SELECT detection_id FROM outbox").fetchall()}
     assert queued == unsynced  # each one is sent (and counted as unsynced) again
     assert store.counts()["unsynced"] == 300 and r["requeued"] > 0
+
+
+def test_db_recover_prints_how_many_unsynced_detections_it_queued_again(tmp_path):
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from edge.app.cli import main
+
+    path, new = tmp_path / "d.sqlite", tmp_path / "d.rec.sqlite"
+    store = SqliteStore(path)
+    store.add_many([(big_det(i), None) for i in range(60)])
+    store.mark_synced([f"id-{i:06d}" for i in range(0, 60, 2)])
+    store.close()
+    with sqlite3.connect(path) as conn:  # 7 unsynced detections lost their outbox row
+        conn.execute("DELETE FROM outbox WHERE detection_id IN (SELECT detection_id FROM outbox LIMIT 7)")
+    conn.close()
+    r = CliRunner().invoke(main, ["db", "recover", str(path), str(new)])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{new}: 60 detections"), r.stdout
+    assert lines[1] == "re-queued 7 unsynced detections into the outbox (30 unsynced in all)", r.stdout
+    store = SqliteStore(new)
+    assert store.counts()["unsynced"] == 30
+    store.close()

@@ -73,6 +73,10 @@ def db_recover(damaged: Path, new: Path) -> None:
     lost = {k: v for k, v in r["skipped"].items() if v}
     click.echo(f"{new}: {r['tables'].get('detections', 0)} detections and {sum(r['tables'].values())} rows "
                f"in all copied; unreadable stretches skipped: {lost or 'none'}")  # fmt: skip
+    if r.get("unsynced") is not None:  # the recorder's database: its outbox was made whole again
+        click.echo(
+            f"re-queued {r['requeued']} unsynced detections into the outbox ({r['unsynced']} unsynced in all)"
+        )
 
 
 @db_group.command("vacuum")
