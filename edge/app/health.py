@@ -65,7 +65,10 @@ def read_health(data_dir: str | os.PathLike, interval_s: float = 300.0, stall_s:
     data = None
     for _ in range(5):  # written in place: a read may meet a write half done; try again
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            # NaN, Infinity or 1e400 (a damaged file) read as null: never a number to print or reuse
+            data = json.loads(
+                path.read_text(encoding="utf-8"), parse_constant=lambda _: None, parse_float=_finite
+            )
             break
         except OSError:
             return None
@@ -74,7 +77,7 @@ def read_health(data_dir: str | os.PathLike, interval_s: float = 300.0, stall_s:
     if not isinstance(data, dict):
         return None
     alive = _pid_alive(data.get("pid")) and data.get("state") not in ("stopped",)
-    updated = _number(data.get("updated"))
+    updated = _number(data.get("updated"), True)
     age = time.time() - updated if updated is not None else None
     max_age = 3 * (_number(data.get("health_interval_s"), True) or interval_s) + (
         _number(data.get("stall_seconds"), True) or stall_s
@@ -98,6 +101,11 @@ def _pid_alive(pid) -> bool:
     return True
 
 
+def _finite(text: str) -> float | None:
+    f = float(text)
+    return f if math.isfinite(f) else None
+
+
 def _number(v, positive: bool = False) -> float | None:
     """A finite number from the health file (written by any version, or damaged), else None."""
     if (
@@ -114,12 +122,13 @@ def check_daemon(data_dir: str | os.PathLike) -> Check:
     """Is the daemon of this data directory running, and can it store what it hears?"""
     h = read_health(data_dir)
     if h and h.get("running"):
-        held = (h.get("store") or {}).get("pending_in_memory")
+        store = h.get("store")
+        held = _number(store.get("pending_in_memory"), True) if isinstance(store, dict) else None
         if held:
             return Check(
                 "daemon",
                 "fail",
-                f"running, but {held} detections are held in memory",
+                f"running, but {held:.0f} detections are held in memory",
                 "database not writable",
             )
         return Check("daemon", "ok", f"running (pid {h.get('pid')}, {h.get('state')})")

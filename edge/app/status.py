@@ -10,6 +10,7 @@ from edge.app.health import read_health
 from edge.app.output import format_bytes, format_duration, utc
 from edge.core.errors import YellowhammerError
 from edge.kit.sqlite import recover_hint
+from edge.kit.units import UNKNOWN, amount
 
 
 def _model_versions(cfg) -> dict:
@@ -38,7 +39,7 @@ def collect_status(cfg) -> dict:
     health = read_health(cfg.device.data_dir, cfg.health.log_interval_s, cfg.health.stall_seconds)
     status["daemon"] = health
     status["running"] = bool(health and health.get("running"))
-    status["uptime_s"] = health.get("uptime_s") if status["running"] else None
+    status["uptime_s"] = amount(health.get("uptime_s")) if status["running"] else None
     status["problems"] = status_problems(status)
     return status
 
@@ -73,12 +74,14 @@ def status_problems(status: dict) -> list[str]:
     runs, what its last run lost, and a damaged database. (Unsynced detections deleted in past
     disk emergencies and id collisions are counted on their own lines, not as problems.)"""
     daemon = status.get("daemon") or {}
+    said = daemon.get("problems")
+    said = [m for m in said if isinstance(m, str)] if isinstance(said, list) else []  # a damaged file: none
     if status["running"]:
-        out = list(daemon.get("problems") or [])
+        out = said
     else:  # what the last run lost stays worth saying
         out = [
             f"last run: {m}"
-            for m in daemon.get("problems") or []
+            for m in said
             if "held in memory" in m or "lost" in m or "deleted" in m or "not in this device's database" in m
         ]
     if "store_error" in status and not status.get("database_missing"):
@@ -91,6 +94,45 @@ def exit_code(status: dict) -> int:
     if status["problems"]:
         return 1
     return 0 if status["running"] else 3
+
+
+def _dict(v) -> dict:
+    return v if isinstance(v, dict) else {}
+
+
+def _count(v) -> str:
+    n = amount(v)
+    return UNKNOWN if n is None else f"{n:.0f}"
+
+
+def _this_run(h: dict) -> list[str]:
+    """The running daemon's figures from its health file; any that is not a plausible number
+    (a damaged or foreign file) is shown as unknown, never a crash."""
+    p = _dict(h.get("pipeline"))
+    audio, lag, temp = (
+        amount(p.get("audio_seconds", 0)),
+        amount(h.get("processing_lag_s")),
+        h.get("cpu_temp_c"),
+    )
+    temp = (
+        temp if isinstance(temp, (int, float)) and not isinstance(temp, bool) and abs(temp) < 1000 else None
+    )
+    lines = [
+        f"this run    {UNKNOWN if audio is None else f'{audio / 3600:.2f}'} h of audio, {_count(p.get('songs', 0))} "
+        f"songs, {_count(h.get('audio_overflows', 0))} overflows, "
+        f"{_count(_dict(h.get('source')).get('dropped_chunks', 0))} blocks dropped"
+        + (f", lag {lag:.1f} s" if lag is not None else ""),
+        f"system      RSS {format_bytes(h.get('rss_bytes'))}"
+        + (f", CPU {temp:.0f} C" if temp is not None else ""),
+    ]
+    level = _dict(_dict(h.get("input_level")).get("last_minute"))
+    keys = ("rms_dbfs", "peak_dbfs", "clipped_share", "zero_share")
+    if all(isinstance(level.get(k), (int, float)) and not isinstance(level.get(k), bool) for k in keys):
+        lines.append(
+            f"input       {level['rms_dbfs']:.0f} dBFS RMS, peak {level['peak_dbfs']:.0f} dBFS, "
+            f"{level['clipped_share']:.1%} clipped, {level['zero_share']:.0%} zero (last minute)"
+        )
+    return lines
 
 
 def format_status(st: dict) -> str:
@@ -123,24 +165,7 @@ def format_status(st: dict) -> str:
         lines.append(f"disk        {format_bytes(d['free_bytes'])} free of {format_bytes(d['total_bytes'])}")
     lines.append(f"models      detector {st['models']['detector']}, encoder {st['models']['encoder']}")
     if st["running"]:
-        p = h.get("pipeline", {})
-        lag = h.get("processing_lag_s")
-        lines.append(
-            f"this run    {p.get('audio_seconds', 0) / 3600:.2f} h of audio, {p.get('songs', 0)} songs, "
-            f"{h.get('audio_overflows', 0)} overflows, {(h.get('source') or {}).get('dropped_chunks', 0)} "
-            "blocks dropped" + (f", lag {lag:.1f} s" if lag is not None else "")
-        )
-        temp = h.get("cpu_temp_c")
-        lines.append(
-            f"system      RSS {format_bytes(h.get('rss_bytes'))}"
-            + (f", CPU {temp:.0f} C" if temp is not None else "")
-        )
-        level = (h.get("input_level") or {}).get("last_minute")
-        if level:
-            lines.append(
-                f"input       {level['rms_dbfs']:.0f} dBFS RMS, peak {level['peak_dbfs']:.0f} dBFS, "
-                f"{level['clipped_share']:.1%} clipped, {level['zero_share']:.0%} zero (last minute)"
-            )
+        lines += _this_run(h)
     counters = (st.get("store") or {}).get("counters") or {}
     if counters.get("emergency_unsynced_deleted"):
         lines.append(f"lost        {counters['emergency_unsynced_deleted']} unsynced detections deleted in disk "

@@ -195,3 +195,48 @@ def test_unnormalised_float_wav_is_named_not_silently_analysed_to_nothing(tmp_pa
     r = invoke("analyze", str(absurd), "--db", str(tmp_path / "a.sqlite"))
     errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and str(absurd) in errors[0] and "not audio at any scale" in errors[0]
+
+
+def _strict_json(text: str):
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(
+    "odd", ["NaN", "Infinity", "-Infinity", "1e400", "-5", '"abc"', "[1]", '{"a": 1}', "true"]
+)
+def test_status_survives_any_odd_value_in_the_health_file(tmp_path, odd):
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "edge.toml", data)
+    data.mkdir()
+    now = time.time()
+    fields = ("uptime_s", "processing_lag_s", "cpu_temp_c", "rss_bytes", "audio_overflows", "pipeline", "source",
+              "input_level", "store", "problems")  # fmt: skip
+    odd_fields = ", ".join(f'"{k}": {odd}' for k in fields)
+    (data / "health.json").write_text(
+        f'{{"pid": {os.getpid()}, "state": "running", "updated": {now}, "started": {now - 60}, {odd_fields}}}'
+    )
+    r = invoke("status", "-c", str(cfg))
+    assert r.exit_code in (0, 1), r.output
+    assert "recorder    test-device: running for unknown (running)" in r.stdout, r.stdout
+    st = _strict_json(invoke("status", "-c", str(cfg), "--json").stdout)  # no NaN/Infinity for scripts
+    assert st["running"] is True and st["uptime_s"] is None
+    assert all(isinstance(p, str) for p in st["problems"])
+    # a stopped recorder's odd last-seen age too
+    (data / "health.json").write_text(f'{{"pid": 0, "state": {odd}, "updated": {odd}, "problems": {odd}}}')
+    r = invoke("status", "-c", str(cfg))
+    assert r.exit_code == 3 and "recorder    test-device: not running (last seen unknown ago" in r.stdout, (
+        r.stdout
+    )
+    r = invoke("doctor", "-c", str(cfg))
+    assert "Traceback" not in r.output and "daemon" in r.stdout
+
+
+@pytest.mark.parametrize("odd", [float("nan"), float("inf"), float("-inf"), -5, -0.5, "abc", None, [1], True])
+def test_format_duration_and_bytes_say_unknown_for_odd_values(odd):
+    from edge.kit.units import format_bytes, format_duration
+
+    assert format_duration(odd) == "unknown"
+    assert format_bytes(odd) == "unknown"
