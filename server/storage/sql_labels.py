@@ -117,10 +117,21 @@ class LabelsSql:
         return self._rows("SELECT * FROM label_log WHERE detection_id = ? ORDER BY id", [detection_id])
 
     # -- cluster names ---------------------------------------------------------------------------
+    def has_cluster(self, run_id: str, cluster: int) -> bool:
+        """Whether run ``run_id`` has a member in ``cluster`` (False for a number no column holds)."""
+        if not -(2**63) <= cluster < 2**63:
+            return False
+        return bool(self._rows(
+            "SELECT 1 AS x FROM cluster_members WHERE run_id = ? AND cluster = ? LIMIT 1", [run_id, int(cluster)]))  # fmt: skip
+
     def set_cluster_name(self, run_id: str, cluster: int, name: str, named_by: str) -> None:
+        """Name (an empty ``name``: unname) a cluster of a stored run; a run or cluster that does
+        not exist raises :class:`StorageError` and nothing is stored."""
         with self._tx():
             if not self.db.execute("SELECT 1 FROM cluster_runs WHERE run_id = ?", [run_id]).fetchone():
                 raise StorageError(f"no cluster run {run_id!r}")
+            if not self.has_cluster(run_id, cluster):
+                raise StorageError(f"run {run_id} has no cluster {cluster}")
             if name:
                 self.db.execute(
                     "INSERT INTO cluster_names(run_id, cluster, name, named_by, named_at) VALUES (?, ?, ?, ?, ?) "

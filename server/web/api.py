@@ -170,7 +170,7 @@ def api_name(run_id: str, cluster: int):
     if cluster < 0:
         raise BadRequest("outliers and incomplete songs are not a cluster and take no dialect name")
     with w.lock:
-        w.run_or_404(run_id)
+        w.cluster_or_404(run_id, cluster)
         w.storage.set_cluster_name(run_id, cluster, name.strip(), who)
     return jsonify(run_id=run_id, cluster=cluster, name=name.strip(), named_by=who)
 

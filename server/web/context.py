@@ -60,6 +60,13 @@ class Web:
             abort(404, f"no cluster run {run_id!r}")
         return run
 
+    def cluster_or_404(self, run_id: str, cluster: int) -> dict:
+        """The run, when it has a cluster ``cluster`` (a member in it); else a 404."""
+        run = self.run_or_404(run_id)
+        if not self.storage.has_cluster(run_id, cluster):
+            abort(404, f"run {run_id} has no cluster {cluster}")
+        return run
+
     def songs(self, ids: list[str], run: dict | None = None) -> list[dict]:
         rows = {
             r["id"]: r for r in self.storage.iter_detections(ids=ids, run_id=run["run_id"] if run else None)

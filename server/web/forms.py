@@ -93,7 +93,7 @@ def name_form(run_id: str, cluster: int):
     if cluster < 0:
         raise BadRequest("outliers and incomplete songs are not a cluster and take no dialect name")
     with w.lock:
-        w.run_or_404(run_id)
+        w.cluster_or_404(run_id, cluster)
         w.storage.set_cluster_name(run_id, cluster, name, who)
     log.info("web: %s named cluster %s of %s %r", who, cluster, run_id, name)
     return redirect(_back(url_for("pages.cluster_page", run_id=run_id, cluster=cluster)), 303)

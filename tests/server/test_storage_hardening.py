@@ -56,3 +56,21 @@ def test_nul_lookup_raises_a_client_error_on_postgres(storage):
         storage.detection("a\x00b")
     assert isinstance(err.value, BadRequest) and isinstance(err.value, StorageError)
     assert storage.detection("ab") is None
+
+
+def test_a_cluster_a_run_does_not_have_takes_no_name(storage):
+    """Naming cluster 99 of a run with clusters 0 and 1 was stored (and answered 200 by the web
+    app); now the storage refuses it on both backends and stores nothing."""
+    from server.clustering import ClusterParams, run_clustering
+    from tests.sync.helpers import blob_detections, load_into_server
+
+    load_into_server(storage, [d for d, _ in blob_detections(k=2, n_per=20, seed=3)])
+    run = run_clustering(storage, None, ClusterParams(min_cluster_size=5))["run_id"]
+    assert storage.has_cluster(run, 0) and not storage.has_cluster(run, 99)
+    assert not storage.has_cluster(run, 2**63) and not storage.has_cluster("no-run", 0)
+    for cluster in (99, 2**63):
+        with pytest.raises(StorageError, match=f"has no cluster {cluster}"):
+            storage.set_cluster_name(run, cluster, "BC", "jana")
+    assert storage.cluster_names(run) == {}
+    storage.set_cluster_name(run, 0, "BC", "jana")
+    assert storage.cluster_names(run)[0]["name"] == "BC"

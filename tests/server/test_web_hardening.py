@@ -93,3 +93,18 @@ def test_naming_a_cluster_of_an_unknown_run_is_404(client):
     assert r.status_code == 404 and "nope" in r.json["error"]
     r = c.post("/clusters/nope/3/name", data={"name": "BC"}, headers=AUTH)
     assert r.status_code == 404
+
+
+def test_naming_a_cluster_the_run_does_not_have_is_404_and_stores_nothing(client):
+    c, storage, info = client
+    run = info["run_id"]
+    missing = info["n_clusters"] + 92  # a cluster number the run does not have
+    before = storage.cluster_names(run)
+    for k in (missing, 2**63, 10**30):  # beyond SQLite's integers too: a 404, not a 500
+        r = c.post(f"/api/clusters/{run}/{k}/name", json={"name": "BC"}, headers=AUTH)
+        assert r.status_code == 404 and r.json["error"] == f"run {run} has no cluster {k}"
+        r = c.post(f"/clusters/{run}/{k}/name", data={"name": "BC"}, headers=AUTH)
+        assert r.status_code == 404 and f"has no cluster {k}" in r.get_data(as_text=True)
+    assert storage.cluster_names(run) == before
+    r = c.post(f"/api/clusters/{run}/0/name", json={"name": "BC"}, headers=AUTH)
+    assert r.status_code == 200 and storage.cluster_names(run)[0]["name"] == "BC"
