@@ -7,6 +7,7 @@ are never inline (``mqtt.password_file`` names a file, read by whoever needs it)
 from __future__ import annotations
 
 import dataclasses
+import math
 import platform
 import re
 from dataclasses import dataclass, field
@@ -15,6 +16,32 @@ from pathlib import Path
 
 from edge.contract import ContractError, Deployment, check_device_id, clean_text
 from edge.kit.broker import Broker
+
+
+def check_range(
+    name: str,
+    value: float,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    above: bool = False,
+    note: str = "",
+) -> None:
+    """Refuse ``value`` outside ``lo..hi`` (``above``: strictly greater than ``lo``) in one line
+    naming the key, e.g. ``store.min_free_mb = -1: must be >= 0``. NaN and infinities are left
+    to the loader's finite check (:func:`edge.app.config.load_config`), which names them."""
+    if not all(math.isfinite(v) for v in (value, lo or 0, hi or 0)):
+        return
+    low_ok = lo is None or (value > lo if above else value >= lo)
+    if low_ok and (hi is None or value <= hi):
+        return
+    if lo is not None and hi is not None:
+        want = f"between {lo:g} and {hi:g}" if not above else f"above {lo:g} and at most {hi:g}"
+    elif lo is not None:
+        want = f"> {lo:g}" if above else f">= {lo:g}"
+    else:
+        want = f"<= {hi:g}"
+    raise ValueError(f"{name} = {value:g}: must be {want}" + (f" ({note})" if note else ""))
 
 
 def parse_utc(text: str, what: str) -> float | None:
@@ -51,6 +78,10 @@ class DeviceConfig:
     deployment_end: str = ""
 
     def __post_init__(self):
+        for key, lo, hi in (("latitude", -90, 90), ("longitude", -180, 180), ("elevation_m", -500, 9000)):
+            value = getattr(self, key)
+            if value is not None:
+                check_range(f"device.{key}", value, lo, hi)
         if self.id:  # the server applies the same rule (edge.contract): refuse here, not at the server
             try:
                 check_device_id(self.id)
@@ -100,6 +131,8 @@ class AudioConfig:
             raise ValueError("audio.replay_timestamps must be 'file' or 'now'")
         if not 0.05 <= self.chunk_seconds <= 10:
             raise ValueError("audio.chunk_seconds must be between 0.05 and 10")
+        if self.capture_rate:
+            check_range("audio.capture_rate", self.capture_rate, 8000, 384000, note="Hz; 0 = pick one")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +181,9 @@ class SegmenterConfig:
     energy_gate_db: float = 6.0
 
     def __post_init__(self):
-        if not 0 < self.min_song_s < self.max_song_s:
-            raise ValueError("segmenter: need 0 < min_song_s < max_song_s")
+        check_range("segmenter.min_song_s", self.min_song_s, 0, above=True)
+        check_range("segmenter.max_song_s", self.max_song_s, self.min_song_s, above=True,
+                    note="it must be above segmenter.min_song_s")  # fmt: skip
         if not 0 <= self.merge_gap_s <= 2:
             raise ValueError("segmenter.merge_gap_s must be between 0 and 2")
         if self.energy_gate_db < 0:
@@ -171,6 +205,11 @@ class StoreConfig:
     min_free_mb: float = 200.0
     save_clips: bool = False
     clip_quota_mb: float = 500.0
+
+    def __post_init__(self):
+        check_range("store.retention_days", self.retention_days, 0, note="0 = keep synced detections")
+        check_range("store.min_free_mb", self.min_free_mb, 0)
+        check_range("store.clip_quota_mb", self.clip_quota_mb, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +303,7 @@ class MqttConfig(Broker):
             raise ValueError("mqtt.batch_size must be >= 1")
         if self.max_inflight < 1:
             raise ValueError("mqtt.max_inflight must be >= 1")
+        check_range("mqtt.stats_interval_s", self.stats_interval_s, 0, above=True)
         if self.max_rate_per_s < 0:
             raise ValueError("mqtt.max_rate_per_s must be >= 0 (0 = unlimited)")
         if self.embedding_dtype not in ("f16", "f32"):
@@ -288,8 +328,8 @@ class HealthConfig:
     maintenance_interval_s: float = 3600.0
 
     def __post_init__(self):
-        if self.log_interval_s <= 0 or self.stall_seconds <= 0 or self.maintenance_interval_s <= 0:
-            raise ValueError("health intervals must be positive")
+        for key in ("log_interval_s", "stall_seconds", "maintenance_interval_s"):
+            check_range(f"health.{key}", getattr(self, key), 0, above=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,5 +29,5 @@ class Broker:
             raise ValueError("mqtt.port must be 1-65535")
         if self.max_backoff_s < 1:
             raise ValueError("mqtt.max_backoff_s must be >= 1")
-        if self.keepalive < 1:
-            raise ValueError("mqtt.keepalive must be >= 1 s")
+        if not 1 <= self.keepalive <= 65535:  # MQTT's two-byte field
+            raise ValueError(f"mqtt.keepalive = {self.keepalive}: must be 1-65535 s")

@@ -79,3 +79,62 @@ def test_cli_validate_and_show(tmp_path):
         and "unknown config key 'device.idd'" in res.stderr
         and "Traceback" not in res.stderr
     )
+
+
+# every numeric setting with a value outside its sensible range: negative sizes, zero/negative
+# periods, thresholds above 1, ports outside 1-65535
+OUT_OF_RANGE = [
+    ("audio", "capture_rate", "-48000"), ("audio", "capture_rate", "100"), ("audio", "chunk_seconds", "0"),
+    ("models", "threshold", "1.5"), ("models", "support_threshold", "2"), ("models", "num_threads", "0"),
+    ("segmenter", "min_song_s", "0"), ("segmenter", "min_song_s", "-1"), ("segmenter", "max_song_s", "0.1"),
+    ("segmenter", "merge_gap_s", "-0.1"), ("segmenter", "energy_gate_db", "-3"),
+    ("store", "retention_days", "-1"), ("store", "min_free_mb", "-1"), ("store", "clip_quota_mb", "-5"),
+    ("spectrogram", "margin_s", "-1"), ("spectrogram", "max_seconds", "0"), ("spectrogram", "db_step", "0"),
+    ("clips", "per_hour", "-1"), ("clips", "daily_mb", "0"), ("clips", "chunk_kb", "0"),
+    ("mqtt", "port", "0"), ("mqtt", "port", "65536"), ("mqtt", "port", "-1883"), ("mqtt", "keepalive", "0"),
+    ("mqtt", "keepalive", "70000"), ("mqtt", "max_backoff_s", "0"), ("mqtt", "batch_size", "0"),
+    ("mqtt", "max_inflight", "0"), ("mqtt", "max_rate_per_s", "-1"), ("mqtt", "stats_interval_s", "0"),
+    ("mqtt", "stats_interval_s", "-300"), ("mqtt", "digest_interval_s", "-1"), ("mqtt", "digest_window_s", "0"),
+    ("health", "log_interval_s", "0"), ("health", "stall_seconds", "-60"), ("health", "maintenance_interval_s", "0"),
+    ("web", "port", "-1"), ("web", "port", "65536"),
+    ("device", "latitude", "91"), ("device", "longitude", "-181"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("section", "key", "value"), OUT_OF_RANGE)
+def test_every_number_out_of_range_is_refused_in_one_line_naming_it(tmp_path, section, key, value):
+    from click.testing import CliRunner
+
+    from edge.app.cli import main
+
+    extra = "latitude = 10.0\nlongitude = 10.0\n" if section == "device" else ""
+    body = f"[{section}]\n{extra}{key} = {value}\n"
+    if key in ("latitude", "longitude"):
+        body = "[device]\nlatitude = 10.0\nlongitude = 10.0\n".replace(f"{key} = 10.0", f"{key} = {value}")
+    path = _write(tmp_path, body)
+    r = CliRunner().invoke(main, ["config", "validate", str(path)])
+    assert r.exit_code != 0
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and f"{section}.{key}" in lines[0] and str(path) in lines[0], r.output
+    # the same through an environment override
+    env = {f"YH_{section.upper()}__{key.upper()}": value}
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, extra and f"[device]\n{extra}"), env=env)
+    assert f"{section}.{key}" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[store]\nretention_days = 0\nmin_free_mb = 0\nclip_quota_mb = 0\n",  # 0 = keep / no reserve / no clips
+        "[web]\nport = 0\n",  # any free port
+        "[mqtt]\nport = 65535\nmax_rate_per_s = 0\ndigest_interval_s = 0\nkeepalive = 65535\n",
+        "[clips]\nper_hour = 0\n",
+        "[models]\nthreshold = -1\nsupport_threshold = 0\n",
+        "[segmenter]\nenergy_gate_db = 0\nmerge_gap_s = 0\n",
+        "[audio]\ncapture_rate = 0\n",
+        "[audio]\ncapture_rate = 44100\n",
+    ],
+)
+def test_the_edges_of_the_ranges_are_accepted(tmp_path, text):
+    load_config(_write(tmp_path, text), env={})
