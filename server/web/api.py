@@ -163,10 +163,11 @@ def api_labels():
 def api_name(run_id: str, cluster: int):
     w = web()
     who = w.require_write()
-    body = _json_body() or {}
-    name = body.get("name", "") if isinstance(body, dict) else ""
-    if not isinstance(name, str) or len(name) > LABEL_MAX:
-        raise BadRequest(f"name must be a string of at most {LABEL_MAX} characters")
+    body = _json_body()
+    name = body.get("name") if isinstance(body, dict) else None
+    if not isinstance(name, str) or len(name) > LABEL_MAX:  # never read as "" (which removes the name)
+        raise BadRequest(f'send {{"name": text}}: the name a string of at most {LABEL_MAX} characters '
+                         '(an empty one removes the name)')  # fmt: skip
     if cluster < 0:
         raise BadRequest("outliers and incomplete songs are not a cluster and take no dialect name")
     with w.lock:

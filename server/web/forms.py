@@ -87,7 +87,9 @@ def label_form():
 def name_form(run_id: str, cluster: int):
     w = web()
     who = w.require_write()
-    name = request.form.get("name", "").strip()
+    if "name" not in request.form:  # never read as "" (which removes the name)
+        raise BadRequest("the form has no name field")
+    name = request.form["name"].strip()
     if len(name) > LABEL_MAX:
         raise BadRequest(f"a name has at most {LABEL_MAX} characters")
     if cluster < 0:

@@ -108,3 +108,23 @@ def test_naming_a_cluster_the_run_does_not_have_is_404_and_stores_nothing(client
     assert storage.cluster_names(run) == before
     r = c.post(f"/api/clusters/{run}/0/name", json={"name": "BC"}, headers=AUTH)
     assert r.status_code == 200 and storage.cluster_names(run)[0]["name"] == "BC"
+
+
+def test_a_malformed_name_request_is_400_and_keeps_the_name(client):
+    """A body that is not ``{"name": text}`` (a list, not JSON, no ``name``) was read as an empty
+    name and removed the cluster's name; only an explicit empty name removes it."""
+    c, storage, info = client
+    run = info["run_id"]
+    url = f"/api/clusters/{run}/0/name"
+    assert c.post(url, json={"name": "BC"}, headers=AUTH).status_code == 200
+    bodies = [["BC"], {}, {"nmae": "BC"}, "BC", None]
+    for body in bodies:
+        r = c.post(url, json=body, headers=AUTH)
+        assert r.status_code == 400 and "name" in r.json["error"], (body, r.status_code)
+    r = c.post(url, data=b"name=BC", headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400
+    r = c.post(f"/clusters/{run}/0/name", data={"next": "/"}, headers=AUTH)  # the form without its field
+    assert r.status_code == 400
+    assert storage.cluster_names(run)[0]["name"] == "BC"
+    assert c.post(url, json={"name": ""}, headers=AUTH).status_code == 200
+    assert 0 not in storage.cluster_names(run)
