@@ -108,9 +108,7 @@ def api_clusters():
     with w.lock:
         if not w.storage.cluster_runs(q.get("encoder")) and "run" not in q:
             return jsonify(run=None, clusters=[], members=[])
-        run = find_run(w.storage, q.get("run"), q.get("encoder"))
-        if run is None:
-            raise BadRequest(f"no cluster run {q.get('run')!r}")
+        run = w.run_or_404(q.get("run"), q.get("encoder"))
         members = w.storage.run_members(run["run_id"])
         table = cluster_table(w.storage, run, members)
     sizes = Counter(m["cluster"] for m in members)
@@ -122,8 +120,9 @@ def api_novelty():
     q = params({"run": as_text})
     w = web()
     with w.lock:
+        run = w.run_or_404(q.get("run"))
         try:
-            return jsonify(novelty_report(w.storage, q.get("run")))
+            return jsonify(novelty_report(w.storage, run["run_id"]))
         except ClusterError as exc:
             raise BadRequest(str(exc)) from None
 

@@ -128,3 +128,16 @@ def test_a_malformed_name_request_is_400_and_keeps_the_name(client):
     assert storage.cluster_names(run)[0]["name"] == "BC"
     assert c.post(url, json={"name": ""}, headers=AUTH).status_code == 200
     assert 0 not in storage.cluster_names(run)
+
+
+def test_a_run_that_does_not_exist_is_404_in_the_api_as_on_the_pages(client):
+    """``/api/clusters?run=nope`` and ``/api/novelty?run=nope`` answered 400 (a malformed request)
+    where the pages answer 404; the run is missing, the request is fine."""
+    c, _, info = client
+    for url in ("/api/clusters?run=nope", "/api/novelty?run=nope", "/clusters?run=nope", "/novelty?run=nope"):
+        r = c.get(url)
+        assert r.status_code == 404, (url, r.status_code)
+    assert c.get("/api/novelty?run=nope").json == {"error": "no cluster run 'nope'"}
+    assert c.get("/api/clusters?run=nope").json == {"error": "no cluster run 'nope'"}
+    assert c.get(f"/api/novelty?run={info['run_id']}").status_code == 200
+    assert c.get("/api/clusters?run=x&sort=1").status_code == 400  # a malformed request stays a 400
