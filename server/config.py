@@ -48,17 +48,22 @@ class MqttConfig(Broker):
     """The ingest's broker connection. ``client_id``: stable per worker (default
     ``yh-ingest-<host>``); ``share_group``: split the messages among several workers with a shared
     subscription (see docs/mqtt.md for what mosquitto forgets over a restart); ``batch_max``:
-    messages stored per transaction."""
+    messages stored per transaction; ``clip_pieces_max_age_h``: the pieces of a clip still
+    incomplete are deleted (and the clip quarantined) once none arrived for this long (a week;
+    an upload pauses for a day when a recorder's daily clip budget is spent)."""
 
     prefix: str = "yh/v1"
     client_id: str = ""
     share_group: str = ""
     batch_max: int = 500
+    clip_pieces_max_age_h: float = 168.0
 
     def __post_init__(self):
         Broker.__post_init__(self)
         if self.batch_max < 1:
             raise ValueError("mqtt.batch_max must be >= 1")
+        if not self.clip_pieces_max_age_h > 0:
+            raise ValueError("mqtt.clip_pieces_max_age_h must be > 0")
 
     @property
     def effective_client_id(self) -> str:

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: how often the ingest looks for clip requests to publish, s
 CLIP_REQUEST_POLL_S = 2.0
+#: how often the ingest, when idle, deletes the pieces of clips whose upload stopped, s
+CLIP_PIECES_EXPIRE_EVERY_S = 3600.0
 
 __all__ = ["MAX_RESEND_TRIES", "Ingestor", "Message", "MessageHandler", "Reject", "import_edge_db"]
 
@@ -104,6 +106,24 @@ class Ingestor:
             log.error("ingest: cannot read the clip requests: %s", exc)
         return now + CLIP_REQUEST_POLL_S
 
+    def _expire_clip_pieces(self, due: float) -> float:
+        """When idle and subscribed (a backlog from the broker is stored first), at most once an
+        hour: delete the pieces of clips whose upload stopped (``mqtt.clip_pieces_max_age_h``)."""
+        now = time.monotonic()
+        if now < due or not self.subscribed.is_set():
+            return due
+        try:
+            out = self.storage.expire_clip_pieces(self.s.clip_pieces_max_age_h * 3600.0)
+        except StorageCorruptError:
+            raise
+        except StorageError as exc:
+            log.error("ingest: cannot expire incomplete clips: %s", exc)
+            return now + CLIP_PIECES_EXPIRE_EVERY_S
+        if out["clips"]:
+            log.info("ingest: %d incomplete clips (%d pieces) expired after %g h without a piece (quarantined)",
+                     out["clips"], out["pieces"], self.s.clip_pieces_max_age_h)  # fmt: skip
+        return now + CLIP_PIECES_EXPIRE_EVERY_S
+
     def _next_batch(self, pending: list) -> bool:
         """Fill ``pending`` from the receive queue (waits up to 0.2 s); False if nothing came."""
         try:
@@ -138,11 +158,12 @@ class Ingestor:
         client.loop_start()
         last_log, logged = time.monotonic(), (0, 0, 0)
         pending: list = []
-        requests_due = 0.0
+        requests_due = expire_due = 0.0
         try:
             while not stop.is_set():
                 if not pending and not self._next_batch(pending):
                     requests_due = self._publish_clip_requests(client, requests_due)
+                    expire_due = self._expire_clip_pieces(expire_due)
                     continue
                 if not self._store(pending, stop):
                     continue

@@ -88,6 +88,12 @@ class Storage(Protocol):
         complete clip of the detection's device assembled. Returns ``{"completed", "bad"}``."""
         ...
 
+    def expire_clip_pieces(self, max_age_s: float) -> dict:
+        """Delete (quarantining each clip's first piece with the reason) the pieces of clips still
+        incomplete whose newest piece is older than ``max_age_s``; a clip with all its pieces is
+        never touched. Returns ``{"clips", "pieces"}`` deleted."""
+        ...
+
     def note_clip_requests(self, device_id: str, detection_ids: Iterable[str], why: str) -> list[str]:
         """Record clips asked of a device (to be published); returns the ids asked at most 3 times.
         A detection stored from another device is not asked of this one."""

@@ -98,6 +98,35 @@ class ClipsSql:
                                            "size": len(data)}], now)  # fmt: skip
         return out
 
+    def expire_clip_pieces(self, max_age_s: float) -> dict:
+        """Delete the pieces of every clip still incomplete whose newest piece arrived more than
+        ``max_age_s`` ago (an upload that stopped: the device lost the clip or its owner turned
+        uploads off); each such clip is quarantined (one row: the reason and its first piece). A
+        clip whose pieces are all present (held, or waiting for its detection) is never touched.
+        Returns ``{"clips": n, "pieces": n}`` deleted."""
+        now, out = time.time(), {"clips": 0, "pieces": 0}
+        with self._tx():
+            rows = self.db.execute(
+                "SELECT detection_id, device_id, n, sha256, COUNT(*), SUM(length(data)) FROM clip_pieces GROUP BY "
+                "detection_id, device_id, n, sha256 HAVING COUNT(*) < n AND MAX(received_at) < ?",
+                [now - max_age_s]).fetchall()  # fmt: skip
+            for i, dev, n, sha, have, size in rows:
+                key = [i, dev, n, sha]
+                (first,) = self.db.execute(
+                    "SELECT data FROM clip_pieces WHERE detection_id = ? AND device_id = ? AND n = ? AND sha256 = ? "
+                    "ORDER BY seq LIMIT 1", key).fetchone()  # fmt: skip
+                self._quarantine([{"reason": f"incomplete clip of {i} from device {dev} expired: {have} of {n} "
+                                   f"pieces, none received for {max_age_s:g} s (mqtt.clip_pieces_max_age_h)",
+                                   "origin": STORED_ORIGIN, "topic": "", "payload": bytes(first),
+                                   "size": int(size or 0)}], now)  # fmt: skip
+                self.db.execute(
+                    "DELETE FROM clip_pieces WHERE detection_id = ? AND device_id = ? AND n = ? AND sha256 = ?",
+                    key,
+                )
+                out["clips"] += 1
+                out["pieces"] += have
+        return out
+
     def _clip_devices(self, ids: list[str]) -> dict[str, str]:
         """Within a transaction: the device of each clip held of these detections."""
         out: dict[str, str] = {}
