@@ -9,6 +9,7 @@ import dataclasses
 import json
 import signal
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -33,11 +34,66 @@ def build_config(config_path, db, host, port, device_id, max_rate, batch_size) -
 
 
 def format_summary(result: dict) -> str:
+    by = f"sent by the running recorder (pid {result['daemon_pid']}): " if "daemon_pid" in result else ""
     return (
-        f"{result['device_id']} -> {result['broker']}: {result['acked']} acknowledged, "
+        f"{result['device_id']} -> {result['broker']}: {by}{result['acked']} acknowledged, "
         f"{result['remaining']} still unsynced"
         + (f", {result['skipped']} unsendable (see log)" if result["skipped"] else "")
+        + (
+            f"; it is not connected: {result['last_error'] or 'no connection yet'}"
+            if by and not result["connected"]
+            else ""
+        )  # fmt: skip
     )
+
+
+def running_publisher(cfg: Config) -> dict | None:
+    """The health of the recorder daemon of this data directory when it runs and sends to the same
+    broker, else None. A second connection of this device (the one-shot sync's) would throw it
+    off: a broker that forces the username as client id (deploy/mosquitto) gives both one id."""
+    from edge.app.health import read_health
+
+    h = read_health(cfg.device.data_dir, cfg.health.log_interval_s, cfg.health.stall_seconds)
+    pub = (h or {}).get("publisher")
+    if not h or not h.get("running") or not isinstance(pub, dict):
+        return None
+    return h if pub.get("broker") == f"{cfg.mqtt.host}:{cfg.mqtt.port}" else None
+
+
+def wait_for_daemon(cfg: Config, health: dict, timeout: float) -> dict | None:
+    """Leave the sending to the running daemon and wait (reading the database) until it has sent
+    every sendable detection, or ``timeout``; None if the daemon stopped meanwhile (the caller then
+    sends itself). Its database must be this one: any other is refused (the daemon holds the
+    connection)."""
+    from edge.adapters.store.sqlite import SqliteStore
+
+    pid = health.get("pid")
+    if Path(str(health.get("database"))).resolve() != cfg.db_path.resolve():
+        raise click.ClickException(
+            f"the recorder (pid {pid}) is running and sending {health.get('database')} to "
+            f"{cfg.mqtt.host}:{cfg.mqtt.port} as this device; a second connection would throw it off the "
+            f"broker: stop it first (systemctl stop yellowhammer-edge) to send {cfg.db_path}"
+        )
+    store = SqliteStore(cfg.db_path, readonly=True)
+    try:
+        before = store.counts()["unsynced"]
+        deadline = time.monotonic() + timeout
+        while True:
+            pub = health.get("publisher") or {}
+            skipped = pub.get("skipped") if isinstance(pub.get("skipped"), int) else 0
+            remaining = store.counts()["unsynced"]
+            drained = remaining <= skipped
+            if drained or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+            health = running_publisher(cfg)
+            if health is None or health.get("pid") != pid:
+                return None
+    finally:
+        store.close()
+    return {"device_id": cfg.device_id, "broker": f"{cfg.mqtt.host}:{cfg.mqtt.port}", "daemon_pid": pid,
+            "published": None, "acked": max(0, before - remaining), "skipped": skipped, "remaining": remaining,
+            "drained": drained, "connected": bool(pub.get("connected")), "last_error": pub.get("last_error", "")}  # fmt: skip
 
 
 @click.command("sync")
@@ -57,17 +113,29 @@ def sync_command(config_path, db, host, port, device_id, timeout, follow, max_ra
     """Send the unsynced detections to the MQTT broker (acknowledged ones are marked synced).
 
     Without --follow: drain the outbox once and exit (status 1 if the broker was unreachable
-    or detections remain). Works whether or not mqtt.enabled is set.
+    or detections remain). Works whether or not mqtt.enabled is set. While the recorder daemon
+    runs and sends to the same broker, it is left to send them (a second connection of this
+    device would throw it off the broker) and this waits for it; --follow is refused then.
     """
     from edge.adapters.mqtt.publisher import MqttPublisher
     from edge.adapters.store.sqlite import SqliteStore
 
     try:
         cfg = build_config(config_path, db, host, port, device_id, max_rate, batch_size)
+        daemon = running_publisher(cfg)
+        if daemon is not None and follow:
+            raise click.ClickException(
+                f"the recorder (pid {daemon.get('pid')}) is running and already sending to "
+                f"{cfg.mqtt.host}:{cfg.mqtt.port}; --follow would throw it off the broker (stop it first)"
+            )
+        result = wait_for_daemon(cfg, daemon, timeout) if daemon is not None else None
+        if result is not None:
+            click.echo(json.dumps(result) if as_json else format_summary(result))
+            raise SystemExit(0 if result["drained"] else 1)
         store = SqliteStore(cfg.db_path)
         try:
-            # one-shot: beside a running daemon, under a client id of its own (the same one would
-            # throw the daemon's connection off the broker); --follow replaces the daemon's loop
+            # one-shot: under a client id of its own (where the broker lets it keep one, a daemon
+            # that is hung or sends elsewhere keeps its connection); --follow is the daemon's loop
             pub = MqttPublisher(cfg, store, client_id=None if follow else f"{cfg.device_id}-sync")
             if follow:
                 stop = threading.Event()
