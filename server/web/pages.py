@@ -9,6 +9,9 @@ from flask import Blueprint, abort, render_template, url_for
 from ..clustering import ClusterError, novelty_report
 from ..dialects import cluster_table, colour, display_names, montage, nearest_clusters
 from ..errors import BadRequest
+from ..export import BOOL_COLUMNS, TIME_COLUMNS
+from ..places import DeploymentIndex, iso
+from ..storage import DETECTION_COLUMNS
 from .context import web
 from .params import as_text, fmt_time, params
 from .svg import devices_map, scatter
@@ -139,6 +142,29 @@ def song_page(detection_id: str):
             abort(404, f"no detection {detection_id!r}")
         history = w.storage.label_history(detection_id)
         clip = w.storage.clip(detection_id) if d["has_clip"] else None
+        place = DeploymentIndex(w.storage.deployments(d["device_id"])).find(d)
     d.pop("embedding", None)
     spec = json.loads(d.pop("spectrogram")) if d.get("spectrogram") else None
-    return render_template("song.html", d=d, spec=spec, history=history, clip=clip)
+    return render_template(
+        "song.html", d=d, spec=spec, history=history, clip=clip, fields=_song_fields(d, place)
+    )
+
+
+def _song_fields(d: dict, place: dict | None) -> list[tuple[str, str]]:
+    """Every field of a detection as the page shows it (times ISO 8601, flags true/false), and
+    the deployment it was recorded at."""
+    out = []
+    for k in DETECTION_COLUMNS:
+        v = d.get(k)
+        if v is None:
+            text = "—"
+        elif k in TIME_COLUMNS:
+            text = iso(v) or f"time out of range ({v!r})"
+        elif k in BOOL_COLUMNS:
+            text = "true" if v else "false"
+        else:
+            text = str(v)
+        out.append((k, text))
+    out += [("deployment_id", "—" if place is None else str(place["deployment_id"])),
+            ("site", (place or {}).get("site") or "—")]  # fmt: skip
+    return out
