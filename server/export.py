@@ -44,6 +44,8 @@ TIME_COLUMNS = {f.name for f in FIELDS if f.kind == "time"} | {
 }
 BOOL_COLUMNS = {f.name for f in FIELDS if f.kind == "bool"} | {"has_clip", "cluster_fitted"}
 INT_COLUMNS = {"schema", "receive_count", "embedding_dim", "cluster", "deployment_id"}
+FLOAT_COLUMNS = {f.name for f in FIELDS if f.kind in ("prob", "seconds", "db", "degrees")} | {
+    "cluster_probability", "x2", "y2", "x3", "y3", "z3"}  # fmt: skip
 DEPLOYMENT_COLUMNS = ["deployment_id", "device_id", "latitude", "longitude", "elevation_m", "site", "microphone",
                       "start", "end", "first_seen", "last_seen", "current", "detections_seen"]  # fmt: skip
 FORMATS = ("csv", "parquet", "geojson")
@@ -111,7 +113,9 @@ def _parquet(path: Path, rows: list[dict], embeddings: bool, spectrograms: bool)
             return pa.bool_()
         if c in INT_COLUMNS:
             return pa.int64()
-        return None
+        if c in FLOAT_COLUMNS:
+            return pa.float64()
+        return pa.string()  # typed even when every song leaves it empty (never Arrow's null type)
 
     arrays, names = [], []
     for c in COLUMNS:
@@ -119,7 +123,7 @@ def _parquet(path: Path, rows: list[dict], embeddings: bool, spectrograms: bool)
         t = typ(c)
         if c in TIME_COLUMNS:
             vals = [int(round(v * 1000)) if in_range(v) else None for v in vals]  # out of range: null
-        arrays.append(pa.array(vals, type=t) if t is not None else pa.array(vals))
+        arrays.append(pa.array(vals, type=t))
         names.append(c)
     if embeddings:
         arrays.append(pa.array([r["embedding"].tolist() for r in rows], type=pa.list_(pa.float32())))

@@ -93,3 +93,27 @@ def test_label_import_reports_replaced_and_overridden_rows(web_db, tmp_path):
     assert c.execute("SELECT label, labeled_by FROM labels WHERE detection_id = ?", [songs[1][0]]).fetchone() == \
         ("YY", "jana")  # fmt: skip
     c.close()
+
+
+def test_parquet_columns_keep_their_types_when_no_song_has_a_value(tmp_path):
+    """A column every song leaves empty (``complete`` from devices without the complete head,
+    labels before any labelling, the cluster columns before a run) was written as Arrow's
+    ``null`` type, so the same column was numeric in one export and untyped in the next (R's
+    arrow and pyarrow datasets refuse to combine them). Every column now has its type."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from server.export import COLUMNS, export
+    from server.storage.sqlite import SqliteStorage
+    from tests.sync.helpers import blob_detections, load_into_server
+
+    storage = SqliteStorage(tmp_path / "server.sqlite")
+    load_into_server(storage, [d for d, _ in blob_detections(k=1, n_per=3, seed=1)])
+    export(storage, tmp_path / "out", formats=("parquet",), embeddings=False)
+    storage.close()
+    schema = pq.read_schema(tmp_path / "out" / "detections.parquet")
+    assert [n for n in COLUMNS if schema.field(n).type == pa.null()] == []
+    for name in ("complete", "cluster_probability", "x2", "snr_db", "latitude"):
+        assert schema.field(name).type == pa.float64(), name
+    for name in ("extra", "label", "labeled_by", "site", "cluster_run", "cluster_excluded", "source"):
+        assert schema.field(name).type == pa.string(), name
