@@ -7,7 +7,9 @@ environment overrides.
 - Every number must be finite: ``nan`` and ``inf`` (valid TOML) pass comparisons such as
   ``<= 0`` and would break the daemon later, so they are refused here, naming the key.
 - Secrets are never inline: ``mqtt.password_file`` names a file, resolved against systemd's
-  ``$CREDENTIALS_DIRECTORY`` when relative (``LoadCredential=``).
+  ``$CREDENTIALS_DIRECTORY`` when relative (``LoadCredential=``); outside systemd (``doctor``,
+  ``sync``, ``status`` run by hand from any directory) a relative name is the file beside the
+  config file (``/etc/yellowhammer/mqtt-password``, the file ``LoadCredential=`` loads).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from pathlib import Path
 
 from edge.core.config import Config
 from edge.core.errors import ConfigError
@@ -43,7 +46,22 @@ def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | Non
         key, value = bad
         where = f"{path}: " if path is not None else ""
         raise ConfigError(f"{where}{key} = {value}: must be a finite number")
-    return cfg
+    return _beside_config(cfg, path)
+
+
+SECRET_FILES = ("password_file", "ca_file", "cert_file", "key_file")
+
+
+def _beside_config(cfg: Config, path: str | os.PathLike | None) -> Config:
+    """Relative mqtt secret files resolved beside the config file, unless systemd hands them
+    over (``$CREDENTIALS_DIRECTORY`` set: the client resolves them there at connect time)."""
+    if path is None or os.environ.get("CREDENTIALS_DIRECTORY"):
+        return cfg
+    here = Path(path).resolve().parent
+    moved = {
+        k: str(here / v) for k in SECRET_FILES if (v := getattr(cfg.mqtt, k)) and not Path(v).is_absolute()
+    }
+    return dataclasses.replace(cfg, mqtt=dataclasses.replace(cfg.mqtt, **moved)) if moved else cfg
 
 
 def _non_finite(cfg: Config) -> tuple[str, float] | None:

@@ -43,3 +43,37 @@ def test_doctor_reports_a_wrong_password_and_a_device_id_that_is_not_the_usernam
     other_id = dataclasses.replace(cfg, device=dataclasses.replace(cfg.device, id="dev-x"))
     ident = _by_name(check_broker(other_id))["device id"]
     assert ident.status == "fail" and "'dev-x'" in ident.detail and "'dev-a'" in ident.detail
+
+
+def test_doctor_by_hand_finds_the_password_file_beside_the_config(mqtt_broker, tmp_path, monkeypatch):
+    # docs/deploy.md: password_file = "mqtt-password" (systemd hands it over as a credential), the
+    # file in /etc/yellowhammer beside edge.toml; doctor and sync are run by hand from anywhere
+    from click.testing import CliRunner
+
+    from edge.app.cli import main
+    from edge.app.config import load_config
+
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "mqtt-password").write_text("s3cret")
+    cfg = etc / "edge.toml"
+    cfg.write_text(f'[device]\nid = "dev-a"\ndata_dir = "{tmp_path / "data"}"\n[mqtt]\nenabled = true\n'
+                   f'host = "{mqtt_broker.host}"\nport = {mqtt_broker.port}\nusername = "dev-a"\n'
+                   'password_file = "mqtt-password"\n')  # fmt: skip
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    checks = _by_name(check_broker(load_config(cfg, env={})))
+    assert checks["credentials"].status == "ok", checks["credentials"]
+    assert checks["broker login"].status == "ok", checks["broker login"]
+    r = CliRunner().invoke(main, ["doctor", "-c", str(cfg)], env={"CREDENTIALS_DIRECTORY": None})
+    assert "OK    broker login" in r.stdout and "cannot read the password" not in r.stdout, r.stdout
+    # under systemd (LoadCredential=) the name still resolves in $CREDENTIALS_DIRECTORY
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "mqtt-password").write_text("s3cret")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    (etc / "mqtt-password").unlink()
+    assert load_config(cfg, env={}).mqtt.password_file == "mqtt-password"
+    assert _by_name(check_broker(load_config(cfg, env={})))["broker login"].status == "ok"
