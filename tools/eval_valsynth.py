@@ -282,16 +282,16 @@ def end_to_end(work: Path, matched: list[dict], min_cluster_size: int) -> dict:
 
 
 @click.command()
-@click.argument("set_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("set_dir", type=click.Path(exists=True, file_okay=False, path_type=Path, resolve_path=True))
 @click.option(
     "--models",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=click.Path(exists=True, file_okay=False, path_type=Path, resolve_path=True),
     default=None,
     help="Folder with detector.tflite/encoder.tflite (+ .json) [default: edge/models].",
 )
 @click.option(
     "--work",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
     default=None,
     help="Where the analyze output goes [default: SET_DIR/eval].",
 )
