@@ -8,7 +8,13 @@ mode="${1:-runtime}"
 PY="${PYTHON:-python3}"
 
 need_apt=()
+# a fresh Debian/Ubuntu has python3 without venv/ensurepip
+[ -x .venv/bin/python ] || "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ "$mode" = dev ]; then
+  # PyAudio (the `mic` extra) has no Linux wheel: it is compiled against Python's and portaudio's headers
+  command -v gcc >/dev/null 2>&1 || need_apt+=(build-essential)
+  "$PY" -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || need_apt+=(python3-dev)
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
   [ -e /usr/include/portaudio.h ] || need_apt+=(portaudio19-dev)
   # the web app's browser tests drive Debian's chromium through playwright (never `playwright install`)
