@@ -77,3 +77,31 @@ def test_deploy_scripts_parse_and_document_their_options(script):
         assert option in r.stdout, option
     bad = subprocess.run(["bash", str(path), "--no-such-option"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "unknown option" in bad.stderr
+
+
+def _unit_settings(unit: str) -> dict[str, str]:
+    out = {}
+    for line in (ROOT / "systemd" / unit).read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _seconds(value: str) -> float:
+    units = {"ms": 0.001, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
+    num = value.rstrip("abcdefghijklmnopqrstuvwxyz")
+    return float(num) * units.get(value[len(num) :] or "s", 1)
+
+
+def test_the_recorder_service_never_gives_up_restarting():
+    # a volunteer's recorder is not looked after: a crash or watchdog loop that lasts a few minutes
+    # (a flaky USB hub, a card busy for a while) must not leave it stopped until someone reboots it.
+    # systemd gives up once StartLimitBurst starts fall within StartLimitIntervalSec (0 = never)
+    s = _unit_settings("yellowhammer-edge.service")
+    assert s["Restart"] in ("on-failure", "always")
+    interval = _seconds(s.get("StartLimitIntervalSec", "10s"))
+    burst = int(s.get("StartLimitBurst", "5"))
+    restart = _seconds(s.get("RestartSec", "100ms"))
+    assert interval == 0 or (burst - 1) * restart > interval, (interval, burst, restart)
+    assert restart >= 10  # but not a tight loop that floods the journal on the SD card
