@@ -105,3 +105,17 @@ def test_the_recorder_service_never_gives_up_restarting():
     restart = _seconds(s.get("RestartSec", "100ms"))
     assert interval == 0 or (burst - 1) * restart > interval, (interval, burst, restart)
     assert restart >= 10  # but not a tight loop that floods the journal on the SD card
+
+
+def test_the_install_commands_refresh_the_package_lists_before_installing():
+    # a freshly written Raspberry Pi OS image has no package lists: `apt install git` alone ends in
+    # "Unable to locate package git", the first thing a volunteer would see
+    import re
+
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
+    installing = [b for b in blocks if re.search(r"\bapt(-get)? install\b", b)]
+    assert installing, "no install block found in docs/deploy.md"
+    for block in installing:
+        first_install = re.search(r"\bapt(-get)? install\b", block).start()
+        assert re.search(r"\bapt(-get)? update\b", block[:first_install]), block
