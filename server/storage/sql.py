@@ -267,6 +267,11 @@ class SqlStorage(DevicesSql, ClipsSql, LabelsSql):
         )
 
 
+#: a clip of detection ``d`` from its own device (one another device sent, held from before clips
+#: were checked against their detection's device, is not this song's audio)
+OWN_CLIP = "SELECT 1 FROM clips c WHERE c.detection_id = d.id AND c.device_id = d.device_id"
+
+
 def _detections_select(with_embedding: bool, with_spectrogram: bool, run_id: str | None) -> str:
     """The SELECT ... FROM of :meth:`SqlStorage.iter_detections`: the detection columns, label,
     clip flag and the cluster columns of ``run_id`` (a ``?``) or of the latest run."""
@@ -279,7 +284,7 @@ def _detections_select(with_embedding: bool, with_spectrogram: bool, run_id: str
         "(SELECT r.run_id FROM cluster_runs r WHERE r.encoder_version = d.encoder_version "
         "ORDER BY r.created_at DESC LIMIT 1)")  # fmt: skip
     return (f"SELECT {cols}, l.label, l.labeled_by, l.labeled_at, "
-            "EXISTS(SELECT 1 FROM clips c WHERE c.detection_id = d.id) AS has_clip, "
+            f"EXISTS({OWN_CLIP}) AS has_clip, "
             "m.run_id AS cluster_run, m.cluster, m.probability AS cluster_probability, "
             "m.fitted AS cluster_fitted, m.excluded AS cluster_excluded, m.x2, m.y2, m.x3, m.y3, m.z3 "
             "FROM detections d LEFT JOIN labels l ON l.detection_id = d.id "
@@ -305,9 +310,7 @@ def _detection_filters(device_id, encoder_version, since, until, cluster, label,
         where.append("l.label IS NULL" if label == "" else "l.label = ?")
         args += [] if label == "" else [label]
     if has_clip is not None:
-        where.append(
-            ("" if has_clip else "NOT ") + "EXISTS(SELECT 1 FROM clips c WHERE c.detection_id = d.id)"
-        )
+        where.append(("" if has_clip else "NOT ") + f"EXISTS({OWN_CLIP})")
     if ids is not None:
         ids = list(ids)[:10_000]
         where.append(f"d.id IN ({','.join('?' * len(ids)) or 'NULL'})")

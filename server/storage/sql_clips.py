@@ -208,8 +208,11 @@ class ClipsSql:
         return data, None
 
     def clip(self, detection_id: str) -> dict | None:
-        """A whole clip: ``detection_id, device_id, codec, rate, size, sha256, data, received_at``."""
-        rows = self._rows("SELECT * FROM clips WHERE detection_id = ?", [detection_id])
+        """A whole clip: ``detection_id, device_id, codec, rate, size, sha256, data, received_at``;
+        only one from the detection's own device (as :meth:`clip_ids`)."""
+        rows = self._rows(
+            "SELECT c.* FROM clips c LEFT JOIN detections d ON d.id = c.detection_id WHERE c.detection_id = ? "
+            "AND (d.device_id IS NULL OR d.device_id = c.device_id)", [detection_id])  # fmt: skip
         if rows:
             rows[0]["data"] = bytes(rows[0]["data"])
         return rows[0] if rows else None

@@ -38,3 +38,29 @@ def test_a_song_page_shows_every_field_and_where_it_was_recorded(client):
         assert f[k] == iso(row[k]), k
     assert f["site"] == "Brno, Kraví hora" and f["deployment_id"].isdigit()
     assert json.loads(f["extra"]) == {"gain_db": 12}
+
+
+def test_a_clip_from_another_device_is_never_played_as_the_song(client):
+    """A clip held under a detection from a device other than the detection's (stored before
+    clips were checked against their detection's device; the server asks the right device for
+    its own) was served at ``/clips/<id>``, shown with a player on the song's page and exported
+    as ``has_clip``: a researcher heard another recorder's audio as this song."""
+    c, storage, info = client
+    song = next(i for i, _ in info["songs"] if i not in info["clips"])
+    storage.db.execute(
+        "INSERT INTO clips(detection_id, device_id, codec, rate, size, sha256, data, received_at) "
+        "VALUES (?, 'yh-elsewhere-9', 'wav', 24000, 4, '00', x'52494646', 0)",
+        [song],
+    )
+    storage.db.conn.commit()
+    assert storage.clip_ids([song]) == set()  # as the clip requests already saw it
+    assert c.get(f"/clips/{song}").status_code == 404
+    assert "<audio" not in c.get(f"/songs/{song}").get_data(as_text=True)
+    row = c.get(
+        "/api/detections", query_string={"device": storage.detection(song)["device_id"], "limit": 5000}
+    ).json
+    assert next(r for r in row if r["id"] == song)["has_clip"] is False
+    ids = {r["id"] for r in storage.iter_detections(has_clip=True)}
+    assert song not in ids and set(info["clips"]) <= ids
+    own = info["clips"][0]
+    assert c.get(f"/clips/{own}").status_code == 200 and storage.clip(own)["size"] > 0
