@@ -154,8 +154,12 @@ def api_labels():
             raise BadRequest(f"each item needs a detection_id and a label of 1..{LABEL_MAX} characters")
         rows.append({"detection_id": det, "label": lab.strip(), "origin": "api", "labeled_by": str(r.get("by") or who)[:60],
                      "labeled_at": now, "imported_at": now})  # fmt: skip
+    ids = list(dict.fromkeys(r["detection_id"] for r in rows))
     with w.lock:
-        return jsonify(w.storage.put_labels(rows))
+        out = w.storage.put_labels(rows)
+        held = {r["id"] for r in w.storage.iter_detections(ids=ids)}
+    out["not_stored"] = [i for i in ids if i not in held]  # kept: applies once the detection arrives
+    return jsonify(out)
 
 
 @bp.post("/clusters/<run_id>/<int(signed=True):cluster>/name")

@@ -141,3 +141,17 @@ def test_a_run_that_does_not_exist_is_404_in_the_api_as_on_the_pages(client):
     assert c.get("/api/clusters?run=nope").json == {"error": "no cluster run 'nope'"}
     assert c.get(f"/api/novelty?run={info['run_id']}").status_code == 200
     assert c.get("/api/clusters?run=x&sort=1").status_code == 400  # a malformed request stays a 400
+
+
+def test_the_label_api_names_the_ids_the_server_does_not_hold(client):
+    """A label for an id the server does not hold is kept (it applies once the detection
+    arrives, as in ``label import``), but the answer counted it as ``new`` with no hint, so a
+    typo in a script's ids went unnoticed; the answer now lists those ids."""
+    c, storage, info = client
+    det = info["songs"][0][0]
+    body = [{"detection_id": det, "label": "BC"}, {"detection_id": "no-such-song", "label": "BC"}]
+    r = c.post("/api/labels", json=body, headers=AUTH)
+    assert r.status_code == 200 and r.json["not_stored"] == ["no-such-song"] and r.json["stored"] == 2
+    assert storage.label_rows(["no-such-song"])[0]["label"] == "BC"
+    r = c.post("/api/labels", json=[{"detection_id": det, "label": "BE"}], headers=AUTH)
+    assert r.json["not_stored"] == [] and r.json["replaced"] == 1
