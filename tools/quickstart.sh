@@ -5,8 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 demo=$(.venv/bin/python -c 'import edge, pathlib; print(pathlib.Path(edge.__file__).parent / "data" / "demo.wav")')
-if .venv/bin/yh-edge analyze --help >/dev/null 2>&1; then
-  YH_DEVICE__DATA_DIR="$PWD/var" .venv/bin/yh-edge analyze "$demo"
-else
-  .venv/bin/yh-edge features "$demo"
-fi
+YH_DEVICE__DATA_DIR="$PWD/var" .venv/bin/yh-edge analyze "$demo"
