@@ -119,3 +119,20 @@ def test_the_install_commands_refresh_the_package_lists_before_installing():
     for block in installing:
         first_install = re.search(r"\bapt(-get)? install\b", block).start()
         assert re.search(r"\bapt(-get)? update\b", block[:first_install]), block
+
+
+def test_the_broker_readme_gives_the_device_password_file_the_installers_mode():
+    # with 0600 root:root (the README's old advice) the yellowhammer user cannot read its own
+    # password: doctor and sync run by hand could not log in, though the service (systemd
+    # credential) still could
+    import re
+
+    installer = (ROOT / "tools" / "install_pi.sh").read_text()
+    m = re.search(r'install -m (0\d{3}) -o root -g "\$USER_NAME" /dev/null "\$ETC/mqtt-password"', installer)
+    assert m, "install_pi.sh no longer creates /etc/yellowhammer/mqtt-password as expected"
+    readme = (ROOT / "deploy" / "mosquitto" / "README.md").read_text()
+    paragraphs = [p for p in re.split(r"\n\s*\n", readme) if "/etc/yellowhammer/mqtt-password" in p]
+    modes = [mode for p in paragraphs for mode in re.findall(r"mode (0\d{3})", p)]
+    assert modes, "the README no longer says which mode the device's password file has"
+    assert set(modes) == {m.group(1)}, modes
+    assert any("yellowhammer" in p.replace("/etc/yellowhammer", "") for p in paragraphs)
