@@ -46,15 +46,18 @@ class WebServer:
     def __init__(self, storage: Storage, settings: ServeConfig, token: str, threads: int = 8) -> None:
         from waitress import create_server
 
-        from .web.app import create_app
+        from .web.app import MAX_BODY_BYTES, create_app
 
         # a page with a montage asks for many pictures at once; waitress warns of each queued one
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self.storage = storage
         self.settings = settings
         self.app = create_app(storage, settings, token)
+        # waitress receives a whole body (beyond 512 KiB into a temporary file) before the app
+        # refuses it above MAX_BODY_BYTES with a JSON 413; far above, waitress refuses it itself
         self._server = create_server(self.app, host=settings.host, port=settings.port, threads=threads,
-                                     ident="yh-server", clear_untrusted_proxy_headers=True)  # fmt: skip
+                                     ident="yh-server", clear_untrusted_proxy_headers=True,
+                                     max_request_body_size=4 * MAX_BODY_BYTES)  # fmt: skip
         self.port = int(self._server.effective_port)
         self._closing = False
 

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 
 from flask import Flask, Response, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..config import ServeConfig
 from ..dialects import colour
@@ -32,17 +32,23 @@ log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 STATIC = Path(__file__).resolve().parents[1] / "static"
+#: the largest request body taken (Flask's MAX_CONTENT_LENGTH): the largest label list the API
+#: takes (10,000 items of 128-character ids, 100-character labels and 60-character names, non-ASCII
+#: text as ``\\u`` escapes) is about 11.3 MB; anything above is a 413 before it is read
+MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 def create_app(storage: Storage, settings: ServeConfig | None = None, token: str = "") -> Flask:
     """The web app over an open storage. ``token``: the write token (empty: no writes at all)."""
     app = Flask("yellowhammer", template_folder=str(TEMPLATES), static_folder=str(STATIC))
     app.config["JSON_SORT_KEYS"] = False
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["yh"] = Web(storage, settings or ServeConfig(), token)
     app.jinja_env.globals.update(fmt_time=fmt_time, ago=ago, colour=colour, iso=iso, json=json)
     app.context_processor(_template_globals)
     app.register_error_handler(BadRequest, _bad_request)
     app.register_error_handler(StorageError, _storage_error)
+    app.register_error_handler(RequestEntityTooLarge, _too_large)
     app.register_error_handler(HTTPException, _http_error)
     app.after_request(_headers)
     for module in (pages, forms, media, api):
@@ -72,6 +78,11 @@ def _storage_error(exc: StorageError):
 
 def _http_error(exc: HTTPException):
     return _error(exc.code or 500, exc.description or exc.name)
+
+
+def _too_large(exc: RequestEntityTooLarge):
+    return _error(413, f"the request body is too large: at most {MAX_BODY_BYTES // (1 << 20)} MiB "
+                       "(send a longer label list in parts)")  # fmt: skip
 
 
 def _headers(resp: Response) -> Response:
