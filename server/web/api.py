@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from ..clustering import ClusterError, novelty_report
 from ..dialects import cluster_table, find_run
 from ..errors import BadRequest
+from ..export import BOOL_COLUMNS
 from ..places import geojson, iso
 from .context import web
 from .forms import LABEL_MAX
@@ -90,6 +91,9 @@ def api_detections():
             r["embedding"] = [round(float(v), 6) for v in r["embedding"]]
         r["extra"] = json.loads(r["extra"]) if r.get("extra") else None
         r["start_time_iso"] = iso(r["start_time"])
+        for k in BOOL_COLUMNS:  # true/false as in the export (SQL stores 0/1); unknown stays null
+            if r.get(k) is not None:
+                r[k] = bool(r[k])
     return jsonify(rows)
 
 
@@ -111,6 +115,8 @@ def api_clusters():
         run = w.run_or_404(q.get("run"), q.get("encoder"))
         members = w.storage.run_members(run["run_id"])
         table = cluster_table(w.storage, run, members)
+    for m in members:
+        m["fitted"] = bool(m["fitted"]) if m.get("fitted") is not None else None
     sizes = Counter(m["cluster"] for m in members)
     return jsonify(run=run, clusters=[{**r, "size": sizes[r["cluster"]]} for r in table], members=members)
 
