@@ -165,3 +165,59 @@ def test_the_default_config_shows_every_key_with_its_default():
                 missing.append(f"{section.name}.{f.name}")  # only unset keys may stay commented out
     assert not missing and not wrong, (missing, wrong)
     assert load_config(ROOT / "edge" / "data" / "edge.toml", env={}) == load_config(None, env={})
+
+
+def _doc_value(text: str):
+    """A default as docs/config.md writes it (`"mic"`, `3.0`, `false`, `/var/lib/...`, unset)."""
+    import tomllib
+
+    text = text.strip().strip("`")
+    if text == "unset":
+        return None
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def test_the_config_reference_gives_every_key_its_real_default():
+    import dataclasses
+    import re
+
+    from edge.core.config import Config
+
+    doc = (ROOT / "docs" / "config.md").read_text()
+    sections = dict(re.findall(r"^## `\[(\w+)\]`\n(.*?)(?=^## |\Z)", doc, flags=re.M | re.S))
+    problems = []
+    for section in dataclasses.fields(Config):
+        defaults = section.default_factory()
+        rows = {}
+        for line in sections.get(section.name, "").splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) >= 3 and cells[0].startswith("`"):
+                for key in re.findall(r"`(\w+)`", cells[0]):
+                    rows[key] = cells[2]
+        for f in dataclasses.fields(defaults):
+            want = getattr(defaults, f.name)
+            if f.name not in rows:
+                problems.append(f"{section.name}.{f.name}: no row")
+            elif _doc_value(rows[f.name]) != want:
+                problems.append(f"{section.name}.{f.name}: documented {rows[f.name]}, default {want!r}")
+    assert not problems, problems
+
+
+def test_the_docs_name_the_settings_the_code_reads():
+    import re
+
+    config_md = (ROOT / "docs" / "config.md").read_text()
+    assert "(default 10)" not in config_md  # the encoder margin falls back to 0.1 s = 5 frames
+    assert re.search(r"`OPENBLAS_NUM_THREADS`.*edge/app/runtime\.py", config_md, flags=re.S)
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    server_env = (ROOT / "tools" / "install_server.sh").read_text() + (
+        ROOT / "systemd" / "yellowhammer-server.service"
+    ).read_text()
+    server_section = deploy[deploy.index("## 7.") :]
+    names = set(re.findall(r"`(YH_[A-Z_]+)", server_section))
+    assert "YH_SERVER_MQTT__PASSWORD_FILE" in names
+    assert names and all(n in server_env for n in names), names - {n for n in names if n in server_env}
+    assert "a WAV of every song" not in deploy
