@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import time
 
-from flask import Blueprint, Response, abort, send_file
+from flask import Blueprint, Response, abort, jsonify, send_file
 
 from edge.contract import CLIP_CODECS
 
@@ -28,8 +28,8 @@ def spectrogram_image(detection_id: str):
         abort(404, "this song has no spectrogram (sent by an older device, or spectrogram.enabled = false)")
     try:
         png = spectrogram_png(wire, q.get("w"), q.get("h"))
-    except ValueError as exc:
-        abort(500, str(exc))
+    except ValueError as exc:  # damaged in the database: the song's other data stay usable
+        return jsonify(error=str(exc)), 422
     resp = Response(png, mimetype="image/png")
     resp.headers["Cache-Control"] = "public, max-age=86400"  # a song's spectrogram never changes
     return resp

@@ -14,6 +14,7 @@ from ..places import DeploymentIndex, iso
 from ..storage import DETECTION_COLUMNS
 from .context import web
 from .params import as_text, fmt_time, params
+from .render import read_spectrogram
 from .svg import devices_map, scatter
 
 bp = Blueprint("pages", __name__)
@@ -144,10 +145,14 @@ def song_page(detection_id: str):
         clip = w.storage.clip(detection_id) if d["has_clip"] else None
         place = DeploymentIndex(w.storage.deployments(d["device_id"])).find(d)
     d.pop("embedding", None)
-    spec = json.loads(d.pop("spectrogram")) if d.get("spectrogram") else None
-    return render_template(
-        "song.html", d=d, spec=spec, history=history, clip=clip, fields=_song_fields(d, place)
-    )
+    wire, spec, spec_error = d.pop("spectrogram", None), None, ""
+    if wire:
+        try:
+            spec = read_spectrogram(wire)
+        except ValueError as exc:  # damaged in the database: say so, show the rest of the song
+            spec_error = str(exc)
+    return render_template("song.html", d=d, spec=spec, spec_error=spec_error, history=history, clip=clip,
+                           fields=_song_fields(d, place))  # fmt: skip
 
 
 def _song_fields(d: dict, place: dict | None) -> list[tuple[str, str]]:

@@ -23,17 +23,26 @@ def _lut() -> np.ndarray:
     return (colormaps["magma"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
 
 
-def spectrogram_png(wire: str | dict, width: int | None = None, height: int | None = None,
+def read_spectrogram(wire: str | bytes | dict) -> Spectrogram:
+    """A stored spectrogram (its wire JSON, or the object), checked as the ingest checks it;
+    ``ValueError("stored spectrogram unreadable: <reason>")`` for anything it cannot read (text
+    that is not JSON or not UTF-8, nesting beyond the recursion limit, missing or wrong fields,
+    cells that do not inflate)."""
+    try:
+        return Spectrogram.from_wire(json.loads(wire) if isinstance(wire, (str, bytes)) else wire)
+    except (ContractError, ValueError, TypeError, RecursionError) as exc:
+        reason = str(exc)[:200] if not isinstance(exc, RecursionError) else "nested too deeply"
+        raise ValueError(f"stored spectrogram unreadable: {reason}") from None
+
+
+def spectrogram_png(wire: str | bytes | dict, width: int | None = None, height: int | None = None,
                     range_db: float = DISPLAY_RANGE_DB) -> bytes:  # fmt: skip
     """A PNG of a stored spectrogram (its wire JSON): time left to right, frequency bottom to top.
 
     Default size: 3 pixels per frame, 2 per mel band; ``width``/``height`` resize (bounded)."""
     from PIL import Image
 
-    try:
-        spec = Spectrogram.from_wire(json.loads(wire) if isinstance(wire, str) else wire)
-    except (ContractError, ValueError) as exc:
-        raise ValueError(f"stored spectrogram unreadable: {exc}") from None
+    spec = read_spectrogram(wire)
     db = spec.db()
     lo = spec.db_max - range_db
     level = np.clip((db - lo) / range_db, 0.0, 1.0)

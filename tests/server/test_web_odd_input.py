@@ -46,3 +46,39 @@ def test_the_api_gives_flags_as_json_booleans_as_the_export_does(client):
     assert rows[late]["cluster_fitted"] is None and rows[late]["cluster"] is None  # unknown stays null
     members = c.get("/api/clusters").json["members"]
     assert members and all(m["fitted"] is True for m in members)
+
+
+DAMAGED_SPECTROGRAMS = [
+    "{not json",  # cut or garbled text
+    '["u8z", 128, 64]',  # JSON, not an object
+    '{"fmt": "u8z"}',  # an object without its fields
+    '{"fmt": "u8z", "frames": 2, "mels": 2, "fps": 50.0, "t0": 0.0, "fmin": 1500.0, "fmax": 11000.0, '
+    '"db_max": -21.0, "db_step": 1.5, "b64": "bm90IGRlZmxhdGVk"}',  # cells that are not deflated
+    "[" * 100_000,  # nested beyond Python's recursion limit
+    b"\xff\xfe\x00garbage",  # bytes where text belongs (SQLite keeps what it was given)
+]
+
+
+@pytest.mark.parametrize("wire", DAMAGED_SPECTROGRAMS, ids=range(len(DAMAGED_SPECTROGRAMS)))
+def test_a_damaged_stored_spectrogram_never_makes_a_500(client, wire):
+    """A stored spectrogram that cannot be read made the song's page a 500 (json.loads, or the
+    template reading fields the object lacks) and its picture a 500: the page now says so and
+    shows the rest of the song, the picture is a 422 with the reason."""
+    c, storage, info = client
+    det, label = next((i, lab) for i, lab in info["songs"] if storage.label_rows([i]))
+    storage.db.execute("UPDATE detections SET spectrogram = ? WHERE id = ?", [wire, det])
+    storage.db.conn.commit()
+    r = c.get(f"/songs/{det}")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200 and "spectrogram unreadable" in page
+    assert "<img" not in page.split("<h1>", 1)[1].split("</table>", 1)[0]  # no picture that cannot load
+    assert det in page and label in page and "received_at" in page  # the rest of the song
+    r = c.get(f"/spectrogram/{det}.png")
+    assert r.status_code == 422 and r.is_json and "spectrogram unreadable" in r.json["error"]
+    assert c.get(f"/spectrogram/{det}.png?w=100&h=50").status_code == 422
+    other = next(i for i, _ in info["songs"] if i != det)
+    assert c.get(f"/spectrogram/{other}.png").status_code == 200
+    run = info["run_id"]
+    cluster = next(m["cluster"] for m in storage.run_members(run) if m["detection_id"] == det)
+    assert c.get(f"/clusters/{run}/{cluster}").status_code == 200
+    assert c.get("/api/detections?limit=5000").status_code == 200
