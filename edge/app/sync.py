@@ -53,7 +53,13 @@ def running_publisher(cfg: Config) -> dict | None:
     off: a broker that forces the username as client id (deploy/mosquitto) gives both one id."""
     from edge.app.health import read_health
 
-    h = read_health(cfg.device.data_dir, cfg.health.log_interval_s, cfg.health.stall_seconds)
+    return _sending(
+        cfg, read_health(cfg.device.data_dir, cfg.health.log_interval_s, cfg.health.stall_seconds)
+    )
+
+
+def _sending(cfg: Config, h: dict | None) -> dict | None:
+    """``h`` when it is the health of a running daemon that sends to this config's broker."""
     pub = (h or {}).get("publisher")
     if not h or not h.get("running") or not isinstance(pub, dict):
         return None
@@ -63,9 +69,11 @@ def running_publisher(cfg: Config) -> dict | None:
 def wait_for_daemon(cfg: Config, health: dict, timeout: float) -> dict | None:
     """Leave the sending to the running daemon and wait (reading the database) until it has sent
     every sendable detection, or ``timeout``; None if the daemon stopped meanwhile (the caller then
-    sends itself). Its database must be this one: any other is refused (the daemon holds the
-    connection)."""
+    sends itself). A daemon restarted meanwhile (a new pid) or a health file unreadable for a
+    moment is still one that sends: connecting beside it would throw it off. Its database must be
+    this one: any other is refused (the daemon holds the connection)."""
     from edge.adapters.store.sqlite import SqliteStore
+    from edge.app.health import read_health
 
     pid = health.get("pid")
     if Path(str(health.get("database"))).resolve() != cfg.db_path.resolve():
@@ -86,9 +94,12 @@ def wait_for_daemon(cfg: Config, health: dict, timeout: float) -> dict | None:
             if drained or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-            health = running_publisher(cfg)
-            if health is None or health.get("pid") != pid:
-                return None
+            h = read_health(cfg.device.data_dir, cfg.health.log_interval_s, cfg.health.stall_seconds)
+            if h is None:  # met half written (or unreadable) for a moment: the daemon still sends
+                continue
+            if _sending(cfg, h) is None:
+                return None  # it stopped (or no longer sends there): the caller sends itself
+            health, pid = h, h.get("pid")  # restarted (systemd): the new daemon sends; wait for it
     finally:
         store.close()
     return {"device_id": cfg.device_id, "broker": f"{cfg.mqtt.host}:{cfg.mqtt.port}", "daemon_pid": pid,

@@ -1,0 +1,84 @@
+"""``yh-edge sync`` beside a running daemon (``edge.app.sync.wait_for_daemon``) without a broker:
+the daemon is a health file and a live pid, its sending is marking rows synced in the database."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edge.adapters.store.sqlite import SqliteStore
+from edge.app.health import HEALTH_FILE, read_health, write_health
+from edge.app.sync import wait_for_daemon
+
+from .helpers import edge_config, fill_store
+
+
+class _Broker:
+    host, port = "127.0.0.1", 1883
+
+
+@pytest.fixture()
+def sleepers():
+    procs = [subprocess.Popen(["sleep", "120"]) for _ in range(2)]
+    yield procs
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def _health(cfg, pid: int) -> None:
+    write_health(cfg.device.data_dir, {
+        "pid": pid, "state": "running", "updated": time.time(), "health_interval_s": 5.0,
+        "database": str(cfg.db_path),
+        "publisher": {"broker": f"{cfg.mqtt.host}:{cfg.mqtt.port}", "connected": True, "skipped": 0},
+    })  # fmt: skip
+
+
+def _waiting(cfg, timeout: float) -> tuple[threading.Thread, list]:
+    out: list = []
+    t = threading.Thread(
+        target=lambda: out.append(wait_for_daemon(cfg, read_health(cfg.device.data_dir), timeout))
+    )
+    t.start()
+    return t, out
+
+
+def test_a_restarted_or_briefly_unreadable_daemon_is_still_left_to_send(tmp_path: Path, sleepers):
+    # systemd restarts the recorder (a new pid) or the health file is met half written: the daemon
+    # still sends, so the sync must go on waiting; returning None made it connect beside the daemon
+    # (and, on a broker forcing client id = username, throw it off)
+    db = tmp_path / "detections.sqlite"
+    cfg = edge_config(_Broker, "dev-a", db)
+    ids = fill_store(db, "dev-a", 3)
+    first, second = sleepers
+    _health(cfg, first.pid)
+    t, out = _waiting(cfg, 20.0)
+    time.sleep(1.0)
+    (Path(cfg.device.data_dir) / HEALTH_FILE).write_text('{"pid": ')  # half written, for a while
+    time.sleep(1.0)
+    _health(cfg, second.pid)  # the restarted daemon
+    time.sleep(1.0)
+    store = SqliteStore(db)
+    store.mark_synced(ids)  # ... which sends the backlog
+    store.close()
+    t.join(30)
+    assert out and out[0] is not None, "the sync gave up waiting beside a running daemon"
+    assert out[0]["daemon_pid"] == second.pid and out[0]["drained"] and out[0]["remaining"] == 0
+    assert out[0]["acked"] == 3
+
+
+def test_a_daemon_that_stops_is_no_longer_waited_for(tmp_path: Path, sleepers):
+    db = tmp_path / "detections.sqlite"
+    cfg = edge_config(_Broker, "dev-a", db)
+    fill_store(db, "dev-a", 2)
+    _health(cfg, sleepers[0].pid)
+    t, out = _waiting(cfg, 20.0)
+    time.sleep(1.0)
+    sleepers[0].kill()
+    sleepers[0].wait()
+    t.join(10)
+    assert out == [None]  # the caller sends itself
