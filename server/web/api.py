@@ -14,7 +14,7 @@ from ..errors import BadRequest
 from ..export import BOOL_COLUMNS
 from ..places import geojson, iso
 from .context import web
-from .forms import LABEL_MAX
+from .forms import BY_MAX, LABEL_MAX
 from .params import DETECTION_PARAMS, as_device, as_text, params
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -158,7 +158,7 @@ def api_labels():
         det, lab = r.get("detection_id"), r.get("label")
         if not isinstance(det, str) or not isinstance(lab, str) or not 0 < len(lab.strip()) <= LABEL_MAX:
             raise BadRequest(f"each item needs a detection_id and a label of 1..{LABEL_MAX} characters")
-        rows.append({"detection_id": det, "label": lab.strip(), "origin": "api", "labeled_by": str(r.get("by") or who)[:60],
+        rows.append({"detection_id": det, "label": lab.strip(), "origin": "api", "labeled_by": _label_by(r, who),
                      "labeled_at": now, "imported_at": now})  # fmt: skip
     ids = list(dict.fromkeys(r["detection_id"] for r in rows))
     with w.lock:
@@ -166,6 +166,18 @@ def api_labels():
         held = {r["id"] for r in w.storage.iter_detections(ids=ids)}
     out["not_stored"] = [i for i in ids if i not in held]  # kept: applies once the detection arrives
     return jsonify(out)
+
+
+def _label_by(item: dict, who: str) -> str:
+    """An item's ``"by"``: text of at most BY_MAX characters (spaces around it dropped); left
+    out, ``null`` or empty: ``who``, the writer's name."""
+    by = item.get("by")
+    if by is None:
+        return who
+    if not isinstance(by, str) or len(by.strip()) > BY_MAX:
+        raise BadRequest(f'an item\'s "by" (who labelled) must be text of at most {BY_MAX} characters, '
+                         f"or left out; got {json.dumps(by)[:40]}")  # fmt: skip
+    return by.strip() or who
 
 
 @bp.post("/clusters/<run_id>/<int(signed=True):cluster>/name")

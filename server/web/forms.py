@@ -16,6 +16,7 @@ from .context import web
 log = logging.getLogger(__name__)
 bp = Blueprint("forms", __name__)
 LABEL_MAX = 100
+BY_MAX = 60  # who labelled (a name)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -71,7 +72,7 @@ def label_form():
     w = web()
     who = w.require_write()
     det, label = request.form.get("detection_id", ""), request.form.get("label", "").strip()
-    who = (request.form.get("by") or who).strip()[:60] or "web"
+    who = (request.form.get("by") or who).strip()[:BY_MAX] or "web"
     if not label or len(label) > LABEL_MAX:
         raise BadRequest(f"a label must have 1..{LABEL_MAX} characters")
     with w.lock:

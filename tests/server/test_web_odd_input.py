@@ -82,3 +82,30 @@ def test_a_damaged_stored_spectrogram_never_makes_a_500(client, wire):
     cluster = next(m["cluster"] for m in storage.run_members(run) if m["detection_id"] == det)
     assert c.get(f"/clusters/{run}/{cluster}").status_code == 200
     assert c.get("/api/detections?limit=5000").status_code == 200
+
+
+@pytest.mark.parametrize("by", [5, 1.5, True, ["Jana"], {"name": "Jana"}, "J" * 61])
+def test_the_label_api_refuses_a_by_that_is_not_a_short_text(client, by):
+    """``"by"`` (who labelled) was turned into text whatever it was (``5``, ``true``, a list, an
+    object) and cut to 60 characters; it is now checked as the other fields are."""
+    c, storage, info = client
+    det = info["songs"][1][0]
+    before = storage.label_rows([det])
+    r = c.post("/api/labels", json=[{"detection_id": det, "label": "BC", "by": by}], headers=AUTH)
+    assert r.status_code == 400 and '"by"' in r.json["error"] and "60" in r.json["error"], r.json
+    assert storage.label_rows([det]) == before
+
+
+def test_the_label_api_takes_a_by_of_text_or_none(client):
+    c, storage, info = client
+    det = info["songs"][1][0]
+    r = c.post(
+        "/api/labels", json=[{"detection_id": det, "label": "BC", "by": "  Jana Nováková "}], headers=AUTH
+    )
+    assert r.status_code == 200 and storage.label_rows([det])[0]["labeled_by"] == "Jana Nováková"
+    for by in (None, ""):  # not given: the writer's name
+        body = [{"detection_id": det, "label": f"BE{by}", "by": by}]
+        r = c.post("/api/labels", json=body, headers={**AUTH, "X-YH-User": "script-7"})
+        assert r.status_code == 200 and storage.label_rows([det])[0]["labeled_by"] == "script-7"
+    r = c.post("/api/labels", json=[{"detection_id": det, "label": "BC", "by": "J" * 60}], headers=AUTH)
+    assert r.status_code == 200 and storage.label_rows([det])[0]["labeled_by"] == "J" * 60
