@@ -66,6 +66,23 @@ def _sending(cfg: Config, h: dict | None) -> dict | None:
     return h if pub.get("broker") == f"{cfg.mqtt.host}:{cfg.mqtt.port}" else None
 
 
+def _sendable(store, remaining: int, dtype: str, first: bool = False) -> int:
+    """How many of the ``remaining`` unsynced detections can be sent (``first``: 1 at the first);
+    read here, not taken from the daemon's health: its count of unsendable ones is as old as the
+    file and stays when such rows are deleted (a disk emergency), so it could call a backlog of
+    sendable detections drained."""
+    n = 0
+    for d in store.unsynced(remaining) if remaining else []:  # undecodable rows are left out
+        try:
+            d.to_message(dtype)
+        except (TypeError, ValueError):  # never sendable: the daemon skips it too
+            continue
+        n += 1
+        if first:
+            break
+    return n
+
+
 def wait_for_daemon(cfg: Config, health: dict, timeout: float) -> dict | None:
     """Leave the sending to the running daemon and wait (reading the database) until it has sent
     every sendable detection, or ``timeout``; None if the daemon stopped meanwhile (the caller then
@@ -88,9 +105,8 @@ def wait_for_daemon(cfg: Config, health: dict, timeout: float) -> dict | None:
         deadline = time.monotonic() + timeout
         while True:
             pub = health.get("publisher") or {}
-            skipped = pub.get("skipped") if isinstance(pub.get("skipped"), int) else 0
             remaining = store.counts()["unsynced"]
-            drained = remaining <= skipped
+            drained = not _sendable(store, remaining, cfg.mqtt.embedding_dtype, first=True)
             if drained or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -100,6 +116,7 @@ def wait_for_daemon(cfg: Config, health: dict, timeout: float) -> dict | None:
             if _sending(cfg, h) is None:
                 return None  # it stopped (or no longer sends there): the caller sends itself
             health, pid = h, h.get("pid")  # restarted (systemd): the new daemon sends; wait for it
+        skipped = remaining - _sendable(store, remaining, cfg.mqtt.embedding_dtype)
     finally:
         store.close()
     return {"device_id": cfg.device_id, "broker": f"{cfg.mqtt.host}:{cfg.mqtt.port}", "daemon_pid": pid,

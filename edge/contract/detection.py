@@ -46,7 +46,9 @@ from edge.contract.embedding import (  # noqa: F401 - re-exported with the detec
 )
 from edge.contract.spectrogram import Spectrogram
 from edge.contract.wire import (
+    MAX_PAYLOAD_BYTES,
     SCHEMA_VERSION,
+    ContractError,
     dumps,
     finite_or,
     parse_json,
@@ -223,6 +225,14 @@ class Detection:
             else:
                 body[f.name] = v
         return dumps(body)
+
+    def to_message(self, dtype: str = "f16") -> bytes:
+        """The payload as the publisher sends it; raises ContractError if it cannot be encoded or
+        exceeds :data:`MAX_PAYLOAD_BYTES` (such a detection is never sendable)."""
+        payload = self.to_payload(dtype)
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        return payload
 
     @classmethod
     def from_payload(cls, payload, topic_device: str | None = None, now: float | None = None) -> Detection:

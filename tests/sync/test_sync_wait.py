@@ -82,3 +82,42 @@ def test_a_daemon_that_stops_is_no_longer_waited_for(tmp_path: Path, sleepers):
     sleepers[0].wait()
     t.join(10)
     assert out == [None]  # the caller sends itself
+
+
+def _health_skipped(cfg, pid: int, skipped: int) -> None:
+    _health(cfg, pid)
+    h = read_health(cfg.device.data_dir)
+    h["publisher"]["skipped"] = skipped
+    write_health(cfg.device.data_dir, h)
+
+
+def test_nothing_sent_is_never_reported_drained_on_the_daemons_old_count_of_unsendable_rows(
+    tmp_path: Path, sleepers
+):
+    # the daemon's health counts 2 unsendable detections it skipped, since deleted (a disk
+    # emergency deletes the oldest unsynced rows): 2 sendable ones, not sent, were called drained
+    db = tmp_path / "detections.sqlite"
+    cfg = edge_config(_Broker, "dev-a", db)
+    fill_store(db, "dev-a", 2)
+    _health_skipped(cfg, sleepers[0].pid, 2)
+    r = wait_for_daemon(cfg, read_health(cfg.device.data_dir), 1.5)
+    assert r is not None and not r["drained"] and r["remaining"] == 2 and r["skipped"] == 0
+    assert r["acked"] == 0
+
+
+def test_a_backlog_of_only_unsendable_rows_is_drained_whatever_the_health_file_says(tmp_path: Path, sleepers):
+    import sqlite3
+
+    db = tmp_path / "detections.sqlite"
+    cfg = edge_config(_Broker, "dev-a", db)
+    ids = fill_store(db, "dev-a", 3)
+    store = SqliteStore(db)
+    store.mark_synced(ids[1:])
+    store.close()
+    with sqlite3.connect(db) as c:  # the one left cannot be decoded: the daemon skips it
+        c.execute("UPDATE detections SET spectrogram = 'damaged' WHERE id = ?", [ids[0]])
+    c.close()
+    _health_skipped(cfg, sleepers[0].pid, 0)  # written before the daemon met it
+    t0 = time.monotonic()
+    r = wait_for_daemon(cfg, read_health(cfg.device.data_dir), 20.0)
+    assert r["drained"] and r["remaining"] == 1 and r["skipped"] == 1 and time.monotonic() - t0 < 5

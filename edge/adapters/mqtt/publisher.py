@@ -42,7 +42,6 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 
 from edge.contract import (
-    MAX_PAYLOAD_BYTES,
     ContractError,
     Status,
     Topics,
@@ -238,9 +237,7 @@ class MqttPublisher(Acks, ClipUploads, Reconcile):
         sent = 0
         for d in todo:
             try:
-                payload = d.to_payload(self.cfg.embedding_dtype)
-                if len(payload) > MAX_PAYLOAD_BYTES:
-                    raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+                payload = d.to_message(self.cfg.embedding_dtype)
             except (TypeError, ValueError) as exc:
                 # a row that can never be sent must not block the ones behind it
                 log.error("mqtt: detection %s cannot be encoded, skipping it: %s", d.id, exc)
