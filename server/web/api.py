@@ -135,8 +135,12 @@ def api_novelty():
 
 def _json_body():
     """The request's JSON (None when it is not JSON); a string in it must be Unicode text: JSON's
-    escapes can spell a lone surrogate (``"\\ud800"``), which no database can store."""
-    body = request.get_json(silent=True)
+    escapes can spell a lone surrogate (``"\\ud800"``), which no database can store. JSON nested
+    beyond Python's recursion limit is refused (the parser raises RecursionError, not ValueError)."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        raise BadRequest("the JSON is nested too deeply") from None
     try:
         json.dumps(body, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:

@@ -109,3 +109,17 @@ def test_the_label_api_takes_a_by_of_text_or_none(client):
         assert r.status_code == 200 and storage.label_rows([det])[0]["labeled_by"] == "script-7"
     r = c.post("/api/labels", json=[{"detection_id": det, "label": "BC", "by": "J" * 60}], headers=AUTH)
     assert r.status_code == 200 and storage.label_rows([det])[0]["labeled_by"] == "J" * 60
+
+
+def test_a_json_body_nested_too_deeply_is_a_400(client):
+    """A body of 100,000 ``[`` made Python's JSON parser give up with a RecursionError, which
+    Flask does not count as malformed JSON: every write API answered 500."""
+    c, storage, info = client
+    run = info["run_id"]
+    before = storage.cluster_names(run)
+    for url in ("/api/labels", f"/api/clusters/{run}/0/name", "/api/clip-requests"):
+        r = c.post(url, data="[" * 100_000, headers={**AUTH, "Content-Type": "application/json"})
+        assert r.status_code == 400 and "nested" in r.json["error"], (url, r.status_code)
+    assert storage.cluster_names(run) == before and storage.clip_requests() == []
+    r = c.post("/api/labels", data="[" * 50 + "]" * 50, headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 400 and "send a JSON list" in r.json["error"]  # nested, but parsed
