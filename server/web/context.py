@@ -47,7 +47,7 @@ class Web:
         if not self.can_write():
             abort(401, "writing needs the token: log in at /login or send Authorization: Bearer <token>")
         origin = request.headers.get("Origin")
-        if origin and urlparse(origin).netloc != request.host:
+        if origin and _netloc(origin) != request.host:  # one the URL parser refuses is not ours
             abort(403, "cross-site request refused")
         return (request.cookies.get("yh_user") or request.headers.get("X-YH-User") or "web")[:60]
 
@@ -85,6 +85,13 @@ class Web:
             for r in self.storage.iter_detections(ids=[i for i in ids if i not in have]):
                 by_dev.setdefault(r["device_id"], []).append(r["id"])
             return sum(len(self.storage.note_clip_requests(dev, part, why)) for dev, part in by_dev.items())
+
+
+def _netloc(url: str) -> str | None:
+    try:
+        return urlparse(url).netloc
+    except ValueError:  # e.g. an unclosed IPv6 bracket: "http://[::1"
+        return None
 
 
 def _point(d: dict) -> dict:

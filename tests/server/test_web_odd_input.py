@@ -123,3 +123,23 @@ def test_a_json_body_nested_too_deeply_is_a_400(client):
     assert storage.cluster_names(run) == before and storage.clip_requests() == []
     r = c.post("/api/labels", data="[" * 50 + "]" * 50, headers={**AUTH, "Content-Type": "application/json"})
     assert r.status_code == 400 and "send a JSON list" in r.json["error"]  # nested, but parsed
+
+
+@pytest.mark.parametrize("origin", ["http://[::1", "http://[evil.example", "http://a]b"])
+def test_an_origin_that_cannot_be_parsed_is_refused_as_cross_site(client, origin):
+    """An ``Origin`` header Python's URL parser refuses (an unclosed IPv6 bracket) made every
+    write a 500; it is not this site, so the write is refused as cross-site."""
+    c, storage, info = client
+    det = info["songs"][0][0]
+    before = storage.label_rows([det])
+    r = c.post("/api/labels", json=[{"detection_id": det, "label": "BD"}], headers={**AUTH, "Origin": origin})
+    assert r.status_code == 403 and "cross-site" in r.json["error"]
+    r = c.post("/label", data={"detection_id": det, "label": "BD"}, headers={**AUTH, "Origin": origin})
+    assert r.status_code == 403
+    assert storage.label_rows([det]) == before
+    r = c.post(
+        "/api/labels",
+        json=[{"detection_id": det, "label": "BD"}],
+        headers={**AUTH, "Origin": "http://localhost"},
+    )
+    assert r.status_code == 200  # the test client's own host
