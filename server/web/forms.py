@@ -57,7 +57,10 @@ def local_path(nxt: str, default: str) -> str:
     if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in nxt):
         return default
     for form in (nxt, nxt.strip(), "".join(nxt.split())):
-        u = urlparse(form)
+        try:
+            u = urlparse(form)
+        except ValueError:  # a host the parser refuses ("//[::1"): not a path on this site
+            return default
         if u.scheme or u.netloc or form.startswith("//"):
             return default
     return nxt
