@@ -53,6 +53,8 @@ def report(name: str = "index.html"):
     from ..report import write_report  # matplotlib: only when the report is asked for
 
     params({})
+    if "\x00" in name:  # no file has it; the path lookup would raise ValueError
+        abort(404, "no such report file")
     w = web()
     if time.monotonic() - w.report_made > REPORT_MAX_AGE_S or not (w.report_dir / "index.html").exists():
         with w.lock:

@@ -143,3 +143,12 @@ def test_an_origin_that_cannot_be_parsed_is_refused_as_cross_site(client, origin
         headers={**AUTH, "Origin": "http://localhost"},
     )
     assert r.status_code == 200  # the test client's own host
+
+
+def test_a_report_file_name_with_a_nul_is_404(client):
+    """``/report/a%00b`` made the path lookup raise ValueError (embedded null byte): a 500."""
+    c, _, _ = client
+    for name in ("a%00b", "index.html%00.png", "%00"):
+        r = c.get(f"/report/{name}")
+        assert r.status_code == 404, (name, r.status_code)
+    assert c.get("/report/").status_code == 200
