@@ -18,6 +18,7 @@ from .forms import BY_MAX, LABEL_MAX
 from .params import DETECTION_PARAMS, as_device, as_text, params
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+WHY_MAX = 100  # the reason noted with a clip request
 
 
 @bp.get("")
@@ -209,4 +210,8 @@ def api_clip_requests():
     ids = body.get("ids") if isinstance(body, dict) else None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > 1000:
         raise BadRequest('send {"ids": [detection ids]} (at most 1000)')
-    return jsonify(requested=w.ask_clips(ids, str(body.get("why") or "requested through the API")[:100]))
+    why = body.get("why")
+    if why is not None and (not isinstance(why, str) or len(why.strip()) > WHY_MAX):
+        raise BadRequest(f'"why" (the reason noted with the request) must be text of at most {WHY_MAX} '
+                         f"characters, or left out; got {json.dumps(why)[:40]}")  # fmt: skip
+    return jsonify(requested=w.ask_clips(ids, (why or "").strip() or "requested through the API"))

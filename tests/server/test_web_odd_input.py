@@ -152,3 +152,15 @@ def test_a_report_file_name_with_a_nul_is_404(client):
         r = c.get(f"/report/{name}")
         assert r.status_code == 404, (name, r.status_code)
     assert c.get("/report/").status_code == 200
+
+
+@pytest.mark.parametrize("why", [7, ["x"], {"a": 1}, True, "w" * 101])
+def test_a_clip_request_refuses_a_why_that_is_not_a_short_text(client, why):
+    """``"why"`` was turned into text whatever it was (``{'a': 1}`` stored as the reason)."""
+    c, storage, info = client
+    det = next(i for i, _ in info["songs"] if i not in info["clips"])
+    r = c.post("/api/clip-requests", json={"ids": [det], "why": why}, headers=AUTH)
+    assert r.status_code == 400 and '"why"' in r.json["error"], r.json
+    assert storage.clip_requests() == []
+    r = c.post("/api/clip-requests", json={"ids": [det], "why": "dialect check"}, headers=AUTH)
+    assert r.status_code == 200 and r.json["requested"] == 1
