@@ -14,12 +14,14 @@
 #      libopenblas (numpy/scipy wheels), sqlite3 (to look at the database by hand)
 #   2. a system user "yellowhammer" in the "audio" group, without login or home
 #   3. a new release /opt/yellowhammer/releases/<date>-<version>/ (the source and a virtual
-#      environment with the package and its 'mic' extra); only when it installed completely does
-#      /opt/yellowhammer/current point to it (/opt/yellowhammer/venv and src follow that link), so a
-#      failed update leaves the running version alone; the last 3 releases are kept for --rollback
+#      environment with the package and its 'mic' extra)
 #   4. /etc/yellowhammer/edge.toml from the bundled default (device id = yh-<hostname>)
 #      and an empty /etc/yellowhammer/mqtt-password (mode 0640, root:yellowhammer)
-#   5. the systemd unit, enabled and started; then `yh-edge doctor`
+#   5. the new release checks the existing config (`config validate`) and database (`db check`);
+#      only when it installed completely and accepts both does /opt/yellowhammer/current point to
+#      it (/opt/yellowhammer/venv and src follow that link): a failed or refused update removes
+#      the new release and leaves the running version alone; the last 3 releases are kept
+#   6. the systemd unit, enabled and (re)started; then `yh-edge doctor`
 #
 # Undo: systemctl disable --now yellowhammer-edge; rm -r /opt/yellowhammer /etc/yellowhammer
 #       /etc/systemd/system/yellowhammer-edge.service; userdel yellowhammer
@@ -28,27 +30,14 @@ set -euo pipefail
 
 PREFIX=/opt/yellowhammer
 ETC=/etc/yellowhammer
+DATA_DIR=/var/lib/yellowhammer  # the unit's StateDirectory (YH_DEVICE__DATA_DIR there)
+SYSTEMD_DIR=/etc/systemd/system
 USER_NAME=yellowhammer
 UNIT=yellowhammer-edge.service
 KEEP_RELEASES=3
 START=1
 MODE=install
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-
-for arg in "$@"; do
-    case "$arg" in
-        --no-start) START=0 ;;
-        --check) MODE=check ;;
-        --rollback) MODE=rollback ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
-        *) echo "unknown option: $arg" >&2; exit 2 ;;
-    esac
-done
-
-if [[ $EUID -ne 0 ]]; then
-    echo "run as root: sudo $0 $*" >&2
-    exit 1
-fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -86,23 +75,66 @@ restart_service() {
     fi
 }
 
-doctor() {
-    # as the service user, with the service's data directory
-    sudo -u "$USER_NAME" YH_DEVICE__DATA_DIR=/var/lib/yellowhammer \
-        "$PREFIX/venv/bin/yh-edge" doctor --config "$ETC/edge.toml"
+# yh-edge of the release in directory $1 (its venv), as the service user with the service's data
+# directory: a database opened as root could leave files behind that the service cannot write
+yh_as_service() {
+    local dir="$1"
+    shift
+    sudo -u "$USER_NAME" YH_DEVICE__DATA_DIR="$DATA_DIR" "$dir/venv/bin/yh-edge" "$@"
 }
 
-if [[ $MODE == check ]]; then
+doctor() { yh_as_service "$PREFIX" doctor --config "$ETC/edge.toml"; }
+
+# the database file of the config, as the service sees it, by the release in directory $1
+db_file() {
+    sudo -u "$USER_NAME" YH_DEVICE__DATA_DIR="$DATA_DIR" "$1/venv/bin/python" -c \
+        'import sys; from edge.app.config import load_config; print(load_config(sys.argv[1]).db_path)' \
+        "$ETC/edge.toml"
+}
+
+# does the release in directory $1 accept the config and the database (if there is one)? if not,
+# print why; nothing is written (the database is opened read-only)
+release_accepts() {
+    local dir="$1" out db
+    out="$(yh_as_service "$dir" config validate "$ETC/edge.toml" 2>&1)" || { printf '%s\n' "$out"; return 1; }
+    db="$(db_file "$dir" 2>&1)" || { printf '%s\n' "$db"; return 1; }
+    if [[ -e "$db" ]]; then
+        out="$(yh_as_service "$dir" db check --config "$ETC/edge.toml" 2>&1)" || { printf '%s\n' "$out"; return 1; }
+    fi
+    return 0
+}
+
+# the update to release $1 is not made: remove it; the running release stays current and running
+refuse_update() {
+    rm -rf "${PREFIX:?}/releases/$1"
+    printf 'update refused: %s\nnothing changed: still current and running: %s (release %s removed)\n' \
+        "$2" "$(current_release)" "$1" >&2
+    exit 1
+}
+
+# make the complete release $1 current, but only if it accepts the existing config and database
+activate() {
+    local rel="$1" why
+    step "release $rel: checking $ETC/edge.toml and the database with it"
+    if ! why="$(release_accepts "$PREFIX/releases/$rel")"; then
+        printf '%s\n' "$why" >&2
+        refuse_update "$rel" "release $rel does not accept $ETC/edge.toml or the database (above);
+fix the config (docs/config.md) or the database (docs/deploy.md, doctor), then run $0 again"
+    fi
+    switch_to "$rel"
+}
+
+do_check() {
     step "releases in $PREFIX/releases (current: $(current_release))"
     releases | sed 's/^/  /'
     "$PREFIX/venv/bin/yh-edge" --version
     "$PREFIX/venv/bin/yh-edge" config validate "$ETC/edge.toml"
     step "doctor"
     doctor
-    exit $?
-fi
+}
 
-if [[ $MODE == rollback ]]; then
+do_rollback() {
+    local cur prev
     cur="$(current_release)"
     prev="$(releases | awk -v c="$cur" '$0 == c { print last; exit } { last = $0 }')"
     if [[ -z "$cur" || -z "$prev" ]]; then
@@ -111,98 +143,143 @@ if [[ $MODE == rollback ]]; then
     fi
     step "rollback: $cur -> $prev"
     switch_to "$prev"
-    install -m 0644 "$PREFIX/src/systemd/$UNIT" "/etc/systemd/system/$UNIT"  # that release's unit
+    install -m 0644 "$PREFIX/src/systemd/$UNIT" "$SYSTEMD_DIR/$UNIT"  # that release's unit
     restart_service
     echo "rolled back; $cur stays in $PREFIX/releases until the next install removes old releases"
-    exit 0
-fi
-
-if [[ ! -f "$SRC/pyproject.toml" || ! -d "$SRC/edge" ]]; then
-    echo "$SRC does not look like the yellowhammer source tree" >&2
-    exit 1
-fi
-
-case "$(uname -m)" in
-    armv6l|armv7l)
-        echo "this is 32-bit Raspberry Pi OS ($(uname -m)): PyPI has no TensorFlow Lite interpreter for it;" \
-            "install Raspberry Pi OS (64-bit) instead (docs/deploy.md, 'Supported systems')" >&2
-        exit 1 ;;
-esac
-
-step "system packages"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends \
-    python3 python3-venv python3-dev build-essential \
-    portaudio19-dev libportaudio2 alsa-utils \
-    libopenblas0 sqlite3 ca-certificates
-
-step "user $USER_NAME (groups: audio)"
-if ! id "$USER_NAME" >/dev/null 2>&1; then
-    useradd --system --no-create-home --home-dir /var/lib/yellowhammer \
-        --shell /usr/sbin/nologin --groups audio "$USER_NAME"
-else
-    usermod -a -G audio "$USER_NAME"
-fi
-
-version="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$SRC/pyproject.toml" | head -n1)"
-if git -C "$SRC" rev-parse --short HEAD >/dev/null 2>&1; then
-    version="$version-$(git -C "$SRC" rev-parse --short HEAD)"
-fi
-REL="$(date -u +%Y%m%dT%H%M%SZ)-$version"
-NEW="$PREFIX/releases/$REL"
-step "release $REL: virtual environment in $NEW/venv"
-install -d -m 0755 "$PREFIX" "$PREFIX/releases"
-trap 'rm -rf "$NEW"; echo "install failed: $REL removed, still current: $(current_release)" >&2' ERR
-install -d -m 0755 "$NEW"
-cp -a "$SRC" "$NEW/src"
-rm -rf "$NEW/src/.venv" "$NEW/src/.git"
-python3 -m venv "$NEW/venv"
-"$NEW/venv/bin/pip" install -q --upgrade pip wheel
-# the Pi runtime only: numpy, scipy, TFLite interpreter, paho-mqtt, sqlite-utils, click, pyaudio
-"$NEW/venv/bin/pip" install -q "$NEW/src[mic]"
-"$NEW/venv/bin/yh-edge" --version
-touch "$NEW/.complete"
-trap - ERR
-switch_to "$REL"
-# keep the newest $KEEP_RELEASES complete ones (the current one always); drop interrupted installs
-for d in "$PREFIX"/releases/*/; do
-    old="$(basename "$d")"
-    if [[ "$old" != "$REL" && ( ! -f "$d.complete" || -z "$(releases | tail -n "$KEEP_RELEASES" | grep -Fx "$old")" ) ]]; then
-        rm -rf "${PREFIX:?}/releases/$old"
-        echo "removed old release $old"
-    fi
-done
-
-step "configuration in $ETC"
-install -d -m 0755 "$ETC"
-if [[ ! -f "$ETC/edge.toml" ]]; then
-    host="$(hostname -s | tr '[:upper:]' '[:lower:]')"
-    "$PREFIX/venv/bin/yh-edge" config default \
-        | sed -e "s/^id = \"\"/id = \"yh-$host\"/" >"$ETC/edge.toml"
-    chmod 0644 "$ETC/edge.toml"
-    echo "wrote $ETC/edge.toml (device id yh-$host): edit it, then: systemctl restart yellowhammer-edge"
-else
-    echo "keeping the existing $ETC/edge.toml"
-fi
-# systemd's LoadCredential= needs the file to exist even when sync is off
-if [[ ! -f "$ETC/mqtt-password" ]]; then
-    install -m 0640 -o root -g "$USER_NAME" /dev/null "$ETC/mqtt-password"
-fi
-"$PREFIX/venv/bin/yh-edge" config validate "$ETC/edge.toml"
-
-step "systemd unit $UNIT"
-install -m 0644 "$PREFIX/src/systemd/$UNIT" "/etc/systemd/system/$UNIT"
-if command -v systemd-analyze >/dev/null; then
-    systemd-analyze verify "/etc/systemd/system/$UNIT" || true
-fi
-restart_service
-
-step "checks"
-doctor || {
-    echo
-    echo "doctor found problems (see 'likely cause' above); the service keeps retrying."
 }
-echo
-echo "done. Status: sudo -u $USER_NAME $PREFIX/venv/bin/yh-edge status -c $ETC/edge.toml"
-echo "      Check: sudo $0 --check    Roll back: sudo $0 --rollback"
+
+install_system() {
+    if [[ ! -f "$SRC/pyproject.toml" || ! -d "$SRC/edge" ]]; then
+        echo "$SRC does not look like the yellowhammer source tree" >&2
+        exit 1
+    fi
+    case "$(uname -m)" in
+        armv6l|armv7l)
+            echo "this is 32-bit Raspberry Pi OS ($(uname -m)): PyPI has no TensorFlow Lite interpreter for it;" \
+                "install Raspberry Pi OS (64-bit) instead (docs/deploy.md, 'Supported systems')" >&2
+            exit 1 ;;
+    esac
+
+    step "system packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends \
+        python3 python3-venv python3-dev build-essential \
+        portaudio19-dev libportaudio2 alsa-utils \
+        libopenblas0 sqlite3 ca-certificates
+
+    step "user $USER_NAME (groups: audio)"
+    if ! id "$USER_NAME" >/dev/null 2>&1; then
+        useradd --system --no-create-home --home-dir "$DATA_DIR" \
+            --shell /usr/sbin/nologin --groups audio "$USER_NAME"
+    else
+        usermod -a -G audio "$USER_NAME"
+    fi
+}
+
+# a new complete release from $SRC; sets REL
+build_release() {
+    local version new
+    version="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$SRC/pyproject.toml" | head -n1)"
+    if git -C "$SRC" rev-parse --short HEAD >/dev/null 2>&1; then
+        version="$version-$(git -C "$SRC" rev-parse --short HEAD)"
+    fi
+    REL="$(date -u +%Y%m%dT%H%M%SZ)-$version"
+    new="$PREFIX/releases/$REL"
+    step "release $REL: virtual environment in $new/venv"
+    install -d -m 0755 "$PREFIX" "$PREFIX/releases"
+    trap 'rm -rf "$PREFIX/releases/$REL"; echo "install failed: $REL removed, still current: $(current_release)" >&2' ERR
+    install -d -m 0755 "$new"
+    cp -a "$SRC" "$new/src"
+    rm -rf "$new/src/.venv" "$new/src/.git"
+    python3 -m venv "$new/venv"
+    "$new/venv/bin/pip" install -q --upgrade pip wheel
+    # the Pi runtime only: numpy, scipy, TFLite interpreter, paho-mqtt, sqlite-utils, click, pyaudio
+    "$new/venv/bin/pip" install -q "$new/src[mic]"
+    "$new/venv/bin/yh-edge" --version
+    touch "$new/.complete"
+    trap - ERR
+}
+
+# the config (written by the release in directory $1 when there is none) and the password file
+ensure_config() {
+    step "configuration in $ETC"
+    install -d -m 0755 "$ETC"
+    if [[ ! -f "$ETC/edge.toml" ]]; then
+        local host
+        host="$(hostname -s | tr '[:upper:]' '[:lower:]')"
+        "$1/venv/bin/yh-edge" config default \
+            | sed -e "s/^id = \"\"/id = \"yh-$host\"/" >"$ETC/edge.toml"
+        chmod 0644 "$ETC/edge.toml"
+        echo "wrote $ETC/edge.toml (device id yh-$host): edit it, then: systemctl restart yellowhammer-edge"
+    else
+        echo "keeping the existing $ETC/edge.toml"
+    fi
+    # systemd's LoadCredential= needs the file to exist even when sync is off
+    if [[ ! -f "$ETC/mqtt-password" ]]; then
+        install -m 0640 -o root -g "$USER_NAME" /dev/null "$ETC/mqtt-password"
+    fi
+}
+
+# keep the newest $KEEP_RELEASES complete ones (the current one always); drop interrupted installs
+prune_releases() {
+    local d old
+    for d in "$PREFIX"/releases/*/; do
+        old="$(basename "$d")"
+        if [[ "$old" != "$(current_release)" && ( ! -f "$d.complete" || -z "$(releases | tail -n "$KEEP_RELEASES" | grep -Fx "$old")" ) ]]; then
+            rm -rf "${PREFIX:?}/releases/$old"
+            echo "removed old release $old"
+        fi
+    done
+}
+
+do_install() {
+    install_system
+    build_release
+    ensure_config "$PREFIX/releases/$REL"
+    activate "$REL"
+    prune_releases
+
+    step "systemd unit $UNIT"
+    install -m 0644 "$PREFIX/src/systemd/$UNIT" "$SYSTEMD_DIR/$UNIT"
+    if command -v systemd-analyze >/dev/null; then
+        systemd-analyze verify "$SYSTEMD_DIR/$UNIT" || true
+    fi
+    restart_service
+
+    step "checks"
+    doctor || {
+        echo
+        echo "doctor found problems (see 'likely cause' above); the service keeps retrying."
+    }
+    echo
+    echo "done. Status: sudo -u $USER_NAME $PREFIX/venv/bin/yh-edge status -c $ETC/edge.toml"
+    echo "      Check: sudo $0 --check    Roll back: sudo $0 --rollback"
+}
+
+main() {
+    local arg
+    for arg in "$@"; do
+        case "$arg" in
+            --no-start) START=0 ;;
+            --check) MODE=check ;;
+            --rollback) MODE=rollback ;;
+            -h|--help) sed -n '2,/^set -euo pipefail/{/^#/p}' "$0"; exit 0 ;;
+            *) echo "unknown option: $arg" >&2; exit 2 ;;
+        esac
+    done
+    if [[ $EUID -ne 0 ]]; then
+        echo "run as root: sudo $0 $*" >&2
+        exit 1
+    fi
+    case "$MODE" in
+        check) do_check ;;
+        rollback) do_rollback ;;
+        *) do_install ;;
+    esac
+}
+
+# sourced (tests): only the functions above; run: the installer
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+fi

@@ -1,0 +1,184 @@
+"""tools/install_pi.sh update and rollback, run on fake releases in a temporary prefix.
+
+The script is sourced (its functions only), with its paths moved into ``tmp_path`` and stubs for
+``sudo``, ``systemctl`` and ``sleep``; a release is a directory whose ``venv/bin`` holds this
+environment's ``python`` and either the real ``yh-edge`` or a stub that refuses the config. The
+databases are real recorder databases; "written by a newer release" is one whose schema version
+is above what this software knows.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.adapters.store.schema import MIGRATIONS
+from edge.adapters.store.sqlite import SqliteStore
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "tools" / "install_pi.sh"
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash not available")
+
+# sourcing a script without this guard runs the real install (as root: apt, useradd, /opt, /etc):
+# such a script is never sourced here
+GUARD = 'if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then'
+
+STUBS = r"""
+for cmd in apt-get useradd usermod userdel python3 pip; do
+    eval "$cmd() { echo 'test: $cmd refused' >&2; return 1; }"
+done
+sudo() { [[ "$1" == -u ]] && shift 2; env "$@"; }
+systemctl() {
+    echo "$*" >>"$T/systemctl.log"
+    case "$1" in
+        is-active) [[ -f "$T/active" ]] ;;
+        stop) rm -f "$T/active" ;;
+        start|restart) touch "$T/active" ;;
+    esac
+}
+sleep() { :; }
+"""
+
+REFUSES_CONFIG = """#!/usr/bin/env bash
+if [[ "$1 $2" == "config validate" ]]; then
+    echo "Error: $3: unknown config key 'mqtt.new_key'" >&2
+    exit 1
+fi
+exec {real} "$@"
+"""
+
+NEWER = """#!/usr/bin/env bash
+# a later release: knows every schema so far and one more
+if [[ "$1 $2" == "db check" ]]; then
+    echo "integrity: ok"
+    echo "detections: 0, unsynced: 0, counters: {{}}"
+    exit 0
+fi
+exec {real} "$@"
+"""
+
+
+class Box:
+    """A prefix, config and data directory in ``root``, and ways to run the script's functions."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.opt, self.etc, self.data = root / "opt", root / "etc", root / "data"
+        for d in (self.opt / "releases", self.etc, self.data, root / "systemd"):
+            d.mkdir(parents=True)
+        shutil.copy(ROOT / "edge" / "data" / "edge.toml", self.etc / "edge.toml")
+        (root / "active").touch()  # the service runs
+        self.db = self.data / "detections.sqlite"
+
+    def release(self, name: str, yh_edge: str | None = None) -> Path:
+        d = self.opt / "releases" / name
+        (d / "venv" / "bin").mkdir(parents=True)
+        (d / "src" / "systemd").mkdir(parents=True)
+        shutil.copy(ROOT / "systemd" / "yellowhammer-edge.service", d / "src" / "systemd")
+        (d / "venv" / "bin" / "python").symlink_to(sys.executable)
+        exe = d / "venv" / "bin" / "yh-edge"
+        if yh_edge is None:
+            exe.symlink_to(BIN / "yh-edge")
+        else:
+            exe.write_text(yh_edge.format(real=BIN / "yh-edge"))
+            exe.chmod(0o755)
+        (d / ".complete").touch()
+        return d
+
+    def make_current(self, name: str) -> None:
+        (self.opt / "current").symlink_to(f"releases/{name}")
+        for link in ("venv", "src"):
+            (self.opt / link).symlink_to(f"current/{link}")
+
+    def current(self) -> str:
+        return os.readlink(self.opt / "current").removeprefix("releases/")
+
+    def systemctl(self) -> list[str]:
+        log = self.root / "systemctl.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+    def run(self, command: str) -> subprocess.CompletedProcess:
+        assert GUARD in SCRIPT.read_text(), "install_pi.sh would install for real when sourced"
+        script = f"""
+{STUBS}
+source {SCRIPT}
+PREFIX={self.opt} ETC={self.etc} DATA_DIR={self.data} SYSTEMD_DIR={self.root}/systemd
+USER_NAME="$(id -un)"
+{command}
+"""
+        env = {**os.environ, "T": str(self.root)}
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, env=env)
+
+
+def make_db(path: Path, newer: bool = False) -> None:
+    """A real recorder database; ``newer``: as a later release with one more migration left it."""
+    SqliteStore(path).close()
+    if newer:
+        with sqlite3.connect(path) as conn:
+            conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+
+
+def schema(path: Path) -> int:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+@pytest.fixture
+def box(tmp_path):
+    b = Box(tmp_path)
+    b.release("20250101T000000Z-0.1.0")
+    b.make_current("20250101T000000Z-0.1.0")
+    make_db(b.db)
+    return b
+
+
+def test_an_update_whose_release_refuses_the_config_changes_nothing(box):
+    # the old installer switched first and validated after, without restarting: the old process
+    # ran on until the next reboot, then the service failed at every start, for good
+    box.release("20250202T000000Z-0.2.0", REFUSES_CONFIG)
+    r = box.run("activate 20250202T000000Z-0.2.0")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "unknown config key 'mqtt.new_key'" in r.stderr
+    assert "update refused" in r.stderr and "still current and running: 20250101T000000Z-0.1.0" in r.stderr
+    assert box.current() == "20250101T000000Z-0.1.0"
+    assert not (box.opt / "releases" / "20250202T000000Z-0.2.0").exists()
+    assert not any(c.split()[0] in ("stop", "restart") for c in box.systemctl())
+    assert (box.root / "active").exists()
+
+
+def test_an_update_whose_release_cannot_open_the_database_changes_nothing(box):
+    # e.g. `git checkout <older tag>` and install: that release refuses the newer database
+    box.db.unlink()
+    make_db(box.db, newer=True)
+    box.release("20250202T000000Z-0.0.9")
+    r = box.run("activate 20250202T000000Z-0.0.9")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "newer than this software" in r.stderr and "update refused" in r.stderr
+    assert box.current() == "20250101T000000Z-0.1.0"
+    assert (box.root / "active").exists() and schema(box.db) == len(MIGRATIONS) + 1
+
+
+def test_an_update_the_new_release_accepts_switches_to_it(box):
+    box.release("20250202T000000Z-0.2.0", NEWER)
+    r = box.run("activate 20250202T000000Z-0.2.0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert box.current() == "20250202T000000Z-0.2.0"
+    assert os.path.realpath(box.opt / "venv") == str(box.opt / "releases" / "20250202T000000Z-0.2.0" / "venv")
+
+
+def test_the_installer_runs_when_executed_and_only_defines_functions_when_sourced(tmp_path):
+    assert GUARD in SCRIPT.read_text(), "install_pi.sh would install for real when sourced"
+    r = subprocess.run(["bash", "-c", f"{STUBS}\nsource {SCRIPT}; declare -F activate do_rollback"],
+                       capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert r.returncode == 0 and "activate" in r.stdout and not r.stderr, r.stderr
+    if os.geteuid() != 0:  # executed (not as root): it runs main, which wants root
+        r = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and "run as root" in r.stderr
