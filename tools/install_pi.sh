@@ -9,6 +9,8 @@
 #     sudo tools/install_pi.sh --check         # change nothing: releases, config and `yh-edge doctor`
 #     sudo tools/install_pi.sh --rollback      # switch back to the previous release and restart
 #
+# (--no-start on an update: a running service is stopped for the database copy and stays stopped)
+#
 # What it does (every step is safe to repeat; an existing config is never overwritten):
 #   1. apt packages: python3-venv, PortAudio (portaudio19-dev, to build pyaudio), ALSA tools,
 #      libopenblas (numpy/scipy wheels), sqlite3 (to look at the database by hand)
@@ -20,7 +22,11 @@
 #   5. the new release checks the existing config (`config validate`) and database (`db check`);
 #      only when it installed completely and accepts both does /opt/yellowhammer/current point to
 #      it (/opt/yellowhammer/venv and src follow that link): a failed or refused update removes
-#      the new release and leaves the running version alone; the last 3 releases are kept
+#      the new release and leaves the running version alone; the last 3 releases are kept.
+#      Before the switch the service is stopped and the database copied with its WAL to
+#      <database>.backup-<old release> (kept while that release is); --rollback puts that copy
+#      back when the older release cannot open the database (a newer schema), keeping the newer
+#      file as <database>.rolled-back-<release>, or refuses and changes nothing when there is none
 #   6. the systemd unit, enabled and (re)started; then `yh-edge doctor`
 #
 # Undo: systemctl disable --now yellowhammer-edge; rm -r /opt/yellowhammer /etc/yellowhammer
@@ -104,6 +110,50 @@ release_accepts() {
     return 0
 }
 
+# store.min_free_mb of the config, by the release in directory $1
+min_free_mb() {
+    sudo -u "$USER_NAME" YH_DEVICE__DATA_DIR="$DATA_DIR" "$1/venv/bin/python" -c \
+        'import sys; from edge.app.config import load_config; print(int(load_config(sys.argv[1]).store.min_free_mb))' \
+        "$ETC/edge.toml"
+}
+
+# the copy of database $1 made when release $2 stopped being current (what --rollback to $2 restores)
+backup_of() { printf '%s.backup-%s' "$1" "$2"; }
+
+# room beside database $1 for a copy of it (and its WAL) that still leaves $2 MB (+16) free
+room_for_copy() {
+    local kb have
+    kb=$(( $(stat -c %s "$1") / 1024 ))
+    [[ ! -e "$1-wal" ]] || kb=$(( kb + $(stat -c %s "$1-wal") / 1024 ))
+    have="$(df -Pk "$(dirname "$1")" | awk 'NR == 2 { print $4 }')"
+    (( have >= kb + ($2 + 16) * 1024 ))
+}
+
+# copy database $1 with its WAL (the service stopped) to the backup for release $2, mode and owner kept
+backup_db() {
+    local bak
+    bak="$(backup_of "$1" "$2")"
+    rm -f "$bak" "$bak-wal" "$bak-shm" "$bak.partial"
+    if [[ -e "$1-wal" ]]; then
+        cp -p "$1-wal" "$bak-wal" || return 1
+    fi
+    cp -p "$1" "$bak.partial" && sync && mv "$bak.partial" "$bak" && sync
+}
+
+# stop the service and back database $1 up for a rollback to release $2 (the update to $3 is refused,
+# the service started again, if that fails)
+backup_before_switch() {
+    local db="$1" cur="$2" rel="$3" active=0
+    systemctl is-active --quiet "$UNIT" && active=1
+    systemctl stop "$UNIT"
+    if ! backup_db "$db" "$cur"; then
+        rm -f "$(backup_of "$db" "$cur")" "$(backup_of "$db" "$cur")-wal" "$(backup_of "$db" "$cur").partial"
+        [[ $active -eq 0 ]] || systemctl start "$UNIT"
+        refuse_update "$rel" "could not back up $db (above)"
+    fi
+    echo "database copied, service stopped, to $(backup_of "$db" "$cur") (restored by --rollback to $cur if needed)"
+}
+
 # the update to release $1 is not made: remove it; the running release stays current and running
 refuse_update() {
     rm -rf "${PREFIX:?}/releases/$1"
@@ -112,14 +162,23 @@ refuse_update() {
     exit 1
 }
 
-# make the complete release $1 current, but only if it accepts the existing config and database
+# make the complete release $1 current, but only if it accepts the existing config and database;
+# the database is copied first (with the service stopped) for a rollback
 activate() {
-    local rel="$1" why
+    local rel="$1" why cur db free_mb
     step "release $rel: checking $ETC/edge.toml and the database with it"
     if ! why="$(release_accepts "$PREFIX/releases/$rel")"; then
         printf '%s\n' "$why" >&2
         refuse_update "$rel" "release $rel does not accept $ETC/edge.toml or the database (above);
 fix the config (docs/config.md) or the database (docs/deploy.md, doctor), then run $0 again"
+    fi
+    cur="$(current_release)"
+    db="$(db_file "$PREFIX/releases/$rel")"
+    if [[ -n "$cur" && -e "$db" ]]; then
+        free_mb="$(min_free_mb "$PREFIX/releases/$rel")"
+        room_for_copy "$db" "$free_mb" || refuse_update "$rel" "no room beside $db for a copy of it that \
+leaves store.min_free_mb ($free_mb MB) free: the copy is what --rollback needs; free some space, then run $0 again"
+        backup_before_switch "$db" "$cur" "$rel"
     fi
     switch_to "$rel"
 }
@@ -133,8 +192,40 @@ do_check() {
     doctor
 }
 
+refuse_rollback() {
+    printf 'rollback refused: %s\nnothing changed: still current: %s\n' "$1" "$(current_release)" >&2
+    exit 1
+}
+
+# database $1 as it was when release $3 was current comes back from its backup; the file release $2
+# wrote is kept beside it as <database>.rolled-back-$2 (never deleted)
+restore_backup() {
+    local db="$1" cur="$2" prev="$3" bak kept why sfx
+    bak="$(backup_of "$db" "$prev")"
+    yh_as_service "$PREFIX/releases/$cur" db check --config "$ETC/edge.toml" >/dev/null 2>&1 \
+        || refuse_rollback "the database fails 'yh-edge db check' with $cur as well: it may be damaged (docs/deploy.md, doctor)"
+    [[ -f "$bak" ]] || refuse_rollback "$prev cannot open the database $cur has used, and there is no copy \
+of it from before the update to $cur ($bak)"
+    why="$(yh_as_service "$PREFIX/releases/$prev" db check --config "$ETC/edge.toml" --db "$bak" 2>&1)" \
+        || refuse_rollback "$prev cannot open the backup $bak either: $why"
+    kept="$db.rolled-back-$cur"
+    [[ ! -e "$kept" ]] || kept="$kept.$(date -u +%Y%m%dT%H%M%SZ)"
+    systemctl stop "$UNIT"
+    for sfx in "" -wal -shm; do
+        [[ ! -e "$db$sfx" ]] || mv "$db$sfx" "$kept$sfx"
+    done
+    rm -f "$bak-shm"
+    [[ ! -e "$bak-wal" ]] || mv "$bak-wal" "$db-wal"
+    mv "$bak" "$db"
+    sync
+    echo "restored $db as it was before the update to $cur; the database $cur used is kept as $kept:"
+    yh_as_service "$PREFIX/releases/$cur" db check --config "$ETC/edge.toml" --db "$kept" || true
+    echo "songs recorded since the update to $cur are only in that file: send it to the coordinator" \
+        "(yh-server import skips what the server has), then delete it"
+}
+
 do_rollback() {
-    local cur prev
+    local cur prev why db
     cur="$(current_release)"
     prev="$(releases | awk -v c="$cur" '$0 == c { print last; exit } { last = $0 }')"
     if [[ -z "$cur" || -z "$prev" ]]; then
@@ -142,6 +233,13 @@ do_rollback() {
         exit 1
     fi
     step "rollback: $cur -> $prev"
+    why="$(yh_as_service "$PREFIX/releases/$prev" config validate "$ETC/edge.toml" 2>&1)" \
+        || refuse_rollback "$prev does not accept $ETC/edge.toml: $why"
+    db="$(db_file "$PREFIX/releases/$prev")"
+    if [[ -e "$db" ]] && ! why="$(yh_as_service "$PREFIX/releases/$prev" db check --config "$ETC/edge.toml" 2>&1)"; then
+        printf '%s cannot open the database:\n%s\n' "$prev" "$why"
+        restore_backup "$db" "$cur" "$prev"
+    fi
     switch_to "$prev"
     install -m 0644 "$PREFIX/src/systemd/$UNIT" "$SYSTEMD_DIR/$UNIT"  # that release's unit
     restart_service
@@ -233,12 +331,27 @@ prune_releases() {
     done
 }
 
+# copies of the database for releases no longer kept are deleted (no rollback can go there)
+prune_backups() {
+    local db f rel
+    db="$(db_file "$PREFIX/current")" || return 0
+    for f in "$db".backup-*; do
+        [[ -f "$f" && "$f" != *-wal && "$f" != *-shm ]] || continue
+        rel="${f#"$db.backup-"}"
+        if [[ ! -f "$PREFIX/releases/$rel/.complete" ]]; then
+            rm -f "$f" "$f-wal" "$f-shm"
+            echo "removed $f (release $rel is gone)"
+        fi
+    done
+}
+
 do_install() {
     install_system
     build_release
     ensure_config "$PREFIX/releases/$REL"
     activate "$REL"
     prune_releases
+    prune_backups
 
     step "systemd unit $UNIT"
     install -m 0644 "$PREFIX/src/systemd/$UNIT" "$SYSTEMD_DIR/$UNIT"

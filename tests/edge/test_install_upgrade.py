@@ -182,3 +182,85 @@ def test_the_installer_runs_when_executed_and_only_defines_functions_when_source
     if os.geteuid() != 0:  # executed (not as root): it runs main, which wants root
         r = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=30)
         assert r.returncode == 1 and "run as root" in r.stderr
+
+
+# -- the database copy before an update, and --rollback ----------------------------------------
+OLD, NEW = "20250101T000000Z-0.1.0", "20250202T000000Z-0.2.0"
+
+
+def test_an_update_copies_the_database_with_the_service_stopped_first(box):
+    box.release(NEW, NEWER)
+    r = box.run(f"activate {NEW}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    backup = box.data / f"detections.sqlite.backup-{OLD}"
+    assert backup.exists() and schema(backup) == schema(box.db) == len(MIGRATIONS)
+    assert SqliteStore.check(backup).status == "ok"
+    assert "stop yellowhammer-edge.service" in box.systemctl() and not (box.root / "active").exists()
+    assert box.current() == NEW
+
+
+def test_an_update_without_room_for_the_database_copy_changes_nothing(box):
+    box.release(NEW, NEWER)
+    r = box.run(f"df() {{ printf 'Filesystem 1024-blocks Used Available Capacity Mounted\\nx 1 1 1000 99% /\\n'; }}\n"
+                f"activate {NEW}")  # fmt: skip
+    assert r.returncode == 1 and "no room" in r.stderr and "update refused" in r.stderr, r.stderr
+    assert box.current() == OLD and (box.root / "active").exists() and box.systemctl() == []
+    assert not list(box.data.glob("*.backup-*"))
+
+
+@pytest.fixture
+def updated(box):
+    """``box`` after an update to NEW, which migrated the database to a schema OLD does not know;
+    the copy from before the update is beside it."""
+    box.release(NEW, NEWER)
+    (box.opt / "current").unlink()
+    (box.opt / "current").symlink_to(f"releases/{NEW}")
+    box.db.rename(box.data / f"detections.sqlite.backup-{OLD}")
+    make_db(box.db, newer=True)
+    return box
+
+
+def test_a_rollback_to_a_release_that_cannot_open_the_database_restores_the_copy(updated):
+    # before: the rollback switched anyway and the service failed at every start
+    box = updated
+    r = box.run("do_rollback")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert box.current() == OLD and (box.root / "active").exists()
+    assert schema(box.db) == len(MIGRATIONS)  # the copy, which OLD opens
+    kept = box.data / f"detections.sqlite.rolled-back-{NEW}"
+    assert schema(kept) == len(MIGRATIONS) + 1  # the newer file is kept, never deleted
+    assert not (box.data / f"detections.sqlite.backup-{OLD}").exists()
+    assert str(kept) in r.stdout and "send it to the coordinator" in r.stdout
+    assert box.systemctl().index("stop yellowhammer-edge.service") < box.systemctl().index(
+        "restart yellowhammer-edge.service"
+    )
+
+
+def test_a_rollback_without_a_copy_the_older_release_opens_is_refused(updated):
+    box = updated
+    (box.data / f"detections.sqlite.backup-{OLD}").unlink()
+    r = box.run("do_rollback")
+    assert r.returncode == 1 and "rollback refused" in r.stderr and "no copy" in r.stderr, r.stderr
+    assert box.current() == NEW and (box.root / "active").exists() and box.systemctl() == []
+    assert schema(box.db) == len(MIGRATIONS) + 1
+    assert not list(box.data.glob("*.rolled-back-*"))
+
+
+def test_a_rollback_to_a_release_that_opens_the_database_leaves_it_alone(box):
+    box.release(NEW, NEWER)
+    (box.opt / "current").unlink()
+    (box.opt / "current").symlink_to(f"releases/{NEW}")
+    before = box.db.read_bytes()
+    r = box.run("do_rollback")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert box.current() == OLD and box.db.read_bytes() == before
+    assert not list(box.data.glob("*.rolled-back-*"))
+
+
+def test_copies_for_releases_no_longer_kept_are_deleted(box):
+    for rel in (OLD, "20240101T000000Z-0.0.1"):
+        (box.data / f"detections.sqlite.backup-{rel}").write_bytes(b"x")
+    (box.data / "detections.sqlite.backup-20240101T000000Z-0.0.1-wal").write_bytes(b"x")
+    r = box.run("prune_backups")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in box.data.glob("*.backup-*")) == [f"detections.sqlite.backup-{OLD}"]
