@@ -187,6 +187,9 @@ class PostgresStorage(SqlStorage):
     def _rows(self, sql: str, args: Iterable = ()) -> list[dict]:
         return self.db.execute_returning_dicts(sql, args)
 
+    def _lock_table(self, table: str) -> None:  # writers wait; readers do not
+        self.db.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+
     @staticmethod
     def _embedding_in(blob: bytes):
         return np.frombuffer(blob, dtype="<f4").tolist()

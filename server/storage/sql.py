@@ -43,6 +43,10 @@ class SqlStorage(DevicesSql, ClipsSql, LabelsSql):
         """A stored embedding as a float32 array."""
         raise NotImplementedError
 
+    def _lock_table(self, table: str) -> None:
+        """Within a write transaction: keep every other connection from writing ``table`` until
+        it ends. Nothing to do on SQLite, whose write transaction excludes every other writer."""
+
     # -- ingest --------------------------------------------------------------------------------
     def encoder_dims(self) -> dict[str, int]:
         return {r["encoder_version"]: r["embedding_dim"] for r in self._rows("SELECT * FROM encoders")}

@@ -15,8 +15,17 @@ import hashlib
 import time
 from collections.abc import Iterable
 
+from server.errors import StorageError
+
 #: origin of the quarantine rows of clip pieces or clips found wrong after they were stored
 STORED_ORIGIN = "stored clip"
+#: the pieces (``p``) of an expired clip, given the cutoff time twice: received before it, no
+#: piece of that clip from that device received since, and the clip still incomplete
+EXPIRED = (
+    "p.received_at < ? AND NOT EXISTS (SELECT 1 FROM clip_pieces q WHERE q.detection_id = p.detection_id "
+    "AND q.device_id = p.device_id AND q.received_at >= ?) AND (SELECT COUNT(*) FROM clip_pieces q WHERE "
+    "q.detection_id = p.detection_id AND q.device_id = p.device_id AND q.n = p.n AND q.sha256 = p.sha256) < p.n"
+)
 
 
 class ClipsSql:
@@ -103,28 +112,37 @@ class ClipsSql:
         ``max_age_s`` ago (an upload that stopped: the device lost the clip or its owner turned
         uploads off); each such clip is quarantined (one row: the reason and its first piece). A
         clip whose pieces are all present (held, or waiting for its detection) is never touched.
-        Returns ``{"clips": n, "pieces": n}`` deleted."""
+        Returns ``{"clips": n, "pieces": n}`` deleted.
+
+        Atomic beside other ingest workers: the clips are found and deleted by one condition
+        (:data:`EXPIRED`), in one transaction that keeps every other writer of ``clip_pieces``
+        out (SQLite's write transaction; on PostgreSQL a table lock), so a piece stored meanwhile
+        by another worker (an upload resuming) is never deleted with the old ones, and a clip
+        another worker completed meanwhile is never quarantined as expired."""
         now, out = time.time(), {"clips": 0, "pieces": 0}
+        cutoff = now - max_age_s
         with self._tx():
-            rows = self.db.execute(
-                "SELECT detection_id, device_id, n, sha256, COUNT(*), SUM(length(data)) FROM clip_pieces GROUP BY "
-                "detection_id, device_id, n, sha256 HAVING COUNT(*) < n AND MAX(received_at) < ?",
-                [now - max_age_s]).fetchall()  # fmt: skip
-            for i, dev, n, sha, have, size in rows:
-                key = [i, dev, n, sha]
-                (first,) = self.db.execute(
-                    "SELECT data FROM clip_pieces WHERE detection_id = ? AND device_id = ? AND n = ? AND sha256 = ? "
-                    "ORDER BY seq LIMIT 1", key).fetchone()  # fmt: skip
+            self._lock_table("clip_pieces")
+            groups = self.db.execute(
+                "SELECT p.detection_id, p.device_id, p.n, p.sha256, COUNT(*), SUM(length(p.data)), MIN(p.seq) "
+                f"FROM clip_pieces p WHERE {EXPIRED} GROUP BY p.detection_id, p.device_id, p.n, p.sha256",
+                [cutoff, cutoff]).fetchall()  # fmt: skip
+            for i, dev, n, _sha, have, size, seq in groups:
+                first = self.db.execute(
+                    "SELECT data FROM clip_pieces WHERE detection_id = ? AND seq = ?", [i, seq]
+                ).fetchone()
                 self._quarantine([{"reason": f"incomplete clip of {i} from device {dev} expired: {have} of {n} "
                                    f"pieces, none received for {max_age_s:g} s (mqtt.clip_pieces_max_age_h)",
-                                   "origin": STORED_ORIGIN, "topic": "", "payload": bytes(first),
+                                   "origin": STORED_ORIGIN, "topic": "", "payload": bytes(first[0] if first else b""),
                                    "size": int(size or 0)}], now)  # fmt: skip
-                self.db.execute(
-                    "DELETE FROM clip_pieces WHERE detection_id = ? AND device_id = ? AND n = ? AND sha256 = ?",
-                    key,
-                )
                 out["clips"] += 1
                 out["pieces"] += have
+            deleted = self.db.execute(
+                f"DELETE FROM clip_pieces AS p WHERE {EXPIRED}", [cutoff, cutoff]
+            ).rowcount
+            if deleted != out["pieces"]:  # rolled back: nothing quarantined that was not deleted
+                raise StorageError(f"clip pieces changed while they expired ({deleted} deleted, "
+                                   f"{out['pieces']} found); tried again at the next expiry")  # fmt: skip
         return out
 
     def _clip_devices(self, ids: list[str]) -> dict[str, str]:

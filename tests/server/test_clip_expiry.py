@@ -5,6 +5,7 @@ or waiting for their detection, are never deleted."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -85,3 +86,101 @@ def test_the_age_is_a_week_by_default_and_must_be_positive():
         MqttConfig(clip_pieces_max_age_h=0)
     cfg = load_server_config(env={"YH_SERVER_MQTT__CLIP_PIECES_MAX_AGE_H": "24"})
     assert cfg.mqtt.clip_pieces_max_age_h == 24.0
+
+
+def _other_worker(storage):
+    """A second ingest worker on the same database (its own connection)."""
+    if isinstance(storage, SqliteStorage):
+        return SqliteStorage(storage.path)
+    from server.storage.postgres import PostgresStorage
+
+    return PostgresStorage(storage.url)
+
+
+def _expire_while(storage, monkeypatch, messages: list[Message], max_age_s: float) -> tuple[dict, list]:
+    """``storage.expire_clip_pieces(max_age_s)`` with another worker handling ``messages`` right
+    after the expiry's first read of ``clip_pieces`` (the window between finding the old clips and
+    deleting them); the other worker's write may wait for the expiry's lock (it is given 1.5 s
+    before the expiry goes on). Returns the expiry's result and the other worker's errors."""
+    other, errors, started = _other_worker(storage), [], []
+    real = storage.db.execute
+
+    def work() -> None:
+        try:
+            MessageHandler(other).handle(messages)
+        except Exception as exc:  # noqa: BLE001  reported to the test
+            errors.append(exc)
+
+    def execute(sql, *args, **kw):
+        cur = real(sql, *args, **kw)
+        if "FROM clip_pieces" in sql and not started:
+            started.append(threading.Thread(target=work))
+            started[0].start()
+            started[0].join(1.5)  # the other worker commits here unless the expiry holds a lock
+        return cur
+
+    monkeypatch.setattr(storage.db, "execute", execute)
+    try:
+        out = storage.expire_clip_pieces(max_age_s)
+    finally:
+        monkeypatch.setattr(storage.db, "execute", real)
+        if started:
+            started[0].join(30)
+        other.close()
+    return out, errors
+
+
+def _expired_rows(storage) -> list[str]:
+    return [r["reason"] for r in storage.quarantine_rows() if "expired" in r["reason"]]
+
+
+def test_a_piece_arriving_while_the_clip_expires_is_not_deleted(storage, monkeypatch):
+    """Several ingest workers: a piece of an old clip (an upload resuming) stored by another
+    worker between the expiry's read and its delete used to be deleted with the old ones (on
+    PostgreSQL, which does not lock the table as SQLite's write transaction does)."""
+    (det,) = (d for d, _ in blob_detections(k=1, n_per=1, seed=7))
+    h = MessageHandler(storage)
+    h.handle([Message(f"yh/v1/{det.device_id}/detections", det.to_payload())])
+    pieces = _clip(det, 4000, 9)  # 4 pieces of 1024 bytes
+    h.handle(pieces[:2])
+    time.sleep(1.2)
+    out, errors = _expire_while(storage, monkeypatch, pieces[2:3], 1.0)
+    assert errors == []
+    # the expiry either went first (the 2 old pieces gone, the new one kept) or saw the new piece
+    # (all 3 kept); never the new piece deleted
+    left = storage._rows("SELECT seq FROM clip_pieces WHERE detection_id = ? ORDER BY seq", [det.id])
+    assert 2 in [r["seq"] for r in left]
+    assert out["pieces"] == 3 - len(left) and out["clips"] == (1 if out["pieces"] else 0)
+    assert len(_expired_rows(storage)) == out["clips"]  # quarantined: what was deleted
+    if out["pieces"]:
+        assert "2 of 4 pieces" in _expired_rows(storage)[0]
+
+
+def test_a_clip_completed_while_it_expires_is_not_quarantined_as_expired(storage, monkeypatch):
+    """Another worker completes the clip (its last piece) between the expiry's read and its
+    delete: the clip used to be held *and* quarantined as expired."""
+    (det,) = (d for d, _ in blob_detections(k=1, n_per=1, seed=8))
+    h = MessageHandler(storage)
+    h.handle([Message(f"yh/v1/{det.device_id}/detections", det.to_payload())])
+    pieces = _clip(det, 3000, 10)
+    h.handle(pieces[:2])
+    time.sleep(1.2)
+    out, errors = _expire_while(storage, monkeypatch, pieces[2:], 1.0)
+    assert errors == []
+    held = storage.clip(det.id) is not None
+    assert not (held and _expired_rows(storage)), "a held clip quarantined as expired"
+    assert len(_expired_rows(storage)) == out["clips"]
+    if not held:  # the expiry went first: the late piece is kept, waiting
+        assert _pieces(storage) == {det.id: 1} and out == {**out, "clips": 1, "pieces": 2}
+
+
+def test_a_fresh_piece_keeps_every_piece_of_its_clip(storage):
+    (det,) = (d for d, _ in blob_detections(k=1, n_per=1, seed=9))
+    h = MessageHandler(storage)
+    h.handle([Message(f"yh/v1/{det.device_id}/detections", det.to_payload())])
+    pieces = _clip(det, 5000, 11)  # 5 pieces
+    h.handle(pieces[:2])
+    time.sleep(1.2)
+    h.handle(pieces[3:4])
+    assert storage.expire_clip_pieces(1.0)["clips"] == 0
+    assert _pieces(storage) == {det.id: 3}
