@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from server.errors import StorageError
 
@@ -119,31 +119,13 @@ class ClipsSql:
         out (SQLite's write transaction; on PostgreSQL a table lock), so a piece stored meanwhile
         by another worker (an upload resuming) is never deleted with the old ones, and a clip
         another worker completed meanwhile is never quarantined as expired."""
-        now, out = time.time(), {"clips": 0, "pieces": 0}
-        cutoff = now - max_age_s
+        now, cutoff = time.time(), time.time() - max_age_s
         with self._tx():
             self._lock_table("clip_pieces")
-            groups = self.db.execute(
-                "SELECT p.detection_id, p.device_id, p.n, p.sha256, COUNT(*), SUM(length(p.data)), MIN(p.seq) "
-                f"FROM clip_pieces p WHERE {EXPIRED} GROUP BY p.detection_id, p.device_id, p.n, p.sha256",
-                [cutoff, cutoff]).fetchall()  # fmt: skip
-            for i, dev, n, _sha, have, size, seq in groups:
-                first = self.db.execute(
-                    "SELECT data FROM clip_pieces WHERE detection_id = ? AND seq = ?", [i, seq]
-                ).fetchone()
-                self._quarantine([{"reason": f"incomplete clip of {i} from device {dev} expired: {have} of {n} "
-                                   f"pieces, none received for {max_age_s:g} s (mqtt.clip_pieces_max_age_h)",
-                                   "origin": STORED_ORIGIN, "topic": "", "payload": bytes(first[0] if first else b""),
-                                   "size": int(size or 0)}], now)  # fmt: skip
-                out["clips"] += 1
-                out["pieces"] += have
-            deleted = self.db.execute(
-                f"DELETE FROM clip_pieces AS p WHERE {EXPIRED}", [cutoff, cutoff]
-            ).rowcount
-            if deleted != out["pieces"]:  # rolled back: nothing quarantined that was not deleted
-                raise StorageError(f"clip pieces changed while they expired ({deleted} deleted, "
-                                   f"{out['pieces']} found); tried again at the next expiry")  # fmt: skip
-        return out
+            dropped = self._drop_pieces(EXPIRED, [cutoff, cutoff], now, lambda i, dev, k, n: (
+                f"incomplete clip of {i} from device {dev} expired: {k} of {n} pieces, none received for "
+                f"{max_age_s:g} s (mqtt.clip_pieces_max_age_h)"))  # fmt: skip
+        return {"clips": len(dropped), "pieces": sum(k for _, _, k in dropped)}
 
     def _clip_devices(self, ids: list[str]) -> dict[str, str]:
         """Within a transaction: the device of each clip held of these detections."""
@@ -174,17 +156,38 @@ class ClipsSql:
     def _drop_foreign_pieces(self, i: str, owner: str, now: float) -> None:
         """Within a transaction: quarantine (one row per device: the reason and the first piece)
         and delete the pending pieces of detection ``i`` from devices other than its ``owner``."""
-        rows = self.db.execute(
-            "SELECT device_id, COUNT(*), SUM(length(data)) FROM clip_pieces WHERE detection_id = ? "
-            "AND device_id <> ? GROUP BY device_id", [i, owner]).fetchall()  # fmt: skip
-        for dev, n, size in rows:
-            (first,) = self.db.execute(
-                "SELECT data FROM clip_pieces WHERE detection_id = ? AND device_id = ? ORDER BY seq LIMIT 1",
-                [i, dev]).fetchone()  # fmt: skip
-            self._quarantine([{"reason": f"clip of {i} from device {dev} ({n} pieces): detection {i} belongs "
-                               f"to device {owner}", "origin": STORED_ORIGIN, "topic": "",
-                               "payload": bytes(first), "size": int(size or 0)}], now)  # fmt: skip
-        self.db.execute("DELETE FROM clip_pieces WHERE detection_id = ? AND device_id <> ?", [i, owner])
+        self._drop_pieces("p.detection_id = ? AND p.device_id <> ?", [i, owner], now, lambda i, dev, k, n: (
+            f"clip of {i} from device {dev} ({k} pieces): detection {i} belongs to device {owner}"))  # fmt: skip
+
+    def _drop_pieces(self, where: str, args: list, now: float, reason: Callable[[str, str, int, int], str]):
+        """Within a transaction: quarantine and delete the clip pieces ``p`` matching ``where``,
+        one quarantine row per clip (``reason(detection id, device, pieces, n)`` and its first
+        piece). Exactly the pieces read are deleted (and only while they still match), so the
+        quarantine tells what was deleted: a piece another worker stores meanwhile stays for the
+        next pass, and one changed meanwhile rolls the transaction back. Returns ``[(detection
+        id, device, pieces)]`` of the clips dropped."""
+        clips: dict[tuple, list] = {}
+        for i, dev, n, sha, seq, size in self.db.execute(
+            f"SELECT p.detection_id, p.device_id, p.n, p.sha256, p.seq, length(p.data) FROM clip_pieces p WHERE "
+            f"{where} ORDER BY p.detection_id, p.device_id, p.seq", args).fetchall():  # fmt: skip
+            clips.setdefault((i, dev, n, sha), []).append((seq, size or 0))
+        out = []
+        for (i, dev, n, _sha), pieces in clips.items():
+            seqs = [q for q, _ in pieces]
+            first = self.db.execute(
+                "SELECT data FROM clip_pieces WHERE detection_id = ? AND seq = ?", [i, seqs[0]]
+            ).fetchone()
+            gone = sum(self.db.execute(
+                f"DELETE FROM clip_pieces AS p WHERE p.detection_id = ? AND p.seq IN ({','.join('?' * len(part))}) "
+                f"AND {where}", [i, *part, *args]).rowcount for part in _parts(seqs))  # fmt: skip
+            if gone != len(seqs):
+                raise StorageError(f"the pieces of the clip of {i} from device {dev} changed while they were "
+                                   f"deleted ({gone} of {len(seqs)}); tried again later")  # fmt: skip
+            self._quarantine([{"reason": reason(i, dev, len(seqs), n), "origin": STORED_ORIGIN, "topic": "",
+                               "payload": bytes(first[0]) if first else b"",
+                               "size": sum(k for _, k in pieces)}], now)  # fmt: skip
+            out.append((i, dev, len(seqs)))
+        return out
 
     def _assemble(self, i: str, p: dict, now: float, out: dict) -> tuple[bytes, str | None]:
         """Within a transaction: assemble ``p['device_id']``'s clip of detection ``i`` if all its
@@ -299,3 +302,7 @@ class ClipsSql:
                     f"UPDATE clip_requests SET sent_at = ? WHERE detection_id IN ({','.join('?' * len(part))})",
                     [now, *part],
                 )
+
+
+def _parts(items: list, size: int = 500) -> list[list]:
+    return [items[c : c + size] for c in range(0, len(items), size)]

@@ -5,6 +5,7 @@ or waiting for their detection, are never deleted."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -184,3 +185,49 @@ def test_a_fresh_piece_keeps_every_piece_of_its_clip(storage):
     h.handle(pieces[3:4])
     assert storage.expire_clip_pieces(1.0)["clips"] == 0
     assert _pieces(storage) == {det.id: 3}
+
+
+def test_foreign_pieces_are_quarantined_exactly_as_deleted(storage, monkeypatch):
+    """Pending pieces of another device than the detection's are quarantined and deleted when the
+    detection arrives (the same helper as the expiry): a piece that another worker stored between
+    the read and the delete (it checked the owner before the detection was committed) used to be
+    deleted without being counted in the quarantine row (PostgreSQL); now exactly the pieces read
+    are deleted and counted, and the later one waits for the next pass."""
+    (det,) = (d for d, _ in blob_detections(k=1, n_per=1, seed=12))
+    data = np.random.default_rng(13).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    foreign = ClipChunk.split("dev-x", det.id, "wav", SR, data, 1024)
+    MessageHandler(storage).handle([Message("yh/v1/dev-x/clip", foreign[0].to_payload())])
+    handler = MessageHandler(storage)
+    storage.write_batch([handler.check_detection(det.to_payload(), None)], [])
+    other, started = _other_worker(storage), []
+    real = storage.db.execute
+
+    def store_late_piece() -> None:
+        p = foreign[1]
+        with other._tx():
+            other.db.execute(
+                "INSERT INTO clip_pieces(detection_id, seq, device_id, n, size, sha256, codec, rate, offset, data, "
+                "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [p.detection_id, p.seq, p.device_id, p.n, p.size, p.sha256, p.codec, p.rate, p.offset, p.data,
+                 time.time()])  # fmt: skip
+
+    def execute(sql, *args, **kw):
+        cur = real(sql, *args, **kw)
+        if sql.lstrip().startswith("SELECT") and "<> ?" in sql and not started:
+            started.append(threading.Thread(target=store_late_piece))
+            started[0].start()
+            started[0].join(1.5)
+        return cur
+
+    monkeypatch.setattr(storage.db, "execute", execute)
+    try:
+        storage.settle_clips([det.id])
+    finally:
+        monkeypatch.setattr(storage.db, "execute", real)
+        if started:
+            started[0].join(30)
+        other.close()
+    reasons = [r["reason"] for r in storage.quarantine_rows() if "belongs to device" in r["reason"]]
+    counted = sum(int(re.search(r"\((\d+) pieces\)", r)[1]) for r in reasons)
+    left = _pieces(storage).get(det.id, 0)
+    assert counted >= 1 and counted + left == 2, (reasons, left)  # no piece deleted uncounted
