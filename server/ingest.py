@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 #: how often the ingest looks for clip requests to publish, s
 CLIP_REQUEST_POLL_S = 2.0
-#: how often the ingest, when idle, deletes the pieces of clips whose upload stopped, s
+#: how often the ingest deletes the pieces of clips whose upload stopped, s
 CLIP_PIECES_EXPIRE_EVERY_S = 3600.0
 
 __all__ = ["MAX_RESEND_TRIES", "Ingestor", "Message", "MessageHandler", "Reject", "import_edge_db"]
@@ -107,8 +107,10 @@ class Ingestor:
         return now + CLIP_REQUEST_POLL_S
 
     def _expire_clip_pieces(self, due: float) -> float:
-        """When idle and subscribed (a backlog from the broker is stored first), at most once an
-        hour: delete the pieces of clips whose upload stopped (``mqtt.clip_pieces_max_age_h``)."""
+        """At most once an hour, once subscribed: delete the pieces of clips whose upload stopped
+        (``mqtt.clip_pieces_max_age_h``). Called when idle, and after each stored batch with a due
+        time no earlier than an hour after the start (a backlog from the broker is stored first;
+        an ingest that is never idle still expires)."""
         now = time.monotonic()
         if now < due or not self.subscribed.is_set():
             return due
@@ -159,6 +161,7 @@ class Ingestor:
         last_log, logged = time.monotonic(), (0, 0, 0)
         pending: list = []
         requests_due = expire_due = 0.0
+        busy_expire_due = time.monotonic() + CLIP_PIECES_EXPIRE_EVERY_S  # a backlog is stored first
         try:
             while not stop.is_set():
                 if not pending and not self._next_batch(pending):
@@ -175,6 +178,7 @@ class Ingestor:
                 for topic, payload in requests:  # paho queues them if the connection is down
                     client.publish(topic, payload, qos=1)
                 requests_due = self._publish_clip_requests(client, requests_due)
+                expire_due = self._expire_clip_pieces(max(expire_due, busy_expire_due))  # never idle
                 t = self.handler.totals
                 now = time.monotonic()
                 if now - last_log > 60 and (t.new, t.duplicate, t.quarantined) != logged:

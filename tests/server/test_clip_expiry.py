@@ -231,3 +231,49 @@ def test_foreign_pieces_are_quarantined_exactly_as_deleted(storage, monkeypatch)
     counted = sum(int(re.search(r"\((\d+) pieces\)", r)[1]) for r in reasons)
     left = _pieces(storage).get(det.id, 0)
     assert counted >= 1 and counted + left == 2, (reasons, left)  # no piece deleted uncounted
+
+
+class _BusyClient:
+    """The MQTT client of an ingest that never runs idle (no network)."""
+
+    def __getattr__(self, name):
+        return lambda *a, **kw: None
+
+
+def test_a_busy_ingest_still_expires_clip_pieces(monkeypatch, tmp_path):
+    """The expiry used to run only when a 0.2-s poll of the receive queue came back empty, so an
+    ingest that is never idle never expired anything; now also after a committed batch, when due
+    (the first time one interval after the start, so a backlog is stored first)."""
+    import server.ingest as ingest_mod
+    from server.ingest import Ingestor
+
+    storage = SqliteStorage(tmp_path / "server.sqlite")
+    ing = Ingestor(storage, MqttConfig(clip_pieces_max_age_h=1.0))
+    stop, calls, batches = threading.Event(), [], []
+    monkeypatch.setattr(ingest_mod, "CLIP_PIECES_EXPIRE_EVERY_S", 0.3)
+    monkeypatch.setattr(ing, "_client", _BusyClient)
+    monkeypatch.setattr(ing, "_store", lambda pending, stop: True)
+
+    def next_batch(pending: list) -> bool:  # a message is always waiting
+        pending.append(type("M", (), {"qos": 0, "mid": len(batches)})())
+        batches.append(time.monotonic())
+        time.sleep(0.01)
+        return True
+
+    def expire(max_age_s: float) -> dict:
+        calls.append(time.monotonic())
+        if len(calls) >= 2:
+            stop.set()
+        return {"clips": 0, "pieces": 0}
+
+    monkeypatch.setattr(ing, "_next_batch", next_batch)
+    monkeypatch.setattr(storage, "expire_clip_pieces", expire)
+    ing.subscribed.set()
+    t0 = time.monotonic()
+    worker = threading.Thread(target=ing.run, args=(stop,), daemon=True)
+    worker.start()
+    worker.join(10)
+    stop.set()
+    storage.close()
+    assert len(calls) >= 2, f"no expiry in {len(batches)} busy batches"
+    assert calls[0] - t0 >= 0.3 and calls[1] - calls[0] >= 0.3  # at most once an interval
