@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 CLIP_REQUEST_POLL_S = 2.0
 #: how often the ingest deletes the pieces of clips whose upload stopped, s
 CLIP_PIECES_EXPIRE_EVERY_S = 3600.0
+#: the reason noted with the clip request for a clip that expired
+EXPIRED_WHY = "incomplete clip expired"
 
 __all__ = ["MAX_RESEND_TRIES", "Ingestor", "Message", "MessageHandler", "Reject", "import_edge_db"]
 
@@ -122,9 +124,27 @@ class Ingestor:
             log.error("ingest: cannot expire incomplete clips: %s", exc)
             return now + CLIP_PIECES_EXPIRE_EVERY_S
         if out["clips"]:
-            log.info("ingest: %d incomplete clips (%d pieces) expired after %g h without a piece (quarantined)",
-                     out["clips"], out["pieces"], self.s.clip_pieces_max_age_h)  # fmt: skip
+            log.info("ingest: %d incomplete clips (%d pieces) expired after %g h without a piece (quarantined); "
+                     "asking their devices for them again", out["clips"], out["pieces"],
+                     self.s.clip_pieces_max_age_h)  # fmt: skip
+        self._ask_expired_clips_again(out.get("expired", []))
         return now + CLIP_PIECES_EXPIRE_EVERY_S
+
+    def _ask_expired_clips_again(self, expired: list[tuple[str, str]]) -> None:
+        """Ask the devices for the whole clips that just expired (no digest names them: a digest
+        lists completed uploads of its last ``digest_window_s``, 3 days; a resumed upload sends
+        only the pieces the broker has not acknowledged). A device sends a clip it still holds
+        when its owner allows requested clips; each clip is asked at most 3 times in all."""
+        by_device: dict[str, list[str]] = {}
+        for i, dev in expired:
+            by_device.setdefault(dev, []).append(i)
+        try:
+            for dev, ids in by_device.items():
+                self.handler.request_clips(dev, ids, EXPIRED_WHY)
+        except StorageCorruptError:
+            raise
+        except StorageError as exc:
+            log.error("ingest: cannot ask for the expired clips again: %s", exc)
 
     def _next_batch(self, pending: list) -> bool:
         """Fill ``pending`` from the receive queue (waits up to 0.2 s); False if nothing came."""

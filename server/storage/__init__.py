@@ -91,7 +91,7 @@ class Storage(Protocol):
     def expire_clip_pieces(self, max_age_s: float) -> dict:
         """Delete (quarantining each clip's first piece with the reason) the pieces of clips still
         incomplete whose newest piece is older than ``max_age_s``; a clip with all its pieces is
-        never touched. Returns ``{"clips", "pieces"}`` deleted."""
+        never touched. Returns ``{"clips", "pieces", "expired": [(detection id, device)]}`` deleted."""
         ...
 
     def note_clip_requests(self, device_id: str, detection_ids: Iterable[str], why: str) -> list[str]:

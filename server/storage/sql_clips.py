@@ -112,7 +112,7 @@ class ClipsSql:
         ``max_age_s`` ago (an upload that stopped: the device lost the clip or its owner turned
         uploads off); each such clip is quarantined (one row: the reason and its first piece). A
         clip whose pieces are all present (held, or waiting for its detection) is never touched.
-        Returns ``{"clips": n, "pieces": n}`` deleted.
+        Returns ``{"clips": n, "pieces": n, "expired": [(detection id, device)]}`` deleted.
 
         Atomic beside other ingest workers: the clips are found and deleted by one condition
         (:data:`EXPIRED`), in one transaction that keeps every other writer of ``clip_pieces``
@@ -125,7 +125,8 @@ class ClipsSql:
             dropped = self._drop_pieces(EXPIRED, [cutoff, cutoff], now, lambda i, dev, k, n: (
                 f"incomplete clip of {i} from device {dev} expired: {k} of {n} pieces, none received for "
                 f"{max_age_s:g} s (mqtt.clip_pieces_max_age_h)"))  # fmt: skip
-        return {"clips": len(dropped), "pieces": sum(k for _, _, k in dropped)}
+        return {"clips": len(dropped), "pieces": sum(k for _, _, k in dropped),
+                "expired": [(i, dev) for i, dev, _ in dropped]}  # fmt: skip
 
     def _clip_devices(self, ids: list[str]) -> dict[str, str]:
         """Within a transaction: the device of each clip held of these detections."""

@@ -53,7 +53,7 @@ def test_incomplete_clip_pieces_expire_and_complete_clips_stay(storage):
     assert _pieces(storage) == {dets["a"].id: 2, dets["c"].id: 1, dets["d"].id: 2}
 
     out = storage.expire_clip_pieces(1.0)
-    assert out == {"clips": 1, "pieces": 2}
+    assert out == {"clips": 1, "pieces": 2, "expired": [(dets["a"].id, dets["a"].device_id)]}
     assert _pieces(storage) == {dets["c"].id: 1, dets["d"].id: 2}  # d is complete: never deleted
     assert storage.clip(dets["b"].id)["size"] == 3000
     reasons = [r["reason"] for r in storage.quarantine_rows()]
@@ -61,7 +61,7 @@ def test_incomplete_clip_pieces_expire_and_complete_clips_stay(storage):
         f"incomplete clip of {dets['a'].id} from device {dets['a'].device_id} expired: 2 of 3 pieces, "
         "none received for 1 s (mqtt.clip_pieces_max_age_h)"
     ]
-    assert storage.expire_clip_pieces(1.0) == {"clips": 0, "pieces": 0}
+    assert storage.expire_clip_pieces(1.0) == {"clips": 0, "pieces": 0, "expired": []}
     assert storage.counts()["clips_arriving"] == 2
 
     # the device sends the clip again when asked (a digest lists it): it is assembled as usual
@@ -172,7 +172,7 @@ def test_a_clip_completed_while_it_expires_is_not_quarantined_as_expired(storage
     assert not (held and _expired_rows(storage)), "a held clip quarantined as expired"
     assert len(_expired_rows(storage)) == out["clips"]
     if not held:  # the expiry went first: the late piece is kept, waiting
-        assert _pieces(storage) == {det.id: 1} and out == {**out, "clips": 1, "pieces": 2}
+        assert _pieces(storage) == {det.id: 1} and (out["clips"], out["pieces"]) == (1, 2)
 
 
 def test_a_fresh_piece_keeps_every_piece_of_its_clip(storage):
@@ -277,3 +277,29 @@ def test_a_busy_ingest_still_expires_clip_pieces(monkeypatch, tmp_path):
     storage.close()
     assert len(calls) >= 2, f"no expiry in {len(batches)} busy batches"
     assert calls[0] - t0 >= 0.3 and calls[1] - calls[0] >= 0.3  # at most once an interval
+
+
+def test_an_expired_clip_is_asked_of_its_device_again(storage):
+    """The recorder's digest lists only clips whose upload completed within its digest window (3
+    days), so no digest ever names a clip that expired after a week; a paused upload that resumes
+    sends only its missing pieces, which the server no longer can complete. The ingest now asks
+    the device for the whole clip again when it expires (the device sends it if it still holds
+    it and its owner allows requested clips); each clip at most 3 times, as every clip request."""
+    from server.ingest import Ingestor
+
+    dets, _ = _fill(storage)
+    time.sleep(1.2)
+    ing = Ingestor(storage, MqttConfig(clip_pieces_max_age_h=1.0 / 3600))
+    ing.subscribed.set()
+    ing._expire_clip_pieces(0.0)
+    a = dets["a"]
+    assert [(r["detection_id"], r["device_id"], r["why"]) for r in storage.clip_requests()] == [
+        (a.id, a.device_id, "incomplete clip expired")
+    ]
+    ((topic, payload),) = ing.handler.clip_request_messages()
+    assert topic == f"yh/v1/{a.device_id}/clip_request" and a.id in payload.decode()
+    for _ in range(3):  # asked again at each expiry, at most 3 times in all
+        MessageHandler(storage).handle(_clip(a, 3000, 1)[:1])
+        time.sleep(1.1)
+        ing._expire_clip_pieces(0.0)
+    assert [r["tries"] for r in storage.clip_requests()] == [3]
