@@ -48,7 +48,7 @@ FLOAT_COLUMNS = {f.name for f in FIELDS if f.kind in ("prob", "seconds", "db", "
     "cluster_probability", "x2", "y2", "x3", "y3", "z3"}  # fmt: skip
 DEPLOYMENT_COLUMNS = ["deployment_id", "device_id", "latitude", "longitude", "elevation_m", "site", "microphone",
                       "start", "end", "first_seen", "last_seen", "current", "detections_seen"]  # fmt: skip
-FORMATS = ("csv", "parquet", "geojson")
+FORMATS = ("csv", "parquet", "geojson")  # 'all': the Darwin Core Archive ("dwc") is asked for by name
 
 
 def _rows(storage: Storage, embeddings: bool, spectrograms: bool, places: DeploymentIndex):
@@ -140,8 +140,10 @@ def _parquet(path: Path, rows: list[dict], embeddings: bool, spectrograms: bool)
 
 
 def export(storage: Storage, out_dir: str | Path, formats: tuple[str, ...] = FORMATS, embeddings: bool = True,
-           db_name: str = "", spectrograms: bool = False) -> dict:  # fmt: skip
-    """Write the chosen formats and a ``manifest.json`` into ``out_dir``, each file atomically."""
+           db_name: str = "", spectrograms: bool = False, media_base: str = "", creator: str = "") -> dict:  # fmt: skip
+    """Write the chosen formats (``dwc``: the Darwin Core Archive, :mod:`.export_dwc`, with clips
+    linked under ``media_base`` and ``creator`` in its metadata) and a ``manifest.json`` into
+    ``out_dir``, each file atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     deployments = storage.deployments()
@@ -155,9 +157,18 @@ def export(storage: Storage, out_dir: str | Path, formats: tuple[str, ...] = FOR
         n = len(rows)
         _atomic(out / "detections.parquet", lambda tmp: _parquet(tmp, rows, embeddings, spectrograms))
         files.append("detections.parquet")
+    dwca = None
+    if "dwc" in formats:
+        from .export_dwc import DWCA_NAME, write_dwca
+
+        dwca = write_dwca(storage, out / DWCA_NAME, places, media_base, creator)
+        n = dwca["occurrences"]
+        files.append(DWCA_NAME)
     if "geojson" in formats or deployments:
         files += _write_places(storage, out, deployments)
     manifest = _manifest(storage, db_name, n, files, embeddings, spectrograms)
+    if dwca is not None:
+        manifest["dwca"] = {"file": dwca["file"], "core": "occurrence.txt", "terms": dwca["terms"]}
     _atomic(out / "manifest.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, default=str)))
     return {"dir": str(out), "files": [*files, "manifest.json"], "detections": n}
 

@@ -62,23 +62,35 @@ def label_import(ctx, csv_path: Path, tolerance: float, by: str, as_json: bool) 
 
 @main.command("export")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "geojson", "all", "both"]), default="all",
-              show_default=True, help="'all': CSV, Parquet and GeoJSON ('both' is the same, kept for scripts).")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "geojson", "dwc", "all", "both"]), default="all",
+              show_default=True, help="'all': CSV, Parquet and GeoJSON ('both' is the same, kept for scripts); "
+              "'dwc': a Darwin Core Archive for GBIF (yellowhammer-dwca.zip), only when asked for by name.")  # fmt: skip
 @click.option("--no-embeddings", is_flag=True, help="Leave the embedding column out.")
 @click.option(
     "--spectrograms", is_flag=True, help="Parquet: add each song's spectrogram (a struct with the cells)."
 )
+@click.option(
+    "--creator",
+    default="",
+    help="dwc: the dataset's creator in eml.xml (default: Yellowhammer dialect monitor).",
+)
+@click.option("--base-url", default=None,
+              help="dwc: address of the web app clips are linked under (default serve.public_url; empty: no links).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def export_cmd(ctx, out_dir: Path, fmt: str, no_embeddings: bool, spectrograms: bool, as_json: bool) -> None:
+def export_cmd(ctx, out_dir: Path, fmt: str, no_embeddings: bool, spectrograms: bool, creator: str,
+               base_url: str | None, as_json: bool) -> None:  # fmt: skip
     """Write detections with provenance, labels, places and latest clusters to OUT_DIR (CSV, Parquet,
-    devices.geojson, deployments.csv, manifest.json)."""
+    devices.geojson, deployments.csv, manifest.json; or with --format dwc a Darwin Core Archive,
+    clips linked under serve.public_url when it is set)."""
     from ..export import FORMATS, export
 
+    public_url = base_url if base_url is not None else server_config(ctx).serve.public_url
     storage = open_db(ctx, readonly=True)
     try:
         res = export(storage, out_dir, FORMATS if fmt in ("all", "both") else (fmt,), not no_embeddings,
-                     db_name=display_address(db_address(ctx)), spectrograms=spectrograms)  # fmt: skip
+                     db_name=display_address(db_address(ctx)), spectrograms=spectrograms, media_base=public_url,
+                     creator=creator)  # fmt: skip
     finally:
         storage.close()
     click.echo(
