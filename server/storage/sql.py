@@ -197,6 +197,15 @@ class SqlStorage(DevicesSql, ClipsSql, LabelsSql):
             ).fetchall()
         return {int(b): int(n) for b, n in rows if int(b) in wanted}
 
+    def stored_ids(self, ids: Iterable[str]) -> set[str]:
+        """Which of these detection ids the server holds a detection of (only the ids are read)."""
+        ids, out = list(dict.fromkeys(ids)), set()
+        for c in range(0, len(ids), 500):
+            part = ids[c : c + 500]
+            out |= {r["id"] for r in self._rows(
+                f"SELECT id FROM detections WHERE id IN ({','.join('?' * len(part))})", part)}  # fmt: skip
+        return out
+
     def find_detection(self, device_id: str, start_time: float, tolerance: float) -> str | None:
         rows = self._rows(
             "SELECT id FROM detections WHERE device_id = ? AND start_time BETWEEN ? AND ? "

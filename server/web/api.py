@@ -168,7 +168,7 @@ def api_labels():
     ids = list(dict.fromkeys(r["detection_id"] for r in rows))
     with w.lock:
         out = w.storage.put_labels(rows)
-        held = {r["id"] for r in w.storage.iter_detections(ids=ids)}
+        held = w.storage.stored_ids(ids)
     out["not_stored"] = [i for i in ids if i not in held]  # kept: applies once the detection arrives
     return jsonify(out)
 
