@@ -8,6 +8,8 @@ from collections import Counter
 
 from flask import Blueprint, Response, jsonify, request
 
+from edge.contract import ID_RE
+
 from ..clustering import ClusterError, novelty_report
 from ..dialects import cluster_table, find_run
 from ..errors import BadRequest
@@ -163,6 +165,9 @@ def api_labels():
         det, lab = r.get("detection_id"), r.get("label")
         if not isinstance(det, str) or not isinstance(lab, str) or not 0 < len(lab.strip()) <= LABEL_MAX:
             raise BadRequest(f"each item needs a detection_id and a label of 1..{LABEL_MAX} characters")
+        if not ID_RE.fullmatch(det):  # a label of an id no detection can ever have
+            raise BadRequest(f'an item\'s "detection_id" must be a detection id (letters, digits and . _ : -, '
+                             f"starting with a letter or digit, at most 128 characters); got {json.dumps(det)[:60]}")  # fmt: skip
         rows.append({"detection_id": det, "label": lab.strip(), "origin": "api", "labeled_by": _label_by(r, who),
                      "labeled_at": now, "imported_at": now})  # fmt: skip
     ids = list(dict.fromkeys(r["detection_id"] for r in rows))

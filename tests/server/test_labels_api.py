@@ -4,6 +4,8 @@ refused with 400 naming the field, while a well-formed id not stored yet is kept
 
 from __future__ import annotations
 
+import pytest
+
 from server.ingest import Message, MessageHandler
 from server.web.app import create_app
 from tests.sync.helpers import blob_detections
@@ -38,3 +40,20 @@ def test_the_labels_answer_never_loads_detection_rows(storage, monkeypatch):
                                          {"detection_id": "later-1", "label": "BD"}], headers=AUTH)  # fmt: skip
     assert r.status_code == 200, r.get_data(as_text=True)[:300]
     assert r.json["not_stored"] == ["later-1"] and r.json["new"] == 2
+
+
+BAD_IDS = ["", " ", "a b", "a/b", "a+b", "#", "-starts-with-dash", "x" * 129, "a\nb", "é", "a\x00b"]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS, ids=range(len(BAD_IDS)))
+def test_a_malformed_detection_id_is_refused_naming_the_field(storage, bad):
+    ids = _stored(storage, 1)
+    client = create_app(storage, token="secret").test_client()
+    r = client.post("/api/labels", json=[{"detection_id": ids[0], "label": "BD"},
+                                         {"detection_id": bad, "label": "BD"}], headers=AUTH)  # fmt: skip
+    assert r.status_code == 400 and r.is_json, r.get_data(as_text=True)[:300]
+    assert "detection_id" in r.json["error"]
+    assert storage.label_rows([ids[0]]) == []  # nothing of the list stored
+    r = client.post("/api/labels", json=[{"detection_id": "well-formed:not.stored_yet-1", "label": "BD"}],
+                    headers=AUTH)  # fmt: skip
+    assert r.status_code == 200 and r.json["not_stored"] == ["well-formed:not.stored_yet-1"]
