@@ -21,16 +21,19 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge.contract import FIELDS, Spectrogram
+from edge.contract import FIELDS, ContractError, Spectrogram
 from edge.kit.version import __version__
 
 from .places import DeploymentIndex, geojson, in_range, iso
 from .storage import DETECTION_COLUMNS, Storage
+
+log = logging.getLogger(__name__)
 
 CLUSTER_COLUMNS = ["cluster_run", "cluster", "cluster_probability", "cluster_fitted", "cluster_excluded",
                    "x2", "y2", "x3", "y3", "z3"]  # fmt: skip
@@ -102,6 +105,24 @@ def _spectrogram_struct(wire: str | None) -> dict | None:
             "db_max": s.db_max, "db_step": s.db_step, "cells": s.cells.tobytes()}  # fmt: skip
 
 
+def _read_spectrograms(rows: list[dict], warnings: list[str]) -> None:
+    """Each row's stored spectrogram (wire JSON) as its Parquet struct; a damaged one (not UTF-8,
+    not JSON, nested too deeply, wrong fields, cells that do not inflate) is exported as null, and
+    one warning gives their count and the first."""
+    bad: list[tuple[str, str]] = []
+    for r in rows:
+        try:
+            r["spectrogram"] = _spectrogram_struct(r["spectrogram"])
+        except (ContractError, ValueError, TypeError, RecursionError) as exc:
+            r["spectrogram"] = None
+            bad.append((r["id"], "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]))
+    if bad:
+        msg = (f"export: {len(bad)} stored spectrograms unreadable, exported as null (first: song {bad[0][0]}: "
+               f"{bad[0][1]})")  # fmt: skip
+        log.warning("%s", msg)
+        warnings.append(msg)
+
+
 def _parquet(path: Path, rows: list[dict], embeddings: bool, spectrograms: bool) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -132,7 +153,7 @@ def _parquet(path: Path, rows: list[dict], embeddings: bool, spectrograms: bool)
         st = pa.struct([("frames", pa.int32()), ("mels", pa.int32()), ("fps", pa.float32()), ("t0", pa.float32()),
                         ("fmin", pa.float32()), ("fmax", pa.float32()), ("db_max", pa.float32()),
                         ("db_step", pa.float32()), ("cells", pa.binary())])  # fmt: skip
-        arrays.append(pa.array([_spectrogram_struct(r["spectrogram"]) for r in rows], type=st))
+        arrays.append(pa.array([r["spectrogram"] for r in rows], type=st))  # _read_spectrograms
         names.append("spectrogram")
     table = pa.Table.from_arrays(arrays, names=names)
     table = table.replace_schema_metadata({"yellowhammer": json.dumps({"software": __version__})})
@@ -148,13 +169,15 @@ def export(storage: Storage, out_dir: str | Path, formats: tuple[str, ...] = FOR
     out.mkdir(parents=True, exist_ok=True)
     deployments = storage.deployments()
     places = DeploymentIndex(deployments)
-    files, n = [], 0
+    files, n, warnings = [], 0, []
     if "csv" in formats:
         n = _write_csv(storage, out / "detections.csv", embeddings, places)
         files.append("detections.csv")
     if "parquet" in formats:
         rows = list(_rows(storage, embeddings, spectrograms, places))
         n = len(rows)
+        if spectrograms:
+            _read_spectrograms(rows, warnings)
         _atomic(out / "detections.parquet", lambda tmp: _parquet(tmp, rows, embeddings, spectrograms))
         files.append("detections.parquet")
     dwca = None
@@ -170,7 +193,7 @@ def export(storage: Storage, out_dir: str | Path, formats: tuple[str, ...] = FOR
     if dwca is not None:
         manifest["dwca"] = {"file": dwca["file"], "core": "occurrence.txt", "terms": dwca["terms"]}
     _atomic(out / "manifest.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, default=str)))
-    return {"dir": str(out), "files": [*files, "manifest.json"], "detections": n}
+    return {"dir": str(out), "files": [*files, "manifest.json"], "detections": n, "warnings": warnings}
 
 
 def _write_csv(storage: Storage, path: Path, embeddings: bool, places: DeploymentIndex) -> int:

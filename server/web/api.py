@@ -18,6 +18,7 @@ from ..places import geojson, iso
 from .context import web
 from .forms import BY_MAX, LABEL_MAX
 from .params import DETECTION_PARAMS, as_device, as_text, params
+from .render import read_stored_json
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 WHY_MAX = 100  # the reason noted with a clip request
@@ -56,7 +57,9 @@ def api_devices():
     with w.lock:
         out = w.storage.devices()
     for d in out:
-        d["stats"] = json.loads(d["stats"]) if d.get("stats") else None
+        d["stats"], why = read_stored_json(d.get("stats"), "stats", obj=True)
+        if why:  # damaged in the database: the device's other data stay usable
+            d["stats_error"] = why
     return jsonify(out)
 
 
@@ -92,7 +95,9 @@ def api_detections():
     for r in rows:
         if emb:
             r["embedding"] = [round(float(v), 6) for v in r["embedding"]]
-        r["extra"] = json.loads(r["extra"]) if r.get("extra") else None
+        r["extra"], why = read_stored_json(r.get("extra"), "extra")
+        if why:
+            r["extra_error"] = why
         r["start_time_iso"] = iso(r["start_time"])
         for k in BOOL_COLUMNS:  # true/false as in the export (SQL stores 0/1); unknown stays null
             if r.get(k) is not None:

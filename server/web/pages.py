@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, abort, render_template, url_for
 
 from ..clustering import ClusterError, novelty_report
@@ -14,7 +12,7 @@ from ..places import DeploymentIndex, iso
 from ..storage import DETECTION_COLUMNS
 from .context import web
 from .params import as_text, fmt_time, params
-from .render import read_spectrogram
+from .render import read_spectrogram, read_stored_json
 from .svg import devices_map, scatter
 
 bp = Blueprint("pages", __name__)
@@ -38,8 +36,9 @@ def devices_page():
         devs = w.storage.devices()
         points = w.device_points()
     for d in devs:
-        st = json.loads(d["stats"]) if d.get("stats") else {}
-        d["backlog"] = (st.get("store") or {}).get("unsynced")
+        st, d["stats_error"] = read_stored_json(d.get("stats"), "stats", obj=True)
+        store = (st or {}).get("store")
+        d["backlog"] = store.get("unsynced") if isinstance(store, dict) else None
         seen = [t for t in (d.get("status_at"), d.get("stats_at"), d.get("last_detection")) if t]
         d["last_seen"] = max(seen) if seen else None
         d["dominant"] = next(

@@ -35,6 +35,22 @@ def read_spectrogram(wire: str | bytes | dict) -> Spectrogram:
         raise ValueError(f"stored spectrogram unreadable: {reason}") from None
 
 
+def read_stored_json(value, what: str, obj: bool = False) -> tuple[object, str | None]:
+    """A stored JSON text (``extra``, ``stats``) read: ``(value, None)``, or ``(None, "stored
+    <what> unreadable: <reason>")`` when it is damaged (not UTF-8, not JSON, nested too deeply,
+    or, with ``obj``, not a JSON object); None or empty stays None."""
+    if not value:
+        return None, None
+    try:
+        out = json.loads(value)
+    except (ValueError, TypeError, RecursionError) as exc:
+        reason = str(exc)[:200] if not isinstance(exc, RecursionError) else "nested too deeply"
+        return None, f"stored {what} unreadable: {reason}"
+    if obj and not isinstance(out, dict):
+        return None, f"stored {what} unreadable: a JSON {type(out).__name__}, not an object"
+    return out, None
+
+
 def spectrogram_png(wire: str | bytes | dict, width: int | None = None, height: int | None = None,
                     range_db: float = DISPLAY_RANGE_DB) -> bytes:  # fmt: skip
     """A PNG of a stored spectrogram (its wire JSON): time left to right, frequency bottom to top.
