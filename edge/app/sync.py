@@ -101,7 +101,7 @@ def wait_for_daemon(cfg: Config, health: dict, timeout: float) -> dict | None:
         )
     store = SqliteStore(cfg.db_path, readonly=True)
     try:
-        before = store.counts()["unsynced"]
+        started = time.time()  # the daemon stamps synced_at with the wall clock
         deadline = time.monotonic() + timeout
         while True:
             pub = health.get("publisher") or {}
@@ -117,10 +117,11 @@ def wait_for_daemon(cfg: Config, health: dict, timeout: float) -> dict | None:
                 return None  # it stopped (or no longer sends there): the caller sends itself
             health, pid = h, h.get("pid")  # restarted (systemd): the new daemon sends; wait for it
         skipped = remaining - _sendable(store, remaining, cfg.mqtt.embedding_dtype)
+        acked = store.synced_since(started)  # not the backlog's net drop: songs recorded meanwhile
     finally:
         store.close()
     return {"device_id": cfg.device_id, "broker": f"{cfg.mqtt.host}:{cfg.mqtt.port}", "daemon_pid": pid,
-            "published": None, "acked": max(0, before - remaining), "skipped": skipped, "remaining": remaining,
+            "published": None, "acked": acked, "skipped": skipped, "remaining": remaining,
             "drained": drained, "connected": bool(pub.get("connected")), "last_error": pub.get("last_error", "")}  # fmt: skip
 
 

@@ -121,3 +121,27 @@ def test_a_backlog_of_only_unsendable_rows_is_drained_whatever_the_health_file_s
     t0 = time.monotonic()
     r = wait_for_daemon(cfg, read_health(cfg.device.data_dir), 20.0)
     assert r["drained"] and r["remaining"] == 1 and r["skipped"] == 1 and time.monotonic() - t0 < 5
+
+
+def test_acked_counts_what_the_daemon_sent_during_the_wait_not_the_net_drop_of_the_backlog(
+    tmp_path: Path, sleepers
+):
+    # 3 unsynced at the start (and 1 synced before: not sent during the wait); meanwhile 2 songs
+    # are recorded and the daemon sends all 5: the backlog dropped by 3, the daemon sent 5
+    db = tmp_path / "detections.sqlite"
+    cfg = edge_config(_Broker, "dev-a", db)
+    ids = fill_store(db, "dev-a", 4)
+    store = SqliteStore(db)
+    store.mark_synced(ids[:1])
+    store.close()
+    time.sleep(0.05)
+    _health(cfg, sleepers[0].pid)
+    t, out = _waiting(cfg, 20.0)
+    time.sleep(1.0)
+    new = fill_store(db, "dev-a", 2, start=10)  # songs recorded during the wait
+    store = SqliteStore(db)
+    store.mark_synced(ids[1:] + new)
+    store.close()
+    t.join(30)
+    assert out and out[0] is not None and out[0]["drained"] and out[0]["remaining"] == 0
+    assert out[0]["acked"] == 5

@@ -35,6 +35,13 @@ class OutboxMixin:
 
         self._write(run, what=f"mark {len(ids)} detections synced")
 
+    def synced_since(self, since: float) -> int:
+        """How many detections the broker acknowledged at or after ``since`` (epoch seconds,
+        ``synced_at``): what was sent meanwhile, whatever was recorded meanwhile."""
+        with self._lock, self._reading("count the synced detections"):
+            return int(self.db.execute("SELECT COUNT(*) FROM detections WHERE synced_at >= ?",
+                                       [float(since)]).fetchone()[0])  # fmt: skip
+
     def requeue_buckets(self, bucket_s: int, buckets: Iterable[int]) -> int:
         """Put the synced detections whose ``start_time`` falls in these buckets back in the outbox.
 
