@@ -6,8 +6,10 @@ Also runnable stand-alone as ``python -m edge.app.sync`` (it does not import the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -63,7 +65,31 @@ def _sending(cfg: Config, h: dict | None) -> dict | None:
     pub = (h or {}).get("publisher")
     if not h or not h.get("running") or not isinstance(pub, dict):
         return None
-    return h if pub.get("broker") == f"{cfg.mqtt.host}:{cfg.mqtt.port}" else None
+    return h if same_broker(str(pub.get("broker")), f"{cfg.mqtt.host}:{cfg.mqtt.port}") else None
+
+
+def same_broker(a: str, b: str) -> bool:
+    """Whether two ``host:port`` brokers are one: equal ports and hosts resolving to a common
+    address (``localhost`` and ``127.0.0.1``); hosts that do not resolve are compared as written."""
+    if a == b:
+        return True
+    (ha, _, pa), (hb, _, pb) = a.rpartition(":"), b.rpartition(":")
+    if not (pa.isdigit() and pb.isdigit()) or int(pa) != int(pb):
+        return False
+    ra, rb = _addresses(ha.strip("[]")), _addresses(hb.strip("[]"))
+    if ra is None or rb is None:  # resolution failed: compare as written
+        return ha.strip("[]").lower() == hb.strip("[]").lower()
+    return bool(ra & rb)
+
+
+@functools.lru_cache(maxsize=16)
+def _addresses(host: str) -> frozenset[str] | None:
+    """The addresses ``host`` resolves to (once per process: the wait asks twice a second)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError):
+        return None
+    return frozenset(str(i[4][0]) for i in infos) or None
 
 
 def _sendable(store, remaining: int, dtype: str, first: bool = False) -> int:

@@ -56,23 +56,34 @@ def _add(db: Path, start: int, n: int) -> None:
         store.close()
 
 
-def test_a_one_shot_sync_never_throws_the_running_daemon_off_a_broker_forcing_the_client_id(
-    forcing_broker, tmp_path
-):
-    noise = tmp_path / "noise.wav"  # a quiet meadow, played in a loop as the microphone
+def _start_daemon(broker, tmp_path: Path) -> tuple[Path, Path, subprocess.Popen]:
+    """A recorder daemon (a quiet meadow, played in a loop as the microphone) sending to
+    ``broker``; returns its config file, its database and the process, once connected."""
+    noise = tmp_path / "noise.wav"
     write_wav(noise, (0.001 * np.random.default_rng(3).standard_normal(24000 * 4)).astype(np.float32), 24000)
     data = tmp_path / "data"
-    extra = (f'\n[mqtt]\nenabled = true\nhost = "{forcing_broker.host}"\nport = {forcing_broker.port}\n'
+    extra = (f'\n[mqtt]\nenabled = true\nhost = "{broker.host}"\nport = {broker.port}\n'
              'username = "test-device"\nmax_backoff_s = 2.0\n')  # fmt: skip
     cfg = write_config(tmp_path / "edge.toml", data, replay=str(noise), extra=extra)
     loop = '[audio]\nreplay_realtime = true\nreplay_loop = true\nreplay_timestamps = "now"\n'
     cfg.write_text(cfg.read_text().replace("[audio]\n", loop))
-    db = data / "detections.sqlite"
     daemon = subprocess.Popen([sys.executable, "-m", "edge", "run", "-c", str(cfg)], env=_env(), cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=open(tmp_path / "daemon.log", "ab"))  # noqa: SIM115  # fmt: skip
     try:
         wait_for(lambda: ((read_health(data) or {}).get("publisher") or {}).get("connected"), 90,
                  what="the daemon's publisher connected")  # fmt: skip
+    except BaseException:
+        daemon.kill()
+        daemon.wait(60)
+        raise
+    return cfg, data / "detections.sqlite", daemon
+
+
+def test_a_one_shot_sync_never_throws_the_running_daemon_off_a_broker_forcing_the_client_id(
+    forcing_broker, tmp_path
+):
+    cfg, db, daemon = _start_daemon(forcing_broker, tmp_path)
+    try:
         _add(db, 0, 20)
         r = _sync(cfg, "--json")
         assert r.returncode == 0, r.stdout + r.stderr[-2000:]
@@ -101,3 +112,23 @@ def test_a_one_shot_sync_never_throws_the_running_daemon_off_a_broker_forcing_th
     assert r.returncode == 0, r.stdout + r.stderr[-2000:]
     result = json.loads(r.stdout)
     assert result["acked"] == 5 and result["remaining"] == 0 and "daemon_pid" not in result
+
+
+def test_the_broker_named_otherwise_is_still_the_daemons_and_left_to_it(forcing_broker, tmp_path):
+    # the daemon sends to 127.0.0.1, the sync is told "localhost": one broker, so the sync must
+    # leave the sending to the daemon (compared as host:port text they differed, and the sync
+    # connected beside the daemon, throwing it off the broker forcing client id = username)
+    assert forcing_broker.host == "127.0.0.1"
+    cfg, db, daemon = _start_daemon(forcing_broker, tmp_path)
+    try:
+        _add(db, 0, 5)
+        r = _sync(cfg, "--json", "--host", "localhost")
+        assert r.returncode == 0, r.stdout + r.stderr[-2000:]
+        result = json.loads(r.stdout)
+        assert result.get("daemon_pid") == daemon.pid and result["remaining"] == 0, result
+        assert TAKEOVER not in forcing_broker.log_text()
+        log = (tmp_path / "daemon.log").read_text()
+        assert log.count("mqtt: connected") == 1 and "connection lost" not in log, log[-3000:]
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)

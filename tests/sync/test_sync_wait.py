@@ -145,3 +145,13 @@ def test_acked_counts_what_the_daemon_sent_during_the_wait_not_the_net_drop_of_t
     t.join(30)
     assert out and out[0] is not None and out[0]["drained"] and out[0]["remaining"] == 0
     assert out[0]["acked"] == 5
+
+
+def test_brokers_are_compared_by_address_and_port_and_as_written_when_a_name_does_not_resolve():
+    from edge.app.sync import same_broker
+
+    assert same_broker("localhost:1883", "127.0.0.1:1883")
+    assert not same_broker("localhost:1883", "127.0.0.1:1884")
+    assert same_broker("broker.invalid:1883", "BROKER.invalid:1883")  # unresolvable: as written
+    assert not same_broker("a.invalid:1883", "b.invalid:1883")
+    assert not same_broker("None", "127.0.0.1:1883")  # a health file without a broker
