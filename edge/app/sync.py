@@ -112,7 +112,8 @@ def _sendable(store, remaining: int, dtype: str, first: bool = False) -> int:
 def wait_for_daemon(cfg: Config, health: dict, timeout: float) -> dict | None:
     """Leave the sending to the running daemon and wait (reading the database) until it has sent
     every sendable detection, or ``timeout``; None if the daemon stopped meanwhile (the caller then
-    sends itself). A daemon restarted meanwhile (a new pid) or a health file unreadable for a
+    sends itself, in what is left of the timeout). ``acked``: the detections acknowledged since
+    the wait began (the backlog's net drop misses songs recorded meanwhile). A daemon restarted meanwhile (a new pid) or a health file unreadable for a
     moment is still one that sends: connecting beside it would throw it off. Its database must be
     this one: any other is refused (the daemon holds the connection)."""
     from edge.adapters.store.sqlite import SqliteStore
@@ -175,6 +176,7 @@ def sync_command(config_path, db, host, port, device_id, timeout, follow, max_ra
     from edge.adapters.mqtt.publisher import MqttPublisher
     from edge.adapters.store.sqlite import SqliteStore
 
+    started = time.monotonic()  # the whole one-shot (waiting, then sending itself) ends at --timeout
     try:
         cfg = build_config(config_path, db, host, port, device_id, max_rate, batch_size)
         daemon = running_publisher(cfg)
@@ -199,7 +201,7 @@ def sync_command(config_path, db, host, port, device_id, timeout, follow, max_ra
                 pub.run(stop)
                 result = pub.summary()
             else:
-                result = pub.publish_pending(timeout)
+                result = pub.publish_pending(max(0.0, timeout - (time.monotonic() - started)))
         finally:
             store.close()
     except YellowhammerError as exc:

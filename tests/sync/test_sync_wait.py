@@ -3,6 +3,7 @@ the daemon is a health file and a live pid, its sending is marking rows synced i
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import threading
 import time
@@ -155,3 +156,32 @@ def test_brokers_are_compared_by_address_and_port_and_as_written_when_a_name_doe
     assert same_broker("broker.invalid:1883", "BROKER.invalid:1883")  # unresolvable: as written
     assert not same_broker("a.invalid:1883", "b.invalid:1883")
     assert not same_broker("None", "127.0.0.1:1883")  # a health file without a broker
+
+
+def test_a_daemon_stopping_mid_wait_leaves_the_sync_only_the_rest_of_its_timeout(tmp_path: Path, sleepers):
+    # the daemon stops 2.5 s into a 4-s sync, the broker is out of reach: the sync's own send
+    # gets what is left of the 4 s (it used to get 4 s more: up to twice the timeout in all)
+    from click.testing import CliRunner
+
+    from edge.app.sync import sync_command
+    from tests.broker import free_port
+    from tests.edge.helpers import write_config
+
+    port = free_port()  # nothing listens there
+    cfg_path = write_config(
+        tmp_path / "edge.toml", tmp_path, extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\n'
+    )
+    cfg = edge_config(_Broker, "test-device", tmp_path / "detections.sqlite")
+    cfg = dataclasses.replace(cfg, mqtt=dataclasses.replace(cfg.mqtt, port=port))
+    fill_store(cfg.db_path, "test-device", 2)
+    _health(cfg, sleepers[0].pid)
+    stopper = threading.Timer(2.5, lambda: (sleepers[0].kill(), sleepers[0].wait()))
+    stopper.start()
+    t0 = time.monotonic()
+    r = CliRunner().invoke(
+        sync_command, ["-c", str(cfg_path), "--timeout", "4", "--json"], env={"YH_CONFIG": None}
+    )
+    took = time.monotonic() - t0
+    stopper.join()
+    assert r.exit_code == 1, r.output
+    assert 2.5 <= took < 4 + 1.5, f"the sync took {took:.1f} s with --timeout 4"
