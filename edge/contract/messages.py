@@ -241,6 +241,10 @@ def _non_finite(body: dict) -> str:
     return ""
 
 
+#: the ranges of a deployment's position (WGS84 degrees, metres), inclusive: the contract's and the
+#: recorder config's (``device.latitude`` ...), so a recorder never accepts one the server refuses
+POSITION_RANGES = {"latitude": (-90.0, 90.0), "longitude": (-180.0, 180.0), "elevation_m": (-500.0, 9000.0)}
+
 #: text fields of a deployment and their length limits
 _DEPLOYMENT_TEXT = {"site": 200, "microphone": 200}
 
@@ -283,8 +287,7 @@ class Deployment:
         if not isinstance(body, dict):
             raise ContractError("deployment must be an object")
         kw: dict = {}
-        for k, lo, hi in (("latitude", -90.0, 90.0), ("longitude", -180.0, 180.0), ("elevation_m", -500.0, 9000.0),
-                          ("start", 0.0, 1e11), ("end", 0.0, 1e11)):  # fmt: skip
+        for k, (lo, hi) in (*POSITION_RANGES.items(), ("start", (0.0, 1e11)), ("end", (0.0, 1e11))):
             if body.get(k) is not None:
                 kw[k] = check_number(body[k], f"deployment.{k}", lo, hi)
         if ("latitude" in kw) != ("longitude" in kw):
@@ -373,5 +376,5 @@ class Resend:
         return cls(bucket_s, tuple(buckets))
 
 
-__all__ = ["CLIP_CODECS", "MAX_CLIP_BYTES", "MAX_CLIP_CHUNK_BYTES", "ClipChunk", "ClipRequest", "Deployment",
-           "Digest", "Resend", "Stats", "Status", "Topics", "check_buckets", "check_id", "clip_chunks"]  # fmt: skip
+__all__ = ["CLIP_CODECS", "MAX_CLIP_BYTES", "MAX_CLIP_CHUNK_BYTES", "POSITION_RANGES", "ClipChunk", "ClipRequest",
+           "Deployment", "Digest", "Resend", "Stats", "Status", "Topics", "check_buckets", "check_id", "clip_chunks"]  # fmt: skip

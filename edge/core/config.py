@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge.contract import ContractError, Deployment, check_device_id, clean_text
+from edge.contract import POSITION_RANGES, ContractError, Deployment, check_device_id, clean_text
 from edge.kit.broker import Broker
 
 
@@ -78,7 +78,7 @@ class DeviceConfig:
     deployment_end: str = ""
 
     def __post_init__(self):
-        for key, lo, hi in (("latitude", -90, 90), ("longitude", -180, 180), ("elevation_m", -500, 9000)):
+        for key, (lo, hi) in POSITION_RANGES.items():  # the contract's: the server refuses the same
             value = getattr(self, key)
             if value is not None:
                 check_range(f"device.{key}", value, lo, hi)

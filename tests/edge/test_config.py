@@ -123,6 +123,29 @@ def test_every_number_out_of_range_is_refused_in_one_line_naming_it(tmp_path, se
     assert f"{section}.{key}" in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("key", ["latitude", "longitude", "elevation_m"])
+def test_the_position_ranges_of_the_config_are_the_contracts(key):
+    # one definition (edge.contract.POSITION_RANGES): a recorder must not accept a position the
+    # server's contract refuses, nor refuse one it accepts
+    import dataclasses
+
+    from edge.contract import POSITION_RANGES, ContractError, Deployment
+    from edge.core.config import DeviceConfig
+
+    lo, hi = POSITION_RANGES[key]
+    placed = {"latitude": 10.0, "longitude": 10.0}
+    for value in (lo, hi):  # the bounds are in
+        body = {**placed, key: value}
+        dataclasses.replace(DeviceConfig(), **body)
+        Deployment.from_dict(body)
+    for value in (lo - 0.001, hi + 0.001):  # just beyond is out, in both
+        body = {**placed, key: value}
+        with pytest.raises(ValueError, match=f"device.{key} = .*between {lo:g} and {hi:g}"):
+            dataclasses.replace(DeviceConfig(), **body)
+        with pytest.raises(ContractError, match=f"deployment.{key}"):
+            Deployment.from_dict(body)
+
+
 @pytest.mark.parametrize(
     "text",
     [
