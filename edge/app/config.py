@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from edge.core.config import Config
@@ -46,16 +47,17 @@ def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | Non
         key, value = bad
         where = f"{path}: " if path is not None else ""
         raise ConfigError(f"{where}{key} = {value}: must be a finite number")
-    return _beside_config(cfg, path)
+    return _beside_config(cfg, path, os.environ if env is None else env)
 
 
 SECRET_FILES = ("password_file", "ca_file", "cert_file", "key_file")
 
 
-def _beside_config(cfg: Config, path: str | os.PathLike | None) -> Config:
+def _beside_config(cfg: Config, path: str | os.PathLike | None, env: Mapping[str, str]) -> Config:
     """Relative mqtt secret files resolved beside the config file, unless systemd hands them
-    over (``$CREDENTIALS_DIRECTORY`` set: the client resolves them there at connect time)."""
-    if path is None or os.environ.get("CREDENTIALS_DIRECTORY"):
+    over (``CREDENTIALS_DIRECTORY`` set in ``env``, the environment the overrides came from: the
+    client resolves them there at connect time)."""
+    if path is None or env.get("CREDENTIALS_DIRECTORY"):
         return cfg
     here = Path(path).resolve().parent
     moved = {

@@ -161,3 +161,19 @@ def test_the_position_ranges_of_the_config_are_the_contracts(key):
 )
 def test_the_edges_of_the_ranges_are_accepted(tmp_path, text):
     load_config(_write(tmp_path, text), env={})
+
+
+def test_relative_secret_files_follow_the_credentials_directory_of_the_env_given(tmp_path, monkeypatch):
+    # load_config(path, env) reads the overrides from ``env``: whether systemd hands the secrets
+    # over ($CREDENTIALS_DIRECTORY) must come from the same mapping, not from the process
+    path = _write(tmp_path, '[mqtt]\npassword_file = "mqtt-password"\n')
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    cfg = load_config(path, env={"CREDENTIALS_DIRECTORY": "/run/credentials/yellowhammer-edge.service"})
+    assert cfg.mqtt.password_file == "mqtt-password"  # resolved there by the client, at connect time
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/yellowhammer-edge.service")
+    cfg = load_config(path, env={})
+    assert cfg.mqtt.password_file == str(
+        tmp_path.resolve() / "mqtt-password"
+    )  # run by hand: beside the config
+    cfg = load_config(path)  # no env given: the process environment, as for the overrides
+    assert cfg.mqtt.password_file == "mqtt-password"

@@ -73,7 +73,9 @@ def test_doctor_by_hand_finds_the_password_file_beside_the_config(mqtt_broker, t
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "mqtt-password").write_text("s3cret")
-    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))  # where the client looks at connect time
     (etc / "mqtt-password").unlink()
-    assert load_config(cfg, env={}).mqtt.password_file == "mqtt-password"
-    assert _by_name(check_broker(load_config(cfg, env={})))["broker login"].status == "ok"
+    systemd = {"CREDENTIALS_DIRECTORY": str(creds)}  # the environment load_config is given
+    assert load_config(cfg, env=systemd).mqtt.password_file == "mqtt-password"
+    assert load_config(cfg).mqtt.password_file == "mqtt-password"  # none given: the process's
+    assert _by_name(check_broker(load_config(cfg, env=systemd)))["broker login"].status == "ok"
