@@ -107,18 +107,35 @@ def test_the_recorder_service_never_gives_up_restarting():
     assert restart >= 10  # but not a tight loop that floods the journal on the SD card
 
 
-def test_the_install_commands_refresh_the_package_lists_before_installing():
-    # a freshly written Raspberry Pi OS image has no package lists: `apt install git` alone ends in
-    # "Unable to locate package git", the first thing a volunteer would see
+_APT_INSTALL = r"\bapt(-get)?\s+install\b"
+
+
+def _apt_installs(markdown: str) -> list[str]:
+    """The pieces of code of a markdown text that install with apt: fenced blocks (whatever their
+    language, or none) and inline code spans (which may wrap over lines)."""
     import re
 
-    text = (ROOT / "docs" / "deploy.md").read_text()
-    blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
-    installing = [b for b in blocks if re.search(r"\bapt(-get)? install\b", b)]
-    assert installing, "no install block found in docs/deploy.md"
-    for block in installing:
-        first_install = re.search(r"\bapt(-get)? install\b", block).start()
-        assert re.search(r"\bapt(-get)? update\b", block[:first_install]), block
+    fence = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n(.*?)^[ \t]*\1", flags=re.M | re.S)
+    blocks = [m.group(2) for m in fence.finditer(markdown)]
+    spans = re.findall(r"`([^`]+)`", fence.sub("", markdown))
+    return [code for code in blocks + spans if re.search(_APT_INSTALL, code)]
+
+
+def test_the_install_commands_refresh_the_package_lists_before_installing():
+    # a freshly written Raspberry Pi OS image has no package lists: `apt install git` alone ends in
+    # "Unable to locate package git", the first thing a volunteer would see; that holds for a
+    # command in the text (`sudo apt install ...`) or in a block of any language as for a sh block
+    import re
+
+    sample = (
+        "Run `sudo apt install\n  git`.\n\n```bash\napt-get install -y x\n```\n\n```\napt install y\n```\n"
+    )
+    assert _apt_installs(sample) == ["apt-get install -y x\n", "apt install y\n", "sudo apt install\n  git"]
+    installing = _apt_installs((ROOT / "docs" / "deploy.md").read_text())
+    assert installing, "no install command found in docs/deploy.md"
+    for code in installing:
+        first_install = re.search(_APT_INSTALL, code).start()
+        assert re.search(r"\bapt(-get)?\s+update\b", code[:first_install]), code
 
 
 def test_the_broker_readme_gives_the_device_password_file_the_installers_mode():
