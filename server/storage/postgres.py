@@ -187,7 +187,11 @@ class PostgresStorage(SqlStorage):
     def _rows(self, sql: str, args: Iterable = ()) -> list[dict]:
         return self.db.execute_returning_dicts(sql, args)
 
+    #: how long a table lock is waited for (other writers queue behind the wait), s; then StorageError
+    lock_wait_s = 5.0
+
     def _lock_table(self, table: str) -> None:  # writers wait; readers do not
+        self.db.execute(f"SET LOCAL lock_timeout = {max(1, round(self.lock_wait_s * 1000))}")
         self.db.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
 
     @staticmethod

@@ -303,3 +303,45 @@ def test_an_expired_clip_is_asked_of_its_device_again(storage):
         time.sleep(1.1)
         ing._expire_clip_pieces(0.0)
     assert [r["tries"] for r in storage.clip_requests()] == [3]
+
+
+def test_the_expiry_gives_up_instead_of_blocking_the_ingest_behind_its_table_lock(pg_url):
+    """On PostgreSQL the expiry takes a table lock on clip_pieces: while it waits for it (a long
+    transaction of another worker writing clip pieces), every other writer of clip_pieces queues
+    behind it. It used to wait without end; now it gives up after ``lock_wait_s`` (a
+    StorageError: the ingest logs it and tries again an hour later) and nothing is deleted."""
+    import psycopg
+
+    from server.errors import StorageError
+    from server.storage.postgres import PostgresStorage
+
+    storage = PostgresStorage(pg_url)
+    storage.lock_wait_s = 0.5
+    other = psycopg.connect(pg_url)  # another worker in a long transaction writing clip pieces
+    other.execute("LOCK TABLE clip_pieces IN ROW EXCLUSIVE MODE")
+    result: list = []
+
+    def expire() -> None:
+        try:
+            result.append(storage.expire_clip_pieces(1.0))
+        except StorageError as exc:
+            result.append(exc)
+
+    t = threading.Thread(target=expire, daemon=True)
+    try:
+        started = time.monotonic()
+        t.start()
+        t.join(10)
+        assert not t.is_alive(), "the expiry waited for the table lock without end"
+        assert time.monotonic() - started < 5
+        assert isinstance(result[0], StorageError) and "lock" in str(result[0]), result
+    finally:
+        other.rollback()
+        other.close()
+        t.join(30)
+        storage.close()
+    storage = PostgresStorage(pg_url)  # the connection is usable again, and the expiry runs
+    try:
+        assert storage.expire_clip_pieces(1.0)["clips"] == 0
+    finally:
+        storage.close()
