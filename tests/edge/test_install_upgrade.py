@@ -10,6 +10,7 @@ is above what this software knows.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -31,6 +32,15 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash not a
 # such a script is never sourced here
 GUARD = 'if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then'
 
+
+def assert_guarded() -> None:
+    """The guard ends the script and is the only call of main (present as text, in a comment or
+    followed by another call, it would not keep a test's ``source`` from installing for real)."""
+    text = SCRIPT.read_text()
+    assert text.rstrip().endswith(GUARD + '\n    main "$@"\nfi'), "install_pi.sh would install when sourced"
+    assert len(re.findall(r"\bmain\b(?!\(\))", text)) == 1, "main is called only by the guard"
+
+
 STUBS = r"""
 for cmd in apt-get useradd usermod userdel python3 pip; do
     eval "$cmd() { echo 'test: $cmd refused' >&2; return 1; }"
@@ -46,6 +56,19 @@ systemctl() {
 }
 sleep() { :; }
 """
+#: commands that change the machine: refused by executables first on PATH as well, for the child
+#: processes (sudo's env, bash -c, xargs), which do not inherit the shell functions above
+REFUSED = ("apt-get", "apt", "useradd", "usermod", "userdel", "groupadd", "systemctl")
+
+
+def stub_env(d: Path) -> dict:
+    """The environment for a test shell: ``PATH`` starts with ``d``, holding refusing stubs."""
+    d.mkdir(exist_ok=True)
+    for cmd in REFUSED:
+        (d / cmd).write_text(f"#!/bin/sh\necho 'test: {cmd} refused' >&2\nexit 1\n")
+        (d / cmd).chmod(0o755)
+    return {**os.environ, "PATH": f"{d}{os.pathsep}{os.environ.get('PATH', '')}"}
+
 
 REFUSES_CONFIG = """#!/usr/bin/env bash
 if [[ "$1 $2" == "config validate" ]]; then
@@ -106,7 +129,7 @@ class Box:
         return log.read_text().splitlines() if log.exists() else []
 
     def run(self, command: str) -> subprocess.CompletedProcess:
-        assert GUARD in SCRIPT.read_text(), "install_pi.sh would install for real when sourced"
+        assert_guarded()
         script = f"""
 {STUBS}
 source {SCRIPT}
@@ -114,7 +137,7 @@ PREFIX={self.opt} ETC={self.etc} DATA_DIR={self.data} SYSTEMD_DIR={self.root}/sy
 USER_NAME="$(id -un)"
 {command}
 """
-        env = {**os.environ, "T": str(self.root)}
+        env = {**stub_env(self.root / "stubs"), "T": str(self.root)}
         return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, env=env)
 
 
@@ -175,9 +198,9 @@ def test_an_update_the_new_release_accepts_switches_to_it(box):
 
 
 def test_the_installer_runs_when_executed_and_only_defines_functions_when_sourced(tmp_path):
-    assert GUARD in SCRIPT.read_text(), "install_pi.sh would install for real when sourced"
+    assert_guarded()
     r = subprocess.run(["bash", "-c", f"{STUBS}\nsource {SCRIPT}; declare -F activate do_rollback"],
-                       capture_output=True, text=True, timeout=30)  # fmt: skip
+                       capture_output=True, text=True, timeout=30, env=stub_env(tmp_path / "stubs"))  # fmt: skip
     assert r.returncode == 0 and "activate" in r.stdout and not r.stderr, r.stderr
     if os.geteuid() != 0:  # executed (not as root): it runs main, which wants root
         r = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=30)
@@ -264,3 +287,15 @@ def test_copies_for_releases_no_longer_kept_are_deleted(box):
     r = box.run("prune_backups")
     assert r.returncode == 0, r.stdout + r.stderr
     assert sorted(p.name for p in box.data.glob("*.backup-*")) == [f"detections.sqlite.backup-{OLD}"]
+
+
+def test_commands_that_change_the_machine_are_stubs_in_child_processes_too(box):
+    # the stubs above are shell functions, which a child process does not inherit: 'sudo' (env),
+    # a subshell 'bash -c' or xargs would run the real apt-get, useradd or systemctl as root
+    r = box.run(
+        'for c in apt-get apt useradd usermod userdel groupadd systemctl; do env bash -c "command -v $c"; done'
+    )
+    paths = r.stdout.split()
+    assert len(paths) == 7 and all(p.startswith(str(box.root)) for p in paths), r.stdout + r.stderr
+    r = box.run("sudo -u nobody apt-get update")
+    assert r.returncode != 0 and "test: apt-get refused" in r.stderr
