@@ -35,6 +35,7 @@ from xml.etree import ElementTree as ET
 from edge.kit.version import __version__
 
 from .dialects import cluster_label, given_names
+from .export import BOOL_COLUMNS
 from .places import DeploymentIndex, iso
 from .storage import Storage
 
@@ -124,9 +125,6 @@ def _place(row: dict, dep: dict | None) -> dict:
 def _dynamic(row: dict, dep: dict | None, names: dict) -> dict:
     props = {k: row.get(k) for k in DYNAMIC if row.get(k) is not None}
     props.update({k: _finite(v) for k, v in props.items() if isinstance(v, float)})
-    for k in ("clock_synced", "truncated", "overlap", "refined"):
-        if k in props:
-            props[k] = bool(props[k])
     props["end_time"] = iso(row.get("end_time"))
     props["deployment_id"] = dep["deployment_id"] if dep else None
     props["label"] = row.get("label")
@@ -140,8 +138,11 @@ def _dynamic(row: dict, dep: dict | None, names: dict) -> dict:
         given = names.get((row.get("cluster_run"), c))
         props["cluster_name"] = given if given else cluster_label(c) if c < 0 else None
         props["cluster_probability"] = _finite(row.get("cluster_probability"))
-        props["cluster_fitted"] = None if row.get("cluster_fitted") is None else bool(row["cluster_fitted"])
+        props["cluster_fitted"] = row.get("cluster_fitted")
     props["has_clip"] = bool(row.get("has_clip"))
+    for k in BOOL_COLUMNS & props.keys():  # true/false as in the export (SQL stores 0/1); unknown stays null
+        if props[k] is not None:
+            props[k] = bool(props[k])
     return props
 
 

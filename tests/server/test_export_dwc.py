@@ -203,3 +203,19 @@ def test_text_cleaning_keeps_json_exact_and_tsv_one_line():
     assert len(encoded.splitlines()) == 1 and "\t" not in encoded and encoded.encode("utf-8")
     assert json.loads(encoded)["x"] == s
     assert "dwc" not in FORMATS  # --format all (and 'both') write what they always wrote
+
+
+def test_dynamic_properties_give_every_flag_as_a_json_boolean_as_the_export_does():
+    # the flags are the export's BOOL_COLUMNS (one list): true/false whatever SQL stored (0/1),
+    # an unknown cluster_fitted stays null and a song without a clip is has_clip false
+    from server.export import BOOL_COLUMNS
+    from server.export_dwc import _dynamic
+
+    row = {"clock_synced": 1, "truncated": 0, "overlap": 1, "refined": 0, "has_clip": 1, "cluster": 2,
+           "cluster_run": "r1", "cluster_fitted": 0, "label": None}  # fmt: skip
+    props = _dynamic(row, None, {})
+    assert {k: props[k] for k in BOOL_COLUMNS} == {"clock_synced": True, "truncated": False, "overlap": True,
+                                                   "refined": False, "has_clip": True, "cluster_fitted": False}  # fmt: skip
+    props = _dynamic({**row, "has_clip": None, "cluster_fitted": None}, None, {})
+    assert props["has_clip"] is False and props["cluster_fitted"] is None
+    assert "cluster_fitted" not in _dynamic({**row, "cluster": None}, None, {})  # in no run: no cluster keys
