@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 STATIC = Path(__file__).resolve().parents[1] / "static"
 #: the largest request body taken (Flask's MAX_CONTENT_LENGTH): the largest label list the API
-#: takes (10,000 items of 128-character ids, 100-character labels and 60-character names, non-ASCII
-#: text as ``\\u`` escapes) is about 11.3 MB; anything above is a 413 before it is read
-MAX_BODY_BYTES = 16 * 1024 * 1024
+#: takes (10,000 items of 128-character ids, 100-character labels and 60-character names) is about
+#: 11.3 MB of ``\\u`` escapes in the BMP, about 21 MB of characters beyond it (an emoji counts as
+#: one character but is written as two escapes, 12 bytes); anything above is a 413 before it is read
+MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 def create_app(storage: Storage, settings: ServeConfig | None = None, token: str = "") -> Flask:

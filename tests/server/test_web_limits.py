@@ -50,6 +50,20 @@ def test_the_largest_label_list_the_api_takes_fits_the_limit(client):
     assert storage.label_rows([body[-1]["detection_id"]])[0]["label"] == "č" * 99 + "9"
 
 
+def test_a_label_list_of_astral_characters_within_the_api_limits_fits_too(client):
+    """Characters outside the BMP (a bird emoji) count as one toward the 100/60-character limits
+    but are written as a surrogate pair of ``\\u`` escapes: 12 bytes each, about 21 MB for the
+    largest list the API takes (a limit of 16 MiB refused it with a 413)."""
+    c, storage, _ = client
+    body = [{"detection_id": f"{i:06d}".ljust(128, "x"), "label": "\U0001f426" * 99 + str(i % 10),
+             "by": "\U0001f426" * 60} for i in range(10_000)]  # fmt: skip
+    raw = json.dumps(body).encode()
+    assert len(raw) > 20_000_000
+    r = c.post("/api/labels", data=raw, headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 200, r.get_data(as_text=True)[:200]
+    assert r.json["new"] == 10_000
+
+
 @pytest.fixture()
 def server(web_db):
     db, _ = web_db
