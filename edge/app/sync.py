@@ -189,6 +189,12 @@ def sync_command(config_path, db, host, port, device_id, timeout, follow, max_ra
         if result is not None:
             click.echo(json.dumps(result) if as_json else format_summary(result))
             raise SystemExit(0 if result["drained"] else 1)
+        left = timeout - (time.monotonic() - started)
+        if daemon is not None and left <= 0:  # a send without time would fail as "cannot reach broker"
+            raise click.ClickException(
+                f"the recorder (pid {daemon.get('pid')}) stopped while this waited for it to send, and "
+                f"--timeout ({timeout:g} s) is used up: nothing sent by this sync; run it again"
+            )
         store = SqliteStore(cfg.db_path)
         try:
             # one-shot: under a client id of its own (where the broker lets it keep one, a daemon
@@ -201,7 +207,7 @@ def sync_command(config_path, db, host, port, device_id, timeout, follow, max_ra
                 pub.run(stop)
                 result = pub.summary()
             else:
-                result = pub.publish_pending(max(0.0, timeout - (time.monotonic() - started)))
+                result = pub.publish_pending(max(0.0, left))
         finally:
             store.close()
     except YellowhammerError as exc:

@@ -185,3 +185,34 @@ def test_a_daemon_stopping_mid_wait_leaves_the_sync_only_the_rest_of_its_timeout
     stopper.join()
     assert r.exit_code == 1, r.output
     assert 2.5 <= took < 4 + 1.5, f"the sync took {took:.1f} s with --timeout 4"
+
+
+def test_a_daemon_stopping_as_the_timeout_ends_is_reported_as_such_not_as_an_unreachable_broker(
+    tmp_path: Path, monkeypatch
+):
+    # the daemon stops just as the sync's --timeout runs out: nothing is left for its own send; it
+    # said "mqtt: sync failed: no connection to <broker>", as if the broker were out of reach
+    from click.testing import CliRunner
+
+    import edge.app.sync as sync
+    from tests.broker import free_port
+    from tests.edge.helpers import write_config
+
+    port = free_port()  # never tried: there is no time left to connect
+    cfg_path = write_config(
+        tmp_path / "edge.toml", tmp_path, extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\n'
+    )
+    fill_store(tmp_path / "detections.sqlite", "test-device", 2)
+
+    def waited_out(cfg, health, timeout):
+        time.sleep(timeout + 0.2)
+        return None  # the daemon stopped at the end of the wait
+
+    monkeypatch.setattr(sync, "running_publisher", lambda cfg: {"pid": 4321, "running": True})
+    monkeypatch.setattr(sync, "wait_for_daemon", waited_out)
+    r = CliRunner().invoke(
+        sync.sync_command, ["-c", str(cfg_path), "--timeout", "0.5"], env={"YH_CONFIG": None}
+    )
+    assert r.exit_code == 1, r.output
+    assert "no connection" not in r.output and "cannot reach" not in r.output, r.output
+    assert "pid 4321" in r.output and "stopped" in r.output and "--timeout" in r.output, r.output
