@@ -26,7 +26,8 @@
 #      Before the switch the service is stopped and the database copied with its WAL to
 #      <database>.backup-<old release> (kept while that release is); --rollback puts that copy
 #      back when the older release cannot open the database (a newer schema), keeping the newer
-#      file as <database>.rolled-back-<release>, or refuses and changes nothing when there is none
+#      file as <database>.rolled-back-<release>, or refuses and changes nothing when there is none;
+#      an interrupted restore leaves <database>.rollback-in-progress and --rollback again finishes it
 #   6. the systemd unit, enabled and (re)started; then `yh-edge doctor`
 #
 # Undo: systemctl disable --now yellowhammer-edge; rm -r /opt/yellowhammer /etc/yellowhammer
@@ -174,6 +175,8 @@ fix the config (docs/config.md) or the database (docs/deploy.md, doctor), then r
     fi
     cur="$(current_release)"
     db="$(db_file "$PREFIX/releases/$rel")"
+    [[ ! -e "$(restore_mark "$db")" ]] || refuse_update "$rel" "a --rollback did not finish restoring $db \
+($(restore_mark "$db")): run $0 --rollback to finish it first"
     if [[ -n "$cur" && -e "$db" ]]; then
         free_mb="$(min_free_mb "$PREFIX/releases/$rel")"
         room_for_copy "$db" "$free_mb" || refuse_update "$rel" "no room beside $db for a copy of it that \
@@ -197,10 +200,79 @@ refuse_rollback() {
     exit 1
 }
 
+# the mark of a restore of database $1 under way: while it exists the restore is unfinished and
+# --rollback finishes it (lines: phase "aside" or "back", the older release, the newer one, the path
+# the newer database is kept as)
+restore_mark() { printf '%s.rollback-in-progress' "$1"; }
+
+mark_restore() {
+    local m
+    m="$(restore_mark "$1")"
+    printf '%s\n' "$2" "$3" "$4" "$5" >"$m.new" && sync && mv -f "$m.new" "$m" && sync
+}
+
+# a restore that cannot go on by itself: say exactly what is where and what to do by hand
+refuse_restore() {
+    printf 'rollback refused: %s\nthe restore of %s is not finished; %s stays (it says how far it got); still current: %s\n' \
+        "$1" "$2" "$(restore_mark "$2")" "$(current_release)" >&2
+    printf 'to finish by hand, with the service stopped (systemctl stop %s): move any %s, %s-wal, %s-shm\n' \
+        "$UNIT" "$2" "$2" "$2" >&2
+    printf 'to a new name beside it (they hold songs: never delete them), move %s (and %s-wal if there is one)\n' \
+        "$3" "$3" >&2
+    printf 'to %s (and %s-wal), delete %s, then run %s --rollback again\n' "$2" "$2" "$(restore_mark "$2")" "$0" >&2
+    exit 1
+}
+
+# database $1 back to its copy from before the update to release $2 (phase "aside": the newer files
+# moved to the kept path, then phase "back": the copy moved into place); an interrupted restore
+# goes on from where it stopped, by the mark
+finish_restore() {
+    local db="$1" cur="$2" prev="$3" m phase=x mprev=x mcur=x kept="" bak sfx
+    m="$(restore_mark "$db")"
+    bak="$(backup_of "$db" "$prev")"
+    { read -r phase; read -r mprev; read -r mcur; IFS= read -r kept; } <"$m" || true
+    [[ "$mprev" == "$prev" && "$mcur" == "$cur" && -n "$kept" && ( "$phase" == aside || "$phase" == back ) ]] \
+        || refuse_restore "$m is of a rollback $mcur -> $mprev (phase $phase), not of $cur -> $prev" "$db" "$bak"
+    if [[ "$phase" == aside ]]; then
+        for sfx in "" -wal -shm; do
+            [[ ! -e "$db$sfx" || ! -e "$kept$sfx" ]] || refuse_restore "both $db$sfx and $kept$sfx exist \
+(the service started on its own after the database was moved aside?)" "$db" "$bak"
+        done
+    fi
+    if [[ "$phase" == back || -e "$bak" ]]; then
+        [[ -e "$bak" || -e "$db" ]] || refuse_restore "neither $db nor its copy $bak exists" "$db" "$bak"
+    else
+        refuse_restore "its copy $bak is missing" "$db" "$bak"
+    fi
+    if [[ "$phase" == back && -e "$bak" ]] && [[ -e "$db" || ( -e "$bak-wal" && -e "$db-wal" ) ]]; then
+        refuse_restore "$db appeared after it was moved aside to $kept (the service started on its own?)" "$db" "$bak"
+    fi
+    systemctl stop "$UNIT"
+    if [[ "$phase" == aside ]]; then
+        for sfx in "" -wal -shm; do
+            [[ ! -e "$db$sfx" ]] || mv "$db$sfx" "$kept$sfx"
+        done
+        sync
+        mark_restore "$db" back "$prev" "$cur" "$kept"
+    fi
+    if [[ -e "$bak" ]]; then
+        rm -f "$bak-shm"
+        [[ ! -e "$bak-wal" ]] || mv "$bak-wal" "$db-wal"
+        mv "$bak" "$db"
+        sync
+    fi
+    rm -f "$m"
+    sync
+    echo "restored $db as it was before the update to $cur; the database $cur used is kept as $kept:"
+    yh_as_service "$PREFIX/releases/$cur" db check --config "$ETC/edge.toml" --db "$kept" || true
+    echo "songs recorded since the update to $cur are only in that file: send it to the coordinator" \
+        "(yh-server import skips what the server has), then delete it"
+}
+
 # database $1 as it was when release $3 was current comes back from its backup; the file release $2
 # wrote is kept beside it as <database>.rolled-back-$2 (never deleted)
 restore_backup() {
-    local db="$1" cur="$2" prev="$3" bak kept why sfx
+    local db="$1" cur="$2" prev="$3" bak kept why
     bak="$(backup_of "$db" "$prev")"
     yh_as_service "$PREFIX/releases/$cur" db check --config "$ETC/edge.toml" >/dev/null 2>&1 \
         || refuse_rollback "the database fails 'yh-edge db check' with $cur as well: it may be damaged (docs/deploy.md, doctor)"
@@ -209,19 +281,10 @@ of it from before the update to $cur ($bak)"
     why="$(yh_as_service "$PREFIX/releases/$prev" db check --config "$ETC/edge.toml" --db "$bak" 2>&1)" \
         || refuse_rollback "$prev cannot open the backup $bak either: $why"
     kept="$db.rolled-back-$cur"
-    [[ ! -e "$kept" ]] || kept="$kept.$(date -u +%Y%m%dT%H%M%SZ)"
+    [[ ! -e "$kept" && ! -e "$kept-wal" && ! -e "$kept-shm" ]] || kept="$kept.$(date -u +%Y%m%dT%H%M%SZ)"
     systemctl stop "$UNIT"
-    for sfx in "" -wal -shm; do
-        [[ ! -e "$db$sfx" ]] || mv "$db$sfx" "$kept$sfx"
-    done
-    rm -f "$bak-shm"
-    [[ ! -e "$bak-wal" ]] || mv "$bak-wal" "$db-wal"
-    mv "$bak" "$db"
-    sync
-    echo "restored $db as it was before the update to $cur; the database $cur used is kept as $kept:"
-    yh_as_service "$PREFIX/releases/$cur" db check --config "$ETC/edge.toml" --db "$kept" || true
-    echo "songs recorded since the update to $cur are only in that file: send it to the coordinator" \
-        "(yh-server import skips what the server has), then delete it"
+    mark_restore "$db" aside "$prev" "$cur" "$kept"
+    finish_restore "$db" "$cur" "$prev"
 }
 
 do_rollback() {
@@ -236,7 +299,11 @@ do_rollback() {
     why="$(yh_as_service "$PREFIX/releases/$prev" config validate "$ETC/edge.toml" 2>&1)" \
         || refuse_rollback "$prev does not accept $ETC/edge.toml: $why"
     db="$(db_file "$PREFIX/releases/$prev")"
-    if [[ -e "$db" ]] && ! why="$(yh_as_service "$PREFIX/releases/$prev" db check --config "$ETC/edge.toml" 2>&1)"; then
+    if [[ -e "$(restore_mark "$db")" ]]; then
+        # an earlier rollback stopped half-way (the database moved aside, its copy not yet back)
+        echo "an earlier --rollback $cur -> $prev did not finish restoring $db: finishing it"
+        finish_restore "$db" "$cur" "$prev"
+    elif [[ -e "$db" ]] && ! why="$(yh_as_service "$PREFIX/releases/$prev" db check --config "$ETC/edge.toml" 2>&1)"; then
         printf '%s cannot open the database:\n%s\n' "$prev" "$why"
         restore_backup "$db" "$cur" "$prev"
     fi

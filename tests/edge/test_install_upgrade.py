@@ -269,6 +269,82 @@ def test_a_rollback_without_a_copy_the_older_release_opens_is_refused(updated):
     assert not list(box.data.glob("*.rolled-back-*"))
 
 
+def interrupt_after_moving_to(path: Path) -> str:
+    """Shell code: the script is killed (a power cut, a closed SSH session) right after it moves a
+    file to ``path``."""
+    return f'mv() {{ command mv "$@"; [[ "${{@: -1}}" != "{path}" ]] || kill -9 $$; }}'
+
+
+def copy_with_wal(dst: Path) -> None:
+    """``dst`` and ``dst``-wal: a recorder database whose last change (a table ``in_wal``) is only
+    in its WAL, as the copy of a database with a WAL is."""
+    src = dst.with_name("wal-source.sqlite")
+    make_db(src)
+    conn = sqlite3.connect(src)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("CREATE TABLE in_wal (x)")
+    conn.commit()
+    shutil.copy(src, dst)
+    shutil.copy(f"{src}-wal", f"{dst}-wal")
+    conn.close()
+    src.unlink()
+
+
+def assert_restored(box, r) -> None:
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert box.current() == OLD and (box.root / "active").exists()
+    assert schema(box.db) == len(MIGRATIONS)  # the copy, not a new empty database
+    assert schema(box.data / f"detections.sqlite.rolled-back-{NEW}") == len(MIGRATIONS) + 1
+    assert not (box.data / f"detections.sqlite.backup-{OLD}").exists()
+    assert not (box.data / "detections.sqlite.rollback-in-progress").exists()
+    assert "send it to the coordinator" in r.stdout
+
+
+def test_a_rollback_interrupted_after_moving_the_database_aside_is_finished_by_the_next(updated):
+    # before: the next --rollback found no database, switched, and the recorder began a new one
+    box = updated
+    kept = box.data / f"detections.sqlite.rolled-back-{NEW}"
+    r = box.run(f"{interrupt_after_moving_to(kept)}\ndo_rollback")
+    assert r.returncode == -9 and not box.db.exists() and kept.exists(), r.stdout + r.stderr
+    assert box.current() == NEW
+    r = box.run("do_rollback")
+    assert "did not finish restoring" in r.stdout
+    assert_restored(box, r)
+
+
+def test_a_rollback_interrupted_while_putting_the_copy_back_is_finished_by_the_next(updated):
+    # the copy's WAL is in place, the copy itself not yet: the WAL must stay the copy's
+    box = updated
+    copy_with_wal(box.data / f"detections.sqlite.backup-{OLD}")
+    r = box.run(f"{interrupt_after_moving_to(Path(f'{box.db}-wal'))}\ndo_rollback")
+    assert r.returncode == -9 and not box.db.exists() and Path(f"{box.db}-wal").exists(), r.stdout + r.stderr
+    r = box.run("do_rollback")
+    assert_restored(box, r)
+    with sqlite3.connect(box.db) as conn:  # the change only the copy's WAL held
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'in_wal'").fetchone()[0] == 1
+
+
+def test_an_unfinished_rollback_that_cannot_go_on_by_itself_is_refused_with_what_to_do(updated):
+    box = updated
+    kept = box.data / f"detections.sqlite.rolled-back-{NEW}"
+    # killed once the newer files are all aside, before the copy goes back
+    r = box.run('eval "$(declare -f mark_restore | sed 1s/mark_restore/mark_restore_0/)"\n'
+                'mark_restore() { [[ $2 != back ]] || kill -9 $$; mark_restore_0 "$@"; }\ndo_rollback')  # fmt: skip
+    assert r.returncode == -9 and not box.db.exists(), r.stdout + r.stderr
+    make_db(box.db, newer=True)  # the service started after a reboot and began a new database
+    r = box.run("do_rollback")
+    assert r.returncode == 1 and "rollback refused" in r.stderr, r.stdout + r.stderr
+    for path in (box.db, kept, box.data / f"detections.sqlite.backup-{OLD}"):
+        assert str(path) in r.stderr and path.exists()
+    assert box.current() == NEW and schema(kept) == schema(box.db) == len(MIGRATIONS) + 1
+    # and an update meanwhile is refused: it would switch with the database half restored
+    box.db.unlink()
+    box.release("20250303T000000Z-0.3.0", NEWER)
+    r = box.run("activate 20250303T000000Z-0.3.0")
+    assert r.returncode == 1 and "did not finish restoring" in r.stderr and box.current() == NEW, r.stderr
+
+
 def test_a_rollback_to_a_release_that_opens_the_database_leaves_it_alone(box):
     box.release(NEW, NEWER)
     (box.opt / "current").unlink()
