@@ -123,28 +123,31 @@ class Ingestor:
         except StorageError as exc:
             log.error("ingest: cannot expire incomplete clips: %s", exc)
             return now + CLIP_PIECES_EXPIRE_EVERY_S
-        if out["clips"]:
+        asked = self._ask_expired_clips_again(out.get("expired", []))
+        if out["clips"]:  # a clip asked for 3 times already is not asked again: say how many were
             log.info("ingest: %d incomplete clips (%d pieces) expired after %g h without a piece (quarantined); "
-                     "asking their devices for them again", out["clips"], out["pieces"],
-                     self.s.clip_pieces_max_age_h)  # fmt: skip
-        self._ask_expired_clips_again(out.get("expired", []))
+                     "asked their devices for %d of them again (each clip at most 3 times)", out["clips"],
+                     out["pieces"], self.s.clip_pieces_max_age_h, asked)  # fmt: skip
         return now + CLIP_PIECES_EXPIRE_EVERY_S
 
-    def _ask_expired_clips_again(self, expired: list[tuple[str, str]]) -> None:
+    def _ask_expired_clips_again(self, expired: list[tuple[str, str]]) -> int:
         """Ask the devices for the whole clips that just expired (no digest names them: a digest
         lists completed uploads of its last ``digest_window_s``, 3 days; a resumed upload sends
         only the pieces the broker has not acknowledged). A device sends a clip it still holds
-        when its owner allows requested clips; each clip is asked at most 3 times in all."""
+        when its owner allows requested clips; each clip is asked at most 3 times in all. Returns
+        how many were asked for."""
         by_device: dict[str, list[str]] = {}
         for i, dev in expired:
             by_device.setdefault(dev, []).append(i)
+        asked = 0
         try:
             for dev, ids in by_device.items():
-                self.handler.request_clips(dev, ids, EXPIRED_WHY)
+                asked += self.handler.request_clips(dev, ids, EXPIRED_WHY)
         except StorageCorruptError:
             raise
         except StorageError as exc:
             log.error("ingest: cannot ask for the expired clips again: %s", exc)
+        return asked
 
     def _next_batch(self, pending: list) -> bool:
         """Fill ``pending`` from the receive queue (waits up to 0.2 s); False if nothing came."""

@@ -5,6 +5,7 @@ or waiting for their detection, are never deleted."""
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -279,7 +280,7 @@ def test_a_busy_ingest_still_expires_clip_pieces(monkeypatch, tmp_path):
     assert calls[0] - t0 >= 0.3 and calls[1] - calls[0] >= 0.3  # at most once an interval
 
 
-def test_an_expired_clip_is_asked_of_its_device_again(storage):
+def test_an_expired_clip_is_asked_of_its_device_again(storage, caplog):
     """The recorder's digest lists only clips whose upload completed within its digest window (3
     days), so no digest ever names a clip that expired after a week; a paused upload that resumes
     sends only its missing pieces, which the server no longer can complete. The ingest now asks
@@ -301,8 +302,13 @@ def test_an_expired_clip_is_asked_of_its_device_again(storage):
     for _ in range(3):  # asked again at each expiry, at most 3 times in all
         MessageHandler(storage).handle(_clip(a, 3000, 1)[:1])
         time.sleep(1.1)
-        ing._expire_clip_pieces(0.0)
+        with caplog.at_level(logging.INFO, logger="server.ingest"):
+            caplog.clear()
+            ing._expire_clip_pieces(0.0)
     assert [r["tries"] for r in storage.clip_requests()] == [3]
+    # the last expiry asked for nothing: the log no longer says it asks the device again
+    (msg,) = [r.getMessage() for r in caplog.records if "expired after" in r.getMessage()]
+    assert "asked their devices for 0 of them again" in msg, msg
 
 
 def test_the_expiry_gives_up_instead_of_blocking_the_ingest_behind_its_table_lock(pg_url):
