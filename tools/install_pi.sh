@@ -9,7 +9,8 @@
 #     sudo tools/install_pi.sh --check         # change nothing: releases, config and `yh-edge doctor`
 #     sudo tools/install_pi.sh --rollback      # switch back to the previous release and restart
 #
-# (--no-start on an update: a running service is stopped for the database copy and stays stopped)
+# (--no-start on an update: a running service is stopped for the database copy and stays stopped;
+# an update that fails once the service is stopped starts it again if it was running)
 #
 # What it does (every step is safe to repeat; an existing config is never overwritten):
 #   1. apt packages: python3-venv, PortAudio (portaudio19-dev, to build pyaudio), ALSA tools,
@@ -130,10 +131,9 @@ room_for_copy() {
     (( have >= kb + ($2 + 16) * 1024 ))
 }
 
-# copy database $1 with its WAL (the service stopped) to the backup for release $2, mode and owner kept
+# copy database $1 with its WAL (the service stopped) to $2 (and $2-wal), mode and owner kept
 backup_db() {
-    local bak
-    bak="$(backup_of "$1" "$2")"
+    local bak="$2"
     rm -f "$bak" "$bak-wal" "$bak-shm" "$bak.partial"
     if [[ -e "$1-wal" ]]; then
         cp -p "$1-wal" "$bak-wal" || return 1
@@ -141,25 +141,81 @@ backup_db() {
     cp -p "$1" "$bak.partial" && sync && mv "$bak.partial" "$bak" && sync
 }
 
-# stop the service and back database $1 up for a rollback to release $2 (the update to $3 is refused,
-# the service started again, if that fails)
-backup_before_switch() {
-    local db="$1" cur="$2" rel="$3" active=0
-    systemctl is-active --quiet "$UNIT" && active=1
-    systemctl stop "$UNIT"
-    if ! backup_db "$db" "$cur"; then
-        rm -f "$(backup_of "$db" "$cur")" "$(backup_of "$db" "$cur")-wal" "$(backup_of "$db" "$cur").partial"
-        [[ $active -eq 0 ]] || systemctl start "$UNIT"
-        refuse_update "$rel" "could not back up $db (above)"
+# 1 while an install has the service stopped (for the database copy) that ran before: any failure
+# from then on starts it again (start_again, from refuse_update and the EXIT trap)
+WAS_ACTIVE=0
+START_AGAIN=""  # how start_again went: "" (nothing to do), started, failed
+
+start_again() {
+    [[ $WAS_ACTIVE -eq 1 ]] || return 0
+    WAS_ACTIVE=0
+    if systemctl is-active --quiet "$UNIT"; then
+        START_AGAIN=started
+    elif systemctl start "$UNIT"; then
+        START_AGAIN=started
+        echo "$UNIT started again (it was stopped for the database copy)" >&2
+    else
+        START_AGAIN=failed
+        echo "$UNIT did not start again: systemctl status $UNIT" >&2
     fi
-    echo "database copied, service stopped, to $(backup_of "$db" "$cur") (restored by --rollback to $cur if needed)"
+    return 0
 }
 
-# the update to release $1 is not made: remove it; the running release stays current and running
+# the install ends: after a failure, the service runs again if it ran before the install stopped it
+on_exit() {
+    local rc=$?
+    if [[ $rc -ne 0 && $WAS_ACTIVE -eq 1 ]]; then
+        echo "install failed (status $rc) with $UNIT stopped; current: $(current_desc)" >&2
+        start_again
+    fi
+}
+
+# stop the service and copy database $1 to $2 for a rollback (the update to $3 is refused, the
+# service started again, if that fails); $4: what the copy is for
+backup_before_switch() {
+    local db="$1" bak="$2" rel="$3"
+    if systemctl is-active --quiet "$UNIT"; then
+        WAS_ACTIVE=1
+        trap on_exit EXIT
+    fi
+    systemctl stop "$UNIT"
+    if ! backup_db "$db" "$bak"; then
+        rm -f "$bak" "$bak-wal" "$bak.partial"
+        refuse_update "$rel" "could not back up $db (above)"
+    fi
+    echo "database copied, service stopped, to $bak ($4)"
+}
+
+# what is current: a release, the install from before releases, or nothing
+current_desc() {
+    local cur
+    cur="$(current_release)"
+    if [[ -n "$cur" ]]; then
+        printf '%s' "$cur"
+    elif [[ -e "$PREFIX/venv" ]]; then
+        printf 'the install in %s from before releases' "$PREFIX"
+    else
+        printf 'nothing (no earlier install)'
+    fi
+}
+
+# the update to release $1 is not made: remove it, start the service again if the update stopped it,
+# and say what is current and whether the service runs (asked of systemctl)
 refuse_update() {
     rm -rf "${PREFIX:?}/releases/$1"
-    printf 'update refused: %s\nnothing changed: still current and running: %s (release %s removed)\n' \
-        "$2" "$(current_release)" "$1" >&2
+    start_again
+    if systemctl is-active --quiet "$UNIT"; then
+        printf 'update refused: %s\nnothing changed: still current and running: %s (release %s removed)\n' \
+            "$2" "$(current_desc)" "$1" >&2
+    else
+        local why="it was not running before the update either"
+        case "$START_AGAIN" in
+            failed) why="it was stopped for the database copy and did not start again" ;;
+            started) why="it was stopped for the database copy, started again, and is not active now" ;;
+        esac
+        printf 'update refused: %s\nstill current: %s (release %s removed), but %s is NOT running: %s;\nsee: systemctl status %s; journalctl -u %s\n' \
+            "$2" "$(current_desc)" "$1" "$UNIT" "$why" "$UNIT" "$UNIT" >&2
+    fi
     exit 1
 }
 
@@ -181,7 +237,7 @@ fix the config (docs/config.md) or the database (docs/deploy.md, doctor), then r
         free_mb="$(min_free_mb "$PREFIX/releases/$rel")"
         room_for_copy "$db" "$free_mb" || refuse_update "$rel" "no room beside $db for a copy of it that \
 leaves store.min_free_mb ($free_mb MB) free: the copy is what --rollback needs; free some space, then run $0 again"
-        backup_before_switch "$db" "$cur" "$rel"
+        backup_before_switch "$db" "$(backup_of "$db" "$cur")" "$rel" "restored by --rollback to $cur if needed"
     fi
     switch_to "$rel"
 }
@@ -426,6 +482,7 @@ do_install() {
         systemd-analyze verify "$SYSTEMD_DIR/$UNIT" || true
     fi
     restart_service
+    WAS_ACTIVE=0  # the service is as the install wants it (--no-start: stopped)
 
     step "checks"
     doctor || {

@@ -227,8 +227,77 @@ def test_an_update_without_room_for_the_database_copy_changes_nothing(box):
     r = box.run(f"df() {{ printf 'Filesystem 1024-blocks Used Available Capacity Mounted\\nx 1 1 1000 99% /\\n'; }}\n"
                 f"activate {NEW}")  # fmt: skip
     assert r.returncode == 1 and "no room" in r.stderr and "update refused" in r.stderr, r.stderr
-    assert box.current() == OLD and (box.root / "active").exists() and box.systemctl() == []
+    assert box.current() == OLD and (box.root / "active").exists()
+    assert all(c.startswith("is-active ") for c in box.systemctl()), box.systemctl()  # only asked
     assert not list(box.data.glob("*.backup-*"))
+
+
+FAILS_TO_START = """systemctl() {
+    echo "$*" >>"$T/systemctl.log"
+    case "$1" in
+        is-active) [[ -f "$T/active" ]] ;;
+        stop) rm -f "$T/active" ;;
+        start|restart) return 1 ;;
+    esac
+}"""
+
+
+@pytest.mark.parametrize("before", ["running", "stopped", "fails to start again"])
+def test_a_failed_database_copy_says_truly_whether_the_service_runs(box, before):
+    # before: "still current and running" whatever systemctl said
+    box.release(NEW, NEWER)
+    if before == "stopped":
+        (box.root / "active").unlink()
+    setup = FAILS_TO_START if before == "fails to start again" else ""
+    r = box.run(f"{setup}\ncp() {{ echo 'cp: No space left on device' >&2; return 1; }}\nactivate {NEW}")
+    assert r.returncode == 1 and "could not back up" in r.stderr and "update refused" in r.stderr, r.stderr
+    assert box.current() == OLD and not list(box.data.glob("*.backup-*"))
+    if before == "running":
+        assert "still current and running: " + OLD in r.stderr and (box.root / "active").exists()
+        assert box.systemctl()[-2:] == ["start yellowhammer-edge.service", "is-active --quiet yellowhammer-edge.service"]
+    else:
+        assert "and running" not in r.stderr and "yellowhammer-edge.service is NOT running" in r.stderr
+        assert not (box.root / "active").exists()
+        why = "was not running before" if before == "stopped" else "did not start again"
+        assert why in r.stderr
+    assert ("start yellowhammer-edge.service" in box.systemctl()) == (before != "stopped")
+
+
+#: do_install after the release is built: no apt, user, pip, config writing, doctor or systemd-analyze
+INSTALL_STUBS = f"""install_system() {{ :; }}; build_release() {{ REL={NEW}; }}; ensure_config() {{ :; }}
+doctor() {{ :; }}; systemd-analyze() {{ :; }}"""
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        "switch_to() { echo 'mv: cannot move' >&2; return 1; }",
+        "prune_backups() { false; }",
+        "install() { echo 'install: Read-only file system' >&2; return 1; }",
+        "systemctl() { [[ $1 != daemon-reload ]] || return 1; systemctl_stub \"$@\"; }",
+    ],
+    ids=["switch", "prune", "unit file", "daemon-reload"],
+)
+def test_any_failure_after_the_service_was_stopped_for_the_copy_starts_it_again(box, failure):
+    # before: the install ended there (set -e) and the recorder stayed stopped until someone noticed
+    box.release(NEW, NEWER)
+    r = box.run(
+        'eval "$(declare -f systemctl | sed 1s/systemctl/systemctl_stub/)"\n'
+        f"{INSTALL_STUBS}\n{failure}\ndo_install"
+    )
+    assert r.returncode != 0, r.stdout + r.stderr
+    log = box.systemctl()
+    assert "stop yellowhammer-edge.service" in log and (box.root / "active").exists(), r.stdout + r.stderr
+    assert log.index("stop yellowhammer-edge.service") < log.index("start yellowhammer-edge.service")
+    assert "started again" in r.stderr
+
+
+def test_an_update_with_no_start_that_succeeds_leaves_the_service_stopped(box):
+    box.release(NEW, NEWER)
+    r = box.run(f"{INSTALL_STUBS}\nSTART=0\ndo_install")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert box.current() == NEW and not (box.root / "active").exists()
+    assert "start yellowhammer-edge.service" not in box.systemctl()
 
 
 @pytest.fixture
