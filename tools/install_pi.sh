@@ -25,7 +25,8 @@
 #      it (/opt/yellowhammer/venv and src follow that link): a failed or refused update removes
 #      the new release and leaves the running version alone; the last 3 releases are kept.
 #      Before the switch the service is stopped and the database copied with its WAL to
-#      <database>.backup-<old release> (kept while that release is); --rollback puts that copy
+#      <database>.backup-<old release> (kept while that release is; from the layout before
+#      releases: <database>.backup-before-<new release>, kept while that one is); --rollback puts that copy
 #      back when the older release cannot open the database (a newer schema), keeping the newer
 #      file as <database>.rolled-back-<release>, or refuses and changes nothing when there is none;
 #      an interrupted restore leaves <database>.rollback-in-progress and --rollback again finishes it
@@ -222,7 +223,7 @@ refuse_update() {
 # make the complete release $1 current, but only if it accepts the existing config and database;
 # the database is copied first (with the service stopped) for a rollback
 activate() {
-    local rel="$1" why cur db free_mb
+    local rel="$1" why cur db free_mb bak what
     step "release $rel: checking $ETC/edge.toml and the database with it"
     if ! why="$(release_accepts "$PREFIX/releases/$rel")"; then
         printf '%s\n' "$why" >&2
@@ -233,11 +234,20 @@ fix the config (docs/config.md) or the database (docs/deploy.md, doctor), then r
     db="$(db_file "$PREFIX/releases/$rel")"
     [[ ! -e "$(restore_mark "$db")" ]] || refuse_update "$rel" "a --rollback did not finish restoring $db \
 ($(restore_mark "$db")): run $0 --rollback to finish it first"
-    if [[ -n "$cur" && -e "$db" ]]; then
+    if [[ -e "$db" ]]; then
+        if [[ -n "$cur" ]]; then
+            bak="$(backup_of "$db" "$cur")" what="restored by --rollback to $cur if needed"
+        else
+            # the layout before releases (or no install at all): nothing --rollback can go back to,
+            # but the copy is still the database as it was before $rel (kept while $rel is)
+            bak="$(backup_of "$db" "before-$rel")"
+            what="the install before $rel cannot be rolled back to: this copy is the database as it was before \
+$rel, to put back by hand if needed (docs/deploy.md); kept while $rel is"
+        fi
         free_mb="$(min_free_mb "$PREFIX/releases/$rel")"
         room_for_copy "$db" "$free_mb" || refuse_update "$rel" "no room beside $db for a copy of it that \
 leaves store.min_free_mb ($free_mb MB) free: the copy is what --rollback needs; free some space, then run $0 again"
-        backup_before_switch "$db" "$(backup_of "$db" "$cur")" "$rel" "restored by --rollback to $cur if needed"
+        backup_before_switch "$db" "$bak" "$rel" "$what"
     fi
     switch_to "$rel"
 }
@@ -461,6 +471,7 @@ prune_backups() {
     for f in "$db".backup-*; do
         [[ -f "$f" && "$f" != *-wal && "$f" != *-shm ]] || continue
         rel="${f#"$db.backup-"}"
+        rel="${rel#before-}"  # the copy from before the first release, $rel: kept while $rel is
         if [[ ! -f "$PREFIX/releases/$rel/.complete" ]]; then
             rm -f "$f" "$f-wal" "$f-shm"
             echo "removed $f (release $rel is gone)"

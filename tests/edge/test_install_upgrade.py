@@ -434,6 +434,31 @@ def test_copies_for_releases_no_longer_kept_are_deleted(box):
     assert sorted(p.name for p in box.data.glob("*.backup-*")) == [f"detections.sqlite.backup-{OLD}"]
 
 
+def test_an_update_from_the_layout_before_releases_copies_the_database_first(tmp_path):
+    # before: no `current` link, so no copy and no stop before the switch replaced the old venv
+    box = Box(tmp_path)
+    (box.opt / "venv" / "bin").mkdir(parents=True)  # a plain venv and src, as installs before releases
+    (box.opt / "src").mkdir()
+    make_db(box.db)
+    box.release(NEW, NEWER)
+    r = box.run(f"activate {NEW}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    backup = box.data / f"detections.sqlite.backup-before-{NEW}"
+    assert backup.exists() and SqliteStore.check(backup).status == "ok" and str(backup) in r.stdout
+    log = box.systemctl()
+    assert "stop yellowhammer-edge.service" in log and not (box.root / "active").exists()
+    assert box.current() == NEW and (box.opt / "venv").is_symlink()
+    # kept while that release is, not removed as the copy of a release that is gone
+    r = box.run("prune_backups")
+    assert r.returncode == 0 and backup.exists(), r.stdout + r.stderr
+    shutil.rmtree(box.opt / "releases" / NEW)
+    box.release("20250404T000000Z-0.4.0")
+    (box.opt / "current").unlink()
+    (box.opt / "current").symlink_to("releases/20250404T000000Z-0.4.0")
+    r = box.run("prune_backups")
+    assert r.returncode == 0 and not backup.exists(), r.stdout + r.stderr
+
+
 def test_commands_that_change_the_machine_are_stubs_in_child_processes_too(box):
     # the stubs above are shell functions, which a child process does not inherit: 'sudo' (env),
     # a subshell 'bash -c' or xargs would run the real apt-get, useradd or systemctl as root
