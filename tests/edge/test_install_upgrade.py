@@ -254,7 +254,10 @@ def test_a_failed_database_copy_says_truly_whether_the_service_runs(box, before)
     assert box.current() == OLD and not list(box.data.glob("*.backup-*"))
     if before == "running":
         assert "still current and running: " + OLD in r.stderr and (box.root / "active").exists()
-        assert box.systemctl()[-2:] == ["start yellowhammer-edge.service", "is-active --quiet yellowhammer-edge.service"]
+        assert box.systemctl()[-2:] == [
+            "start yellowhammer-edge.service",
+            "is-active --quiet yellowhammer-edge.service",
+        ]
     else:
         assert "and running" not in r.stderr and "yellowhammer-edge.service is NOT running" in r.stderr
         assert not (box.root / "active").exists()
@@ -274,7 +277,7 @@ doctor() {{ :; }}; systemd-analyze() {{ :; }}"""
         "switch_to() { echo 'mv: cannot move' >&2; return 1; }",
         "prune_backups() { false; }",
         "install() { echo 'install: Read-only file system' >&2; return 1; }",
-        "systemctl() { [[ $1 != daemon-reload ]] || return 1; systemctl_stub \"$@\"; }",
+        'systemctl() { [[ $1 != daemon-reload ]] || return 1; systemctl_stub "$@"; }',
     ],
     ids=["switch", "prune", "unit file", "daemon-reload"],
 )
