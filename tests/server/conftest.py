@@ -60,3 +60,23 @@ def client(web_db):
     app = create_app(storage, ServeConfig(), WEB_TOKEN)
     yield app.test_client(), storage, info
     storage.close()
+
+
+@pytest.fixture()
+def live_web(web_db):
+    """(the web app served by the real waitress server on a free loopback port, its storage, the
+    database info) on a copy of the web database; token :data:`WEB_TOKEN`."""
+    import threading
+
+    from server.config import ServeConfig
+    from server.serve import WebServer
+
+    db, info = web_db
+    storage = SqliteStorage(db)
+    srv = WebServer(storage, ServeConfig(port=0), WEB_TOKEN)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv, storage, info
+    srv.shutdown()
+    t.join(10)
+    storage.close()

@@ -5,31 +5,18 @@ Screenshots of the devices map, a cluster page and the labelling form go to
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
-from server.config import ServeConfig
-from server.serve import WebServer
-from server.storage.sqlite import SqliteStorage
 from tests.browser import SCREENSHOTS, browser, screenshot, skip_without_browser
+from tests.server.conftest import WEB_TOKEN as TOKEN
 
 pytestmark = [pytest.mark.slow, skip_without_browser]
 
-TOKEN = "browser-test-token-0123456789"
-
 
 @pytest.fixture()
-def app_url(web_db):
-    db, info = web_db
-    storage = SqliteStorage(db)
-    server = WebServer(storage, ServeConfig(port=0), TOKEN)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    yield server.url, storage, info
-    server.shutdown()
-    t.join(10)
-    storage.close()
+def app_url(live_web):
+    server, storage, info = live_web
+    return server.url, storage, info
 
 
 def _images_loaded(page, selector: str) -> list[int]:

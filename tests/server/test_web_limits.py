@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 
 import pytest
 
-from server.config import ServeConfig
 from server.serve import WebServer
-from server.storage.sqlite import SqliteStorage
 from server.web.app import MAX_BODY_BYTES
 from tests.server.conftest import WEB_TOKEN as TOKEN
 
@@ -65,16 +62,8 @@ def test_a_label_list_of_astral_characters_within_the_api_limits_fits_too(client
 
 
 @pytest.fixture()
-def server(web_db):
-    db, _ = web_db
-    storage = SqliteStorage(db)
-    srv = WebServer(storage, ServeConfig(port=0), TOKEN)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield srv
-    srv.shutdown()
-    t.join(10)
-    storage.close()
+def server(live_web):
+    return live_web[0]
 
 
 def _post(srv: WebServer, body: bytes, headers: dict) -> tuple[int, str, bytes]:
