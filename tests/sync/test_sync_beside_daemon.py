@@ -79,6 +79,13 @@ def _start_daemon(broker, tmp_path: Path) -> tuple[Path, Path, subprocess.Popen]
     return cfg, data / "detections.sqlite", daemon
 
 
+def _assert_daemon_kept_its_connection(broker, tmp_path: Path) -> None:
+    """The broker threw no client off, and the daemon connected once and never lost it."""
+    assert TAKEOVER not in broker.log_text()
+    log = (tmp_path / "daemon.log").read_text()
+    assert log.count("mqtt: connected") == 1 and "connection lost" not in log, log[-3000:]
+
+
 def test_a_one_shot_sync_never_throws_the_running_daemon_off_a_broker_forcing_the_client_id(
     forcing_broker, tmp_path
 ):
@@ -100,9 +107,7 @@ def test_a_one_shot_sync_never_throws_the_running_daemon_off_a_broker_forcing_th
         # --follow would replace the daemon's connection: refused in one line, nothing connects
         r = _sync(cfg, "--follow")
         assert r.returncode == 1 and f"pid {daemon.pid}" in r.stderr and "Traceback" not in r.stderr, r.stderr
-        assert TAKEOVER not in forcing_broker.log_text()
-        log = (tmp_path / "daemon.log").read_text()
-        assert log.count("mqtt: connected") == 1 and "connection lost" not in log, log[-3000:]
+        _assert_daemon_kept_its_connection(forcing_broker, tmp_path)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
@@ -126,9 +131,7 @@ def test_the_broker_named_otherwise_is_still_the_daemons_and_left_to_it(forcing_
         assert r.returncode == 0, r.stdout + r.stderr[-2000:]
         result = json.loads(r.stdout)
         assert result.get("daemon_pid") == daemon.pid and result["remaining"] == 0, result
-        assert TAKEOVER not in forcing_broker.log_text()
-        log = (tmp_path / "daemon.log").read_text()
-        assert log.count("mqtt: connected") == 1 and "connection lost" not in log, log[-3000:]
+        _assert_daemon_kept_its_connection(forcing_broker, tmp_path)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
