@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from edge.core.records import Check
+from edge.kit.units import amount
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,10 @@ def read_health(data_dir: str | os.PathLike, interval_s: float = 300.0, stall_s:
     if not isinstance(data, dict):
         return None
     alive = _pid_alive(data.get("pid")) and data.get("state") not in ("stopped",)
-    updated = _number(data.get("updated"), True)
+    updated = _positive(data.get("updated"))
     age = time.time() - updated if updated is not None else None
-    max_age = 3 * (_number(data.get("health_interval_s"), True) or interval_s) + (
-        _number(data.get("stall_seconds"), True) or stall_s
+    max_age = 3 * (_positive(data.get("health_interval_s")) or interval_s) + (
+        _positive(data.get("stall_seconds")) or stall_s
     )
     fresh = age is not None and age <= max_age
     data["running"] = alive and fresh
@@ -106,16 +107,10 @@ def _finite(text: str) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _number(v, positive: bool = False) -> float | None:
-    """A finite number from the health file (written by any version, or damaged), else None."""
-    if (
-        isinstance(v, bool)
-        or not isinstance(v, (int, float))
-        or not math.isfinite(v)
-        or (positive and v <= 0)
-    ):
-        return None
-    return float(v)
+def _positive(v) -> float | None:
+    """A finite number > 0 from the health file (written by any version, or damaged: NaN, a huge
+    int, a string...), else None."""
+    return amount(v) or None
 
 
 def check_daemon(data_dir: str | os.PathLike) -> Check:
@@ -123,7 +118,7 @@ def check_daemon(data_dir: str | os.PathLike) -> Check:
     h = read_health(data_dir)
     if h and h.get("running"):
         store = h.get("store")
-        held = _number(store.get("pending_in_memory"), True) if isinstance(store, dict) else None
+        held = _positive(store.get("pending_in_memory")) if isinstance(store, dict) else None
         if held:
             return Check(
                 "daemon",
