@@ -54,15 +54,22 @@ DEPLOYMENT_COLUMNS = ["deployment_id", "device_id", "latitude", "longitude", "el
 FORMATS = ("csv", "parquet", "geojson")  # 'all': the Darwin Core Archive ("dwc") is asked for by name
 
 
+def as_bools(row: dict) -> dict:
+    """``row`` with its flags (:data:`BOOL_COLUMNS`; SQL stores 0/1) as true/false, in place;
+    an unknown one (None) stays None. The export, the API and the Darwin Core Archive use it."""
+    for c in BOOL_COLUMNS & row.keys():
+        if row[c] is not None:
+            row[c] = bool(row[c])
+    return row
+
+
 def _rows(storage: Storage, embeddings: bool, spectrograms: bool, places: DeploymentIndex):
     for row in storage.iter_detections(with_embedding=embeddings, with_spectrogram=spectrograms):
         out = {c: row.get(c) for c in COLUMNS}
         dep = places.find(row)
         out["deployment_id"] = dep["deployment_id"] if dep else None
         out["site"] = dep.get("site") if dep else None
-        for c in BOOL_COLUMNS:
-            if out[c] is not None:
-                out[c] = bool(out[c])
+        as_bools(out)
         if embeddings:
             out["embedding"] = row["embedding"]
         if spectrograms:

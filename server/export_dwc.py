@@ -35,7 +35,7 @@ from xml.etree import ElementTree as ET
 from edge.kit.version import __version__
 
 from .dialects import cluster_label, given_names
-from .export import BOOL_COLUMNS
+from .export import as_bools
 from .places import DeploymentIndex, iso
 from .storage import Storage
 
@@ -140,10 +140,7 @@ def _dynamic(row: dict, dep: dict | None, names: dict) -> dict:
         props["cluster_probability"] = _finite(row.get("cluster_probability"))
         props["cluster_fitted"] = row.get("cluster_fitted")
     props["has_clip"] = bool(row.get("has_clip"))
-    for k in BOOL_COLUMNS & props.keys():  # true/false as in the export (SQL stores 0/1); unknown stays null
-        if props[k] is not None:
-            props[k] = bool(props[k])
-    return props
+    return as_bools(props)  # true/false as in the export
 
 
 def occurrence(row: dict, dep: dict | None, names: dict, media_base: str) -> list[str]:

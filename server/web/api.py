@@ -13,7 +13,7 @@ from edge.contract import ID_RE
 from ..clustering import ClusterError, novelty_report
 from ..dialects import cluster_table, find_run
 from ..errors import BadRequest
-from ..export import BOOL_COLUMNS
+from ..export import as_bools
 from ..places import geojson, iso
 from .context import web
 from .forms import BY_MAX, LABEL_MAX
@@ -99,9 +99,7 @@ def api_detections():
         if why:
             r["extra_error"] = why
         r["start_time_iso"] = iso(r["start_time"])
-        for k in BOOL_COLUMNS:  # true/false as in the export (SQL stores 0/1); unknown stays null
-            if r.get(k) is not None:
-                r[k] = bool(r[k])
+        as_bools(r)  # true/false as in the export
     return jsonify(rows)
 
 
