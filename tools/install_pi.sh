@@ -94,12 +94,16 @@ yh_as_service() {
 
 doctor() { yh_as_service "$PREFIX" doctor --config "$ETC/edge.toml"; }
 
-# the database file of the config, as the service sees it, by the release in directory $1
-db_file() {
+# a value of the config ($2: a Python expression of the loaded config c), as the service sees it,
+# by the release in directory $1
+config_value() {
     sudo -u "$USER_NAME" YH_DEVICE__DATA_DIR="$DATA_DIR" "$1/venv/bin/python" -c \
-        'import sys; from edge.app.config import load_config; print(load_config(sys.argv[1]).db_path)' \
+        "import sys; from edge.app.config import load_config; c = load_config(sys.argv[1]); print($2)" \
         "$ETC/edge.toml"
 }
+
+# the database file of the config, by the release in directory $1
+db_file() { config_value "$1" c.db_path; }
 
 # does the release in directory $1 accept the config and the database (if there is one)? if not,
 # print why; nothing is written (the database is opened read-only)
@@ -114,11 +118,7 @@ release_accepts() {
 }
 
 # store.min_free_mb of the config, by the release in directory $1
-min_free_mb() {
-    sudo -u "$USER_NAME" YH_DEVICE__DATA_DIR="$DATA_DIR" "$1/venv/bin/python" -c \
-        'import sys; from edge.app.config import load_config; print(int(load_config(sys.argv[1]).store.min_free_mb))' \
-        "$ETC/edge.toml"
-}
+min_free_mb() { config_value "$1" 'int(c.store.min_free_mb)'; }
 
 # the copy of database $1 made when release $2 stopped being current (what --rollback to $2 restores)
 backup_of() { printf '%s.backup-%s' "$1" "$2"; }
