@@ -32,6 +32,15 @@ QUALITY_COLUMNS = ["truncated", "overlap", "refined", "duration_s", "score", "sn
 
 RAW_KEEP = 2048
 
+#: ids per ``IN (...)`` list: well under SQLite's 999 bound parameters (older builds)
+IN_LIST_MAX = 500
+
+
+def in_parts(items: list, size: int = IN_LIST_MAX) -> Iterator[list]:
+    """``items`` in slices of at most ``size``, for ``IN (...)`` lists of bound parameters."""
+    for c in range(0, len(items), size):
+        yield items[c : c + size]
+
 
 class UnstorableValueError(BadRequest, StorageError):
     """A value the database cannot take or look up, through no fault of the database (on

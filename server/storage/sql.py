@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from server.storage import DETECTION_COLUMNS, RAW_KEEP
+from server.storage import DETECTION_COLUMNS, RAW_KEEP, in_parts
 from server.storage.sql_clips import ClipsSql
 from server.storage.sql_devices import DevicesSql
 from server.storage.sql_labels import LabelsSql
@@ -111,8 +111,7 @@ class SqlStorage(DevicesSql, ClipsSql, LabelsSql):
         """Within a transaction: the device each of these detection ids already belongs to
         (ids not stored yet are left out)."""
         owners: dict[str, str] = {}
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
+        for part in in_parts(ids):
             marks = ",".join("?" * len(part))
             owners.update(
                 self.db.execute(
@@ -200,8 +199,7 @@ class SqlStorage(DevicesSql, ClipsSql, LabelsSql):
     def stored_ids(self, ids: Iterable[str]) -> set[str]:
         """Which of these detection ids the server holds a detection of (only the ids are read)."""
         ids, out = list(dict.fromkeys(ids)), set()
-        for c in range(0, len(ids), 500):
-            part = ids[c : c + 500]
+        for part in in_parts(ids):
             out |= {r["id"] for r in self._rows(
                 f"SELECT id FROM detections WHERE id IN ({','.join('?' * len(part))})", part)}  # fmt: skip
         return out

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from server.errors import StorageError
+from server.storage import in_parts
 
 #: origin of the quarantine rows of clip pieces or clips found wrong after they were stored
 STORED_ORIGIN = "stored clip"
@@ -80,8 +81,7 @@ class ClipsSql:
         detection and its clip is stored last finds the other)."""
         out: dict = {"completed": [], "bad": [], "known": 0}
         ids, pending = sorted(set(detection_ids)), []
-        for c in range(0, len(ids), 500):  # a read first: most batches have no pending pieces
-            part = ids[c : c + 500]
+        for part in in_parts(ids):  # a read first: most batches have no pending pieces
             pending += [r["detection_id"] for r in self._rows(
                 f"SELECT DISTINCT detection_id FROM clip_pieces WHERE detection_id IN ({','.join('?' * len(part))})",
                 part)]  # fmt: skip
@@ -131,8 +131,7 @@ class ClipsSql:
     def _clip_devices(self, ids: list[str]) -> dict[str, str]:
         """Within a transaction: the device of each clip held of these detections."""
         out: dict[str, str] = {}
-        for c in range(0, len(ids), 500):
-            part = ids[c : c + 500]
+        for part in in_parts(ids):
             out.update(self.db.execute(
                 f"SELECT detection_id, device_id FROM clips WHERE detection_id IN ({','.join('?' * len(part))})",
                 part).fetchall())  # fmt: skip
@@ -180,7 +179,7 @@ class ClipsSql:
             ).fetchone()
             gone = sum(self.db.execute(
                 f"DELETE FROM clip_pieces AS p WHERE p.detection_id = ? AND p.seq IN ({','.join('?' * len(part))}) "
-                f"AND {where}", [i, *part, *args]).rowcount for part in _parts(seqs))  # fmt: skip
+                f"AND {where}", [i, *part, *args]).rowcount for part in in_parts(seqs))  # fmt: skip
             if gone != len(seqs):
                 raise StorageError(f"the pieces of the clip of {i} from device {dev} changed while they were "
                                    f"deleted ({gone} of {len(seqs)}); tried again later")  # fmt: skip
@@ -244,8 +243,7 @@ class ClipsSql:
         a clip another device sent before clips were checked does not count, so the detection's
         device is asked for its own)."""
         ids, out = list(detection_ids), set()
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
+        for part in in_parts(ids):
             out |= {r["detection_id"] for r in self._rows(
                 "SELECT c.detection_id FROM clips c LEFT JOIN detections d ON d.id = c.detection_id WHERE "
                 f"c.detection_id IN ({','.join('?' * len(part))}) AND (d.device_id IS NULL OR "
@@ -297,13 +295,8 @@ class ClipsSql:
     def mark_clip_requests_sent(self, detection_ids: Iterable[str]) -> None:
         ids, now = list(detection_ids), time.time()
         with self._tx():
-            for i in range(0, len(ids), 500):
-                part = ids[i : i + 500]
+            for part in in_parts(ids):
                 self.db.execute(
                     f"UPDATE clip_requests SET sent_at = ? WHERE detection_id IN ({','.join('?' * len(part))})",
                     [now, *part],
                 )
-
-
-def _parts(items: list, size: int = 500) -> list[list]:
-    return [items[c : c + size] for c in range(0, len(items), size)]

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from server.errors import StorageError
+from server.storage import in_parts
 
 
 class LabelsSql:
@@ -91,8 +92,7 @@ class LabelsSql:
         ids = list(detection_ids)
         with self._tx():
             n = 0
-            for i in range(0, len(ids), 500):
-                part = ids[i : i + 500]
+            for part in in_parts(ids):
                 n += self.db.execute(
                     f"DELETE FROM labels WHERE detection_id IN ({','.join('?' * len(part))})", part
                 ).rowcount
@@ -108,8 +108,7 @@ class LabelsSql:
         if detection_ids is None:
             return self._rows(sql + " ORDER BY labeled_at")
         ids, out = list(detection_ids), []
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
+        for part in in_parts(ids):
             out += self._rows(sql + f" WHERE detection_id IN ({','.join('?' * len(part))})", part)
         return out
 
